@@ -1,0 +1,181 @@
+//! Elections: randomized timeouts, pre-vote, votes that wait for durability
+//! (Raft §5.2, §5.4.1; thesis §9.6).
+
+use ordo_net::{Message, VoteRequest, VoteResponse};
+use ordo_storage::NodeId;
+
+use super::io::{Command, ReadPurpose, Role};
+use super::raft::Raft;
+
+impl Raft {
+    /// Starts an election: a pre-vote round first if `pre_vote`, otherwise a
+    /// real one in the next term. `transfer` marks a leadership transfer,
+    /// which voters grant despite their lease.
+    pub(super) fn campaign(&mut self, pre_vote: bool, transfer: bool) {
+        self.reset_election_deadline();
+        if self.log.tail().is_none() {
+            // A leader must stamp its first entry with the next id and a
+            // timestamp after the last one; learn them before campaigning.
+            if !self.tail_read_pending {
+                self.tail_read_pending = true;
+                self.commands.push(Command::ReadLog {
+                    purpose: ReadPurpose::Tail,
+                    from: self.log.last_index(),
+                    bytes_max: 1,
+                });
+            }
+            return;
+        }
+        if self.restoring.is_some() {
+            return;
+        }
+        self.votes.clear();
+        self.leader = 0;
+        let last = self.log.last();
+        if pre_vote {
+            tracing::debug!(id = self.id, term = self.term, "pre-vote campaign");
+            self.role = Role::PreCandidate;
+            self.votes.insert(self.id, true);
+            self.emit_role();
+            let request = VoteRequest {
+                term: self.term + 1,
+                last,
+                pre_vote: true,
+                transfer,
+            };
+            self.broadcast_vote(request);
+            self.tally_votes();
+        } else {
+            self.term += 1;
+            self.vote = self.id;
+            tracing::debug!(id = self.id, term = self.term, "vote campaign");
+            self.role = Role::Candidate;
+            self.emit_role();
+            self.pending_vote_response = None;
+            // The self-vote counts once durable; request it now.
+            self.persist_hard_state_now();
+            let request = VoteRequest {
+                term: self.term,
+                last,
+                pre_vote: false,
+                transfer,
+            };
+            self.broadcast_vote(request);
+            self.tally_votes();
+        }
+    }
+
+    fn broadcast_vote(&mut self, request: VoteRequest) {
+        let peers: Vec<NodeId> = self.followers().collect();
+        for peer in peers {
+            self.send(peer, Message::Vote(request.clone()));
+        }
+    }
+
+    /// Counts votes; wins or loses the election when a quorum decides.
+    pub(super) fn tally_votes(&mut self) {
+        let mut granted = self.votes.values().filter(|&&g| g).count();
+        let rejected = self.votes.values().filter(|&&g| !g).count();
+        if self.role == Role::Candidate
+            && self.durable_hard_state.term == self.term
+            && self.durable_hard_state.vote == self.id
+        {
+            granted += 1;
+        }
+        let quorum = self.quorum();
+        match self.role {
+            Role::PreCandidate if granted >= quorum => self.campaign(false, false),
+            Role::Candidate if granted >= quorum => self.become_leader(),
+            Role::PreCandidate | Role::Candidate if rejected >= quorum => {
+                let term = self.term;
+                self.become_follower(term, 0);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn handle_vote_request(&mut self, from: NodeId, request: VoteRequest) {
+        // Raft §5.2: one vote per term, first come; thesis §9.6: a pre-vote
+        // is granted to a higher term without changing anything.
+        let can_vote = self.vote == from
+            || (self.vote == 0 && self.leader == 0)
+            || (request.pre_vote && request.term > self.term);
+        let up_to_date = self.log.is_up_to_date(request.last);
+        if can_vote && up_to_date {
+            if request.pre_vote {
+                let response = VoteResponse {
+                    term: request.term,
+                    granted: true,
+                    pre_vote: true,
+                };
+                self.send(from, Message::VoteResponse(response));
+            } else {
+                self.vote = from;
+                self.reset_election_deadline();
+                self.persist_hard_state_now();
+                let response = VoteResponse {
+                    term: self.term,
+                    granted: true,
+                    pre_vote: false,
+                };
+                if self.durable_hard_state.term == self.term && self.durable_hard_state.vote == from {
+                    self.send(from, Message::VoteResponse(response));
+                } else {
+                    // Sent once the vote is durable (Figure 2).
+                    self.pending_vote_response = Some((from, response));
+                }
+            }
+        } else {
+            let response = VoteResponse {
+                term: self.term,
+                granted: false,
+                pre_vote: request.pre_vote,
+            };
+            self.send(from, Message::VoteResponse(response));
+        }
+    }
+
+    pub(super) fn handle_vote_response(&mut self, from: NodeId, response: VoteResponse) {
+        let expected = match self.role {
+            Role::PreCandidate => response.pre_vote,
+            Role::Candidate => !response.pre_vote && response.term == self.term,
+            _ => false,
+        };
+        if !expected {
+            return;
+        }
+        if response.pre_vote && !response.granted && response.term > self.term {
+            self.become_follower(response.term, 0);
+            return;
+        }
+        self.votes.entry(from).or_insert(response.granted);
+        self.tally_votes();
+    }
+
+    /// Hands leadership to `to` (thesis §3.10): stop taking proposals, bring
+    /// `to` up to date, then tell it to campaign at once.
+    pub(super) fn transfer_leadership(&mut self, to: NodeId) {
+        if self.role != Role::Leader || to == self.id || !self.voters.contains(&to) {
+            return;
+        }
+        let deadline = self.now.mono_us + self.config.election_timeout_ms_min * 1_000;
+        self.transfer = Some((to, deadline));
+        self.maybe_send_timeout_now(to);
+    }
+
+    pub(super) fn maybe_send_timeout_now(&mut self, to: NodeId) {
+        if self.transfer.map(|(target, _)| target) != Some(to) {
+            return;
+        }
+        let caught_up = self
+            .progress
+            .get(&to)
+            .is_some_and(|p| p.match_index == self.log.last_index());
+        if caught_up {
+            let term = self.term;
+            self.send(to, Message::TimeoutNow(ordo_net::TimeoutNow { term }));
+        } else {
+            self.send_append(to);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! What the leader knows of each follower (etcd raft's `tracker.Progress`).
+
+use std::collections::VecDeque;
+
+use ordo_storage::Index;
+
+/// How the leader currently replicates to a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicationState {
+    /// The leader does not know where the follower's log matches. One
+    /// AppendEntries at a time until a success.
+    Probe,
+    /// The follower's log matches; AppendEntries stream optimistically,
+    /// bounded by the inflight window.
+    Replicate,
+    /// The follower needs entries the leader compacted; a snapshot is being
+    /// sent.
+    Snapshot {
+        /// The index the snapshot covers.
+        index: Index,
+    },
+}
+
+/// The leader's view of one follower.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// How it is replicated to.
+    pub state: ReplicationState,
+    /// Highest index known to match the leader's log and to be durable on
+    /// the follower. Invariant: `match_index < next_index`.
+    pub match_index: Index,
+    /// The next index to send.
+    pub next_index: Index,
+    /// In `Probe`: a probe is outstanding; wait for its answer (or the next
+    /// heartbeat answer) before sending another.
+    pub probe_sent: bool,
+    /// In `Replicate`: `(last index, batch bytes)` of each message sent and
+    /// not yet acknowledged, oldest first.
+    /// Invariant: last indexes strictly increase and are `< next_index`.
+    inflight: VecDeque<(Index, usize)>,
+    inflight_bytes: usize,
+    /// Heard from since the last check-quorum round.
+    pub recent_active: bool,
+    /// Highest read round the follower echoed.
+    pub read_round: u64,
+    /// A log read for this follower is outstanding.
+    pub log_read_pending: bool,
+    /// When `match_index` last advanced or the state last changed, for
+    /// detecting a stalled pipeline.
+    pub last_progress_us: u64,
+}
+
+impl Progress {
+    /// A follower the leader knows nothing about: probe from `next_index`.
+    pub fn new(next_index: Index, now_us: u64) -> Self {
+        Self {
+            state: ReplicationState::Probe,
+            match_index: 0,
+            next_index,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            recent_active: true,
+            read_round: 0,
+            log_read_pending: false,
+            last_progress_us: now_us,
+        }
+    }
+
+    /// Checks the invariants written on the fields.
+    pub fn check(&self) {
+        assert!(self.match_index < self.next_index, "{self:?}");
+        let mut previous = self.match_index;
+        for &(last, _) in &self.inflight {
+            assert!(last > previous && last < self.next_index, "{self:?}");
+            previous = last;
+        }
+    }
+
+    fn reset(&mut self, state: ReplicationState, now_us: u64) {
+        self.state = state;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+        self.last_progress_us = now_us;
+    }
+
+    /// Back to probing from just after the match.
+    pub fn become_probe(&mut self, now_us: u64) {
+        let next = match self.state {
+            ReplicationState::Snapshot { index } => (self.match_index + 1).max(index + 1),
+            _ => self.match_index + 1,
+        };
+        self.reset(ReplicationState::Probe, now_us);
+        self.next_index = next;
+    }
+
+    /// Stream from just after the match.
+    pub fn become_replicate(&mut self, now_us: u64) {
+        self.reset(ReplicationState::Replicate, now_us);
+        self.next_index = self.match_index + 1;
+    }
+
+    /// A snapshot covering `index` is on its way.
+    pub fn become_snapshot(&mut self, index: Index, now_us: u64) {
+        self.reset(ReplicationState::Snapshot { index }, now_us);
+    }
+
+    /// The follower acknowledged `index`. Returns whether the match advanced.
+    pub fn maybe_update(&mut self, index: Index, now_us: u64) -> bool {
+        let advanced = index > self.match_index;
+        if advanced {
+            self.match_index = index;
+            self.probe_sent = false;
+            self.last_progress_us = now_us;
+            while self.inflight.front().is_some_and(|&(last, _)| last <= index) {
+                let (_, bytes) = self.inflight.pop_front().expect("checked");
+                self.inflight_bytes -= bytes;
+            }
+        }
+        self.next_index = self.next_index.max(index + 1);
+        advanced
+    }
+
+    /// The follower rejected an append at `rejected`; retry from
+    /// `next_index` (computed from its hint). Returns false for a stale
+    /// rejection, which changes nothing.
+    pub fn maybe_decrease_to(&mut self, rejected: Index, next_index: Index, now_us: u64) -> bool {
+        match self.state {
+            ReplicationState::Replicate => {
+                if rejected <= self.match_index {
+                    return false;
+                }
+                self.become_probe(now_us);
+                self.next_index = next_index.max(self.match_index + 1);
+                true
+            }
+            ReplicationState::Probe => {
+                if rejected != self.next_index - 1 {
+                    return false;
+                }
+                self.next_index = next_index.clamp(self.match_index + 1, rejected.max(self.match_index + 1));
+                self.probe_sent = false;
+                true
+            }
+            ReplicationState::Snapshot { .. } => false,
+        }
+    }
+
+    /// Whether the leader may send entries now.
+    pub fn can_send(&self, inflight_messages_max: usize, inflight_bytes_max: usize) -> bool {
+        match self.state {
+            ReplicationState::Probe => !self.probe_sent,
+            ReplicationState::Replicate => {
+                self.inflight.len() < inflight_messages_max && self.inflight_bytes < inflight_bytes_max
+            }
+            ReplicationState::Snapshot { .. } => false,
+        }
+    }
+
+    /// Room left in the byte window.
+    pub fn inflight_bytes_room(&self, inflight_bytes_max: usize) -> usize {
+        inflight_bytes_max.saturating_sub(self.inflight_bytes)
+    }
+
+    /// Records an AppendEntries carrying entries up to `last` (`bytes` of
+    /// batches).
+    pub fn sent(&mut self, last: Index, bytes: usize) {
+        match self.state {
+            ReplicationState::Replicate => {
+                if last >= self.next_index {
+                    self.inflight.push_back((last, bytes));
+                    self.inflight_bytes += bytes;
+                    self.next_index = last + 1;
+                }
+            }
+            ReplicationState::Probe => self.probe_sent = true,
+            ReplicationState::Snapshot { .. } => {}
+        }
+    }
+
+    /// Messages in flight.
+    pub fn inflight_messages(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Bytes in flight.
+    pub fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counts_messages_and_bytes() {
+        let mut progress = Progress::new(1, 0);
+        progress.maybe_update(0, 0);
+        progress.become_replicate(0);
+        for last in 1..=3 {
+            assert!(progress.can_send(3, 1_000));
+            progress.sent(last * 10, 100);
+        }
+        assert!(!progress.can_send(3, 1_000));
+        assert_eq!(progress.next_index, 31);
+        assert!(progress.maybe_update(20, 1));
+        assert_eq!(progress.inflight_messages(), 1);
+        assert!(progress.can_send(3, 1_000));
+        assert!(!progress.can_send(3, 100));
+        progress.check();
+    }
+
+    #[test]
+    fn stale_rejections_are_ignored() {
+        let mut progress = Progress::new(11, 0);
+        progress.maybe_update(10, 0);
+        progress.become_replicate(0);
+        progress.sent(15, 10);
+        assert!(!progress.maybe_decrease_to(9, 5, 0));
+        assert!(progress.maybe_decrease_to(12, 12, 0));
+        assert_eq!(progress.state, ReplicationState::Probe);
+        assert_eq!(progress.next_index, 12);
+        assert!(!progress.maybe_decrease_to(15, 3, 0), "not the outstanding probe");
+        assert!(progress.maybe_decrease_to(11, 3, 0));
+        assert_eq!(progress.next_index, 11, "never below match + 1");
+    }
+}

@@ -1,0 +1,378 @@
+//! Proposals: batching at the leader, forwarding from followers, answers
+//! that are never lost, and deduplication by client session (thesis §6.3).
+
+use bytes::Bytes;
+use ordo_net::{
+    Committed, ForwardRequest, ForwardResults, ForwardedProposal, Message, ProposeError, ProposeResult,
+};
+use ordo_storage::{Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, NodeId, Seq};
+
+use super::io::{Command, Proposal, Role};
+use super::raft::Raft;
+use super::sessions::SessionLookup;
+
+/// Who waits for a proposal's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client of this node, by the runtime's request id.
+    Local(u64),
+    /// A proposal another node forwarded, by that node's request id.
+    Remote(NodeId, u64),
+}
+
+/// A proposal waiting in a node's queue.
+#[derive(Clone, Debug)]
+pub struct QueuedProposal {
+    pub(super) origin: Origin,
+    pub(super) client_id: ClientId,
+    pub(super) seq: Seq,
+    pub(super) payload: Bytes,
+    pub(super) queued_at_us: u64,
+}
+
+impl Raft {
+    pub(super) fn propose(&mut self, proposal: Proposal) {
+        let origin = Origin::Local(proposal.request_id);
+        if proposal.payload.len() > self.config.proposal_bytes_max {
+            let error = ProposeError::TooLarge {
+                bytes: proposal.payload.len() as u64,
+                max: self.config.proposal_bytes_max as u64,
+            };
+            self.answer(origin, Err(error));
+            return;
+        }
+        if self.role != Role::Leader && proposal.redirect {
+            let leader = self.leader;
+            self.answer(origin, Err(ProposeError::NotLeader { leader }));
+            return;
+        }
+        self.enqueue(QueuedProposal {
+            origin,
+            client_id: proposal.client_id,
+            seq: proposal.seq,
+            payload: proposal.payload,
+            queued_at_us: self.now.mono_us,
+        });
+    }
+
+    fn enqueue(&mut self, proposal: QueuedProposal) {
+        let full = self.queue.len() >= self.config.proposal_queue_max
+            || (self.role != Role::Leader
+                && self.queue.len() + self.forwarded.len() >= self.config.forward_inflight_max);
+        if full || self.transfer.is_some() {
+            let leader = self.leader;
+            self.answer(proposal.origin, Err(ProposeError::Busy { leader }));
+            return;
+        }
+        self.queue.push_back(proposal);
+    }
+
+    /// Answers one proposal: locally, or to the node that forwarded it.
+    pub(super) fn answer(&mut self, origin: Origin, result: ProposeResult) {
+        match origin {
+            Origin::Local(request_id) => self.commands.push(Command::Respond { request_id, result }),
+            Origin::Remote(node, request_id) => {
+                self.forward_results.entry(node).or_default().push((request_id, result));
+            }
+        }
+    }
+
+    /// The leader takes proposals once its no-op is applied: then the
+    /// session table covers every entry before its term, and
+    /// `pending_sessions` every entry in it, so deduplication is exact.
+    pub(super) fn leader_ready(&self) -> bool {
+        self.role == Role::Leader && self.log.applied() >= self.term_start_index && self.transfer.is_none()
+    }
+
+    /// Turns the proposals queued during a turn into batches bounded by
+    /// `batch_entries_max` and `batch_bytes_max`, appends them and sends them.
+    pub(super) fn flush_proposals(&mut self) {
+        if !self.leader_ready() || self.queue.is_empty() {
+            return;
+        }
+        let mut batches = Vec::new();
+        while !self.queue.is_empty() && self.uncommitted_bytes < self.config.uncommitted_bytes_max {
+            if let Some(batch) = self.build_batch() {
+                self.track_own(batch.clone());
+                batches.push(batch);
+            }
+        }
+        if batches.is_empty() {
+            return;
+        }
+        self.commands.push(Command::Append { batches });
+        self.commands.push(Command::Sync);
+        self.broadcast_append();
+        self.maybe_commit();
+    }
+
+    /// Takes one batch worth of proposals off the queue, answering
+    /// duplicates from the session table instead of appending them again.
+    fn build_batch(&mut self) -> Option<Batch> {
+        let first_index = self.log.last_index() + 1;
+        let (next_id, last_ts) = self.log.tail().expect("a leader knows its tail");
+        let mut taken: Vec<QueuedProposal> = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(front) = self.queue.front() {
+            let full = taken.len() as u32 == self.config.batch_entries_max
+                || (!taken.is_empty() && bytes + front.payload.len() > self.config.batch_bytes_max);
+            if full {
+                break;
+            }
+            let proposal = self.queue.pop_front().expect("checked");
+            if proposal.client_id != 0 {
+                let key = (proposal.client_id, proposal.seq);
+                match self.sessions.lookup(proposal.client_id, proposal.seq) {
+                    SessionLookup::Committed(committed) => {
+                        self.answer(proposal.origin, Ok(committed));
+                        continue;
+                    }
+                    SessionLookup::Expired => {
+                        let error = ProposeError::SessionExpired {
+                            client_id: proposal.client_id,
+                            seq: proposal.seq,
+                        };
+                        self.answer(proposal.origin, Err(error));
+                        continue;
+                    }
+                    SessionLookup::New => {}
+                }
+                if let Some(&index) = self.pending_sessions.get(&key) {
+                    self.extra_waiters.entry(index).or_default().push(proposal.origin);
+                    continue;
+                }
+                self.pending_sessions.insert(key, first_index + taken.len() as u64);
+            }
+            bytes += proposal.payload.len();
+            taken.push(proposal);
+        }
+        if taken.is_empty() {
+            return None;
+        }
+        let entries = taken
+            .iter()
+            .map(|p| EntryOut {
+                client_id: p.client_id,
+                seq: p.seq,
+                payload: &p.payload,
+            })
+            .collect();
+        let batch = Batch::encode(
+            BatchMeta {
+                kind: BatchKind::Entries,
+                term: self.term,
+                first_index,
+                first_id: next_id,
+                first_ts: self.now.wall_us.max(last_ts + 1),
+            },
+            entries,
+        );
+        for (offset, proposal) in taken.iter().enumerate() {
+            self.pending.push_back((first_index + offset as u64, proposal.origin));
+        }
+        Some(batch)
+    }
+
+    /// A committed entry: answer whoever waits for it.
+    pub(super) fn resolve_pending(&mut self, entry: &EntryView<'_>) {
+        while let Some(&(index, origin)) = self.pending.front() {
+            if index > entry.index {
+                break;
+            }
+            self.pending.pop_front();
+            assert_eq!(index, entry.index, "pending entry {index} skipped by apply");
+            let committed = Committed {
+                id: entry.id,
+                index: entry.index,
+                term: entry.term,
+                ts: entry.ts,
+            };
+            self.answer(origin, Ok(committed));
+            if let Some(waiters) = self.extra_waiters.remove(&index) {
+                for waiter in waiters {
+                    self.answer(waiter, Ok(committed));
+                }
+            }
+            if entry.client_id != 0 {
+                self.pending_sessions.remove(&(entry.client_id, entry.seq));
+            }
+        }
+    }
+
+    /// A leader stepping down answers everything it holds: entries in its
+    /// log may still commit (outcome unknown); queued proposals from other
+    /// nodes were never appended (not leader); its own clients' queued
+    /// proposals stay queued and go to the next leader.
+    pub(super) fn step_down_leader_state(&mut self) {
+        let leader = self.leader;
+        while let Some((index, origin)) = self.pending.pop_front() {
+            self.answer(origin, Err(ProposeError::Unknown { leader }));
+            for waiter in self.extra_waiters.remove(&index).unwrap_or_default() {
+                self.answer(waiter, Err(ProposeError::Unknown { leader }));
+            }
+        }
+        let mut extra: Vec<_> = self.extra_waiters.drain().collect();
+        extra.sort_unstable_by_key(|(index, _)| *index);
+        for (_, waiters) in extra {
+            for waiter in waiters {
+                self.answer(waiter, Err(ProposeError::Unknown { leader }));
+            }
+        }
+        self.pending_sessions.clear();
+        self.uncommitted.clear();
+        self.uncommitted_bytes = 0;
+        let queue = std::mem::take(&mut self.queue);
+        for proposal in queue {
+            match proposal.origin {
+                Origin::Local(_) => self.queue.push_back(proposal),
+                Origin::Remote(..) => self.answer(proposal.origin, Err(ProposeError::NotLeader { leader })),
+            }
+        }
+        self.send_forward_results();
+        self.fail_leader_reads();
+        self.progress.clear();
+        self.transfer = None;
+        self.term_start_index = 0;
+        self.commit_advanced = false;
+    }
+
+    /// Sends the answers gathered for forwarded proposals, one message per
+    /// node.
+    pub(super) fn send_forward_results(&mut self) {
+        let results = std::mem::take(&mut self.forward_results);
+        for (node, results) in results {
+            let message = Message::ForwardResults(ForwardResults {
+                term: self.term,
+                results,
+            });
+            self.send(node, message);
+        }
+    }
+
+    /// A follower forwards its queued proposals to the leader, bounded by
+    /// `forward_inflight_max` outstanding and `append_bytes_max` per message.
+    /// Without a leader they wait, up to an election timeout.
+    pub(super) fn flush_forwards(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        if self.role != Role::Follower || self.leader == 0 {
+            let limit = self.config.election_timeout_ms_max * 1_000;
+            while self
+                .queue
+                .front()
+                .is_some_and(|p| self.now.mono_us >= p.queued_at_us + limit)
+            {
+                let proposal = self.queue.pop_front().expect("checked");
+                self.answer(proposal.origin, Err(ProposeError::NotLeader { leader: 0 }));
+            }
+            return;
+        }
+        let leader = self.leader;
+        let now = self.now.mono_us;
+        let mut proposals = Vec::new();
+        let mut bytes = 0;
+        while self.forwarded.len() < self.config.forward_inflight_max {
+            let Some(proposal) = self.queue.pop_front() else { break };
+            let Origin::Local(request_id) = proposal.origin else {
+                unreachable!("a follower queues only its own clients' proposals")
+            };
+            bytes += proposal.payload.len();
+            self.forwarded.insert(request_id, now);
+            proposals.push(ForwardedProposal {
+                request_id,
+                client_id: proposal.client_id,
+                seq: proposal.seq,
+                payload: proposal.payload,
+            });
+            if bytes >= self.config.append_bytes_max {
+                let message = Message::Forward(ForwardRequest {
+                    term: self.term,
+                    proposals: std::mem::take(&mut proposals),
+                });
+                self.send(leader, message);
+                bytes = 0;
+            }
+        }
+        if !proposals.is_empty() {
+            let message = Message::Forward(ForwardRequest {
+                term: self.term,
+                proposals,
+            });
+            self.send(leader, message);
+        }
+    }
+
+    pub(super) fn handle_forward(&mut self, from: NodeId, request: ForwardRequest) {
+        if self.role != Role::Leader {
+            let leader = self.leader;
+            let results = request
+                .proposals
+                .iter()
+                .map(|p| (p.request_id, Err(ProposeError::NotLeader { leader })))
+                .collect();
+            let message = Message::ForwardResults(ForwardResults {
+                term: self.term,
+                results,
+            });
+            self.send(from, message);
+            return;
+        }
+        for proposal in request.proposals {
+            let origin = Origin::Remote(from, proposal.request_id);
+            if proposal.payload.len() > self.config.proposal_bytes_max {
+                let error = ProposeError::TooLarge {
+                    bytes: proposal.payload.len() as u64,
+                    max: self.config.proposal_bytes_max as u64,
+                };
+                self.answer(origin, Err(error));
+                continue;
+            }
+            self.enqueue(QueuedProposal {
+                origin,
+                client_id: proposal.client_id,
+                seq: proposal.seq,
+                payload: proposal.payload,
+                queued_at_us: self.now.mono_us,
+            });
+        }
+    }
+
+    pub(super) fn handle_forward_results(&mut self, results: ForwardResults) {
+        for (request_id, result) in results.results {
+            if self.forwarded.remove(&request_id).is_some() {
+                self.commands.push(Command::Respond { request_id, result });
+            }
+        }
+    }
+
+    /// The leader this node forwarded to is gone: what it forwarded may or
+    /// may not commit.
+    pub(super) fn fail_forwarded(&mut self) {
+        let leader = self.leader;
+        let forwarded = std::mem::take(&mut self.forwarded);
+        for request_id in forwarded.into_keys() {
+            let result = Err(ProposeError::Unknown { leader });
+            self.commands.push(Command::Respond { request_id, result });
+        }
+    }
+
+    /// Forwarded proposals (and reads) that got no answer in time (a lost
+    /// message) fail with an unknown outcome rather than waiting forever.
+    pub(super) fn expire_forwarded(&mut self) {
+        let deadline = self.now.mono_us.saturating_sub(self.forward_timeout_us());
+        let expired: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|&(_, &sent)| sent <= deadline)
+            .map(|(&id, _)| id)
+            .collect();
+        let leader = self.leader;
+        for request_id in expired {
+            self.forwarded.remove(&request_id);
+            let result = Err(ProposeError::Unknown { leader });
+            self.commands.push(Command::Respond { request_id, result });
+        }
+        self.expire_follower_reads(deadline);
+    }
+}

@@ -1,0 +1,645 @@
+//! The Raft state machine: its state, the event dispatch, timers and role
+//! changes. The protocol's parts live in sibling files as further `impl
+//! Raft` blocks: `election`, `replication`, `proposals`, `reads`, `snapshot`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use ordo_net::{Message, ProposeResult, SnapshotMeta, VoteResponse};
+use ordo_storage::{ClientId, HardState, Index, LogId, NodeId, Seq, Term};
+
+use super::config::{ConfigError, CoreConfig};
+use super::io::{Command, Event, Now, ReadPurpose, Role};
+use super::log::{RaftLog, RestoredLog};
+use super::progress::Progress;
+use super::proposals::{Origin, QueuedProposal};
+use super::reads::ReadState;
+use super::rng::Rng;
+use super::sessions::{SessionLimits, Sessions};
+
+/// What a node brings to its core at start, read from storage.
+#[derive(Clone, Debug, Default)]
+pub struct RaftState {
+    /// Term, vote and commit hint.
+    pub hard_state: HardState,
+    /// The log's bounds.
+    pub log: RestoredLog,
+    /// The latest snapshot (default when there is none).
+    pub snapshot: SnapshotMeta,
+}
+
+/// A snapshot of the core's externally visible state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+    /// The leader it knows, `0` if none.
+    pub leader: NodeId,
+    /// Commit index.
+    pub commit_index: Index,
+    /// Last log index.
+    pub last_index: Index,
+    /// Highest durable index.
+    pub durable_index: Index,
+    /// Highest index handed to the state machine.
+    pub applied_index: Index,
+}
+
+/// One voter's Raft core: a deterministic state machine. It reads no clock
+/// (the runtime passes [`Now`] with every event), draws randomness only from
+/// its seeded [`Rng`], and does no IO: it emits [`Command`]s.
+///
+/// Lives on the shard that owns its Raft group.
+pub struct Raft {
+    pub(super) id: NodeId,
+    pub(super) config: CoreConfig,
+    /// Every voter, this node included, sorted.
+    pub(super) voters: Vec<NodeId>,
+    pub(super) rng: Rng,
+    pub(super) now: Now,
+
+    pub(super) term: Term,
+    pub(super) vote: NodeId,
+    /// The hard state last reported durable.
+    pub(super) durable_hard_state: HardState,
+    /// The hard state last handed to the runtime for persisting.
+    pub(super) requested_hard_state: HardState,
+
+    pub(super) role: Role,
+    pub(super) leader: NodeId,
+    pub(super) log: RaftLog,
+    pub(super) sessions: Sessions,
+    pub(super) snapshot: SnapshotMeta,
+    pub(super) snapshot_in_progress: bool,
+    /// A follower restoring a snapshot ignores appends until it is done.
+    pub(super) restoring: Option<SnapshotMeta>,
+    pub(super) apply_read_pending: bool,
+    pub(super) tail_read_pending: bool,
+    /// `(last id, last ts)` of the last applied entry (for snapshots).
+    pub(super) applied_tail: (u64, u64),
+
+    /// Followers and candidates campaign at this time.
+    pub(super) election_deadline_us: u64,
+    /// When a follower last heard from its leader (for the vote lease).
+    pub(super) leader_contact_us: Option<u64>,
+    pub(super) heartbeat_deadline_us: u64,
+    pub(super) check_quorum_deadline_us: u64,
+
+    /// Votes received in the current election (pre-vote or vote).
+    pub(super) votes: BTreeMap<NodeId, bool>,
+    /// A granted vote, sent once the vote is durable.
+    pub(super) pending_vote_response: Option<(NodeId, VoteResponse)>,
+
+    // Leader state.
+    pub(super) progress: BTreeMap<NodeId, Progress>,
+    /// Index of this leader's no-op; proposals wait until it is applied, so
+    /// that the session table covers every earlier entry.
+    pub(super) term_start_index: Index,
+    /// Entries appended in this term and not yet answered, by index.
+    /// Invariant: strictly increasing indexes, all `> log.applied()`.
+    pub(super) pending: VecDeque<(Index, Origin)>,
+    /// Retries that arrived while the original was uncommitted.
+    pub(super) extra_waiters: HashMap<Index, Vec<Origin>>,
+    /// Sessions of `pending` entries.
+    pub(super) pending_sessions: HashMap<(ClientId, Seq), Index>,
+    /// `(last index, bytes)` of this leader's batches beyond its commit.
+    pub(super) uncommitted: VecDeque<(Index, usize)>,
+    /// Sum of the bytes in `uncommitted`; bounded by `uncommitted_bytes_max`
+    /// (proposals wait in the queue beyond it).
+    pub(super) uncommitted_bytes: usize,
+    /// The commit index advanced this turn; idle followers hear of it at
+    /// the end of the turn.
+    pub(super) commit_advanced: bool,
+    /// Answers to forwarded proposals, sent at the end of the turn.
+    pub(super) forward_results: BTreeMap<NodeId, Vec<(u64, ProposeResult)>>,
+    /// `(target, deadline)` of a leadership transfer in progress.
+    pub(super) transfer: Option<(NodeId, u64)>,
+
+    /// Proposals waiting: at a leader for room in the log; at a follower for
+    /// a leader to forward to. Invariant: `len() <= proposal_queue_max`.
+    pub(super) queue: VecDeque<QueuedProposal>,
+    /// Follower: forwarded proposals not yet answered, by request id, with
+    /// the time they were forwarded.
+    pub(super) forwarded: BTreeMap<u64, u64>,
+
+    // Follower acknowledgement state.
+    /// Highest index known to match the current leader's log.
+    pub(super) matched_leader_index: Index,
+    /// Highest match index acknowledged to the current leader.
+    pub(super) acked_index: Index,
+    /// An append was processed and must be answered.
+    pub(super) owe_ack: bool,
+
+    pub(super) reads: ReadState,
+    pub(super) commands: Vec<Command>,
+}
+
+impl Raft {
+    /// A core for voter `id` of the cluster `voters`, resuming from `state`.
+    pub fn new(
+        id: NodeId,
+        voters: &[NodeId],
+        config: CoreConfig,
+        state: RaftState,
+        seed: u64,
+        now: Now,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut voters = voters.to_vec();
+        voters.sort_unstable();
+        voters.dedup();
+        if id == 0 || !voters.contains(&id) {
+            return Err(ConfigError {
+                field: "id",
+                reason: format!("node {id} is not one of the voters {voters:?}"),
+            });
+        }
+        let limits = SessionLimits {
+            sessions_max: config.sessions_max,
+            results_max: config.session_results_max,
+            ttl_us: config.session_ttl_ms * 1_000,
+        };
+        let sessions = Sessions::decode(limits, &state.snapshot.core_state).map_err(|e| ConfigError {
+            field: "snapshot",
+            reason: e.to_string(),
+        })?;
+        let log = RaftLog::new(state.log, config.log_cache_bytes_max);
+        // A node whose log holds entries of term T has acknowledged in T, so
+        // its term is at least T even if the hard state write was lost.
+        let term = state.hard_state.term.max(log.last().term);
+        let vote = if term == state.hard_state.term { state.hard_state.vote } else { 0 };
+        let applied_tail = (state.snapshot.last_id, state.snapshot.last_ts);
+        let mut raft = Self {
+            id,
+            config,
+            voters,
+            rng: Rng::new(seed),
+            now,
+            term,
+            vote,
+            durable_hard_state: state.hard_state,
+            requested_hard_state: state.hard_state,
+            role: Role::Follower,
+            leader: 0,
+            log,
+            sessions,
+            snapshot: state.snapshot,
+            snapshot_in_progress: false,
+            restoring: None,
+            apply_read_pending: false,
+            tail_read_pending: false,
+            applied_tail,
+            election_deadline_us: 0,
+            leader_contact_us: None,
+            heartbeat_deadline_us: 0,
+            check_quorum_deadline_us: 0,
+            votes: BTreeMap::new(),
+            pending_vote_response: None,
+            progress: BTreeMap::new(),
+            term_start_index: 0,
+            pending: VecDeque::new(),
+            extra_waiters: HashMap::new(),
+            pending_sessions: HashMap::new(),
+            uncommitted: VecDeque::new(),
+            uncommitted_bytes: 0,
+            commit_advanced: false,
+            forward_results: BTreeMap::new(),
+            transfer: None,
+            queue: VecDeque::new(),
+            forwarded: BTreeMap::new(),
+            matched_leader_index: 0,
+            acked_index: 0,
+            owe_ack: false,
+            reads: ReadState::default(),
+            commands: Vec::new(),
+        };
+        raft.reset_election_deadline();
+        raft.emit_role();
+        raft.apply_committed();
+        Ok(raft)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The leader this node knows, `0` if none.
+    pub fn leader(&self) -> NodeId {
+        self.leader
+    }
+
+    /// The voters, sorted.
+    pub fn voters(&self) -> &[NodeId] {
+        &self.voters
+    }
+
+    /// The vote cast in the current term, `0` if none.
+    pub fn vote(&self) -> NodeId {
+        self.vote
+    }
+
+    /// The log's view.
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    /// The leader's view of a follower, if this node leads.
+    pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
+        self.progress.get(&peer)
+    }
+
+    /// Status for `ordo status`.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+            commit_index: self.log.commit(),
+            last_index: self.log.last_index(),
+            durable_index: self.log.durable(),
+            applied_index: self.log.applied(),
+        }
+    }
+
+    /// The latest snapshot the core knows.
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        &self.snapshot
+    }
+
+    /// Proposals queued and not yet in the log or forwarded.
+    pub fn queued_proposals(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The earliest time at which a [`Event::Tick`] has work to do.
+    pub fn next_deadline_us(&self) -> u64 {
+        match self.role {
+            Role::Leader => {
+                let mut deadline = self.heartbeat_deadline_us;
+                if self.config.check_quorum {
+                    deadline = deadline.min(self.check_quorum_deadline_us);
+                }
+                deadline
+            }
+            _ => {
+                let mut deadline = self.election_deadline_us;
+                if let Some(&sent) = self.forwarded.values().next() {
+                    deadline = deadline.min(sent + self.forward_timeout_us());
+                }
+                deadline
+            }
+        }
+    }
+
+    /// Hands the core one event.
+    pub fn step(&mut self, now: Now, event: Event) {
+        self.now = now;
+        match event {
+            Event::Tick => self.tick(),
+            Event::Message { from, message } => self.step_message(from, message),
+            Event::Propose(proposal) => self.propose(proposal),
+            Event::Read { request_id } => self.read(request_id),
+            Event::LogSynced { last } => {
+                if self.log.synced(last) && self.role == Role::Leader {
+                    self.maybe_commit();
+                }
+            }
+            Event::HardStatePersisted(hard_state) => self.hard_state_persisted(hard_state),
+            Event::LogRead { purpose, batches } => self.log_read(purpose, batches),
+            Event::SnapshotCreated(meta) => self.snapshot_created(meta),
+            Event::SnapshotSent { to, ok } => self.snapshot_sent(to, ok),
+            Event::SnapshotRestored(meta) => self.snapshot_restored(meta),
+            Event::Unreachable { to } => self.unreachable(to),
+            Event::TransferLeadership { to } => self.transfer_leadership(to),
+        }
+    }
+
+    /// Ends a runtime turn: proposals received in it become batches, replies
+    /// and acknowledgements are coalesced into one message per peer, and the
+    /// hard state is handed over if it changed. Moves every command emitted
+    /// since the last turn into `out`, in order.
+    pub fn end_turn(&mut self, now: Now, out: &mut Vec<Command>) {
+        self.now = now;
+        match self.role {
+            Role::Leader => {
+                self.flush_proposals();
+                self.send_forward_results();
+                self.flush_read_round();
+            }
+            _ => {
+                self.flush_forwards();
+                self.flush_follower_reads();
+                self.send_ack();
+            }
+        }
+        self.request_hard_state();
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+        out.append(&mut self.commands);
+    }
+
+    /// Checks every invariant written on the core's fields. Debug builds and
+    /// the simulator run it after every turn; a failure is a bug.
+    pub fn check_invariants(&self) {
+        self.log.check();
+        assert!(self.voters.contains(&self.id));
+        assert!(self.durable_hard_state.term <= self.term);
+        if self.role == Role::Leader {
+            assert_eq!(self.leader, self.id);
+            assert_eq!(self.vote, self.id, "a leader voted for itself in its term");
+            for progress in self.progress.values() {
+                progress.check();
+                assert!(progress.match_index <= self.log.last_index());
+            }
+            let mut previous = self.log.applied();
+            for &(index, _) in &self.pending {
+                assert!(index > previous, "pending not increasing past applied");
+                previous = index;
+            }
+        } else {
+            assert!(self.pending.is_empty() && self.progress.is_empty());
+        }
+        assert!(self.queue.len() <= self.config.proposal_queue_max);
+        assert!(self.log.applied() >= self.snapshot.last.index || self.restoring.is_some());
+    }
+
+    fn tick(&mut self) {
+        let now = self.now.mono_us;
+        match self.role {
+            Role::Leader => {
+                if now >= self.heartbeat_deadline_us {
+                    self.heartbeat_deadline_us = now + self.config.heartbeat_interval_ms * 1_000;
+                    self.broadcast_heartbeat();
+                    self.detect_stalled_followers();
+                }
+                if self.config.check_quorum && now >= self.check_quorum_deadline_us {
+                    self.check_quorum_deadline_us = now + self.config.election_timeout_ms_min * 1_000;
+                    if !self.quorum_active() {
+                        tracing::warn!(id = self.id, term = self.term, "leader lost contact with a quorum; stepping down");
+                        let term = self.term;
+                        self.become_follower(term, 0);
+                        return;
+                    }
+                }
+                if let Some((_, deadline)) = self.transfer {
+                    if now >= deadline {
+                        self.transfer = None;
+                    }
+                }
+            }
+            Role::Follower | Role::PreCandidate | Role::Candidate => {
+                if now >= self.election_deadline_us {
+                    if self.voters.len() == 1 || !self.config.pre_vote {
+                        self.campaign(false, false);
+                    } else {
+                        self.campaign(true, false);
+                    }
+                }
+                self.expire_forwarded();
+            }
+        }
+    }
+
+    fn step_message(&mut self, from: NodeId, message: Message) {
+        if from == self.id || !self.voters.contains(&from) {
+            tracing::debug!(id = self.id, from, kind = message.kind(), "message from a non-voter ignored");
+            return;
+        }
+        let term = message.term();
+        let client_plumbing = matches!(
+            message,
+            Message::Forward(_) | Message::ForwardResults(_) | Message::ReadIndex(_) | Message::ReadIndexResponse(_)
+        );
+        if term > self.term {
+            match &message {
+                Message::Vote(request) => {
+                    if self.in_lease() && !request.transfer {
+                        // Thesis §9.6: a voter that hears from a live leader
+                        // ignores votes, so a partitioned node that returns
+                        // cannot depose it.
+                        return;
+                    }
+                    if !request.pre_vote {
+                        self.become_follower(term, 0);
+                    }
+                }
+                Message::VoteResponse(response) if response.pre_vote && response.granted => {
+                    // A granted pre-vote carries the term we would stand in.
+                }
+                Message::Append(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_) | Message::TimeoutNow(_) => {
+                    self.become_follower(term, from);
+                }
+                _ => self.become_follower(term, 0),
+            }
+        } else if term < self.term && !client_plumbing {
+            match message {
+                Message::Append(_) | Message::Heartbeat(_) => {
+                    // Tell a stale leader about the newer term so it steps
+                    // down (with pre-vote and check-quorum it may never hear
+                    // a vote request).
+                    let message = Message::HeartbeatResponse(ordo_net::HeartbeatResponse {
+                        term: self.term,
+                        read_round: 0,
+                        last_index: self.log.last_index(),
+                    });
+                    self.send(from, message);
+                }
+                Message::Vote(request) if request.pre_vote => {
+                    let message = Message::VoteResponse(VoteResponse {
+                        term: self.term,
+                        granted: false,
+                        pre_vote: true,
+                    });
+                    self.send(from, message);
+                }
+                _ => {}
+            }
+            return;
+        }
+        match message {
+            Message::Vote(request) => self.handle_vote_request(from, request),
+            Message::VoteResponse(response) => self.handle_vote_response(from, response),
+            Message::Append(request) => self.handle_append(from, request),
+            Message::AppendResponse(response) => self.handle_append_response(from, response),
+            Message::Heartbeat(heartbeat) => self.handle_heartbeat(from, heartbeat),
+            Message::HeartbeatResponse(response) => self.handle_heartbeat_response(from, response),
+            Message::Forward(request) => self.handle_forward(from, request),
+            Message::ForwardResults(results) => self.handle_forward_results(results),
+            Message::ReadIndex(request) => self.handle_read_index(from, request),
+            Message::ReadIndexResponse(response) => self.handle_read_index_response(response),
+            Message::InstallSnapshot(install) => self.handle_install_snapshot(from, install),
+            Message::TimeoutNow(_) => {
+                if self.role != Role::Leader {
+                    tracing::info!(id = self.id, from, "leadership handed over; campaigning");
+                    self.campaign(false, true);
+                }
+            }
+        }
+    }
+
+    /// Whether a leader is known to be alive: such a voter ignores vote
+    /// requests (check-quorum lease).
+    pub(super) fn in_lease(&self) -> bool {
+        if !self.config.check_quorum || self.leader == 0 {
+            return false;
+        }
+        if self.role == Role::Leader {
+            return true;
+        }
+        self.leader_contact_us
+            .is_some_and(|at| self.now.mono_us < at + self.config.election_timeout_ms_min * 1_000)
+    }
+
+    pub(super) fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    pub(super) fn followers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().copied().filter(move |&v| v != self.id)
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, message: Message) {
+        self.commands.push(Command::Send { to, message });
+    }
+
+    pub(super) fn reset_election_deadline(&mut self) {
+        let min = self.config.election_timeout_ms_min * 1_000;
+        let max = self.config.election_timeout_ms_max * 1_000;
+        self.election_deadline_us = self.now.mono_us + self.rng.range(min, max);
+    }
+
+    pub(super) fn forward_timeout_us(&self) -> u64 {
+        4 * self.config.election_timeout_ms_max * 1_000
+    }
+
+    pub(super) fn emit_role(&mut self) {
+        self.commands.push(Command::RoleChanged {
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+        });
+    }
+
+    /// Becomes a follower in `term` (a higher term resets the vote) of
+    /// `leader` (`0` if unknown). Everything a leader or candidate had in
+    /// flight is answered, never dropped silently.
+    pub(super) fn become_follower(&mut self, term: Term, leader: NodeId) {
+        assert!(term >= self.term);
+        if term > self.term {
+            self.term = term;
+            self.vote = 0;
+        }
+        let was_leader = self.role == Role::Leader;
+        let leader_changed = leader != self.leader;
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        if leader != 0 {
+            self.leader_contact_us = Some(self.now.mono_us);
+        }
+        self.reset_election_deadline();
+        if was_leader {
+            self.step_down_leader_state();
+        }
+        if leader_changed {
+            self.matched_leader_index = 0;
+            self.acked_index = 0;
+            self.owe_ack = false;
+            self.fail_forwarded();
+            self.fail_follower_reads();
+        }
+        self.emit_role();
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        assert!(matches!(self.role, Role::Candidate));
+        tracing::info!(id = self.id, term = self.term, last = ?self.log.last(), "became leader");
+        self.role = Role::Leader;
+        self.leader = self.id;
+        self.votes.clear();
+        self.fail_forwarded();
+        self.fail_follower_reads();
+        let next = self.log.last_index() + 1;
+        let now_us = self.now.mono_us;
+        self.progress = self.followers().map(|peer| (peer, Progress::new(next, now_us))).collect();
+        self.heartbeat_deadline_us = now_us + self.config.heartbeat_interval_ms * 1_000;
+        self.check_quorum_deadline_us = now_us + self.config.election_timeout_ms_min * 1_000;
+        self.append_noop();
+        self.emit_role();
+        self.broadcast_append();
+        self.maybe_commit();
+    }
+
+    /// Asks the runtime to persist the hard state if term or vote changed.
+    fn request_hard_state(&mut self) {
+        let wanted = HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.requested_hard_state.commit,
+        };
+        if wanted.term != self.requested_hard_state.term || wanted.vote != self.requested_hard_state.vote {
+            let wanted = HardState {
+                commit: self.log.commit(),
+                ..wanted
+            };
+            self.requested_hard_state = wanted;
+            self.commands.push(Command::PersistHardState(wanted));
+        }
+    }
+
+    /// Votes need their hard state durable; a candidate counts its own vote
+    /// only then (Raft Figure 2: persist before responding).
+    pub(super) fn persist_hard_state_now(&mut self) {
+        self.request_hard_state();
+    }
+
+    fn hard_state_persisted(&mut self, hard_state: HardState) {
+        if hard_state.term < self.durable_hard_state.term {
+            return;
+        }
+        self.durable_hard_state = hard_state;
+        if let Some((to, response)) = self.pending_vote_response.clone() {
+            if self.term != response.term {
+                self.pending_vote_response = None;
+            } else if hard_state.term == response.term && hard_state.vote == to {
+                self.pending_vote_response = None;
+                self.send(to, Message::VoteResponse(response));
+            }
+        }
+        if self.role == Role::Candidate {
+            self.tally_votes();
+        }
+    }
+
+    fn log_read(&mut self, purpose: ReadPurpose, batches: Vec<ordo_storage::Batch>) {
+        match purpose {
+            ReadPurpose::Peer(peer) => self.log_read_for_peer(peer, batches),
+            ReadPurpose::Apply => {
+                self.apply_read_pending = false;
+                self.apply_from_read(batches);
+            }
+            ReadPurpose::Tail => {
+                self.tail_read_pending = false;
+                if let Some(batch) = batches.iter().find(|b| b.header().contains(self.log.last_index())) {
+                    self.log.set_tail_from(batch);
+                }
+            }
+        }
+    }
+

@@ -1,0 +1,215 @@
+//! Linearizable reads by ReadIndex (thesis §6.4): the leader notes its
+//! commit index, confirms it still leads with one heartbeat round shared by
+//! every read that arrived in the turn, and the read is served once the
+//! state machine has applied that index.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use ordo_net::{Message, ReadError, ReadIndexRequest, ReadIndexResponse};
+use ordo_storage::{Index, NodeId};
+
+use super::io::{Command, Role};
+use super::raft::Raft;
+
+/// Who waits for a read index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadOrigin {
+    /// A client of this node.
+    Local(u64),
+    /// Reads a follower forwarded, by its request ids.
+    Remote(NodeId, Vec<u64>),
+}
+
+/// Reads in progress on one node.
+#[derive(Clone, Debug, Default)]
+pub struct ReadState {
+    /// Leader: the latest read round; heartbeats carry it.
+    pub(super) round: u64,
+    /// Leader: a round was opened this turn and awaits its heartbeats.
+    round_open: bool,
+    /// Leader: reads with their index and round, in round order.
+    waiting: VecDeque<(ReadOrigin, Index, u64)>,
+    /// Leader: reads that arrived before the leader committed an entry of
+    /// its term (its commit index may be stale until then, thesis §6.4 step 1).
+    waiting_for_commit: Vec<ReadOrigin>,
+    /// Follower: reads to forward at the end of the turn.
+    buffer: Vec<u64>,
+    /// Follower: forwarded reads, by request id, with the time they left.
+    forwarded: BTreeMap<u64, u64>,
+}
+
+impl ReadState {
+    fn len(&self) -> usize {
+        self.waiting.len() + self.waiting_for_commit.len() + self.buffer.len() + self.forwarded.len()
+    }
+}
+
+impl Raft {
+    pub(super) fn read(&mut self, request_id: u64) {
+        if self.reads.len() >= self.config.reads_pending_max {
+            let leader = self.leader;
+            self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::Busy { leader }));
+            return;
+        }
+        match self.role {
+            Role::Leader => self.leader_read(ReadOrigin::Local(request_id)),
+            _ if self.leader != 0 => self.reads.buffer.push(request_id),
+            _ => self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::NotLeader { leader: 0 })),
+        }
+    }
+
+    fn leader_read(&mut self, origin: ReadOrigin) {
+        if self.log.commit() < self.term_start_index {
+            self.reads.waiting_for_commit.push(origin);
+            return;
+        }
+        let index = self.log.commit();
+        if self.voters.len() == 1 {
+            self.read_ready(origin, Ok(index));
+            return;
+        }
+        if !self.reads.round_open {
+            self.reads.round += 1;
+            self.reads.round_open = true;
+        }
+        let round = self.reads.round;
+        self.reads.waiting.push_back((origin, index, round));
+    }
+
+    fn read_ready(&mut self, origin: ReadOrigin, result: Result<Index, ReadError>) {
+        match origin {
+            ReadOrigin::Local(request_id) => self.commands.push(Command::ReadReady { request_id, result }),
+            ReadOrigin::Remote(node, request_ids) => {
+                let message = Message::ReadIndexResponse(ReadIndexResponse {
+                    term: self.term,
+                    request_ids,
+                    result,
+                });
+                self.send(node, message);
+            }
+        }
+    }
+
+    /// End of a leader's turn: one heartbeat round confirms every read that
+    /// arrived in it; idle followers also learn a new commit index.
+    pub(super) fn flush_read_round(&mut self) {
+        if self.reads.round_open {
+            self.reads.round_open = false;
+            self.broadcast_heartbeat();
+        } else if self.commit_advanced {
+            let idle: Vec<NodeId> = self
+                .progress
+                .iter()
+                .filter(|(_, p)| p.inflight_messages() == 0 && p.match_index >= self.log.commit())
+                .map(|(&peer, _)| peer)
+                .collect();
+            for peer in idle {
+                self.send_heartbeat(peer);
+            }
+        }
+        self.commit_advanced = false;
+    }
+
+    /// Serves every read whose round a quorum has echoed.
+    pub(super) fn confirm_reads(&mut self) {
+        if self.reads.waiting.is_empty() {
+            return;
+        }
+        let mut rounds: Vec<u64> = self.progress.values().map(|p| p.read_round).collect();
+        rounds.push(self.reads.round);
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        let confirmed = rounds[self.quorum() - 1];
+        while self.reads.waiting.front().is_some_and(|&(_, _, round)| round <= confirmed) {
+            let (origin, index, _) = self.reads.waiting.pop_front().expect("checked");
+            self.read_ready(origin, Ok(index));
+        }
+    }
+
+    pub(super) fn release_reads_waiting_for_commit(&mut self) {
+        if self.log.commit() >= self.term_start_index && !self.reads.waiting_for_commit.is_empty() {
+            for origin in std::mem::take(&mut self.reads.waiting_for_commit) {
+                self.leader_read(origin);
+            }
+        }
+    }
+
+    pub(super) fn fail_leader_reads(&mut self) {
+        let leader = self.leader;
+        let waiting: Vec<ReadOrigin> = self.reads.waiting.drain(..).map(|(origin, _, _)| origin).collect();
+        let before_commit = std::mem::take(&mut self.reads.waiting_for_commit);
+        for origin in waiting.into_iter().chain(before_commit) {
+            self.read_ready(origin, Err(ReadError::NotLeader { leader }));
+        }
+        self.reads.round_open = false;
+    }
+
+    pub(super) fn handle_read_index(&mut self, from: NodeId, request: ReadIndexRequest) {
+        let origin = ReadOrigin::Remote(from, request.request_ids);
+        if self.role != Role::Leader {
+            let leader = self.leader;
+            self.read_ready(origin, Err(ReadError::NotLeader { leader }));
+        } else if self.reads.len() >= self.config.reads_pending_max {
+            let leader = self.leader;
+            self.read_ready(origin, Err(ReadError::Busy { leader }));
+        } else {
+            self.leader_read(origin);
+        }
+    }
+
+    pub(super) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
+        for request_id in response.request_ids {
+            if self.reads.forwarded.remove(&request_id).is_some() {
+                self.commands.push(Command::ReadReady {
+                    request_id,
+                    result: response.result,
+                });
+            }
+        }
+    }
+
+    /// A follower forwards the turn's reads to the leader in one message.
+    pub(super) fn flush_follower_reads(&mut self) {
+        if self.reads.buffer.is_empty() {
+            return;
+        }
+        let request_ids = std::mem::take(&mut self.reads.buffer);
+        if self.role != Role::Follower || self.leader == 0 {
+            let leader = self.leader;
+            for request_id in request_ids {
+                self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::NotLeader { leader }));
+            }
+            return;
+        }
+        let now = self.now.mono_us;
+        for &request_id in &request_ids {
+            self.reads.forwarded.insert(request_id, now);
+        }
+        let leader = self.leader;
+        let term = self.term;
+        self.send(leader, Message::ReadIndex(ReadIndexRequest { term, request_ids }));
+    }
+
+    /// The leader a follower asked is gone.
+    pub(super) fn fail_follower_reads(&mut self) {
+        let leader = self.leader;
+        let forwarded = std::mem::take(&mut self.reads.forwarded);
+        for request_id in forwarded.into_keys() {
+            self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::NotLeader { leader }));
+        }
+    }
+
+    pub(super) fn expire_follower_reads(&mut self, sent_before_us: u64) {
+        let expired: Vec<u64> = self
+            .reads
+            .forwarded
+            .iter()
+            .filter(|&(_, &sent)| sent <= sent_before_us)
+            .map(|(&id, _)| id)
+            .collect();
+        let leader = self.leader;
+        for request_id in expired {
+            self.reads.forwarded.remove(&request_id);
+            self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::NotLeader { leader }));
+        }
+    }
+}

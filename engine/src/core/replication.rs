@@ -1,0 +1,507 @@
+//! Log replication (Raft §5.3, §5.4): the leader's pipelined AppendEntries
+//! with per-follower windows and fast backtracking, the follower's
+//! consistency check and durable acknowledgements, commit and apply.
+
+use ordo_net::{AppendRequest, AppendResponse, AppendResult, Heartbeat, HeartbeatResponse, Message};
+use ordo_storage::{Batch, BatchKind, BatchMeta, EntryOut, Index, LogId, NodeId};
+
+use super::io::{ApplyBatch, Command, ReadPurpose, Role};
+use super::progress::ReplicationState;
+use super::raft::Raft;
+
+impl Raft {
+    /// A new leader's first entry: a no-op in its term, which commits every
+    /// earlier entry once it commits (Raft §5.4.2, §8).
+    pub(super) fn append_noop(&mut self) {
+        let (next_id, last_ts) = self.log.tail().expect("a candidate knows its tail");
+        let batch = Batch::encode(
+            BatchMeta {
+                kind: BatchKind::Noop,
+                term: self.term,
+                first_index: self.log.last_index() + 1,
+                first_id: next_id,
+                first_ts: self.now.wall_us.max(last_ts + 1),
+            },
+            vec![EntryOut {
+                client_id: 0,
+                seq: 0,
+                payload: &[],
+            }],
+        );
+        self.term_start_index = batch.first_index();
+        self.append_own(vec![batch]);
+    }
+
+    /// Appends batches the leader created: to its cache now, to storage by
+    /// command; its own durability counts once the sync reports it.
+    pub(super) fn append_own(&mut self, batches: Vec<Batch>) {
+        for batch in &batches {
+            self.track_own(batch.clone());
+        }
+        self.commands.push(Command::Append { batches });
+        self.commands.push(Command::Sync);
+    }
+
+    /// Adds a batch the leader created to its log view and to the bytes it
+    /// holds beyond its commit index.
+    pub(super) fn track_own(&mut self, batch: Batch) {
+        self.uncommitted.push_back((batch.last_index(), batch.len_bytes()));
+        self.uncommitted_bytes += batch.len_bytes();
+        self.log.append(batch);
+    }
+
+    /// Sends whatever each follower's window allows.
+    pub(super) fn broadcast_append(&mut self) {
+        let peers: Vec<NodeId> = self.followers().collect();
+        for peer in peers {
+            self.send_append(peer);
+        }
+    }
+
+    /// Sends AppendEntries to `to` while its window has room (one message in
+    /// `Probe`, a stream in `Replicate`).
+    pub(super) fn send_append(&mut self, to: NodeId) {
+        loop {
+            let Some(progress) = self.progress.get(&to) else { return };
+            if !progress.can_send(self.config.inflight_messages_max, self.config.inflight_bytes_max) {
+                return;
+            }
+            let next = progress.next_index;
+            let Some(prev_term) = self.log.term_at(next - 1) else {
+                self.start_snapshot(to);
+                return;
+            };
+            let prev = LogId::new(prev_term, next - 1);
+            if next > self.log.last_index() {
+                // Nothing new. In Probe, an empty append finds the match.
+                if progress.state == ReplicationState::Probe && progress.match_index < prev.index {
+                    self.send_append_message(to, prev, Vec::new());
+                }
+                return;
+            }
+            let budget = match progress.state {
+                ReplicationState::Replicate => progress
+                    .inflight_bytes_room(self.config.inflight_bytes_max)
+                    .min(self.config.append_bytes_max),
+                _ => self.config.append_bytes_max,
+            };
+            let Some(batches) = self.log.cached_from(next, budget) else {
+                self.request_log_for_peer(to, next);
+                return;
+            };
+            let replicate = progress.state == ReplicationState::Replicate;
+            self.send_append_message(to, prev, batches);
+            if !replicate {
+                return;
+            }
+        }
+    }
+
+    fn send_append_message(&mut self, to: NodeId, prev: LogId, batches: Vec<Batch>) {
+        let bytes = batches.iter().map(Batch::len_bytes).sum();
+        let last = batches.last().map_or(prev.index, Batch::last_index);
+        let progress = self.progress.get_mut(&to).expect("caller checked");
+        progress.sent(last, bytes);
+        let message = Message::Append(AppendRequest {
+            term: self.term,
+            prev,
+            commit: self.log.commit(),
+            batches,
+        });
+        self.send(to, message);
+    }
+
+    fn request_log_for_peer(&mut self, to: NodeId, from: Index) {
+        let progress = self.progress.get_mut(&to).expect("caller checked");
+        if progress.log_read_pending {
+            return;
+        }
+        progress.log_read_pending = true;
+        self.commands.push(Command::ReadLog {
+            purpose: ReadPurpose::Peer(to),
+            from,
+            bytes_max: self.config.append_bytes_max,
+        });
+    }
+
+    /// Entries read back from storage for a follower the cache could not
+    /// serve: sent if they still fit its progress, otherwise dropped.
+    pub(super) fn log_read_for_peer(&mut self, to: NodeId, batches: Vec<Batch>) {
+        let Some(progress) = self.progress.get_mut(&to) else { return };
+        progress.log_read_pending = false;
+        let next = progress.next_index;
+        let can_send = progress.can_send(self.config.inflight_messages_max, self.config.inflight_bytes_max);
+        let current = !batches.is_empty()
+            && batches[0].header().contains(next)
+            && batches.iter().all(|b| self.log.term_at(b.last_index()) == Some(b.term()));
+        if self.role != Role::Leader || !can_send || !current {
+            return;
+        }
+        let Some(prev_term) = self.log.term_at(next - 1) else { return };
+        let mut batches = batches;
+        if batches[0].first_index() < next {
+            batches[0] = batches[0].slice(next, batches[0].last_index());
+        }
+        self.send_append_message(to, LogId::new(prev_term, next - 1), batches);
+        self.send_append(to);
+    }
+
+    /// Heartbeats carry the commit index (bounded by each follower's match)
+    /// and the current read round.
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let peers: Vec<NodeId> = self.followers().collect();
+        for peer in peers {
+            self.send_heartbeat(peer);
+        }
+    }
+
+    pub(super) fn send_heartbeat(&mut self, to: NodeId) {
+        let match_index = self.progress.get(&to).map_or(0, |p| p.match_index);
+        let message = Message::Heartbeat(Heartbeat {
+            term: self.term,
+            commit: self.log.commit().min(match_index),
+            read_round: self.reads.round,
+        });
+        self.send(to, message);
+    }
+
+    /// A pipeline that made no progress for an election timeout lost a
+    /// message: fall back to probing. A snapshot that never completed is
+    /// retried the same way.
+    pub(super) fn detect_stalled_followers(&mut self) {
+        let now = self.now.mono_us;
+        let stall_us = self.config.election_timeout_ms_min * 1_000;
+        let mut stalled = Vec::new();
+        for (&peer, progress) in &mut self.progress {
+            let limit = match progress.state {
+                ReplicationState::Replicate if progress.inflight_messages() > 0 => stall_us,
+                ReplicationState::Snapshot { .. } => 4 * self.config.election_timeout_ms_max * 1_000,
+                _ => continue,
+            };
+            if now >= progress.last_progress_us + limit {
+                progress.become_probe(now);
+                stalled.push(peer);
+            }
+        }
+        for peer in stalled {
+            self.send_append(peer);
+        }
+    }
+
+    /// Check-quorum: whether a quorum (this leader included) was heard from
+    /// since the last check; resets the marks.
+    pub(super) fn quorum_active(&mut self) -> bool {
+        let mut active = 1;
+        for progress in self.progress.values_mut() {
+            if progress.recent_active {
+                active += 1;
+            }
+            progress.recent_active = false;
+        }
+        active >= self.quorum()
+    }
+
+    pub(super) fn unreachable(&mut self, to: NodeId) {
+        let now = self.now.mono_us;
+        if let Some(progress) = self.progress.get_mut(&to) {
+            if progress.state == ReplicationState::Replicate {
+                progress.become_probe(now);
+            }
+        }
+    }
+
+    pub(super) fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let now = self.now.mono_us;
+        let Some(progress) = self.progress.get_mut(&from) else { return };
+        progress.recent_active = true;
+        match response.result {
+            AppendResult::Success { match_index } => {
+                if match_index > self.log.last_index() {
+                    tracing::warn!(id = self.id, from, match_index, "acknowledgement beyond the log ignored");
+                    return;
+                }
+                let advanced = progress.maybe_update(match_index, now);
+                match progress.state {
+                    ReplicationState::Probe => progress.become_replicate(now),
+                    ReplicationState::Snapshot { index } if progress.match_index >= index => {
+                        progress.become_replicate(now)
+                    }
+                    _ => {}
+                }
+                if advanced {
+                    self.maybe_commit();
+                    self.maybe_send_timeout_now(from);
+                }
+                self.send_append(from);
+            }
+            AppendResult::Conflict { rejected, hint } => {
+                // Fast backtracking: skip every entry of a term the follower
+                // does not hold in one round trip.
+                let probe = if hint.term > 0 {
+                    self.log.find_conflict_by_term(hint.index, hint.term)
+                } else {
+                    hint.index
+                };
+                let next = rejected.min(probe + 1).max(1);
+                if progress.maybe_decrease_to(rejected, next, now) {
+                    self.send_append(from);
+                }
+            }
+        }
+    }
+
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else { return };
+        progress.recent_active = true;
+        if response.read_round > progress.read_round {
+            progress.read_round = response.read_round;
+        }
+        let resend = match progress.state {
+            ReplicationState::Probe => {
+                progress.probe_sent = false;
+                progress.match_index < last_index
+            }
+            ReplicationState::Replicate => progress.inflight_messages() == 0 && progress.match_index < last_index,
+            ReplicationState::Snapshot { .. } => false,
+        };
+        self.confirm_reads();
+        if resend {
+            self.send_append(from);
+        }
+    }
+
+    /// The follower's side of AppendEntries (Figure 2 receiver rules 1–5).
+    pub(super) fn handle_append(&mut self, from: NodeId, request: AppendRequest) {
+        self.follow(from);
+        if self.restoring.is_some() {
+            return;
+        }
+        let last_new = request.last_index();
+        let mut prev = request.prev;
+        let mut batches = request.batches;
+        // Entries at or below this node's commit index match the leader's
+        // (Leader Completeness); skip them.
+        let commit = self.log.commit();
+        if prev.index < commit {
+            batches.retain(|b| b.last_index() > commit);
+            if let Some(first) = batches.first_mut() {
+                if first.first_index() <= commit {
+                    *first = first.slice(commit + 1, first.last_index());
+                }
+            }
+            prev = LogId::new(self.log.term_at(commit).expect("commit is held"), commit);
+        }
+        if !self.log.matches(prev) {
+            let hint_index = self
+                .log
+                .find_conflict_by_term(prev.index.min(self.log.last_index()), prev.term);
+            let hint = LogId::new(self.log.term_at(hint_index).unwrap_or(0), hint_index);
+            let message = Message::AppendResponse(AppendResponse {
+                term: self.term,
+                result: AppendResult::Conflict {
+                    rejected: request.prev.index,
+                    hint,
+                },
+            });
+            self.send(from, message);
+            return;
+        }
+        let mut truncate_from = None;
+        let mut new_batches: Vec<Batch> = Vec::new();
+        let last = self.log.last_index();
+        for batch in batches {
+            if !new_batches.is_empty() || batch.first_index() > last {
+                new_batches.push(batch);
+                continue;
+            }
+            let overlap_end = batch.last_index().min(last);
+            match self.log.first_term_mismatch(batch.first_index(), overlap_end, batch.term()) {
+                Some(conflict) => {
+                    truncate_from = Some(conflict);
+                    new_batches.push(if conflict == batch.first_index() {
+                        batch
+                    } else {
+                        batch.slice(conflict, batch.last_index())
+                    });
+                }
+                None if batch.last_index() > last => new_batches.push(batch.slice(last + 1, batch.last_index())),
+                None => {}
+            }
+        }
+        if let Some(from_index) = truncate_from {
+            assert!(
+                from_index > self.matched_leader_index,
+                "the leader contradicted entries it sent in its own term"
+            );
+            self.log.truncate(from_index);
+            self.commands.push(Command::Truncate { from: from_index });
+        }
+        if !new_batches.is_empty() {
+            for batch in &new_batches {
+                self.log.append(batch.clone());
+            }
+            self.commands.push(Command::Append { batches: new_batches });
+            self.commands.push(Command::Sync);
+        }
+        self.matched_leader_index = self.matched_leader_index.max(last_new);
+        self.log.commit_to(request.commit.min(last_new));
+        self.owe_ack = true;
+        self.apply_committed();
+    }
+
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
+        self.follow(from);
+        if self.restoring.is_none() {
+            // The leader bounds the commit by this follower's match, which
+            // this node holds durably and which matches the leader.
+            let commit = heartbeat.commit.min(self.log.last_index());
+            self.log.commit_to(commit);
+            self.apply_committed();
+        }
+        let message = Message::HeartbeatResponse(HeartbeatResponse {
+            term: self.term,
+            read_round: heartbeat.read_round,
+            last_index: self.log.last_index(),
+        });
+        self.send(from, message);
+    }
+
+    /// A message from the leader of the current term: follow it.
+    fn follow(&mut self, leader: NodeId) {
+        assert_ne!(self.role, Role::Leader, "two leaders in term {}", self.term);
+        if self.role != Role::Follower || self.leader != leader {
+            let term = self.term;
+            self.become_follower(term, leader);
+        }
+        self.leader_contact_us = Some(self.now.mono_us);
+        self.reset_election_deadline();
+    }
+
+    /// A follower acknowledges what it holds durably and knows to match the
+    /// leader, once per turn. While a sync is pending it waits for it, so
+    /// each sync yields one acknowledgement.
+    pub(super) fn send_ack(&mut self) {
+        if self.role != Role::Follower || self.leader == 0 || self.restoring.is_some() {
+            return;
+        }
+        let durable = self.log.durable();
+        let ack = durable.min(self.matched_leader_index);
+        let sync_pending = durable < self.matched_leader_index;
+        if ack > self.acked_index || (self.owe_ack && !sync_pending) {
+            self.acked_index = self.acked_index.max(ack);
+            self.owe_ack = false;
+            let message = Message::AppendResponse(AppendResponse {
+                term: self.term,
+                result: AppendResult::Success { match_index: ack },
+            });
+            let leader = self.leader;
+            self.send(leader, message);
+        }
+    }
+
+    /// Commits the highest index a quorum holds durably, if it is of the
+    /// current term (Raft §5.4.2). The leader counts itself only up to its
+    /// own durable index, so its fsync runs in parallel with replication
+    /// (thesis §10.2.1).
+    pub(super) fn maybe_commit(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
+        matches.push(self.log.durable());
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matches[self.quorum() - 1];
+        if candidate <= self.log.commit() || self.log.term_at(candidate) != Some(self.term) {
+            return;
+        }
+        self.log.commit_to(candidate);
+        while self.uncommitted.front().is_some_and(|&(last, _)| last <= candidate) {
+            let (_, bytes) = self.uncommitted.pop_front().expect("checked");
+            self.uncommitted_bytes -= bytes;
+        }
+        self.commit_advanced = true;
+        self.apply_committed();
+        self.release_reads_waiting_for_commit();
+    }
+
+    /// Hands committed entries to the state machine in order, each once;
+    /// answers their proposers; reads back from storage what the cache lost.
+    pub(super) fn apply_committed(&mut self) {
+        while self.log.applied() < self.log.commit() && self.restoring.is_none() {
+            let from = self.log.applied() + 1;
+            let to = self.log.commit();
+            match self.log.cached_range(from, to) {
+                Some(batches) if !batches.is_empty() => self.apply_batches(batches, from, to),
+                _ => {
+                    if !self.apply_read_pending {
+                        self.apply_read_pending = true;
+                        self.commands.push(Command::ReadLog {
+                            purpose: ReadPurpose::Apply,
+                            from,
+                            bytes_max: self.config.append_bytes_max,
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+        self.maybe_snapshot();
+    }
+
+    /// Committed entries read back from storage.
+    pub(super) fn apply_from_read(&mut self, batches: Vec<Batch>) {
+        let from = self.log.applied() + 1;
+        let to = self.log.commit();
+        let current = from <= to
+            && !batches.is_empty()
+            && batches[0].header().contains(from)
+            && batches
+                .iter()
+                .all(|b| b.last_index().min(to) < b.first_index() || self.log.term_at(b.first_index().max(from)) == Some(b.term()));
+        if current && self.restoring.is_none() {
+            let batches: Vec<Batch> = batches.into_iter().take_while(|b| b.first_index() <= to).collect();
+            self.apply_batches(batches, from, to);
+        }
+        self.apply_committed();
+    }
+
+    fn apply_batches(&mut self, batches: Vec<Batch>, from: Index, to: Index) {
+        let last_index = to.min(batches.last().expect("non-empty").last_index());
+        self.log.applied_to(last_index);
+        // The state machine sees the entries before their proposers hear back.
+        self.commands.push(Command::Apply(ApplyBatch {
+            batches: batches.clone(),
+            first_index: from,
+            last_index,
+        }));
+        for batch in &batches {
+            let header = *batch.header();
+            for entry in batch.entries() {
+                if entry.index < from {
+                    continue;
+                }
+                if entry.index > last_index {
+                    break;
+                }
+                self.sessions.apply(&entry);
+                self.resolve_pending(&entry);
+            }
+            let last_in_batch = header.last_index().min(last_index);
+            if last_in_batch >= from {
+                let offset = last_in_batch - header.first_index;
+                let last_id = match header.kind {
+                    BatchKind::Entries => header.first_id + offset,
+                    _ => header.first_id - 1,
+                };
+                self.applied_tail = (last_id, header.first_ts + offset);
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Snapshots and log compaction (Raft §7): when to take one, compacting
+//! after it, and installing one on a follower the log no longer reaches.
+//! The data itself is streamed in chunks by the runtime; the core sees only
+//! metadata.
+
+use ordo_net::{AppendResponse, AppendResult, InstallSnapshot, Message, SnapshotMeta};
+use ordo_storage::{LogId, NodeId};
+
+use super::io::{Command, Role};
+use super::raft::Raft;
+use super::sessions::{SessionLimits, Sessions};
+
+impl Raft {
+    /// Asks for a snapshot once enough entries were applied since the last.
+    pub(super) fn maybe_snapshot(&mut self) {
+        let applied = self.log.applied();
+        if self.snapshot_in_progress
+            || applied < self.snapshot.last.index + self.config.snapshot_entries_threshold
+        {
+            return;
+        }
+        let Some(term) = self.log.term_at(applied) else { return };
+        self.snapshot_in_progress = true;
+        let meta = SnapshotMeta {
+            last: LogId::new(term, applied),
+            last_id: self.applied_tail.0,
+            last_ts: self.applied_tail.1,
+            voters: self.voters.clone(),
+            core_state: self.sessions.encode(),
+        };
+        self.commands.push(Command::CreateSnapshot(meta));
+    }
+
+    pub(super) fn snapshot_created(&mut self, meta: SnapshotMeta) {
+        self.snapshot_in_progress = false;
+        if meta.last.index <= self.snapshot.last.index || !self.log.matches(meta.last) {
+            return;
+        }
+        let upto = meta.last;
+        self.log.compact(upto, (meta.last_id + 1, meta.last_ts));
+        self.snapshot = meta;
+        self.commands.push(Command::CompactLog { upto: upto.index });
+    }
+
+    /// The follower needs entries before the log's start: send the snapshot.
+    pub(super) fn start_snapshot(&mut self, to: NodeId) {
+        let now = self.now.mono_us;
+        let Some(progress) = self.progress.get_mut(&to) else { return };
+        if self.snapshot.last.index == 0 {
+            return;
+        }
+        tracing::info!(id = self.id, to, snapshot = ?self.snapshot.last, "follower needs a snapshot");
+        progress.become_snapshot(self.snapshot.last.index, now);
+        let command = Command::SendSnapshot {
+            to,
+            meta: self.snapshot.clone(),
+            term: self.term,
+        };
+        self.commands.push(command);
+    }
+
+    pub(super) fn snapshot_sent(&mut self, to: NodeId, ok: bool) {
+        let now = self.now.mono_us;
+        if let Some(progress) = self.progress.get_mut(&to) {
+            if !ok && matches!(progress.state, super::progress::ReplicationState::Snapshot { .. }) {
+                // Try again after the next heartbeat answer.
+                progress.become_probe(now);
+                progress.probe_sent = true;
+            }
+        }
+    }
+
+    pub(super) fn handle_install_snapshot(&mut self, from: NodeId, install: InstallSnapshot) {
+        if self.role != Role::Follower || self.leader != from {
+            let term = self.term;
+            self.become_follower(term, from);
+        }
+        self.leader_contact_us = Some(self.now.mono_us);
+        self.reset_election_deadline();
+        if self.restoring.is_some() {
+            return;
+        }
+        if install.meta.last.index <= self.log.commit() {
+            // Already holds everything it covers.
+            self.matched_leader_index = self.matched_leader_index.max(self.log.commit());
+            self.owe_ack = true;
+            return;
+        }
+        tracing::info!(id = self.id, snapshot = ?install.meta.last, "installing snapshot");
+        self.restoring = Some(install.meta.clone());
+        self.commands.push(Command::RestoreSnapshot(install.meta));
+    }
+
+    pub(super) fn snapshot_restored(&mut self, meta: SnapshotMeta) {
+        if self.restoring.as_ref().map(|m| m.last) != Some(meta.last) {
+            return;
+        }
+        self.restoring = None;
+        let limits = SessionLimits {
+            sessions_max: self.config.sessions_max,
+            results_max: self.config.session_results_max,
+            ttl_us: self.config.session_ttl_ms * 1_000,
+        };
+        match Sessions::decode(limits, &meta.core_state) {
+            Ok(sessions) => self.sessions = sessions,
+            Err(error) => {
+                tracing::error!(id = self.id, %error, "snapshot carries invalid session state; keeping the old table");
+            }
+        }
+        self.log.reset(meta.last, (meta.last_id + 1, meta.last_ts));
+        self.applied_tail = (meta.last_id, meta.last_ts);
+        self.matched_leader_index = meta.last.index;
+        self.snapshot = meta;
+        if self.role == Role::Follower && self.leader != 0 {
+            let message = Message::AppendResponse(AppendResponse {
+                term: self.term,
+                result: AppendResult::Success {
+                    match_index: self.log.last_index(),
+                },
+            });
+            self.acked_index = self.log.last_index();
+            let leader = self.leader;
+            self.send(leader, message);
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! An in-memory log with a crash model, for tests, the simulator and the
+//! engine-only benchmark.
+//!
+//! The model: what `sync` covered survives a crash; a crash may keep a
+//! prefix of the appends issued after the last sync, or none of them; a
+//! truncation not yet synced is undone by a crash (the truncated durable
+//! entries reappear), exactly as a real disk may behave.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use crate::error::{Result, StorageError};
+use crate::frame::Batch;
+use crate::hard_state::HardState;
+use crate::log_store::{LogState, LogStore, TermRun};
+use crate::types::{Index, LogId};
+
+#[derive(Default)]
+struct Inner {
+    /// The current log `C`: contiguous batches after `prev`.
+    batches: VecDeque<Batch>,
+    prev: LogId,
+    /// `C[..durable_batches]` is durable and unchanged since it was synced.
+    /// Invariant: `durable_batches <= batches.len()`.
+    durable_batches: usize,
+    /// Durable batches removed by truncations since the last sync. The
+    /// durable log is `C[..durable_batches] ++ restore`.
+    restore: Vec<Batch>,
+    hard_state: HardState,
+    appends: u64,
+    syncs: u64,
+}
+
+impl Inner {
+    fn last(&self) -> LogId {
+        self.batches
+            .back()
+            .map_or(self.prev, |b| b.header().last_log_id())
+    }
+
+    fn durable_index(&self) -> Index {
+        match self.durable_batches {
+            0 => self.prev.index,
+            n => self.batches[n - 1].last_index(),
+        }
+    }
+
+    /// Position of the batch containing `index`, which must be held.
+    fn position(&self, index: Index) -> usize {
+        self.batches
+            .partition_point(|b| b.last_index() < index)
+    }
+
+    fn out_of_range(&self, index: Index) -> StorageError {
+        StorageError::OutOfRange {
+            index,
+            first_index: self.prev.index + 1,
+            last_index: self.last().index,
+        }
+    }
+
+    fn check_invariants(&self) {
+        debug_assert!(self.durable_batches <= self.batches.len());
+        let mut expected = self.prev.index + 1;
+        for batch in &self.batches {
+            debug_assert_eq!(batch.first_index(), expected);
+            expected = batch.last_index() + 1;
+        }
+    }
+}
+
+/// An in-memory [`LogStore`]. Clones share the same "disk", so a harness
+/// can keep one handle across a simulated crash and reopen.
+#[derive(Clone, Default)]
+pub struct MemLog {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl MemLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loses what a crash loses: the log becomes its durable state plus the
+    /// first `keep_unsynced` batches appended since the last sync (a real
+    /// disk may have written some of them). If a truncation is pending, all
+    /// unsynced writes are lost and the truncated durable entries return.
+    pub fn crash(&self, keep_unsynced: usize) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.restore.is_empty() {
+            let keep = (inner.durable_batches + keep_unsynced).min(inner.batches.len());
+            inner.batches.truncate(keep);
+        } else {
+            let durable = inner.durable_batches;
+            inner.batches.truncate(durable);
+            let restore = std::mem::take(&mut inner.restore);
+            inner.batches.extend(restore);
+        }
+        inner.durable_batches = inner.batches.len();
+        inner.check_invariants();
+    }
+
+    /// Counters: `(appends, syncs)`.
+    pub fn counters(&self) -> (u64, u64) {
+        let inner = self.inner.borrow();
+        (inner.appends, inner.syncs)
+    }
+
+    /// Synchronous [`LogStore::state`].
+    pub fn state_now(&self) -> LogState {
+        let inner = self.inner.borrow();
+        LogState {
+            prev: inner.prev,
+            last: inner.last(),
+            durable_index: inner.durable_index(),
+            last_header: inner.batches.back().map(|b| *b.header()),
+        }
+    }
+
+    /// Synchronous [`LogStore::append`].
+    pub fn append_now(&self, batches: &[Batch]) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        for batch in batches {
+            let last = inner.last();
+            if batch.first_index() != last.index + 1 {
+                return Err(StorageError::NonContiguous {
+                    last_index: last.index,
+                    first_index: batch.first_index(),
+                });
+            }
+            if batch.term() < last.term {
+                return Err(StorageError::TermRegression {
+                    index: batch.first_index(),
+                    term: batch.term(),
+                    prev_term: last.term,
+                });
+            }
+            inner.batches.push_back(batch.clone());
+            inner.appends += 1;
+        }
+        Ok(())
+    }
+
+    /// Synchronous [`LogStore::truncate_suffix`].
+    pub fn truncate_suffix_now(&self, from: Index) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        let last = inner.last();
+        if from <= inner.prev.index || from > last.index + 1 {
+            return Err(inner.out_of_range(from));
+        }
+        if from == last.index + 1 {
+            return Ok(());
+        }
+        let at = inner.position(from);
+        if at < inner.durable_batches {
+            let durable = inner.durable_batches;
+            let mut removed: Vec<Batch> = inner.batches.range(at..durable).cloned().collect();
+            removed.append(&mut inner.restore);
+            inner.restore = removed;
+            inner.durable_batches = at;
+        }
+        let straddling = inner.batches[at].clone();
+        inner.batches.truncate(at);
+        if straddling.first_index() < from {
+            inner
+                .batches
+                .push_back(straddling.slice(straddling.first_index(), from - 1));
+        }
+        inner.check_invariants();
+        Ok(())
+    }
+
+    /// Synchronous [`LogStore::sync`].
+    pub fn sync_now(&self) -> Result<Index> {
+        let mut inner = self.inner.borrow_mut();
+        inner.durable_batches = inner.batches.len();
+        inner.restore.clear();
+        inner.syncs += 1;
+        Ok(inner.durable_index())
+    }
+
+    /// Synchronous [`LogStore::save_hard_state`].
+    pub fn save_hard_state_now(&self, hard_state: HardState) {
+        self.inner.borrow_mut().hard_state = hard_state;
+    }
+
+    /// Synchronous [`LogStore::read`].
+    pub fn read_now(&self, from: Index, bytes_max: usize) -> Result<Vec<Batch>> {
+        let inner = self.inner.borrow();
+        if from <= inner.prev.index || from > inner.last().index {
+            return Err(inner.out_of_range(from));
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for batch in inner.batches.range(inner.position(from)..) {
+            if !out.is_empty() && bytes + batch.len_bytes() > bytes_max {
+                break;
+            }
+            bytes += batch.len_bytes();
+            out.push(batch.clone());
+        }
+        Ok(out)
+    }
+
+    /// Synchronous [`LogStore::compact_prefix`]: drops whole batches that
+    /// end at or before `upto`.
+    pub fn compact_prefix_now(&self, upto: Index) {
+        let mut inner = self.inner.borrow_mut();
+        while let Some(front) = inner.batches.front() {
+            if front.last_index() > upto {
+                break;
+            }
+            inner.prev = front.header().last_log_id();
+            inner.batches.pop_front();
+            inner.durable_batches = inner.durable_batches.saturating_sub(1);
+        }
+        inner.check_invariants();
+    }
+
+    /// Synchronous [`LogStore::reset`].
+    pub fn reset_now(&self, snapshot: LogId) {
+        let mut inner = self.inner.borrow_mut();
+        inner.batches.clear();
+        inner.restore.clear();
+        inner.durable_batches = 0;
+        inner.prev = snapshot;
+    }
+
+    /// Synchronous [`LogStore::term_runs`].
+    pub fn term_runs_now(&self) -> Vec<TermRun> {
+        term_runs_of(self.inner.borrow().batches.iter().map(|b| (b.term(), b.first_index())))
+    }
+}
+
+/// Collapses `(term, first_index)` of consecutive batches into runs.
+pub fn term_runs_of(batches: impl Iterator<Item = (u64, Index)>) -> Vec<TermRun> {
+    let mut runs: Vec<TermRun> = Vec::new();
+    for (term, first_index) in batches {
+        if runs.last().is_none_or(|run| run.term != term) {
+            runs.push(TermRun { term, first_index });
+        }
+    }
+    runs
+}
+
+impl LogStore for MemLog {
+    fn state(&self) -> LogState {
+        self.state_now()
+    }
+
+    fn hard_state(&self) -> HardState {
+        self.inner.borrow().hard_state
+    }
+
+    fn term_runs(&self) -> Vec<TermRun> {
+        self.term_runs_now()
+    }
+
+    async fn append(&self, batches: &[Batch]) -> Result<()> {
+        self.append_now(batches)
+    }
+
+    async fn truncate_suffix(&self, from: Index) -> Result<()> {
+        self.truncate_suffix_now(from)
+    }
+
+    async fn sync(&self) -> Result<Index> {
+        self.sync_now()
+    }
+
+    async fn save_hard_state(&self, hard_state: HardState) -> Result<()> {
+        self.save_hard_state_now(hard_state);
+        Ok(())
+    }
+
+    async fn read(&self, from: Index, bytes_max: usize) -> Result<Vec<Batch>> {
+        self.read_now(from, bytes_max)
+    }
+
+    async fn compact_prefix(&self, upto: Index) -> Result<()> {
+        self.compact_prefix_now(upto);
+        Ok(())
+    }
+
+    async fn reset(&self, snapshot: LogId) -> Result<()> {
+        self.reset_now(snapshot);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::{self, Harness};
+
+    struct MemHarness {
+        disk: MemLog,
+        keep_unsynced: usize,
+    }
+
+    impl Harness for MemHarness {
+        type Store = MemLog;
+
+        async fn open(&mut self) -> MemLog {
+            self.disk.clone()
+        }
+
+        async fn crash(&mut self, store: MemLog) {
+            // Alternate between losing every unsynced write and keeping some.
+            self.keep_unsynced = (self.keep_unsynced + 1) % 3;
+            store.crash(self.keep_unsynced);
+        }
+    }
+
+    #[test]
+    fn conformance() {
+        pollster::block_on(conformance::run_all(|| MemHarness {
+            disk: MemLog::new(),
+            keep_unsynced: 0,
+        }));
+    }
+
+    #[test]
+    fn crash_undoes_unsynced_truncation() {
+        let log = MemLog::new();
+        let batches = conformance::batches(1, 1, &[3, 3]);
+        log.append_now(&batches).unwrap();
+        log.sync_now().unwrap();
+        log.truncate_suffix_now(2).unwrap();
+        assert_eq!(log.state_now().last.index, 1);
+        log.crash(0);
+        assert_eq!(log.state_now().last.index, 6);
+        assert_eq!(log.read_now(1, usize::MAX).unwrap(), batches);
+    }
+}
