@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ordo_net::{Message, ProposeResult, SnapshotMeta, VoteResponse};
-use ordo_storage::{ClientId, HardState, Index, LogId, NodeId, Seq, Term};
+use ordo_storage::{ClientId, HardState, Index, NodeId, Seq, Term};
 
 use super::config::{ConfigError, CoreConfig};
 use super::io::{Command, Event, Now, ReadPurpose, Role};
@@ -643,3 +643,4 @@ impl Raft {
         }
     }
 
+}
