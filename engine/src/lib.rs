@@ -1,8 +1,11 @@
 //! ordo-engine: the Raft core and everything that drives it.
 //!
 //! - [`core`]: the Raft protocol as a pure state machine (events in,
-//!   commands out).
+//!   commands out);
+//! - [`testkit`]: drivers that run the core without a runtime (tests,
+//!   simulator, core benchmark).
 
 #![warn(missing_docs)]
 
 pub mod core;
+pub mod testkit;

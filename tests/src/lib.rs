@@ -1,1 +1,7 @@
-//! placeholder
+//! ordo-tests: integration tests that need more than one crate.
+//!
+//! - [`sim`]: the deterministic simulator of the Raft core.
+
+#![warn(missing_docs)]
+
+pub mod sim;

@@ -16,7 +16,10 @@ pub struct Now {
 /// A proposal from a client connected to this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
-    /// The runtime's handle, unique on this node; the answer carries it.
+    /// The runtime's handle; the answer carries it. Unique over the node's
+    /// lifetime, restarts included (the leader drops a forwarded proposal
+    /// whose `(node, request_id)` it saw recently, as a duplicated message),
+    /// so a runtime seeds its counter from the wall clock at start.
     pub request_id: u64,
     /// The proposer's session, `0` for none.
     pub client_id: ClientId,

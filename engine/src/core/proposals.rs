@@ -1,6 +1,8 @@
 //! Proposals: batching at the leader, forwarding from followers, answers
 //! that are never lost, and deduplication by client session (thesis §6.3).
 
+use std::collections::{HashSet, VecDeque};
+
 use bytes::Bytes;
 use ordo_net::{
     Committed, ForwardRequest, ForwardResults, ForwardedProposal, Message, ProposeError, ProposeResult,
@@ -10,6 +12,39 @@ use ordo_storage::{Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, N
 use super::io::{Command, Proposal, Role};
 use super::raft::Raft;
 use super::sessions::SessionLookup;
+
+/// The most recent `capacity` keys inserted, for duplicate detection with
+/// bounded memory (oldest forgotten first).
+#[derive(Clone, Debug)]
+pub struct RecentSet {
+    capacity: usize,
+    keys: HashSet<(NodeId, u64)>,
+    order: VecDeque<(NodeId, u64)>,
+}
+
+impl RecentSet {
+    /// An empty set remembering up to `capacity` keys.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            keys: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Inserts `key`; false if it was already present.
+    pub fn insert(&mut self, key: (NodeId, u64)) -> bool {
+        if !self.keys.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.capacity {
+            let oldest = self.order.pop_front().expect("non-empty");
+            self.keys.remove(&oldest);
+        }
+        true
+    }
+}
 
 /// Who waits for a proposal's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,6 +354,12 @@ impl Raft {
             return;
         }
         for proposal in request.proposals {
+            if !self.forward_seen.insert((from, proposal.request_id)) {
+                // A duplicated message: the original is already queued, in
+                // the log or answered. Appending it again would commit a
+                // sessionless proposal twice.
+                continue;
+            }
             let origin = Origin::Remote(from, proposal.request_id);
             if proposal.payload.len() > self.config.proposal_bytes_max {
                 let error = ProposeError::TooLarge {

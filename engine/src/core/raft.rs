@@ -115,6 +115,9 @@ pub struct Raft {
     pub(super) commit_advanced: bool,
     /// Answers to forwarded proposals, sent at the end of the turn.
     pub(super) forward_results: BTreeMap<NodeId, Vec<(u64, ProposeResult)>>,
+    /// Forwarded proposals this leader received recently, to drop duplicated
+    /// messages. Bounded: `4 * forward_inflight_max` entries.
+    pub(super) forward_seen: super::proposals::RecentSet,
     /// `(target, deadline)` of a leadership transfer in progress.
     pub(super) transfer: Option<(NodeId, u64)>,
 
@@ -167,6 +170,7 @@ impl Raft {
             reason: e.to_string(),
         })?;
         let log = RaftLog::new(state.log, config.log_cache_bytes_max);
+        let config_forward_inflight_max = config.forward_inflight_max;
         // A node whose log holds entries of term T has acknowledged in T, so
         // its term is at least T even if the hard state write was lost.
         let term = state.hard_state.term.max(log.last().term);
@@ -208,6 +212,7 @@ impl Raft {
             commit_advanced: false,
             forward_results: BTreeMap::new(),
             transfer: None,
+            forward_seen: super::proposals::RecentSet::new(4 * config_forward_inflight_max),
             queue: VecDeque::new(),
             forwarded: BTreeMap::new(),
             matched_leader_index: 0,

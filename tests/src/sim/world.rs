@@ -1,0 +1,619 @@
+//! The simulated world: a virtual clock, a queue of timed events, nodes with
+//! drifting clocks and slow disks, the network, the clients, and the
+//! checker after every step.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use ordo_engine::core::{Event, Now, Proposal, Rng, Role};
+use ordo_engine::testkit::{AppliedEntry, Effect, Host, WALL_START_US};
+use ordo_net::{InstallSnapshot, Message, ProposeError, ProposeResult, SnapshotMeta};
+use ordo_storage::{HardState, Index, NodeId, Term};
+
+use super::checker::Checker;
+use super::client::{Client, Outcome};
+use super::network::{Fate, Network};
+use super::{Failure, Plan, Summary};
+
+/// How long after the clients finish the world keeps running so that every
+/// node learns the final commit index.
+const SETTLE_US: u64 = 3_000_000;
+/// A hard cap on events, against a livelock in the simulator itself.
+const EVENTS_MAX: u64 = 20_000_000;
+
+enum What {
+    Deliver { from: NodeId, to: NodeId, message: Message },
+    ClientDeliver { node: NodeId, event: Event },
+    Turn { node: NodeId },
+    Tick { node: NodeId, generation: u64 },
+    SyncDone { node: NodeId, epoch: u64 },
+    HardStateDone { node: NodeId, epoch: u64, hard_state: HardState },
+    SnapshotArrive { from: NodeId, to: NodeId, meta: SnapshotMeta, term: Term, data: Vec<AppliedEntry> },
+    SnapshotResult { node: NodeId, epoch: u64, to: NodeId, ok: bool },
+    Crash,
+    Restart { node: NodeId },
+    Repartition,
+    Heal,
+    ClientWake { client: usize },
+    ClientAnswer { client: usize, request_id: u64, result: ProposeResult },
+    Reader,
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    what: What,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct SimNode {
+    host: Host,
+    up: bool,
+    /// Incremented at each crash: completions of an earlier life are void.
+    epoch: u64,
+    inbox: Vec<Event>,
+    turn_scheduled: bool,
+    tick_generation: u64,
+    drift_ppm: i64,
+    skew_us: i64,
+    disk_free_at: u64,
+    sync_in_flight: bool,
+    sync_wanted: bool,
+    /// The term this node was last seen leading (to spot new leaderships).
+    led_term: Term,
+}
+
+/// The whole simulated world for one seed.
+pub struct World {
+    plan: Plan,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<SimNode>,
+    network: Network,
+    clients: Vec<Client>,
+    requests: HashMap<u64, usize>,
+    reads: HashMap<u64, (NodeId, Index)>,
+    next_request_id: u64,
+    checker: Checker,
+    summary: Summary,
+    healed_at: Option<u64>,
+    clients_done_at: Option<u64>,
+    max_acked_index: Index,
+}
+
+impl World {
+    /// A world for `plan`.
+    pub fn new(plan: Plan) -> Self {
+        let mut rng = Rng::new(plan.seed);
+        let voters: Vec<NodeId> = (1..=plan.nodes).collect();
+        let nodes = voters
+            .iter()
+            .map(|&id| {
+                let drift_ppm = rng.range(0, 2 * plan.drift_ppm_max + 1) as i64 - plan.drift_ppm_max as i64;
+                let skew_us = rng.range(0, 100_001) as i64 - 50_000;
+                let now = Now {
+                    mono_us: 0,
+                    wall_us: (WALL_START_US as i64 + skew_us) as u64,
+                };
+                SimNode {
+                    host: Host::new(id, &voters, plan.config.clone(), rng.next_u64(), now),
+                    up: true,
+                    epoch: 0,
+                    inbox: Vec::new(),
+                    turn_scheduled: false,
+                    tick_generation: 0,
+                    drift_ppm,
+                    skew_us,
+                    disk_free_at: 0,
+                    sync_in_flight: false,
+                    sync_wanted: false,
+                    led_term: 0,
+                }
+            })
+            .collect();
+        let clients = (0..plan.clients)
+            .map(|i| {
+                // The last client has no session.
+                let client_id = if i + 1 == plan.clients { 0 } else { 1_000 + i };
+                Client::new(client_id, plan.proposals_per_client)
+            })
+            .collect();
+        let network = Network::new(plan.drop_ppm, plan.duplicate_ppm, plan.delay_us);
+        Self {
+            plan,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            network,
+            clients,
+            requests: HashMap::new(),
+            reads: HashMap::new(),
+            next_request_id: 1,
+            checker: Checker::default(),
+            summary: Summary::default(),
+            healed_at: None,
+            clients_done_at: None,
+            max_acked_index: 0,
+        }
+    }
+
+    fn schedule(&mut self, at: u64, what: What) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at, seq: self.seq, what }));
+    }
+
+    fn fail(&self, what: String) -> Failure {
+        Failure {
+            seed: self.plan.seed,
+            what,
+            at_us: self.now,
+        }
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    fn local_now(&self, id: NodeId) -> Now {
+        let node = &self.nodes[id as usize - 1];
+        let mono = self.now as i128 + self.now as i128 * node.drift_ppm as i128 / 1_000_000;
+        Now {
+            mono_us: mono as u64,
+            wall_us: (WALL_START_US as i128 + mono + node.skew_us as i128) as u64,
+        }
+    }
+
+    fn global_time_of(&self, id: NodeId, mono_us: u64) -> u64 {
+        let drift = self.nodes[id as usize - 1].drift_ppm as i128;
+        (mono_us as i128 * 1_000_000 / (1_000_000 + drift)) as u64 + 1
+    }
+
+    fn up_nodes(&self) -> Vec<NodeId> {
+        self.nodes.iter().filter(|n| n.up).map(|n| n.host.id).collect()
+    }
+
+    fn enqueue(&mut self, id: NodeId, event: Event) {
+        let turn_delay = self.rng.range(0, 30);
+        let at = self.now + turn_delay;
+        let node = self.node(id);
+        if !node.up {
+            return;
+        }
+        node.inbox.push(event);
+        if !node.turn_scheduled {
+            node.turn_scheduled = true;
+            self.schedule(at, What::Turn { node: id });
+        }
+    }
+
+    /// Runs the world to the end; returns what happened or the first broken
+    /// invariant.
+    pub fn run(mut self) -> Result<Summary, Failure> {
+        for id in 1..=self.plan.nodes {
+            self.enqueue(id, Event::Tick);
+        }
+        for client in 0..self.clients.len() {
+            let at = self.rng.range(0, 200_000);
+            self.schedule(at, What::ClientWake { client });
+        }
+        let every = self.plan.partition_every_us;
+        let at = self.rng.range(every / 2, every * 3 / 2);
+        self.schedule(at, What::Repartition);
+        if self.plan.crash_every_us > 0 {
+            let every = self.plan.crash_every_us;
+            let at = self.rng.range(every / 2, every * 3 / 2);
+            self.schedule(at, What::Crash);
+        }
+        self.schedule(self.plan.fault_phase_us, What::Heal);
+        self.schedule(50_000, What::Reader);
+        let mut events = 0u64;
+        while let Some(Reverse(next)) = self.queue.pop() {
+            events += 1;
+            if events > EVENTS_MAX {
+                return Err(self.fail("the simulation exceeded its event budget (livelock?)".into()));
+            }
+            self.now = next.at;
+            if let Some(healed) = self.healed_at {
+                if self.now > healed + self.plan.liveness_bound_us && self.clients.iter().any(Client::busy) {
+                    let stuck: Vec<_> = self.clients.iter().filter(|c| c.busy()).map(|c| c.client_id).collect();
+                    return Err(self.fail(format!(
+                        "liveness: clients {stuck:?} still have uncommitted proposals {} µs after the faults healed",
+                        self.plan.liveness_bound_us
+                    )));
+                }
+            }
+            if let Some(done) = self.clients_done_at {
+                if self.now > done + SETTLE_US {
+                    break;
+                }
+            }
+            self.handle(next.what).map_err(|what| self.fail(what))?;
+        }
+        self.finish().map_err(|what| self.fail(what))?;
+        self.summary.duration_us = self.now;
+        self.summary.elections = self.checker.elections;
+        self.summary.committed = self.checker.ledger().len() as u64;
+        Ok(self.summary)
+    }
+
+    fn handle(&mut self, what: What) -> Result<(), String> {
+        match what {
+            What::Deliver { from, to, message } => self.enqueue(to, Event::Message { from, message }),
+            What::ClientDeliver { node, event } => self.enqueue(node, event),
+            What::Turn { node } => self.turn(node)?,
+            What::Tick { node, generation } => {
+                if self.node(node).tick_generation == generation {
+                    self.enqueue(node, Event::Tick);
+                }
+            }
+            What::SyncDone { node, epoch } => {
+                let n = self.node(node);
+                if n.epoch == epoch && n.up {
+                    n.sync_in_flight = false;
+                    let event = n.host.complete_sync();
+                    if n.sync_wanted {
+                        n.sync_wanted = false;
+                        self.start_sync(node);
+                    }
+                    self.enqueue(node, event);
+                }
+            }
+            What::HardStateDone { node, epoch, hard_state } => {
+                let n = self.node(node);
+                if n.epoch == epoch && n.up {
+                    let event = n.host.complete_hard_state(hard_state);
+                    self.enqueue(node, event);
+                }
+            }
+            What::SnapshotArrive { from, to, meta, term, data } => {
+                if self.node(to).up {
+                    self.node(to).host.received_snapshot = Some((meta.clone(), data));
+                    let message = Message::InstallSnapshot(InstallSnapshot { term, meta });
+                    self.enqueue(to, Event::Message { from, message });
+                }
+            }
+            What::SnapshotResult { node, epoch, to, ok } => {
+                if self.node(node).epoch == epoch {
+                    self.enqueue(node, Event::SnapshotSent { to, ok });
+                }
+            }
+            What::Crash => self.crash(),
+            What::Restart { node } => self.restart(node),
+            What::Repartition => {
+                if self.healed_at.is_none() {
+                    let nodes: Vec<NodeId> = (1..=self.plan.nodes).collect();
+                    match self.current_leader() {
+                        // Cutting the leader off forces elections with
+                        // diverging logs (the Figure 8 situations).
+                        Some(leader) if self.rng.chance(1, 3) => self.network.isolate(leader, &nodes),
+                        _ => {
+                            self.network.repartition(&mut self.rng, &nodes);
+                        }
+                    }
+                    let every = self.plan.partition_every_us;
+                    let at = self.now + self.rng.range(every / 2, every * 3 / 2);
+                    self.schedule(at, What::Repartition);
+                }
+            }
+            What::Heal => {
+                self.network.heal();
+                self.healed_at = Some(self.now);
+                for id in 1..=self.plan.nodes {
+                    if !self.node(id).up {
+                        self.restart(id);
+                    }
+                }
+                self.check_all_done();
+            }
+            What::ClientWake { client } => self.client_wake(client),
+            What::ClientAnswer { client, request_id, result } => self.client_answer(client, request_id, result)?,
+            What::Reader => {
+                let up = self.up_nodes();
+                if !up.is_empty() && self.clients_done_at.is_none() {
+                    let node = up[self.rng.range(0, up.len() as u64) as usize];
+                    let request_id = self.next_request_id;
+                    self.next_request_id += 1;
+                    self.reads.insert(request_id, (node, self.max_acked_index));
+                    self.enqueue(node, Event::Read { request_id });
+                }
+                if self.clients_done_at.is_none() {
+                    let at = self.now + self.rng.range(10_000, 80_000);
+                    self.schedule(at, What::Reader);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn turn(&mut self, id: NodeId) -> Result<(), String> {
+        let now = self.local_now(id);
+        let node = self.node(id);
+        node.turn_scheduled = false;
+        if !node.up {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut node.inbox);
+        let effects = node.host.turn(now, events);
+        self.summary.steps += 1;
+        for effect in effects {
+            self.effect(id, effect);
+        }
+        self.after_turn(id)
+    }
+
+    fn effect(&mut self, from: NodeId, effect: Effect) {
+        match effect {
+            Effect::Send { to, message } => {
+                if let Fate::Delivered(delays) = self.network.fate(&mut self.rng, from, to) {
+                    for delay in delays {
+                        let message = message.clone();
+                        self.schedule(self.now + delay, What::Deliver { from, to, message });
+                    }
+                }
+            }
+            Effect::Sync => {
+                let node = self.node(from);
+                if node.sync_in_flight {
+                    node.sync_wanted = true;
+                } else {
+                    self.start_sync(from);
+                }
+            }
+            Effect::PersistHardState(hard_state) => {
+                let at = self.disk_time(from);
+                let epoch = self.node(from).epoch;
+                self.schedule(at, What::HardStateDone { node: from, epoch, hard_state });
+            }
+            Effect::SendSnapshot { to, meta, term } => {
+                let data = self.node(from).host.snapshot_data(&meta);
+                let epoch = self.node(from).epoch;
+                let fate = self.network.fate(&mut self.rng, from, to);
+                match (data, fate) {
+                    (Some(data), Fate::Delivered(delays)) => {
+                        let at = self.now + 10 * delays[0];
+                        self.schedule(at, What::SnapshotArrive { from, to, meta, term, data });
+                        self.schedule(at, What::SnapshotResult { node: from, epoch, to, ok: true });
+                    }
+                    _ => {
+                        let at = self.now + 1_000;
+                        self.schedule(at, What::SnapshotResult { node: from, epoch, to, ok: false });
+                    }
+                }
+            }
+            Effect::Complete(event) => {
+                if matches!(event, Event::SnapshotRestored(_)) {
+                    self.summary.snapshots_installed += 1;
+                }
+                self.enqueue(from, event)
+            }
+        }
+    }
+
+    fn start_sync(&mut self, id: NodeId) {
+        let at = self.disk_time(id);
+        let node = self.node(id);
+        node.sync_in_flight = true;
+        let epoch = node.epoch;
+        self.schedule(at, What::SyncDone { node: id, epoch });
+    }
+
+    /// Disk operations of one node complete in the order issued.
+    fn disk_time(&mut self, id: NodeId) -> u64 {
+        let (low, high) = self.plan.sync_us;
+        let latency = self.rng.range(low, high);
+        let now = self.now;
+        let node = self.node(id);
+        let at = node.disk_free_at.max(now) + latency;
+        node.disk_free_at = at;
+        at
+    }
+
+    fn after_turn(&mut self, id: NodeId) -> Result<(), String> {
+        let index = id as usize - 1;
+        let role = self.nodes[index].host.role();
+        let term = self.nodes[index].host.raft.term();
+        if role == Role::Leader {
+            self.checker.leader_seen(id, term)?;
+            if self.nodes[index].led_term != term {
+                self.nodes[index].led_term = term;
+                self.checker.new_leader(&self.nodes[index].host)?;
+            }
+        }
+        self.checker.applied(&self.nodes[index].host)?;
+        let responses: Vec<_> = self.nodes[index].host.responses.drain(..).collect();
+        for (request_id, result) in responses {
+            if let Some(&client) = self.requests.get(&request_id) {
+                let at = self.now + self.rng.range(10, 500);
+                self.schedule(at, What::ClientAnswer { client, request_id, result });
+            }
+        }
+        let reads: Vec<_> = self.nodes[index].host.read_results.drain(..).collect();
+        for (request_id, result) in reads {
+            if let Some((node, floor)) = self.reads.remove(&request_id) {
+                if let Ok(read_index) = result {
+                    self.checker.read(node, read_index, floor)?;
+                    self.summary.reads += 1;
+                }
+            }
+        }
+        if self.summary.steps % 256 == 0 {
+            let hosts: Vec<&Host> = self.nodes.iter().map(|n| &n.host).collect();
+            self.checker.log_matching(&hosts)?;
+        }
+        let deadline = self.nodes[index].host.raft.next_deadline_us();
+        let at = self.global_time_of(id, deadline).max(self.now + 1);
+        let node = self.node(id);
+        node.tick_generation += 1;
+        let generation = node.tick_generation;
+        self.schedule(at, What::Tick { node: id, generation });
+        Ok(())
+    }
+
+    /// Crashes one node (the leader half the time), several at once, or
+    /// the whole cluster (a power loss): whatever was not synced is lost,
+    /// which is what durability bugs need to show.
+    fn crash(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let up = self.up_nodes();
+        let victims: Vec<NodeId> = match self.rng.range(0, 10) {
+            0 => up.clone(),
+            1..=3 => up.iter().copied().filter(|_| self.rng.chance(1, 2)).collect(),
+            4..=6 => self.current_leader().into_iter().collect(),
+            _ => up.get(self.rng.range(0, up.len().max(1) as u64) as usize).copied().into_iter().collect(),
+        };
+        for id in victims {
+            let node = self.node(id);
+            if !node.up {
+                continue;
+            }
+            node.up = false;
+            node.epoch += 1;
+            node.inbox.clear();
+            node.sync_in_flight = false;
+            node.sync_wanted = false;
+            node.turn_scheduled = false;
+            self.summary.crashes += 1;
+            let at = self.now + self.rng.range(20_000, 600_000);
+            self.schedule(at, What::Restart { node: id });
+        }
+        let every = self.plan.crash_every_us;
+        let at = self.now + self.rng.range(every / 2, every * 3 / 2);
+        self.schedule(at, What::Crash);
+    }
+
+    fn current_leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|n| n.up && n.host.role() == Role::Leader)
+            .max_by_key(|n| n.host.raft.term())
+            .map(|n| n.host.id)
+    }
+
+    fn restart(&mut self, id: NodeId) {
+        if self.node(id).up {
+            return;
+        }
+        // Usually every unsynced write is lost; sometimes a disk got some out.
+        let keep = if self.rng.chance(7, 10) { 0 } else { self.rng.range(1, 3) as usize };
+        let seed = self.rng.next_u64();
+        let now = self.local_now(id);
+        let node = self.node(id);
+        node.host.crash_and_restart(keep, seed, now);
+        node.up = true;
+        node.led_term = 0;
+        node.disk_free_at = 0;
+        self.checker.reset_node(id);
+        self.enqueue(id, Event::Tick);
+    }
+
+    fn client_wake(&mut self, index: usize) {
+        let now = self.now;
+        let client = &mut self.clients[index];
+        let resend = match &client.outstanding {
+            None => client.start_next(now).is_some(),
+            Some(outstanding) => outstanding.attempts.is_empty() || client.timed_out(now),
+        };
+        if !resend {
+            if !self.clients[index].busy() {
+                self.check_all_done();
+            } else if let Some(outstanding) = &self.clients[index].outstanding {
+                let at = outstanding.deadline_us.max(now + 1);
+                self.schedule(at, What::ClientWake { client: index });
+            } else {
+                self.schedule(now + 1_000, What::ClientWake { client: index });
+            }
+            return;
+        }
+        let up = self.up_nodes();
+        let Some(node) = self.clients[index].pick_node(&mut self.rng, &up) else {
+            self.schedule(now + 10_000, What::ClientWake { client: index });
+            return;
+        };
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.requests.insert(request_id, index);
+        let redirect = self.rng.chance(1, 4);
+        let client = &mut self.clients[index];
+        client.sent(request_id, now);
+        let outstanding = client.outstanding.as_ref().expect("started or resent");
+        let proposal = Proposal {
+            request_id,
+            client_id: client.client_id,
+            seq: outstanding.seq,
+            payload: bytes::Bytes::from(outstanding.payload.clone()),
+            redirect,
+        };
+        let deadline = outstanding.deadline_us;
+        let at = now + self.rng.range(10, 500);
+        self.schedule(at, What::ClientDeliver { node, event: Event::Propose(proposal) });
+        self.schedule(deadline, What::ClientWake { client: index });
+    }
+
+    fn client_answer(&mut self, index: usize, request_id: u64, result: ProposeResult) -> Result<(), String> {
+        if let Err(error @ (ProposeError::SessionExpired { .. } | ProposeError::TooLarge { .. })) = result {
+            return Err(format!("client {index} got {error} for a fresh, small proposal"));
+        }
+        let client_id = self.clients[index].client_id;
+        match self.clients[index].answered(request_id, result, &mut self.rng) {
+            Outcome::Acknowledged(seq, payload, committed) => {
+                self.checker.acknowledged(client_id, seq, &payload, committed)?;
+                self.max_acked_index = self.max_acked_index.max(committed.index);
+                let at = self.now + self.rng.range(0, 5_000);
+                self.schedule(at, What::ClientWake { client: index });
+            }
+            Outcome::Retry(after) => self.schedule(self.now + after, What::ClientWake { client: index }),
+            Outcome::GaveUp => self.schedule(self.now + 1_000, What::ClientWake { client: index }),
+            Outcome::Stale => {}
+        }
+        self.summary.acknowledged = self.clients.iter().map(|c| c.acknowledged).sum();
+        Ok(())
+    }
+
+    fn check_all_done(&mut self) {
+        if self.clients_done_at.is_none() && self.healed_at.is_some() && !self.clients.iter().any(Client::busy) {
+            self.clients_done_at = Some(self.now);
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        if self.clients.iter().any(Client::busy) {
+            return Err("the event queue ran dry with clients still busy".into());
+        }
+        let hosts: Vec<&Host> = self.nodes.iter().map(|n| &n.host).collect();
+        self.checker.log_matching(&hosts)?;
+        self.checker.finish()?;
+        let committed = self.checker.ledger().len();
+        for node in &self.nodes {
+            let applied = node.host.state_machine().last().map_or(0, |e| e.index) as usize;
+            if applied != committed {
+                return Err(format!(
+                    "convergence: node {} applied up to {applied} but {committed} entries are committed, {} µs after the clients finished",
+                    node.host.id, SETTLE_US
+                ));
+            }
+        }
+        Ok(())
+    }
+}

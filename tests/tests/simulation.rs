@@ -1,0 +1,65 @@
+//! The deterministic simulator over many seeds.
+//!
+//! `cargo test -p ordo-tests --test simulation` runs `ORDO_SIM_SEEDS` seeds
+//! (default 500) starting at `ORDO_SIM_SEED_BASE` (default 0) on all cores,
+//! and every seed in [`REGRESSION_SEEDS`]. A failure prints the seed and the
+//! command that replays it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use ordo_tests::sim;
+
+/// Seeds that once found a bug; each stays here for good, with what it found.
+const REGRESSION_SEEDS: &[(u64, &str)] = &[];
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")))
+        .unwrap_or(default)
+}
+
+fn run_seeds(seeds: Vec<u64>) {
+    let next = AtomicU64::new(0);
+    let failures = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let at = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(&seed) = seeds.get(at) else { break };
+                let outcome = std::panic::catch_unwind(|| sim::run(seed));
+                let failure = match outcome {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(failure)) => failure.to_string(),
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        format!(
+                            "seed {seed} panicked: {message}\nreplay: cargo run -p ordo-tests --bin ordo-sim -- {seed}"
+                        )
+                    }
+                };
+                failures.lock().unwrap().push(failure);
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn simulation_seeds() {
+    let count = env_u64("ORDO_SIM_SEEDS", 500);
+    let base = env_u64("ORDO_SIM_SEED_BASE", 0);
+    run_seeds((base..base + count).collect());
+}
+
+#[test]
+fn simulation_regression_seeds() {
+    run_seeds(REGRESSION_SEEDS.iter().map(|&(seed, _)| seed).collect());
+}
