@@ -1,0 +1,94 @@
+//! Replication details beyond the paper's claims, driven on one core by
+//! hand (see `common`).
+
+mod common;
+
+use common::*;
+use ordo_net::AppendResult;
+use ordo_storage::{HardState, LogId};
+
+/// A follower acknowledges the durable, matching prefix of an append at once
+/// and the rest after its sync (`send_ack`): a probe that carries entries
+/// can be answered `Success { match_index: prev }` first. The entries of
+/// the probe are then on their way to storage; the leader should treat them
+/// as in flight, not send them a second time.
+///
+/// Seen in `testdata/fast_backtracking.txt`: after every successful probe,
+/// `Append … entries=3..24` goes out twice.
+#[test]
+fn leader_does_not_resend_a_probe_after_a_partial_ack() {
+    let hard_state = HardState {
+        term: 1,
+        vote: 0,
+        commit: 2,
+    };
+    let mut leader = Node::restore(1, &ids(3), paper_config(), hard_state, &[1, 1]);
+    let commands = leader.elect();
+    assert_eq!((leader.raft.term(), leader.raft.log().last_index()), (2, 3));
+    let probe = appends(&commands)
+        .into_iter()
+        .find(|(to, _)| *to == 2)
+        .map(|(_, request)| request)
+        .expect("a probe to node 2");
+    assert_eq!(
+        (probe.prev, probe.last_index()),
+        (LogId::new(1, 2), 3),
+        "the no-op rides the probe"
+    );
+
+    // What node 2 answers to that probe, before and after its sync.
+    let mut follower = Node::restore(2, &ids(3), paper_config(), HardState::default(), &[1, 1]);
+    let received = follower.receive(1, ordo_net::Message::Append(probe.clone()));
+    let early: Vec<_> = append_responses(&received)
+        .into_iter()
+        .map(|(_, r)| r.result)
+        .collect();
+    assert_eq!(
+        early,
+        vec![AppendResult::Success { match_index: 2 }],
+        "the durable prefix, before the sync"
+    );
+
+    let commands = leader.receive(2, append_ok(2, 2));
+    let resent: Vec<_> = appends(&commands)
+        .into_iter()
+        .filter(|(to, request)| {
+            *to == 2
+                && request
+                    .batches
+                    .first()
+                    .is_some_and(|b| b.first_index() <= 3)
+        })
+        .collect();
+    assert!(
+        resent.is_empty(),
+        "entries 3..=3 are already on their way: {resent:?}"
+    );
+}
+
+/// While streaming, a duplicated (or delayed) success that acknowledges
+/// nothing new changes nothing and sends nothing.
+#[test]
+fn leader_ignores_a_success_that_acknowledges_nothing_new() {
+    let mut leader = Node::new(1, &ids(3), paper_config());
+    leader.elect_and_commit_noop();
+    let proposed = leader.propose(1, b"x");
+    assert_eq!(
+        appends(&proposed).len(),
+        2,
+        "the entry streams to both followers"
+    );
+    let before = leader.raft.progress(2).expect("follower").clone();
+    let again = leader.receive(2, append_ok(1, before.match_index));
+    assert!(
+        appends(&again).is_empty(),
+        "nothing new was acknowledged: {:?}",
+        sends(&again)
+    );
+    let after = leader.raft.progress(2).expect("follower");
+    assert_eq!(
+        (after.state, after.next_index),
+        (before.state, before.next_index)
+    );
+    assert_eq!(after.inflight_messages(), 1, "the entry is still in flight");
+}
