@@ -1,1 +1,3 @@
-fn main() { println!("ordo-bench: not built yet"); }
+fn main() {
+    println!("ordo-bench: not built yet");
+}

@@ -9,7 +9,10 @@ fn three_nodes_elect_replicate_and_answer_a_forwarded_proposal() {
     cluster.elect(1);
     let request = cluster.propose(2, b"hello");
     cluster.advance(1);
-    let committed = cluster.response(2, request).expect("answered").expect("committed");
+    let committed = cluster
+        .response(2, request)
+        .expect("answered")
+        .expect("committed");
     assert_eq!(committed.id, 1);
     assert_eq!(committed.index, 2, "index 1 is the leader's no-op");
     cluster.advance(60);

@@ -132,7 +132,9 @@ pub struct AppendRequest {
 impl AppendRequest {
     /// Index of the last entry carried, or `prev.index` when empty.
     pub fn last_index(&self) -> Index {
-        self.batches.last().map_or(self.prev.index, Batch::last_index)
+        self.batches
+            .last()
+            .map_or(self.prev.index, Batch::last_index)
     }
 }
 

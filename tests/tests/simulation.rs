@@ -1,22 +1,42 @@
 //! The deterministic simulator over many seeds.
 //!
 //! `cargo test -p ordo-tests --test simulation` runs `ORDO_SIM_SEEDS` seeds
-//! (default 500) starting at `ORDO_SIM_SEED_BASE` (default 0) on all cores,
+//! (default 1000) starting at `ORDO_SIM_SEED_BASE` (default 0) on all cores,
 //! and every seed in [`REGRESSION_SEEDS`]. A failure prints the seed and the
 //! command that replays it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ordo_tests::sim;
 
 /// Seeds that once found a bug; each stays here for good, with what it found.
-const REGRESSION_SEEDS: &[(u64, &str)] = &[];
+const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (
+        53,
+        "a duplicated Forward message made the leader append a sessionless proposal twice",
+    ),
+    (
+        61,
+        "a duplicated Forward message made the leader append a sessionless proposal twice",
+    ),
+    (
+        17,
+        "simulator: clients done before the heal never ended the run",
+    ),
+    (
+        2281,
+        "a follower installing a snapshot whose point its log held reset the log, dropping acknowledged entries",
+    ),
+];
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
+        })
         .unwrap_or(default)
 }
 
@@ -49,12 +69,17 @@ fn run_seeds(seeds: Vec<u64>) {
         }
     });
     let failures = failures.into_inner().unwrap();
-    assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
 fn simulation_seeds() {
-    let count = env_u64("ORDO_SIM_SEEDS", 500);
+    let count = env_u64("ORDO_SIM_SEEDS", 1_000);
     let base = env_u64("ORDO_SIM_SEED_BASE", 0);
     run_seeds((base..base + count).collect());
 }

@@ -203,7 +203,10 @@ mod tests {
             election_timeout_ms_max: 10,
             ..CoreConfig::default()
         };
-        assert_eq!(config.validate().unwrap_err().field, "election_timeout_ms_max");
+        assert_eq!(
+            config.validate().unwrap_err().field,
+            "election_timeout_ms_max"
+        );
         let config = CoreConfig {
             inflight_bytes_max: 1,
             ..CoreConfig::default()

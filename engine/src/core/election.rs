@@ -118,7 +118,8 @@ impl Raft {
                     granted: true,
                     pre_vote: false,
                 };
-                if self.durable_hard_state.term == self.term && self.durable_hard_state.vote == from {
+                if self.durable_hard_state.term == self.term && self.durable_hard_state.vote == from
+                {
                     self.send(from, Message::VoteResponse(response));
                 } else {
                     // Sent once the vote is durable (Figure 2).

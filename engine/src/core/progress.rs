@@ -34,6 +34,11 @@ pub struct Progress {
     /// In `Probe`: a probe is outstanding; wait for its answer (or the next
     /// heartbeat answer) before sending another.
     pub probe_sent: bool,
+    /// In `Probe`: `(last index, batch bytes)` the outstanding probe carried.
+    /// A follower may acknowledge its durable prefix before the probe's
+    /// entries are synced; on switching to `Replicate` the probe then counts
+    /// as in flight instead of being sent again.
+    probe_carried: Option<(Index, usize)>,
     /// In `Replicate`: `(last index, batch bytes)` of each message sent and
     /// not yet acknowledged, oldest first.
     /// Invariant: last indexes strictly increase and are `< next_index`.
@@ -58,6 +63,7 @@ impl Progress {
             match_index: 0,
             next_index,
             probe_sent: false,
+            probe_carried: None,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
             recent_active: true,
@@ -80,6 +86,7 @@ impl Progress {
     fn reset(&mut self, state: ReplicationState, now_us: u64) {
         self.state = state;
         self.probe_sent = false;
+        self.probe_carried = None;
         self.inflight.clear();
         self.inflight_bytes = 0;
         self.last_progress_us = now_us;
@@ -95,10 +102,19 @@ impl Progress {
         self.next_index = next;
     }
 
-    /// Stream from just after the match.
+    /// Stream from just after the match, or after what the last probe
+    /// carried if the follower has not acknowledged all of it yet.
     pub fn become_replicate(&mut self, now_us: u64) {
+        let carried = self
+            .probe_carried
+            .filter(|&(last, _)| last > self.match_index);
         self.reset(ReplicationState::Replicate, now_us);
         self.next_index = self.match_index + 1;
+        if let Some((last, bytes)) = carried {
+            self.inflight.push_back((last, bytes));
+            self.inflight_bytes += bytes;
+            self.next_index = last + 1;
+        }
     }
 
     /// A snapshot covering `index` is on its way.
@@ -113,7 +129,11 @@ impl Progress {
             self.match_index = index;
             self.probe_sent = false;
             self.last_progress_us = now_us;
-            while self.inflight.front().is_some_and(|&(last, _)| last <= index) {
+            while self
+                .inflight
+                .front()
+                .is_some_and(|&(last, _)| last <= index)
+            {
                 let (_, bytes) = self.inflight.pop_front().expect("checked");
                 self.inflight_bytes -= bytes;
             }
@@ -139,7 +159,8 @@ impl Progress {
                 if rejected != self.next_index - 1 {
                     return false;
                 }
-                self.next_index = next_index.clamp(self.match_index + 1, rejected.max(self.match_index + 1));
+                self.next_index =
+                    next_index.clamp(self.match_index + 1, rejected.max(self.match_index + 1));
                 self.probe_sent = false;
                 true
             }
@@ -152,7 +173,8 @@ impl Progress {
         match self.state {
             ReplicationState::Probe => !self.probe_sent,
             ReplicationState::Replicate => {
-                self.inflight.len() < inflight_messages_max && self.inflight_bytes < inflight_bytes_max
+                self.inflight.len() < inflight_messages_max
+                    && self.inflight_bytes < inflight_bytes_max
             }
             ReplicationState::Snapshot { .. } => false,
         }
@@ -174,7 +196,10 @@ impl Progress {
                     self.next_index = last + 1;
                 }
             }
-            ReplicationState::Probe => self.probe_sent = true,
+            ReplicationState::Probe => {
+                self.probe_sent = true;
+                self.probe_carried = (last >= self.next_index).then_some((last, bytes));
+            }
             ReplicationState::Snapshot { .. } => {}
         }
     }
@@ -222,7 +247,10 @@ mod tests {
         assert!(progress.maybe_decrease_to(12, 12, 0));
         assert_eq!(progress.state, ReplicationState::Probe);
         assert_eq!(progress.next_index, 12);
-        assert!(!progress.maybe_decrease_to(15, 3, 0), "not the outstanding probe");
+        assert!(
+            !progress.maybe_decrease_to(15, 3, 0),
+            "not the outstanding probe"
+        );
         assert!(progress.maybe_decrease_to(11, 3, 0));
         assert_eq!(progress.next_index, 11, "never below match + 1");
     }

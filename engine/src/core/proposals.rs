@@ -5,7 +5,8 @@ use std::collections::{HashSet, VecDeque};
 
 use bytes::Bytes;
 use ordo_net::{
-    Committed, ForwardRequest, ForwardResults, ForwardedProposal, Message, ProposeError, ProposeResult,
+    Committed, ForwardRequest, ForwardResults, ForwardedProposal, Message, ProposeError,
+    ProposeResult,
 };
 use ordo_storage::{Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, NodeId, Seq};
 
@@ -105,9 +106,14 @@ impl Raft {
     /// Answers one proposal: locally, or to the node that forwarded it.
     pub(super) fn answer(&mut self, origin: Origin, result: ProposeResult) {
         match origin {
-            Origin::Local(request_id) => self.commands.push(Command::Respond { request_id, result }),
+            Origin::Local(request_id) => {
+                self.commands.push(Command::Respond { request_id, result })
+            }
             Origin::Remote(node, request_id) => {
-                self.forward_results.entry(node).or_default().push((request_id, result));
+                self.forward_results
+                    .entry(node)
+                    .or_default()
+                    .push((request_id, result));
             }
         }
     }
@@ -116,7 +122,9 @@ impl Raft {
     /// session table covers every entry before its term, and
     /// `pending_sessions` every entry in it, so deduplication is exact.
     pub(super) fn leader_ready(&self) -> bool {
-        self.role == Role::Leader && self.log.applied() >= self.term_start_index && self.transfer.is_none()
+        self.role == Role::Leader
+            && self.log.applied() >= self.term_start_index
+            && self.transfer.is_none()
     }
 
     /// Turns the proposals queued during a turn into batches bounded by
@@ -173,10 +181,14 @@ impl Raft {
                     SessionLookup::New => {}
                 }
                 if let Some(&index) = self.pending_sessions.get(&key) {
-                    self.extra_waiters.entry(index).or_default().push(proposal.origin);
+                    self.extra_waiters
+                        .entry(index)
+                        .or_default()
+                        .push(proposal.origin);
                     continue;
                 }
-                self.pending_sessions.insert(key, first_index + taken.len() as u64);
+                self.pending_sessions
+                    .insert(key, first_index + taken.len() as u64);
             }
             bytes += proposal.payload.len();
             taken.push(proposal);
@@ -203,7 +215,8 @@ impl Raft {
             entries,
         );
         for (offset, proposal) in taken.iter().enumerate() {
-            self.pending.push_back((first_index + offset as u64, proposal.origin));
+            self.pending
+                .push_back((first_index + offset as u64, proposal.origin));
         }
         Some(batch)
     }
@@ -260,7 +273,9 @@ impl Raft {
         for proposal in queue {
             match proposal.origin {
                 Origin::Local(_) => self.queue.push_back(proposal),
-                Origin::Remote(..) => self.answer(proposal.origin, Err(ProposeError::NotLeader { leader })),
+                Origin::Remote(..) => {
+                    self.answer(proposal.origin, Err(ProposeError::NotLeader { leader }))
+                }
             }
         }
         self.send_forward_results();
@@ -308,7 +323,9 @@ impl Raft {
         let mut proposals = Vec::new();
         let mut bytes = 0;
         while self.forwarded.len() < self.config.forward_inflight_max {
-            let Some(proposal) = self.queue.pop_front() else { break };
+            let Some(proposal) = self.queue.pop_front() else {
+                break;
+            };
             let Origin::Local(request_id) = proposal.origin else {
                 unreachable!("a follower queues only its own clients' proposals")
             };
@@ -381,7 +398,7 @@ impl Raft {
 
     pub(super) fn handle_forward_results(&mut self, results: ForwardResults) {
         for (request_id, result) in results.results {
-            if self.forwarded.remove(&request_id).is_some() {
+            if self.forwarded.remove(request_id) {
                 self.commands.push(Command::Respond { request_id, result });
             }
         }
@@ -391,8 +408,7 @@ impl Raft {
     /// may not commit.
     pub(super) fn fail_forwarded(&mut self) {
         let leader = self.leader;
-        let forwarded = std::mem::take(&mut self.forwarded);
-        for request_id in forwarded.into_keys() {
+        for request_id in self.forwarded.take_all() {
             let result = Err(ProposeError::Unknown { leader });
             self.commands.push(Command::Respond { request_id, result });
         }
@@ -402,15 +418,8 @@ impl Raft {
     /// message) fail with an unknown outcome rather than waiting forever.
     pub(super) fn expire_forwarded(&mut self) {
         let deadline = self.now.mono_us.saturating_sub(self.forward_timeout_us());
-        let expired: Vec<u64> = self
-            .forwarded
-            .iter()
-            .filter(|&(_, &sent)| sent <= deadline)
-            .map(|(&id, _)| id)
-            .collect();
         let leader = self.leader;
-        for request_id in expired {
-            self.forwarded.remove(&request_id);
+        for request_id in self.forwarded.expire(deadline) {
             let result = Err(ProposeError::Unknown { leader });
             self.commands.push(Command::Respond { request_id, result });
         }

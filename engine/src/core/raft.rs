@@ -126,7 +126,7 @@ pub struct Raft {
     pub(super) queue: VecDeque<QueuedProposal>,
     /// Follower: forwarded proposals not yet answered, by request id, with
     /// the time they were forwarded.
-    pub(super) forwarded: BTreeMap<u64, u64>,
+    pub(super) forwarded: super::outstanding::Outstanding,
 
     // Follower acknowledgement state.
     /// Highest index known to match the current leader's log.
@@ -165,16 +165,21 @@ impl Raft {
             results_max: config.session_results_max,
             ttl_us: config.session_ttl_ms * 1_000,
         };
-        let sessions = Sessions::decode(limits, &state.snapshot.core_state).map_err(|e| ConfigError {
-            field: "snapshot",
-            reason: e.to_string(),
-        })?;
+        let sessions =
+            Sessions::decode(limits, &state.snapshot.core_state).map_err(|e| ConfigError {
+                field: "snapshot",
+                reason: e.to_string(),
+            })?;
         let log = RaftLog::new(state.log, config.log_cache_bytes_max);
         let config_forward_inflight_max = config.forward_inflight_max;
         // A node whose log holds entries of term T has acknowledged in T, so
         // its term is at least T even if the hard state write was lost.
         let term = state.hard_state.term.max(log.last().term);
-        let vote = if term == state.hard_state.term { state.hard_state.vote } else { 0 };
+        let vote = if term == state.hard_state.term {
+            state.hard_state.vote
+        } else {
+            0
+        };
         let applied_tail = (state.snapshot.last_id, state.snapshot.last_ts);
         let mut raft = Self {
             id,
@@ -214,7 +219,7 @@ impl Raft {
             transfer: None,
             forward_seen: super::proposals::RecentSet::new(4 * config_forward_inflight_max),
             queue: VecDeque::new(),
-            forwarded: BTreeMap::new(),
+            forwarded: Default::default(),
             matched_leader_index: 0,
             acked_index: 0,
             owe_ack: false,
@@ -245,6 +250,11 @@ impl Raft {
     /// The leader this node knows, `0` if none.
     pub fn leader(&self) -> NodeId {
         self.leader
+    }
+
+    /// The knobs this core runs with.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
     }
 
     /// The voters, sorted.
@@ -303,7 +313,11 @@ impl Raft {
             }
             _ => {
                 let mut deadline = self.election_deadline_us;
-                if let Some(&sent) = self.forwarded.values().next() {
+                let oldest = [
+                    self.forwarded.oldest_sent_us(),
+                    self.oldest_forwarded_read_us(),
+                ];
+                if let Some(sent) = oldest.into_iter().flatten().min() {
                     deadline = deadline.min(sent + self.forward_timeout_us());
                 }
                 deadline
@@ -394,9 +408,14 @@ impl Raft {
                     self.detect_stalled_followers();
                 }
                 if self.config.check_quorum && now >= self.check_quorum_deadline_us {
-                    self.check_quorum_deadline_us = now + self.config.election_timeout_ms_min * 1_000;
+                    self.check_quorum_deadline_us =
+                        now + self.config.election_timeout_ms_min * 1_000;
                     if !self.quorum_active() {
-                        tracing::warn!(id = self.id, term = self.term, "leader lost contact with a quorum; stepping down");
+                        tracing::warn!(
+                            id = self.id,
+                            term = self.term,
+                            "leader lost contact with a quorum; stepping down"
+                        );
                         let term = self.term;
                         self.become_follower(term, 0);
                         return;
@@ -423,13 +442,35 @@ impl Raft {
 
     fn step_message(&mut self, from: NodeId, message: Message) {
         if from == self.id || !self.voters.contains(&from) {
-            tracing::debug!(id = self.id, from, kind = message.kind(), "message from a non-voter ignored");
+            tracing::debug!(
+                id = self.id,
+                from,
+                kind = message.kind(),
+                "message from a non-voter ignored"
+            );
             return;
         }
+        // Answers to forwarded proposals are facts whatever the sender's term:
+        // take them before a newer term fails what is still outstanding as
+        // unknown.
+        let message = match message {
+            Message::ForwardResults(results) => {
+                let term = results.term;
+                self.handle_forward_results(results);
+                Message::ForwardResults(ordo_net::ForwardResults {
+                    term,
+                    results: Vec::new(),
+                })
+            }
+            other => other,
+        };
         let term = message.term();
         let client_plumbing = matches!(
             message,
-            Message::Forward(_) | Message::ForwardResults(_) | Message::ReadIndex(_) | Message::ReadIndexResponse(_)
+            Message::Forward(_)
+                | Message::ForwardResults(_)
+                | Message::ReadIndex(_)
+                | Message::ReadIndexResponse(_)
         );
         if term > self.term {
             match &message {
@@ -447,7 +488,10 @@ impl Raft {
                 Message::VoteResponse(response) if response.pre_vote && response.granted => {
                     // A granted pre-vote carries the term we would stand in.
                 }
-                Message::Append(_) | Message::Heartbeat(_) | Message::InstallSnapshot(_) | Message::TimeoutNow(_) => {
+                Message::Append(_)
+                | Message::Heartbeat(_)
+                | Message::InstallSnapshot(_)
+                | Message::TimeoutNow(_) => {
                     self.become_follower(term, from);
                 }
                 _ => self.become_follower(term, 0),
@@ -582,7 +626,10 @@ impl Raft {
         self.fail_follower_reads();
         let next = self.log.last_index() + 1;
         let now_us = self.now.mono_us;
-        self.progress = self.followers().map(|peer| (peer, Progress::new(next, now_us))).collect();
+        self.progress = self
+            .followers()
+            .map(|peer| (peer, Progress::new(next, now_us)))
+            .collect();
         self.heartbeat_deadline_us = now_us + self.config.heartbeat_interval_ms * 1_000;
         self.check_quorum_deadline_us = now_us + self.config.election_timeout_ms_min * 1_000;
         self.append_noop();
@@ -598,7 +645,9 @@ impl Raft {
             vote: self.vote,
             commit: self.requested_hard_state.commit,
         };
-        if wanted.term != self.requested_hard_state.term || wanted.vote != self.requested_hard_state.vote {
+        if wanted.term != self.requested_hard_state.term
+            || wanted.vote != self.requested_hard_state.vote
+        {
             let wanted = HardState {
                 commit: self.log.commit(),
                 ..wanted
@@ -641,11 +690,13 @@ impl Raft {
             }
             ReadPurpose::Tail => {
                 self.tail_read_pending = false;
-                if let Some(batch) = batches.iter().find(|b| b.header().contains(self.log.last_index())) {
+                if let Some(batch) = batches
+                    .iter()
+                    .find(|b| b.header().contains(self.log.last_index()))
+                {
                     self.log.set_tail_from(batch);
                 }
             }
         }
     }
-
 }

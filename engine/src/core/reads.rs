@@ -3,12 +3,13 @@
 //! every read that arrived in the turn, and the read is served once the
 //! state machine has applied that index.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use ordo_net::{Message, ReadError, ReadIndexRequest, ReadIndexResponse};
 use ordo_storage::{Index, NodeId};
 
 use super::io::{Command, Role};
+use super::outstanding::Outstanding;
 use super::raft::Raft;
 
 /// Who waits for a read index.
@@ -35,12 +36,15 @@ pub struct ReadState {
     /// Follower: reads to forward at the end of the turn.
     buffer: Vec<u64>,
     /// Follower: forwarded reads, by request id, with the time they left.
-    forwarded: BTreeMap<u64, u64>,
+    forwarded: Outstanding,
 }
 
 impl ReadState {
     fn len(&self) -> usize {
-        self.waiting.len() + self.waiting_for_commit.len() + self.buffer.len() + self.forwarded.len()
+        self.waiting.len()
+            + self.waiting_for_commit.len()
+            + self.buffer.len()
+            + self.forwarded.len()
     }
 }
 
@@ -48,13 +52,19 @@ impl Raft {
     pub(super) fn read(&mut self, request_id: u64) {
         if self.reads.len() >= self.config.reads_pending_max {
             let leader = self.leader;
-            self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::Busy { leader }));
+            self.read_ready(
+                ReadOrigin::Local(request_id),
+                Err(ReadError::Busy { leader }),
+            );
             return;
         }
         match self.role {
             Role::Leader => self.leader_read(ReadOrigin::Local(request_id)),
             _ if self.leader != 0 => self.reads.buffer.push(request_id),
-            _ => self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::NotLeader { leader: 0 })),
+            _ => self.read_ready(
+                ReadOrigin::Local(request_id),
+                Err(ReadError::NotLeader { leader: 0 }),
+            ),
         }
     }
 
@@ -78,7 +88,9 @@ impl Raft {
 
     fn read_ready(&mut self, origin: ReadOrigin, result: Result<Index, ReadError>) {
         match origin {
-            ReadOrigin::Local(request_id) => self.commands.push(Command::ReadReady { request_id, result }),
+            ReadOrigin::Local(request_id) => self
+                .commands
+                .push(Command::ReadReady { request_id, result }),
             ReadOrigin::Remote(node, request_ids) => {
                 let message = Message::ReadIndexResponse(ReadIndexResponse {
                     term: self.term,
@@ -119,7 +131,12 @@ impl Raft {
         rounds.push(self.reads.round);
         rounds.sort_unstable_by(|a, b| b.cmp(a));
         let confirmed = rounds[self.quorum() - 1];
-        while self.reads.waiting.front().is_some_and(|&(_, _, round)| round <= confirmed) {
+        while self
+            .reads
+            .waiting
+            .front()
+            .is_some_and(|&(_, _, round)| round <= confirmed)
+        {
             let (origin, index, _) = self.reads.waiting.pop_front().expect("checked");
             self.read_ready(origin, Ok(index));
         }
@@ -135,7 +152,12 @@ impl Raft {
 
     pub(super) fn fail_leader_reads(&mut self) {
         let leader = self.leader;
-        let waiting: Vec<ReadOrigin> = self.reads.waiting.drain(..).map(|(origin, _, _)| origin).collect();
+        let waiting: Vec<ReadOrigin> = self
+            .reads
+            .waiting
+            .drain(..)
+            .map(|(origin, _, _)| origin)
+            .collect();
         let before_commit = std::mem::take(&mut self.reads.waiting_for_commit);
         for origin in waiting.into_iter().chain(before_commit) {
             self.read_ready(origin, Err(ReadError::NotLeader { leader }));
@@ -158,7 +180,7 @@ impl Raft {
 
     pub(super) fn handle_read_index_response(&mut self, response: ReadIndexResponse) {
         for request_id in response.request_ids {
-            if self.reads.forwarded.remove(&request_id).is_some() {
+            if self.reads.forwarded.remove(request_id) {
                 self.commands.push(Command::ReadReady {
                     request_id,
                     result: response.result,
@@ -176,7 +198,10 @@ impl Raft {
         if self.role != Role::Follower || self.leader == 0 {
             let leader = self.leader;
             for request_id in request_ids {
-                self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::NotLeader { leader }));
+                self.read_ready(
+                    ReadOrigin::Local(request_id),
+                    Err(ReadError::NotLeader { leader }),
+                );
             }
             return;
         }
@@ -186,30 +211,35 @@ impl Raft {
         }
         let leader = self.leader;
         let term = self.term;
-        self.send(leader, Message::ReadIndex(ReadIndexRequest { term, request_ids }));
+        self.send(
+            leader,
+            Message::ReadIndex(ReadIndexRequest { term, request_ids }),
+        );
     }
 
     /// The leader a follower asked is gone.
     pub(super) fn fail_follower_reads(&mut self) {
         let leader = self.leader;
-        let forwarded = std::mem::take(&mut self.reads.forwarded);
-        for request_id in forwarded.into_keys() {
-            self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::NotLeader { leader }));
+        for request_id in self.reads.forwarded.take_all() {
+            self.read_ready(
+                ReadOrigin::Local(request_id),
+                Err(ReadError::NotLeader { leader }),
+            );
         }
     }
 
     pub(super) fn expire_follower_reads(&mut self, sent_before_us: u64) {
-        let expired: Vec<u64> = self
-            .reads
-            .forwarded
-            .iter()
-            .filter(|&(_, &sent)| sent <= sent_before_us)
-            .map(|(&id, _)| id)
-            .collect();
         let leader = self.leader;
-        for request_id in expired {
-            self.reads.forwarded.remove(&request_id);
-            self.read_ready(ReadOrigin::Local(request_id), Err(ReadError::NotLeader { leader }));
+        for request_id in self.reads.forwarded.expire(sent_before_us) {
+            self.read_ready(
+                ReadOrigin::Local(request_id),
+                Err(ReadError::NotLeader { leader }),
+            );
         }
+    }
+
+    /// When the oldest forwarded read left, if any is outstanding.
+    pub(super) fn oldest_forwarded_read_us(&self) -> Option<u64> {
+        self.reads.forwarded.oldest_sent_us()
     }
 }

@@ -2,7 +2,9 @@
 //! with per-follower windows and fast backtracking, the follower's
 //! consistency check and durable acknowledgements, commit and apply.
 
-use ordo_net::{AppendRequest, AppendResponse, AppendResult, Heartbeat, HeartbeatResponse, Message};
+use ordo_net::{
+    AppendRequest, AppendResponse, AppendResult, Heartbeat, HeartbeatResponse, Message,
+};
 use ordo_storage::{Batch, BatchKind, BatchMeta, EntryOut, Index, LogId, NodeId};
 
 use super::io::{ApplyBatch, Command, ReadPurpose, Role};
@@ -45,7 +47,8 @@ impl Raft {
     /// Adds a batch the leader created to its log view and to the bytes it
     /// holds beyond its commit index.
     pub(super) fn track_own(&mut self, batch: Batch) {
-        self.uncommitted.push_back((batch.last_index(), batch.len_bytes()));
+        self.uncommitted
+            .push_back((batch.last_index(), batch.len_bytes()));
         self.uncommitted_bytes += batch.len_bytes();
         self.log.append(batch);
     }
@@ -62,8 +65,13 @@ impl Raft {
     /// `Probe`, a stream in `Replicate`).
     pub(super) fn send_append(&mut self, to: NodeId) {
         loop {
-            let Some(progress) = self.progress.get(&to) else { return };
-            if !progress.can_send(self.config.inflight_messages_max, self.config.inflight_bytes_max) {
+            let Some(progress) = self.progress.get(&to) else {
+                return;
+            };
+            if !progress.can_send(
+                self.config.inflight_messages_max,
+                self.config.inflight_bytes_max,
+            ) {
                 return;
             }
             let next = progress.next_index;
@@ -127,17 +135,26 @@ impl Raft {
     /// Entries read back from storage for a follower the cache could not
     /// serve: sent if they still fit its progress, otherwise dropped.
     pub(super) fn log_read_for_peer(&mut self, to: NodeId, batches: Vec<Batch>) {
-        let Some(progress) = self.progress.get_mut(&to) else { return };
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return;
+        };
         progress.log_read_pending = false;
         let next = progress.next_index;
-        let can_send = progress.can_send(self.config.inflight_messages_max, self.config.inflight_bytes_max);
+        let can_send = progress.can_send(
+            self.config.inflight_messages_max,
+            self.config.inflight_bytes_max,
+        );
         let current = !batches.is_empty()
             && batches[0].header().contains(next)
-            && batches.iter().all(|b| self.log.term_at(b.last_index()) == Some(b.term()));
+            && batches
+                .iter()
+                .all(|b| self.log.term_at(b.last_index()) == Some(b.term()));
         if self.role != Role::Leader || !can_send || !current {
             return;
         }
-        let Some(prev_term) = self.log.term_at(next - 1) else { return };
+        let Some(prev_term) = self.log.term_at(next - 1) else {
+            return;
+        };
         let mut batches = batches;
         if batches[0].first_index() < next {
             batches[0] = batches[0].slice(next, batches[0].last_index());
@@ -175,7 +192,9 @@ impl Raft {
         for (&peer, progress) in &mut self.progress {
             let limit = match progress.state {
                 ReplicationState::Replicate if progress.inflight_messages() > 0 => stall_us,
-                ReplicationState::Snapshot { .. } => 4 * self.config.election_timeout_ms_max * 1_000,
+                ReplicationState::Snapshot { .. } => {
+                    4 * self.config.election_timeout_ms_max * 1_000
+                }
                 _ => continue,
             };
             if now >= progress.last_progress_us + limit {
@@ -215,12 +234,19 @@ impl Raft {
             return;
         }
         let now = self.now.mono_us;
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         progress.recent_active = true;
         match response.result {
             AppendResult::Success { match_index } => {
                 if match_index > self.log.last_index() {
-                    tracing::warn!(id = self.id, from, match_index, "acknowledgement beyond the log ignored");
+                    tracing::warn!(
+                        id = self.id,
+                        from,
+                        match_index,
+                        "acknowledgement beyond the log ignored"
+                    );
                     return;
                 }
                 let advanced = progress.maybe_update(match_index, now);
@@ -258,7 +284,9 @@ impl Raft {
             return;
         }
         let last_index = self.log.last_index();
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         progress.recent_active = true;
         if response.read_round > progress.read_round {
             progress.read_round = response.read_round;
@@ -268,7 +296,9 @@ impl Raft {
                 progress.probe_sent = false;
                 progress.match_index < last_index
             }
-            ReplicationState::Replicate => progress.inflight_messages() == 0 && progress.match_index < last_index,
+            ReplicationState::Replicate => {
+                progress.inflight_messages() == 0 && progress.match_index < last_index
+            }
             ReplicationState::Snapshot { .. } => false,
         };
         self.confirm_reads();
@@ -322,7 +352,10 @@ impl Raft {
                 continue;
             }
             let overlap_end = batch.last_index().min(last);
-            match self.log.first_term_mismatch(batch.first_index(), overlap_end, batch.term()) {
+            match self
+                .log
+                .first_term_mismatch(batch.first_index(), overlap_end, batch.term())
+            {
                 Some(conflict) => {
                     truncate_from = Some(conflict);
                     new_batches.push(if conflict == batch.first_index() {
@@ -331,7 +364,9 @@ impl Raft {
                         batch.slice(conflict, batch.last_index())
                     });
                 }
-                None if batch.last_index() > last => new_batches.push(batch.slice(last + 1, batch.last_index())),
+                None if batch.last_index() > last => {
+                    new_batches.push(batch.slice(last + 1, batch.last_index()))
+                }
                 None => {}
             }
         }
@@ -347,7 +382,9 @@ impl Raft {
             for batch in &new_batches {
                 self.log.append(batch.clone());
             }
-            self.commands.push(Command::Append { batches: new_batches });
+            self.commands.push(Command::Append {
+                batches: new_batches,
+            });
             self.commands.push(Command::Sync);
         }
         self.matched_leader_index = self.matched_leader_index.max(last_new);
@@ -422,7 +459,11 @@ impl Raft {
             return;
         }
         self.log.commit_to(candidate);
-        while self.uncommitted.front().is_some_and(|&(last, _)| last <= candidate) {
+        while self
+            .uncommitted
+            .front()
+            .is_some_and(|&(last, _)| last <= candidate)
+        {
             let (_, bytes) = self.uncommitted.pop_front().expect("checked");
             self.uncommitted_bytes -= bytes;
         }
@@ -462,11 +503,15 @@ impl Raft {
         let current = from <= to
             && !batches.is_empty()
             && batches[0].header().contains(from)
-            && batches
-                .iter()
-                .all(|b| b.last_index().min(to) < b.first_index() || self.log.term_at(b.first_index().max(from)) == Some(b.term()));
+            && batches.iter().all(|b| {
+                b.last_index().min(to) < b.first_index()
+                    || self.log.term_at(b.first_index().max(from)) == Some(b.term())
+            });
         if current && self.restoring.is_none() {
-            let batches: Vec<Batch> = batches.into_iter().take_while(|b| b.first_index() <= to).collect();
+            let batches: Vec<Batch> = batches
+                .into_iter()
+                .take_while(|b| b.first_index() <= to)
+                .collect();
             self.apply_batches(batches, from, to);
         }
         self.apply_committed();

@@ -194,12 +194,17 @@ impl Sessions {
                 );
             }
             if client == 0 || table.sessions.insert(client, session).is_some() {
-                return Err(SessionDecodeError(format!("invalid or repeated client {client}")));
+                return Err(SessionDecodeError(format!(
+                    "invalid or repeated client {client}"
+                )));
             }
             table.by_age.insert((last_active, client));
         }
         if bytes.has_remaining() {
-            return Err(SessionDecodeError(format!("{} trailing bytes", bytes.remaining())));
+            return Err(SessionDecodeError(format!(
+                "{} trailing bytes",
+                bytes.remaining()
+            )));
         }
         Ok(table)
     }
@@ -236,7 +241,15 @@ mod tests {
         let mut table = Sessions::new(limits());
         table.apply(&entry(7, 1, 10, 100));
         table.apply(&entry(7, 2, 11, 101));
-        assert_eq!(table.lookup(7, 1).clone(), SessionLookup::Committed(Committed { id: 10, index: 10, term: 1, ts: 100 }));
+        assert_eq!(
+            table.lookup(7, 1).clone(),
+            SessionLookup::Committed(Committed {
+                id: 10,
+                index: 10,
+                term: 1,
+                ts: 100
+            })
+        );
         table.apply(&entry(7, 3, 12, 102));
         assert_eq!(table.lookup(7, 1), SessionLookup::Expired);
         assert!(matches!(table.lookup(7, 3), SessionLookup::Committed(_)));
@@ -251,10 +264,18 @@ mod tests {
         table.apply(&entry(2, 1, 2, 200));
         table.apply(&entry(1, 2, 3, 300));
         table.apply(&entry(3, 1, 4, 400));
-        assert_eq!(table.lookup(2, 1), SessionLookup::New, "client 2 was least recently active");
+        assert_eq!(
+            table.lookup(2, 1),
+            SessionLookup::New,
+            "client 2 was least recently active"
+        );
         assert!(matches!(table.lookup(1, 2), SessionLookup::Committed(_)));
         table.apply(&entry(3, 2, 5, 2_000));
-        assert_eq!(table.lookup(1, 2), SessionLookup::New, "client 1 idle past the ttl");
+        assert_eq!(
+            table.lookup(1, 2),
+            SessionLookup::New,
+            "client 1 idle past the ttl"
+        );
         assert_eq!(table.len(), 1);
     }
 
@@ -268,7 +289,10 @@ mod tests {
         assert_eq!(again.encode(), bytes);
         assert_eq!(again.lookup(2, 5), table.lookup(2, 5));
         for cut in 1..bytes.len() {
-            assert!(Sessions::decode(limits(), &bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                Sessions::decode(limits(), &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut huge = bytes.to_vec();
         huge[4..12].copy_from_slice(&u64::MAX.to_le_bytes());

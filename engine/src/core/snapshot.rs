@@ -19,7 +19,9 @@ impl Raft {
         {
             return;
         }
-        let Some(term) = self.log.term_at(applied) else { return };
+        let Some(term) = self.log.term_at(applied) else {
+            return;
+        };
         self.snapshot_in_progress = true;
         let meta = SnapshotMeta {
             last: LogId::new(term, applied),
@@ -45,7 +47,9 @@ impl Raft {
     /// The follower needs entries before the log's start: send the snapshot.
     pub(super) fn start_snapshot(&mut self, to: NodeId) {
         let now = self.now.mono_us;
-        let Some(progress) = self.progress.get_mut(&to) else { return };
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return;
+        };
         if self.snapshot.last.index == 0 {
             return;
         }
@@ -62,7 +66,12 @@ impl Raft {
     pub(super) fn snapshot_sent(&mut self, to: NodeId, ok: bool) {
         let now = self.now.mono_us;
         if let Some(progress) = self.progress.get_mut(&to) {
-            if !ok && matches!(progress.state, super::progress::ReplicationState::Snapshot { .. }) {
+            if !ok
+                && matches!(
+                    progress.state,
+                    super::progress::ReplicationState::Snapshot { .. }
+                )
+            {
                 // Try again after the next heartbeat answer.
                 progress.become_probe(now);
                 progress.probe_sent = true;
@@ -84,6 +93,17 @@ impl Raft {
             // Already holds everything it covers.
             self.matched_leader_index = self.matched_leader_index.max(self.log.commit());
             self.owe_ack = true;
+            return;
+        }
+        if self.log.matches(install.meta.last) {
+            // Raft §7: the log holds the snapshot's last entry, so everything
+            // up to it matches the leader and is committed; keep the entries
+            // after it. Resetting here would drop entries this node may have
+            // acknowledged (seed 2281).
+            self.matched_leader_index = self.matched_leader_index.max(install.meta.last.index);
+            self.log.commit_to(install.meta.last.index);
+            self.owe_ack = true;
+            self.apply_committed();
             return;
         }
         tracing::info!(id = self.id, snapshot = ?install.meta.last, "installing snapshot");

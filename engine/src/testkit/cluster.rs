@@ -40,7 +40,18 @@ impl Cluster {
         };
         let hosts = voters
             .iter()
-            .map(|&id| (id, Host::new(id, &voters, config.clone(), seed ^ id.wrapping_mul(0x9E37), now)))
+            .map(|&id| {
+                (
+                    id,
+                    Host::new(
+                        id,
+                        &voters,
+                        config.clone(),
+                        seed ^ id.wrapping_mul(0x9E37),
+                        now,
+                    ),
+                )
+            })
             .collect();
         Self {
             hosts,
@@ -69,14 +80,15 @@ impl Cluster {
         self.deliver_all();
     }
 
-    /// Makes `id` campaign now (its election timer fires) and runs the
-    /// election to completion.
+    /// Makes `id` campaign (the clock moves to its election deadline) and
+    /// runs the election to completion.
     pub fn campaign(&mut self, id: NodeId) {
-        let far = Now {
-            mono_us: self.now.mono_us + 10_000_000_000,
-            wall_us: self.now.wall_us,
-        };
-        let effects = self.host(id).turn(far, [Event::Tick]);
+        let deadline = self.hosts[&id].raft.next_deadline_us();
+        let shift = deadline.saturating_sub(self.now.mono_us);
+        self.now.mono_us += shift;
+        self.now.wall_us += shift;
+        let now = self.now;
+        let effects = self.host(id).turn(now, [Event::Tick]);
         self.route(id, effects);
         self.deliver_all();
     }
@@ -84,7 +96,11 @@ impl Cluster {
     /// Elects `id` and lets its no-op commit.
     pub fn elect(&mut self, id: NodeId) {
         self.campaign(id);
-        assert_eq!(self.hosts[&id].role(), Role::Leader, "node {id} did not win");
+        assert_eq!(
+            self.hosts[&id].role(),
+            Role::Leader,
+            "node {id} did not win"
+        );
     }
 
     /// The node that leads the highest term, if any.
@@ -102,7 +118,14 @@ impl Cluster {
     }
 
     /// Proposes with a session and the redirect flag.
-    pub fn propose_with(&mut self, node: NodeId, payload: &[u8], client_id: u64, seq: u64, redirect: bool) -> u64 {
+    pub fn propose_with(
+        &mut self,
+        node: NodeId,
+        payload: &[u8],
+        client_id: u64,
+        seq: u64,
+        redirect: bool,
+    ) -> u64 {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
         let proposal = Proposal {
@@ -112,7 +135,10 @@ impl Cluster {
             payload: Bytes::copy_from_slice(payload),
             redirect,
         };
-        self.inbox.entry(node).or_default().push(Event::Propose(proposal));
+        self.inbox
+            .entry(node)
+            .or_default()
+            .push(Event::Propose(proposal));
         request_id
     }
 
@@ -120,7 +146,10 @@ impl Cluster {
     pub fn read(&mut self, node: NodeId) -> u64 {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
-        self.inbox.entry(node).or_default().push(Event::Read { request_id });
+        self.inbox
+            .entry(node)
+            .or_default()
+            .push(Event::Read { request_id });
         request_id
     }
 
@@ -132,14 +161,24 @@ impl Cluster {
     /// The answer `node` gave to `request_id`, if any (taken).
     pub fn response(&mut self, node: NodeId, request_id: u64) -> Option<ProposeResult> {
         let host = self.host(node);
-        let at = host.responses.iter().position(|(id, _)| *id == request_id)?;
+        let at = host
+            .responses
+            .iter()
+            .position(|(id, _)| *id == request_id)?;
         host.responses.remove(at).map(|(_, result)| result)
     }
 
     /// The read index `node` gave to `request_id`, if any (taken).
-    pub fn read_result(&mut self, node: NodeId, request_id: u64) -> Option<Result<Index, ReadError>> {
+    pub fn read_result(
+        &mut self,
+        node: NodeId,
+        request_id: u64,
+    ) -> Option<Result<Index, ReadError>> {
         let host = self.host(node);
-        let at = host.read_results.iter().position(|(id, _)| *id == request_id)?;
+        let at = host
+            .read_results
+            .iter()
+            .position(|(id, _)| *id == request_id)?;
         host.read_results.remove(at).map(|(_, result)| result)
     }
 
@@ -183,7 +222,10 @@ impl Cluster {
                     if self.record {
                         self.trace.push((from, to, message.clone()));
                     }
-                    self.inbox.entry(to).or_default().push(Event::Message { from, message });
+                    self.inbox
+                        .entry(to)
+                        .or_default()
+                        .push(Event::Message { from, message });
                 }
                 Effect::Sync => {
                     let event = self.host(from).complete_sync();
@@ -198,10 +240,17 @@ impl Cluster {
                     let ok = data.is_some() && !self.cut.contains(&(from, to));
                     if let Some(data) = data.filter(|_| ok) {
                         self.host(to).received_snapshot = Some((meta.clone(), data));
-                        let message = Message::InstallSnapshot(ordo_net::InstallSnapshot { term, meta });
-                        self.inbox.entry(to).or_default().push(Event::Message { from, message });
+                        let message =
+                            Message::InstallSnapshot(ordo_net::InstallSnapshot { term, meta });
+                        self.inbox
+                            .entry(to)
+                            .or_default()
+                            .push(Event::Message { from, message });
                     }
-                    self.inbox.entry(from).or_default().push(Event::SnapshotSent { to, ok });
+                    self.inbox
+                        .entry(from)
+                        .or_default()
+                        .push(Event::SnapshotSent { to, ok });
                 }
                 Effect::Complete(event) => self.inbox.entry(from).or_default().push(event),
             }

@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use ordo_net::{Message, ProposeResult, ReadError, SnapshotMeta};
-use ordo_storage::{BatchKind, HardState, Index, LogId, MemLog, MessageId, NodeId, Term, TimestampUs};
+use ordo_storage::{
+    BatchKind, HardState, Index, LogId, MemLog, MessageId, NodeId, Term, TimestampUs,
+};
 
 use crate::core::{Command, CoreConfig, Event, Now, Raft, RaftState, RestoredLog, Role};
 
@@ -77,6 +79,11 @@ pub struct Host {
     pub snapshot: Option<(SnapshotMeta, Vec<AppliedEntry>)>,
     /// A snapshot received from a leader, waiting to be restored.
     pub received_snapshot: Option<(SnapshotMeta, Vec<AppliedEntry>)>,
+    /// Whether applied entries are recorded in `applied` (benchmarks turn it
+    /// off and only count).
+    pub record_applied: bool,
+    /// Entries applied (counted even when not recorded).
+    pub applied_count: u64,
     /// Answers to local proposals, in the order given.
     pub responses: VecDeque<(u64, ProposeResult)>,
     /// Answers to local reads.
@@ -88,7 +95,8 @@ impl Host {
     /// A fresh node.
     pub fn new(id: NodeId, voters: &[NodeId], config: CoreConfig, seed: u64, now: Now) -> Self {
         let log = MemLog::new();
-        let raft = Raft::new(id, voters, config.clone(), fresh_state(), seed, now).expect("valid config");
+        let raft =
+            Raft::new(id, voters, config.clone(), fresh_state(), seed, now).expect("valid config");
         Self {
             id,
             voters: voters.to_vec(),
@@ -98,6 +106,8 @@ impl Host {
             applied: Vec::new(),
             snapshot: None,
             received_snapshot: None,
+            record_applied: true,
+            applied_count: 0,
             responses: VecDeque::new(),
             read_results: VecDeque::new(),
             commands: Vec::new(),
@@ -122,7 +132,9 @@ impl Host {
         let tail = state
             .last_header
             .map(|h| {
-                let batch = last_batch.as_ref().expect("a non-empty log has a last batch");
+                let batch = last_batch
+                    .as_ref()
+                    .expect("a non-empty log has a last batch");
                 debug_assert_eq!(batch.header(), &h);
                 (h.next_id(), h.last_ts())
             })
@@ -142,7 +154,15 @@ impl Host {
             log: restored,
             snapshot: snapshot_meta,
         };
-        self.raft = Raft::new(self.id, &self.voters, self.config.clone(), raft_state, seed, now).expect("restart");
+        self.raft = Raft::new(
+            self.id,
+            &self.voters,
+            self.config.clone(),
+            raft_state,
+            seed,
+            now,
+        )
+        .expect("restart");
         self.applied = data;
         self.received_snapshot = None;
         self.responses.clear();
@@ -173,18 +193,41 @@ impl Host {
     fn execute(&mut self, command: Command, effects: &mut Vec<Effect>) {
         match command {
             Command::Send { to, message } => effects.push(Effect::Send { to, message }),
-            Command::PersistHardState(hard_state) => effects.push(Effect::PersistHardState(hard_state)),
-            Command::Truncate { from } => self.log.truncate_suffix_now(from).expect("core truncates within its log"),
-            Command::Append { batches } => self.log.append_now(&batches).expect("core appends contiguously"),
+            Command::PersistHardState(hard_state) => {
+                effects.push(Effect::PersistHardState(hard_state))
+            }
+            Command::Truncate { from } => self
+                .log
+                .truncate_suffix_now(from)
+                .expect("core truncates within its log"),
+            Command::Append { batches } => self
+                .log
+                .append_now(&batches)
+                .expect("core appends contiguously"),
             Command::Sync => effects.push(Effect::Sync),
-            Command::ReadLog { purpose, from, bytes_max } => {
+            Command::ReadLog {
+                purpose,
+                from,
+                bytes_max,
+            } => {
                 let batches = self.log.read_now(from, bytes_max).unwrap_or_default();
                 effects.push(Effect::Complete(Event::LogRead { purpose, batches }));
             }
             Command::Apply(apply) => {
+                self.applied_count += apply.last_index - apply.first_index + 1;
+                if !self.record_applied {
+                    return;
+                }
                 for entry in apply.entries() {
-                    let expected = self.applied.last().map_or(self.snapshot_index() + 1, |e| e.index + 1);
-                    assert_eq!(entry.index, expected, "node {} applied out of order", self.id);
+                    let expected = self
+                        .applied
+                        .last()
+                        .map_or(self.snapshot_index() + 1, |e| e.index + 1);
+                    assert_eq!(
+                        entry.index, expected,
+                        "node {} applied out of order",
+                        self.id
+                    );
                     self.applied.push(AppliedEntry {
                         kind: entry.kind,
                         index: entry.index,
@@ -197,17 +240,34 @@ impl Host {
                     });
                 }
             }
-            Command::Respond { request_id, result } => self.responses.push_back((request_id, result)),
-            Command::ReadReady { request_id, result } => self.read_results.push_back((request_id, result)),
+            Command::Respond { request_id, result } => {
+                self.responses.push_back((request_id, result))
+            }
+            Command::ReadReady { request_id, result } => {
+                self.read_results.push_back((request_id, result))
+            }
             Command::CreateSnapshot(meta) => {
                 let upto = meta.last.index;
-                let data: Vec<AppliedEntry> = self.applied.iter().filter(|e| e.index <= upto).cloned().collect();
-                assert_eq!(data.last().map(|e| e.index), Some(upto), "snapshot taken after applying its index");
+                let data: Vec<AppliedEntry> = self
+                    .applied
+                    .iter()
+                    .filter(|e| e.index <= upto)
+                    .cloned()
+                    .collect();
+                if self.record_applied {
+                    assert_eq!(
+                        data.last().map(|e| e.index),
+                        Some(upto),
+                        "snapshot taken after applying its index"
+                    );
+                }
                 self.snapshot = Some((meta.clone(), data));
                 effects.push(Effect::Complete(Event::SnapshotCreated(meta)));
             }
             Command::CompactLog { upto } => self.log.compact_prefix_now(upto),
-            Command::SendSnapshot { to, meta, term } => effects.push(Effect::SendSnapshot { to, meta, term }),
+            Command::SendSnapshot { to, meta, term } => {
+                effects.push(Effect::SendSnapshot { to, meta, term })
+            }
             Command::RestoreSnapshot(meta) => {
                 if let Some((received, data)) = self.received_snapshot.take() {
                     if received.last == meta.last {
@@ -223,7 +283,9 @@ impl Host {
     }
 
     fn snapshot_index(&self) -> Index {
-        self.snapshot.as_ref().map_or(0, |(meta, _)| meta.last.index)
+        self.snapshot
+            .as_ref()
+            .map_or(0, |(meta, _)| meta.last.index)
     }
 
     /// Completes a sync: everything appended so far becomes durable.

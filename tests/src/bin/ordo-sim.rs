@@ -14,7 +14,10 @@ fn main() {
             eprintln!("usage: ordo-sim SEED [SEED...] | ordo-sim --from A --count N");
             std::process::exit(2);
         }
-        seeds => seeds.iter().map(|s| s.parse().expect("a seed is a number")).collect(),
+        seeds => seeds
+            .iter()
+            .map(|s| s.parse().expect("a seed is a number"))
+            .collect(),
     };
     let mut failed = 0;
     for seed in seeds {

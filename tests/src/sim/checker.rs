@@ -95,7 +95,10 @@ impl Checker {
                 ));
             }
         }
-        self.checked.insert(host.id, (entries.len(), entries.last().map_or(0, |e| e.index)));
+        self.checked.insert(
+            host.id,
+            (entries.len(), entries.last().map_or(0, |e| e.index)),
+        );
         Ok(())
     }
 
@@ -111,7 +114,12 @@ impl Checker {
                 return Err(format!("terms decrease at index {}", entry.index));
             }
         }
-        let last_id = self.ledger.iter().rev().find(|e| e.kind == BatchKind::Entries).map_or(0, |e| e.id);
+        let last_id = self
+            .ledger
+            .iter()
+            .rev()
+            .find(|e| e.kind == BatchKind::Entries)
+            .map_or(0, |e| e.id);
         match entry.kind {
             BatchKind::Entries if entry.id != last_id + 1 => {
                 return Err(format!(
@@ -120,7 +128,10 @@ impl Checker {
                 ));
             }
             BatchKind::Noop | BatchKind::Config if entry.id != 0 => {
-                return Err(format!("internal entry at {} took id {}", entry.index, entry.id));
+                return Err(format!(
+                    "internal entry at {} took id {}",
+                    entry.index, entry.id
+                ));
             }
             _ => {}
         }
@@ -157,14 +168,20 @@ impl Checker {
             ));
         }
         if first <= committed {
-            let batches = host.log.read_now(first, usize::MAX).map_err(|e| e.to_string())?;
+            let batches = host
+                .log
+                .read_now(first, usize::MAX)
+                .map_err(|e| e.to_string())?;
             for batch in &batches {
                 for entry in batch.entries() {
                     if entry.index < first || entry.index > committed {
                         continue;
                     }
                     let known = &self.ledger[entry.index as usize - 1];
-                    if known.term != entry.term || known.id != entry.id || &known.payload[..] != entry.payload {
+                    if known.term != entry.term
+                        || known.id != entry.id
+                        || &known.payload[..] != entry.payload
+                    {
                         return Err(format!(
                             "leader completeness: node {} leads term {} but holds a different entry at committed index {}",
                             host.id,
@@ -186,9 +203,16 @@ impl Checker {
                 let state = host.log.state_now();
                 let mut entries = BTreeMap::new();
                 if state.last.index > state.prev.index {
-                    for batch in host.log.read_now(state.prev.index + 1, usize::MAX).unwrap_or_default() {
+                    for batch in host
+                        .log
+                        .read_now(state.prev.index + 1, usize::MAX)
+                        .unwrap_or_default()
+                    {
                         for entry in batch.entries() {
-                            entries.insert(entry.index, (entry.term, entry.id, entry.payload.to_vec()));
+                            entries.insert(
+                                entry.index,
+                                (entry.term, entry.id, entry.payload.to_vec()),
+                            );
                         }
                     }
                 }
@@ -200,7 +224,9 @@ impl Checker {
                 let Some(highest) = log_a
                     .iter()
                     .rev()
-                    .find(|(index, (term, _, _))| log_b.get(index).is_some_and(|(t, _, _)| t == term))
+                    .find(|(index, (term, _, _))| {
+                        log_b.get(index).is_some_and(|(t, _, _)| t == term)
+                    })
                     .map(|(index, _)| *index)
                 else {
                     continue;
@@ -220,7 +246,13 @@ impl Checker {
     }
 
     /// A client was told its proposal committed.
-    pub fn acknowledged(&mut self, client: ClientId, seq: Seq, payload: &[u8], committed: Committed) -> Result<(), String> {
+    pub fn acknowledged(
+        &mut self,
+        client: ClientId,
+        seq: Seq,
+        payload: &[u8],
+        committed: Committed,
+    ) -> Result<(), String> {
         if client != 0 {
             if let Some((_, earlier)) = self.acked.get(&(client, seq)) {
                 if *earlier != committed {
@@ -229,7 +261,8 @@ impl Checker {
                     ));
                 }
             }
-            self.acked.insert((client, seq), (payload.to_vec(), committed));
+            self.acked
+                .insert((client, seq), (payload.to_vec(), committed));
         } else {
             self.acked_plain.insert(payload.to_vec(), committed);
         }
@@ -277,20 +310,34 @@ impl Checker {
         }
         for ((client, seq), (payload, committed)) in &self.acked {
             let Some(entry) = self.ledger.get(committed.index as usize - 1) else {
-                return Err(format!("client oracle: acknowledged {committed:?} (session {client} seq {seq}) is not committed"));
+                return Err(format!(
+                    "client oracle: acknowledged {committed:?} (session {client} seq {seq}) is not committed"
+                ));
             };
             check_matches(entry, committed)?;
-            if &entry.payload[..] != payload.as_slice() || entry.client_id != *client || entry.seq != *seq {
-                return Err(format!("client oracle: index {} does not hold session {client} seq {seq}", committed.index));
+            if &entry.payload[..] != payload.as_slice()
+                || entry.client_id != *client
+                || entry.seq != *seq
+            {
+                return Err(format!(
+                    "client oracle: index {} does not hold session {client} seq {seq}",
+                    committed.index
+                ));
             }
         }
         for (payload, committed) in &self.acked_plain {
             let Some(entry) = self.ledger.get(committed.index as usize - 1) else {
-                return Err(format!("client oracle: acknowledged {committed:?} is not committed"));
+                return Err(format!(
+                    "client oracle: acknowledged {committed:?} is not committed"
+                ));
             };
             check_matches(entry, committed)?;
             if payloads.get(payload.as_slice()).copied() != Some(1) {
-                return Err(format!("client oracle: sessionless payload acknowledged at {} is committed {:?} times", committed.index, payloads.get(payload.as_slice())));
+                return Err(format!(
+                    "client oracle: sessionless payload acknowledged at {} is committed {:?} times",
+                    committed.index,
+                    payloads.get(payload.as_slice())
+                ));
             }
         }
         Ok(())
@@ -298,7 +345,11 @@ impl Checker {
 }
 
 fn check_matches(entry: &AppliedEntry, committed: &Committed) -> Result<(), String> {
-    if entry.index != committed.index || entry.term != committed.term || entry.id != committed.id || entry.ts != committed.ts {
+    if entry.index != committed.index
+        || entry.term != committed.term
+        || entry.id != committed.id
+        || entry.ts != committed.ts
+    {
         return Err(format!(
             "client oracle: acknowledged {committed:?} but the committed entry is index {} term {} id {} ts {}",
             entry.index, entry.term, entry.id, entry.ts

@@ -126,10 +126,12 @@ impl Client {
                     self.leader_hint = error.leader_hint();
                 }
                 match error {
-                    ProposeError::NotLeader { .. } | ProposeError::Busy { .. } | ProposeError::Stopped => {
+                    ProposeError::NotLeader { .. }
+                    | ProposeError::Busy { .. }
+                    | ProposeError::Stopped => Outcome::Retry(rng.range(1_000, 20_000)),
+                    ProposeError::Unknown { .. } if self.client_id != 0 => {
                         Outcome::Retry(rng.range(1_000, 20_000))
                     }
-                    ProposeError::Unknown { .. } if self.client_id != 0 => Outcome::Retry(rng.range(1_000, 20_000)),
                     ProposeError::Unknown { .. } => {
                         // Retrying without a session could commit it twice.
                         self.outstanding = None;
@@ -147,7 +149,9 @@ impl Client {
 
     /// The current attempt timed out (a node crashed, a message was lost).
     pub fn timed_out(&mut self, now_us: u64) -> bool {
-        let Some(outstanding) = &self.outstanding else { return false };
+        let Some(outstanding) = &self.outstanding else {
+            return false;
+        };
         if now_us < outstanding.deadline_us {
             return false;
         }

@@ -87,15 +87,19 @@ impl Plan {
             seed,
             nodes,
             config,
-            clients: rng.range(2, 6),
-            proposals_per_client: rng.range(10, 40),
+            clients: rng.range(2, 9),
+            proposals_per_client: rng.range(10, 60),
             fault_phase_us,
             liveness_bound_us: 30_000_000,
             drop_ppm: rng.range(0, 100_000),
             duplicate_ppm: rng.range(0, 30_000),
             delay_us: (20, rng.range(200, 3_000)),
             partition_every_us: rng.range(100_000, 500_000),
-            crash_every_us: if rng.chance(1, 8) { 0 } else { rng.range(150_000, 800_000) },
+            crash_every_us: if rng.chance(1, 8) {
+                0
+            } else {
+                rng.range(150_000, 800_000)
+            },
             // Disks slower than the network, as in a LAN: the windows in
             // which data is acknowledged but not yet durable are wide.
             sync_us: (100, rng.range(1_000, 10_000)),

@@ -55,7 +55,11 @@ impl Network {
     }
 
     fn delay(&self, rng: &mut Rng) -> u64 {
-        let (low, high) = if self.faulty { self.delay_us } else { (50, 500) };
+        let (low, high) = if self.faulty {
+            self.delay_us
+        } else {
+            (50, 500)
+        };
         // Mostly short, sometimes long: long ones overtake nothing but get
         // overtaken, which is how reordering shows up.
         if rng.chance(1, 10) {

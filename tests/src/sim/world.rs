@@ -22,20 +22,58 @@ const SETTLE_US: u64 = 3_000_000;
 const EVENTS_MAX: u64 = 20_000_000;
 
 enum What {
-    Deliver { from: NodeId, to: NodeId, message: Message },
-    ClientDeliver { node: NodeId, event: Event },
-    Turn { node: NodeId },
-    Tick { node: NodeId, generation: u64 },
-    SyncDone { node: NodeId, epoch: u64 },
-    HardStateDone { node: NodeId, epoch: u64, hard_state: HardState },
-    SnapshotArrive { from: NodeId, to: NodeId, meta: SnapshotMeta, term: Term, data: Vec<AppliedEntry> },
-    SnapshotResult { node: NodeId, epoch: u64, to: NodeId, ok: bool },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        message: Message,
+    },
+    ClientDeliver {
+        node: NodeId,
+        event: Event,
+    },
+    Turn {
+        node: NodeId,
+    },
+    Tick {
+        node: NodeId,
+        generation: u64,
+    },
+    SyncDone {
+        node: NodeId,
+        epoch: u64,
+    },
+    HardStateDone {
+        node: NodeId,
+        epoch: u64,
+        hard_state: HardState,
+    },
+    SnapshotArrive {
+        from: NodeId,
+        to: NodeId,
+        meta: SnapshotMeta,
+        term: Term,
+        data: Vec<AppliedEntry>,
+    },
+    SnapshotResult {
+        node: NodeId,
+        epoch: u64,
+        to: NodeId,
+        ok: bool,
+    },
     Crash,
-    Restart { node: NodeId },
+    Restart {
+        node: NodeId,
+    },
     Repartition,
     Heal,
-    ClientWake { client: usize },
-    ClientAnswer { client: usize, request_id: u64, result: ProposeResult },
+    ClientWake {
+        client: usize,
+    },
+    ClientAnswer {
+        client: usize,
+        request_id: u64,
+        result: ProposeResult,
+    },
     Reader,
 }
 
@@ -107,7 +145,8 @@ impl World {
         let nodes = voters
             .iter()
             .map(|&id| {
-                let drift_ppm = rng.range(0, 2 * plan.drift_ppm_max + 1) as i64 - plan.drift_ppm_max as i64;
+                let drift_ppm =
+                    rng.range(0, 2 * plan.drift_ppm_max + 1) as i64 - plan.drift_ppm_max as i64;
                 let skew_us = rng.range(0, 100_001) as i64 - 50_000;
                 let now = Now {
                     mono_us: 0,
@@ -159,7 +198,11 @@ impl World {
 
     fn schedule(&mut self, at: u64, what: What) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled { at, seq: self.seq, what }));
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            what,
+        }));
     }
 
     fn fail(&self, what: String) -> Failure {
@@ -189,7 +232,11 @@ impl World {
     }
 
     fn up_nodes(&self) -> Vec<NodeId> {
-        self.nodes.iter().filter(|n| n.up).map(|n| n.host.id).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.up)
+            .map(|n| n.host.id)
+            .collect()
     }
 
     fn enqueue(&mut self, id: NodeId, event: Event) {
@@ -230,12 +277,21 @@ impl World {
         while let Some(Reverse(next)) = self.queue.pop() {
             events += 1;
             if events > EVENTS_MAX {
-                return Err(self.fail("the simulation exceeded its event budget (livelock?)".into()));
+                return Err(
+                    self.fail("the simulation exceeded its event budget (livelock?)".into())
+                );
             }
             self.now = next.at;
             if let Some(healed) = self.healed_at {
-                if self.now > healed + self.plan.liveness_bound_us && self.clients.iter().any(Client::busy) {
-                    let stuck: Vec<_> = self.clients.iter().filter(|c| c.busy()).map(|c| c.client_id).collect();
+                if self.now > healed + self.plan.liveness_bound_us
+                    && self.clients.iter().any(Client::busy)
+                {
+                    let stuck: Vec<_> = self
+                        .clients
+                        .iter()
+                        .filter(|c| c.busy())
+                        .map(|c| c.client_id)
+                        .collect();
                     return Err(self.fail(format!(
                         "liveness: clients {stuck:?} still have uncommitted proposals {} µs after the faults healed",
                         self.plan.liveness_bound_us
@@ -258,7 +314,9 @@ impl World {
 
     fn handle(&mut self, what: What) -> Result<(), String> {
         match what {
-            What::Deliver { from, to, message } => self.enqueue(to, Event::Message { from, message }),
+            What::Deliver { from, to, message } => {
+                self.enqueue(to, Event::Message { from, message })
+            }
             What::ClientDeliver { node, event } => self.enqueue(node, event),
             What::Turn { node } => self.turn(node)?,
             What::Tick { node, generation } => {
@@ -278,21 +336,36 @@ impl World {
                     self.enqueue(node, event);
                 }
             }
-            What::HardStateDone { node, epoch, hard_state } => {
+            What::HardStateDone {
+                node,
+                epoch,
+                hard_state,
+            } => {
                 let n = self.node(node);
                 if n.epoch == epoch && n.up {
                     let event = n.host.complete_hard_state(hard_state);
                     self.enqueue(node, event);
                 }
             }
-            What::SnapshotArrive { from, to, meta, term, data } => {
+            What::SnapshotArrive {
+                from,
+                to,
+                meta,
+                term,
+                data,
+            } => {
                 if self.node(to).up {
                     self.node(to).host.received_snapshot = Some((meta.clone(), data));
                     let message = Message::InstallSnapshot(InstallSnapshot { term, meta });
                     self.enqueue(to, Event::Message { from, message });
                 }
             }
-            What::SnapshotResult { node, epoch, to, ok } => {
+            What::SnapshotResult {
+                node,
+                epoch,
+                to,
+                ok,
+            } => {
                 if self.node(node).epoch == epoch {
                     self.enqueue(node, Event::SnapshotSent { to, ok });
                 }
@@ -305,7 +378,9 @@ impl World {
                     match self.current_leader() {
                         // Cutting the leader off forces elections with
                         // diverging logs (the Figure 8 situations).
-                        Some(leader) if self.rng.chance(1, 3) => self.network.isolate(leader, &nodes),
+                        Some(leader) if self.rng.chance(1, 3) => {
+                            self.network.isolate(leader, &nodes)
+                        }
                         _ => {
                             self.network.repartition(&mut self.rng, &nodes);
                         }
@@ -326,7 +401,11 @@ impl World {
                 self.check_all_done();
             }
             What::ClientWake { client } => self.client_wake(client),
-            What::ClientAnswer { client, request_id, result } => self.client_answer(client, request_id, result)?,
+            What::ClientAnswer {
+                client,
+                request_id,
+                result,
+            } => self.client_answer(client, request_id, result)?,
             What::Reader => {
                 let up = self.up_nodes();
                 if !up.is_empty() && self.clients_done_at.is_none() {
@@ -382,7 +461,14 @@ impl World {
             Effect::PersistHardState(hard_state) => {
                 let at = self.disk_time(from);
                 let epoch = self.node(from).epoch;
-                self.schedule(at, What::HardStateDone { node: from, epoch, hard_state });
+                self.schedule(
+                    at,
+                    What::HardStateDone {
+                        node: from,
+                        epoch,
+                        hard_state,
+                    },
+                );
             }
             Effect::SendSnapshot { to, meta, term } => {
                 let data = self.node(from).host.snapshot_data(&meta);
@@ -391,12 +477,37 @@ impl World {
                 match (data, fate) {
                     (Some(data), Fate::Delivered(delays)) => {
                         let at = self.now + 10 * delays[0];
-                        self.schedule(at, What::SnapshotArrive { from, to, meta, term, data });
-                        self.schedule(at, What::SnapshotResult { node: from, epoch, to, ok: true });
+                        self.schedule(
+                            at,
+                            What::SnapshotArrive {
+                                from,
+                                to,
+                                meta,
+                                term,
+                                data,
+                            },
+                        );
+                        self.schedule(
+                            at,
+                            What::SnapshotResult {
+                                node: from,
+                                epoch,
+                                to,
+                                ok: true,
+                            },
+                        );
                     }
                     _ => {
                         let at = self.now + 1_000;
-                        self.schedule(at, What::SnapshotResult { node: from, epoch, to, ok: false });
+                        self.schedule(
+                            at,
+                            What::SnapshotResult {
+                                node: from,
+                                epoch,
+                                to,
+                                ok: false,
+                            },
+                        );
                     }
                 }
             }
@@ -444,7 +555,14 @@ impl World {
         for (request_id, result) in responses {
             if let Some(&client) = self.requests.get(&request_id) {
                 let at = self.now + self.rng.range(10, 500);
-                self.schedule(at, What::ClientAnswer { client, request_id, result });
+                self.schedule(
+                    at,
+                    What::ClientAnswer {
+                        client,
+                        request_id,
+                        result,
+                    },
+                );
             }
         }
         let reads: Vec<_> = self.nodes[index].host.read_results.drain(..).collect();
@@ -465,7 +583,13 @@ impl World {
         let node = self.node(id);
         node.tick_generation += 1;
         let generation = node.tick_generation;
-        self.schedule(at, What::Tick { node: id, generation });
+        self.schedule(
+            at,
+            What::Tick {
+                node: id,
+                generation,
+            },
+        );
         Ok(())
     }
 
@@ -479,9 +603,17 @@ impl World {
         let up = self.up_nodes();
         let victims: Vec<NodeId> = match self.rng.range(0, 10) {
             0 => up.clone(),
-            1..=3 => up.iter().copied().filter(|_| self.rng.chance(1, 2)).collect(),
+            1..=3 => up
+                .iter()
+                .copied()
+                .filter(|_| self.rng.chance(1, 2))
+                .collect(),
             4..=6 => self.current_leader().into_iter().collect(),
-            _ => up.get(self.rng.range(0, up.len().max(1) as u64) as usize).copied().into_iter().collect(),
+            _ => up
+                .get(self.rng.range(0, up.len().max(1) as u64) as usize)
+                .copied()
+                .into_iter()
+                .collect(),
         };
         for id in victims {
             let node = self.node(id);
@@ -516,7 +648,11 @@ impl World {
             return;
         }
         // Usually every unsynced write is lost; sometimes a disk got some out.
-        let keep = if self.rng.chance(7, 10) { 0 } else { self.rng.range(1, 3) as usize };
+        let keep = if self.rng.chance(7, 10) {
+            0
+        } else {
+            self.rng.range(1, 3) as usize
+        };
         let seed = self.rng.next_u64();
         let now = self.local_now(id);
         let node = self.node(id);
@@ -567,23 +703,41 @@ impl World {
         };
         let deadline = outstanding.deadline_us;
         let at = now + self.rng.range(10, 500);
-        self.schedule(at, What::ClientDeliver { node, event: Event::Propose(proposal) });
+        self.schedule(
+            at,
+            What::ClientDeliver {
+                node,
+                event: Event::Propose(proposal),
+            },
+        );
         self.schedule(deadline, What::ClientWake { client: index });
     }
 
-    fn client_answer(&mut self, index: usize, request_id: u64, result: ProposeResult) -> Result<(), String> {
-        if let Err(error @ (ProposeError::SessionExpired { .. } | ProposeError::TooLarge { .. })) = result {
-            return Err(format!("client {index} got {error} for a fresh, small proposal"));
+    fn client_answer(
+        &mut self,
+        index: usize,
+        request_id: u64,
+        result: ProposeResult,
+    ) -> Result<(), String> {
+        if let Err(error @ (ProposeError::SessionExpired { .. } | ProposeError::TooLarge { .. })) =
+            result
+        {
+            return Err(format!(
+                "client {index} got {error} for a fresh, small proposal"
+            ));
         }
         let client_id = self.clients[index].client_id;
         match self.clients[index].answered(request_id, result, &mut self.rng) {
             Outcome::Acknowledged(seq, payload, committed) => {
-                self.checker.acknowledged(client_id, seq, &payload, committed)?;
+                self.checker
+                    .acknowledged(client_id, seq, &payload, committed)?;
                 self.max_acked_index = self.max_acked_index.max(committed.index);
                 let at = self.now + self.rng.range(0, 5_000);
                 self.schedule(at, What::ClientWake { client: index });
             }
-            Outcome::Retry(after) => self.schedule(self.now + after, What::ClientWake { client: index }),
+            Outcome::Retry(after) => {
+                self.schedule(self.now + after, What::ClientWake { client: index })
+            }
             Outcome::GaveUp => self.schedule(self.now + 1_000, What::ClientWake { client: index }),
             Outcome::Stale => {}
         }
@@ -592,9 +746,36 @@ impl World {
     }
 
     fn check_all_done(&mut self) {
-        if self.clients_done_at.is_none() && self.healed_at.is_some() && !self.clients.iter().any(Client::busy) {
+        if self.clients_done_at.is_none()
+            && self.healed_at.is_some()
+            && !self.clients.iter().any(Client::busy)
+        {
             self.clients_done_at = Some(self.now);
         }
+    }
+
+    /// Every node's status and, for leaders, their followers' progress.
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            out.push_str(&format!(
+                "  node {} up={} {:?}\n",
+                node.host.id,
+                node.up,
+                node.host.raft.status()
+            ));
+            for peer in 1..=self.plan.nodes {
+                if let Some(progress) = node.host.raft.progress(peer) {
+                    out.push_str(&format!("    -> {peer}: {progress:?}\n"));
+                }
+            }
+            out.push_str(&format!(
+                "    log {:?} snapshot {:?}\n",
+                node.host.log.state_now().prev,
+                node.host.raft.snapshot_meta().last
+            ));
+        }
+        out
     }
 
     fn finish(&mut self) -> Result<(), String> {
@@ -609,8 +790,10 @@ impl World {
             let applied = node.host.state_machine().last().map_or(0, |e| e.index) as usize;
             if applied != committed {
                 return Err(format!(
-                    "convergence: node {} applied up to {applied} but {committed} entries are committed, {} µs after the clients finished",
-                    node.host.id, SETTLE_US
+                    "convergence: node {} applied up to {applied} but {committed} entries are committed, {} µs after the clients finished\n{}",
+                    node.host.id,
+                    SETTLE_US,
+                    self.describe()
                 ));
             }
         }

@@ -1,0 +1,101 @@
+//! Requests a follower sent to the leader and not yet answered, with the
+//! time each left, so that an unanswered one can be failed in time.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Request ids in flight, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct Outstanding {
+    /// Request id → the time it was sent.
+    sent: HashMap<u64, u64>,
+    /// `(sent, id)` in sending order. Invariant: the front is live (its id
+    /// is in `sent` with that time) unless the whole queue is empty; entries
+    /// further back may be dead (answered) and are skipped when reached.
+    order: VecDeque<(u64, u64)>,
+}
+
+impl Outstanding {
+    /// Requests in flight.
+    pub fn len(&self) -> usize {
+        self.sent.len()
+    }
+
+    /// Records `id` sent at `now_us`.
+    pub fn insert(&mut self, id: u64, now_us: u64) {
+        if self.sent.insert(id, now_us).is_none() {
+            self.order.push_back((now_us, id));
+        }
+    }
+
+    /// Removes `id`; false if it was not in flight.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let removed = self.sent.remove(&id).is_some();
+        self.clean_front();
+        removed
+    }
+
+    /// When the oldest request in flight was sent.
+    pub fn oldest_sent_us(&self) -> Option<u64> {
+        self.order.front().map(|&(sent, _)| sent)
+    }
+
+    /// Removes and returns every request sent at or before `sent_before_us`.
+    pub fn expire(&mut self, sent_before_us: u64) -> Vec<u64> {
+        let mut expired = Vec::new();
+        while let Some(&(sent, id)) = self.order.front() {
+            if sent > sent_before_us {
+                break;
+            }
+            self.order.pop_front();
+            if self.sent.get(&id) == Some(&sent) {
+                self.sent.remove(&id);
+                expired.push(id);
+            }
+        }
+        self.clean_front();
+        expired
+    }
+
+    /// Removes and returns every request, oldest first.
+    pub fn take_all(&mut self) -> Vec<u64> {
+        let mut all = Vec::with_capacity(self.sent.len());
+        for (sent, id) in self.order.drain(..) {
+            if self.sent.get(&id) == Some(&sent) {
+                all.push(id);
+            }
+        }
+        self.sent.clear();
+        all
+    }
+
+    fn clean_front(&mut self) {
+        while let Some(&(sent, id)) = self.order.front() {
+            if self.sent.get(&id) == Some(&sent) {
+                break;
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outstanding;
+
+    #[test]
+    fn oldest_tracks_answers_and_expiry() {
+        let mut outstanding = Outstanding::default();
+        for id in 1..=4 {
+            outstanding.insert(id, id * 10);
+        }
+        assert!(outstanding.remove(1));
+        assert!(!outstanding.remove(1));
+        assert_eq!(outstanding.oldest_sent_us(), Some(20));
+        assert!(outstanding.remove(3));
+        assert_eq!(outstanding.expire(30), vec![2]);
+        assert_eq!(outstanding.oldest_sent_us(), Some(40));
+        assert_eq!(outstanding.take_all(), vec![4]);
+        assert_eq!(outstanding.len(), 0);
+        assert_eq!(outstanding.oldest_sent_us(), None);
+    }
+}
