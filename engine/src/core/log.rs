@@ -80,11 +80,12 @@ impl RaftLog {
             applied: restored.applied.max(restored.prev.index),
         };
         log.applied = log.applied.min(log.commit);
-        if let Some(batch) = restored.last_batch {
-            if batch.last_index() == log.last.index && batch.first_index() > log.prev.index {
-                log.cache_bytes = batch.len_bytes();
-                log.cache.push_back(batch);
-            }
+        if let Some(batch) = restored.last_batch
+            && batch.last_index() == log.last.index
+            && batch.first_index() > log.prev.index
+        {
+            log.cache_bytes = batch.len_bytes();
+            log.cache.push_back(batch);
         }
         log.check();
         log
@@ -422,20 +423,19 @@ impl RaftLog {
         self.prev = upto;
         self.tail_at_prev = tail;
         self.runs.retain(|run| run.first_index > upto.index);
-        if let Some(term) = next_term {
-            if self
+        if let Some(term) = next_term
+            && self
                 .runs
                 .first()
                 .is_none_or(|run| run.first_index != upto.index + 1)
-            {
-                self.runs.insert(
-                    0,
-                    TermRun {
-                        term,
-                        first_index: upto.index + 1,
-                    },
-                );
-            }
+        {
+            self.runs.insert(
+                0,
+                TermRun {
+                    term,
+                    first_index: upto.index + 1,
+                },
+            );
         }
         // Whole batches at or before `upto` leave the cache; a straddling
         // batch is sliced so that the cache never reaches below `prev`.
@@ -447,12 +447,12 @@ impl RaftLog {
                 break;
             }
         }
-        if let Some(front) = self.cache.front() {
-            if front.first_index() <= upto.index {
-                let kept = front.slice(upto.index + 1, front.last_index());
-                self.cache_bytes = self.cache_bytes - front.len_bytes() + kept.len_bytes();
-                self.cache[0] = kept;
-            }
+        if let Some(front) = self.cache.front()
+            && front.first_index() <= upto.index
+        {
+            let kept = front.slice(upto.index + 1, front.last_index());
+            self.cache_bytes = self.cache_bytes - front.len_bytes() + kept.len_bytes();
+            self.cache[0] = kept;
         }
         self.check();
     }

@@ -421,10 +421,10 @@ impl Raft {
                         return;
                     }
                 }
-                if let Some((_, deadline)) = self.transfer {
-                    if now >= deadline {
-                        self.transfer = None;
-                    }
+                if let Some((_, deadline)) = self.transfer
+                    && now >= deadline
+                {
+                    self.transfer = None;
                 }
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {

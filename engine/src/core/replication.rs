@@ -222,10 +222,10 @@ impl Raft {
 
     pub(super) fn unreachable(&mut self, to: NodeId) {
         let now = self.now.mono_us;
-        if let Some(progress) = self.progress.get_mut(&to) {
-            if progress.state == ReplicationState::Replicate {
-                progress.become_probe(now);
-            }
+        if let Some(progress) = self.progress.get_mut(&to)
+            && progress.state == ReplicationState::Replicate
+        {
+            progress.become_probe(now);
         }
     }
 
@@ -321,10 +321,10 @@ impl Raft {
         let commit = self.log.commit();
         if prev.index < commit {
             batches.retain(|b| b.last_index() > commit);
-            if let Some(first) = batches.first_mut() {
-                if first.first_index() <= commit {
-                    *first = first.slice(commit + 1, first.last_index());
-                }
+            if let Some(first) = batches.first_mut()
+                && first.first_index() <= commit
+            {
+                *first = first.slice(commit + 1, first.last_index());
             }
             prev = LogId::new(self.log.term_at(commit).expect("commit is held"), commit);
         }

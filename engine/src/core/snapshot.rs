@@ -65,17 +65,16 @@ impl Raft {
 
     pub(super) fn snapshot_sent(&mut self, to: NodeId, ok: bool) {
         let now = self.now.mono_us;
-        if let Some(progress) = self.progress.get_mut(&to) {
-            if !ok
-                && matches!(
-                    progress.state,
-                    super::progress::ReplicationState::Snapshot { .. }
-                )
-            {
-                // Try again after the next heartbeat answer.
-                progress.become_probe(now);
-                progress.probe_sent = true;
-            }
+        if let Some(progress) = self.progress.get_mut(&to)
+            && !ok
+            && matches!(
+                progress.state,
+                super::progress::ReplicationState::Snapshot { .. }
+            )
+        {
+            // Try again after the next heartbeat answer.
+            progress.become_probe(now);
+            progress.probe_sent = true;
         }
     }
 

@@ -269,13 +269,13 @@ impl Host {
                 effects.push(Effect::SendSnapshot { to, meta, term })
             }
             Command::RestoreSnapshot(meta) => {
-                if let Some((received, data)) = self.received_snapshot.take() {
-                    if received.last == meta.last {
-                        self.log.reset_now(meta.last);
-                        self.applied = data.clone();
-                        self.snapshot = Some((meta.clone(), data));
-                        effects.push(Effect::Complete(Event::SnapshotRestored(meta)));
-                    }
+                if let Some((received, data)) = self.received_snapshot.take()
+                    && received.last == meta.last
+                {
+                    self.log.reset_now(meta.last);
+                    self.applied = data.clone();
+                    self.snapshot = Some((meta.clone(), data));
+                    effects.push(Effect::Complete(Event::SnapshotRestored(meta)));
                 }
             }
             Command::RoleChanged { .. } => {}

@@ -20,6 +20,9 @@ use ordo_engine::testkit::{AppliedEntry, Host};
 use ordo_net::Committed;
 use ordo_storage::{BatchKind, ClientId, Index, NodeId, Seq, Term};
 
+/// One node's log for the log-matching check: index → (term, id, payload).
+type NodeLog = BTreeMap<Index, (Term, u64, Vec<u8>)>;
+
 /// The checker's memory of the run.
 #[derive(Default)]
 pub struct Checker {
@@ -197,7 +200,7 @@ impl Checker {
 
     /// Log matching across every pair of nodes.
     pub fn log_matching(&self, hosts: &[&Host]) -> Result<(), String> {
-        let logs: Vec<(NodeId, BTreeMap<Index, (Term, u64, Vec<u8>)>)> = hosts
+        let logs: Vec<(NodeId, NodeLog)> = hosts
             .iter()
             .map(|host| {
                 let state = host.log.state_now();
@@ -232,12 +235,12 @@ impl Checker {
                     continue;
                 };
                 for (index, entry) in log_a.range(..=highest) {
-                    if let Some(other) = log_b.get(index) {
-                        if other != entry {
-                            return Err(format!(
-                                "log matching: nodes {a} and {b} agree at index {highest} but differ at {index}"
-                            ));
-                        }
+                    if let Some(other) = log_b.get(index)
+                        && other != entry
+                    {
+                        return Err(format!(
+                            "log matching: nodes {a} and {b} agree at index {highest} but differ at {index}"
+                        ));
                     }
                 }
             }
@@ -254,12 +257,12 @@ impl Checker {
         committed: Committed,
     ) -> Result<(), String> {
         if client != 0 {
-            if let Some((_, earlier)) = self.acked.get(&(client, seq)) {
-                if *earlier != committed {
-                    return Err(format!(
-                        "client oracle: session {client} seq {seq} acknowledged twice differently: {earlier:?} then {committed:?}"
-                    ));
-                }
+            if let Some((_, earlier)) = self.acked.get(&(client, seq))
+                && *earlier != committed
+            {
+                return Err(format!(
+                    "client oracle: session {client} seq {seq} acknowledged twice differently: {earlier:?} then {committed:?}"
+                ));
             }
             self.acked
                 .insert((client, seq), (payload.to_vec(), committed));
@@ -298,13 +301,13 @@ impl Checker {
             if entry.kind != BatchKind::Entries {
                 continue;
             }
-            if entry.client_id != 0 {
-                if let Some(first) = seen.insert((entry.client_id, entry.seq), entry.index) {
-                    return Err(format!(
-                        "client oracle: session {} seq {} committed twice, at {first} and {}",
-                        entry.client_id, entry.seq, entry.index
-                    ));
-                }
+            if entry.client_id != 0
+                && let Some(first) = seen.insert((entry.client_id, entry.seq), entry.index)
+            {
+                return Err(format!(
+                    "client oracle: session {} seq {} committed twice, at {first} and {}",
+                    entry.client_id, entry.seq, entry.index
+                ));
             }
             *payloads.entry(&entry.payload[..]).or_default() += 1;
         }

@@ -282,26 +282,25 @@ impl World {
                 );
             }
             self.now = next.at;
-            if let Some(healed) = self.healed_at {
-                if self.now > healed + self.plan.liveness_bound_us
-                    && self.clients.iter().any(Client::busy)
-                {
-                    let stuck: Vec<_> = self
-                        .clients
-                        .iter()
-                        .filter(|c| c.busy())
-                        .map(|c| c.client_id)
-                        .collect();
-                    return Err(self.fail(format!(
+            if let Some(healed) = self.healed_at
+                && self.now > healed + self.plan.liveness_bound_us
+                && self.clients.iter().any(Client::busy)
+            {
+                let stuck: Vec<_> = self
+                    .clients
+                    .iter()
+                    .filter(|c| c.busy())
+                    .map(|c| c.client_id)
+                    .collect();
+                return Err(self.fail(format!(
                         "liveness: clients {stuck:?} still have uncommitted proposals {} µs after the faults healed",
                         self.plan.liveness_bound_us
                     )));
-                }
             }
-            if let Some(done) = self.clients_done_at {
-                if self.now > done + SETTLE_US {
-                    break;
-                }
+            if let Some(done) = self.clients_done_at
+                && self.now > done + SETTLE_US
+            {
+                break;
             }
             self.handle(next.what).map_err(|what| self.fail(what))?;
         }
@@ -567,14 +566,14 @@ impl World {
         }
         let reads: Vec<_> = self.nodes[index].host.read_results.drain(..).collect();
         for (request_id, result) in reads {
-            if let Some((node, floor)) = self.reads.remove(&request_id) {
-                if let Ok(read_index) = result {
-                    self.checker.read(node, read_index, floor)?;
-                    self.summary.reads += 1;
-                }
+            if let Some((node, floor)) = self.reads.remove(&request_id)
+                && let Ok(read_index) = result
+            {
+                self.checker.read(node, read_index, floor)?;
+                self.summary.reads += 1;
             }
         }
-        if self.summary.steps % 256 == 0 {
+        if self.summary.steps.is_multiple_of(256) {
             let hosts: Vec<&Host> = self.nodes.iter().map(|n| &n.host).collect();
             self.checker.log_matching(&hosts)?;
         }
