@@ -3,8 +3,11 @@
 use ordo_storage::frame::{BATCH_ENTRIES_MAX, FRAME_BYTES_MAX};
 
 /// Everything the Raft core can be tuned with. Defaults are chosen by the
-/// sweeps recorded in `docs/tuning.md`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// sweeps recorded in `docs/tuning.md`. In a node's TOML file these are the
+/// `[raft]` table; a missing field takes its default, an unknown one is an
+/// error.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CoreConfig {
     /// Lower bound of the randomized election timeout (Raft §5.2).
     pub election_timeout_ms_min: u64,
