@@ -1,10 +1,29 @@
-//! ordo-net: the wire.
+//! ordo-net: the wire and the transport.
 //!
 //! - [`message`]: the Raft protocol's messages as plain values, which the
-//!   core consumes and produces.
+//!   core consumes and produces;
+//! - [`peer`], [`client`], [`handshake`]: the other messages a connection
+//!   carries (snapshot streaming, the client protocol, the handshake);
+//! - [`wire`]: frames (length, CRC32, kind, rkyv body, zero-copy
+//!   attachments), encoding and validated decoding;
+//! - [`transport`]: TCP on glommio: peer connections with priority and bulk
+//!   lanes, write coalescing, backpressure and reconnects; the client server
+//!   and the client connection;
+//! - [`fuzzing`]: the decoder checks the fuzz target and proptests share.
+//!
+//! The frame format, connection rules and limits are in `docs/protocol.md`.
 
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod fuzzing;
+pub mod handshake;
 pub mod message;
+pub mod peer;
+pub mod transport;
+pub mod wire;
 
+pub use client::*;
+pub use handshake::*;
 pub use message::*;
+pub use peer::*;

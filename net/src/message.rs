@@ -90,12 +90,13 @@ impl Message {
 }
 
 /// RequestVote (Figure 2), also used for pre-vote (thesis §9.6).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct VoteRequest {
     /// The term the candidate stands in. For a pre-vote, the term it would
     /// stand in (its current term + 1); nobody's term changes.
     pub term: Term,
     /// The candidate's last entry, for the up-to-date check (§5.4.1).
+    #[rkyv(with = crate::wire::LogIdDef)]
     pub last: LogId,
     /// A pre-vote: "would you vote for me?", without side effects.
     pub pre_vote: bool,
@@ -105,7 +106,7 @@ pub struct VoteRequest {
 }
 
 /// The answer to a [`VoteRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct VoteResponse {
     /// The voter's term (for a granted pre-vote: the request's term).
     pub term: Term,
@@ -139,7 +140,7 @@ impl AppendRequest {
 }
 
 /// The answer to an [`AppendRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct AppendResponse {
     /// The follower's term.
     pub term: Term,
@@ -147,31 +148,9 @@ pub struct AppendResponse {
     pub result: AppendResult,
 }
 
-/// A follower's verdict on an append.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppendResult {
-    /// The follower's log matches the leader's up to `match_index` and holds
-    /// it durably. Sent only once a completed sync covers `match_index`.
-    Success {
-        /// The highest index known to match the leader and to be durable.
-        match_index: Index,
-    },
-    /// The follower's log did not hold `prev`. The hint lets the leader skip
-    /// whole terms of conflicting entries in one round trip (the fast
-    /// backtracking of etcd raft, thesis §5.3 end).
-    Conflict {
-        /// The `prev.index` the leader sent.
-        rejected: Index,
-        /// The follower's entry at `min(rejected, its last index)`: the
-        /// leader may resume at the latest index whose term it holds at or
-        /// below `hint.term`.
-        hint: LogId,
-    },
-}
-
 /// The leader's heartbeat (a separate message so that it never waits for log
 /// reads and never carries entries).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Heartbeat {
     /// The leader's term.
     pub term: Term,
@@ -184,7 +163,7 @@ pub struct Heartbeat {
 }
 
 /// The answer to a [`Heartbeat`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct HeartbeatResponse {
     /// The follower's term.
     pub term: Term,
@@ -217,7 +196,7 @@ pub struct ForwardRequest {
 }
 
 /// Answers to forwarded proposals.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct ForwardResults {
     /// The leader's term.
     pub term: Term,
@@ -226,7 +205,7 @@ pub struct ForwardResults {
 }
 
 /// A follower asks for a read index.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct ReadIndexRequest {
     /// The follower's term.
     pub term: Term,
@@ -235,7 +214,7 @@ pub struct ReadIndexRequest {
 }
 
 /// The leader's read index for a follower's reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct ReadIndexResponse {
     /// The leader's term.
     pub term: Term,
@@ -271,14 +250,25 @@ pub struct InstallSnapshot {
 }
 
 /// The leader hands leadership to the receiver.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct TimeoutNow {
     /// The leader's term.
     pub term: Term,
 }
 
 /// Where a committed message sits: what its proposer gets back.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct Committed {
     /// The dense message id.
     pub id: MessageId,
@@ -290,89 +280,144 @@ pub struct Committed {
     pub ts: TimestampUs,
 }
 
-/// Why a proposal was not committed, and whether it may still be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProposeError {
-    /// This node is not the leader and did not forward (the proposer asked
-    /// for a redirect, or no leader is known). The proposal was not appended
-    /// anywhere: retrying at `leader` is safe.
-    #[error("not the leader (leader hint: {leader})")]
-    NotLeader {
-        /// The leader as far as this node knows; `0` if unknown.
-        leader: NodeId,
-    },
-    /// Leadership was lost after the proposal may have entered a log: it may
-    /// still commit. Retry with the same `(client_id, seq)` to learn the
-    /// outcome without creating a duplicate.
-    #[error("outcome unknown: leadership changed (leader hint: {leader})")]
-    Unknown {
-        /// The leader as far as this node knows; `0` if unknown.
-        leader: NodeId,
-    },
-    /// A bounded queue on the way is full. Not appended; retry later.
-    #[error("busy: too many proposals in flight (leader hint: {leader})")]
-    Busy {
-        /// The leader as far as this node knows; `0` if unknown.
-        leader: NodeId,
-    },
-    /// The payload exceeds `proposal_bytes_max`. Not appended.
-    #[error("proposal of {bytes} bytes exceeds the maximum of {max}")]
-    TooLarge {
-        /// The payload's size.
-        bytes: u64,
-        /// The limit.
-        max: u64,
-    },
-    /// `(client_id, seq)` was committed so long ago that its answer has left
-    /// the session window: it committed once, its details are gone.
-    #[error("session {client_id} seq {seq} committed earlier; its answer has expired")]
-    SessionExpired {
-        /// The session.
-        client_id: ClientId,
-        /// The sequence number.
-        seq: Seq,
-    },
-    /// The node is shutting down. Not appended by this node.
-    #[error("node is shutting down")]
-    Stopped,
-}
-
-impl ProposeError {
-    /// The leader hint this error carries, `0` if none.
-    pub fn leader_hint(&self) -> NodeId {
-        match *self {
-            ProposeError::NotLeader { leader }
-            | ProposeError::Unknown { leader }
-            | ProposeError::Busy { leader } => leader,
-            _ => 0,
-        }
-    }
-
-    /// Whether the proposal may still commit (its outcome is unknown).
-    pub fn outcome_unknown(&self) -> bool {
-        matches!(self, ProposeError::Unknown { .. })
-    }
-}
-
 /// The outcome of a proposal.
 pub type ProposeResult = Result<Committed, ProposeError>;
 
-/// Why a linearizable read could not be served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
-    /// Leadership was lost or never held; retry at `leader`.
-    #[error("not the leader (leader hint: {leader})")]
-    NotLeader {
-        /// The leader as far as this node knows; `0` if unknown.
-        leader: NodeId,
-    },
-    /// Too many reads are waiting.
-    #[error("busy: too many reads pending (leader hint: {leader})")]
-    Busy {
-        /// The leader as far as this node knows; `0` if unknown.
-        leader: NodeId,
-    },
-    /// The node is shutting down.
-    #[error("node is shutting down")]
-    Stopped,
+pub use outcomes::{AppendResult, ProposeError, ReadError};
+
+// The rkyv derive emits a public resolver enum whose variant fields carry no
+// docs; this module exists so that `allow` covers them. The types are
+// re-exported above and documented here.
+#[allow(missing_docs)]
+mod outcomes {
+    use ordo_storage::{ClientId, Index, LogId, NodeId, Seq};
+
+    /// A follower's verdict on an append.
+    #[derive(
+        Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    )]
+    pub enum AppendResult {
+        /// The follower's log matches the leader's up to `match_index` and holds
+        /// it durably. Sent only once a completed sync covers `match_index`.
+        Success {
+            /// The highest index known to match the leader and to be durable.
+            match_index: Index,
+        },
+        /// The follower's log did not hold `prev`. The hint lets the leader skip
+        /// whole terms of conflicting entries in one round trip (the fast
+        /// backtracking of etcd raft, thesis §5.3 end).
+        Conflict {
+            /// The `prev.index` the leader sent.
+            rejected: Index,
+            /// The follower's entry at `min(rejected, its last index)`: the
+            /// leader may resume at the latest index whose term it holds at or
+            /// below `hint.term`.
+            #[rkyv(with = crate::wire::LogIdDef)]
+            hint: LogId,
+        },
+    }
+
+    /// Why a proposal was not committed, and whether it may still be.
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        thiserror::Error,
+        rkyv::Archive,
+        rkyv::Serialize,
+        rkyv::Deserialize,
+    )]
+    pub enum ProposeError {
+        /// This node is not the leader and did not forward (the proposer asked
+        /// for a redirect, or no leader is known). The proposal was not appended
+        /// anywhere: retrying at `leader` is safe.
+        #[error("not the leader (leader hint: {leader})")]
+        NotLeader {
+            /// The leader as far as this node knows; `0` if unknown.
+            leader: NodeId,
+        },
+        /// Leadership was lost after the proposal may have entered a log: it may
+        /// still commit. Retry with the same `(client_id, seq)` to learn the
+        /// outcome without creating a duplicate.
+        #[error("outcome unknown: leadership changed (leader hint: {leader})")]
+        Unknown {
+            /// The leader as far as this node knows; `0` if unknown.
+            leader: NodeId,
+        },
+        /// A bounded queue on the way is full. Not appended; retry later.
+        #[error("busy: too many proposals in flight (leader hint: {leader})")]
+        Busy {
+            /// The leader as far as this node knows; `0` if unknown.
+            leader: NodeId,
+        },
+        /// The payload exceeds `proposal_bytes_max`. Not appended.
+        #[error("proposal of {bytes} bytes exceeds the maximum of {max}")]
+        TooLarge {
+            /// The payload's size.
+            bytes: u64,
+            /// The limit.
+            max: u64,
+        },
+        /// `(client_id, seq)` was committed so long ago that its answer has left
+        /// the session window: it committed once, its details are gone.
+        #[error("session {client_id} seq {seq} committed earlier; its answer has expired")]
+        SessionExpired {
+            /// The session.
+            client_id: ClientId,
+            /// The sequence number.
+            seq: Seq,
+        },
+        /// The node is shutting down. Not appended by this node.
+        #[error("node is shutting down")]
+        Stopped,
+    }
+
+    impl ProposeError {
+        /// The leader hint this error carries, `0` if none.
+        pub fn leader_hint(&self) -> NodeId {
+            match *self {
+                ProposeError::NotLeader { leader }
+                | ProposeError::Unknown { leader }
+                | ProposeError::Busy { leader } => leader,
+                _ => 0,
+            }
+        }
+
+        /// Whether the proposal may still commit (its outcome is unknown).
+        pub fn outcome_unknown(&self) -> bool {
+            matches!(self, ProposeError::Unknown { .. })
+        }
+    }
+
+    /// Why a linearizable read could not be served.
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        thiserror::Error,
+        rkyv::Archive,
+        rkyv::Serialize,
+        rkyv::Deserialize,
+    )]
+    pub enum ReadError {
+        /// Leadership was lost or never held; retry at `leader`.
+        #[error("not the leader (leader hint: {leader})")]
+        NotLeader {
+            /// The leader as far as this node knows; `0` if unknown.
+            leader: NodeId,
+        },
+        /// Too many reads are waiting.
+        #[error("busy: too many reads pending (leader hint: {leader})")]
+        Busy {
+            /// The leader as far as this node knows; `0` if unknown.
+            leader: NodeId,
+        },
+        /// The node is shutting down.
+        #[error("node is shutting down")]
+        Stopped,
+    }
 }

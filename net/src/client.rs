@@ -1,0 +1,276 @@
+//! The client protocol: what the `ordo` CLI and the Rust client send to a
+//! node, and what they get back.
+//!
+//! Requests carry a `request_id` chosen by the client; every response echoes
+//! it, so a client may pipeline requests on one connection. A
+//! [`LogRequest`] is answered by a stream of [`LogResponse`]s with its id.
+//! Every answer that a leader change can affect carries a [`LeaderHint`];
+//! the Rust client caches it and goes straight to the leader.
+
+use bytes::Bytes;
+use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
+
+use crate::message::{ProposeResult, ReadError};
+
+/// A request from a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// Append a message to the log.
+    Propose(ProposeRequest),
+    /// A linearizable read barrier.
+    Read(ReadRequest),
+    /// The node's view of the cluster.
+    Status(StatusRequest),
+    /// Stream committed messages in id order.
+    Log(LogRequest),
+}
+
+impl ClientRequest {
+    /// The client's handle for the request.
+    pub fn request_id(&self) -> u64 {
+        match self {
+            ClientRequest::Propose(r) => r.request_id,
+            ClientRequest::Read(r) => r.request_id,
+            ClientRequest::Status(r) => r.request_id,
+            ClientRequest::Log(r) => r.request_id,
+        }
+    }
+}
+
+/// Append `payload` to the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposeRequest {
+    /// The client's handle.
+    pub request_id: u64,
+    /// The client's session (`0`: no deduplication). A retry with the same
+    /// `(client_id, seq)` returns the original answer (thesis §6.3).
+    pub client_id: ClientId,
+    /// Sequence number within the session.
+    pub seq: Seq,
+    /// The message (a frame attachment: no copy on either side).
+    pub payload: Bytes,
+    /// If this node is not the leader: answer `NotLeader` with a hint
+    /// instead of forwarding.
+    pub redirect: bool,
+}
+
+/// Wait until everything committed before the request was applied on this
+/// node, then answer with that read index (thesis §6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ReadRequest {
+    /// The client's handle.
+    pub request_id: u64,
+}
+
+/// Ask for [`NodeStatus`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct StatusRequest {
+    /// The client's handle.
+    pub request_id: u64,
+}
+
+/// Stream committed messages with ids `from_id, from_id + 1, …`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct LogRequest {
+    /// The client's handle; every [`LogResponse`] of the stream carries it.
+    pub request_id: u64,
+    /// The first message id wanted (ids start at 1).
+    pub from_id: MessageId,
+    /// Keep streaming new messages as they commit; otherwise stop at the
+    /// last committed message.
+    pub follow: bool,
+}
+
+/// A response to a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientResponse {
+    /// Answers a [`ProposeRequest`].
+    Propose(ProposeResponse),
+    /// Answers a [`ReadRequest`].
+    Read(ReadResponse),
+    /// Answers a [`StatusRequest`].
+    Status(StatusResponse),
+    /// One piece of the stream a [`LogRequest`] asked for.
+    Log(LogResponse),
+    /// A request that could not be served.
+    Error(ErrorResponse),
+}
+
+impl ClientResponse {
+    /// The handle of the request this answers.
+    pub fn request_id(&self) -> u64 {
+        match self {
+            ClientResponse::Propose(r) => r.request_id,
+            ClientResponse::Read(r) => r.request_id,
+            ClientResponse::Status(r) => r.request_id,
+            ClientResponse::Log(r) => r.request_id,
+            ClientResponse::Error(r) => r.request_id,
+        }
+    }
+}
+
+/// Where the leader is, as far as the answering node knows.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub struct LeaderHint {
+    /// The leader's id; `0` if unknown.
+    pub id: NodeId,
+    /// The leader's client address (`host:port`); empty if unknown.
+    pub client_addr: String,
+}
+
+/// The outcome of a proposal.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ProposeResponse {
+    /// The request's handle.
+    pub request_id: u64,
+    /// Where it committed, or why not.
+    pub result: ProposeResult,
+    /// The current leader.
+    pub leader: LeaderHint,
+}
+
+/// The outcome of a read barrier.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ReadResponse {
+    /// The request's handle.
+    pub request_id: u64,
+    /// The read index, applied on this node before the answer, or why not.
+    pub result: Result<Index, ReadError>,
+    /// The current leader.
+    pub leader: LeaderHint,
+}
+
+/// A node's role as `ordo status` shows it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub enum NodeRole {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asking for pre-votes.
+    PreCandidate,
+    /// Asking for votes.
+    Candidate,
+    /// Leads its term.
+    Leader,
+    /// Catches up without a vote.
+    Learner,
+}
+
+/// A node's view of itself and the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its role.
+    pub role: NodeRole,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows; `0` if none.
+    pub leader: NodeId,
+    /// Highest index known committed.
+    pub commit_index: Index,
+    /// Last index in its log.
+    pub last_index: Index,
+    /// Last index its fsync covers.
+    pub durable_index: Index,
+    /// Last index applied to its state machine.
+    pub applied_index: Index,
+}
+
+/// Answers a [`StatusRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct StatusResponse {
+    /// The request's handle.
+    pub request_id: u64,
+    /// The node's status.
+    pub status: NodeStatus,
+    /// The current leader.
+    pub leader: LeaderHint,
+}
+
+/// A committed message as the log stream delivers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedMessage {
+    /// Dense message id.
+    pub id: MessageId,
+    /// Log index.
+    pub index: Index,
+    /// Term of the entry.
+    pub term: Term,
+    /// Timestamp, microseconds since the Unix epoch.
+    pub ts: TimestampUs,
+    /// The message (a frame attachment).
+    pub payload: Bytes,
+    /// The token proving the commit (a frame attachment; its format belongs
+    /// to the token module).
+    pub token: Bytes,
+}
+
+/// A run of consecutive committed messages of a log stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogResponse {
+    /// The [`LogRequest`]'s handle.
+    pub request_id: u64,
+    /// Messages with consecutive ids, continuing the stream.
+    pub messages: Vec<CommittedMessage>,
+    /// The stream ends with this response (a non-follow request reached the
+    /// last committed message, or the node stops serving it).
+    pub done: bool,
+}
+
+/// Answers a request that could not be served.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ErrorResponse {
+    /// The request's handle.
+    pub request_id: u64,
+    /// What went wrong.
+    pub error: ClientError,
+    /// The current leader.
+    pub leader: LeaderHint,
+}
+
+pub use errors::ClientError;
+
+// The rkyv derive emits a public resolver enum whose variant fields carry no
+// docs; this module exists so that `allow` covers them. The types are
+// re-exported above and documented here.
+#[allow(missing_docs)]
+mod errors {
+    use ordo_storage::MessageId;
+
+    /// Why a request could not be served.
+    #[derive(
+        Clone,
+        Debug,
+        PartialEq,
+        Eq,
+        rkyv::Archive,
+        rkyv::Serialize,
+        rkyv::Deserialize,
+        thiserror::Error,
+    )]
+    pub enum ClientError {
+        /// The requested ids were compacted into a snapshot; the stream can
+        /// start at `first_id` at the earliest.
+        #[error("message ids before {first_id} were compacted away")]
+        Compacted {
+            /// The first id still in the log.
+            first_id: MessageId,
+        },
+        /// The node cannot take more requests now; retry later.
+        #[error("busy")]
+        Busy,
+        /// The node is shutting down.
+        #[error("node is shutting down")]
+        Stopped,
+        /// The request was malformed or not allowed.
+        #[error("bad request: {reason}")]
+        BadRequest {
+            /// Which rule it broke.
+            reason: String,
+        },
+    }
+}

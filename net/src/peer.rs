@@ -1,0 +1,66 @@
+//! What travels on a peer connection: the core's [`Message`]s plus the
+//! runtime's own traffic (snapshot streaming; gossip later, issue 7).
+
+use bytes::Bytes;
+use ordo_storage::{LogId, Term};
+
+use crate::message::Message;
+
+/// A frame's content on a voter-to-voter connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerMessage {
+    /// A Raft message for the core.
+    Raft(Message),
+    /// A piece of a snapshot the leader streams before
+    /// [`Message::InstallSnapshot`].
+    SnapshotChunk(SnapshotChunk),
+    /// The follower's answer to a [`SnapshotChunk`], for flow control.
+    SnapshotAck(SnapshotAck),
+}
+
+impl From<Message> for PeerMessage {
+    fn from(message: Message) -> Self {
+        PeerMessage::Raft(message)
+    }
+}
+
+impl PeerMessage {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerMessage::Raft(message) => message.kind(),
+            PeerMessage::SnapshotChunk(_) => "snapshot_chunk",
+            PeerMessage::SnapshotAck(_) => "snapshot_ack",
+        }
+    }
+}
+
+/// A piece of the snapshot covering `last`, streamed in order by `offset`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The leader's term.
+    pub term: Term,
+    /// The last entry the snapshot covers: identifies the snapshot.
+    pub last: LogId,
+    /// Byte offset of `data` within the snapshot.
+    pub offset: u64,
+    /// The bytes (a frame attachment: no copy on either side).
+    pub data: Bytes,
+    /// This is the last chunk.
+    pub done: bool,
+}
+
+/// The follower's progress on the snapshot covering `last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SnapshotAck {
+    /// The follower's term.
+    pub term: Term,
+    /// The snapshot's last entry.
+    #[rkyv(with = crate::wire::LogIdDef)]
+    pub last: LogId,
+    /// Bytes received and durable; the next chunk starts here.
+    pub next_offset: u64,
+    /// `false`: the follower gave up (different snapshot, out of space);
+    /// the leader restarts the stream.
+    pub ok: bool,
+}

@@ -1,0 +1,123 @@
+//! The client's side of a client connection (for the `ordo` CLI and the
+//! Rust client), on a glommio executor.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use glommio::net::TcpStream;
+use ordo_storage::NodeId;
+
+use crate::client::{ClientRequest, ClientResponse};
+use crate::handshake::{ConnectionRole, Hello, PROTOCOL_VERSION};
+use crate::transport::config::ClientConfig;
+use crate::transport::handshake::dial;
+use crate::transport::io::{ConnectionError, read_frame, write_all};
+use crate::wire::{Decode, Encode, FrameSplitter};
+
+/// Attachments up to this size are copied next to the frame header; larger
+/// payloads are written from the caller's buffer.
+const INLINE_ATTACHMENT_BYTES_MAX: usize = 2048;
+
+/// A connection to one node's client port.
+///
+/// Requests may be pipelined: [`ClientConnection::send`] several, then
+/// [`ClientConnection::recv`] the responses, matched by `request_id`. One
+/// task may send while another receives; a second concurrent sender (or
+/// receiver) gets an error rather than interleaved bytes. A `recv` future
+/// dropped mid-frame leaves the stream unusable: later calls fail.
+pub struct ClientConnection {
+    stream: RefCell<TcpStream>,
+    splitter: RefCell<Option<FrameSplitter>>,
+    sending: Cell<bool>,
+    node_id: NodeId,
+    frame_bytes_max: usize,
+}
+
+/// A second concurrent send or receive on one [`ClientConnection`].
+fn busy(what: &str) -> ConnectionError {
+    ConnectionError::Io(std::io::Error::new(
+        std::io::ErrorKind::ResourceBusy,
+        format!("another {what} is in progress on this connection"),
+    ))
+}
+
+impl ClientConnection {
+    /// Connects and handshakes.
+    pub async fn connect(addr: SocketAddr, config: &ClientConfig) -> Result<Self, ConnectionError> {
+        let hello = Hello {
+            cluster_id: config.cluster_id,
+            node_id: 0,
+            protocol_version: PROTOCOL_VERSION,
+            role: ConnectionRole::Client,
+        };
+        let dialed = dial(
+            addr,
+            hello,
+            None,
+            config.connect_timeout,
+            config.handshake_timeout,
+            config.receive_slab_bytes,
+            config.frame_bytes_max,
+        )
+        .await?;
+        Ok(Self {
+            stream: dialed.stream,
+            splitter: RefCell::new(Some(dialed.splitter)),
+            sending: Cell::new(false),
+            node_id: dialed.ack.node_id,
+            frame_bytes_max: config.frame_bytes_max,
+        })
+    }
+
+    /// The id of the node this connection reached.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Writes one request.
+    pub async fn send(&self, request: &ClientRequest) -> Result<(), ConnectionError> {
+        if self.sending.replace(true) {
+            return Err(busy("send"));
+        }
+        let result = self.write(request).await;
+        self.sending.set(false);
+        result
+    }
+
+    async fn write(&self, request: &ClientRequest) -> Result<(), ConnectionError> {
+        let mut head = Vec::new();
+        let mut tail: Vec<Bytes> = Vec::new();
+        let mut sink = crate::wire::FrameSink {
+            head: &mut head,
+            tail: &mut tail,
+            inline_bytes_max: INLINE_ATTACHMENT_BYTES_MAX,
+            frame_bytes_max: self.frame_bytes_max,
+        };
+        request.encode(&mut sink)?;
+        let mut slices: Vec<&[u8]> = vec![&head];
+        slices.extend(tail.iter().map(|b| &b[..]));
+        write_all(&self.stream, &slices).await?;
+        Ok(())
+    }
+
+    /// Reads the next response.
+    pub async fn recv(&self) -> Result<ClientResponse, ConnectionError> {
+        let mut splitter = self
+            .splitter
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| busy("receive"))?;
+        let frame = read_frame(&self.stream, &mut splitter).await;
+        *self.splitter.borrow_mut() = Some(splitter);
+        let frame = frame?.ok_or(ConnectionError::Eof)?;
+        Ok(ClientResponse::decode(&frame)?)
+    }
+
+    /// Sends `request` and returns the next response (for callers with one
+    /// request outstanding at a time).
+    pub async fn call(&self, request: &ClientRequest) -> Result<ClientResponse, ConnectionError> {
+        self.send(request).await?;
+        self.recv().await
+    }
+}

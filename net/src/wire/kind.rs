@@ -1,0 +1,199 @@
+//! Frame kinds: the one byte that says how to read a frame's body.
+
+use crate::wire::WireError;
+
+/// What a frame carries. The numbering is part of the protocol: a value is
+/// never reused for another meaning. Ranges group kinds by connection role:
+///
+/// | range    | role                                    |
+/// |----------|-----------------------------------------|
+/// | 1..=15   | handshake (any connection)              |
+/// | 16..=63  | peer (voter to voter)                   |
+/// | 64..=79  | client requests                         |
+/// | 80..=95  | client responses                        |
+/// | 96..=127 | reserved for gossip (issue 7)           |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// [`crate::Hello`]: the dialer's first frame.
+    Hello = 1,
+    /// [`crate::HelloAck`]: the acceptor agrees.
+    HelloAck = 2,
+    /// [`crate::HelloReject`]: the acceptor refuses, then closes.
+    HelloReject = 3,
+    /// [`crate::VoteRequest`].
+    Vote = 16,
+    /// [`crate::VoteResponse`].
+    VoteResponse = 17,
+    /// [`crate::AppendRequest`]; attachments are storage batch frames.
+    Append = 18,
+    /// [`crate::AppendResponse`].
+    AppendResponse = 19,
+    /// [`crate::Heartbeat`].
+    Heartbeat = 20,
+    /// [`crate::HeartbeatResponse`].
+    HeartbeatResponse = 21,
+    /// [`crate::ForwardRequest`]; attachments are proposal payloads.
+    Forward = 22,
+    /// [`crate::ForwardResults`].
+    ForwardResults = 23,
+    /// [`crate::ReadIndexRequest`].
+    ReadIndex = 24,
+    /// [`crate::ReadIndexResponse`].
+    ReadIndexResponse = 25,
+    /// [`crate::InstallSnapshot`]; the attachment is the core state.
+    InstallSnapshot = 26,
+    /// [`crate::TimeoutNow`].
+    TimeoutNow = 27,
+    /// [`crate::SnapshotChunk`]; the attachment is the chunk's data.
+    SnapshotChunk = 28,
+    /// [`crate::SnapshotAck`].
+    SnapshotAck = 29,
+    /// [`crate::ProposeRequest`]; the attachment is the payload.
+    ProposeRequest = 64,
+    /// [`crate::ReadRequest`].
+    ReadRequest = 65,
+    /// [`crate::StatusRequest`].
+    StatusRequest = 66,
+    /// [`crate::LogRequest`].
+    LogRequest = 67,
+    /// [`crate::ProposeResponse`].
+    ProposeResponse = 80,
+    /// [`crate::ReadResponse`].
+    ReadResponse = 81,
+    /// [`crate::StatusResponse`].
+    StatusResponse = 82,
+    /// [`crate::LogResponse`]; attachments are payloads and tokens.
+    LogResponse = 83,
+    /// [`crate::ErrorResponse`].
+    ErrorResponse = 84,
+}
+
+/// Which family of messages a kind belongs to; a connection accepts one
+/// family after its handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KindClass {
+    /// Handshake frames.
+    Handshake,
+    /// Voter-to-voter messages.
+    Peer,
+    /// Client to node.
+    ClientRequest,
+    /// Node to client.
+    ClientResponse,
+}
+
+impl FrameKind {
+    /// Every kind, for tests and documentation.
+    pub const ALL: [FrameKind; 26] = [
+        FrameKind::Hello,
+        FrameKind::HelloAck,
+        FrameKind::HelloReject,
+        FrameKind::Vote,
+        FrameKind::VoteResponse,
+        FrameKind::Append,
+        FrameKind::AppendResponse,
+        FrameKind::Heartbeat,
+        FrameKind::HeartbeatResponse,
+        FrameKind::Forward,
+        FrameKind::ForwardResults,
+        FrameKind::ReadIndex,
+        FrameKind::ReadIndexResponse,
+        FrameKind::InstallSnapshot,
+        FrameKind::TimeoutNow,
+        FrameKind::SnapshotChunk,
+        FrameKind::SnapshotAck,
+        FrameKind::ProposeRequest,
+        FrameKind::ReadRequest,
+        FrameKind::StatusRequest,
+        FrameKind::LogRequest,
+        FrameKind::ProposeResponse,
+        FrameKind::ReadResponse,
+        FrameKind::StatusResponse,
+        FrameKind::LogResponse,
+        FrameKind::ErrorResponse,
+    ];
+
+    /// Parses the kind byte of an untrusted header.
+    pub fn from_u8(value: u8) -> Result<Self, WireError> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|kind| *kind as u8 == value)
+            .ok_or(WireError::UnknownKind(value))
+    }
+
+    /// The family the kind belongs to.
+    pub fn class(self) -> KindClass {
+        match self as u8 {
+            1..=15 => KindClass::Handshake,
+            16..=63 => KindClass::Peer,
+            64..=79 => KindClass::ClientRequest,
+            _ => KindClass::ClientResponse,
+        }
+    }
+
+    /// Whether the frame's attachments carry their own CRC, so that the
+    /// frame CRC stops at the end of the body. Only AppendEntries: its
+    /// attachments are storage batch frames, each with a CRC32 over all of
+    /// its bytes that [`ordo_storage::Batch::decode`] checks anyway. Every
+    /// other attachment (payloads, tokens, snapshot data) has no checksum of
+    /// its own and is covered by the frame CRC. Each byte is thus summed
+    /// exactly once on each side.
+    pub fn attachments_self_checked(self) -> bool {
+        self == FrameKind::Append
+    }
+
+    /// A short name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameKind::Hello => "hello",
+            FrameKind::HelloAck => "hello_ack",
+            FrameKind::HelloReject => "hello_reject",
+            FrameKind::Vote => "vote",
+            FrameKind::VoteResponse => "vote_response",
+            FrameKind::Append => "append",
+            FrameKind::AppendResponse => "append_response",
+            FrameKind::Heartbeat => "heartbeat",
+            FrameKind::HeartbeatResponse => "heartbeat_response",
+            FrameKind::Forward => "forward",
+            FrameKind::ForwardResults => "forward_results",
+            FrameKind::ReadIndex => "read_index",
+            FrameKind::ReadIndexResponse => "read_index_response",
+            FrameKind::InstallSnapshot => "install_snapshot",
+            FrameKind::TimeoutNow => "timeout_now",
+            FrameKind::SnapshotChunk => "snapshot_chunk",
+            FrameKind::SnapshotAck => "snapshot_ack",
+            FrameKind::ProposeRequest => "propose_request",
+            FrameKind::ReadRequest => "read_request",
+            FrameKind::StatusRequest => "status_request",
+            FrameKind::LogRequest => "log_request",
+            FrameKind::ProposeResponse => "propose_response",
+            FrameKind::ReadResponse => "read_response",
+            FrameKind::StatusResponse => "status_response",
+            FrameKind::LogResponse => "log_response",
+            FrameKind::ErrorResponse => "error_response",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_parses_back_and_unknown_bytes_do_not() {
+        for kind in FrameKind::ALL {
+            assert_eq!(FrameKind::from_u8(kind as u8), Ok(kind));
+        }
+        let known: Vec<u8> = FrameKind::ALL.iter().map(|k| *k as u8).collect();
+        for value in 0..=u8::MAX {
+            if !known.contains(&value) {
+                assert_eq!(
+                    FrameKind::from_u8(value),
+                    Err(WireError::UnknownKind(value))
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Helpers shared by the integration tests: message generators and glommio
+//! executors sized for the locked-memory limit.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use ordo_net::*;
+use ordo_storage::{Batch, BatchKind, BatchMeta, EntryOut, LogId};
+use proptest::prelude::*;
+
+/// io_uring registered-buffer memory per test executor. The transport does
+/// no DMA file IO, and several executors run at once under an 8 MiB
+/// `RLIMIT_MEMLOCK` when not root.
+pub const TEST_IO_MEMORY_BYTES: usize = 512 << 10;
+
+/// Runs `f` on a fresh glommio executor on its own thread; returns its
+/// result.
+pub fn on_executor<T, F, Fut>(name: &str, f: F) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name(&name)
+            .io_memory(TEST_IO_MEMORY_BYTES)
+            .make()
+            .expect("executor starts")
+            .run(f())
+    })
+}
+
+/// A batch of `count` entries at `first_index` in `term`.
+pub fn batch(term: u64, first_index: u64, payloads: &[Vec<u8>]) -> Batch {
+    let entries = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| EntryOut {
+            client_id: 7,
+            seq: i as u64,
+            payload: p,
+        })
+        .collect();
+    Batch::encode(
+        BatchMeta {
+            kind: BatchKind::Entries,
+            term,
+            first_index,
+            first_id: first_index,
+            first_ts: 1_000_000 + first_index,
+        },
+        entries,
+    )
+}
+
+pub fn arb_bytes(max: usize) -> impl Strategy<Value = Bytes> {
+    prop::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
+}
+
+pub fn arb_log_id() -> impl Strategy<Value = LogId> {
+    (any::<u64>(), any::<u64>()).prop_map(|(term, index)| LogId::new(term, index))
+}
+
+fn arb_propose_error() -> impl Strategy<Value = ProposeError> {
+    prop_oneof![
+        any::<u64>().prop_map(|leader| ProposeError::NotLeader { leader }),
+        any::<u64>().prop_map(|leader| ProposeError::Unknown { leader }),
+        any::<u64>().prop_map(|leader| ProposeError::Busy { leader }),
+        (any::<u64>(), any::<u64>()).prop_map(|(bytes, max)| ProposeError::TooLarge { bytes, max }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(client_id, seq)| ProposeError::SessionExpired { client_id, seq }),
+        Just(ProposeError::Stopped),
+    ]
+}
+
+pub fn arb_propose_result() -> impl Strategy<Value = ProposeResult> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(id, index, term, ts)| Ok(Committed {
+                id,
+                index,
+                term,
+                ts
+            })
+        ),
+        arb_propose_error().prop_map(Err),
+    ]
+}
+
+fn arb_read_error() -> impl Strategy<Value = ReadError> {
+    prop_oneof![
+        any::<u64>().prop_map(|leader| ReadError::NotLeader { leader }),
+        any::<u64>().prop_map(|leader| ReadError::Busy { leader }),
+        Just(ReadError::Stopped),
+    ]
+}
+
+/// Consecutive batches after `prev` in non-decreasing terms up to `term`.
+fn arb_append() -> impl Strategy<Value = AppendRequest> {
+    (
+        1u64..1_000,
+        0u64..1_000_000,
+        any::<u64>(),
+        prop::collection::vec(
+            (
+                0u64..3,
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..6),
+            ),
+            0..4,
+        ),
+    )
+        .prop_map(|(prev_term, prev_index, commit, shapes)| {
+            let mut next = prev_index + 1;
+            let mut term = prev_term.max(1);
+            let mut batches = Vec::new();
+            for (bump, payloads) in shapes {
+                term += bump;
+                let b = batch(term, next, &payloads);
+                next = b.last_index() + 1;
+                batches.push(b);
+            }
+            AppendRequest {
+                term: term + 1,
+                prev: LogId::new(prev_term, prev_index),
+                commit,
+                batches,
+            }
+        })
+}
+
+pub fn arb_raft_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u64>(), arb_log_id(), any::<bool>(), any::<bool>()).prop_map(
+            |(term, last, pre_vote, transfer)| Message::Vote(VoteRequest {
+                term,
+                last,
+                pre_vote,
+                transfer
+            })
+        ),
+        (any::<u64>(), any::<bool>(), any::<bool>()).prop_map(|(term, granted, pre_vote)| {
+            Message::VoteResponse(VoteResponse {
+                term,
+                granted,
+                pre_vote,
+            })
+        }),
+        arb_append().prop_map(Message::Append),
+        (
+            any::<u64>(),
+            prop_oneof![
+                any::<u64>().prop_map(|match_index| AppendResult::Success { match_index }),
+                (any::<u64>(), arb_log_id())
+                    .prop_map(|(rejected, hint)| AppendResult::Conflict { rejected, hint }),
+            ]
+        )
+            .prop_map(|(term, result)| Message::AppendResponse(AppendResponse { term, result })),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(term, commit, read_round)| {
+            Message::Heartbeat(Heartbeat {
+                term,
+                commit,
+                read_round,
+            })
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(term, read_round, last_index)| {
+            Message::HeartbeatResponse(HeartbeatResponse {
+                term,
+                read_round,
+                last_index,
+            })
+        }),
+        (
+            any::<u64>(),
+            prop::collection::vec(
+                (any::<u64>(), any::<u64>(), any::<u64>(), arb_bytes(3000)),
+                0..8
+            )
+        )
+            .prop_map(|(term, ps)| Message::Forward(ForwardRequest {
+                term,
+                proposals: ps
+                    .into_iter()
+                    .map(|(request_id, client_id, seq, payload)| ForwardedProposal {
+                        request_id,
+                        client_id,
+                        seq,
+                        payload
+                    })
+                    .collect(),
+            })),
+        (
+            any::<u64>(),
+            prop::collection::vec((any::<u64>(), arb_propose_result()), 0..8)
+        )
+            .prop_map(|(term, results)| Message::ForwardResults(ForwardResults { term, results })),
+        (any::<u64>(), prop::collection::vec(any::<u64>(), 0..8)).prop_map(
+            |(term, request_ids)| Message::ReadIndex(ReadIndexRequest { term, request_ids })
+        ),
+        (
+            any::<u64>(),
+            prop::collection::vec(any::<u64>(), 0..8),
+            prop_oneof![any::<u64>().prop_map(Ok), arb_read_error().prop_map(Err)]
+        )
+            .prop_map(|(term, request_ids, result)| Message::ReadIndexResponse(
+                ReadIndexResponse {
+                    term,
+                    request_ids,
+                    result
+                }
+            )),
+        (
+            any::<u64>(),
+            arb_log_id(),
+            any::<u64>(),
+            any::<u64>(),
+            prop::collection::vec(any::<u64>(), 0..7),
+            arb_bytes(5000)
+        )
+            .prop_map(|(term, last, last_id, last_ts, voters, core_state)| {
+                Message::InstallSnapshot(InstallSnapshot {
+                    term,
+                    meta: SnapshotMeta {
+                        last,
+                        last_id,
+                        last_ts,
+                        voters,
+                        core_state,
+                    },
+                })
+            }),
+        any::<u64>().prop_map(|term| Message::TimeoutNow(TimeoutNow { term })),
+    ]
+}
+
+pub fn arb_peer_message() -> impl Strategy<Value = PeerMessage> {
+    prop_oneof![
+        6 => arb_raft_message().prop_map(PeerMessage::Raft),
+        1 => (any::<u64>(), arb_log_id(), any::<u64>(), arb_bytes(5000), any::<bool>()).prop_map(|(term, last, offset, data, done)| PeerMessage::SnapshotChunk(SnapshotChunk { term, last, offset, data, done })),
+        1 => (any::<u64>(), arb_log_id(), any::<u64>(), any::<bool>()).prop_map(|(term, last, next_offset, ok)| PeerMessage::SnapshotAck(SnapshotAck { term, last, next_offset, ok })),
+    ]
+}
+
+pub fn arb_client_request() -> impl Strategy<Value = ClientRequest> {
+    prop_oneof![
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            arb_bytes(5000),
+            any::<bool>()
+        )
+            .prop_map(|(request_id, client_id, seq, payload, redirect)| {
+                ClientRequest::Propose(ProposeRequest {
+                    request_id,
+                    client_id,
+                    seq,
+                    payload,
+                    redirect,
+                })
+            }),
+        any::<u64>().prop_map(|request_id| ClientRequest::Read(ReadRequest { request_id })),
+        any::<u64>().prop_map(|request_id| ClientRequest::Status(StatusRequest { request_id })),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(request_id, from_id, follow)| {
+            ClientRequest::Log(LogRequest {
+                request_id,
+                from_id,
+                follow,
+            })
+        }),
+    ]
+}
+
+fn arb_leader() -> impl Strategy<Value = LeaderHint> {
+    (any::<u64>(), "[a-z0-9.:]{0,24}").prop_map(|(id, client_addr)| LeaderHint { id, client_addr })
+}
+
+fn arb_role() -> impl Strategy<Value = NodeRole> {
+    prop_oneof![
+        Just(NodeRole::Follower),
+        Just(NodeRole::PreCandidate),
+        Just(NodeRole::Candidate),
+        Just(NodeRole::Leader),
+        Just(NodeRole::Learner)
+    ]
+}
+
+pub fn arb_client_response() -> impl Strategy<Value = ClientResponse> {
+    prop_oneof![
+        (any::<u64>(), arb_propose_result(), arb_leader()).prop_map(
+            |(request_id, result, leader)| ClientResponse::Propose(ProposeResponse {
+                request_id,
+                result,
+                leader
+            })
+        ),
+        (
+            any::<u64>(),
+            prop_oneof![any::<u64>().prop_map(Ok), arb_read_error().prop_map(Err)],
+            arb_leader()
+        )
+            .prop_map(
+                |(request_id, result, leader)| ClientResponse::Read(ReadResponse {
+                    request_id,
+                    result,
+                    leader
+                })
+            ),
+        (
+            any::<u64>(),
+            (
+                any::<u64>(),
+                arb_role(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>()
+            ),
+            arb_leader()
+        )
+            .prop_map(
+                |(
+                    request_id,
+                    (
+                        id,
+                        role,
+                        term,
+                        leader_id,
+                        commit_index,
+                        last_index,
+                        durable_index,
+                        applied_index,
+                    ),
+                    leader,
+                )| ClientResponse::Status(StatusResponse {
+                    request_id,
+                    status: NodeStatus {
+                        id,
+                        role,
+                        term,
+                        leader: leader_id,
+                        commit_index,
+                        last_index,
+                        durable_index,
+                        applied_index
+                    },
+                    leader,
+                })
+            ),
+        (
+            any::<u64>(),
+            prop::collection::vec(
+                (
+                    any::<u64>(),
+                    any::<u64>(),
+                    any::<u64>(),
+                    any::<u64>(),
+                    arb_bytes(2000),
+                    arb_bytes(200)
+                ),
+                0..6
+            ),
+            any::<bool>()
+        )
+            .prop_map(|(request_id, ms, done)| ClientResponse::Log(LogResponse {
+                request_id,
+                messages: ms
+                    .into_iter()
+                    .map(|(id, index, term, ts, payload, token)| CommittedMessage {
+                        id,
+                        index,
+                        term,
+                        ts,
+                        payload,
+                        token
+                    })
+                    .collect(),
+                done,
+            })),
+        (
+            any::<u64>(),
+            prop_oneof![
+                any::<u64>().prop_map(|first_id| ClientError::Compacted { first_id }),
+                Just(ClientError::Busy),
+                Just(ClientError::Stopped),
+                "[ -~]{0,40}".prop_map(|reason| ClientError::BadRequest { reason }),
+            ],
+            arb_leader()
+        )
+            .prop_map(
+                |(request_id, error, leader)| ClientResponse::Error(ErrorResponse {
+                    request_id,
+                    error,
+                    leader
+                })
+            ),
+    ]
+}
+
+pub fn arb_handshake() -> impl Strategy<Value = Handshake> {
+    let role = prop_oneof![Just(ConnectionRole::Peer), Just(ConnectionRole::Client)];
+    let reason = prop_oneof![
+        Just(RejectReason::ClusterMismatch),
+        Just(RejectReason::VersionMismatch),
+        Just(RejectReason::RoleMismatch),
+        Just(RejectReason::DialRule),
+        Just(RejectReason::Unavailable),
+    ];
+    prop_oneof![
+        (any::<u64>(), any::<u64>(), any::<u16>(), role).prop_map(
+            |(cluster_id, node_id, protocol_version, role)| Handshake::Hello(Hello {
+                cluster_id,
+                node_id,
+                protocol_version,
+                role
+            })
+        ),
+        (any::<u64>(), any::<u64>(), any::<u16>()).prop_map(
+            |(cluster_id, node_id, protocol_version)| Handshake::Ack(HelloAck {
+                cluster_id,
+                node_id,
+                protocol_version
+            })
+        ),
+        (reason, any::<u16>(), "[ -~]{0,40}").prop_map(|(reason, protocol_version, detail)| {
+            Handshake::Reject(HelloReject {
+                reason,
+                protocol_version,
+                detail,
+            })
+        }),
+    ]
+}
+
+pub fn arb_any_message() -> impl Strategy<Value = wire::AnyMessage> {
+    prop_oneof![
+        4 => arb_peer_message().prop_map(wire::AnyMessage::Peer),
+        2 => arb_client_request().prop_map(wire::AnyMessage::ClientRequest),
+        2 => arb_client_response().prop_map(wire::AnyMessage::ClientResponse),
+        1 => arb_handshake().prop_map(wire::AnyMessage::Handshake),
+    ]
+}
