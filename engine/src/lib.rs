@@ -7,5 +7,8 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod client;
 pub mod core;
+pub mod node;
 pub mod testkit;

@@ -129,6 +129,9 @@ pub struct ProposeResponse {
     pub result: ProposeResult,
     /// The current leader.
     pub leader: LeaderHint,
+    /// The commit token (encoded `ordo_engine::token::Token`) when the
+    /// proposal committed; empty otherwise.
+    pub token: Vec<u8>,
 }
 
 /// The outcome of a read barrier.
@@ -270,6 +273,12 @@ mod errors {
         #[error("bad request: {reason}")]
         BadRequest {
             /// Which rule it broke.
+            reason: String,
+        },
+        /// The node failed to serve it (a storage error, say).
+        #[error("internal error: {reason}")]
+        Internal {
+            /// What failed.
             reason: String,
         },
     }

@@ -16,6 +16,19 @@ pub enum PeerMessage {
     SnapshotChunk(SnapshotChunk),
     /// The follower's answer to a [`SnapshotChunk`], for flow control.
     SnapshotAck(SnapshotAck),
+    /// The leader's signed commit statement (an encoded
+    /// `ordo_engine::token::SignedStatement`), so every voter can hand out
+    /// tokens for the entries it covers.
+    Certificate(Certificate),
+}
+
+/// A signed commit statement, replicated from the leader to every voter.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Certificate {
+    /// The leader's term.
+    pub term: Term,
+    /// The encoded signed statement.
+    pub statement: Vec<u8>,
 }
 
 impl From<Message> for PeerMessage {
@@ -31,6 +44,7 @@ impl PeerMessage {
             PeerMessage::Raft(message) => message.kind(),
             PeerMessage::SnapshotChunk(_) => "snapshot_chunk",
             PeerMessage::SnapshotAck(_) => "snapshot_ack",
+            PeerMessage::Certificate(_) => "certificate",
         }
     }
 }

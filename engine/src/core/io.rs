@@ -128,6 +128,12 @@ impl ApplyBatch {
             .flat_map(|b| b.entries())
             .filter(move |e| e.index >= first && e.index <= last)
     }
+
+    /// The user messages among the entries (no-ops and configuration
+    /// entries left out).
+    pub fn messages(&self) -> impl Iterator<Item = ordo_storage::EntryView<'_>> + '_ {
+        self.entries().filter(|e| e.kind == ordo_storage::BatchKind::Entries)
+    }
 }
 
 /// The core's role.

@@ -294,6 +294,7 @@ impl Raft {
             let message = Message::ForwardResults(ForwardResults {
                 term: self.term,
                 results,
+                tokens: Vec::new(),
             });
             self.send(node, message);
         }
@@ -366,6 +367,7 @@ impl Raft {
             let message = Message::ForwardResults(ForwardResults {
                 term: self.term,
                 results,
+                tokens: Vec::new(),
             });
             self.send(from, message);
             return;

@@ -460,6 +460,7 @@ impl Raft {
                 Message::ForwardResults(ordo_net::ForwardResults {
                     term,
                     results: Vec::new(),
+                    tokens: Vec::new(),
                 })
             }
             other => other,

@@ -215,6 +215,11 @@ impl ClientInbox {
         }
     }
 
+    /// Whether no request is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.shared.inbox.len() == 0
+    }
+
     /// The next request, if one is ready.
     pub fn try_recv(&self) -> Option<ClientCall> {
         self.shared.inbox.try_pop()

@@ -96,7 +96,9 @@ pub(crate) async fn dial(
             return Err(ConnectionError::Handshake("acceptor sent hello".into()));
         }
     };
-    if ack.cluster_id != hello.cluster_id {
+    // A client that names no cluster (0) learns it from the acceptor.
+    let any_cluster = hello.cluster_id == 0 && hello.role == ConnectionRole::Client;
+    if ack.cluster_id != hello.cluster_id && !any_cluster {
         return Err(ConnectionError::Handshake(format!(
             "acceptor is in cluster {}, not {}",
             ack.cluster_id, hello.cluster_id
@@ -147,7 +149,10 @@ pub(crate) fn check_hello(
             ),
         );
     }
-    if hello.cluster_id != cluster_id {
+    // Clients may name no cluster (0): the `ordo` commands take only an
+    // address. Voters must always match.
+    let any_cluster = hello.cluster_id == 0 && role == ConnectionRole::Client;
+    if hello.cluster_id != cluster_id && !any_cluster {
         return reject(
             RejectReason::ClusterMismatch,
             format!(

@@ -35,6 +35,7 @@ impl Encode for PeerMessage {
             },
             PeerMessage::SnapshotChunk(_) => FrameKind::SnapshotChunk,
             PeerMessage::SnapshotAck(_) => FrameKind::SnapshotAck,
+            PeerMessage::Certificate(_) => FrameKind::Certificate,
         }
     }
 
@@ -76,6 +77,7 @@ impl Encode for PeerMessage {
                 sink.frame(kind, &body, std::iter::once(&chunk.data))
             }
             PeerMessage::SnapshotAck(ack) => encode_plain(sink, kind, ack),
+            PeerMessage::Certificate(certificate) => encode_plain(sink, kind, certificate),
         }
     }
 }
@@ -151,6 +153,7 @@ impl Decode for PeerMessage {
                 return decode_snapshot_chunk(frame).map(PeerMessage::SnapshotChunk);
             }
             FrameKind::SnapshotAck => return decode_plain(frame).map(PeerMessage::SnapshotAck),
+            FrameKind::Certificate => return decode_plain(frame).map(PeerMessage::Certificate),
             _ => return Err(unexpected(frame, Self::EXPECTED)),
         };
         Ok(PeerMessage::Raft(raft))

@@ -49,6 +49,8 @@ pub enum FrameKind {
     SnapshotChunk = 28,
     /// [`crate::SnapshotAck`].
     SnapshotAck = 29,
+    /// [`crate::Certificate`].
+    Certificate = 30,
     /// [`crate::ProposeRequest`]; the attachment is the payload.
     ProposeRequest = 64,
     /// [`crate::ReadRequest`].
@@ -85,7 +87,7 @@ pub enum KindClass {
 
 impl FrameKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [FrameKind; 26] = [
+    pub const ALL: [FrameKind; 27] = [
         FrameKind::Hello,
         FrameKind::HelloAck,
         FrameKind::HelloReject,
@@ -103,6 +105,7 @@ impl FrameKind {
         FrameKind::TimeoutNow,
         FrameKind::SnapshotChunk,
         FrameKind::SnapshotAck,
+        FrameKind::Certificate,
         FrameKind::ProposeRequest,
         FrameKind::ReadRequest,
         FrameKind::StatusRequest,
@@ -164,6 +167,7 @@ impl FrameKind {
             FrameKind::TimeoutNow => "timeout_now",
             FrameKind::SnapshotChunk => "snapshot_chunk",
             FrameKind::SnapshotAck => "snapshot_ack",
+            FrameKind::Certificate => "certificate",
             FrameKind::ProposeRequest => "propose_request",
             FrameKind::ReadRequest => "read_request",
             FrameKind::StatusRequest => "status_request",

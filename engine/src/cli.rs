@@ -1,0 +1,263 @@
+//! What the `ordo` binary's commands share: JSON lines, `init`, `verify`,
+//! logging and signals. Kept in the library so it is tested.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+
+use base64::Engine;
+use ordo_net::{CommittedMessage, NodeRole, NodeStatus};
+use serde_json::{Value, json};
+
+use crate::client::{ClientError, ClientReceipt};
+use crate::node::NodeConfig;
+use crate::token::{ClusterId, ClusterKeys, NodeKey, Token, Verifier};
+
+/// A token's text form for JSON (empty when there is none).
+pub fn token_text(token: &[u8]) -> String {
+    if token.is_empty() {
+        return String::new();
+    }
+    match Token::from_bytes(token) {
+        Ok(token) => token.to_text(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The payload fields of a JSON line: `payload` when it is UTF-8,
+/// `payload_b64` otherwise.
+fn payload_field(line: &mut serde_json::Map<String, Value>, payload: &[u8]) {
+    match std::str::from_utf8(payload) {
+        Ok(text) => {
+            line.insert("payload".into(), Value::String(text.into()));
+        }
+        Err(_) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(payload);
+            line.insert("payload_b64".into(), Value::String(encoded));
+        }
+    }
+}
+
+/// `ordo send`'s line for one result: `{"id","index","term","ts","token",
+/// "node","leader"}` plus `"payload"` (so that `ordo verify` can check the
+/// line on its own), or `{"error": ...}`.
+pub fn send_line(result: &Result<ClientReceipt, ClientError>, payload: &[u8]) -> String {
+    match result {
+        Ok(receipt) => {
+            let mut line = serde_json::Map::new();
+            line.insert("id".into(), json!(receipt.id));
+            line.insert("index".into(), json!(receipt.index));
+            line.insert("term".into(), json!(receipt.term));
+            line.insert("ts".into(), json!(receipt.ts));
+            line.insert("token".into(), json!(token_text(&receipt.token)));
+            line.insert("node".into(), json!(receipt.node));
+            line.insert("leader".into(), json!(receipt.leader));
+            payload_field(&mut line, payload);
+            Value::Object(line).to_string()
+        }
+        Err(error) => json!({ "error": error.to_string() }).to_string(),
+    }
+}
+
+/// `ordo log`'s line: `{"id","index","term","ts","payload","token"}`.
+pub fn log_line(message: &CommittedMessage) -> String {
+    let mut line = serde_json::Map::new();
+    line.insert("id".into(), json!(message.id));
+    line.insert("index".into(), json!(message.index));
+    line.insert("term".into(), json!(message.term));
+    line.insert("ts".into(), json!(message.ts));
+    payload_field(&mut line, &message.payload);
+    line.insert("token".into(), json!(token_text(&message.token)));
+    Value::Object(line).to_string()
+}
+
+/// `ordo status`'s object.
+pub fn status_line(status: &NodeStatus) -> String {
+    let role = match status.role {
+        NodeRole::Follower => "follower",
+        NodeRole::PreCandidate => "pre_candidate",
+        NodeRole::Candidate => "candidate",
+        NodeRole::Leader => "leader",
+        NodeRole::Learner => "learner",
+    };
+    json!({
+        "id": status.id,
+        "role": role,
+        "term": status.term,
+        "leader": status.leader,
+        "commit_index": status.commit_index,
+        "last_index": status.last_index,
+        "durable_index": status.durable_index,
+        "applied_index": status.applied_index,
+    })
+    .to_string()
+}
+
+/// Releases results in input order as they complete out of order.
+pub struct InOrder {
+    next: usize,
+    waiting: BTreeMap<usize, String>,
+}
+
+impl InOrder {
+    /// For `count` results.
+    pub fn new(count: usize) -> Self {
+        let _ = count;
+        Self {
+            next: 0,
+            waiting: BTreeMap::new(),
+        }
+    }
+
+    /// Result `i` is `line`; returns the lines now printable, in order.
+    pub fn ready(&mut self, i: usize, line: String) -> Vec<String> {
+        self.waiting.insert(i, line);
+        let mut out = Vec::new();
+        while let Some(line) = self.waiting.remove(&self.next) {
+            out.push(line);
+            self.next += 1;
+        }
+        out
+    }
+}
+
+/// `ordo init`: writes `dir/node<i>/ordo.toml` and `dir/node<i>/node.key`
+/// for each voter and `dir/cluster.keys`; returns what it wrote.
+pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, String> {
+    let cluster = ClusterId::generate().map_err(|e| format!("no randomness for the cluster id: {e}"))?;
+    let transport_id = cluster_transport_id(&cluster);
+    let configs = NodeConfig::cluster(nodes, base_port, transport_id).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut keys = ClusterKeys::new(cluster);
+    let mut written = Vec::new();
+    for config in &configs {
+        let node_dir = dir.join(format!("node{}", config.id));
+        let data_dir = node_dir.join(&config.data_dir);
+        std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let key = NodeKey::generate().map_err(|e| e.to_string())?;
+        key.save(&NodeKey::path_in(&data_dir)).map_err(|e| e.to_string())?;
+        keys.insert(config.id, key.public_key()).map_err(|e| e.to_string())?;
+        let path = node_dir.join("ordo.toml");
+        std::fs::write(&path, config.to_toml()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    let keys_path = dir.join("cluster.keys");
+    keys.save(&keys_path).map_err(|e| e.to_string())?;
+    written.push(keys_path.display().to_string());
+    Ok(written)
+}
+
+/// The 64-bit id connections use, derived from the cluster's 128-bit id so
+/// that the keys file and the configs always agree.
+pub fn cluster_transport_id(cluster: &ClusterId) -> u64 {
+    let id = u64::from_le_bytes(cluster.0[..8].try_into().expect("8 bytes"));
+    id.max(1)
+}
+
+fn field_u64(line: &Value, name: &str) -> Result<u64, String> {
+    line.get(name)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("missing or invalid \"{name}\""))
+}
+
+/// Verifies one JSON line as printed by `ordo send` or `ordo log`.
+pub fn verify_line(verifier: &mut Verifier, text: &str) -> Result<(), String> {
+    let line: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let token = line
+        .get("token")
+        .and_then(Value::as_str)
+        .ok_or("missing \"token\"")?;
+    if token.is_empty() {
+        return Err("empty \"token\"".into());
+    }
+    let payload = match (line.get("payload"), line.get("payload_b64")) {
+        (Some(Value::String(text)), _) => text.as_bytes().to_vec(),
+        (_, Some(Value::String(encoded))) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| format!("invalid \"payload_b64\": {e}"))?,
+        _ => return Err("missing \"payload\" (or \"payload_b64\")".into()),
+    };
+    verifier
+        .verify_text(
+            token,
+            &payload,
+            field_u64(&line, "id")?,
+            field_u64(&line, "index")?,
+            field_u64(&line, "term")?,
+            field_u64(&line, "ts")?,
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// `ordo verify`: every stdin line must verify; the first that does not is
+/// named in the error.
+pub fn verify_stdin(keys: &Path) -> Result<(), String> {
+    let mut verifier = Verifier::load(keys).map_err(|e| e.to_string())?;
+    let mut count = 0u64;
+    for (number, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        verify_line(&mut verifier, &line).map_err(|e| format!("line {}: {e}", number + 1))?;
+        count += 1;
+    }
+    eprintln!("ordo: {count} lines verified");
+    Ok(())
+}
+
+/// Logs through `tracing` to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// SIGTERM and SIGINT, to be waited for on a thread.
+pub struct Signals(signal_hook::iterator::Signals);
+
+impl Signals {
+    /// Blocks until one arrives; returns its number.
+    pub fn wait(mut self) -> Option<i32> {
+        self.0.forever().next()
+    }
+}
+
+/// Catches SIGTERM and SIGINT (installed before the node starts, so a
+/// signal during start-up is not lost).
+pub fn termination_signals() -> Result<Signals, String> {
+    signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .map(Signals)
+        .map_err(|e| format!("cannot install signal handlers: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_releases_prefixes() {
+        let mut order = InOrder::new(3);
+        assert!(order.ready(1, "b".into()).is_empty());
+        assert_eq!(order.ready(0, "a".into()), vec!["a", "b"]);
+        assert_eq!(order.ready(2, "c".into()), vec!["c"]);
+    }
+
+    #[test]
+    fn binary_payloads_go_to_payload_b64() {
+        let message = CommittedMessage {
+            id: 1,
+            index: 2,
+            term: 3,
+            ts: 4,
+            payload: bytes::Bytes::from_static(&[0xff, 0x00]),
+            token: bytes::Bytes::new(),
+        };
+        let line: Value = serde_json::from_str(&log_line(&message)).unwrap();
+        assert_eq!(line["payload_b64"], "/wA=");
+        assert!(line.get("payload").is_none());
+    }
+}

@@ -1,0 +1,468 @@
+//! The Rust client: connects to any node, caches the leader and follows
+//! hints, keeps many proposals in flight on one connection, and retries
+//! with its session `(client_id, seq)` so a retry never commits twice.
+//!
+//! It runs on a glommio executor (the connection is glommio's); the `ordo`
+//! commands start one.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future;
+use ordo_net::transport::{ClientConfig, ClientConnection};
+use ordo_net::{
+    ClientRequest, ClientResponse, CommittedMessage, LeaderHint, LogRequest, NodeStatus, ProposeError,
+    ProposeRequest, ReadRequest, StatusRequest,
+};
+use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
+
+/// How the client behaves.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// The cluster to expect; `0` accepts whichever the node is in.
+    pub cluster_id: u64,
+    /// How long one operation may take, retries included.
+    pub timeout: Duration,
+    /// Most proposals in flight on the connection. Keep it at or below the
+    /// cluster's `session_results_max` so that every retry finds its answer.
+    pub window: usize,
+    /// Ask followers to redirect rather than forward.
+    pub redirect: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            cluster_id: 0,
+            timeout: Duration::from_secs(10),
+            window: 64,
+            redirect: false,
+        }
+    }
+}
+
+/// What the client could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No node answered, or none led, within the timeout.
+    #[error("no leader reachable within {timeout:?} (tried {tried}): {last}")]
+    Unavailable {
+        /// The operation's timeout.
+        timeout: Duration,
+        /// The addresses tried.
+        tried: String,
+        /// The last failure seen.
+        last: String,
+    },
+    /// The cluster refused the proposal for good (too large, or its answer
+    /// expired from the session).
+    #[error("proposal refused: {0}")]
+    Refused(ProposeError),
+    /// The node answered with an error.
+    #[error("node error: {0}")]
+    Node(String),
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A committed proposal as the client sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientReceipt {
+    /// The dense message id.
+    pub id: MessageId,
+    /// The log index.
+    pub index: Index,
+    /// The term.
+    pub term: Term,
+    /// The timestamp.
+    pub ts: TimestampUs,
+    /// The encoded token.
+    pub token: Vec<u8>,
+    /// The node that answered.
+    pub node: NodeId,
+    /// The leader as that node knew it.
+    pub leader: NodeId,
+}
+
+struct Connection {
+    conn: ClientConnection,
+    addr: SocketAddr,
+}
+
+/// A client session against one cluster.
+pub struct Client {
+    nodes: Vec<SocketAddr>,
+    options: ClientOptions,
+    connection: Option<Connection>,
+    /// Where the leader was last said to be.
+    leader_addr: Option<SocketAddr>,
+    next_node: usize,
+    client_id: ClientId,
+    next_seq: Seq,
+    next_request_id: u64,
+}
+
+struct Item {
+    seq: Seq,
+    payload: Bytes,
+}
+
+fn random_client_id() -> ClientId {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() | 1
+}
+
+impl Client {
+    /// A client of the cluster reachable at `nodes` (any of them will do).
+    pub fn new(nodes: Vec<SocketAddr>, options: ClientOptions) -> Result<Self, ClientError> {
+        if nodes.is_empty() {
+            return Err(ClientError::Usage("at least one node address is needed".into()));
+        }
+        if options.window == 0 {
+            return Err(ClientError::Usage("the window must be at least 1".into()));
+        }
+        Ok(Self {
+            nodes,
+            options,
+            connection: None,
+            leader_addr: None,
+            next_node: 0,
+            client_id: random_client_id(),
+            next_seq: 1,
+            next_request_id: 1,
+        })
+    }
+
+    /// This client's session id.
+    pub fn client_id(&self) -> ClientId {
+        self.client_id
+    }
+
+    fn request_id(&mut self) -> u64 {
+        self.next_request_id += 1;
+        self.next_request_id
+    }
+
+    fn unavailable(&self, last: impl Into<String>) -> ClientError {
+        ClientError::Unavailable {
+            timeout: self.options.timeout,
+            tried: self.nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            last: last.into(),
+        }
+    }
+
+    /// Connects to the leader if one is known, otherwise to the next node.
+    async fn connect(&mut self, deadline: Instant) -> Result<(), String> {
+        if self.connection.is_some() {
+            return Ok(());
+        }
+        let addr = match self.leader_addr.take() {
+            Some(addr) => addr,
+            None => {
+                let addr = self.nodes[self.next_node % self.nodes.len()];
+                self.next_node += 1;
+                addr
+            }
+        };
+        let mut config = ClientConfig::new(self.options.cluster_id);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        config.connect_timeout = config.connect_timeout.min(remaining.max(Duration::from_millis(10)));
+        match ClientConnection::connect(addr, &config).await {
+            Ok(conn) => {
+                self.connection = Some(Connection { conn, addr });
+                Ok(())
+            }
+            Err(error) => Err(format!("{addr}: {error}")),
+        }
+    }
+
+    fn follow_hint(&mut self, hint: &LeaderHint) -> bool {
+        let Ok(addr) = hint.client_addr.parse::<SocketAddr>() else {
+            return false;
+        };
+        let current = self.connection.as_ref().map(|c| c.addr);
+        if hint.id != 0 && current != Some(addr) {
+            self.leader_addr = Some(addr);
+            self.connection = None;
+            return true;
+        }
+        false
+    }
+
+    /// Proposes one message.
+    pub async fn propose(&mut self, payload: Bytes) -> Result<ClientReceipt, ClientError> {
+        let mut results = self.propose_all(vec![payload], |_, _| {}).await?;
+        results.pop().expect("one result per payload")
+    }
+
+    /// Proposes every payload, keeping up to `window` in flight; calls
+    /// `on_result(i, result)` as each completes and returns all results in
+    /// input order. A payload whose answer was lost is retried with the same
+    /// sequence number, so it commits once.
+    pub async fn propose_all(
+        &mut self,
+        payloads: Vec<Bytes>,
+        mut on_result: impl FnMut(usize, &Result<ClientReceipt, ClientError>),
+    ) -> Result<Vec<Result<ClientReceipt, ClientError>>, ClientError> {
+        let count = payloads.len();
+        let items: Vec<Item> = payloads
+            .into_iter()
+            .map(|payload| {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                Item { seq, payload }
+            })
+            .collect();
+        let mut results: Vec<Option<Result<ClientReceipt, ClientError>>> = (0..count).map(|_| None).collect();
+        let mut queue: VecDeque<usize> = (0..count).collect();
+        let mut in_flight: HashMap<u64, usize> = HashMap::new();
+        let mut done = 0;
+        let mut deadline = Instant::now() + self.options.timeout;
+        let mut last_error = String::from("no attempt yet");
+        while done < count {
+            if Instant::now() >= deadline {
+                let error = self.unavailable(last_error.clone());
+                for (i, slot) in results.iter_mut().enumerate() {
+                    if slot.is_none() {
+                        let failed = Err(ClientError::Unavailable {
+                            timeout: self.options.timeout,
+                            tried: String::new(),
+                            last: last_error.clone(),
+                        });
+                        on_result(i, &failed);
+                        *slot = Some(failed);
+                    }
+                }
+                if done == 0 {
+                    return Err(error);
+                }
+                break;
+            }
+            if let Err(error) = self.connect(deadline).await {
+                last_error = error;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            // Fill the window.
+            let mut broken = None;
+            while in_flight.len() < self.options.window {
+                let Some(i) = queue.pop_front() else { break };
+                let request_id = self.request_id();
+                let request = ClientRequest::Propose(ProposeRequest {
+                    request_id,
+                    client_id: self.client_id,
+                    seq: items[i].seq,
+                    payload: items[i].payload.clone(),
+                    redirect: self.options.redirect,
+                });
+                let connection = self.connection.as_ref().expect("connected");
+                if let Err(error) = connection.conn.send(&request).await {
+                    queue.push_front(i);
+                    broken = Some(format!("{}: {error}", connection.addr));
+                    break;
+                }
+                in_flight.insert(request_id, i);
+            }
+            if broken.is_none() {
+                let connection = self.connection.as_ref().expect("connected");
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let answer = future::or(async { Some(connection.conn.recv().await) }, async {
+                    glommio::timer::sleep(remaining).await;
+                    None
+                })
+                .await;
+                match answer {
+                    None => broken = Some(format!("{}: no answer", connection.addr)),
+                    Some(Err(error)) => broken = Some(format!("{}: {error}", connection.addr)),
+                    Some(Ok(ClientResponse::Propose(response))) => {
+                        let node = connection.conn.node_id();
+                        let Some(i) = in_flight.remove(&response.request_id) else { continue };
+                        match response.result {
+                            Ok(committed) => {
+                                let receipt = Ok(ClientReceipt {
+                                    id: committed.id,
+                                    index: committed.index,
+                                    term: committed.term,
+                                    ts: committed.ts,
+                                    token: response.token,
+                                    node,
+                                    leader: response.leader.id,
+                                });
+                                on_result(i, &receipt);
+                                results[i] = Some(receipt);
+                                done += 1;
+                                // Progress: a later slow stretch gets a full timeout again.
+                                deadline = Instant::now() + self.options.timeout;
+                            }
+                            Err(error @ (ProposeError::TooLarge { .. } | ProposeError::SessionExpired { .. })) => {
+                                let failed = Err(ClientError::Refused(error));
+                                on_result(i, &failed);
+                                results[i] = Some(failed);
+                                done += 1;
+                            }
+                            Err(error) => {
+                                last_error = format!("node {node}: {error}");
+                                queue.push_back(i);
+                                if self.follow_hint(&response.leader) {
+                                    queue.extend(in_flight.drain().map(|(_, i)| i));
+                                } else if matches!(error, ProposeError::Busy { .. } | ProposeError::NotLeader { leader: 0 } | ProposeError::Unknown { leader: 0 }) {
+                                    glommio::timer::sleep(Duration::from_millis(20)).await;
+                                }
+                                if matches!(error, ProposeError::Stopped) {
+                                    broken = Some(format!("node {node} is stopping"));
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(ClientResponse::Error(error))) => {
+                        return Err(ClientError::Node(error.error.to_string()));
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            if let Some(error) = broken {
+                last_error = error;
+                self.connection = None;
+                queue.extend(in_flight.drain().map(|(_, i)| i));
+                let mut pending: Vec<usize> = queue.drain(..).collect();
+                pending.sort_unstable();
+                queue.extend(pending);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ClientError::Node("no result".into()))))
+            .collect())
+    }
+
+    /// One request/answer exchange with retries across nodes.
+    async fn call(&mut self, make: impl Fn(u64) -> ClientRequest) -> Result<(ClientResponse, NodeId), ClientError> {
+        let deadline = Instant::now() + self.options.timeout;
+        let mut last_error = String::from("no attempt yet");
+        while Instant::now() < deadline {
+            if let Err(error) = self.connect(deadline).await {
+                last_error = error;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let request = make(self.request_id());
+            let connection = self.connection.as_ref().expect("connected");
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let answer = future::or(async { Some(connection.conn.call(&request).await) }, async {
+                glommio::timer::sleep(remaining).await;
+                None
+            })
+            .await;
+            match answer {
+                Some(Ok(response)) => return Ok((response, connection.conn.node_id())),
+                Some(Err(error)) => last_error = format!("{}: {error}", connection.addr),
+                None => last_error = format!("{}: no answer", connection.addr),
+            }
+            self.connection = None;
+        }
+        Err(self.unavailable(last_error))
+    }
+
+    /// The status of the node the client is connected to (the first it
+    /// reaches), with its leader hint.
+    pub async fn status(&mut self) -> Result<(NodeStatus, LeaderHint), ClientError> {
+        match self.call(|request_id| ClientRequest::Status(StatusRequest { request_id })).await? {
+            (ClientResponse::Status(status), _) => Ok((status.status, status.leader)),
+            (ClientResponse::Error(error), _) => Err(ClientError::Node(error.error.to_string())),
+            (other, _) => Err(ClientError::Node(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// A linearizable read barrier at the connected node: its read index.
+    pub async fn read(&mut self) -> Result<Index, ClientError> {
+        let deadline = Instant::now() + self.options.timeout;
+        loop {
+            match self.call(|request_id| ClientRequest::Read(ReadRequest { request_id })).await? {
+                (ClientResponse::Read(read), _) => match read.result {
+                    Ok(index) => return Ok(index),
+                    Err(error) if Instant::now() < deadline => {
+                        self.follow_hint(&read.leader);
+                        tracing::debug!(%error, "read retried");
+                        glommio::timer::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(error) => return Err(self.unavailable(error.to_string())),
+                },
+                (ClientResponse::Error(error), _) => return Err(ClientError::Node(error.error.to_string())),
+                (other, _) => return Err(ClientError::Node(format!("unexpected answer {other:?}"))),
+            }
+        }
+    }
+
+    /// Streams committed messages from `from_id` (in id order) to
+    /// `on_message`; with `follow`, keeps streaming new ones until
+    /// `on_message` returns false or the connection ends.
+    pub async fn log(
+        &mut self,
+        from_id: MessageId,
+        follow: bool,
+        mut on_message: impl FnMut(&CommittedMessage) -> bool,
+    ) -> Result<(), ClientError> {
+        let deadline = Instant::now() + self.options.timeout;
+        let mut next_id = from_id.max(1);
+        loop {
+            if let Err(error) = self.connect(deadline).await {
+                if Instant::now() >= deadline {
+                    return Err(self.unavailable(error));
+                }
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let request_id = self.request_id();
+            let request = ClientRequest::Log(LogRequest {
+                request_id,
+                from_id: next_id,
+                follow,
+            });
+            let connection = self.connection.as_ref().expect("connected");
+            if let Err(error) = connection.conn.send(&request).await {
+                self.connection = None;
+                if Instant::now() >= deadline {
+                    return Err(self.unavailable(error.to_string()));
+                }
+                continue;
+            }
+            loop {
+                match connection.conn.recv().await {
+                    Ok(ClientResponse::Log(chunk)) if chunk.request_id == request_id => {
+                        for message in &chunk.messages {
+                            if message.id < next_id {
+                                continue;
+                            }
+                            next_id = message.id + 1;
+                            if !on_message(message) {
+                                return Ok(());
+                            }
+                        }
+                        if chunk.done {
+                            return Ok(());
+                        }
+                    }
+                    Ok(ClientResponse::Error(error)) => return Err(ClientError::Node(error.error.to_string())),
+                    Ok(_) => {}
+                    Err(error) => {
+                        if !follow {
+                            return Err(ClientError::Node(format!("stream ended: {error}")));
+                        }
+                        // Resume elsewhere from the next id.
+                        self.connection = None;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! A node's configuration: one TOML file (`ordo.toml`), validated at load
+//! with errors that name the field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ordo_storage::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::core::CoreConfig;
+
+/// Offsets from `--base-port P` for the ports a node of an `ordo init`
+/// cluster listens on: node `i`'s client address is `P + i - 1` (the address
+/// the `ordo` commands take), its peer address `P + PEER_PORT_OFFSET + i - 1`
+/// and its gossip address `P + GOSSIP_PORT_OFFSET + i - 1`. Clusters of up to
+/// 100 voters fit.
+pub const PEER_PORT_OFFSET: u16 = 100;
+/// See [`PEER_PORT_OFFSET`].
+pub const GOSSIP_PORT_OFFSET: u16 = 200;
+/// Largest cluster `ordo init` lays out.
+pub const VOTERS_MAX: usize = 100;
+
+/// One voter of the cluster as the other voters see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The voter's id.
+    pub id: NodeId,
+    /// Where it listens for voters.
+    pub peer_addr: SocketAddr,
+    /// Where it listens for clients.
+    pub client_addr: SocketAddr,
+}
+
+/// How the node uses the machine's cores.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Executors (one per core). The Raft group lives on shard 0; every
+    /// shard accepts client connections and hands proposals to shard 0.
+    pub shards: usize,
+    /// Pin shard `k` to CPU `k` (off by default: several nodes may share a
+    /// machine).
+    pub pin_cpus: bool,
+    /// io_uring buffer memory per executor. glommio locks it in memory; the
+    /// default fits the 8 MiB locked-memory limit of an unprivileged user.
+    pub io_memory_bytes: usize,
+    /// Most events one runtime turn takes before the core ends the turn.
+    pub turn_events_max: usize,
+    /// Most inputs waiting for the group shard (bounded channel).
+    pub input_queue_max: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            shards: 1,
+            pin_cpus: false,
+            io_memory_bytes: 512 << 10,
+            turn_events_max: 4096,
+            input_queue_max: 65_536,
+        }
+    }
+}
+
+/// The log's knobs (the `[storage]` table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `always`, `group:<delay>` (e.g. `group:200us`) or `none` (benchmarks
+    /// only: acknowledged writes may be lost).
+    pub fsync: String,
+    /// `disk` (the segmented io_uring log) or `memory` (benchmarks and tests:
+    /// nothing survives a restart).
+    pub kind: String,
+    /// Bytes per log segment.
+    pub segment_bytes: u64,
+    /// Keep every entry (no snapshots, no compaction): `ordo log --from 1`
+    /// works forever. Embedders with a state machine turn it off.
+    pub retain_log: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            fsync: "always".into(),
+            kind: "disk".into(),
+            segment_bytes: 64 << 20,
+            retain_log: true,
+        }
+    }
+}
+
+/// Everything one voter needs to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This voter's id (1-based, unique in the cluster).
+    pub id: NodeId,
+    /// The cluster's id: every connection checks it, so nodes of two
+    /// clusters never talk.
+    pub cluster_id: u64,
+    /// Where the log, hard state, snapshots, keys and certificates live.
+    pub data_dir: PathBuf,
+    /// Where clients connect (the `ordo` commands' ADDR).
+    pub client_addr: SocketAddr,
+    /// Where the other voters connect.
+    pub peer_addr: SocketAddr,
+    /// Where gossip nodes may use this voter as a seed.
+    #[serde(default)]
+    pub gossip_addr: Option<SocketAddr>,
+    /// The cluster's public keys file (`cluster.keys`).
+    #[serde(default)]
+    pub keys_file: Option<PathBuf>,
+    /// The other voters.
+    pub peers: Vec<PeerConfig>,
+    /// Cores and executors.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The log.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// The Raft core's knobs.
+    #[serde(default)]
+    pub raft: CoreConfig,
+}
+
+/// A configuration problem, naming the field (or the file).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a node configuration.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A field's value is out of its domain.
+    #[error("invalid config field {field}: {reason}")]
+    Field {
+        /// The field, as a TOML path (`raft.heartbeat_interval_ms`).
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn field(field: &str, reason: impl Into<String>) -> NodeConfigError {
+    NodeConfigError::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates `path`. A relative `data_dir` or `keys_file` is
+    /// taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, NodeConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| NodeConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if config.data_dir.is_relative() {
+            config.data_dir = base.join(&config.data_dir);
+        }
+        if let Some(keys) = &config.keys_file {
+            if keys.is_relative() {
+                config.keys_file = Some(base.join(keys));
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The TOML text of this configuration.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a node config serializes")
+    }
+
+    /// Checks every field and the relations between them.
+    pub fn validate(&self) -> Result<(), NodeConfigError> {
+        if self.id == 0 {
+            return Err(field("id", "must be at least 1"));
+        }
+        let mut ids: Vec<NodeId> = self.peers.iter().map(|p| p.id).collect();
+        ids.push(self.id);
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(field("peers", format!("voter ids must be unique, got {ids:?}")));
+        }
+        if ids.contains(&0) {
+            return Err(field("peers.id", "must be at least 1"));
+        }
+        if ids.len() > VOTERS_MAX {
+            return Err(field("peers", format!("at most {VOTERS_MAX} voters")));
+        }
+        if self.client_addr == self.peer_addr {
+            return Err(field("peer_addr", "must differ from client_addr"));
+        }
+        if self.runtime.shards == 0 || self.runtime.shards > 256 {
+            return Err(field("runtime.shards", format!("{} not in [1, 256]", self.runtime.shards)));
+        }
+        if self.runtime.io_memory_bytes < 64 << 10 {
+            return Err(field("runtime.io_memory_bytes", "must be at least 65536"));
+        }
+        if self.runtime.turn_events_max == 0 {
+            return Err(field("runtime.turn_events_max", "must be at least 1"));
+        }
+        if self.runtime.input_queue_max < 16 {
+            return Err(field("runtime.input_queue_max", "must be at least 16"));
+        }
+        parse_fsync(&self.storage.fsync).map_err(|reason| field("storage.fsync", reason))?;
+        match self.storage.kind.as_str() {
+            "disk" | "memory" => {}
+            other => return Err(field("storage.kind", format!("{other:?} is not `disk` or `memory`"))),
+        }
+        if self.storage.segment_bytes < 1 << 20 {
+            return Err(field("storage.segment_bytes", "must be at least 1 MiB"));
+        }
+        self.raft.validate().map_err(|e| field(&format!("raft.{}", e.field), e.reason))?;
+        Ok(())
+    }
+
+    /// Every voter's id, this node's included, sorted.
+    pub fn voters(&self) -> Vec<NodeId> {
+        let mut voters: Vec<NodeId> = self.peers.iter().map(|p| p.id).collect();
+        voters.push(self.id);
+        voters.sort_unstable();
+        voters
+    }
+
+    /// The client address of voter `id`, if known.
+    pub fn client_addr_of(&self, id: NodeId) -> Option<SocketAddr> {
+        if id == self.id {
+            return Some(self.client_addr);
+        }
+        self.peers.iter().find(|p| p.id == id).map(|p| p.client_addr)
+    }
+
+    /// The configurations `ordo init --nodes n --base-port base` writes,
+    /// with data directories `dir/node<i>` (relative to each config file,
+    /// which lives in that directory).
+    pub fn cluster(n: usize, base_port: u16, cluster_id: u64) -> Result<Vec<NodeConfig>, NodeConfigError> {
+        if n == 0 || n > VOTERS_MAX {
+            return Err(field("nodes", format!("{n} not in [1, {VOTERS_MAX}]")));
+        }
+        let top = u32::from(base_port) + u32::from(GOSSIP_PORT_OFFSET) + n as u32;
+        if base_port < 1024 || top > u32::from(u16::MAX) {
+            return Err(field(
+                "base-port",
+                format!("{base_port}: ports {base_port}..{top} must lie in [1024, 65535]"),
+            ));
+        }
+        let addr = |port: u32| SocketAddr::from(([127, 0, 0, 1], port as u16));
+        let all: Vec<PeerConfig> = (1..=n as u64)
+            .map(|i| PeerConfig {
+                id: i,
+                peer_addr: addr(u32::from(base_port) + u32::from(PEER_PORT_OFFSET) + i as u32 - 1),
+                client_addr: addr(u32::from(base_port) + i as u32 - 1),
+            })
+            .collect();
+        Ok(all
+            .iter()
+            .map(|me| NodeConfig {
+                id: me.id,
+                cluster_id,
+                data_dir: PathBuf::from("data"),
+                client_addr: me.client_addr,
+                peer_addr: me.peer_addr,
+                gossip_addr: Some(addr(
+                    u32::from(base_port) + u32::from(GOSSIP_PORT_OFFSET) + me.id as u32 - 1,
+                )),
+                keys_file: Some(PathBuf::from("../cluster.keys")),
+                peers: all.iter().filter(|p| p.id != me.id).cloned().collect(),
+                runtime: RuntimeConfig::default(),
+                storage: StorageConfig::default(),
+                raft: CoreConfig::default(),
+            })
+            .collect())
+    }
+}
+
+/// How the log is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// Group commit: appends that arrive while an fsync runs share the next.
+    Always,
+    /// Wait up to this long to gather more appends into one fsync.
+    Group(std::time::Duration),
+    /// Never fsync. Benchmarks only: acknowledged writes may be lost.
+    None,
+}
+
+/// Parses `always`, `group:<n>us|ms` or `none`.
+pub fn parse_fsync(text: &str) -> Result<Fsync, String> {
+    match text {
+        "always" => Ok(Fsync::Always),
+        "none" => Ok(Fsync::None),
+        _ => {
+            let Some(delay) = text.strip_prefix("group:") else {
+                return Err(format!("{text:?} is not `always`, `group:<delay>` or `none`"));
+            };
+            let (number, unit) = delay.split_at(delay.find(|c: char| !c.is_ascii_digit()).unwrap_or(delay.len()));
+            let value: u64 = number
+                .parse()
+                .map_err(|_| format!("{text:?}: the delay must be a number followed by us or ms"))?;
+            let delay = match unit {
+                "us" => std::time::Duration::from_micros(value),
+                "ms" => std::time::Duration::from_millis(value),
+                _ => return Err(format!("{text:?}: the delay's unit must be us or ms")),
+            };
+            if delay > std::time::Duration::from_secs(1) {
+                return Err(format!("{text:?}: a group delay above 1 s defeats durability"));
+            }
+            Ok(Fsync::Group(delay))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_layout_round_trips_through_toml() {
+        let configs = NodeConfig::cluster(3, 7000, 42).unwrap();
+        assert_eq!(configs[1].client_addr.port(), 7001);
+        assert_eq!(configs[1].peer_addr.port(), 7101);
+        assert_eq!(configs[2].peers.len(), 2);
+        for config in &configs {
+            config.validate().unwrap();
+            let again: NodeConfig = toml::from_str(&config.to_toml()).unwrap();
+            assert_eq!(&again, config);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut config = NodeConfig::cluster(3, 7000, 1).unwrap().remove(0);
+        config.raft.heartbeat_interval_ms = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("raft.heartbeat_interval_ms"), "{error}");
+        config.raft.heartbeat_interval_ms = 50;
+        config.storage.fsync = "sometimes".into();
+        assert!(config.validate().unwrap_err().to_string().contains("storage.fsync"));
+        let text = NodeConfig::cluster(1, 7000, 1).unwrap()[0].to_toml().replace("id = 1", "id = \"one\"");
+        let error = toml::from_str::<NodeConfig>(&text).unwrap_err().to_string();
+        assert!(error.contains("id"), "{error}");
+        let text = format!("{}\nbogus = 3\n", NodeConfig::cluster(1, 7000, 1).unwrap()[0].to_toml());
+        assert!(toml::from_str::<NodeConfig>(&text).is_err());
+        assert!(NodeConfig::cluster(3, 65_500, 1).is_err());
+    }
+
+    #[test]
+    fn fsync_modes_parse() {
+        assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
+        assert_eq!(parse_fsync("none"), Ok(Fsync::None));
+        assert_eq!(parse_fsync("group:200us"), Ok(Fsync::Group(std::time::Duration::from_micros(200))));
+        assert_eq!(parse_fsync("group:2ms"), Ok(Fsync::Group(std::time::Duration::from_millis(2))));
+        assert!(parse_fsync("group:2s").is_err());
+        assert!(parse_fsync("group:").is_err());
+        assert!(parse_fsync("fast").is_err());
+    }
+}

@@ -1,0 +1,627 @@
+//! The group loop: the Raft core on its shard, and the runtime that executes
+//! its commands. One turn: wait for input (peer frames, client calls,
+//! completions, requests from other threads, the core's timer), step every
+//! input that is ready (bounded), end the turn, execute the commands.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::future;
+use ordo_net::transport::{ClientCall, ClientConn, ClientInbox, PeerEvent, SendError};
+use ordo_net::{
+    ClientError, ClientRequest, ClientResponse, Committed, ErrorResponse, LeaderHint, LogResponse, Message,
+    NodeRole, NodeStatus, PeerMessage, ProposeError, ProposeResponse, ProposeResult, ReadError, ReadResponse,
+    StatusResponse,
+};
+use ordo_storage::{Index, LogStore, NodeId};
+
+use super::clock::Clock;
+use super::config::NodeConfig;
+use super::feed::{self, FeedState};
+use super::input::{External, InputSender, Reply};
+use super::log_io::LogIo;
+use super::peers::Peers;
+use super::snapshots::SnapshotIo;
+use super::tokens::Certificates;
+use super::{Receipt, StateMachine};
+use crate::core::{ApplyBatch, Command, Event, Proposal, Raft, Role, Status};
+
+/// What ended a wait.
+enum Woken {
+    Nothing,
+    Peer(PeerEvent),
+    Client(ClientCall),
+    External(External),
+}
+
+/// Who waits for the answer to a proposal.
+enum Responder {
+    Client { conn: ClientConn, request_id: u64 },
+    Api(Reply<Result<Receipt, ProposeError>>),
+}
+
+/// Who waits for a read index.
+enum ReadResponder {
+    Client { conn: ClientConn, request_id: u64 },
+    Api(Reply<Result<Index, ReadError>>),
+}
+
+/// The group's runtime state. Lives on shard 0.
+pub struct Group<S: LogStore + 'static> {
+    raft: Raft,
+    config: Rc<NodeConfig>,
+    clock: Clock,
+    log: LogIo<S>,
+    peers: Rc<Peers>,
+    clients: Option<ClientInbox>,
+    external: async_channel::Receiver<External>,
+    local: InputSender,
+    state_machine: Box<dyn StateMachine>,
+    feed: Rc<FeedState>,
+    certificates: Rc<Certificates>,
+    snapshots: Rc<SnapshotIo>,
+    commands: Vec<Command>,
+    responders: HashMap<u64, Responder>,
+    read_responders: HashMap<u64, ReadResponder>,
+    /// Reads whose index the state machine has not applied yet.
+    read_waiters: BTreeMap<Index, Vec<(u64, Index)>>,
+    next_request_id: u64,
+    status: Rc<std::cell::Cell<Status>>,
+    shutting_down: bool,
+}
+
+impl<S: LogStore + 'static> Group<S> {
+    /// Assembles the group; `raft` was built from `log`'s store.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        raft: Raft,
+        config: Rc<NodeConfig>,
+        log: LogIo<S>,
+        local: InputSender,
+        peers: Rc<Peers>,
+        clients: Option<ClientInbox>,
+        external: async_channel::Receiver<External>,
+        state_machine: Box<dyn StateMachine>,
+        feed: Rc<FeedState>,
+        certificates: Rc<Certificates>,
+        snapshots: Rc<SnapshotIo>,
+        status: Rc<std::cell::Cell<Status>>,
+    ) -> Self {
+        let clock = Clock::new();
+        // Request ids must never repeat across restarts (the leader drops a
+        // forwarded proposal whose (node, request id) it saw recently):
+        // start from the wall clock in microseconds, shifted for headroom.
+        let next_request_id = clock.now().wall_us << 8;
+        Self {
+            raft,
+            config,
+            clock,
+            log,
+            peers,
+            clients,
+            external,
+            local,
+            state_machine,
+            feed,
+            certificates,
+            snapshots,
+            commands: Vec::new(),
+            responders: HashMap::new(),
+            read_responders: HashMap::new(),
+            read_waiters: BTreeMap::new(),
+            next_request_id,
+            status,
+            shutting_down: false,
+        }
+    }
+
+    fn request_id(&mut self) -> u64 {
+        self.next_request_id += 1;
+        self.next_request_id
+    }
+
+    /// Runs until shutdown or a fatal storage failure.
+    pub async fn run(mut self) -> Result<(), String> {
+        let turn_max = self.config.runtime.turn_events_max;
+        loop {
+            let woken = self.wait().await;
+            let now = self.clock.now();
+            match woken {
+                Woken::Nothing => {}
+                Woken::Peer(event) => self.peer_event(now, event),
+                Woken::Client(call) => self.client_call(now, call),
+                Woken::External(request) => self.external_request(now, request),
+            }
+            let mut taken = 0;
+            while taken < turn_max {
+                let mut progressed = false;
+                if let Some(event) = self.local.pop() {
+                    self.raft.step(now, event);
+                    progressed = true;
+                }
+                if let Some(event) = self.peers.try_recv() {
+                    self.peer_event(now, event);
+                    progressed = true;
+                }
+                if let Some(call) = self.clients.as_ref().and_then(ClientInbox::try_recv) {
+                    self.client_call(now, call);
+                    progressed = true;
+                }
+                if let Ok(request) = self.external.try_recv() {
+                    self.external_request(now, request);
+                    progressed = true;
+                }
+                if !progressed {
+                    break;
+                }
+                taken += 1;
+            }
+            if self.local.failed() {
+                let reason = self.log.failure().unwrap_or_else(|| "storage failure".into());
+                self.fail_everything();
+                return Err(reason);
+            }
+            self.raft.step(now, Event::Tick);
+            self.raft.end_turn(now, &mut self.commands);
+            let commands = std::mem::take(&mut self.commands);
+            for command in commands {
+                self.execute(command);
+            }
+            self.publish_status();
+            if self.shutting_down && self.log.idle() {
+                self.fail_everything();
+                self.feed.closed.set(true);
+                self.feed.notify.notify();
+                self.log.close();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for any input or the core's next deadline; returns the input
+    /// that woke it, if it took one (every source's `recv` is cancel-safe).
+    async fn wait(&self) -> Woken {
+        let generation = self.local.0.notify.generation();
+        if self.local.failed() || !self.external.is_empty() || !self.peers.is_empty() {
+            return Woken::Nothing;
+        }
+        if self.clients.as_ref().is_some_and(|c| !c.is_empty()) {
+            return Woken::Nothing;
+        }
+        let deadline = self.raft.next_deadline_us();
+        let now = self.clock.now().mono_us;
+        if deadline <= now {
+            return Woken::Nothing;
+        }
+        let cap_us = if self.shutting_down { 1_000 } else { 1_000_000 };
+        let sleep = Duration::from_micros((deadline - now).min(cap_us));
+        let local = async {
+            self.local.0.notify.wait(generation).await;
+            Woken::Nothing
+        };
+        let peers = async {
+            match self.peers.recv().await {
+                Some(event) => Woken::Peer(event),
+                None => future::pending().await,
+            }
+        };
+        let clients = async {
+            match self.clients.as_ref() {
+                Some(inbox) => match inbox.recv().await {
+                    Some(call) => Woken::Client(call),
+                    None => future::pending().await,
+                },
+                None => future::pending().await,
+            }
+        };
+        let external = async {
+            match self.external.recv().await {
+                Ok(request) => Woken::External(request),
+                Err(_) => future::pending().await,
+            }
+        };
+        let timer = async {
+            glommio::timer::sleep(sleep).await;
+            Woken::Nothing
+        };
+        future::or(future::or(local, peers), future::or(future::or(clients, external), timer)).await
+    }
+
+    fn peer_event(&mut self, now: crate::core::Now, event: PeerEvent) {
+        match event {
+            PeerEvent::Message { from, message } => match message {
+                PeerMessage::Raft(message) => {
+                    if let Message::ForwardResults(results) = &message {
+                        self.certificates.absorb_forward_tokens(results);
+                    }
+                    self.raft.step(now, Event::Message { from, message });
+                }
+                PeerMessage::SnapshotChunk(chunk) => self.snapshots.chunk_received(from, chunk),
+                PeerMessage::SnapshotAck(ack) => self.snapshots.ack_received(from, ack),
+                PeerMessage::Certificate(certificate) => self.certificates.received(certificate),
+            },
+            PeerEvent::Unreachable { peer } => self.raft.step(now, Event::Unreachable { to: peer }),
+        }
+    }
+
+    fn leader_hint(&self) -> LeaderHint {
+        let leader = self.raft.leader();
+        LeaderHint {
+            id: leader,
+            client_addr: self
+                .config
+                .client_addr_of(leader)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn client_call(&mut self, now: crate::core::Now, call: ClientCall) {
+        let ClientCall { conn, request } = call;
+        match request {
+            ClientRequest::Propose(propose) => {
+                if self.shutting_down {
+                    let response = ClientResponse::Propose(ProposeResponse {
+                        request_id: propose.request_id,
+                        result: Err(ProposeError::Stopped),
+                        leader: self.leader_hint(),
+                        token: Vec::new(),
+                    });
+                    let _ = conn.try_send(&response);
+                    return;
+                }
+                let request_id = self.request_id();
+                self.responders.insert(
+                    request_id,
+                    Responder::Client {
+                        conn,
+                        request_id: propose.request_id,
+                    },
+                );
+                self.raft.step(
+                    now,
+                    Event::Propose(Proposal {
+                        request_id,
+                        client_id: propose.client_id,
+                        seq: propose.seq,
+                        payload: propose.payload,
+                        redirect: propose.redirect,
+                    }),
+                );
+            }
+            ClientRequest::Read(read) => {
+                let request_id = self.request_id();
+                self.read_responders.insert(
+                    request_id,
+                    ReadResponder::Client {
+                        conn,
+                        request_id: read.request_id,
+                    },
+                );
+                self.raft.step(now, Event::Read { request_id });
+            }
+            ClientRequest::Status(status) => {
+                let response = ClientResponse::Status(StatusResponse {
+                    request_id: status.request_id,
+                    status: node_status(&self.raft.status()),
+                    leader: self.leader_hint(),
+                });
+                let _ = conn.try_send(&response);
+            }
+            ClientRequest::Log(log) => self.serve_log(conn, log.request_id, log.from_id, log.follow),
+        }
+    }
+
+    /// Streams committed messages to a client, in its own task.
+    fn serve_log(&self, conn: ClientConn, request_id: u64, from_id: u64, follow: bool) {
+        let store = self.log.store().clone();
+        let state = self.feed.clone();
+        let certificates = self.certificates.clone();
+        let leader = self.leader_hint();
+        glommio::spawn_local(async move {
+            let cursor = match feed::locate(&*store, &state, from_id).await {
+                Ok(cursor) => cursor,
+                Err(error) => {
+                    let error = match error {
+                        feed::FeedError::Compacted { first_id } => ClientError::Compacted { first_id },
+                        feed::FeedError::Storage(e) => ClientError::Internal { reason: e.to_string() },
+                    };
+                    let _ = conn
+                        .send(&ClientResponse::Error(ErrorResponse { request_id, error, leader }))
+                        .await;
+                    return;
+                }
+            };
+            let result = feed::follow(store, state, certificates, cursor, follow, |messages, done| {
+                let conn = conn.clone();
+                async move {
+                    let response = ClientResponse::Log(LogResponse {
+                        request_id,
+                        messages,
+                        done,
+                    });
+                    conn.send(&response).await.is_ok()
+                }
+            })
+            .await;
+            if let Err(error) = result {
+                tracing::warn!(%error, "log stream ended");
+            }
+        })
+        .detach();
+    }
+
+    fn external_request(&mut self, now: crate::core::Now, request: External) {
+        match request {
+            External::Propose {
+                client_id,
+                seq,
+                payload,
+                reply,
+            } => {
+                if self.shutting_down {
+                    let _ = reply.try_send(Err(ProposeError::Stopped));
+                    return;
+                }
+                let request_id = self.request_id();
+                self.responders.insert(request_id, Responder::Api(reply));
+                self.raft.step(
+                    now,
+                    Event::Propose(Proposal {
+                        request_id,
+                        client_id,
+                        seq,
+                        payload,
+                        redirect: false,
+                    }),
+                );
+            }
+            External::Read { reply } => {
+                let request_id = self.request_id();
+                self.read_responders.insert(request_id, ReadResponder::Api(reply));
+                self.raft.step(now, Event::Read { request_id });
+            }
+            External::Status { reply } => {
+                let _ = reply.try_send(self.raft.status());
+            }
+            External::Subscribe { from_id, sink } => {
+                let store = self.log.store().clone();
+                let state = self.feed.clone();
+                let certificates = self.certificates.clone();
+                glommio::spawn_local(async move {
+                    let cursor = match feed::locate(&*store, &state, from_id).await {
+                        Ok(cursor) => cursor,
+                        Err(error) => {
+                            tracing::warn!(%error, from_id, "subscription cannot start");
+                            return;
+                        }
+                    };
+                    let _ = feed::follow(store, state, certificates, cursor, true, |messages, _| {
+                        let sink = sink.clone();
+                        async move {
+                            for message in messages {
+                                if sink.send(message).await.is_err() {
+                                    return false;
+                                }
+                            }
+                            true
+                        }
+                    })
+                    .await;
+                })
+                .detach();
+            }
+            External::TransferLeadership { to } => self.raft.step(now, Event::TransferLeadership { to }),
+            External::Shutdown => self.begin_shutdown(now),
+        }
+    }
+
+    /// Stops taking work; a leader hands leadership to a caught-up voter
+    /// first so the cluster does not wait an election timeout.
+    fn begin_shutdown(&mut self, now: crate::core::Now) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        tracing::info!(id = self.config.id, "shutting down");
+        if self.raft.role() == Role::Leader {
+            let target = self
+                .raft
+                .voters()
+                .iter()
+                .copied()
+                .filter(|&v| v != self.config.id)
+                .max_by_key(|&v| self.raft.progress(v).map_or(0, |p| p.match_index));
+            if let Some(to) = target {
+                self.raft.step(now, Event::TransferLeadership { to });
+            }
+        }
+    }
+
+    fn execute(&mut self, command: Command) {
+        match command {
+            Command::Send { to, message } => self.send(to, message),
+            Command::PersistHardState(hard_state) => self.log.persist_hard_state(hard_state),
+            Command::Truncate { from } => self.log.truncate(from),
+            Command::Append { batches } => self.log.append(batches),
+            Command::Sync => self.log.sync(),
+            Command::ReadLog {
+                purpose,
+                from,
+                bytes_max,
+            } => self.log.read(purpose, from, bytes_max),
+            Command::Apply(apply) => self.apply(apply),
+            Command::Respond { request_id, result } => self.respond(request_id, result),
+            Command::ReadReady { request_id, result } => match result {
+                Ok(index) if index > self.feed.applied_index.get() => {
+                    self.read_waiters.entry(index).or_default().push((request_id, index));
+                }
+                result => self.answer_read(request_id, result),
+            },
+            Command::CreateSnapshot(meta) => {
+                let data = self.state_machine.snapshot();
+                self.snapshots.save(meta, data);
+            }
+            Command::CompactLog { upto } => self.log.compact(upto),
+            Command::SendSnapshot { to, meta, term } => self.snapshots.send(to, meta, term),
+            Command::RestoreSnapshot(meta) => match self.snapshots.take_received(&meta) {
+                Some(data) => match self.state_machine.restore(&data) {
+                    Ok(()) => {
+                        self.log.reset(meta.last);
+                        self.feed.applied_index.set(meta.last.index);
+                        self.feed.applied_id.set(meta.last_id);
+                        self.local.completion(Event::SnapshotRestored(meta));
+                    }
+                    Err(error) => tracing::error!(%error, "state machine refused the snapshot"),
+                },
+                None => tracing::warn!(snapshot = ?meta.last, "no received snapshot to restore"),
+            },
+            Command::RoleChanged { role, term, leader } => {
+                tracing::info!(id = self.config.id, role = role.as_str(), term, leader, "role changed");
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        let message = match message {
+            Message::ForwardResults(mut results) => {
+                results.tokens = results
+                    .results
+                    .iter()
+                    .map(|(_, result)| match result {
+                        Ok(committed) => self.certificates.token_for(committed).unwrap_or_default(),
+                        Err(_) => Vec::new(),
+                    })
+                    .collect();
+                Message::ForwardResults(results)
+            }
+            other => other,
+        };
+        match self.peers.try_send(to, PeerMessage::Raft(message)) {
+            Ok(()) => {}
+            Err(SendError::Full { .. }) => {
+                // Backpressure: Raft tolerates a lost message; the peer is
+                // slow, so probe it rather than stream into a full queue.
+                let now = self.clock.now();
+                self.raft.step(now, Event::Unreachable { to });
+            }
+            Err(error) => tracing::debug!(to, %error, "peer send failed"),
+        }
+    }
+
+    fn apply(&mut self, apply: ApplyBatch) {
+        let leader = self.raft.role() == Role::Leader;
+        if leader {
+            self.certificates.sign_commit(&apply, self.raft.term(), &self.peers);
+        } else {
+            self.certificates.observe_commit(&apply);
+        }
+        self.state_machine.apply(&apply);
+        self.feed.applied_index.set(apply.last_index);
+        if let Some(last_id) = apply.messages().last().map(|e| e.id) {
+            self.feed.applied_id.set(last_id);
+        }
+        self.feed.notify.notify();
+        let applied = apply.last_index;
+        let ready: Vec<Index> = self.read_waiters.range(..=applied).map(|(&i, _)| i).collect();
+        for index in ready {
+            for (request_id, read_index) in self.read_waiters.remove(&index).unwrap_or_default() {
+                self.answer_read(request_id, Ok(read_index));
+            }
+        }
+    }
+
+    fn respond(&mut self, request_id: u64, result: ProposeResult) {
+        let Some(responder) = self.responders.remove(&request_id) else {
+            return;
+        };
+        let token = match &result {
+            Ok(committed) => self.certificates.token_for(committed).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        match responder {
+            Responder::Client { conn, request_id } => {
+                let response = ClientResponse::Propose(ProposeResponse {
+                    request_id,
+                    result,
+                    leader: self.leader_hint(),
+                    token,
+                });
+                if conn.try_send(&response).is_err() {
+                    // A client that does not read its answers loses them;
+                    // it retries with its session and gets the same answer.
+                    tracing::debug!("client answer dropped: connection full or closed");
+                }
+            }
+            Responder::Api(reply) => {
+                let receipt = result.map(|Committed { id, index, term, ts }| Receipt {
+                    id,
+                    index,
+                    term,
+                    ts,
+                    token: Bytes::from(token),
+                });
+                let _ = reply.try_send(receipt);
+            }
+        }
+    }
+
+    fn answer_read(&mut self, request_id: u64, result: Result<Index, ReadError>) {
+        let Some(responder) = self.read_responders.remove(&request_id) else {
+            return;
+        };
+        match responder {
+            ReadResponder::Client { conn, request_id } => {
+                let response = ClientResponse::Read(ReadResponse {
+                    request_id,
+                    result,
+                    leader: self.leader_hint(),
+                });
+                let _ = conn.try_send(&response);
+            }
+            ReadResponder::Api(reply) => {
+                let _ = reply.try_send(result);
+            }
+        }
+    }
+
+    /// On shutdown or failure, everything still waiting gets an answer.
+    fn fail_everything(&mut self) {
+        let ids: Vec<u64> = self.responders.keys().copied().collect();
+        for id in ids {
+            self.respond(id, Err(ProposeError::Stopped));
+        }
+        let reads: Vec<u64> = self.read_responders.keys().copied().collect();
+        for id in reads {
+            self.answer_read(id, Err(ReadError::Stopped));
+        }
+        self.read_waiters.clear();
+    }
+
+    fn publish_status(&self) {
+        let mut status = self.raft.status();
+        status.applied_index = self.feed.applied_index.get();
+        self.status.set(status);
+    }
+}
+
+/// The wire form of the core's status.
+pub fn node_status(status: &Status) -> NodeStatus {
+    NodeStatus {
+        id: status.id,
+        role: match status.role {
+            Role::Follower => NodeRole::Follower,
+            Role::PreCandidate => NodeRole::PreCandidate,
+            Role::Candidate => NodeRole::Candidate,
+            Role::Leader => NodeRole::Leader,
+        },
+        term: status.term,
+        leader: status.leader,
+        commit_index: status.commit_index,
+        last_index: status.last_index,
+        durable_index: status.durable_index,
+        applied_index: status.applied_index,
+    }
+}

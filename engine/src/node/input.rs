@@ -1,0 +1,96 @@
+//! What reaches the group's loop besides peer messages and client calls:
+//! completions of the commands it issued (same shard) and requests from
+//! other threads (the embedding handle).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use ordo_net::{ProposeError, ReadError};
+use ordo_storage::{ClientId, Index, MessageId, Seq};
+
+use super::notify::Notify;
+use super::{CommittedMessage, Receipt};
+use crate::core::{Event, Status};
+
+/// Completions produced on the group's shard. Unbounded on purpose: each
+/// answers a command the core issued, and the core bounds those.
+#[derive(Default)]
+pub struct LocalInputs {
+    events: RefCell<VecDeque<Event>>,
+    fatal: Cell<bool>,
+    /// Moves whenever an event or a failure arrives.
+    pub notify: Notify,
+}
+
+/// A handle to push completions (cheap to clone; same shard only).
+#[derive(Clone, Default)]
+pub struct InputSender(pub Rc<LocalInputs>);
+
+impl InputSender {
+    /// Queues a completion for the core.
+    pub fn completion(&self, event: Event) {
+        self.0.events.borrow_mut().push_back(event);
+        self.0.notify.notify();
+    }
+
+    /// Something failed that the node cannot continue after.
+    pub fn fatal(&self) {
+        self.0.fatal.set(true);
+        self.0.notify.notify();
+    }
+
+    /// Takes the next completion.
+    pub fn pop(&self) -> Option<Event> {
+        self.0.events.borrow_mut().pop_front()
+    }
+
+    /// Whether a fatal failure was reported.
+    pub fn failed(&self) -> bool {
+        self.0.fatal.get()
+    }
+}
+
+/// A one-shot answer channel (cross-thread).
+pub type Reply<T> = async_channel::Sender<T>;
+
+/// A request from another thread or shard to the group.
+pub enum External {
+    /// Propose a message.
+    Propose {
+        /// Session, `0` for none.
+        client_id: ClientId,
+        /// Sequence number in the session.
+        seq: Seq,
+        /// The message.
+        payload: Bytes,
+        /// Where the answer goes.
+        reply: Reply<Result<Receipt, ProposeError>>,
+    },
+    /// A linearizable read barrier: answered once the state machine has
+    /// applied the read index.
+    Read {
+        /// Where the answer goes.
+        reply: Reply<Result<Index, ReadError>>,
+    },
+    /// The core's status.
+    Status {
+        /// Where the answer goes.
+        reply: Reply<Status>,
+    },
+    /// Committed messages from `from_id` on, then every new one.
+    Subscribe {
+        /// First message id wanted.
+        from_id: MessageId,
+        /// Where they go; the subscription ends when the receiver is dropped.
+        sink: async_channel::Sender<CommittedMessage>,
+    },
+    /// Hand leadership to another voter.
+    TransferLeadership {
+        /// The voter.
+        to: ordo_storage::NodeId,
+    },
+    /// Stop the node cleanly.
+    Shutdown,
+}

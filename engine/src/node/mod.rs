@@ -1,0 +1,198 @@
+//! The node: the runtime that drives the Raft core on glommio, and the
+//! embedding API.
+//!
+//! ```no_run
+//! use ordo_engine::node::{Node, NodeConfig, NullStateMachine};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = NodeConfig::load("node1/ordo.toml".as_ref())?;
+//! let node = Node::start(config, || Box::new(NullStateMachine))?;
+//! let handle = node.handle();
+//! let receipt = handle.propose_blocking(b"hello".to_vec())?;
+//! println!("committed as id {} at index {}", receipt.id, receipt.index);
+//! node.shutdown()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Threads: the Raft group (its core, log, peer connections and state
+//! machine) lives on shard 0, a glommio executor. A [`NodeHandle`] is `Send`
+//! and talks to shard 0 over a bounded channel, from any thread.
+
+mod clock;
+mod config;
+mod feed;
+mod group;
+mod input;
+mod log_io;
+mod notify;
+mod peers;
+mod restore;
+mod snapshots;
+mod start;
+mod tokens;
+
+use bytes::Bytes;
+pub use config::{
+    Fsync, GOSSIP_PORT_OFFSET, NodeConfig, NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig,
+    StorageConfig, parse_fsync,
+};
+pub use group::node_status;
+use input::External;
+pub use ordo_net::CommittedMessage;
+use ordo_net::{ProposeError, ReadError};
+use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
+pub use peers::InprocPeers;
+pub use restore::raft_state;
+pub use start::{Node, NodeError, StartOptions};
+
+use crate::core::{ApplyBatch, Status};
+
+/// What a committed proposal gets back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The dense message id.
+    pub id: MessageId,
+    /// The log index.
+    pub index: Index,
+    /// The term it committed in.
+    pub term: Term,
+    /// Its timestamp (µs since the epoch, strictly increasing along the log).
+    pub ts: TimestampUs,
+    /// The commit token (encoded), verifiable with the cluster's keys.
+    pub token: Bytes,
+}
+
+/// An embedder's replicated state. Lives on the group's shard; every node
+/// applies the same entries in the same order.
+pub trait StateMachine {
+    /// Applies committed entries, in log order, each exactly once. Use
+    /// [`ApplyBatch::messages`] for the user messages (internal entries
+    /// such as a new leader's no-op are in [`ApplyBatch::entries`] too).
+    fn apply(&mut self, batch: &ApplyBatch);
+
+    /// The state after everything applied so far, as bytes.
+    fn snapshot(&mut self) -> Bytes;
+
+    /// Replaces the state by a snapshot taken by [`StateMachine::snapshot`]
+    /// (possibly on another node).
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+}
+
+/// A state machine that keeps nothing: the committed log itself is the
+/// product (the `ordo` binary).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullStateMachine;
+
+impl StateMachine for NullStateMachine {
+    fn apply(&mut self, _batch: &ApplyBatch) {}
+
+    fn snapshot(&mut self) -> Bytes {
+        Bytes::new()
+    }
+
+    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Why a handle call failed before reaching the core.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// A `Send` handle to a running node, usable from any thread: async methods
+/// from any executor, `_blocking` ones from plain threads.
+#[derive(Clone)]
+pub struct NodeHandle {
+    id: NodeId,
+    external: async_channel::Sender<External>,
+}
+
+impl NodeHandle {
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Proposes `payload` without a session.
+    pub async fn propose(&self, payload: impl Into<Bytes>) -> Result<Receipt, ProposeError> {
+        self.propose_in_session(0, 0, payload).await
+    }
+
+    /// Proposes `payload` as `(client_id, seq)`: a retry with the same pair
+    /// returns the original receipt instead of committing twice.
+    pub async fn propose_in_session(
+        &self,
+        client_id: ClientId,
+        seq: Seq,
+        payload: impl Into<Bytes>,
+    ) -> Result<Receipt, ProposeError> {
+        let (reply, answer) = async_channel::bounded(1);
+        let request = External::Propose {
+            client_id,
+            seq,
+            payload: payload.into(),
+            reply,
+        };
+        self.external.send(request).await.map_err(|_| ProposeError::Stopped)?;
+        answer.recv().await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// [`NodeHandle::propose`] from a thread that is not an executor.
+    pub fn propose_blocking(&self, payload: impl Into<Bytes>) -> Result<Receipt, ProposeError> {
+        futures_lite::future::block_on(self.propose(payload))
+    }
+
+    /// A linearizable read barrier: returns the read index once this node's
+    /// state machine has applied it, so a read of the state machine now
+    /// reflects every write acknowledged before the call.
+    pub async fn read(&self) -> Result<Index, ReadError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.external
+            .send(External::Read { reply })
+            .await
+            .map_err(|_| ReadError::Stopped)?;
+        answer.recv().await.unwrap_or(Err(ReadError::Stopped))
+    }
+
+    /// [`NodeHandle::read`] from a plain thread.
+    pub fn read_blocking(&self) -> Result<Index, ReadError> {
+        futures_lite::future::block_on(self.read())
+    }
+
+    /// The core's status.
+    pub async fn status(&self) -> Result<Status, HandleError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.external
+            .send(External::Status { reply })
+            .await
+            .map_err(|_| HandleError::Stopped)?;
+        answer.recv().await.map_err(|_| HandleError::Stopped)
+    }
+
+    /// [`NodeHandle::status`] from a plain thread.
+    pub fn status_blocking(&self) -> Result<Status, HandleError> {
+        futures_lite::future::block_on(self.status())
+    }
+
+    /// Committed messages from `from_id` on, in id order, then every new one
+    /// as it commits. At most `capacity` wait in the channel; a slow reader
+    /// slows only its own stream. Dropping the receiver ends it.
+    pub fn subscribe(&self, from_id: MessageId, capacity: usize) -> async_channel::Receiver<CommittedMessage> {
+        let (sink, stream) = async_channel::bounded(capacity.max(1));
+        let _ = self.external.try_send(External::Subscribe { from_id, sink });
+        stream
+    }
+
+    /// Hands leadership to voter `to` (if this node leads).
+    pub fn transfer_leadership(&self, to: NodeId) {
+        let _ = self.external.try_send(External::TransferLeadership { to });
+    }
+
+    /// Asks the node to stop (see [`Node::shutdown`] to also wait for it).
+    pub fn request_shutdown(&self) {
+        let _ = self.external.try_send(External::Shutdown);
+    }
+}

@@ -1,0 +1,341 @@
+//! Snapshots at runtime: saving the state machine's snapshot durably,
+//! streaming it to a follower in acknowledged chunks, receiving one, and
+//! reading it back for a restore or a restart.
+//!
+//! A snapshot file holds the core's [`SnapshotMeta`] (encoded by
+//! [`encode_meta`]) followed by the state machine's bytes, so a restart
+//! finds both in one place.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use ordo_net::{InstallSnapshot, Message, PeerMessage, SnapshotAck, SnapshotChunk, SnapshotMeta};
+use ordo_storage::snapshot::SnapshotStore;
+use ordo_storage::{LogId, NodeId, Term};
+
+use super::input::InputSender;
+use super::peers::Peers;
+use crate::core::Event;
+
+/// Bytes per streamed chunk.
+const CHUNK_BYTES: usize = 256 << 10;
+/// How long the leader waits for a chunk's acknowledgement.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest snapshot this runtime receives into memory for a restore.
+pub const RECEIVED_BYTES_MAX: u64 = 1 << 30;
+
+/// Encodes the core's snapshot metadata (little-endian, length-prefixed).
+pub fn encode_meta(meta: &SnapshotMeta) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_u64_le(meta.last.term);
+    out.put_u64_le(meta.last.index);
+    out.put_u64_le(meta.last_id);
+    out.put_u64_le(meta.last_ts);
+    out.put_u32_le(meta.voters.len() as u32);
+    for voter in &meta.voters {
+        out.put_u64_le(*voter);
+    }
+    out.put_u32_le(meta.core_state.len() as u32);
+    out.put_slice(&meta.core_state);
+    let mut framed = BytesMut::with_capacity(out.len() + 4);
+    framed.put_u32_le(out.len() as u32);
+    framed.put_slice(&out);
+    framed.freeze()
+}
+
+/// Decodes what [`encode_meta`] wrote at the start of `bytes`; returns the
+/// metadata and the state machine's bytes after it. Untrusted input.
+pub fn decode_meta(mut bytes: Bytes) -> Result<(SnapshotMeta, Bytes), String> {
+    let truncated = || "snapshot header truncated".to_string();
+    if bytes.len() < 4 {
+        return Err(truncated());
+    }
+    let len = bytes.get_u32_le() as usize;
+    if bytes.len() < len || len < 40 {
+        return Err(truncated());
+    }
+    let mut header = bytes.split_to(len);
+    let last = LogId::new(header.get_u64_le(), header.get_u64_le());
+    let last_id = header.get_u64_le();
+    let last_ts = header.get_u64_le();
+    let voters_len = header.get_u32_le() as usize;
+    if header.remaining() < voters_len.saturating_mul(8) + 4 {
+        return Err(truncated());
+    }
+    let voters = (0..voters_len).map(|_| header.get_u64_le()).collect();
+    let state_len = header.get_u32_le() as usize;
+    if header.remaining() != state_len {
+        return Err("snapshot header length mismatch".into());
+    }
+    Ok((
+        SnapshotMeta {
+            last,
+            last_id,
+            last_ts,
+            voters,
+            core_state: header,
+        },
+        bytes,
+    ))
+}
+
+/// A snapshot being received from the leader.
+struct Incoming {
+    last: LogId,
+    next_offset: u64,
+    data: BytesMut,
+}
+
+/// The group's snapshot traffic. Lives on the group's shard.
+pub struct SnapshotIo {
+    store: Rc<RefCell<SnapshotStore>>,
+    peers: Rc<Peers>,
+    inputs: InputSender,
+    /// Acknowledgements routed to the task streaming to each follower.
+    acks: RefCell<HashMap<NodeId, async_channel::Sender<SnapshotAck>>>,
+    incoming: RefCell<Option<Incoming>>,
+    /// A complete snapshot received from the leader, waiting for the core's
+    /// `RestoreSnapshot`.
+    received: RefCell<Option<(LogId, Bytes)>>,
+    term: std::cell::Cell<Term>,
+}
+
+impl SnapshotIo {
+    /// Snapshot traffic over `store` and `peers`.
+    pub fn new(store: SnapshotStore, peers: Rc<Peers>, inputs: InputSender) -> Self {
+        Self {
+            store: Rc::new(RefCell::new(store)),
+            peers,
+            inputs,
+            acks: RefCell::default(),
+            incoming: RefCell::default(),
+            received: RefCell::default(),
+            term: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The latest durable snapshot: its metadata and the state machine's
+    /// bytes (read at start).
+    pub async fn load_latest(store: &SnapshotStore) -> Result<Option<(SnapshotMeta, Bytes)>, String> {
+        let Some(mut reader) = store.reader().await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let mut data = BytesMut::new();
+        while let Some(chunk) = reader.next_chunk(CHUNK_BYTES).await.map_err(|e| e.to_string())? {
+            data.put_slice(&chunk);
+        }
+        decode_meta(data.freeze()).map(Some)
+    }
+
+    /// Saves a snapshot the state machine took (`Command::CreateSnapshot`);
+    /// reports `SnapshotCreated` once it is durable.
+    pub fn save(self: &Rc<Self>, meta: SnapshotMeta, data: Bytes) {
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            let result = async {
+                let mut writer = this.store.borrow().create(meta.last).await?;
+                writer.write_chunk(&encode_meta(&meta)).await?;
+                for chunk in data.chunks(CHUNK_BYTES) {
+                    writer.write_chunk(chunk).await?;
+                }
+                let store = this.store.clone();
+                let installed = store.borrow_mut().install(writer).await;
+                installed.map(|_| ())
+            }
+            .await;
+            match result {
+                Ok(()) => this.inputs.completion(Event::SnapshotCreated(meta)),
+                Err(error) => tracing::error!(%error, "saving a snapshot failed; the log is not compacted"),
+            }
+        })
+        .detach();
+    }
+
+    /// Streams the latest snapshot to `to` (`Command::SendSnapshot`), then
+    /// hands its metadata to the follower's core; reports `SnapshotSent`.
+    pub fn send(self: &Rc<Self>, to: NodeId, meta: SnapshotMeta, term: Term) {
+        let this = self.clone();
+        let (ack_tx, ack_rx) = async_channel::bounded(16);
+        self.acks.borrow_mut().insert(to, ack_tx);
+        glommio::spawn_local(async move {
+            let ok = this.stream(to, &meta, term, &ack_rx).await.unwrap_or_else(|error| {
+                tracing::warn!(to, %error, "snapshot stream failed");
+                false
+            });
+            this.acks.borrow_mut().remove(&to);
+            this.inputs.completion(Event::SnapshotSent { to, ok });
+        })
+        .detach();
+    }
+
+    async fn stream(
+        &self,
+        to: NodeId,
+        meta: &SnapshotMeta,
+        term: Term,
+        acks: &async_channel::Receiver<SnapshotAck>,
+    ) -> Result<bool, String> {
+        let reader = self.store.borrow().reader().await.map_err(|e| e.to_string())?;
+        let Some(mut reader) = reader else {
+            return Err("no snapshot to send".into());
+        };
+        if reader.meta().last != meta.last {
+            return Err(format!("latest snapshot is {:?}, not {:?}", reader.meta().last, meta.last));
+        }
+        let mut offset = 0u64;
+        let mut next = reader.next_chunk(CHUNK_BYTES).await.map_err(|e| e.to_string())?;
+        loop {
+            let data = next.take().unwrap_or_default();
+            let len = data.len() as u64;
+            next = reader.next_chunk(CHUNK_BYTES).await.map_err(|e| e.to_string())?;
+            let done = next.is_none();
+            let chunk = SnapshotChunk {
+                term,
+                last: meta.last,
+                offset,
+                data,
+                done,
+            };
+            self.peers
+                .send(to, PeerMessage::SnapshotChunk(chunk))
+                .await
+                .map_err(|e| e.to_string())?;
+            offset += len;
+            let ack = futures_lite::future::or(async { acks.recv().await.ok() }, async {
+                glommio::timer::sleep(ACK_TIMEOUT).await;
+                None
+            })
+            .await
+            .ok_or_else(|| format!("no acknowledgement within {ACK_TIMEOUT:?}"))?;
+            if !ack.ok || ack.next_offset != offset {
+                return Ok(false);
+            }
+            if done {
+                break;
+            }
+        }
+        let message = Message::InstallSnapshot(InstallSnapshot {
+            term,
+            meta: meta.clone(),
+        });
+        self.peers.send(to, PeerMessage::Raft(message)).await.map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    /// The leader's acknowledgement routing.
+    pub fn ack_received(&self, from: NodeId, ack: SnapshotAck) {
+        if let Some(sender) = self.acks.borrow().get(&from) {
+            let _ = sender.try_send(ack);
+        }
+    }
+
+    /// A follower receives a chunk: chunks must arrive in order from offset
+    /// 0; the follower acknowledges each (or refuses, and the leader starts
+    /// over). The data is kept for the restore and saved durably once
+    /// complete.
+    pub fn chunk_received(self: &Rc<Self>, from: NodeId, chunk: SnapshotChunk) {
+        self.term.set(chunk.term);
+        let mut ok = true;
+        {
+            let mut incoming = self.incoming.borrow_mut();
+            if chunk.offset == 0 {
+                *incoming = Some(Incoming {
+                    last: chunk.last,
+                    next_offset: 0,
+                    data: BytesMut::new(),
+                });
+            }
+            match incoming.as_mut() {
+                Some(current)
+                    if current.last == chunk.last
+                        && current.next_offset == chunk.offset
+                        && current.next_offset + chunk.data.len() as u64 <= RECEIVED_BYTES_MAX =>
+                {
+                    current.data.put_slice(&chunk.data);
+                    current.next_offset += chunk.data.len() as u64;
+                }
+                _ => ok = false,
+            }
+        }
+        let next_offset = self.incoming.borrow().as_ref().map_or(0, |c| c.next_offset);
+        if ok && chunk.done {
+            let complete = self.incoming.borrow_mut().take().expect("checked");
+            let data = complete.data.freeze();
+            match decode_meta(data.clone()) {
+                Ok((_, state)) => *self.received.borrow_mut() = Some((complete.last, state)),
+                Err(error) => {
+                    tracing::warn!(from, %error, "received snapshot is malformed");
+                    ok = false;
+                }
+            }
+            if ok {
+                self.persist_received(complete.last, data);
+            }
+        }
+        let ack = SnapshotAck {
+            term: chunk.term,
+            last: chunk.last,
+            next_offset,
+            ok,
+        };
+        let _ = self.peers.try_send(from, PeerMessage::SnapshotAck(ack));
+    }
+
+    fn persist_received(self: &Rc<Self>, last: LogId, data: Bytes) {
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            let result = async {
+                let mut writer = this.store.borrow().create(last).await?;
+                for chunk in data.chunks(CHUNK_BYTES) {
+                    writer.write_chunk(chunk).await?;
+                }
+                let store = this.store.clone();
+                let installed = store.borrow_mut().install(writer).await;
+                installed.map(|_| ())
+            }
+            .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "saving a received snapshot failed");
+            }
+        })
+        .detach();
+    }
+
+    /// The state machine bytes of the received snapshot for `meta`, if it
+    /// is the one received.
+    pub fn take_received(&self, meta: &SnapshotMeta) -> Option<Bytes> {
+        let mut received = self.received.borrow_mut();
+        match received.as_ref() {
+            Some((last, _)) if *last == meta.last => received.take().map(|(_, data)| data),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips_and_rejects_truncation() {
+        let meta = SnapshotMeta {
+            last: LogId::new(3, 99),
+            last_id: 90,
+            last_ts: 12345,
+            voters: vec![1, 2, 3],
+            core_state: Bytes::from_static(b"sessions"),
+        };
+        let mut file = encode_meta(&meta).to_vec();
+        file.extend_from_slice(b"machine");
+        let (again, state) = decode_meta(Bytes::from(file.clone())).unwrap();
+        assert_eq!(again, meta);
+        assert_eq!(&state[..], b"machine");
+        let header = encode_meta(&meta).len();
+        for cut in 0..header {
+            assert!(decode_meta(Bytes::from(file[..cut].to_vec())).is_err(), "cut at {cut}");
+        }
+    }
+}

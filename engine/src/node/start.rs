@@ -1,0 +1,330 @@
+//! Starting and stopping a node: the group's executor, its storage, its
+//! connections, and the handle the embedder keeps.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use ordo_net::transport::{ClientServer, ClientServerConfig, PeerTransport, TransportConfig};
+use ordo_storage::snapshot::SnapshotStore;
+use ordo_storage::{LogStore, MemLog};
+
+use super::clock::Clock;
+use super::config::NodeConfig;
+use super::feed::FeedState;
+use super::group::Group;
+use super::input::{External, InputSender};
+use super::log_io::LogIo;
+use super::peers::{InprocPeers, Peers};
+use super::snapshots::SnapshotIo;
+use super::tokens::Certificates;
+use super::{NodeHandle, StateMachine, restore};
+use crate::core::{Raft, Status};
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] super::config::NodeConfigError),
+    /// Something failed while starting (names what).
+    #[error("node {id} could not start: {reason}")]
+    Start {
+        /// The node.
+        id: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// The node stopped because of a failure after starting.
+    #[error("node {id} failed: {reason}")]
+    Failed {
+        /// The node.
+        id: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// How to start a node beyond its configuration (benchmarks and tests).
+#[derive(Default)]
+pub struct StartOptions {
+    /// Talk to the other voters over these in-process channels instead of
+    /// TCP.
+    pub inproc: Option<InprocPeers>,
+    /// Do not listen for clients (in-process use through the handle only).
+    pub no_client_server: bool,
+}
+
+/// A running node. Dropping it does not stop it; call
+/// [`Node::shutdown`].
+pub struct Node {
+    handle: NodeHandle,
+    join: Option<glommio::ExecutorJoinHandle<Result<(), String>>>,
+    id: u64,
+}
+
+impl Node {
+    /// Starts a voter from `config`; `state_machine` builds the embedder's
+    /// state machine on the group's shard. Returns once the node listens.
+    pub fn start<F>(config: NodeConfig, state_machine: F) -> Result<Node, NodeError>
+    where
+        F: FnOnce() -> Box<dyn StateMachine> + Send + 'static,
+    {
+        Self::start_with(config, state_machine, StartOptions::default())
+    }
+
+    /// [`Node::start`] with options.
+    pub fn start_with<F>(config: NodeConfig, state_machine: F, options: StartOptions) -> Result<Node, NodeError>
+    where
+        F: FnOnce() -> Box<dyn StateMachine> + Send + 'static,
+    {
+        config.validate()?;
+        let id = config.id;
+        let (external_tx, external_rx) = async_channel::bounded(config.runtime.input_queue_max);
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let placement = if config.runtime.pin_cpus {
+            glommio::Placement::Fixed(0)
+        } else {
+            glommio::Placement::Unbound
+        };
+        let builder = glommio::LocalExecutorBuilder::new(placement)
+            .name(&format!("ordo-{id}-group"))
+            .io_memory(config.runtime.io_memory_bytes);
+        let join = builder
+            .spawn(move || async move {
+                let started = started_tx.clone();
+                let result = run(config, state_machine, options, external_rx, started_tx).await;
+                if let Err(reason) = &result {
+                    let _ = started.send(Err(reason.clone()));
+                }
+                result
+            })
+            .map_err(|e| NodeError::Start {
+                id,
+                reason: format!("cannot start the group executor: {e}"),
+            })?;
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Node {
+                handle: NodeHandle {
+                    id,
+                    external: external_tx,
+                },
+                join: Some(join),
+                id,
+            }),
+            Ok(Err(reason)) => {
+                let _ = join.join();
+                Err(NodeError::Start { id, reason })
+            }
+            Err(_) => {
+                let reason = match join.join() {
+                    Ok(Err(reason)) => reason,
+                    Ok(Ok(())) => "stopped before it started".into(),
+                    Err(e) => format!("the group executor failed: {e}"),
+                };
+                Err(NodeError::Start { id, reason })
+            }
+        }
+    }
+
+    /// A handle for proposing, reading and subscribing.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the node cleanly (a leader first hands leadership over) and
+    /// waits for it.
+    pub fn shutdown(self) -> Result<(), NodeError> {
+        self.handle.request_shutdown();
+        self.wait()
+    }
+
+    /// Waits until the node stops (after a shutdown request or a failure).
+    pub fn wait(mut self) -> Result<(), NodeError> {
+        let id = self.id;
+        match self.join.take().map(|j| j.join()) {
+            Some(Ok(Ok(()))) | None => Ok(()),
+            Some(Ok(Err(reason))) => Err(NodeError::Failed { id, reason }),
+            Some(Err(e)) => Err(NodeError::Failed {
+                id,
+                reason: format!("the group executor failed: {e}"),
+            }),
+        }
+    }
+}
+
+fn random_seed() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    hasher.finish()
+}
+
+async fn run<F>(
+    config: NodeConfig,
+    state_machine: F,
+    options: StartOptions,
+    external: async_channel::Receiver<External>,
+    started: std::sync::mpsc::Sender<Result<(), String>>,
+) -> Result<(), String>
+where
+    F: FnOnce() -> Box<dyn StateMachine>,
+{
+    let config = Rc::new(config);
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    let snapshot_dir: PathBuf = config.data_dir.join("snapshots");
+    let snapshot_store = SnapshotStore::open(&snapshot_dir)
+        .await
+        .map_err(|e| format!("cannot open snapshots in {}: {e}", snapshot_dir.display()))?;
+    let latest = SnapshotIo::load_latest(&snapshot_store).await?;
+    let mut machine = state_machine();
+    let snapshot_meta = match latest {
+        Some((meta, data)) => {
+            machine
+                .restore(&data)
+                .map_err(|e| format!("the state machine refused snapshot {:?}: {e}", meta.last))?;
+            Some(meta)
+        }
+        None => None,
+    };
+    match config.storage.kind.as_str() {
+        "memory" => {
+            let parts = Parts {
+                config,
+                machine,
+                snapshot_meta,
+                snapshot_store,
+                options,
+                external,
+                started,
+            };
+            drive(MemLog::new(), parts).await
+        }
+        _ => {
+            let store = open_disk_log(&config).await?;
+            let parts = Parts {
+                config,
+                machine,
+                snapshot_meta,
+                snapshot_store,
+                options,
+                external,
+                started,
+            };
+            drive(store, parts).await
+        }
+    }
+}
+
+struct Parts {
+    config: Rc<NodeConfig>,
+    machine: Box<dyn StateMachine>,
+    snapshot_meta: Option<ordo_net::SnapshotMeta>,
+    snapshot_store: SnapshotStore,
+    options: StartOptions,
+    external: async_channel::Receiver<External>,
+    started: std::sync::mpsc::Sender<Result<(), String>>,
+}
+
+async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), String> {
+    let Parts {
+        config,
+        machine,
+        snapshot_meta,
+        snapshot_store,
+        options,
+        external,
+        started,
+    } = parts;
+    let store = Rc::new(store);
+    let state = restore::raft_state(&*store, snapshot_meta)
+        .await
+        .map_err(|e| format!("cannot read the log: {e}"))?;
+    let applied = state.log.applied;
+    let applied_id = state.snapshot.last_id;
+    let mut core_config = config.raft.clone();
+    if config.storage.retain_log {
+        core_config.snapshot_entries_threshold = u64::MAX;
+    }
+    let raft = Raft::new(config.id, &config.voters(), core_config, state, random_seed(), Clock::new().now())
+        .map_err(|e| format!("invalid config field raft.{}: {}", e.field, e.reason))?;
+    let local = InputSender::default();
+    let log = LogIo::start(store, local.clone());
+    let peers = match options.inproc {
+        Some(inproc) => Peers::Inproc(inproc),
+        None => {
+            let transport_config = TransportConfig::new(config.cluster_id, config.id, config.peer_addr);
+            let (transport, inbox) = PeerTransport::start(transport_config)
+                .map_err(|e| format!("cannot listen for peers on {}: {e}", config.peer_addr))?;
+            for peer in &config.peers {
+                transport
+                    .add_peer(peer.id, peer.peer_addr)
+                    .map_err(|e| format!("invalid peer {}: {e}", peer.id))?;
+            }
+            Peers::Tcp { transport, inbox }
+        }
+    };
+    let peers = Rc::new(peers);
+    let (server, clients) = if options.no_client_server {
+        (None, None)
+    } else {
+        let server_config = ClientServerConfig::new(config.cluster_id, config.id, config.client_addr);
+        let (server, inbox) = ClientServer::start(server_config)
+            .map_err(|e| format!("cannot listen for clients on {}: {e}", config.client_addr))?;
+        (Some(server), Some(inbox))
+    };
+    let certificates = Rc::new(Certificates::open(&config)?);
+    let snapshots = Rc::new(SnapshotIo::new(snapshot_store, peers.clone(), local.clone()));
+    let feed = Rc::new(FeedState::default());
+    feed.applied_index.set(applied);
+    feed.applied_id.set(applied_id);
+    let status = Rc::new(std::cell::Cell::new(Status {
+        id: config.id,
+        role: crate::core::Role::Follower,
+        term: 0,
+        leader: 0,
+        commit_index: 0,
+        last_index: 0,
+        durable_index: 0,
+        applied_index: applied,
+    }));
+    tracing::info!(
+        id = config.id,
+        client_addr = %config.client_addr,
+        peer_addr = %config.peer_addr,
+        "node started"
+    );
+    let _ = started.send(Ok(()));
+    let group = Group::new(
+        raft,
+        config.clone(),
+        log,
+        local,
+        peers.clone(),
+        clients,
+        external,
+        machine,
+        feed,
+        certificates,
+        snapshots,
+        status,
+    );
+    let result = group.run().await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    if let Ok(peers) = Rc::try_unwrap(peers) {
+        peers.shutdown().await;
+    }
+    tracing::info!(id = config.id, "node stopped");
+    result
+}
+
+/// The durable log in `data_dir/log`.
+async fn open_disk_log(config: &NodeConfig) -> Result<MemLog, String> {
+    Err(format!(
+        "invalid config field storage.kind: the disk log is not built into this binary yet (data_dir {})",
+        config.data_dir.display()
+    ))
+}
