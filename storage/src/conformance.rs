@@ -79,7 +79,17 @@ pub fn flatten(batches: &[Batch]) -> Vec<EntryKey> {
         .iter()
         .flat_map(|b| {
             b.entries()
-                .map(|e| (e.index, e.term, e.id, e.ts, e.client_id, e.seq, e.payload.to_vec()))
+                .map(|e| {
+                    (
+                        e.index,
+                        e.term,
+                        e.id,
+                        e.ts,
+                        e.client_id,
+                        e.seq,
+                        e.payload.to_vec(),
+                    )
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -95,7 +105,10 @@ async fn read_all<S: LogStore>(store: &S) -> Vec<EntryKey> {
     while from <= state.last.index {
         let batches = store.read(from, 1 << 20).await.expect("read within bounds");
         assert!(!batches.is_empty(), "read({from}) returned nothing");
-        assert!(batches[0].header().contains(from), "first batch must contain {from}");
+        assert!(
+            batches[0].header().contains(from),
+            "first batch must contain {from}"
+        );
         for entry in flatten(&batches) {
             if entry.0 >= from {
                 out.push(entry);
@@ -138,7 +151,10 @@ pub async fn empty_log<H: Harness>(mut harness: H) {
     assert!(state.last_header.is_none());
     assert_eq!(store.hard_state(), HardState::default());
     assert!(store.term_runs().is_empty());
-    assert!(matches!(store.read(1, 1024).await, Err(StorageError::OutOfRange { .. })));
+    assert!(matches!(
+        store.read(1, 1024).await,
+        Err(StorageError::OutOfRange { .. })
+    ));
 }
 
 /// What is appended reads back identically, from any index.
@@ -159,11 +175,20 @@ pub async fn append_then_read_back<H: Harness>(mut harness: H) {
     assert_eq!(
         store.term_runs(),
         vec![
-            TermRun { term: 1, first_index: 1 },
-            TermRun { term: 2, first_index: 10 }
+            TermRun {
+                term: 1,
+                first_index: 1
+            },
+            TermRun {
+                term: 2,
+                first_index: 10
+            }
         ]
     );
-    assert!(matches!(store.read(12, 1024).await, Err(StorageError::OutOfRange { .. })));
+    assert!(matches!(
+        store.read(12, 1024).await,
+        Err(StorageError::OutOfRange { .. })
+    ));
 }
 
 /// Appends must continue the log exactly, with non-decreasing terms.
@@ -171,11 +196,20 @@ pub async fn append_rejects_gaps_overlaps_and_term_regressions<H: Harness>(mut h
     let store = harness.open().await;
     store.append(&batches(2, 1, &[4])).await.unwrap();
     let gap = store.append(&batches(2, 6, &[1])).await;
-    assert!(matches!(gap, Err(StorageError::NonContiguous { last_index: 4, first_index: 6 })));
+    assert!(matches!(
+        gap,
+        Err(StorageError::NonContiguous {
+            last_index: 4,
+            first_index: 6
+        })
+    ));
     let overlap = store.append(&batches(2, 4, &[1])).await;
     assert!(matches!(overlap, Err(StorageError::NonContiguous { .. })));
     let regression = store.append(&batches(1, 5, &[1])).await;
-    assert!(matches!(regression, Err(StorageError::TermRegression { .. })));
+    assert!(matches!(
+        regression,
+        Err(StorageError::TermRegression { .. })
+    ));
     assert_eq!(store.state().last, LogId::new(2, 4));
     store.append(&batches(3, 5, &[1])).await.unwrap();
     assert_eq!(store.state().last, LogId::new(3, 5));
@@ -230,8 +264,14 @@ pub async fn truncate_suffix_inside_and_between_batches<H: Harness>(mut harness:
     assert_eq!(
         store.term_runs(),
         vec![
-            TermRun { term: 1, first_index: 1 },
-            TermRun { term: 2, first_index: 5 }
+            TermRun {
+                term: 1,
+                first_index: 1
+            },
+            TermRun {
+                term: 2,
+                first_index: 5
+            }
         ]
     );
     assert_eq!(store.state().last_header.unwrap().term, 2);
@@ -241,8 +281,14 @@ pub async fn truncate_suffix_inside_and_between_batches<H: Harness>(mut harness:
 pub async fn truncate_outside_the_log_is_an_error<H: Harness>(mut harness: H) {
     let store = harness.open().await;
     store.append(&batches(1, 1, &[3])).await.unwrap();
-    assert!(matches!(store.truncate_suffix(5).await, Err(StorageError::OutOfRange { .. })));
-    assert!(matches!(store.truncate_suffix(0).await, Err(StorageError::OutOfRange { .. })));
+    assert!(matches!(
+        store.truncate_suffix(5).await,
+        Err(StorageError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        store.truncate_suffix(0).await,
+        Err(StorageError::OutOfRange { .. })
+    ));
     assert_eq!(store.state().last.index, 3);
 }
 
@@ -259,7 +305,10 @@ pub async fn synced_entries_survive_a_crash<H: Harness>(mut harness: H) {
     let store = harness.open().await;
     let state = store.state();
     assert!(state.last.index >= 6, "lost synced entries: {state:?}");
-    assert!(state.durable_index >= 6, "synced entries not durable after reopen: {state:?}");
+    assert!(
+        state.durable_index >= 6,
+        "synced entries not durable after reopen: {state:?}"
+    );
     let mut model = flatten(&synced);
     model.extend(flatten(&unsynced));
     let recovered = read_all(&store).await;
@@ -328,14 +377,20 @@ pub async fn compact_prefix_keeps_the_suffix<H: Harness>(mut harness: H) {
     assert!(state.first_index() <= 11 && state.first_index() >= 1);
     assert_eq!(state.last.index, 16);
     let model = flatten(&written);
-    assert_eq!(read_all(&store).await, entries_from(&model, state.first_index()));
+    assert_eq!(
+        read_all(&store).await,
+        entries_from(&model, state.first_index())
+    );
     assert!(store.read(11, usize::MAX).await.is_ok());
     harness.crash(store).await;
     let store = harness.open().await;
     let state = store.state();
     assert!(state.first_index() <= 11);
     assert_eq!(state.last.index, 16);
-    assert_eq!(read_all(&store).await, entries_from(&model, state.first_index()));
+    assert_eq!(
+        read_all(&store).await,
+        entries_from(&model, state.first_index())
+    );
     let runs = store.term_runs();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].first_index, state.first_index());
@@ -411,7 +466,8 @@ pub async fn random_operations_match_a_model<H: Harness>(mut harness: H, seed: u
             7 => {
                 let state = store.state();
                 if state.durable_index > state.first_index() {
-                    let upto = state.first_index() + next(state.durable_index - state.first_index());
+                    let upto =
+                        state.first_index() + next(state.durable_index - state.first_index());
                     store.compact_prefix(upto).await.unwrap();
                     first_held = store.state().first_index();
                     assert!(first_held <= upto + 1);
@@ -435,22 +491,26 @@ pub async fn random_operations_match_a_model<H: Harness>(mut harness: H, seed: u
                 // appends or bring back entries a pending truncation removed;
                 // the durable prefix itself must be exact.
                 assert_eq!(recovered[..durable_expected.len()], durable_expected[..]);
-                if recovered.len() <= expected.len() && recovered[..] == expected[..recovered.len()] {
+                if recovered.len() <= expected.len() && recovered[..] == expected[..recovered.len()]
+                {
                     model.truncate(model.len() - (expected.len() - recovered.len()));
                 } else {
                     // A truncation was undone: adopt what was recovered.
                     model.retain(|e| e.0 < first_held);
                     model.extend(recovered.iter().cloned());
                 }
-                durable_len = model.len().min(durable_len.max(
-                    model.iter().filter(|e| e.0 <= state.durable_index).count(),
-                ));
+                durable_len = model.len().min(
+                    durable_len.max(model.iter().filter(|e| e.0 <= state.durable_index).count()),
+                );
                 term = term.max(state.last.term) + 1;
             }
         }
         let state = store.state();
         assert!(state.durable_index <= state.last.index);
-        assert_eq!(state.last.index, model.last().map_or(state.prev.index, |e| e.0));
+        assert_eq!(
+            state.last.index,
+            model.last().map_or(state.prev.index, |e| e.0)
+        );
     }
     let _ = first_held;
 }

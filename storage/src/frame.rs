@@ -354,7 +354,10 @@ impl Batch {
     /// `batch_entries_max` and `batch_bytes_max` first, so these are bugs.
     pub fn encode(meta: BatchMeta, entries: Vec<EntryOut<'_>>) -> Batch {
         let count = u32::try_from(entries.len()).expect("batch count fits u32");
-        assert!(count >= 1 && count <= BATCH_ENTRIES_MAX, "batch of {count} entries");
+        assert!(
+            (1..=BATCH_ENTRIES_MAX).contains(&count),
+            "batch of {count} entries"
+        );
         assert!(meta.kind == BatchKind::Entries || count == 1);
         let payload_bytes: usize = entries.iter().map(|e| e.payload.len() + 24).sum();
         let mut buf: Vec<u8> = Vec::with_capacity(HEADER_BYTES + payload_bytes + 16);
@@ -483,7 +486,11 @@ impl Batch {
 
     /// The entry at `index`, which must lie within the batch.
     pub fn entry(&self, index: Index) -> EntryView<'_> {
-        assert!(self.header.contains(index), "index {index} outside {:?}", self);
+        assert!(
+            self.header.contains(index),
+            "index {index} outside {:?}",
+            self
+        );
         let offset = (index - self.header.first_index) as usize;
         self.view(offset, &self.archived_entries()[offset])
     }

@@ -48,8 +48,7 @@ impl Inner {
 
     /// Position of the batch containing `index`, which must be held.
     fn position(&self, index: Index) -> usize {
-        self.batches
-            .partition_point(|b| b.last_index() < index)
+        self.batches.partition_point(|b| b.last_index() < index)
     }
 
     fn out_of_range(&self, index: Index) -> StorageError {
@@ -230,7 +229,13 @@ impl MemLog {
 
     /// Synchronous [`LogStore::term_runs`].
     pub fn term_runs_now(&self) -> Vec<TermRun> {
-        term_runs_of(self.inner.borrow().batches.iter().map(|b| (b.term(), b.first_index())))
+        term_runs_of(
+            self.inner
+                .borrow()
+                .batches
+                .iter()
+                .map(|b| (b.term(), b.first_index())),
+        )
     }
 }
 
