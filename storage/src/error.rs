@@ -60,6 +60,9 @@ pub enum StorageError {
     /// A frame failed validation.
     #[error("bad frame: {0}")]
     Frame(#[from] FrameError),
+    /// A configuration knob out of its domain or in conflict with another.
+    #[error(transparent)]
+    Config(#[from] crate::disk::ConfigError),
     /// The store was closed or has failed earlier; it accepts no more writes.
     #[error("log store is closed: {0}")]
     Closed(String),

@@ -1,0 +1,232 @@
+//! Corruption tests: damaged files get the behaviour the recovery rules
+//! promise: a torn tail is cut and the log goes on; anything else is a
+//! `Corrupt` error naming the file and offset; no read returns bytes that
+//! failed their CRC.
+
+mod common;
+
+use std::path::Path;
+
+use common::{block_on, fill, flip_byte, frames, read_all, segment_files, small_config};
+use ordo_storage::disk::HARD_STATE_FILE_NAME;
+use ordo_storage::{DiskLog, HardState, LogStore, StorageError};
+use tempfile::TempDir;
+
+/// A log of 1000 batches of 4 entries over four 64 KiB segments, synced.
+fn build(dir: &Path) -> u64 {
+    block_on(async {
+        let log = DiskLog::open(dir, small_config()).await.expect("open");
+        fill(&log, 1, 1000, 4).await;
+        log.state().last.index
+    })
+}
+
+fn open(dir: &Path) -> Result<DiskLog, StorageError> {
+    block_on(DiskLog::open(dir, small_config()))
+}
+
+fn expect_corrupt(result: Result<DiskLog, StorageError>, file: &Path, offset: u64) {
+    match result {
+        Err(StorageError::Corrupt {
+            file: f,
+            offset: o,
+            reason,
+        }) => {
+            assert_eq!(f, file, "{reason}");
+            assert_eq!(o, offset, "{reason}");
+        }
+        Err(other) => panic!(
+            "expected Corrupt at {}:{offset}, got {other}",
+            file.display()
+        ),
+        Ok(log) => panic!(
+            "expected Corrupt at {}:{offset}, but the log opened ending at {}",
+            file.display(),
+            log.state().last.index
+        ),
+    }
+}
+
+#[test]
+fn flipped_byte_in_a_middle_segment_refuses_to_open() {
+    let dir = TempDir::new().unwrap();
+    build(dir.path());
+    let segments = segment_files(dir.path());
+    assert!(segments.len() >= 3, "test needs several segments");
+    let victim = &segments[1];
+    let (offset, _) = frames(victim)[10];
+    flip_byte(victim, offset + 70);
+    expect_corrupt(open(dir.path()), victim, offset);
+}
+
+#[test]
+fn flipped_byte_in_the_last_segment_before_intact_frames_refuses_to_open() {
+    let dir = TempDir::new().unwrap();
+    build(dir.path());
+    let last = segment_files(dir.path()).pop().unwrap();
+    let all = frames(&last);
+    let (offset, _) = all[1];
+    let (end, header) = *all.last().unwrap();
+    assert!(end + u64::from(header.frame_len) - offset > small_config().write_bytes_max);
+    flip_byte(&last, offset + 80);
+    expect_corrupt(open(dir.path()), &last, offset);
+}
+
+#[test]
+fn flipped_byte_in_the_last_batch_is_a_torn_tail_that_is_cut() {
+    let dir = TempDir::new().unwrap();
+    let last_index = build(dir.path());
+    let last = segment_files(dir.path()).pop().unwrap();
+    let (offset, header) = *frames(&last).last().unwrap();
+    flip_byte(&last, offset + u64::from(header.frame_len) - 3);
+    block_on(async {
+        let log = DiskLog::open(dir.path(), small_config())
+            .await
+            .expect("a torn tail opens");
+        assert_eq!(log.state().last.index, header.first_index - 1);
+        assert_eq!(log.state().durable_index, header.first_index - 1);
+        let entries = read_all(&log).await;
+        assert_eq!(entries.len() as u64, header.first_index - 1);
+        assert!(entries.iter().all(common::entry_is_genuine));
+        // The log continues where the torn batch was, and stays consistent.
+        fill(&log, 2, 3, 4).await;
+        assert_eq!(log.state().last.index, last_index + 8);
+    });
+    let log = open(dir.path()).expect("reopen");
+    assert_eq!(log.state().last.index, last_index + 8);
+}
+
+#[test]
+fn truncated_last_segment_is_cut_at_the_last_whole_batch() {
+    let dir = TempDir::new().unwrap();
+    build(dir.path());
+    let last = segment_files(dir.path()).pop().unwrap();
+    let (offset, header) = *frames(&last).last().unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    file.set_len(offset + u64::from(header.frame_len) / 2)
+        .unwrap();
+    drop(file);
+    let log = open(dir.path()).expect("a truncated tail opens");
+    assert_eq!(log.state().last.index, header.first_index - 1);
+}
+
+#[test]
+fn truncated_middle_segment_refuses_to_open() {
+    let dir = TempDir::new().unwrap();
+    build(dir.path());
+    let segments = segment_files(dir.path());
+    let victim = &segments[1];
+    let (offset, _) = frames(victim)[5];
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(victim)
+        .unwrap();
+    file.set_len(offset + 10).unwrap();
+    drop(file);
+    expect_corrupt(open(dir.path()), victim, offset);
+}
+
+#[test]
+fn deleted_middle_segment_refuses_to_open() {
+    let dir = TempDir::new().unwrap();
+    build(dir.path());
+    let segments = segment_files(dir.path());
+    std::fs::remove_file(&segments[1]).unwrap();
+    let before = &segments[0];
+    let (offset, header) = *frames(before).last().unwrap();
+    match open(dir.path()) {
+        Err(StorageError::Corrupt {
+            file,
+            offset: at,
+            reason,
+        }) => {
+            assert_eq!(&file, before);
+            assert_eq!(at, offset + u64::from(header.frame_len));
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {:?}", other.map(|l| l.state())),
+    }
+}
+
+#[test]
+fn damage_after_open_is_never_returned_by_a_read() {
+    let dir = TempDir::new().unwrap();
+    build(dir.path());
+    let first = segment_files(dir.path())[0].clone();
+    let (offset, header) = frames(&first)[3];
+    block_on(async {
+        let log = DiskLog::open(dir.path(), small_config())
+            .await
+            .expect("open");
+        flip_byte(&first, offset + 100);
+        match log.read(header.first_index, 1).await {
+            Err(StorageError::Corrupt {
+                file, offset: at, ..
+            }) => {
+                assert_eq!(file, first);
+                assert_eq!(at, offset);
+            }
+            other => panic!("read of a damaged batch returned {other:?}"),
+        }
+        // Undamaged batches still read.
+        assert!(log.read(1, 1).await.is_ok());
+    });
+}
+
+#[test]
+fn corrupted_hard_state_slot_falls_back_and_both_corrupted_refuses() {
+    let dir = TempDir::new().unwrap();
+    let saved = [
+        HardState {
+            term: 5,
+            vote: 2,
+            commit: 9,
+        },
+        HardState {
+            term: 6,
+            vote: 3,
+            commit: 9,
+        },
+    ];
+    block_on(async {
+        let log = DiskLog::open(dir.path(), small_config()).await.unwrap();
+        for state in saved {
+            log.save_hard_state(state).await.unwrap();
+        }
+    });
+    let path = dir.path().join(HARD_STATE_FILE_NAME);
+    // Save 1 went to slot 1, save 2 to slot 0: tear the newest.
+    flip_byte(&path, 20);
+    assert_eq!(open(dir.path()).unwrap().hard_state(), saved[0]);
+    flip_byte(&path, 4096 + 20);
+    expect_corrupt(open(dir.path()), &path, 0);
+}
+
+#[test]
+fn truncation_is_durable_and_old_frames_never_follow_new_ones() {
+    let dir = TempDir::new().unwrap();
+    build(dir.path());
+    block_on(async {
+        let log = DiskLog::open(dir.path(), small_config()).await.unwrap();
+        // Cut inside the last segment, in the middle of a batch (1189 is
+        // the second entry of the batch at 1189..1192... or wherever it
+        // falls), append a newer-term batch and crash without a sync.
+        log.truncate_suffix(3_190).await.unwrap();
+        assert_eq!(log.state().last.index, 3_189);
+        let next = ordo_storage::conformance::batch(2, 3_190, 1);
+        log.append(&[next]).await.unwrap();
+        // Dropped without a sync: the crash.
+    });
+    block_on(async {
+        let log = DiskLog::open(dir.path(), small_config()).await.unwrap();
+        let state = log.state();
+        // The cut was durable: nothing of the old tail after 3_189 came back.
+        assert!(
+            state.last.index == 3_189 || state.last == ordo_storage::LogId::new(2, 3_190),
+            "{state:?}"
+        );
+        let entries = read_all(&log).await;
+        assert!(entries.iter().all(common::entry_is_genuine));
+        assert!(entries.iter().filter(|e| e.0 >= 3_190).all(|e| e.1 == 2));
+    });
+}

@@ -1,0 +1,96 @@
+//! Group commit: concurrent appenders share fdatasyncs, every `sync`
+//! covers the appends issued before it, and the counters say so.
+
+mod common;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{block_on, small_config};
+use ordo_storage::conformance::batch;
+use ordo_storage::{DiskLog, DiskLogConfig, FsyncMode, LogStore};
+use tempfile::TempDir;
+
+/// `appenders` tasks each append `rounds` one-entry batches, syncing after
+/// each; returns the log's stats.
+fn run(mode: FsyncMode, appenders: u64, rounds: u64) -> ordo_storage::DiskLogStats {
+    let dir = TempDir::new().unwrap();
+    block_on(async move {
+        let config = DiskLogConfig {
+            fsync_mode: mode,
+            ..small_config()
+        };
+        let log = Rc::new(DiskLog::open(dir.path(), config).await.unwrap());
+        let mut tasks = Vec::new();
+        for _ in 0..appenders {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                for _ in 0..rounds {
+                    let next = batch(1, log.state().last.index + 1, 1);
+                    let index = next.last_index();
+                    log.append(&[next]).await.unwrap();
+                    let durable = log.sync().await.unwrap();
+                    assert!(
+                        durable >= index,
+                        "sync returned {durable} before covering {index}"
+                    );
+                    assert!(log.state().durable_index >= index);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await;
+        }
+        assert_eq!(log.state().last.index, appenders * rounds);
+        assert_eq!(log.state().durable_index, appenders * rounds);
+        log.stats()
+    })
+}
+
+#[test]
+fn concurrent_appenders_share_syncs() {
+    let stats = run(FsyncMode::Always, 32, 20);
+    assert_eq!(stats.appends, 640);
+    assert_eq!(stats.entries, 640);
+    assert_eq!(stats.sync_calls, 640);
+    assert!(stats.syncs < 640 / 4, "{stats:?}");
+    assert!(stats.appends_per_sync() > 4.0, "{stats:?}");
+    assert!(stats.fdatasyncs >= stats.syncs, "{stats:?}");
+}
+
+#[test]
+fn a_single_appender_syncs_every_append() {
+    let stats = run(FsyncMode::Always, 1, 30);
+    assert_eq!(stats.syncs, 30);
+    assert_eq!(stats.appends_per_sync(), 1.0);
+}
+
+#[test]
+fn group_delay_gathers_more_appends_per_sync() {
+    let stats = run(FsyncMode::Group(Duration::from_millis(2)), 16, 10);
+    assert!(stats.appends_per_sync() > 4.0, "{stats:?}");
+}
+
+#[test]
+fn mode_none_never_fdatasyncs_but_reports_progress() {
+    let stats = run(FsyncMode::None, 4, 10);
+    assert_eq!(stats.fdatasyncs, 0);
+    assert!(stats.syncs > 0);
+}
+
+#[test]
+fn appends_past_the_unflushed_bound_write_without_an_explicit_sync() {
+    let dir = TempDir::new().unwrap();
+    block_on(async move {
+        let config = small_config();
+        let log = DiskLog::open(dir.path(), config.clone()).await.unwrap();
+        let mut appended = 0u64;
+        while appended < 2 * config.unflushed_bytes_max {
+            let next = batch(1, log.state().last.index + 1, 8);
+            appended += next.len_bytes() as u64;
+            log.append(&[next]).await.unwrap();
+        }
+        assert!(log.stats().syncs >= 1);
+        assert!(log.state().durable_index > 0);
+    });
+}
