@@ -8,4 +8,5 @@
 #![warn(missing_docs)]
 
 pub mod core;
+pub mod gossip;
 pub mod testkit;
