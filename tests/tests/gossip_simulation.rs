@@ -1,7 +1,7 @@
 //! The deterministic gossip simulation over many seeds.
 //!
 //! `cargo test -p ordo-tests --test gossip_simulation` runs
-//! `ORDO_GOSSIP_SEEDS` seeds (default 4) starting at
+//! `ORDO_GOSSIP_SEEDS` seeds (default 32) starting at
 //! `ORDO_GOSSIP_SEED_BASE` (default 0) on all cores. Each seed: 100 gossip
 //! nodes, 3 voters, 5% loss, 10 crashes (5 restart), forged messages. A
 //! failure prints the seed and the command that replays it:
@@ -77,7 +77,7 @@ fn run_seeds(seeds: Vec<u64>) {
 
 #[test]
 fn gossip_simulation_seeds() {
-    let count = env_u64("ORDO_GOSSIP_SEEDS", 4);
+    let count = env_u64("ORDO_GOSSIP_SEEDS", 32);
     let base = env_u64("ORDO_GOSSIP_SEED_BASE", 0);
     run_seeds((base..base + count).collect());
 }

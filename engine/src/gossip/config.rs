@@ -52,6 +52,9 @@ pub struct GossipConfig {
     pub graft_timeout_per_hop_us: u64,
     /// A graft or pull not answered after this long is retried elsewhere.
     pub repair_timeout_ms: u64,
+    /// A node that repaired this many messages in a row, none arriving by
+    /// push in between, grafts: its part of the tree is cut off.
+    pub graft_after_repairs: u32,
     /// Repair attempts at gossip peers before pulling from a voter.
     pub repair_peer_attempts: u32,
     /// Most messages asked for (and sent) in one graft or pull.
@@ -87,12 +90,13 @@ impl Default for GossipConfig {
             neighbors_min: 4,
             neighbors_max: 8,
             voter_fanout: 3,
-            voter_announce_grace_ms: 100,
+            voter_announce_grace_ms: 20,
             lazy_flush_interval_ms: 20,
             status_interval_ms: 500,
             graft_timeout_ms: 60,
-            graft_timeout_per_hop_us: 0,
+            graft_timeout_per_hop_us: 5_000,
             repair_timeout_ms: 200,
+            graft_after_repairs: 4,
             repair_peer_attempts: 3,
             pull_messages_max: 256,
             pull_reply_bytes_max: 4 << 20,
@@ -124,6 +128,7 @@ impl GossipConfig {
             ("graft_timeout_ms", self.graft_timeout_ms),
             ("repair_timeout_ms", self.repair_timeout_ms),
             ("pull_messages_max", self.pull_messages_max),
+            ("graft_after_repairs", u64::from(self.graft_after_repairs)),
             ("reorder_messages_max", self.reorder_messages_max),
         ] {
             if value == 0 {

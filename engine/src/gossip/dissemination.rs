@@ -9,20 +9,27 @@ use super::order::Admission;
 use super::{GossipMessage, GossipNode, PeerAddr, PeerKind, Verify, Wire};
 
 impl<V: Verify> GossipNode<V> {
-    /// Plumtree GOSSIP: a full message pushed by `from`.
-    pub(super) fn on_push(&mut self, from: PeerAddr, message: GossipMessage, hops: u16) {
+    /// Plumtree GOSSIP: a full message pushed by `from` (or passed on by
+    /// a neighbour that repaired it).
+    pub(super) fn on_push(
+        &mut self,
+        from: PeerAddr,
+        message: GossipMessage,
+        hops: u16,
+        repair: bool,
+    ) {
         if self.kind == PeerKind::Voter {
             return;
         }
         self.stats.payload_received += 1;
-        let from_gossip = self.is_gossip_peer(from);
+        let tree = self.is_gossip_peer(from) && !repair;
         match self.admit(from, &message) {
             Admission::Seen => {
                 // §3.2: a duplicate means this link is not needed in the
                 // tree. Said again on every duplicate, in case a prune was
                 // lost. Voters are never pruned: each message enters the
                 // tree at one voter link only.
-                if from_gossip {
+                if tree {
                     self.adopt_or_disconnect(from);
                     if self.links.contains(from) {
                         self.links.set_eager(from, false);
@@ -35,10 +42,15 @@ impl<V: Verify> GossipNode<V> {
             Admission::OutOfWindow => return,
             Admission::New => {}
         }
-        // §3.3: the link that brought a new message is a tree branch.
-        if from_gossip {
+        if !self.is_gossip_peer(from) {
+            self.feeding_voter(from);
+        }
+        if tree {
+            // §3.3: the link that brought a new message is a tree branch.
+            self.repairs_in_a_row = 0;
             self.adopt_or_disconnect(from);
             self.links.set_eager(from, true);
+            self.depth_x16 = (self.depth_x16 * 7 + u32::from(hops) * 16) / 8;
         }
         // A later id proves the earlier ones exist, but they may still be
         // on a longer branch of the tree: Plumtree starts repair timers on
@@ -49,15 +61,20 @@ impl<V: Verify> GossipNode<V> {
             self.now_us + self.config.repair_timeout_ms * 1_000,
         );
         self.stats.hops_max = self.stats.hops_max.max(hops);
-        self.depth_x16 = (self.depth_x16 * 7 + u32::from(hops) * 16) / 8;
+        self.forward(from, &message, hops, repair);
+        self.accept(message);
+    }
+
+    /// Passes a new message on to the eager links other than `from`,
+    /// except those that announced they hold it. Done on receipt, before
+    /// in-order delivery: a gap here must not hold up the subtree.
+    fn forward(&mut self, from: PeerAddr, message: &GossipMessage, hops: u16, repair: bool) {
         let id = message.id;
-        // Forward on receipt, before in-order delivery: a gap here must
-        // not hold up the subtree. Skip peers that said they hold it.
         let targets: Vec<PeerAddr> = self
             .links
             .eager_except(Some(from))
             .into_iter()
-            .filter(|&peer| self.links.get(peer).is_some_and(|l| l.peer_delivered < id))
+            .filter(|&peer| !self.links.holds(peer, id))
             .collect();
         for peer in targets {
             self.send(
@@ -65,21 +82,27 @@ impl<V: Verify> GossipNode<V> {
                 Wire::Push {
                     message: message.clone(),
                     hops: hops.saturating_add(1),
+                    repair,
                 },
             );
         }
-        self.accept(message);
     }
 
     /// Plumtree IHAVE, compressed: `from` holds every id up to `delivered`.
-    pub(super) fn on_ihave(&mut self, from: PeerAddr, delivered: MessageId) {
+    pub(super) fn on_ihave(&mut self, from: PeerAddr, delivered: MessageId, above: u64) {
         if self.kind == PeerKind::Voter {
+            // A gossip node it feeds confirms what it holds.
+            self.links.peer_delivered(from, delivered, above);
             return;
         }
         if self.is_gossip_peer(from) {
             self.adopt_or_disconnect(from);
-            self.links.peer_delivered(from, delivered);
-            self.repair.learn(delivered, self.now_us);
+            self.links.peer_delivered(from, delivered, above);
+            let highest = match above {
+                0 => delivered,
+                bits => delivered.saturating_add(64 - u64::from(bits.leading_zeros())),
+            };
+            self.repair.learn(highest, self.now_us);
         } else {
             // A voter (or a member not known yet) announces at the root of
             // the tree: give the tree time to bring the messages first.
@@ -110,7 +133,14 @@ impl<V: Verify> GossipNode<V> {
         // The answer travels on as a push of the tree from here.
         let hops = (self.depth_x16 / 16 + 1).min(u32::from(u16::MAX)) as u16;
         for message in messages {
-            self.send(from, Wire::Push { message, hops });
+            self.send(
+                from,
+                Wire::Push {
+                    message,
+                    hops,
+                    repair: false,
+                },
+            );
         }
     }
 
@@ -149,20 +179,33 @@ impl<V: Verify> GossipNode<V> {
         if self.kind == PeerKind::Voter {
             return;
         }
-        self.links.peer_delivered(from, delivered);
-        let since = if self.is_gossip_peer(from) {
-            self.now_us
-        } else {
-            self.now_us + self.config.voter_announce_grace_ms * 1_000
-        };
-        self.repair.learn(delivered, since);
+        self.links.peer_delivered(from, delivered, 0);
+        let gossip = self.is_gossip_peer(from);
+        if gossip {
+            self.repair.learn(delivered, self.now_us);
+        } else if self.kind_of(from) == Some(PeerKind::Voter) {
+            // A voter knows what is committed: nothing above exists, and a
+            // higher id learned from someone else was a lie.
+            self.repair.clamp(delivered);
+        }
+        let wanted = self.order.delivered() + 1;
+        if gossip && !messages.iter().any(|m| m.id == wanted) {
+            // The peer no longer holds what it announced (its cache moved
+            // on): ask a voter now rather than other peers in turn.
+            self.repair
+                .escalate(wanted, self.config.repair_peer_attempts, self.now_us);
+        }
         let count_max = self.config.pull_messages_max as usize;
         for message in messages.into_iter().take(count_max) {
             self.stats.payload_received += 1;
             if self.admit(from, &message) == Admission::New {
-                // Not forwarded: a pull repairs this node only (its
-                // neighbours repair themselves), so it adds no duplicates.
+                // Passed on to the neighbours that have not announced it:
+                // below a lost branch they miss it too, and would otherwise
+                // each wait for their own repair, one hop of timers at a
+                // time.
                 self.repair.learn(message.id, self.now_us);
+                let hops = (self.depth_x16 / 16).min(u32::from(u16::MAX)) as u16;
+                self.forward(from, &message, hops, true);
                 self.accept(message);
             }
         }
@@ -224,10 +267,18 @@ impl<V: Verify> GossipNode<V> {
         (first <= to).then_some((first, to))
     }
 
-    /// Repairs the first gap once its timer expired: a graft to a
-    /// neighbour that announced the ids (Plumtree §3.3), then pulls from
-    /// other such neighbours, then a pull from a voter, which has every
-    /// committed message.
+    /// Repairs the first gap once its timer expired, from a neighbour that
+    /// announced the ids, then from other such neighbours, then from a
+    /// voter, which has every committed message.
+    ///
+    /// A repair is a pull (the tree stays as it is) unless the tree looks
+    /// broken here; then it is a graft (Plumtree §3.3: the link becomes a
+    /// tree branch). Plumtree grafts on every miss, which assumes a miss
+    /// means a broken branch; with lossy links most misses are single lost
+    /// messages, and a graft per miss costs about two duplicates (the new
+    /// branch makes a cycle until a duplicate prunes it) and, since the
+    /// nodes below a lost branch all miss and graft at once, reshapes the
+    /// tree all the time. Measured in `docs/gossip.md`.
     pub(super) fn maybe_repair(&mut self) {
         let Some((first, end)) = self.order.first_gap(self.repair.known_max()) else {
             return;
@@ -248,10 +299,15 @@ impl<V: Verify> GossipNode<V> {
             .collect();
         let retry_at = self.now_us + self.config.repair_timeout_ms * 1_000;
         self.repair.sent(first, retry_at);
+        if attempt == 0 {
+            self.repairs_in_a_row = self.repairs_in_a_row.saturating_add(1);
+        }
         if attempt < self.config.repair_peer_attempts
             && let Some(peer) = self.pick(&holders)
         {
-            if attempt == 0 {
+            if attempt == 0 && self.tree_looks_broken() {
+                self.eager_link_lost = false;
+                self.repairs_in_a_row = 0;
                 self.links.set_eager(peer, true);
                 self.stats.grafts_sent += 1;
                 self.send(peer, Wire::Graft { from: first, to });
@@ -269,5 +325,15 @@ impl<V: Verify> GossipNode<V> {
             self.stats.pulls_sent += 1;
             self.send(peer, Wire::Pull { from: first, to });
         }
+    }
+
+    /// A branch of the tree that fed this node failed (an eager link was
+    /// lost), the node has no eager link at all, or it has repaired
+    /// `graft_after_repairs` messages in a row without a single push (its
+    /// part of the tree was cut off, e.g. by two prunes at once).
+    fn tree_looks_broken(&self) -> bool {
+        self.eager_link_lost
+            || self.links.eager_except(None).is_empty()
+            || self.repairs_in_a_row >= self.config.graft_after_repairs
     }
 }

@@ -75,14 +75,21 @@ pub enum Wire {
         message: GossipMessage,
         /// Hops from the voter that published it.
         hops: u16,
+        /// The sender repaired this message (pulled it) and passes it on to
+        /// neighbours that had not announced it: a duplicate of it says
+        /// nothing about the tree, so it prunes nothing.
+        repair: bool,
     },
     /// Lazy announcement (Plumtree IHAVE). Ids are dense and a gossip node
-    /// delivers in order, so "I delivered every id up to `delivered`"
-    /// announces a whole range in eight bytes.
+    /// delivers in order, so "I delivered every id up to `delivered`, and
+    /// hold these of the next 64" announces a whole range in sixteen bytes.
     IHave {
         /// The sender holds every message up to this id (a voter: every
         /// committed one).
         delivered: MessageId,
+        /// Bit `i` set: the sender also holds id `delivered + 1 + i` (it
+        /// waits there for a gap below to close).
+        above: u64,
     },
     /// Plumtree GRAFT: make the link eager again and send the missing
     /// messages `[from, to]`.

@@ -95,12 +95,15 @@ impl<V: Verify> GossipNode<V> {
     /// A link was just made: the peer hears this node's watermark at the
     /// next tick, so neither pushes what the other already has.
     fn new_link(&mut self, peer: PeerAddr) {
-        self.links.announced(peer, 0, 0);
+        self.links.announced(peer, (0, 0), 0);
         self.next_lazy_flush_us = self.now_us;
     }
 
     /// Forgets the link to `peer` (it disconnected, is unreachable or down).
     pub(super) fn drop_link(&mut self, peer: PeerAddr) {
+        if self.links.get(peer).is_some_and(|link| link.eager) {
+            self.eager_link_lost = true;
+        }
         self.links.remove(peer);
         self.neighbor_requests.remove(&peer);
         if self.entry == Some(peer) {

@@ -19,6 +19,10 @@ use super::{
 };
 use crate::core::{ConfigError, Rng};
 
+/// Voters a gossip node reports its watermark to (a node is the entry of
+/// at most one link per voter; a few voters suffice).
+pub(super) const FEEDING_VOTERS_MAX: usize = 8;
+
 /// One member's gossip state machine: a gossip node, or the gossip side of
 /// a voter. Pure and deterministic like the Raft core: no clock (time comes
 /// with each call), no IO (it emits [`Command`]s), randomness only from the
@@ -60,6 +64,20 @@ pub struct GossipNode<V: Verify> {
     /// Hops from the voters of recent pushes (a moving average, in
     /// sixteenths of a hop).
     pub(super) depth_x16: u32,
+    /// An eager link was lost since the last graft: the next repair
+    /// grafts, reconnecting the tree.
+    pub(super) eager_link_lost: bool,
+    /// Repairs started since the last message that arrived by push.
+    pub(super) repairs_in_a_row: u32,
+    /// Gossip node: voters that pushed to it, with the watermark last
+    /// announced to each: they hear it like neighbours do, so that a voter
+    /// knows whether its push arrived.
+    /// Invariant: at most [`FEEDING_VOTERS_MAX`] entries.
+    pub(super) feeding_voters: BTreeMap<PeerAddr, (MessageId, u64)>,
+    /// Voter only: its recent publications `(id, pushed_at_us, pushes)`
+    /// not yet confirmed by the entry. Invariant: at most
+    /// `cache_messages_max` entries, ids increasing.
+    pub(super) unconfirmed: std::collections::VecDeque<(MessageId, u64, u32)>,
     /// Voter only: log reads in flight for pulls.
     /// Invariant: at most `voter_reads_inflight_max`.
     pub(super) reads_inflight: usize,
@@ -126,7 +144,11 @@ impl<V: Verify> GossipNode<V> {
             cache: MessageCache::new(config.cache_messages_max, config.cache_bytes_max),
             repair: Repair::new(start.delivered),
             depth_x16: 0,
+            eager_link_lost: false,
+            repairs_in_a_row: 0,
             reads_inflight: 0,
+            feeding_voters: BTreeMap::new(),
+            unconfirmed: std::collections::VecDeque::new(),
             delivering: Vec::new(),
             handed_over: start.delivered,
             commands: Vec::new(),
@@ -234,8 +256,8 @@ impl<V: Verify> GossipNode<V> {
         let mut deadline = self.membership.next_deadline_us();
         let status_us = self.config.status_interval_ms * 1_000;
         let watermark = match self.kind {
-            PeerKind::Voter => self.committed,
-            PeerKind::Gossip => self.order.delivered(),
+            PeerKind::Voter => (self.committed, 0),
+            PeerKind::Gossip => (self.order.delivered(), self.order.above_bitmap()),
         };
         let wanted = match self.kind {
             PeerKind::Voter => self.config.voter_fanout,
@@ -246,10 +268,15 @@ impl<V: Verify> GossipNode<V> {
         }
         for (_, link) in self.links.iter() {
             deadline = deadline.min(link.announced_us + status_us);
-            let lazy = !link.eager || self.kind == PeerKind::Voter;
-            if lazy && link.announced < watermark {
+            if link.announced != watermark {
                 deadline = deadline.min(self.next_lazy_flush_us);
             }
+        }
+        if self.feeding_voters.values().any(|&a| a != watermark) {
+            deadline = deadline.min(self.next_lazy_flush_us);
+        }
+        if let Some(&(_, pushed_at, _)) = self.unconfirmed.front() {
+            deadline = deadline.min(pushed_at + self.config.graft_timeout_ms * 1_000);
         }
         if self.kind == PeerKind::Gossip
             && let Some((first, _)) = self.order.first_gap(self.repair.known_max())
@@ -274,6 +301,8 @@ impl<V: Verify> GossipNode<V> {
             assert!(!self.links.contains(*peer), "request to a link");
         }
         assert!(self.reads_inflight <= self.config.voter_reads_inflight_max);
+        assert!(self.feeding_voters.len() <= FEEDING_VOTERS_MAX);
+        assert!(self.unconfirmed.len() <= self.config.cache_messages_max);
         let mut expected = self.handed_over;
         for message in &self.delivering {
             expected += 1;
@@ -294,11 +323,12 @@ impl<V: Verify> GossipNode<V> {
         match self.kind {
             PeerKind::Gossip => {
                 self.maintain_neighbors();
-                self.announce(self.order.delivered());
+                self.announce();
             }
             PeerKind::Voter => {
                 self.maintain_downstream();
-                self.announce(self.committed);
+                self.announce();
+                self.confirm_publications();
             }
         }
     }
@@ -317,9 +347,16 @@ impl<V: Verify> GossipNode<V> {
             }
             Wire::Neighbor { urgent } => self.on_neighbor(from, urgent),
             Wire::NeighborReply { accepted } => self.on_neighbor_reply(from, accepted),
-            Wire::Disconnect => self.drop_link(from),
-            Wire::Push { message, hops } => self.on_push(from, message, hops),
-            Wire::IHave { delivered } => self.on_ihave(from, delivered),
+            Wire::Disconnect => {
+                self.drop_link(from);
+                self.feeding_voters.remove(&from);
+            }
+            Wire::Push {
+                message,
+                hops,
+                repair,
+            } => self.on_push(from, message, hops, repair),
+            Wire::IHave { delivered, above } => self.on_ihave(from, delivered, above),
             Wire::Graft { from: first, to } => self.on_graft(from, first, to),
             Wire::Prune => {
                 self.links.set_eager(from, false);
@@ -360,8 +397,12 @@ impl<V: Verify> GossipNode<V> {
     /// Sends the watermark to links that need it: lazy links (every link
     /// of a voter) when it moved, at most once per lazy flush interval;
     /// every link once per status interval.
-    fn announce(&mut self, watermark: MessageId) {
+    fn announce(&mut self) {
         let now = self.now_us;
+        let watermark = match self.kind {
+            PeerKind::Voter => (self.committed, 0),
+            PeerKind::Gossip => (self.order.delivered(), self.order.above_bitmap()),
+        };
         let status_us = self.config.status_interval_ms * 1_000;
         let flush = now >= self.next_lazy_flush_us;
         let mut flushed = false;
@@ -369,9 +410,7 @@ impl<V: Verify> GossipNode<V> {
             .links
             .iter()
             .filter(|(_, link)| {
-                let lazy = !link.eager || self.kind == PeerKind::Voter;
-                (flush && lazy && link.announced < watermark)
-                    || now >= link.announced_us + status_us
+                (flush && link.announced != watermark) || now >= link.announced_us + status_us
             })
             .map(|(peer, _)| peer)
             .collect();
@@ -379,7 +418,7 @@ impl<V: Verify> GossipNode<V> {
             if self
                 .links
                 .get(peer)
-                .is_some_and(|l| l.announced < watermark)
+                .is_some_and(|l| l.announced != watermark)
             {
                 flushed = true;
             }
@@ -387,12 +426,45 @@ impl<V: Verify> GossipNode<V> {
             self.send(
                 peer,
                 Wire::IHave {
-                    delivered: watermark,
+                    delivered: watermark.0,
+                    above: watermark.1,
                 },
             );
+        }
+        if flush {
+            let voters: Vec<PeerAddr> = self
+                .feeding_voters
+                .iter()
+                .filter(|&(_, &announced)| announced != watermark)
+                .map(|(&voter, _)| voter)
+                .collect();
+            for voter in voters {
+                flushed = true;
+                self.feeding_voters.insert(voter, watermark);
+                self.send(
+                    voter,
+                    Wire::IHave {
+                        delivered: watermark.0,
+                        above: watermark.1,
+                    },
+                );
+            }
         }
         if flushed {
             self.next_lazy_flush_us = now + self.config.lazy_flush_interval_ms * 1_000;
         }
+    }
+
+    /// Remembers a voter that pushed to this node.
+    pub(super) fn feeding_voter(&mut self, voter: PeerAddr) {
+        if self.feeding_voters.contains_key(&voter) {
+            return;
+        }
+        if self.feeding_voters.len() == FEEDING_VOTERS_MAX
+            && let Some(&oldest) = self.feeding_voters.keys().next()
+        {
+            self.feeding_voters.remove(&oldest);
+        }
+        self.feeding_voters.insert(voter, (0, 0));
     }
 }

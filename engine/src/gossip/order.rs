@@ -115,6 +115,21 @@ impl ReorderBuffer {
         ready
     }
 
+    /// Which of the 64 ids after the watermark are buffered: bit `i` for
+    /// id `delivered + 1 + i`.
+    pub fn above_bitmap(&self) -> u64 {
+        let mut bits = 0u64;
+        let last = self.delivered.saturating_add(64);
+        for &id in self
+            .pending
+            .range(self.delivered + 1..=last)
+            .map(|(id, _)| id)
+        {
+            bits |= 1 << (id - self.delivered - 1);
+        }
+        bits
+    }
+
     /// A buffered message (to serve a graft or a pull).
     pub fn get(&self, id: MessageId) -> Option<&GossipMessage> {
         self.pending.get(&id)

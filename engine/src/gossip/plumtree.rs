@@ -20,10 +20,21 @@ pub struct Link {
     pub eager: bool,
     /// The peer said it holds every message up to this id.
     pub peer_delivered: MessageId,
-    /// The watermark last announced to the peer.
-    pub announced: MessageId,
+    /// ... and these of the next 64 (see [`super::Wire::IHave`]).
+    pub peer_above: u64,
+    /// The watermark and bitmap last announced to the peer.
+    pub announced: (MessageId, u64),
     /// When it was announced.
     pub announced_us: u64,
+}
+
+impl Link {
+    /// Whether the peer said it holds `id`.
+    pub fn holds(&self, id: MessageId) -> bool {
+        id <= self.peer_delivered
+            || (id - self.peer_delivered <= 64
+                && self.peer_above & (1 << (id - self.peer_delivered - 1)) != 0)
+    }
 }
 
 /// A node's neighbours (on a voter: the gossip nodes it feeds).
@@ -82,7 +93,8 @@ impl Links {
             Link {
                 eager: true,
                 peer_delivered: 0,
-                announced: 0,
+                peer_above: 0,
+                announced: (0, 0),
                 announced_us: now_us,
             },
         );
@@ -105,17 +117,24 @@ impl Links {
         }
     }
 
-    /// Records the peer's announced watermark.
-    pub fn peer_delivered(&mut self, peer: PeerAddr, delivered: MessageId) {
-        if let Some(link) = self.links.get_mut(&peer) {
-            link.peer_delivered = link.peer_delivered.max(delivered);
+    /// Records the peer's announced watermark and bitmap (an older
+    /// watermark than the one known is ignored: it was overtaken).
+    pub fn peer_delivered(&mut self, peer: PeerAddr, delivered: MessageId, above: u64) {
+        if let Some(link) = self.links.get_mut(&peer)
+            && delivered >= link.peer_delivered
+        {
+            if delivered > link.peer_delivered {
+                link.peer_above = 0;
+            }
+            link.peer_delivered = delivered;
+            link.peer_above |= above;
         }
     }
 
     /// Records an announcement to the peer.
-    pub fn announced(&mut self, peer: PeerAddr, delivered: MessageId, now_us: u64) {
+    pub fn announced(&mut self, peer: PeerAddr, announced: (MessageId, u64), now_us: u64) {
         if let Some(link) = self.links.get_mut(&peer) {
-            link.announced = delivered;
+            link.announced = announced;
             link.announced_us = now_us;
         }
     }
@@ -134,11 +153,16 @@ impl Links {
         self.links.iter().map(|(&peer, link)| (peer, link))
     }
 
+    /// Whether `peer` said it holds `id`.
+    pub fn holds(&self, peer: PeerAddr, id: MessageId) -> bool {
+        self.links.get(&peer).is_some_and(|link| link.holds(id))
+    }
+
     /// Peers that said they hold `id`, in address order.
     pub fn holding(&self, id: MessageId) -> Vec<PeerAddr> {
         self.links
             .iter()
-            .filter(|(_, link)| link.peer_delivered >= id)
+            .filter(|(_, link)| link.holds(id))
             .map(|(&peer, _)| peer)
             .collect()
     }
@@ -185,10 +209,15 @@ mod tests {
     fn watermarks_only_grow() {
         let mut links = Links::new(4);
         links.add(peer(1), 0);
-        links.peer_delivered(peer(1), 10);
-        links.peer_delivered(peer(1), 4);
+        links.peer_delivered(peer(1), 10, 0);
+        links.peer_delivered(peer(1), 4, 0);
         assert_eq!(links.get(peer(1)).unwrap().peer_delivered, 10);
         assert_eq!(links.holding(10), vec![peer(1)]);
         assert!(links.holding(11).is_empty());
+        // Held above the watermark: ids 12 and 14.
+        links.peer_delivered(peer(1), 10, 0b1010);
+        assert_eq!(links.holding(12), vec![peer(1)]);
+        assert_eq!(links.holding(14), vec![peer(1)]);
+        assert!(links.holding(13).is_empty() && links.holding(75).is_empty());
     }
 }

@@ -20,6 +20,8 @@ const KNOWN_RANGES_MAX: usize = 64;
 pub struct Repair {
     /// The highest id known to exist.
     known_max: MessageId,
+    /// Every id up to here was delivered.
+    delivered: MessageId,
     /// `(last, since_us)`: the ids after the previous entry's `last` up to
     /// `last` have been known since `since_us`.
     /// Invariant: `last` strictly increases, the final one is `known_max`,
@@ -38,6 +40,7 @@ impl Repair {
     pub fn new(delivered: MessageId) -> Self {
         Self {
             known_max: delivered,
+            delivered,
             ..Self::default()
         }
     }
@@ -48,8 +51,31 @@ impl Repair {
     }
 
     /// Every id up to `id` exists, as of `since_us` (a time in the future
-    /// defers its repair).
+    /// defers its repair). Ids already known keep the earlier of the two
+    /// times: an announcement shortens the wait that a later id (which
+    /// only proves existence) set.
     pub fn learn(&mut self, id: MessageId, since_us: u64) {
+        if id <= self.delivered {
+            return;
+        }
+        let mut previous_last = self.delivered;
+        let mut split = None;
+        for (at, entry) in self.known.iter_mut().enumerate() {
+            if entry.0 <= id {
+                entry.1 = entry.1.min(since_us);
+                previous_last = entry.0;
+            } else {
+                if since_us < entry.1 && previous_last < id {
+                    split = Some(at);
+                }
+                break;
+            }
+        }
+        if let Some(at) = split
+            && self.known.len() < KNOWN_RANGES_MAX
+        {
+            self.known.insert(at, (id, since_us));
+        }
         if id <= self.known_max {
             return;
         }
@@ -66,6 +92,7 @@ impl Repair {
 
     /// Everything up to `delivered` has been delivered.
     pub fn delivered(&mut self, delivered: MessageId) {
+        self.delivered = self.delivered.max(delivered);
         while let Some(&(last, _)) = self.known.front() {
             if last > delivered {
                 break;
@@ -117,10 +144,42 @@ impl Repair {
         self.retry_at_us = retry_at_us;
     }
 
+    /// Nothing above `max` exists (a voter said so): forget higher ids.
+    pub fn clamp(&mut self, max: MessageId) {
+        let max = max.max(self.delivered);
+        if max >= self.known_max {
+            return;
+        }
+        self.known_max = max;
+        let mut since = None;
+        while let Some(&(last, at)) = self.known.back() {
+            if last <= max {
+                break;
+            }
+            since = Some(at);
+            self.known.pop_back();
+        }
+        let covered = self.known.back().map_or(self.delivered, |&(last, _)| last);
+        if let Some(since) = since
+            && covered < max
+        {
+            self.known.push_back((max, since));
+        }
+    }
+
+    /// The repair of `first_missing` failed in a way no other gossip peer
+    /// is likely to fix: count it as `attempts` tries and retry at once.
+    pub fn escalate(&mut self, first_missing: MessageId, attempts: u32, now_us: u64) {
+        if self.target == first_missing {
+            self.attempts = self.attempts.max(attempts);
+            self.retry_at_us = self.retry_at_us.min(now_us);
+        }
+    }
+
     /// Checks the invariants written on the fields.
     pub fn check(&self) {
         assert!(self.known.len() <= KNOWN_RANGES_MAX);
-        let mut previous = 0;
+        let mut previous = self.delivered;
         for &(last, _) in &self.known {
             assert!(last > previous, "known ranges not increasing");
             previous = last;
@@ -147,6 +206,32 @@ mod tests {
         assert_eq!(repair.due_at_us(6, 100), Some(2_100));
         repair.delivered(9);
         assert_eq!(repair.due_at_us(10, 100), None);
+    }
+
+    #[test]
+    fn an_announcement_shortens_the_wait_a_later_id_set() {
+        let mut repair = Repair::new(0);
+        repair.learn(9, 5_000);
+        repair.learn(4, 1_000);
+        repair.check();
+        assert_eq!(repair.due_at_us(1, 100), Some(1_100));
+        assert_eq!(repair.due_at_us(5, 100), Some(5_100));
+        repair.learn(9, 2_000);
+        assert_eq!(repair.due_at_us(5, 100), Some(2_100));
+        assert_eq!(repair.known_max(), 9);
+    }
+
+    #[test]
+    fn a_voter_clamps_what_a_liar_announced() {
+        let mut repair = Repair::new(0);
+        repair.learn(5, 100);
+        repair.learn(1_000_000, 200);
+        repair.clamp(8);
+        repair.check();
+        assert_eq!(repair.known_max(), 8);
+        assert_eq!(repair.due_at_us(6, 0), Some(200));
+        repair.delivered(8);
+        assert_eq!(repair.due_at_us(9, 0), None);
     }
 
     #[test]

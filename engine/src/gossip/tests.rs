@@ -104,6 +104,7 @@ fn push(id: MessageId) -> Wire {
     Wire::Push {
         message: signed(id),
         hops: 1,
+        repair: false,
     }
 }
 
@@ -143,11 +144,10 @@ fn plumtree_prune_a_duplicate_makes_the_link_lazy_and_it_then_gets_announcements
     let out = h.from(2, push(2));
     assert!(pushes(&sent(&out, 3)).is_empty());
     let out = h.advance_ms(25);
-    assert!(sent(&out, 3).contains(&Wire::IHave { delivered: 2 }));
-    assert!(
-        !sent(&out, 2).contains(&Wire::IHave { delivered: 2 }),
-        "eager link"
-    );
+    assert!(sent(&out, 3).contains(&Wire::IHave {
+        delivered: 2,
+        above: 0
+    }));
 }
 
 #[test]
@@ -166,7 +166,13 @@ fn plumtree_graft_an_announced_message_that_does_not_arrive_is_grafted() {
     h.from(3, Wire::Prune);
     h.from(2, Wire::Prune);
     // Link 3 announces ids up to 2; nothing arrives by the tree.
-    h.from(3, Wire::IHave { delivered: 2 });
+    h.from(
+        3,
+        Wire::IHave {
+            delivered: 2,
+            above: 0,
+        },
+    );
     let out = h.advance_ms(config().graft_timeout_ms - 1);
     assert!(
         !sent(&out, 3)
@@ -195,19 +201,34 @@ fn plumtree_graft_received_makes_the_link_eager_and_sends_the_messages() {
 }
 
 #[test]
-fn gap_detection_out_of_order_ids_wait_and_a_late_gap_is_repaired_by_pulls_then_a_voter() {
+fn gap_detection_out_of_order_ids_wait_and_a_gap_is_pulled_then_pulled_from_a_voter() {
     let mut h = Harness::gossip(0);
     h.link(&[2, 3]);
     let out = h.from(2, push(3));
     assert!(delivered_ids(&out).is_empty(), "3 waits for 1 and 2");
     let out = h.from(2, push(1));
     assert_eq!(delivered_ids(&out), vec![1]);
-    // Id 2 is known to exist (3 arrived) but no neighbour announced it,
-    // and no voter is known yet: nothing to ask.
-    h.from(3, Wire::IHave { delivered: 3 });
-    let out = h.advance_ms(config().graft_timeout_ms);
-    assert!(sent(&out, 3).contains(&Wire::Graft { from: 2, to: 2 }));
-    // The graft goes unanswered: the next attempts are pulls.
+    // Neighbour 3 announces it holds 2 (and 3, buffered above its
+    // watermark 2 would be bit 0). The tree is intact (both links eager),
+    // so the repair is a pull, not a graft.
+    h.from(
+        3,
+        Wire::IHave {
+            delivered: 2,
+            above: 0,
+        },
+    );
+    let out = h.advance_ms(config().graft_timeout_ms - 1);
+    assert!(
+        sent(&out, 3)
+            .iter()
+            .all(|w| !matches!(w, Wire::Pull { .. }))
+    );
+    // (plus a little per hop of depth: pushes came one hop from a voter)
+    let out = h.advance_ms(2);
+    assert!(sent(&out, 3).contains(&Wire::Pull { from: 2, to: 2 }));
+    assert_eq!(h.node.links(), vec![(addr(2), true), (addr(3), true)]);
+    // Unanswered: it is asked again (the only holder).
     let out = h.advance_ms(config().repair_timeout_ms);
     assert!(sent(&out, 3).contains(&Wire::Pull { from: 2, to: 2 }));
     let out = h.from(
@@ -219,6 +240,94 @@ fn gap_detection_out_of_order_ids_wait_and_a_late_gap_is_repaired_by_pulls_then_
     );
     assert_eq!(delivered_ids(&out), vec![2, 3]);
     assert_eq!(h.node.delivered(), 3);
+    // The pulled message goes on to the neighbour that has not announced
+    // it, flagged as a repair (a duplicate of it prunes nothing).
+    assert!(sent(&out, 2).contains(&Wire::Push {
+        message: signed(2),
+        hops: 1,
+        repair: true
+    }));
+    assert!(pushes(&sent(&out, 3)).is_empty(), "3 announced it");
+}
+
+#[test]
+fn ihave_bitmap_names_messages_held_above_a_gap() {
+    let mut h = Harness::gossip(0);
+    h.link(&[2, 3]);
+    h.from(2, Wire::Prune);
+    h.from(3, Wire::Prune);
+    h.from(2, push(3));
+    // 1 and 2 missing, 3 buffered: the announcement (to the lazy link;
+    // the push made link 2 eager again) says so.
+    let out = h.advance_ms(1);
+    assert!(sent(&out, 3).contains(&Wire::IHave {
+        delivered: 0,
+        above: 0b100
+    }));
+    // A neighbour holding 2 above its own gap at 1 is a holder of 2.
+    h.from(
+        3,
+        Wire::IHave {
+            delivered: 1,
+            above: 0b1,
+        },
+    );
+    h.from(
+        2,
+        Wire::IHave {
+            delivered: 1,
+            above: 0,
+        },
+    );
+    let out = h.advance_ms(config().repair_timeout_ms + config().graft_timeout_ms);
+    let asked: Vec<Wire> = sent(&out, 2).into_iter().chain(sent(&out, 3)).collect();
+    assert!(
+        asked
+            .iter()
+            .any(|w| matches!(w, Wire::Graft { from: 1, .. } | Wire::Pull { from: 1, .. })),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn a_duplicate_repair_push_prunes_nothing() {
+    let mut h = Harness::gossip(0);
+    h.link(&[2, 3]);
+    h.from(2, push(1));
+    let out = h.from(
+        3,
+        Wire::Push {
+            message: signed(1),
+            hops: 0,
+            repair: true,
+        },
+    );
+    assert!(sent(&out, 3).is_empty());
+    assert!(h.node.links().contains(&(addr(3), true)));
+}
+
+#[test]
+fn a_voter_pushes_again_what_its_entry_does_not_confirm() {
+    let mut h = Harness::new(PeerKind::Voter, 0);
+    // SWIM does not run in this harness, so gossip node 5 is made the
+    // voter's fed link and entry by hand.
+    h.node.links.add(addr(5), 0);
+    h.node.entry = Some(addr(5));
+    let out = h.step(Event::Publish(signed(1)));
+    assert_eq!(pushes(&sent(&out, 5)), vec![1]);
+    // No confirmation within the graft timeout: pushed again.
+    let out = h.advance_ms(config().graft_timeout_ms);
+    assert_eq!(pushes(&sent(&out, 5)), vec![1]);
+    // Confirmed: never again.
+    h.from(
+        5,
+        Wire::IHave {
+            delivered: 1,
+            above: 0,
+        },
+    );
+    let out = h.advance_ms(config().graft_timeout_ms * 3);
+    assert!(pushes(&sent(&out, 5)).is_empty());
 }
 
 #[test]
@@ -238,6 +347,7 @@ fn forged_messages_are_rejected_never_delivered_nor_forwarded() {
             Wire::Push {
                 message: forged,
                 hops: 1,
+                repair: false,
             },
         );
         assert!(pushes(&sent(&out, 3)).is_empty(), "forwarded a forgery");
@@ -277,6 +387,7 @@ fn untrusted_ranges_and_oversized_messages_never_panic() {
         2,
         Wire::IHave {
             delivered: u64::MAX,
+            above: u64::MAX,
         },
     );
     h.from(2, Wire::Membership(Bytes::from_static(b"\x07garbage")));
@@ -287,6 +398,7 @@ fn untrusted_ranges_and_oversized_messages_never_panic() {
         Wire::Push {
             message: huge,
             hops: 0,
+            repair: false,
         },
     );
     assert!(delivered_ids(&out).is_empty());

@@ -21,7 +21,65 @@ impl<V: Verify> GossipNode<V> {
             self.maintain_downstream();
         }
         if let Some(entry) = self.entry {
-            self.send(entry, Wire::Push { message, hops: 0 });
+            if self.unconfirmed.len() == self.config.cache_messages_max {
+                self.unconfirmed.pop_front();
+            }
+            self.unconfirmed.push_back((message.id, self.now_us, 1));
+            self.send(
+                entry,
+                Wire::Push {
+                    message,
+                    hops: 0,
+                    repair: false,
+                },
+            );
+        }
+    }
+
+    /// The entry of the tree reports what it holds; a publication it does
+    /// not hold a graft timeout after its push is pushed again (to another
+    /// fed node after the second try): a lost first hop would otherwise
+    /// leave every gossip node to find the message missing and pull it
+    /// from a voter by itself.
+    pub(super) fn confirm_publications(&mut self) {
+        let timeout = self.config.graft_timeout_ms * 1_000;
+        let now = self.now_us;
+        let mut again = Vec::new();
+        let mut kept = std::collections::VecDeque::new();
+        while let Some((id, pushed_at, pushes)) = self.unconfirmed.pop_front() {
+            let held = self.links.iter().any(|(_, link)| link.holds(id));
+            if held || pushes > self.config.repair_peer_attempts {
+                continue;
+            }
+            if now >= pushed_at + timeout {
+                again.push(id);
+                kept.push_back((id, now, pushes + 1));
+            } else {
+                kept.push_back((id, pushed_at, pushes));
+            }
+        }
+        kept.make_contiguous()
+            .sort_unstable_by_key(|&(_, at, _)| at);
+        self.unconfirmed = kept;
+        for id in again {
+            let Some(message) = self.cache.get(id).cloned() else {
+                continue;
+            };
+            let links: Vec<PeerAddr> = self.links.iter().map(|(peer, _)| peer).collect();
+            let target = match self.entry {
+                Some(entry) if self.rng.chance(1, 2) => Some(entry),
+                _ => self.pick(&links),
+            };
+            if let Some(target) = target {
+                self.send(
+                    target,
+                    Wire::Push {
+                        message,
+                        hops: 0,
+                        repair: false,
+                    },
+                );
+            }
         }
     }
 
@@ -47,7 +105,7 @@ impl<V: Verify> GossipNode<V> {
                 let at = self.rng.range(0, candidates.len() as u64) as usize;
                 let peer = candidates.swap_remove(at);
                 self.links.add(peer, now);
-                self.links.announced(peer, 0, 0);
+                self.links.announced(peer, (0, 0), 0);
             }
         }
         if self.entry.is_none() {

@@ -458,6 +458,7 @@ impl World {
             Wire::Push {
                 message: forged,
                 hops: 1,
+                repair: self.rng.chance(1, 2),
             }
         } else {
             Wire::PullReply {
@@ -505,12 +506,27 @@ impl World {
         match command {
             Command::Send { to, message } => {
                 self.checker.sent(&self.nodes[node].name, &message)?;
+                let peer = to;
                 let Some(&to) = self.by_addr.get(&to) else {
                     return Err(format!(
                         "{} sent to unknown address {to}",
                         self.nodes[node].name
                     ));
                 };
+                if self.nodes[to].core.is_none() {
+                    // A crashed process's port refuses the connection: the
+                    // transport reports it after about a round trip.
+                    let (low, high) = self.plan.delay_us;
+                    let at = self.now + 2 * self.rng.range(low, high);
+                    self.schedule(
+                        at,
+                        What::Local {
+                            node,
+                            event: Event::Unreachable { peer },
+                        },
+                    );
+                    return Ok(());
+                }
                 if let Fate::Delivered(delays) =
                     self.network
                         .fate(&mut self.rng, node as u64 + 1, to as u64 + 1)
