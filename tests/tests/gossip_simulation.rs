@@ -7,7 +7,7 @@
 //! failure prints the seed and the command that replays it:
 //! `ORDO_GOSSIP_SEED=N cargo test -p ordo-tests --test gossip_simulation replay -- --ignored --nocapture`.
 //!
-//! `measure` (ignored; run it in release) prints the numbers recorded in
+//! `measure` (ignored) prints the numbers recorded in
 //! `docs/gossip.md`.
 
 use std::sync::Mutex;
@@ -98,7 +98,7 @@ fn replay() {
 /// The measurements of `docs/gossip.md`: 100 and 10 gossip nodes, with
 /// and without faults, a few seeds each.
 #[test]
-#[ignore = "measurement; run in release: cargo test --release -p ordo-tests --test gossip_simulation measure -- --ignored --nocapture"]
+#[ignore = "measurement: cargo test -p ordo-tests --test gossip_simulation measure -- --ignored --nocapture"]
 fn measure() {
     let seeds = env_u64("ORDO_GOSSIP_MEASURE_SEEDS", 3);
     println!(

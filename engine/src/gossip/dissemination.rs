@@ -1,7 +1,7 @@
 //! Plumtree on a gossip node (eager push, lazy announcements, graft and
 //! prune) and the anti-entropy that makes delivery complete: a gap in the
-//! dense ids is repaired by a graft, then pulls from peers, then a pull
-//! from a voter.
+//! dense ids is pulled from neighbours that announced it (or grafted, when
+//! the tree looks broken), then from a voter.
 
 use ordo_storage::MessageId;
 

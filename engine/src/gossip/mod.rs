@@ -27,9 +27,13 @@
 //!   dense;
 //! - **order** ([`order`]): the delivered watermark and a bounded reorder
 //!   buffer, which together are the dedup set;
-//! - **repair** ([`repair`]): any gap in the ids is grafted, then pulled
-//!   from peers, then from a voter, which serves any committed message
-//!   from its log.
+//! - **repair** ([`repair`]): any gap in the ids is pulled from a
+//!   neighbour that announced the ids (grafted instead when the tree looks
+//!   broken), then from a voter, which serves any committed message from
+//!   its log; a repaired message is passed on to the neighbours below.
+//!
+//! Where and why this departs from Plumtree, and what it measured:
+//! `docs/gossip.md`.
 //!
 //! Every message is checked by a [`Verify`] before it is buffered,
 //! delivered or forwarded; one that fails is logged and dropped.

@@ -76,7 +76,7 @@ pub struct GossipNode<V: Verify> {
     pub(super) feeding_voters: BTreeMap<PeerAddr, (MessageId, u64)>,
     /// Voter only: its recent publications `(id, pushed_at_us, pushes)`
     /// not yet confirmed by the entry. Invariant: at most
-    /// `cache_messages_max` entries, ids increasing.
+    /// `cache_messages_max` entries, in push time order.
     pub(super) unconfirmed: std::collections::VecDeque<(MessageId, u64, u32)>,
     /// Voter only: log reads in flight for pulls.
     /// Invariant: at most `voter_reads_inflight_max`.

@@ -201,7 +201,7 @@ fn plumtree_graft_received_makes_the_link_eager_and_sends_the_messages() {
 }
 
 #[test]
-fn gap_detection_out_of_order_ids_wait_and_a_gap_is_pulled_then_pulled_from_a_voter() {
+fn gap_detection_out_of_order_ids_wait_and_a_gap_is_pulled_from_a_neighbour_that_announced_it() {
     let mut h = Harness::gossip(0);
     h.link(&[2, 3]);
     let out = h.from(2, push(3));
