@@ -78,7 +78,7 @@ impl ReorderBuffer {
         }
         // The next id to deliver is always admitted: it leaves the buffer
         // at once, and refusing it could stall delivery for good.
-        if id == self.delivered + 1 {
+        if id == self.delivered.saturating_add(1) {
             return Admission::New;
         }
         if id - self.delivered > self.window || self.pending_bytes + size_bytes > self.bytes_max {
@@ -96,11 +96,11 @@ impl ReorderBuffer {
             Admission::New
         );
         let mut ready = Vec::new();
-        if message.id == self.delivered + 1 {
+        if message.id == self.delivered.saturating_add(1) {
             self.delivered += 1;
             ready.push(message);
             while let Some(entry) = self.pending.first_entry() {
-                if *entry.key() != self.delivered + 1 {
+                if *entry.key() != self.delivered.saturating_add(1) {
                     break;
                 }
                 let next = entry.remove();
@@ -122,7 +122,7 @@ impl ReorderBuffer {
         let last = self.delivered.saturating_add(64);
         for &id in self
             .pending
-            .range(self.delivered + 1..=last)
+            .range(self.delivered.saturating_add(1)..=last)
             .map(|(id, _)| id)
         {
             bits |= 1 << (id - self.delivered - 1);
@@ -141,7 +141,7 @@ impl ReorderBuffer {
         if known_max <= self.delivered {
             return None;
         }
-        let from = self.delivered + 1;
+        let from = self.delivered.saturating_add(1);
         let end = match self.pending.keys().next() {
             Some(&first) => (first - 1).min(known_max),
             None => known_max,
@@ -155,7 +155,7 @@ impl ReorderBuffer {
         for (&id, message) in &self.pending {
             assert_eq!(id, message.id);
             assert!(
-                id > self.delivered + 1 && id - self.delivered <= self.window,
+                id > self.delivered.saturating_add(1) && id - self.delivered <= self.window,
                 "pending id {id} outside the window above {}",
                 self.delivered
             );
