@@ -11,4 +11,5 @@ pub mod cli;
 pub mod client;
 pub mod core;
 pub mod node;
+pub mod gossip;
 pub mod testkit;

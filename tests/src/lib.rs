@@ -4,4 +4,5 @@
 
 #![warn(missing_docs)]
 
+pub mod gossip_sim;
 pub mod sim;
