@@ -13,3 +13,4 @@ pub mod core;
 pub mod node;
 pub mod gossip;
 pub mod testkit;
+pub mod token;
