@@ -223,7 +223,10 @@ impl NodeConfig {
         if self.runtime.input_queue_max < 16 {
             return Err(field("runtime.input_queue_max", "must be at least 16"));
         }
-        parse_fsync(&self.storage.fsync).map_err(|reason| field("storage.fsync", reason))?;
+        self.storage
+            .fsync
+            .parse::<ordo_storage::FsyncMode>()
+            .map_err(|e| field("storage.fsync", e.to_string()))?;
         match self.storage.kind.as_str() {
             "disk" | "memory" => {}
             other => return Err(field("storage.kind", format!("{other:?} is not `disk` or `memory`"))),
@@ -294,43 +297,6 @@ impl NodeConfig {
     }
 }
 
-/// How the log is made durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fsync {
-    /// Group commit: appends that arrive while an fsync runs share the next.
-    Always,
-    /// Wait up to this long to gather more appends into one fsync.
-    Group(std::time::Duration),
-    /// Never fsync. Benchmarks only: acknowledged writes may be lost.
-    None,
-}
-
-/// Parses `always`, `group:<n>us|ms` or `none`.
-pub fn parse_fsync(text: &str) -> Result<Fsync, String> {
-    match text {
-        "always" => Ok(Fsync::Always),
-        "none" => Ok(Fsync::None),
-        _ => {
-            let Some(delay) = text.strip_prefix("group:") else {
-                return Err(format!("{text:?} is not `always`, `group:<delay>` or `none`"));
-            };
-            let (number, unit) = delay.split_at(delay.find(|c: char| !c.is_ascii_digit()).unwrap_or(delay.len()));
-            let value: u64 = number
-                .parse()
-                .map_err(|_| format!("{text:?}: the delay must be a number followed by us or ms"))?;
-            let delay = match unit {
-                "us" => std::time::Duration::from_micros(value),
-                "ms" => std::time::Duration::from_millis(value),
-                _ => return Err(format!("{text:?}: the delay's unit must be us or ms")),
-            };
-            if delay > std::time::Duration::from_secs(1) {
-                return Err(format!("{text:?}: a group delay above 1 s defeats durability"));
-            }
-            Ok(Fsync::Group(delay))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,14 +331,4 @@ mod tests {
         assert!(NodeConfig::cluster(3, 65_500, 1).is_err());
     }
 
-    #[test]
-    fn fsync_modes_parse() {
-        assert_eq!(parse_fsync("always"), Ok(Fsync::Always));
-        assert_eq!(parse_fsync("none"), Ok(Fsync::None));
-        assert_eq!(parse_fsync("group:200us"), Ok(Fsync::Group(std::time::Duration::from_micros(200))));
-        assert_eq!(parse_fsync("group:2ms"), Ok(Fsync::Group(std::time::Duration::from_millis(2))));
-        assert!(parse_fsync("group:2s").is_err());
-        assert!(parse_fsync("group:").is_err());
-        assert!(parse_fsync("fast").is_err());
-    }
 }

@@ -514,9 +514,7 @@ impl<S: LogStore + 'static> Group<S> {
     fn apply(&mut self, apply: ApplyBatch) {
         let leader = self.raft.role() == Role::Leader;
         if leader {
-            self.certificates.sign_commit(&apply, self.raft.term(), &self.peers);
-        } else {
-            self.certificates.observe_commit(&apply);
+            self.certificates.sign_commit(&apply, self.raft.term(), &self.peers, self.raft.voters());
         }
         self.state_machine.apply(&apply);
         self.feed.applied_index.set(apply.last_index);

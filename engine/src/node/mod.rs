@@ -32,8 +32,7 @@ mod tokens;
 
 use bytes::Bytes;
 pub use config::{
-    Fsync, GOSSIP_PORT_OFFSET, NodeConfig, NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig,
-    StorageConfig, parse_fsync,
+    GOSSIP_PORT_OFFSET, NodeConfig, NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig, StorageConfig,
 };
 pub use group::node_status;
 use input::External;

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use ordo_net::transport::{ClientServer, ClientServerConfig, PeerTransport, TransportConfig};
 use ordo_storage::snapshot::SnapshotStore;
-use ordo_storage::{LogStore, MemLog};
+use ordo_storage::{DiskLog, DiskLogConfig, FsyncMode, LogStore, MemLog};
 
 use super::clock::Clock;
 use super::config::NodeConfig;
@@ -173,6 +173,15 @@ where
     let config = Rc::new(config);
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    // glommio decides per thread, from the first file it opens, whether
+    // reads may poll; make that first file a non-empty one (docs/storage.md).
+    ordo_storage::disk::prime_iopoll_probe(&config.data_dir)
+        .await
+        .map_err(|e| format!("cannot probe the disk under {}: {e}", config.data_dir.display()))?;
+    let disk_log = match config.storage.kind.as_str() {
+        "memory" => None,
+        _ => Some(open_disk_log(&config).await?),
+    };
     let snapshot_dir: PathBuf = config.data_dir.join("snapshots");
     let snapshot_store = SnapshotStore::open(&snapshot_dir)
         .await
@@ -202,7 +211,7 @@ where
             drive(MemLog::new(), parts).await
         }
         _ => {
-            let store = open_disk_log(&config).await?;
+            let store = disk_log.expect("opened above");
             let parts = Parts {
                 config,
                 machine,
@@ -322,9 +331,19 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
 }
 
 /// The durable log in `data_dir/log`.
-async fn open_disk_log(config: &NodeConfig) -> Result<MemLog, String> {
-    Err(format!(
-        "invalid config field storage.kind: the disk log is not built into this binary yet (data_dir {})",
-        config.data_dir.display()
-    ))
+async fn open_disk_log(config: &NodeConfig) -> Result<DiskLog, String> {
+    let fsync_mode: FsyncMode = config
+        .storage
+        .fsync
+        .parse()
+        .map_err(|e| format!("invalid config field storage.fsync: {e}"))?;
+    let log_config = DiskLogConfig {
+        segment_bytes_max: config.storage.segment_bytes,
+        fsync_mode,
+        ..DiskLogConfig::default()
+    };
+    let dir = config.data_dir.join("log");
+    DiskLog::open(&dir, log_config)
+        .await
+        .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))
 }

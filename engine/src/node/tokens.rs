@@ -1,42 +1,261 @@
-//! Commit certificates and tokens at runtime (filled in with
-//! `ordo_engine::token` once it lands).
+//! Commit certificates at runtime: the leader signs one statement per
+//! commit advance (`crate::token`), answers its proposers with tokens cut
+//! from it, and replicates the signed statement to every voter, which
+//! stores it so that it can hand out tokens for any committed entry
+//! (`ordo log`, gossip) by rebuilding the Merkle path from the log.
+//!
+//! Statements are kept in memory (one per commit advance) and appended to
+//! `data_dir/certificates` without fsync: a statement lost in a power
+//! failure only means that node cannot serve tokens for those entries; the
+//! entries themselves are safe.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
 
 use bytes::Bytes;
-use ordo_net::{Certificate, Committed, ForwardResults};
-use ordo_storage::{EntryView, LogStore};
+use ordo_net::{Certificate, Committed, ForwardResults, PeerMessage};
+use ordo_storage::{Index, LogStore, NodeId};
 
 use super::config::NodeConfig;
 use super::peers::Peers;
 use crate::core::ApplyBatch;
+use crate::token::{ClusterKeys, CommitProof, MerkleTree, NodeKey, SignedStatement, Signer, Token, TokenHash, entry_leaf};
 
-/// The node's certificates.
-pub struct Certificates {}
+/// Proofs kept to cut tokens for just-committed entries without rehashing.
+const RECENT_PROOFS_MAX: usize = 256;
+/// Tokens from forwarded answers waiting for their proposer's answer.
+const FORWARDED_TOKENS_MAX: usize = 65_536;
+/// The certificates file's name in the data directory.
+pub const CERTIFICATES_FILE: &str = "certificates";
+
+/// A node's certificates. Lives on the group's shard.
+pub struct Certificates {
+    id: NodeId,
+    signer: Option<Signer>,
+    /// Statements this node holds, by last index.
+    statements: RefCell<BTreeMap<Index, SignedStatement>>,
+    recent: RefCell<VecDeque<CommitProof>>,
+    forwarded: RefCell<HashMap<Index, Vec<u8>>>,
+    forwarded_order: RefCell<VecDeque<Index>>,
+    /// The tree of the statement last used to serve a token (readers walk
+    /// the log in order, so consecutive entries share it).
+    tree: RefCell<Option<(Index, MerkleTree<TokenHash>)>>,
+    file: RefCell<Option<std::fs::File>>,
+}
+
+/// An encoded statement for the wire or the file: a token with no path.
+fn encode_statement(signed: &SignedStatement) -> Vec<u8> {
+    Token {
+        signed: *signed,
+        path: Vec::new(),
+    }
+    .to_bytes()
+}
+
+fn decode_statement(bytes: &[u8]) -> Option<SignedStatement> {
+    Token::from_bytes(bytes).ok().map(|token| token.signed)
+}
 
 impl Certificates {
-    /// Opens the certificate store of `config`'s node.
-    pub fn open(_config: &NodeConfig) -> Result<Self, String> {
-        Ok(Self {})
+    /// Loads the node's key and the cluster's keys named by `config`, and
+    /// the statements stored in its data directory. A node without a key
+    /// file signs nothing (its tokens come from other leaders).
+    pub fn open(config: &NodeConfig) -> Result<Self, String> {
+        let key_path = NodeKey::path_in(&config.data_dir);
+        let signer = if key_path.exists() {
+            let key = NodeKey::load(&key_path).map_err(|e| e.to_string())?;
+            let keys_path = config
+                .keys_file
+                .clone()
+                .ok_or_else(|| format!("invalid config field keys_file: {} has a key, so keys_file is needed", config.data_dir.display()))?;
+            let keys = ClusterKeys::load(&keys_path).map_err(|e| e.to_string())?;
+            match keys.get(config.id) {
+                Some(public) if *public == key.public_key() => {}
+                _ => {
+                    return Err(format!(
+                        "invalid config field keys_file: {} does not list node {}'s public key from {}",
+                        keys_path.display(),
+                        config.id,
+                        key_path.display()
+                    ));
+                }
+            }
+            Some(Signer::new(keys.cluster_id(), config.id, key))
+        } else {
+            tracing::warn!(id = config.id, path = %key_path.display(), "no node key: this node will not sign commit statements");
+            None
+        };
+        let path: PathBuf = config.data_dir.join(CERTIFICATES_FILE);
+        let mut statements = BTreeMap::new();
+        if let Ok(bytes) = std::fs::read(&path) {
+            let record = encode_statement(&SignedStatement {
+                statement: crate::token::Statement {
+                    cluster_id: crate::token::ClusterId([0; 16]),
+                    term: 1,
+                    leader_id: 1,
+                    first_index: 1,
+                    last_index: 1,
+                    root: [0; 32],
+                },
+                signature: [0; 64],
+            })
+            .len();
+            for chunk in bytes.chunks_exact(record) {
+                match decode_statement(chunk) {
+                    Some(signed) => {
+                        statements.insert(signed.statement.last_index, signed);
+                    }
+                    None => break,
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(Self {
+            id: config.id,
+            signer,
+            statements: RefCell::new(statements),
+            recent: RefCell::default(),
+            forwarded: RefCell::default(),
+            forwarded_order: RefCell::default(),
+            tree: RefCell::default(),
+            file: RefCell::new(Some(file)),
+        })
     }
 
-    /// Leader: signs the entries of a commit advance.
-    pub fn sign_commit(&self, _apply: &ApplyBatch, _term: u64, _peers: &Peers) {}
-
-    /// Follower: notes a commit advance.
-    pub fn observe_commit(&self, _apply: &ApplyBatch) {}
-
-    /// A certificate from the leader.
-    pub fn received(&self, _certificate: Certificate) {}
-
-    /// Tokens the leader attached to forwarded answers.
-    pub fn absorb_forward_tokens(&self, _results: &ForwardResults) {}
-
-    /// The token of a just-committed entry.
-    pub fn token_for(&self, _committed: &Committed) -> Option<Vec<u8>> {
-        None
+    fn store(&self, signed: SignedStatement) {
+        if let Some(file) = self.file.borrow_mut().as_mut() {
+            if let Err(error) = file.write_all(&encode_statement(&signed)) {
+                tracing::warn!(id = self.id, %error, "cannot store a commit statement");
+            }
+        }
+        self.statements.borrow_mut().insert(signed.statement.last_index, signed);
     }
 
-    /// The token of any committed entry.
-    pub async fn token<S: LogStore>(&self, _store: &S, _entry: &EntryView<'_>) -> Result<Bytes, String> {
-        Err("tokens not available".into())
+    /// Leader: signs the entries of a commit advance (all of them, no-ops
+    /// included, so the statement covers a contiguous range) and sends the
+    /// signed statement to every voter.
+    pub fn sign_commit(&self, apply: &ApplyBatch, term: u64, peers: &Peers, voters: &[NodeId]) {
+        let Some(signer) = &self.signer else { return };
+        let proof = match signer.sign_entries(term, apply.entries()) {
+            Ok(proof) => proof,
+            Err(error) => {
+                tracing::error!(id = self.id, %error, "cannot sign a commit advance");
+                return;
+            }
+        };
+        let signed = *proof.signed();
+        self.store(signed);
+        let certificate = Certificate {
+            term,
+            statement: encode_statement(&signed),
+        };
+        for &voter in voters {
+            if voter != self.id {
+                let _ = peers.try_send(voter, PeerMessage::Certificate(certificate.clone()));
+            }
+        }
+        let mut recent = self.recent.borrow_mut();
+        recent.push_back(proof);
+        if recent.len() > RECENT_PROOFS_MAX {
+            recent.pop_front();
+        }
+    }
+
+    /// A voter stores a statement the leader replicated.
+    pub fn received(&self, certificate: Certificate) {
+        match decode_statement(&certificate.statement) {
+            Some(signed) => self.store(signed),
+            None => tracing::warn!(id = self.id, "malformed certificate from the leader ignored"),
+        }
+    }
+
+    /// A follower keeps the tokens the leader attached to forwarded
+    /// answers until its proposers are answered.
+    pub fn absorb_forward_tokens(&self, results: &ForwardResults) {
+        let mut forwarded = self.forwarded.borrow_mut();
+        let mut order = self.forwarded_order.borrow_mut();
+        for ((_, result), token) in results.results.iter().zip(&results.tokens) {
+            if let (Ok(committed), false) = (result, token.is_empty()) {
+                forwarded.insert(committed.index, token.clone());
+                order.push_back(committed.index);
+            }
+        }
+        while order.len() > FORWARDED_TOKENS_MAX {
+            if let Some(index) = order.pop_front() {
+                forwarded.remove(&index);
+            }
+        }
+    }
+
+    /// The encoded token of an entry that just committed (the leader's own
+    /// recent proofs, or a token the leader sent with a forwarded answer).
+    pub fn token_for(&self, committed: &Committed) -> Option<Vec<u8>> {
+        if let Some(token) = self.forwarded.borrow_mut().remove(&committed.index) {
+            return Some(token);
+        }
+        self.recent
+            .borrow()
+            .iter()
+            .rev()
+            .find(|proof| {
+                let statement = proof.statement();
+                statement.first_index <= committed.index && committed.index <= statement.last_index
+            })
+            .and_then(|proof| proof.token(committed.index))
+            .map(|token| token.to_bytes())
+    }
+
+    /// The token of any committed entry this node holds a statement for:
+    /// the statement's entries are read back and hashed into the path.
+    pub async fn token<S: LogStore>(&self, store: &S, entry: &ordo_storage::EntryView<'_>) -> Result<Bytes, String> {
+        let signed = {
+            let statements = self.statements.borrow();
+            let (_, signed) = statements
+                .range(entry.index..)
+                .next()
+                .ok_or_else(|| format!("no statement covers index {}", entry.index))?;
+            if signed.statement.first_index > entry.index {
+                return Err(format!("no statement covers index {}", entry.index));
+            }
+            *signed
+        };
+        let first = signed.statement.first_index;
+        let cached = matches!(&*self.tree.borrow(), Some((at, _)) if *at == first);
+        if !cached {
+            let last = signed.statement.last_index;
+            let mut leaves = Vec::with_capacity((last - first + 1) as usize);
+            let mut next = first;
+            while next <= last {
+                let batches = store.read(next, 1 << 20).await.map_err(|e| e.to_string())?;
+                if batches.is_empty() {
+                    return Err(format!("entry {next} is not in the log"));
+                }
+                for batch in &batches {
+                    for view in batch.entries() {
+                        if view.index == next && next <= last {
+                            leaves.push(entry_leaf::<TokenHash>(&view));
+                            next += 1;
+                        }
+                    }
+                }
+            }
+            let tree = MerkleTree::from_leaves(leaves).ok_or("empty statement")?;
+            if tree.root() != signed.statement.root {
+                return Err(format!("the log's entries {first}..={last} do not match their statement"));
+            }
+            *self.tree.borrow_mut() = Some((first, tree));
+        }
+        let tree = self.tree.borrow();
+        let (_, tree) = tree.as_ref().expect("cached above");
+        let path = tree
+            .path((entry.index - first) as usize)
+            .ok_or("entry outside its statement")?;
+        Ok(Bytes::from(Token { signed, path }.to_bytes()))
     }
 }
