@@ -94,14 +94,18 @@ fn codec(c: &mut Criterion) {
             PeerMessage::decode(&valid).unwrap()
         })
     });
-    let PeerMessage::Raft(Message::Append(decoded)) = PeerMessage::decode(&ValidFrame::validate(frame.clone(), 1 << 24).unwrap()).unwrap() else {
+    let PeerMessage::Raft(Message::Append(decoded)) =
+        PeerMessage::decode(&ValidFrame::validate(frame.clone(), 1 << 24).unwrap()).unwrap()
+    else {
         unreachable!()
     };
     group.bench_function("access_1000x64B", |b| {
         b.iter(|| {
             let mut sum = 0u64;
             for entry in decoded.batches[0].entries() {
-                sum = sum.wrapping_add(entry.id ^ entry.ts ^ u64::from(entry.payload[0]) ^ entry.payload.len() as u64);
+                sum = sum.wrapping_add(
+                    entry.id ^ entry.ts ^ u64::from(entry.payload[0]) ^ entry.payload.len() as u64,
+                );
             }
             sum
         })
@@ -110,7 +114,9 @@ fn codec(c: &mut Criterion) {
 }
 
 fn executor(core: usize, name: &str) -> LocalExecutorBuilder {
-    LocalExecutorBuilder::new(Placement::Fixed(core)).name(name).io_memory(IO_MEMORY_BYTES)
+    LocalExecutorBuilder::new(Placement::Fixed(core))
+        .name(name)
+        .io_memory(IO_MEMORY_BYTES)
 }
 
 /// Sends `count` copies of `message` from core 0 to core 1 through the
@@ -119,7 +125,12 @@ fn transport_run(message: PeerMessage, count: u64) -> Duration {
     let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
     let receiver = executor(1, "bench-rx")
         .spawn(move || async move {
-            let (transport, inbox) = PeerTransport::start(TransportConfig::new(CLUSTER, 2, "127.0.0.1:0".parse().unwrap())).unwrap();
+            let (transport, inbox) = PeerTransport::start(TransportConfig::new(
+                CLUSTER,
+                2,
+                "127.0.0.1:0".parse().unwrap(),
+            ))
+            .unwrap();
             addr_tx.send(transport.local_addr()).unwrap();
             let mut received = 0;
             while received < count {
@@ -140,7 +151,12 @@ fn transport_run(message: PeerMessage, count: u64) -> Duration {
     let addr = addr_rx.recv().unwrap();
     let sender = executor(0, "bench-tx")
         .spawn(move || async move {
-            let (transport, _inbox) = PeerTransport::start(TransportConfig::new(CLUSTER, 1, "127.0.0.1:0".parse().unwrap())).unwrap();
+            let (transport, _inbox) = PeerTransport::start(TransportConfig::new(
+                CLUSTER,
+                1,
+                "127.0.0.1:0".parse().unwrap(),
+            ))
+            .unwrap();
             transport.add_peer(2, addr).unwrap();
             while transport.peer_stats(2).unwrap().state != LinkState::Connected {
                 glommio::timer::sleep(Duration::from_micros(100)).await;
@@ -220,7 +236,9 @@ fn small_frame(frame_bytes: usize) -> PeerMessage {
 
 /// An AppendEntries of one batch whose frame is exactly `frame_bytes`.
 fn large_frame(frame_bytes: usize) -> PeerMessage {
-    let overhead = encode_to_vec(&append_of(batch_of(1, 0, 10)), 1 << 24).unwrap().len();
+    let overhead = encode_to_vec(&append_of(batch_of(1, 0, 10)), 1 << 24)
+        .unwrap()
+        .len();
     // rkyv stores the payload length in the entry: a few bytes may shift.
     let mut payload = frame_bytes - overhead;
     loop {
@@ -235,7 +253,10 @@ fn large_frame(frame_bytes: usize) -> PeerMessage {
 
 fn loopback(c: &mut Criterion) {
     let mut group = c.benchmark_group("net_loopback");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     for (name, frame_bytes, frames_per_iter, message) in [
         ("64B", 64usize, 20_000u64, small_frame(64)),
         ("64KiB", 64 << 10, 200, large_frame(64 << 10)),
@@ -244,7 +265,9 @@ fn loopback(c: &mut Criterion) {
         group.bench_function(format!("transport_{name}"), |b| {
             b.iter_custom(|iters| transport_run(message.clone(), iters * frames_per_iter))
         });
-        group.bench_function(format!("raw_{name}"), |b| b.iter_custom(|iters| raw_run(frame_bytes, iters * frames_per_iter)));
+        group.bench_function(format!("raw_{name}"), |b| {
+            b.iter_custom(|iters| raw_run(frame_bytes, iters * frames_per_iter))
+        });
     }
     group.finish();
 }

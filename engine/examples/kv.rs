@@ -42,7 +42,9 @@ impl StateMachine for Store {
         let mut map = self.0.lock().expect("map lock");
         map.clear();
         for line in text.lines() {
-            let (key, value) = line.split_once(' ').ok_or("snapshot line without a space")?;
+            let (key, value) = line
+                .split_once(' ')
+                .ok_or("snapshot line without a space")?;
             map.insert(key.to_string(), value.to_string());
         }
         Ok(())
@@ -97,11 +99,19 @@ fn run(dir: &std::path::Path, base_port: u16) -> Result<(), String> {
     for round in 0..30 {
         let writer = &kv[round % 3];
         let id = writer.set(&format!("key{}", round % 7), &format!("value{round}"))?;
-        println!("SET key{} value{round} committed as message {id}", round % 7);
+        println!(
+            "SET key{} value{round} committed as message {id}",
+            round % 7
+        );
     }
     for node in &kv {
         let value = node.get("key1")?;
-        assert_eq!(value.as_deref(), Some("value29"), "node {} reads the last write", node.handle.id());
+        assert_eq!(
+            value.as_deref(),
+            Some("value29"),
+            "node {} reads the last write",
+            node.handle.id()
+        );
     }
     println!("every node reads key1 = value29");
     for node in nodes {

@@ -124,7 +124,8 @@ impl InOrder {
 /// `ordo init`: writes `dir/node<i>/ordo.toml` and `dir/node<i>/node.key`
 /// for each voter and `dir/cluster.keys`; returns what it wrote.
 pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, String> {
-    let cluster = ClusterId::generate().map_err(|e| format!("no randomness for the cluster id: {e}"))?;
+    let cluster =
+        ClusterId::generate().map_err(|e| format!("no randomness for the cluster id: {e}"))?;
     let transport_id = cluster_transport_id(&cluster);
     let configs = NodeConfig::cluster(nodes, base_port, transport_id).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -133,12 +134,16 @@ pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, Str
     for config in &configs {
         let node_dir = dir.join(format!("node{}", config.id));
         let data_dir = node_dir.join(&config.data_dir);
-        std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let key = NodeKey::generate().map_err(|e| e.to_string())?;
-        key.save(&NodeKey::path_in(&data_dir)).map_err(|e| e.to_string())?;
-        keys.insert(config.id, key.public_key()).map_err(|e| e.to_string())?;
+        key.save(&NodeKey::path_in(&data_dir))
+            .map_err(|e| e.to_string())?;
+        keys.insert(config.id, key.public_key())
+            .map_err(|e| e.to_string())?;
         let path = node_dir.join("ordo.toml");
-        std::fs::write(&path, config.to_toml()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, config.to_toml())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         written.push(path.display().to_string());
     }
     let keys_path = dir.join("cluster.keys");

@@ -5,7 +5,7 @@
 //! It runs on a glommio executor (the connection is glommio's); the `ordo`
 //! commands start one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures_lite::future;
 use ordo_net::transport::{ClientConfig, ClientConnection};
 use ordo_net::{
-    ClientRequest, ClientResponse, CommittedMessage, LeaderHint, LogRequest, NodeStatus, ProposeError,
-    ProposeRequest, ReadRequest, StatusRequest,
+    ClientRequest, ClientResponse, CommittedMessage, LeaderHint, LogRequest, NodeStatus,
+    ProposeError, ProposeRequest, ReadRequest, StatusRequest,
 };
 use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
 
@@ -125,7 +125,9 @@ impl Client {
     /// A client of the cluster reachable at `nodes` (any of them will do).
     pub fn new(nodes: Vec<SocketAddr>, options: ClientOptions) -> Result<Self, ClientError> {
         if nodes.is_empty() {
-            return Err(ClientError::Usage("at least one node address is needed".into()));
+            return Err(ClientError::Usage(
+                "at least one node address is needed".into(),
+            ));
         }
         if options.window == 0 {
             return Err(ClientError::Usage("the window must be at least 1".into()));
@@ -155,7 +157,12 @@ impl Client {
     fn unavailable(&self, last: impl Into<String>) -> ClientError {
         ClientError::Unavailable {
             timeout: self.options.timeout,
-            tried: self.nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            tried: self
+                .nodes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             last: last.into(),
         }
     }
@@ -175,7 +182,9 @@ impl Client {
         };
         let mut config = ClientConfig::new(self.options.cluster_id);
         let remaining = deadline.saturating_duration_since(Instant::now());
-        config.connect_timeout = config.connect_timeout.min(remaining.max(Duration::from_millis(10)));
+        config.connect_timeout = config
+            .connect_timeout
+            .min(remaining.max(Duration::from_millis(10)));
         match ClientConnection::connect(addr, &config).await {
             Ok(conn) => {
                 self.connection = Some(Connection { conn, addr });
@@ -222,8 +231,14 @@ impl Client {
                 Item { seq, payload }
             })
             .collect();
-        let mut results: Vec<Option<Result<ClientReceipt, ClientError>>> = (0..count).map(|_| None).collect();
-        let mut queue: VecDeque<usize> = (0..count).collect();
+        let mut results: Vec<Option<Result<ClientReceipt, ClientError>>> =
+            (0..count).map(|_| None).collect();
+        // Waiting to be (re)sent, in input order: a retry keeps its place.
+        let mut queue: BTreeSet<usize> = (0..count).collect();
+        // The oldest unanswered item. Nothing more than `window` items past
+        // it is sent, so a retry of it always finds its answer in the
+        // session window (`session_results_max >= window`).
+        let mut oldest = 0usize;
         let mut in_flight: HashMap<u64, usize> = HashMap::new();
         let mut done = 0;
         let mut deadline = Instant::now() + self.options.timeout;
@@ -255,7 +270,14 @@ impl Client {
             // Fill the window.
             let mut broken = None;
             while in_flight.len() < self.options.window {
-                let Some(i) = queue.pop_front() else { break };
+                while oldest < count && results[oldest].is_some() {
+                    oldest += 1;
+                }
+                let Some(&i) = queue.first() else { break };
+                if i >= oldest + self.options.window {
+                    break;
+                }
+                queue.remove(&i);
                 let request_id = self.request_id();
                 let request = ClientRequest::Propose(ProposeRequest {
                     request_id,
@@ -266,7 +288,7 @@ impl Client {
                 });
                 let connection = self.connection.as_ref().expect("connected");
                 if let Err(error) = connection.conn.send(&request).await {
-                    queue.push_front(i);
+                    queue.insert(i);
                     broken = Some(format!("{}: {error}", connection.addr));
                     break;
                 }
@@ -285,7 +307,9 @@ impl Client {
                     Some(Err(error)) => broken = Some(format!("{}: {error}", connection.addr)),
                     Some(Ok(ClientResponse::Propose(response))) => {
                         let node = connection.conn.node_id();
-                        let Some(i) = in_flight.remove(&response.request_id) else { continue };
+                        let Some(i) = in_flight.remove(&response.request_id) else {
+                            continue;
+                        };
                         match response.result {
                             Ok(committed) => {
                                 let receipt = Ok(ClientReceipt {
@@ -303,7 +327,10 @@ impl Client {
                                 // Progress: a later slow stretch gets a full timeout again.
                                 deadline = Instant::now() + self.options.timeout;
                             }
-                            Err(error @ (ProposeError::TooLarge { .. } | ProposeError::SessionExpired { .. })) => {
+                            Err(
+                                error @ (ProposeError::TooLarge { .. }
+                                | ProposeError::SessionExpired { .. }),
+                            ) => {
                                 let failed = Err(ClientError::Refused(error));
                                 on_result(i, &failed);
                                 results[i] = Some(failed);
@@ -311,10 +338,15 @@ impl Client {
                             }
                             Err(error) => {
                                 last_error = format!("node {node}: {error}");
-                                queue.push_back(i);
+                                queue.insert(i);
                                 if self.follow_hint(&response.leader) {
                                     queue.extend(in_flight.drain().map(|(_, i)| i));
-                                } else if matches!(error, ProposeError::Busy { .. } | ProposeError::NotLeader { leader: 0 } | ProposeError::Unknown { leader: 0 }) {
+                                } else if matches!(
+                                    error,
+                                    ProposeError::Busy { .. }
+                                        | ProposeError::NotLeader { leader: 0 }
+                                        | ProposeError::Unknown { leader: 0 }
+                                ) {
                                     glommio::timer::sleep(Duration::from_millis(20)).await;
                                 }
                                 if matches!(error, ProposeError::Stopped) {
@@ -333,9 +365,6 @@ impl Client {
                 last_error = error;
                 self.connection = None;
                 queue.extend(in_flight.drain().map(|(_, i)| i));
-                let mut pending: Vec<usize> = queue.drain(..).collect();
-                pending.sort_unstable();
-                queue.extend(pending);
             }
         }
         Ok(results
@@ -345,7 +374,10 @@ impl Client {
     }
 
     /// One request/answer exchange with retries across nodes.
-    async fn call(&mut self, make: impl Fn(u64) -> ClientRequest) -> Result<(ClientResponse, NodeId), ClientError> {
+    async fn call(
+        &mut self,
+        make: impl Fn(u64) -> ClientRequest,
+    ) -> Result<(ClientResponse, NodeId), ClientError> {
         let deadline = Instant::now() + self.options.timeout;
         let mut last_error = String::from("no attempt yet");
         while Instant::now() < deadline {
@@ -357,10 +389,13 @@ impl Client {
             let request = make(self.request_id());
             let connection = self.connection.as_ref().expect("connected");
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let answer = future::or(async { Some(connection.conn.call(&request).await) }, async {
-                glommio::timer::sleep(remaining).await;
-                None
-            })
+            let answer = future::or(
+                async { Some(connection.conn.call(&request).await) },
+                async {
+                    glommio::timer::sleep(remaining).await;
+                    None
+                },
+            )
             .await;
             match answer {
                 Some(Ok(response)) => return Ok((response, connection.conn.node_id())),
@@ -375,7 +410,10 @@ impl Client {
     /// The status of the node the client is connected to (the first it
     /// reaches), with its leader hint.
     pub async fn status(&mut self) -> Result<(NodeStatus, LeaderHint), ClientError> {
-        match self.call(|request_id| ClientRequest::Status(StatusRequest { request_id })).await? {
+        match self
+            .call(|request_id| ClientRequest::Status(StatusRequest { request_id }))
+            .await?
+        {
             (ClientResponse::Status(status), _) => Ok((status.status, status.leader)),
             (ClientResponse::Error(error), _) => Err(ClientError::Node(error.error.to_string())),
             (other, _) => Err(ClientError::Node(format!("unexpected answer {other:?}"))),
@@ -386,7 +424,10 @@ impl Client {
     pub async fn read(&mut self) -> Result<Index, ClientError> {
         let deadline = Instant::now() + self.options.timeout;
         loop {
-            match self.call(|request_id| ClientRequest::Read(ReadRequest { request_id })).await? {
+            match self
+                .call(|request_id| ClientRequest::Read(ReadRequest { request_id }))
+                .await?
+            {
                 (ClientResponse::Read(read), _) => match read.result {
                     Ok(index) => return Ok(index),
                     Err(error) if Instant::now() < deadline => {
@@ -396,8 +437,12 @@ impl Client {
                     }
                     Err(error) => return Err(self.unavailable(error.to_string())),
                 },
-                (ClientResponse::Error(error), _) => return Err(ClientError::Node(error.error.to_string())),
-                (other, _) => return Err(ClientError::Node(format!("unexpected answer {other:?}"))),
+                (ClientResponse::Error(error), _) => {
+                    return Err(ClientError::Node(error.error.to_string()));
+                }
+                (other, _) => {
+                    return Err(ClientError::Node(format!("unexpected answer {other:?}")));
+                }
             }
         }
     }
@@ -451,7 +496,9 @@ impl Client {
                             return Ok(());
                         }
                     }
-                    Ok(ClientResponse::Error(error)) => return Err(ClientError::Node(error.error.to_string())),
+                    Ok(ClientResponse::Error(error)) => {
+                        return Err(ClientError::Node(error.error.to_string()));
+                    }
                     Ok(_) => {}
                     Err(error) => {
                         if !follow {

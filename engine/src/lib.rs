@@ -10,7 +10,7 @@
 pub mod cli;
 pub mod client;
 pub mod core;
-pub mod node;
 pub mod gossip;
+pub mod node;
 pub mod testkit;
 pub mod token;

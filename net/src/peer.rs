@@ -20,6 +20,20 @@ pub enum PeerMessage {
     /// `ordo_engine::token::SignedStatement`), so every voter can hand out
     /// tokens for the entries it covers.
     Certificate(Certificate),
+    /// A voter asks the leader for the statements covering committed
+    /// entries it has no statement for (it was down when they were sent).
+    CertificateRequest(CertificateRequest),
+}
+
+/// Which committed entries a voter lacks statements for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct CertificateRequest {
+    /// The voter's term.
+    pub term: Term,
+    /// First index without a statement.
+    pub from_index: u64,
+    /// Last index wanted.
+    pub to_index: u64,
 }
 
 /// A signed commit statement, replicated from the leader to every voter.
@@ -45,6 +59,7 @@ impl PeerMessage {
             PeerMessage::SnapshotChunk(_) => "snapshot_chunk",
             PeerMessage::SnapshotAck(_) => "snapshot_ack",
             PeerMessage::Certificate(_) => "certificate",
+            PeerMessage::CertificateRequest(_) => "certificate_request",
         }
     }
 }

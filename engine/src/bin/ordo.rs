@@ -95,7 +95,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Init { nodes, dir, base_port } => cli::init(nodes, &dir, base_port).map(|written| {
+        Command::Init {
+            nodes,
+            dir,
+            base_port,
+        } => cli::init(nodes, &dir, base_port).map(|written| {
             for line in written {
                 println!("{line}");
             }
@@ -151,7 +155,9 @@ fn parse_addr(text: &str) -> Result<SocketAddr, String> {
 
 fn timeout_of(seconds: f64) -> Result<Duration, String> {
     if !(seconds.is_finite() && seconds > 0.0) {
-        return Err(format!("invalid --timeout {seconds}: must be a positive number of seconds"));
+        return Err(format!(
+            "invalid --timeout {seconds}: must be a positive number of seconds"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -159,7 +165,9 @@ fn timeout_of(seconds: f64) -> Result<Duration, String> {
 /// Runs `work` on a small glommio executor (the client's connections are
 /// glommio's).
 fn on_executor<T: Send + 'static>(
-    work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>>>> + Send + 'static,
+    work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>>>>
+    + Send
+    + 'static,
 ) -> Result<T, String> {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("ordo-cli")
@@ -170,7 +178,13 @@ fn on_executor<T: Send + 'static>(
         .map_err(|e| format!("the client executor failed: {e}"))?
 }
 
-fn send(node: &str, redirect: bool, stdin: bool, timeout: f64, message: Option<String>) -> Result<(), String> {
+fn send(
+    node: &str,
+    redirect: bool,
+    stdin: bool,
+    timeout: f64,
+    message: Option<String>,
+) -> Result<(), String> {
     let addr = parse_addr(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
@@ -180,7 +194,9 @@ fn send(node: &str, redirect: bool, stdin: bool, timeout: f64, message: Option<S
     let payloads: Vec<Bytes> = if stdin {
         let mut lines = Vec::new();
         for line in std::io::stdin().lock().lines() {
-            lines.push(Bytes::from(line.map_err(|e| format!("reading stdin: {e}"))?));
+            lines.push(Bytes::from(
+                line.map_err(|e| format!("reading stdin: {e}"))?,
+            ));
         }
         lines
     } else {

@@ -132,7 +132,8 @@ impl ApplyBatch {
     /// The user messages among the entries (no-ops and configuration
     /// entries left out).
     pub fn messages(&self) -> impl Iterator<Item = ordo_storage::EntryView<'_>> + '_ {
-        self.entries().filter(|e| e.kind == ordo_storage::BatchKind::Entries)
+        self.entries()
+            .filter(|e| e.kind == ordo_storage::BatchKind::Entries)
     }
 }
 

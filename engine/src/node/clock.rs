@@ -13,7 +13,9 @@ pub struct Clock {
 impl Clock {
     /// A clock whose monotonic time starts near zero now.
     pub fn new() -> Self {
-        Self { start: Instant::now() }
+        Self {
+            start: Instant::now(),
+        }
     }
 
     /// The time now.

@@ -200,7 +200,10 @@ impl NodeConfig {
         ids.push(self.id);
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
-            return Err(field("peers", format!("voter ids must be unique, got {ids:?}")));
+            return Err(field(
+                "peers",
+                format!("voter ids must be unique, got {ids:?}"),
+            ));
         }
         if ids.contains(&0) {
             return Err(field("peers.id", "must be at least 1"));
@@ -212,7 +215,10 @@ impl NodeConfig {
             return Err(field("peer_addr", "must differ from client_addr"));
         }
         if self.runtime.shards == 0 || self.runtime.shards > 256 {
-            return Err(field("runtime.shards", format!("{} not in [1, 256]", self.runtime.shards)));
+            return Err(field(
+                "runtime.shards",
+                format!("{} not in [1, 256]", self.runtime.shards),
+            ));
         }
         if self.runtime.io_memory_bytes < 64 << 10 {
             return Err(field("runtime.io_memory_bytes", "must be at least 65536"));
@@ -229,12 +235,19 @@ impl NodeConfig {
             .map_err(|e| field("storage.fsync", e.to_string()))?;
         match self.storage.kind.as_str() {
             "disk" | "memory" => {}
-            other => return Err(field("storage.kind", format!("{other:?} is not `disk` or `memory`"))),
+            other => {
+                return Err(field(
+                    "storage.kind",
+                    format!("{other:?} is not `disk` or `memory`"),
+                ));
+            }
         }
         if self.storage.segment_bytes < 1 << 20 {
             return Err(field("storage.segment_bytes", "must be at least 1 MiB"));
         }
-        self.raft.validate().map_err(|e| field(&format!("raft.{}", e.field), e.reason))?;
+        self.raft
+            .validate()
+            .map_err(|e| field(&format!("raft.{}", e.field), e.reason))?;
         Ok(())
     }
 
@@ -251,13 +264,20 @@ impl NodeConfig {
         if id == self.id {
             return Some(self.client_addr);
         }
-        self.peers.iter().find(|p| p.id == id).map(|p| p.client_addr)
+        self.peers
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.client_addr)
     }
 
     /// The configurations `ordo init --nodes n --base-port base` writes,
     /// with data directories `dir/node<i>` (relative to each config file,
     /// which lives in that directory).
-    pub fn cluster(n: usize, base_port: u16, cluster_id: u64) -> Result<Vec<NodeConfig>, NodeConfigError> {
+    pub fn cluster(
+        n: usize,
+        base_port: u16,
+        cluster_id: u64,
+    ) -> Result<Vec<NodeConfig>, NodeConfigError> {
         if n == 0 || n > VOTERS_MAX {
             return Err(field("nodes", format!("{n} not in [1, {VOTERS_MAX}]")));
         }
@@ -322,13 +342,23 @@ mod tests {
         assert!(error.contains("raft.heartbeat_interval_ms"), "{error}");
         config.raft.heartbeat_interval_ms = 50;
         config.storage.fsync = "sometimes".into();
-        assert!(config.validate().unwrap_err().to_string().contains("storage.fsync"));
-        let text = NodeConfig::cluster(1, 7000, 1).unwrap()[0].to_toml().replace("id = 1", "id = \"one\"");
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("storage.fsync")
+        );
+        let text = NodeConfig::cluster(1, 7000, 1).unwrap()[0]
+            .to_toml()
+            .replace("id = 1", "id = \"one\"");
         let error = toml::from_str::<NodeConfig>(&text).unwrap_err().to_string();
         assert!(error.contains("id"), "{error}");
-        let text = format!("{}\nbogus = 3\n", NodeConfig::cluster(1, 7000, 1).unwrap()[0].to_toml());
+        let text = format!(
+            "{}\nbogus = 3\n",
+            NodeConfig::cluster(1, 7000, 1).unwrap()[0].to_toml()
+        );
         assert!(toml::from_str::<NodeConfig>(&text).is_err());
         assert!(NodeConfig::cluster(3, 65_500, 1).is_err());
     }
-
 }

@@ -53,7 +53,11 @@ pub struct Cursor {
 /// at the first index whose batch holds ids `>= id`. Ids and indexes both
 /// increase along the log and `index >= id`, so a binary search over
 /// indexes reading one batch per step finds it.
-pub async fn locate<S: LogStore>(store: &S, state: &FeedState, id: MessageId) -> Result<Cursor, FeedError> {
+pub async fn locate<S: LogStore>(
+    store: &S,
+    state: &FeedState,
+    id: MessageId,
+) -> Result<Cursor, FeedError> {
     let log = store.state();
     let id = id.max(1);
     let first = log.first_index();
@@ -73,7 +77,9 @@ pub async fn locate<S: LogStore>(store: &S, state: &FeedState, id: MessageId) ->
     // Invariant: the entry with `id`, if applied, lies in [low, high].
     while low < high {
         let mid = low + (high - low) / 2;
-        let Some(batch) = store.read(mid, 1).await?.into_iter().next() else { break };
+        let Some(batch) = store.read(mid, 1).await?.into_iter().next() else {
+            break;
+        };
         let header = *batch.header();
         if header.next_id() <= id {
             low = batch.last_index() + 1;
@@ -87,7 +93,10 @@ pub async fn locate<S: LogStore>(store: &S, state: &FeedState, id: MessageId) ->
             high = header.first_index.max(low);
         }
     }
-    Ok(Cursor { next_id: id, index: low })
+    Ok(Cursor {
+        next_id: id,
+        index: low,
+    })
 }
 
 fn first_id_at(batch: &Batch, index: Index) -> MessageId {
@@ -130,7 +139,10 @@ pub async fn read_committed<S: LogStore>(
                     term: entry.term,
                     ts: entry.ts,
                     payload: batch.bytes().slice_ref(entry.payload),
-                    token: certificates.token(store, &entry).await.unwrap_or_else(|_| Bytes::new()),
+                    token: certificates
+                        .token(store, &entry)
+                        .await
+                        .unwrap_or_else(|_| Bytes::new()),
                 });
             }
             if cursor.index > applied || out.len() >= messages_max {

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use futures_lite::future;
 use ordo_net::transport::{ClientCall, ClientConn, ClientInbox, PeerEvent, SendError};
 use ordo_net::{
-    ClientError, ClientRequest, ClientResponse, Committed, ErrorResponse, LeaderHint, LogResponse, Message,
-    NodeRole, NodeStatus, PeerMessage, ProposeError, ProposeResponse, ProposeResult, ReadError, ReadResponse,
-    StatusResponse,
+    ClientError, ClientRequest, ClientResponse, Committed, ErrorResponse, LeaderHint, LogResponse,
+    Message, NodeRole, NodeStatus, PeerMessage, ProposeError, ProposeResponse, ProposeResult,
+    ReadError, ReadResponse, StatusResponse,
 };
 use ordo_storage::{Index, LogStore, NodeId};
 
@@ -159,7 +159,10 @@ impl<S: LogStore + 'static> Group<S> {
                 taken += 1;
             }
             if self.local.failed() {
-                let reason = self.log.failure().unwrap_or_else(|| "storage failure".into());
+                let reason = self
+                    .log
+                    .failure()
+                    .unwrap_or_else(|| "storage failure".into());
                 self.fail_everything();
                 return Err(reason);
             }
@@ -169,6 +172,7 @@ impl<S: LogStore + 'static> Group<S> {
             for command in commands {
                 self.execute(command);
             }
+            self.repair_certificates(now);
             self.publish_status();
             if self.shutting_down && self.log.idle() {
                 self.fail_everything();
@@ -226,7 +230,11 @@ impl<S: LogStore + 'static> Group<S> {
             glommio::timer::sleep(sleep).await;
             Woken::Nothing
         };
-        future::or(future::or(local, peers), future::or(future::or(clients, external), timer)).await
+        future::or(
+            future::or(local, peers),
+            future::or(future::or(clients, external), timer),
+        )
+        .await
     }
 
     fn peer_event(&mut self, now: crate::core::Now, event: PeerEvent) {
@@ -241,8 +249,75 @@ impl<S: LogStore + 'static> Group<S> {
                 PeerMessage::SnapshotChunk(chunk) => self.snapshots.chunk_received(from, chunk),
                 PeerMessage::SnapshotAck(ack) => self.snapshots.ack_received(from, ack),
                 PeerMessage::Certificate(certificate) => self.certificates.received(certificate),
+                PeerMessage::CertificateRequest(request) => self.serve_certificates(from, request),
             },
             PeerEvent::Unreachable { peer } => self.raft.step(now, Event::Unreachable { to: peer }),
+        }
+    }
+
+    /// Every committed entry needs a statement for its token. A leader
+    /// signs committed ranges no statement covers (a leader died between
+    /// commit and signing); a follower asks the leader for the statements it
+    /// missed (it was down or its queue was full when they were sent).
+    fn repair_certificates(&mut self, now: crate::core::Now) {
+        let applied = self.feed.applied_index.get();
+        let floor = self.log.store().state().first_index();
+        let Some((from, to)) = self.certificates.first_gap(floor, applied) else {
+            return;
+        };
+        if !self.certificates.start_repair(now.mono_us) {
+            return;
+        }
+        match self.raft.role() {
+            Role::Leader => {
+                let certificates = self.certificates.clone();
+                let store = self.log.store().clone();
+                let peers = self.peers.clone();
+                let voters = self.raft.voters().to_vec();
+                let term = self.raft.term();
+                glommio::spawn_local(async move {
+                    if let Err(error) = certificates
+                        .sign_gap(&*store, term, from, to, &peers, &voters)
+                        .await
+                    {
+                        tracing::warn!(%error, from, to, "cannot sign uncovered committed entries");
+                    }
+                    certificates.repair_done();
+                })
+                .detach();
+            }
+            _ if self.raft.leader() != 0 => {
+                let request = ordo_net::CertificateRequest {
+                    term: self.raft.term(),
+                    from_index: from,
+                    to_index: to,
+                };
+                let _ = self
+                    .peers
+                    .try_send(self.raft.leader(), PeerMessage::CertificateRequest(request));
+            }
+            _ => self.certificates.repair_done(),
+        }
+    }
+
+    /// The leader sends the statements a voter asked for (what it has; its
+    /// own repair fills what it lacks, and the voter asks again).
+    fn serve_certificates(&self, from: NodeId, request: ordo_net::CertificateRequest) {
+        if self.raft.role() != Role::Leader {
+            return;
+        }
+        let to = request.to_index.min(self.feed.applied_index.get());
+        for certificate in
+            self.certificates
+                .certificates_in(self.raft.term(), request.from_index, to, 1024)
+        {
+            if self
+                .peers
+                .try_send(from, PeerMessage::Certificate(certificate))
+                .is_err()
+            {
+                break;
+            }
         }
     }
 
@@ -310,7 +385,9 @@ impl<S: LogStore + 'static> Group<S> {
                 });
                 let _ = conn.try_send(&response);
             }
-            ClientRequest::Log(log) => self.serve_log(conn, log.request_id, log.from_id, log.follow),
+            ClientRequest::Log(log) => {
+                self.serve_log(conn, log.request_id, log.from_id, log.follow)
+            }
         }
     }
 
@@ -325,26 +402,41 @@ impl<S: LogStore + 'static> Group<S> {
                 Ok(cursor) => cursor,
                 Err(error) => {
                     let error = match error {
-                        feed::FeedError::Compacted { first_id } => ClientError::Compacted { first_id },
-                        feed::FeedError::Storage(e) => ClientError::Internal { reason: e.to_string() },
+                        feed::FeedError::Compacted { first_id } => {
+                            ClientError::Compacted { first_id }
+                        }
+                        feed::FeedError::Storage(e) => ClientError::Internal {
+                            reason: e.to_string(),
+                        },
                     };
                     let _ = conn
-                        .send(&ClientResponse::Error(ErrorResponse { request_id, error, leader }))
+                        .send(&ClientResponse::Error(ErrorResponse {
+                            request_id,
+                            error,
+                            leader,
+                        }))
                         .await;
                     return;
                 }
             };
-            let result = feed::follow(store, state, certificates, cursor, follow, |messages, done| {
-                let conn = conn.clone();
-                async move {
-                    let response = ClientResponse::Log(LogResponse {
-                        request_id,
-                        messages,
-                        done,
-                    });
-                    conn.send(&response).await.is_ok()
-                }
-            })
+            let result = feed::follow(
+                store,
+                state,
+                certificates,
+                cursor,
+                follow,
+                |messages, done| {
+                    let conn = conn.clone();
+                    async move {
+                        let response = ClientResponse::Log(LogResponse {
+                            request_id,
+                            messages,
+                            done,
+                        });
+                        conn.send(&response).await.is_ok()
+                    }
+                },
+            )
             .await;
             if let Err(error) = result {
                 tracing::warn!(%error, "log stream ended");
@@ -380,7 +472,8 @@ impl<S: LogStore + 'static> Group<S> {
             }
             External::Read { reply } => {
                 let request_id = self.request_id();
-                self.read_responders.insert(request_id, ReadResponder::Api(reply));
+                self.read_responders
+                    .insert(request_id, ReadResponder::Api(reply));
                 self.raft.step(now, Event::Read { request_id });
             }
             External::Status { reply } => {
@@ -398,22 +491,25 @@ impl<S: LogStore + 'static> Group<S> {
                             return;
                         }
                     };
-                    let _ = feed::follow(store, state, certificates, cursor, true, |messages, _| {
-                        let sink = sink.clone();
-                        async move {
-                            for message in messages {
-                                if sink.send(message).await.is_err() {
-                                    return false;
+                    let _ =
+                        feed::follow(store, state, certificates, cursor, true, |messages, _| {
+                            let sink = sink.clone();
+                            async move {
+                                for message in messages {
+                                    if sink.send(message).await.is_err() {
+                                        return false;
+                                    }
                                 }
+                                true
                             }
-                            true
-                        }
-                    })
-                    .await;
+                        })
+                        .await;
                 })
                 .detach();
             }
-            External::TransferLeadership { to } => self.raft.step(now, Event::TransferLeadership { to }),
+            External::TransferLeadership { to } => {
+                self.raft.step(now, Event::TransferLeadership { to })
+            }
             External::Shutdown => self.begin_shutdown(now),
         }
     }
@@ -456,7 +552,10 @@ impl<S: LogStore + 'static> Group<S> {
             Command::Respond { request_id, result } => self.respond(request_id, result),
             Command::ReadReady { request_id, result } => match result {
                 Ok(index) if index > self.feed.applied_index.get() => {
-                    self.read_waiters.entry(index).or_default().push((request_id, index));
+                    self.read_waiters
+                        .entry(index)
+                        .or_default()
+                        .push((request_id, index));
                 }
                 result => self.answer_read(request_id, result),
             },
@@ -479,7 +578,13 @@ impl<S: LogStore + 'static> Group<S> {
                 None => tracing::warn!(snapshot = ?meta.last, "no received snapshot to restore"),
             },
             Command::RoleChanged { role, term, leader } => {
-                tracing::info!(id = self.config.id, role = role.as_str(), term, leader, "role changed");
+                tracing::info!(
+                    id = self.config.id,
+                    role = role.as_str(),
+                    term,
+                    leader,
+                    "role changed"
+                );
             }
         }
     }
@@ -514,7 +619,12 @@ impl<S: LogStore + 'static> Group<S> {
     fn apply(&mut self, apply: ApplyBatch) {
         let leader = self.raft.role() == Role::Leader;
         if leader {
-            self.certificates.sign_commit(&apply, self.raft.term(), &self.peers, self.raft.voters());
+            self.certificates.sign_commit(
+                &apply,
+                self.raft.term(),
+                &self.peers,
+                self.raft.voters(),
+            );
         }
         self.state_machine.apply(&apply);
         self.feed.applied_index.set(apply.last_index);
@@ -523,7 +633,11 @@ impl<S: LogStore + 'static> Group<S> {
         }
         self.feed.notify.notify();
         let applied = apply.last_index;
-        let ready: Vec<Index> = self.read_waiters.range(..=applied).map(|(&i, _)| i).collect();
+        let ready: Vec<Index> = self
+            .read_waiters
+            .range(..=applied)
+            .map(|(&i, _)| i)
+            .collect();
         for index in ready {
             for (request_id, read_index) in self.read_waiters.remove(&index).unwrap_or_default() {
                 self.answer_read(request_id, Ok(read_index));
@@ -554,13 +668,20 @@ impl<S: LogStore + 'static> Group<S> {
                 }
             }
             Responder::Api(reply) => {
-                let receipt = result.map(|Committed { id, index, term, ts }| Receipt {
-                    id,
-                    index,
-                    term,
-                    ts,
-                    token: Bytes::from(token),
-                });
+                let receipt = result.map(
+                    |Committed {
+                         id,
+                         index,
+                         term,
+                         ts,
+                     }| Receipt {
+                        id,
+                        index,
+                        term,
+                        ts,
+                        token: Bytes::from(token),
+                    },
+                );
                 let _ = reply.try_send(receipt);
             }
         }

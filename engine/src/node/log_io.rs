@@ -148,7 +148,11 @@ impl<S: LogStore + 'static> LogIo<S> {
     /// Whether every queued op and sync has completed.
     pub fn idle(&self) -> bool {
         let queue = self.queue.borrow();
-        queue.ops.is_empty() && !queue.sync_wanted && !queue.sync_in_flight && !queue.hard_state_in_flight && queue.hard_state.is_none()
+        queue.ops.is_empty()
+            && !queue.sync_wanted
+            && !queue.sync_in_flight
+            && !queue.hard_state_in_flight
+            && queue.hard_state.is_none()
     }
 
     fn fail(&self, what: String) {
@@ -223,7 +227,9 @@ impl<S: LogStore + 'static> LogIo<S> {
                     let result = self.store.save_hard_state(hard_state).await;
                     self.queue.borrow_mut().hard_state_in_flight = false;
                     match result {
-                        Ok(()) => self.inputs.completion(Event::HardStatePersisted(hard_state)),
+                        Ok(()) => self
+                            .inputs
+                            .completion(Event::HardStatePersisted(hard_state)),
                         Err(error) => {
                             self.fail(error.to_string());
                             return;

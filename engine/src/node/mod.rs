@@ -32,7 +32,8 @@ mod tokens;
 
 use bytes::Bytes;
 pub use config::{
-    GOSSIP_PORT_OFFSET, NodeConfig, NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig, StorageConfig,
+    GOSSIP_PORT_OFFSET, NodeConfig, NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig,
+    StorageConfig,
 };
 pub use group::node_status;
 use input::External;
@@ -135,7 +136,10 @@ impl NodeHandle {
             payload: payload.into(),
             reply,
         };
-        self.external.send(request).await.map_err(|_| ProposeError::Stopped)?;
+        self.external
+            .send(request)
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
         answer.recv().await.unwrap_or(Err(ProposeError::Stopped))
     }
 
@@ -179,9 +183,15 @@ impl NodeHandle {
     /// Committed messages from `from_id` on, in id order, then every new one
     /// as it commits. At most `capacity` wait in the channel; a slow reader
     /// slows only its own stream. Dropping the receiver ends it.
-    pub fn subscribe(&self, from_id: MessageId, capacity: usize) -> async_channel::Receiver<CommittedMessage> {
+    pub fn subscribe(
+        &self,
+        from_id: MessageId,
+        capacity: usize,
+    ) -> async_channel::Receiver<CommittedMessage> {
         let (sink, stream) = async_channel::bounded(capacity.max(1));
-        let _ = self.external.try_send(External::Subscribe { from_id, sink });
+        let _ = self
+            .external
+            .try_send(External::Subscribe { from_id, sink });
         stream
     }
 

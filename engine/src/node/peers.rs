@@ -23,7 +23,10 @@ impl InprocPeers {
     /// Wires `nodes` together with bounded channels of `capacity` messages;
     /// returns each node's end, in the order of `nodes`.
     pub fn mesh(nodes: &[NodeId], capacity: usize) -> Vec<InprocPeers> {
-        let channels: Vec<_> = nodes.iter().map(|_| async_channel::bounded(capacity)).collect();
+        let channels: Vec<_> = nodes
+            .iter()
+            .map(|_| async_channel::bounded(capacity))
+            .collect();
         nodes
             .iter()
             .enumerate()
@@ -61,10 +64,14 @@ impl Peers {
             Peers::Tcp { transport, .. } => transport.try_send(to, &message),
             Peers::Inproc(peers) => {
                 let outbox = peers.outboxes.get(&to).ok_or(SendError::UnknownPeer(to))?;
-                outbox.try_send((peers.me, message)).map_err(|error| match error {
-                    async_channel::TrySendError::Full(_) => SendError::Full { lane: Lane::Bulk },
-                    async_channel::TrySendError::Closed(_) => SendError::Closed,
-                })
+                outbox
+                    .try_send((peers.me, message))
+                    .map_err(|error| match error {
+                        async_channel::TrySendError::Full(_) => {
+                            SendError::Full { lane: Lane::Bulk }
+                        }
+                        async_channel::TrySendError::Closed(_) => SendError::Closed,
+                    })
             }
         }
     }
@@ -75,7 +82,10 @@ impl Peers {
             Peers::Tcp { transport, .. } => transport.send(to, &message).await,
             Peers::Inproc(peers) => {
                 let outbox = peers.outboxes.get(&to).ok_or(SendError::UnknownPeer(to))?;
-                outbox.send((peers.me, message)).await.map_err(|_| SendError::Closed)
+                outbox
+                    .send((peers.me, message))
+                    .await
+                    .map_err(|_| SendError::Closed)
             }
         }
     }

@@ -7,7 +7,10 @@ use crate::core::{RaftState, RestoredLog};
 
 /// The core's starting state from `store` and the latest durable snapshot
 /// (the state machine has been restored from it).
-pub async fn raft_state<S: LogStore>(store: &S, snapshot: Option<SnapshotMeta>) -> Result<RaftState, StorageError> {
+pub async fn raft_state<S: LogStore>(
+    store: &S,
+    snapshot: Option<SnapshotMeta>,
+) -> Result<RaftState, StorageError> {
     let state = store.state();
     let snapshot = snapshot.unwrap_or_default();
     let last_batch = if state.last.index > state.prev.index {
@@ -22,7 +25,9 @@ pub async fn raft_state<S: LogStore>(store: &S, snapshot: Option<SnapshotMeta>) 
     } else {
         (1, 0)
     };
-    let tail = state.last_header.map_or(prev_tail, |h| (h.next_id(), h.last_ts()));
+    let tail = state
+        .last_header
+        .map_or(prev_tail, |h| (h.next_id(), h.last_ts()));
     let hard_state = store.hard_state();
     Ok(RaftState {
         hard_state,

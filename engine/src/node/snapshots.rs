@@ -119,12 +119,18 @@ impl SnapshotIo {
 
     /// The latest durable snapshot: its metadata and the state machine's
     /// bytes (read at start).
-    pub async fn load_latest(store: &SnapshotStore) -> Result<Option<(SnapshotMeta, Bytes)>, String> {
+    pub async fn load_latest(
+        store: &SnapshotStore,
+    ) -> Result<Option<(SnapshotMeta, Bytes)>, String> {
         let Some(mut reader) = store.reader().await.map_err(|e| e.to_string())? else {
             return Ok(None);
         };
         let mut data = BytesMut::new();
-        while let Some(chunk) = reader.next_chunk(CHUNK_BYTES).await.map_err(|e| e.to_string())? {
+        while let Some(chunk) = reader
+            .next_chunk(CHUNK_BYTES)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             data.put_slice(&chunk);
         }
         decode_meta(data.freeze()).map(Some)
@@ -148,7 +154,9 @@ impl SnapshotIo {
             .await;
             match result {
                 Ok(()) => this.inputs.completion(Event::SnapshotCreated(meta)),
-                Err(error) => tracing::error!(%error, "saving a snapshot failed; the log is not compacted"),
+                Err(error) => {
+                    tracing::error!(%error, "saving a snapshot failed; the log is not compacted")
+                }
             }
         })
         .detach();
@@ -161,10 +169,13 @@ impl SnapshotIo {
         let (ack_tx, ack_rx) = async_channel::bounded(16);
         self.acks.borrow_mut().insert(to, ack_tx);
         glommio::spawn_local(async move {
-            let ok = this.stream(to, &meta, term, &ack_rx).await.unwrap_or_else(|error| {
-                tracing::warn!(to, %error, "snapshot stream failed");
-                false
-            });
+            let ok = this
+                .stream(to, &meta, term, &ack_rx)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(to, %error, "snapshot stream failed");
+                    false
+                });
             this.acks.borrow_mut().remove(&to);
             this.inputs.completion(Event::SnapshotSent { to, ok });
         })
@@ -178,19 +189,34 @@ impl SnapshotIo {
         term: Term,
         acks: &async_channel::Receiver<SnapshotAck>,
     ) -> Result<bool, String> {
-        let reader = self.store.borrow().reader().await.map_err(|e| e.to_string())?;
+        let reader = self
+            .store
+            .borrow()
+            .reader()
+            .await
+            .map_err(|e| e.to_string())?;
         let Some(mut reader) = reader else {
             return Err("no snapshot to send".into());
         };
         if reader.meta().last != meta.last {
-            return Err(format!("latest snapshot is {:?}, not {:?}", reader.meta().last, meta.last));
+            return Err(format!(
+                "latest snapshot is {:?}, not {:?}",
+                reader.meta().last,
+                meta.last
+            ));
         }
         let mut offset = 0u64;
-        let mut next = reader.next_chunk(CHUNK_BYTES).await.map_err(|e| e.to_string())?;
+        let mut next = reader
+            .next_chunk(CHUNK_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
         loop {
             let data = next.take().unwrap_or_default();
             let len = data.len() as u64;
-            next = reader.next_chunk(CHUNK_BYTES).await.map_err(|e| e.to_string())?;
+            next = reader
+                .next_chunk(CHUNK_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
             let done = next.is_none();
             let chunk = SnapshotChunk {
                 term,
@@ -221,7 +247,10 @@ impl SnapshotIo {
             term,
             meta: meta.clone(),
         });
-        self.peers.send(to, PeerMessage::Raft(message)).await.map_err(|e| e.to_string())?;
+        self.peers
+            .send(to, PeerMessage::Raft(message))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(true)
     }
 
@@ -335,7 +364,10 @@ mod tests {
         assert_eq!(&state[..], b"machine");
         let header = encode_meta(&meta).len();
         for cut in 0..header {
-            assert!(decode_meta(Bytes::from(file[..cut].to_vec())).is_err(), "cut at {cut}");
+            assert!(
+                decode_meta(Bytes::from(file[..cut].to_vec())).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 }

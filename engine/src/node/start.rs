@@ -75,7 +75,11 @@ impl Node {
     }
 
     /// [`Node::start`] with options.
-    pub fn start_with<F>(config: NodeConfig, state_machine: F, options: StartOptions) -> Result<Node, NodeError>
+    pub fn start_with<F>(
+        config: NodeConfig,
+        state_machine: F,
+        options: StartOptions,
+    ) -> Result<Node, NodeError>
     where
         F: FnOnce() -> Box<dyn StateMachine> + Send + 'static,
     {
@@ -177,7 +181,12 @@ where
     // reads may poll; make that first file a non-empty one (docs/storage.md).
     ordo_storage::disk::prime_iopoll_probe(&config.data_dir)
         .await
-        .map_err(|e| format!("cannot probe the disk under {}: {e}", config.data_dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot probe the disk under {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
     let disk_log = match config.storage.kind.as_str() {
         "memory" => None,
         _ => Some(open_disk_log(&config).await?),
@@ -256,14 +265,22 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     if config.storage.retain_log {
         core_config.snapshot_entries_threshold = u64::MAX;
     }
-    let raft = Raft::new(config.id, &config.voters(), core_config, state, random_seed(), Clock::new().now())
-        .map_err(|e| format!("invalid config field raft.{}: {}", e.field, e.reason))?;
+    let raft = Raft::new(
+        config.id,
+        &config.voters(),
+        core_config,
+        state,
+        random_seed(),
+        Clock::new().now(),
+    )
+    .map_err(|e| format!("invalid config field raft.{}: {}", e.field, e.reason))?;
     let local = InputSender::default();
     let log = LogIo::start(store, local.clone());
     let peers = match options.inproc {
         Some(inproc) => Peers::Inproc(inproc),
         None => {
-            let transport_config = TransportConfig::new(config.cluster_id, config.id, config.peer_addr);
+            let transport_config =
+                TransportConfig::new(config.cluster_id, config.id, config.peer_addr);
             let (transport, inbox) = PeerTransport::start(transport_config)
                 .map_err(|e| format!("cannot listen for peers on {}: {e}", config.peer_addr))?;
             for peer in &config.peers {
@@ -278,13 +295,18 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     let (server, clients) = if options.no_client_server {
         (None, None)
     } else {
-        let server_config = ClientServerConfig::new(config.cluster_id, config.id, config.client_addr);
+        let server_config =
+            ClientServerConfig::new(config.cluster_id, config.id, config.client_addr);
         let (server, inbox) = ClientServer::start(server_config)
             .map_err(|e| format!("cannot listen for clients on {}: {e}", config.client_addr))?;
         (Some(server), Some(inbox))
     };
     let certificates = Rc::new(Certificates::open(&config)?);
-    let snapshots = Rc::new(SnapshotIo::new(snapshot_store, peers.clone(), local.clone()));
+    let snapshots = Rc::new(SnapshotIo::new(
+        snapshot_store,
+        peers.clone(),
+        local.clone(),
+    ));
     let feed = Rc::new(FeedState::default());
     feed.applied_index.set(applied);
     feed.applied_id.set(applied_id);

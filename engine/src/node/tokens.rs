@@ -21,7 +21,10 @@ use ordo_storage::{Index, LogStore, NodeId};
 use super::config::NodeConfig;
 use super::peers::Peers;
 use crate::core::ApplyBatch;
-use crate::token::{ClusterKeys, CommitProof, MerkleTree, NodeKey, SignedStatement, Signer, Token, TokenHash, entry_leaf};
+use crate::token::{
+    ClusterKeys, CommitProof, MerkleTree, NodeKey, SignedStatement, Signer, Token, TokenHash,
+    entry_leaf,
+};
 
 /// Proofs kept to cut tokens for just-committed entries without rehashing.
 const RECENT_PROOFS_MAX: usize = 256;
@@ -41,9 +44,20 @@ pub struct Certificates {
     forwarded_order: RefCell<VecDeque<Index>>,
     /// The tree of the statement last used to serve a token (readers walk
     /// the log in order, so consecutive entries share it).
-    tree: RefCell<Option<(Index, MerkleTree<TokenHash>)>>,
+    tree: RefCell<Option<(crate::token::Digest, MerkleTree<TokenHash>)>>,
     file: RefCell<Option<std::fs::File>>,
+    /// Every index in `[floor, covered]` has a statement (the frontier of
+    /// contiguous coverage; gaps behind it are filled before it moves).
+    covered: std::cell::Cell<Index>,
+    /// A gap is being signed (leader) or was asked for (follower) at this
+    /// time (µs, monotonic), to rate-limit repairs.
+    repair_started_us: std::cell::Cell<Option<u64>>,
 }
+
+/// Entries signed per statement when filling a gap.
+const GAP_STATEMENT_ENTRIES_MAX: u64 = 4096;
+/// How long a gap repair may take before it is tried again.
+const REPAIR_RETRY_US: u64 = 200_000;
 
 /// An encoded statement for the wire or the file: a token with no path.
 fn encode_statement(signed: &SignedStatement) -> Vec<u8> {
@@ -66,10 +80,12 @@ impl Certificates {
         let key_path = NodeKey::path_in(&config.data_dir);
         let signer = if key_path.exists() {
             let key = NodeKey::load(&key_path).map_err(|e| e.to_string())?;
-            let keys_path = config
-                .keys_file
-                .clone()
-                .ok_or_else(|| format!("invalid config field keys_file: {} has a key, so keys_file is needed", config.data_dir.display()))?;
+            let keys_path = config.keys_file.clone().ok_or_else(|| {
+                format!(
+                    "invalid config field keys_file: {} has a key, so keys_file is needed",
+                    config.data_dir.display()
+                )
+            })?;
             let keys = ClusterKeys::load(&keys_path).map_err(|e| e.to_string())?;
             match keys.get(config.id) {
                 Some(public) if *public == key.public_key() => {}
@@ -125,6 +141,8 @@ impl Certificates {
             forwarded_order: RefCell::default(),
             tree: RefCell::default(),
             file: RefCell::new(Some(file)),
+            covered: std::cell::Cell::new(0),
+            repair_started_us: std::cell::Cell::new(None),
         })
     }
 
@@ -134,7 +152,9 @@ impl Certificates {
                 tracing::warn!(id = self.id, %error, "cannot store a commit statement");
             }
         }
-        self.statements.borrow_mut().insert(signed.statement.last_index, signed);
+        self.statements
+            .borrow_mut()
+            .insert(signed.statement.last_index, signed);
     }
 
     /// Leader: signs the entries of a commit advance (all of them, no-ops
@@ -171,7 +191,10 @@ impl Certificates {
     pub fn received(&self, certificate: Certificate) {
         match decode_statement(&certificate.statement) {
             Some(signed) => self.store(signed),
-            None => tracing::warn!(id = self.id, "malformed certificate from the leader ignored"),
+            None => tracing::warn!(
+                id = self.id,
+                "malformed certificate from the leader ignored"
+            ),
         }
     }
 
@@ -211,9 +234,119 @@ impl Certificates {
             .map(|token| token.to_bytes())
     }
 
+    /// The first run of indexes in `[floor, applied]` without a statement,
+    /// if any (as `(from, to)`).
+    pub fn first_gap(&self, floor: Index, applied: Index) -> Option<(Index, Index)> {
+        let statements = self.statements.borrow();
+        let mut covered = self.covered.get().max(floor.saturating_sub(1));
+        while covered < applied {
+            match statements.range(covered + 1..).next() {
+                Some((&last, signed)) if signed.statement.first_index <= covered + 1 => {
+                    covered = last
+                }
+                Some((_, signed)) => {
+                    self.covered.set(covered);
+                    return Some((covered + 1, (signed.statement.first_index - 1).min(applied)));
+                }
+                None => {
+                    self.covered.set(covered);
+                    return Some((covered + 1, applied));
+                }
+            }
+        }
+        self.covered.set(covered);
+        None
+    }
+
+    /// Whether a repair may start now; marks it started.
+    pub fn start_repair(&self, now_us: u64) -> bool {
+        match self.repair_started_us.get() {
+            Some(started) if now_us < started + REPAIR_RETRY_US => false,
+            _ => {
+                self.repair_started_us.set(Some(now_us));
+                true
+            }
+        }
+    }
+
+    /// A repair finished; the next may start at once.
+    pub fn repair_done(&self) {
+        self.repair_started_us.set(None);
+    }
+
+    /// Statements overlapping `[from, to]`, at most `max`, as certificates.
+    pub fn certificates_in(
+        &self,
+        term: u64,
+        from: Index,
+        to: Index,
+        max: usize,
+    ) -> Vec<Certificate> {
+        self.statements
+            .borrow()
+            .range(from..)
+            .take_while(|(_, signed)| signed.statement.first_index <= to)
+            .take(max)
+            .map(|(_, signed)| Certificate {
+                term,
+                statement: encode_statement(signed),
+            })
+            .collect()
+    }
+
+    /// Leader: signs committed entries `[from, to]` that no statement
+    /// covers (their leader died before signing), in statements of at most
+    /// `GAP_STATEMENT_ENTRIES_MAX` entries, and sends them to every voter.
+    pub async fn sign_gap<S: LogStore>(
+        &self,
+        store: &S,
+        term: u64,
+        from: Index,
+        to: Index,
+        peers: &Peers,
+        voters: &[NodeId],
+    ) -> Result<(), String> {
+        let Some(signer) = &self.signer else {
+            return Err("no key to sign with".into());
+        };
+        let mut next = from;
+        while next <= to {
+            let last = to.min(next + GAP_STATEMENT_ENTRIES_MAX - 1);
+            let batches = store.read(next, 4 << 20).await.map_err(|e| e.to_string())?;
+            let entries: Vec<_> = batches
+                .iter()
+                .flat_map(|b| b.entries())
+                .filter(|e| e.index >= next && e.index <= last)
+                .collect();
+            let Some(end) = entries.last().map(|e| e.index) else {
+                return Err(format!("entries from {next} are not in the log"));
+            };
+            let proof = signer
+                .sign_entries(term, entries)
+                .map_err(|e| e.to_string())?;
+            let signed = *proof.signed();
+            self.store(signed);
+            let certificate = Certificate {
+                term,
+                statement: encode_statement(&signed),
+            };
+            for &voter in voters {
+                if voter != self.id {
+                    let _ = peers.try_send(voter, PeerMessage::Certificate(certificate.clone()));
+                }
+            }
+            next = end + 1;
+        }
+        Ok(())
+    }
+
     /// The token of any committed entry this node holds a statement for:
     /// the statement's entries are read back and hashed into the path.
-    pub async fn token<S: LogStore>(&self, store: &S, entry: &ordo_storage::EntryView<'_>) -> Result<Bytes, String> {
+    pub async fn token<S: LogStore>(
+        &self,
+        store: &S,
+        entry: &ordo_storage::EntryView<'_>,
+    ) -> Result<Bytes, String> {
         let signed = {
             let statements = self.statements.borrow();
             let (_, signed) = statements
@@ -226,7 +359,10 @@ impl Certificates {
             *signed
         };
         let first = signed.statement.first_index;
-        let cached = matches!(&*self.tree.borrow(), Some((at, _)) if *at == first);
+        // Keyed by root: two statements may start at the same index (a
+        // leader's and, after it died, its successor's).
+        let root = signed.statement.root;
+        let cached = matches!(&*self.tree.borrow(), Some((at, _)) if *at == root);
         if !cached {
             let last = signed.statement.last_index;
             let mut leaves = Vec::with_capacity((last - first + 1) as usize);
@@ -247,9 +383,11 @@ impl Certificates {
             }
             let tree = MerkleTree::from_leaves(leaves).ok_or("empty statement")?;
             if tree.root() != signed.statement.root {
-                return Err(format!("the log's entries {first}..={last} do not match their statement"));
+                return Err(format!(
+                    "the log's entries {first}..={last} do not match their statement"
+                ));
             }
-            *self.tree.borrow_mut() = Some((first, tree));
+            *self.tree.borrow_mut() = Some((root, tree));
         }
         let tree = self.tree.borrow();
         let (_, tree) = tree.as_ref().expect("cached above");

@@ -36,6 +36,7 @@ impl Encode for PeerMessage {
             PeerMessage::SnapshotChunk(_) => FrameKind::SnapshotChunk,
             PeerMessage::SnapshotAck(_) => FrameKind::SnapshotAck,
             PeerMessage::Certificate(_) => FrameKind::Certificate,
+            PeerMessage::CertificateRequest(_) => FrameKind::CertificateRequest,
         }
     }
 
@@ -78,6 +79,7 @@ impl Encode for PeerMessage {
             }
             PeerMessage::SnapshotAck(ack) => encode_plain(sink, kind, ack),
             PeerMessage::Certificate(certificate) => encode_plain(sink, kind, certificate),
+            PeerMessage::CertificateRequest(request) => encode_plain(sink, kind, request),
         }
     }
 }
@@ -154,6 +156,9 @@ impl Decode for PeerMessage {
             }
             FrameKind::SnapshotAck => return decode_plain(frame).map(PeerMessage::SnapshotAck),
             FrameKind::Certificate => return decode_plain(frame).map(PeerMessage::Certificate),
+            FrameKind::CertificateRequest => {
+                return decode_plain(frame).map(PeerMessage::CertificateRequest);
+            }
             _ => return Err(unexpected(frame, Self::EXPECTED)),
         };
         Ok(PeerMessage::Raft(raft))

@@ -51,6 +51,8 @@ pub enum FrameKind {
     SnapshotAck = 29,
     /// [`crate::Certificate`].
     Certificate = 30,
+    /// [`crate::CertificateRequest`].
+    CertificateRequest = 31,
     /// [`crate::ProposeRequest`]; the attachment is the payload.
     ProposeRequest = 64,
     /// [`crate::ReadRequest`].
@@ -87,7 +89,7 @@ pub enum KindClass {
 
 impl FrameKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [FrameKind; 27] = [
+    pub const ALL: [FrameKind; 28] = [
         FrameKind::Hello,
         FrameKind::HelloAck,
         FrameKind::HelloReject,
@@ -106,6 +108,7 @@ impl FrameKind {
         FrameKind::SnapshotChunk,
         FrameKind::SnapshotAck,
         FrameKind::Certificate,
+        FrameKind::CertificateRequest,
         FrameKind::ProposeRequest,
         FrameKind::ReadRequest,
         FrameKind::StatusRequest,
@@ -168,6 +171,7 @@ impl FrameKind {
             FrameKind::SnapshotChunk => "snapshot_chunk",
             FrameKind::SnapshotAck => "snapshot_ack",
             FrameKind::Certificate => "certificate",
+            FrameKind::CertificateRequest => "certificate_request",
             FrameKind::ProposeRequest => "propose_request",
             FrameKind::ReadRequest => "read_request",
             FrameKind::StatusRequest => "status_request",
