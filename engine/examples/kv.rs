@@ -23,10 +23,10 @@ impl StateMachine for Store {
         let mut map = self.0.lock().expect("map lock");
         for message in batch.messages() {
             let text = String::from_utf8_lossy(message.payload);
-            if let Some(("SET", rest)) = text.split_once(' ') {
-                if let Some((key, value)) = rest.split_once(' ') {
-                    map.insert(key.to_string(), value.to_string());
-                }
+            if let Some(("SET", rest)) = text.split_once(' ')
+                && let Some((key, value)) = rest.split_once(' ')
+            {
+                map.insert(key.to_string(), value.to_string());
             }
         }
     }

@@ -572,6 +572,7 @@ fn clients_propose_read_status_and_stream_the_log() {
                                 request_id: p.request_id,
                                 result: Ok(committed),
                                 leader: leader.clone(),
+                                token: Vec::new(),
                             })
                         }
                         ClientRequest::Read(r) => ClientResponse::Read(ReadResponse {

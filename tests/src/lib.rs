@@ -1,8 +1,10 @@
 //! ordo-tests: integration tests that need more than one crate.
 //!
-//! - [`sim`]: the deterministic simulator of the Raft core.
+//! - [`sim`]: the deterministic simulator of the Raft core;
+//! - [`procs`]: real `ordo` processes for integration tests.
 
 #![warn(missing_docs)]
 
 pub mod gossip_sim;
+pub mod procs;
 pub mod sim;

@@ -172,7 +172,7 @@ fn on_executor<T: Send + 'static>(
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("ordo-cli")
         .io_memory(256 << 10)
-        .spawn(move || work())
+        .spawn(work)
         .map_err(|e| format!("cannot start the client executor: {e}"))?
         .join()
         .map_err(|e| format!("the client executor failed: {e}"))?

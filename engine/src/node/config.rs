@@ -177,10 +177,10 @@ impl NodeConfig {
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
         }
-        if let Some(keys) = &config.keys_file {
-            if keys.is_relative() {
-                config.keys_file = Some(base.join(keys));
-            }
+        if let Some(keys) = &config.keys_file
+            && keys.is_relative()
+        {
+            config.keys_file = Some(base.join(keys));
         }
         config.validate()?;
         Ok(config)

@@ -91,7 +91,9 @@ struct Incoming {
 
 /// The group's snapshot traffic. Lives on the group's shard.
 pub struct SnapshotIo {
-    store: Rc<RefCell<SnapshotStore>>,
+    /// The store; an async lock because creating and reading take it
+    /// shared across awaits while installing takes it exclusively.
+    store: Rc<glommio::sync::RwLock<SnapshotStore>>,
     peers: Rc<Peers>,
     inputs: InputSender,
     /// Acknowledgements routed to the task streaming to each follower.
@@ -107,7 +109,7 @@ impl SnapshotIo {
     /// Snapshot traffic over `store` and `peers`.
     pub fn new(store: SnapshotStore, peers: Rc<Peers>, inputs: InputSender) -> Self {
         Self {
-            store: Rc::new(RefCell::new(store)),
+            store: Rc::new(glommio::sync::RwLock::new(store)),
             peers,
             inputs,
             acks: RefCell::default(),
@@ -136,20 +138,40 @@ impl SnapshotIo {
         decode_meta(data.freeze()).map(Some)
     }
 
+    async fn lock_shared(
+        &self,
+    ) -> ordo_storage::Result<glommio::sync::RwLockReadGuard<'_, SnapshotStore>> {
+        self.store
+            .read()
+            .await
+            .map_err(|e| ordo_storage::StorageError::Closed(e.to_string()))
+    }
+
+    async fn lock_exclusive(
+        &self,
+    ) -> ordo_storage::Result<glommio::sync::RwLockWriteGuard<'_, SnapshotStore>> {
+        self.store
+            .write()
+            .await
+            .map_err(|e| ordo_storage::StorageError::Closed(e.to_string()))
+    }
+
     /// Saves a snapshot the state machine took (`Command::CreateSnapshot`);
     /// reports `SnapshotCreated` once it is durable.
     pub fn save(self: &Rc<Self>, meta: SnapshotMeta, data: Bytes) {
         let this = self.clone();
         glommio::spawn_local(async move {
             let result = async {
-                let mut writer = this.store.borrow().create(meta.last).await?;
+                let mut writer = this.lock_shared().await?.create(meta.last).await?;
                 writer.write_chunk(&encode_meta(&meta)).await?;
                 for chunk in data.chunks(CHUNK_BYTES) {
                     writer.write_chunk(chunk).await?;
                 }
-                let store = this.store.clone();
-                let installed = store.borrow_mut().install(writer).await;
-                installed.map(|_| ())
+                this.lock_exclusive()
+                    .await?
+                    .install(writer)
+                    .await
+                    .map(|_| ())
             }
             .await;
             match result {
@@ -190,8 +212,9 @@ impl SnapshotIo {
         acks: &async_channel::Receiver<SnapshotAck>,
     ) -> Result<bool, String> {
         let reader = self
-            .store
-            .borrow()
+            .lock_shared()
+            .await
+            .map_err(|e| e.to_string())?
             .reader()
             .await
             .map_err(|e| e.to_string())?;
@@ -317,13 +340,15 @@ impl SnapshotIo {
         let this = self.clone();
         glommio::spawn_local(async move {
             let result = async {
-                let mut writer = this.store.borrow().create(last).await?;
+                let mut writer = this.lock_shared().await?.create(last).await?;
                 for chunk in data.chunks(CHUNK_BYTES) {
                     writer.write_chunk(chunk).await?;
                 }
-                let store = this.store.clone();
-                let installed = store.borrow_mut().install(writer).await;
-                installed.map(|_| ())
+                this.lock_exclusive()
+                    .await?
+                    .install(writer)
+                    .await
+                    .map(|_| ())
             }
             .await;
             if let Err(error) = result {

@@ -147,10 +147,10 @@ impl Certificates {
     }
 
     fn store(&self, signed: SignedStatement) {
-        if let Some(file) = self.file.borrow_mut().as_mut() {
-            if let Err(error) = file.write_all(&encode_statement(&signed)) {
-                tracing::warn!(id = self.id, %error, "cannot store a commit statement");
-            }
+        if let Some(file) = self.file.borrow_mut().as_mut()
+            && let Err(error) = file.write_all(&encode_statement(&signed))
+        {
+            tracing::warn!(id = self.id, %error, "cannot store a commit statement");
         }
         self.statements
             .borrow_mut()

@@ -191,9 +191,16 @@ pub fn arb_raft_message() -> impl Strategy<Value = Message> {
             })),
         (
             any::<u64>(),
-            prop::collection::vec((any::<u64>(), arb_propose_result()), 0..8)
+            prop::collection::vec((any::<u64>(), arb_propose_result()), 0..8),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..8)
         )
-            .prop_map(|(term, results)| Message::ForwardResults(ForwardResults { term, results })),
+            .prop_map(
+                |(term, results, tokens)| Message::ForwardResults(ForwardResults {
+                    term,
+                    results,
+                    tokens
+                })
+            ),
         (any::<u64>(), prop::collection::vec(any::<u64>(), 0..8)).prop_map(
             |(term, request_ids)| Message::ReadIndex(ReadIndexRequest { term, request_ids })
         ),
@@ -287,13 +294,20 @@ fn arb_role() -> impl Strategy<Value = NodeRole> {
 
 pub fn arb_client_response() -> impl Strategy<Value = ClientResponse> {
     prop_oneof![
-        (any::<u64>(), arb_propose_result(), arb_leader()).prop_map(
-            |(request_id, result, leader)| ClientResponse::Propose(ProposeResponse {
-                request_id,
-                result,
-                leader
-            })
-        ),
+        (
+            any::<u64>(),
+            arb_propose_result(),
+            arb_leader(),
+            prop::collection::vec(any::<u8>(), 0..600)
+        )
+            .prop_map(|(request_id, result, leader, token)| {
+                ClientResponse::Propose(ProposeResponse {
+                    request_id,
+                    result,
+                    leader,
+                    token,
+                })
+            }),
         (
             any::<u64>(),
             prop_oneof![any::<u64>().prop_map(Ok), arb_read_error().prop_map(Err)],

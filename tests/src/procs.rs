@@ -1,0 +1,258 @@
+//! Real `ordo` processes on 127.0.0.1 for integration tests: a cluster laid
+//! out by `ordo init`, nodes started, stopped, killed and paused with
+//! signals, and the CLI commands run against them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `ordo` binary built alongside the tests (`cargo test --workspace`
+/// builds it into the same target directory).
+pub fn ordo_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ORDO_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let binary = target.join("ordo");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "ordo-engine", "--bin", "ordo"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the ordo binary failed");
+    }
+    binary
+}
+
+/// A cluster of `ordo node` processes.
+pub struct ProcCluster {
+    /// Where `ordo init` wrote the cluster.
+    pub dir: PathBuf,
+    /// Node i's client port is `base_port + i - 1`.
+    pub base_port: u16,
+    nodes: Vec<Option<Child>>,
+    binary: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+/// One CLI run's outcome.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit status success.
+    pub ok: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Standard output parsed as JSON lines.
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+impl ProcCluster {
+    /// Lays out `n` voters with `ordo init` and starts them.
+    pub fn start(n: usize, base_port: u16) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("cluster");
+        let binary = ordo_binary();
+        let init = Command::new(&binary)
+            .args(["init", "--nodes", &n.to_string(), "--dir"])
+            .arg(&dir)
+            .args(["--base-port", &base_port.to_string()])
+            .output()
+            .expect("ordo init");
+        assert!(
+            init.status.success(),
+            "ordo init failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let mut cluster = Self {
+            dir,
+            base_port,
+            nodes: (0..n).map(|_| None).collect(),
+            binary,
+            _temp: temp,
+        };
+        for id in 1..=n as u64 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Voters in the cluster.
+    pub fn size(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Node `id`'s client address.
+    pub fn addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.base_port as u64 + id - 1)
+    }
+
+    /// The cluster's public keys file.
+    pub fn keys(&self) -> PathBuf {
+        self.dir.join("cluster.keys")
+    }
+
+    /// Starts (or restarts) node `id` with the same config.
+    pub fn start_node(&mut self, id: u64) {
+        let config = self.dir.join(format!("node{id}/ordo.toml"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node{id}.log")))
+            .expect("node log file");
+        let child = Command::new(&self.binary)
+            .args(["node", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("ordo node");
+        self.nodes[id as usize - 1] = Some(child);
+    }
+
+    /// Node `id`'s process id.
+    pub fn pid(&self, id: u64) -> i32 {
+        self.nodes[id as usize - 1]
+            .as_ref()
+            .expect("node running")
+            .id() as i32
+    }
+
+    /// Sends `signal` to node `id`'s process.
+    pub fn signal(&self, id: u64, signal: i32) {
+        let child = self.nodes[id as usize - 1].as_ref().expect("node running");
+        // SAFETY: sending a signal to a child process we own.
+        let result = unsafe { libc::kill(child.id() as i32, signal) };
+        assert_eq!(result, 0, "kill({signal}) failed");
+    }
+
+    /// SIGKILLs node `id` and reaps it.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[id as usize - 1].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERMs node `id` and waits for it to exit; returns whether it
+    /// exited cleanly.
+    pub fn stop(&mut self, id: u64) -> bool {
+        let Some(mut child) = self.nodes[id as usize - 1].take() else {
+            return true;
+        };
+        // SAFETY: as in `signal`.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Runs an `ordo` command with `stdin` as its input.
+    pub fn ordo(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = Command::new(&self.binary);
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = command.spawn().expect("ordo command");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().expect("stdin");
+            let input = input.to_string();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(input.as_bytes());
+            });
+        }
+        let output = child.wait_with_output().expect("ordo output");
+        Output {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `ordo status` of node `id`, if it answers within a second.
+    pub fn status(&self, id: u64) -> Option<Value> {
+        let output = self.ordo(
+            &["status", "--node", &self.addr(id), "--timeout", "1"],
+            None,
+        );
+        if !output.ok {
+            return None;
+        }
+        output.json_lines().into_iter().next()
+    }
+
+    /// Waits until some live node reports itself leader; returns its id and
+    /// term.
+    pub fn wait_leader(&self, among: &[u64], timeout: Duration) -> Option<(u64, u64)> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for &id in among {
+                if let Some(status) = self.status(id)
+                    && status["role"] == "leader"
+                {
+                    return Some((id, status["term"].as_u64().unwrap_or(0)));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    /// Every committed message on node `id`, as `ordo log` prints them.
+    pub fn log(&self, id: u64) -> Vec<Value> {
+        let output = self.ordo(&["log", "--node", &self.addr(id)], None);
+        assert!(output.ok, "ordo log on node {id} failed: {}", output.stderr);
+        output.json_lines()
+    }
+
+    /// Waits until node `id`'s log has at least `count` messages.
+    pub fn wait_log_len(&self, id: u64, count: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log(id);
+            if log.len() >= count || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for id in 1..=self.nodes.len() as u64 {
+            self.kill(id);
+        }
+    }
+}
