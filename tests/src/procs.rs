@@ -66,6 +66,16 @@ impl Output {
 impl ProcCluster {
     /// Lays out `n` voters with `ordo init` and starts them.
     pub fn start(n: usize, base_port: u16) -> Self {
+        Self::start_with(n, base_port, |_| {})
+    }
+
+    /// [`ProcCluster::start`], with `edit` applied to each node's config
+    /// before it starts.
+    pub fn start_with(
+        n: usize,
+        base_port: u16,
+        edit: impl Fn(&mut ordo_engine::node::NodeConfig),
+    ) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().join("cluster");
         let binary = ordo_binary();
@@ -88,6 +98,15 @@ impl ProcCluster {
             _temp: temp,
         };
         for id in 1..=n as u64 {
+            let path = cluster.dir.join(format!("node{id}/ordo.toml"));
+            let mut config =
+                ordo_engine::node::NodeConfig::load(&path).expect("init wrote a valid config");
+            let (data_dir, keys_file) = (config.data_dir.clone(), config.keys_file.clone());
+            edit(&mut config);
+            // `load` made the paths absolute; keep them as they were edited.
+            if config.data_dir == data_dir && config.keys_file == keys_file {
+                std::fs::write(&path, config.to_toml()).expect("rewrite config");
+            }
             cluster.start_node(id);
         }
         cluster

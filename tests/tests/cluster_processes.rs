@@ -311,3 +311,44 @@ fn a_paused_leader_steps_down_and_no_term_has_two_leaders() {
     // entry of a term can be missing from the final log (checked above).
     let _ = cluster.stop(leader);
 }
+
+#[test]
+fn client_shards_accept_connections_and_hand_proposals_to_the_group() {
+    let cluster = ProcCluster::start_with(3, 22_600, |config| config.runtime.shards = 2);
+    let (leader, _) = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    // Many short-lived connections: the kernel spreads them over both
+    // listeners of each node (SO_REUSEPORT).
+    let acks: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|k| {
+                let cluster = &cluster;
+                scope.spawn(move || {
+                    let node = k % 3 + 1;
+                    let input = payloads(&format!("shard-sender{k}"), 50);
+                    let output = cluster.ordo(
+                        &["send", "--node", &cluster.addr(node), "--stdin"],
+                        Some(&input),
+                    );
+                    assert!(output.ok, "sender {k}: {}", output.stderr);
+                    output.json_lines()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(acks.len(), 400);
+    for id in 1..=3 {
+        // Status and log are served whichever shard takes the connection.
+        for _ in 0..4 {
+            let status = cluster.status(id).expect("status through any shard");
+            assert_eq!(status["leader"], leader);
+        }
+        let log = check_log(&cluster.wait_log_len(id, 400, Duration::from_secs(10)));
+        check_acknowledged(&acks, &log, id);
+    }
+}

@@ -129,6 +129,21 @@ impl ApplyBatch {
             .filter(move |e| e.index >= first && e.index <= last)
     }
 
+    /// Id of the last user message at or before `last_index` (`0` if there
+    /// is none yet), from the last batch's header: no walk over entries.
+    pub fn last_id(&self) -> ordo_storage::MessageId {
+        let Some(batch) = self.batches.last() else {
+            return 0;
+        };
+        let header = batch.header();
+        match header.kind {
+            ordo_storage::BatchKind::Entries => {
+                header.first_id + self.last_index.min(header.last_index()) - header.first_index
+            }
+            _ => header.first_id - 1,
+        }
+    }
+
     /// The user messages among the entries (no-ops and configuration
     /// entries left out).
     pub fn messages(&self) -> impl Iterator<Item = ordo_storage::EntryView<'_>> + '_ {

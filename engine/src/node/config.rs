@@ -49,6 +49,11 @@ pub struct RuntimeConfig {
     pub turn_events_max: usize,
     /// Most inputs waiting for the group shard (bounded channel).
     pub input_queue_max: usize,
+    /// A leader holding fewer queued proposals than a full batch waits up
+    /// to this long for more before it appends them (`0`: never waits; the
+    /// proposals of one turn form the batch). Trades latency for larger
+    /// batches; see docs/tuning.md.
+    pub batch_delay_us: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -59,6 +64,7 @@ impl Default for RuntimeConfig {
             io_memory_bytes: 512 << 10,
             turn_events_max: 4096,
             input_queue_max: 65_536,
+            batch_delay_us: 0,
         }
     }
 }
@@ -225,6 +231,9 @@ impl NodeConfig {
         }
         if self.runtime.turn_events_max == 0 {
             return Err(field("runtime.turn_events_max", "must be at least 1"));
+        }
+        if self.runtime.batch_delay_us > 100_000 {
+            return Err(field("runtime.batch_delay_us", "at most 100000 (100 ms)"));
         }
         if self.runtime.input_queue_max < 16 {
             return Err(field("runtime.input_queue_max", "must be at least 16"));

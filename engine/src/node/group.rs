@@ -3,7 +3,9 @@
 //! completions, requests from other threads, the core's timer), step every
 //! input that is ready (bounded), end the turn, execute the commands.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use super::feed::{self, FeedState};
 use super::input::{External, InputSender, Reply};
 use super::log_io::LogIo;
 use super::peers::Peers;
+use super::shards::{ShardBatch, ShardReply};
 use super::snapshots::SnapshotIo;
 use super::tokens::Certificates;
 use super::{Receipt, StateMachine};
@@ -38,13 +41,29 @@ enum Woken {
 
 /// Who waits for the answer to a proposal.
 enum Responder {
-    Client { conn: ClientConn, request_id: u64 },
+    Client {
+        conn: ClientConn,
+        request_id: u64,
+    },
+    Shard {
+        shard: usize,
+        tag: u64,
+        request_id: u64,
+    },
     Api(Reply<Result<Receipt, ProposeError>>),
 }
 
 /// Who waits for a read index.
 enum ReadResponder {
-    Client { conn: ClientConn, request_id: u64 },
+    Client {
+        conn: ClientConn,
+        request_id: u64,
+    },
+    Shard {
+        shard: usize,
+        tag: u64,
+        request_id: u64,
+    },
     Api(Reply<Result<Index, ReadError>>),
 }
 
@@ -63,11 +82,15 @@ pub struct Group<S: LogStore + 'static> {
     certificates: Rc<Certificates>,
     snapshots: Rc<SnapshotIo>,
     commands: Vec<Command>,
-    responders: HashMap<u64, Responder>,
-    read_responders: HashMap<u64, ReadResponder>,
+    /// Request ids are this node's own (not attacker-chosen): a fast hash.
+    responders: FxHashMap<u64, Responder>,
+    read_responders: FxHashMap<u64, ReadResponder>,
     /// Reads whose index the state machine has not applied yet.
     read_waiters: BTreeMap<Index, Vec<(u64, Index)>>,
     next_request_id: u64,
+    /// Answers for each client shard, sent once per turn.
+    shard_replies: Vec<async_channel::Sender<Vec<ShardReply>>>,
+    shard_out: Vec<Vec<ShardReply>>,
     status: Rc<std::cell::Cell<Status>>,
     shutting_down: bool,
 }
@@ -88,6 +111,7 @@ impl<S: LogStore + 'static> Group<S> {
         certificates: Rc<Certificates>,
         snapshots: Rc<SnapshotIo>,
         status: Rc<std::cell::Cell<Status>>,
+        shard_replies: Vec<async_channel::Sender<Vec<ShardReply>>>,
     ) -> Self {
         let clock = Clock::new();
         // Request ids must never repeat across restarts (the leader drops a
@@ -108,10 +132,12 @@ impl<S: LogStore + 'static> Group<S> {
             certificates,
             snapshots,
             commands: Vec::new(),
-            responders: HashMap::new(),
-            read_responders: HashMap::new(),
+            responders: FxHashMap::default(),
+            read_responders: FxHashMap::default(),
             read_waiters: BTreeMap::new(),
             next_request_id,
+            shard_out: shard_replies.iter().map(|_| Vec::new()).collect(),
+            shard_replies,
             status,
             shutting_down: false,
         }
@@ -125,38 +151,18 @@ impl<S: LogStore + 'static> Group<S> {
     /// Runs until shutdown or a fatal storage failure.
     pub async fn run(mut self) -> Result<(), String> {
         let turn_max = self.config.runtime.turn_events_max;
+        let batch_delay = Duration::from_micros(self.config.runtime.batch_delay_us);
         loop {
-            let woken = self.wait().await;
-            let now = self.clock.now();
-            match woken {
-                Woken::Nothing => {}
-                Woken::Peer(event) => self.peer_event(now, event),
-                Woken::Client(call) => self.client_call(now, call),
-                Woken::External(request) => self.external_request(now, request),
-            }
-            let mut taken = 0;
-            while taken < turn_max {
-                let mut progressed = false;
-                if let Some(event) = self.local.pop() {
-                    self.raft.step(now, event);
-                    progressed = true;
-                }
-                if let Some(event) = self.peers.try_recv() {
-                    self.peer_event(now, event);
-                    progressed = true;
-                }
-                if let Some(call) = self.clients.as_ref().and_then(ClientInbox::try_recv) {
-                    self.client_call(now, call);
-                    progressed = true;
-                }
-                if let Ok(request) = self.external.try_recv() {
-                    self.external_request(now, request);
-                    progressed = true;
-                }
-                if !progressed {
-                    break;
-                }
-                taken += 1;
+            let woken = self.wait(None).await;
+            let mut now = self.clock.now();
+            self.take(now, woken);
+            self.drain(now, turn_max);
+            if !batch_delay.is_zero() && self.wants_fuller_batch() {
+                // Gather more proposals into this batch (batch_delay_us).
+                let woken = self.wait(Some(batch_delay)).await;
+                now = self.clock.now();
+                self.take(now, woken);
+                self.drain(now, turn_max);
             }
             if self.local.failed() {
                 let reason = self
@@ -172,6 +178,7 @@ impl<S: LogStore + 'static> Group<S> {
             for command in commands {
                 self.execute(command);
             }
+            self.flush_shard_replies();
             self.repair_certificates(now);
             self.publish_status();
             if self.shutting_down && self.log.idle() {
@@ -184,9 +191,55 @@ impl<S: LogStore + 'static> Group<S> {
         }
     }
 
-    /// Waits for any input or the core's next deadline; returns the input
-    /// that woke it, if it took one (every source's `recv` is cancel-safe).
-    async fn wait(&self) -> Woken {
+    fn take(&mut self, now: crate::core::Now, woken: Woken) {
+        match woken {
+            Woken::Nothing => {}
+            Woken::Peer(event) => self.peer_event(now, event),
+            Woken::Client(call) => self.client_call(now, call),
+            Woken::External(request) => self.external_request(now, request),
+        }
+    }
+
+    /// Steps every input that is ready, up to `turn_max`.
+    fn drain(&mut self, now: crate::core::Now, turn_max: usize) {
+        let mut taken = 0;
+        while taken < turn_max {
+            let mut progressed = false;
+            if let Some(event) = self.local.pop() {
+                self.raft.step(now, event);
+                progressed = true;
+            }
+            if let Some(event) = self.peers.try_recv() {
+                self.peer_event(now, event);
+                progressed = true;
+            }
+            if let Some(call) = self.clients.as_ref().and_then(ClientInbox::try_recv) {
+                self.client_call(now, call);
+                progressed = true;
+            }
+            if let Ok(request) = self.external.try_recv() {
+                self.external_request(now, request);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+            taken += 1;
+        }
+    }
+
+    /// A leader with queued proposals short of a full batch.
+    fn wants_fuller_batch(&self) -> bool {
+        let queued = self.raft.queued_proposals();
+        self.raft.role() == Role::Leader
+            && queued > 0
+            && queued < self.config.raft.batch_entries_max as usize
+    }
+
+    /// Waits for any input or the core's next deadline (or `cap`, if
+    /// given); returns the input that woke it, if it took one (every
+    /// source's `recv` is cancel-safe).
+    async fn wait(&self, cap: Option<Duration>) -> Woken {
         let generation = self.local.0.notify.generation();
         if self.local.failed() || !self.external.is_empty() || !self.peers.is_empty() {
             return Woken::Nothing;
@@ -200,7 +253,10 @@ impl<S: LogStore + 'static> Group<S> {
             return Woken::Nothing;
         }
         let cap_us = if self.shutting_down { 1_000 } else { 1_000_000 };
-        let sleep = Duration::from_micros((deadline - now).min(cap_us));
+        let mut sleep = Duration::from_micros((deadline - now).min(cap_us));
+        if let Some(cap) = cap {
+            sleep = sleep.min(cap);
+        }
         let local = async {
             self.local.0.notify.wait(generation).await;
             Woken::Nothing
@@ -391,8 +447,29 @@ impl<S: LogStore + 'static> Group<S> {
         }
     }
 
-    /// Streams committed messages to a client, in its own task.
+    /// Streams committed messages to a client of this shard.
     fn serve_log(&self, conn: ClientConn, request_id: u64, from_id: u64, follow: bool) {
+        let (sink, responses) = async_channel::bounded::<ClientResponse>(4);
+        self.serve_log_into(request_id, from_id, follow, sink);
+        glommio::spawn_local(async move {
+            while let Ok(response) = responses.recv().await {
+                if conn.send(&response).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Streams committed messages as client responses into `sink`, in its
+    /// own task (a slow reader slows only its stream).
+    fn serve_log_into(
+        &self,
+        request_id: u64,
+        from_id: u64,
+        follow: bool,
+        sink: async_channel::Sender<ClientResponse>,
+    ) {
         let store = self.log.store().clone();
         let state = self.feed.clone();
         let certificates = self.certificates.clone();
@@ -409,8 +486,8 @@ impl<S: LogStore + 'static> Group<S> {
                             reason: e.to_string(),
                         },
                     };
-                    let _ = conn
-                        .send(&ClientResponse::Error(ErrorResponse {
+                    let _ = sink
+                        .send(ClientResponse::Error(ErrorResponse {
                             request_id,
                             error,
                             leader,
@@ -426,14 +503,14 @@ impl<S: LogStore + 'static> Group<S> {
                 cursor,
                 follow,
                 |messages, done| {
-                    let conn = conn.clone();
+                    let sink = sink.clone();
                     async move {
                         let response = ClientResponse::Log(LogResponse {
                             request_id,
                             messages,
                             done,
                         });
-                        conn.send(&response).await.is_ok()
+                        sink.send(response).await.is_ok()
                     }
                 },
             )
@@ -445,6 +522,51 @@ impl<S: LogStore + 'static> Group<S> {
         .detach();
     }
 
+    /// A client shard's proposals and reads of one turn.
+    fn shard_batch(&mut self, now: crate::core::Now, shard: usize, batch: ShardBatch) {
+        for proposal in batch.proposals {
+            let request_id = self.request_id();
+            self.responders.insert(
+                request_id,
+                Responder::Shard {
+                    shard,
+                    tag: proposal.tag,
+                    request_id: proposal.client_request_id,
+                },
+            );
+            let event = Event::Propose(Proposal {
+                request_id,
+                client_id: proposal.client_id,
+                seq: proposal.seq,
+                payload: proposal.payload,
+                redirect: proposal.redirect,
+            });
+            self.raft.step(now, event);
+        }
+        for (tag, client_request_id) in batch.reads {
+            let request_id = self.request_id();
+            self.read_responders.insert(
+                request_id,
+                ReadResponder::Shard {
+                    shard,
+                    tag,
+                    request_id: client_request_id,
+                },
+            );
+            self.raft.step(now, Event::Read { request_id });
+        }
+    }
+
+    /// Sends each client shard the answers gathered this turn, one message
+    /// per shard.
+    fn flush_shard_replies(&mut self) {
+        for (shard, out) in self.shard_out.iter_mut().enumerate() {
+            if !out.is_empty() {
+                let _ = self.shard_replies[shard].try_send(std::mem::take(out));
+            }
+        }
+    }
+
     fn external_request(&mut self, now: crate::core::Now, request: External) {
         match request {
             External::Propose {
@@ -454,7 +576,7 @@ impl<S: LogStore + 'static> Group<S> {
                 reply,
             } => {
                 if self.shutting_down {
-                    let _ = reply.try_send(Err(ProposeError::Stopped));
+                    let _ = reply.send(Err(ProposeError::Stopped));
                     return;
                 }
                 let request_id = self.request_id();
@@ -477,7 +599,7 @@ impl<S: LogStore + 'static> Group<S> {
                 self.raft.step(now, Event::Read { request_id });
             }
             External::Status { reply } => {
-                let _ = reply.try_send(self.raft.status());
+                let _ = reply.send(self.raft.status());
             }
             External::Subscribe { from_id, sink } => {
                 let store = self.log.store().clone();
@@ -507,6 +629,16 @@ impl<S: LogStore + 'static> Group<S> {
                 })
                 .detach();
             }
+            External::ShardBatch { shard, batch } => self.shard_batch(now, shard, batch),
+            External::ClientStatus { reply } => {
+                let _ = reply.send((node_status(&self.raft.status()), self.leader_hint()));
+            }
+            External::ClientLog {
+                request_id,
+                from_id,
+                follow,
+                sink,
+            } => self.serve_log_into(request_id, from_id, follow, sink),
             External::TransferLeadership { to } => {
                 self.raft.step(now, Event::TransferLeadership { to })
             }
@@ -628,9 +760,7 @@ impl<S: LogStore + 'static> Group<S> {
         }
         self.state_machine.apply(&apply);
         self.feed.applied_index.set(apply.last_index);
-        if let Some(last_id) = apply.messages().last().map(|e| e.id) {
-            self.feed.applied_id.set(last_id);
-        }
+        self.feed.applied_id.set(apply.last_id());
         self.feed.notify.notify();
         let applied = apply.last_index;
         let ready: Vec<Index> = self
@@ -667,6 +797,19 @@ impl<S: LogStore + 'static> Group<S> {
                     tracing::debug!("client answer dropped: connection full or closed");
                 }
             }
+            Responder::Shard {
+                shard,
+                tag,
+                request_id,
+            } => {
+                let response = ClientResponse::Propose(ProposeResponse {
+                    request_id,
+                    result,
+                    leader: self.leader_hint(),
+                    token,
+                });
+                self.shard_out[shard].push(ShardReply { tag, response });
+            }
             Responder::Api(reply) => {
                 let receipt = result.map(
                     |Committed {
@@ -682,7 +825,7 @@ impl<S: LogStore + 'static> Group<S> {
                         token: Bytes::from(token),
                     },
                 );
-                let _ = reply.try_send(receipt);
+                let _ = reply.send(receipt);
             }
         }
     }
@@ -700,8 +843,20 @@ impl<S: LogStore + 'static> Group<S> {
                 });
                 let _ = conn.try_send(&response);
             }
+            ReadResponder::Shard {
+                shard,
+                tag,
+                request_id,
+            } => {
+                let response = ClientResponse::Read(ReadResponse {
+                    request_id,
+                    result,
+                    leader: self.leader_hint(),
+                });
+                self.shard_out[shard].push(ShardReply { tag, response });
+            }
             ReadResponder::Api(reply) => {
-                let _ = reply.try_send(result);
+                let _ = reply.send(result);
             }
         }
     }
@@ -717,6 +872,7 @@ impl<S: LogStore + 'static> Group<S> {
             self.answer_read(id, Err(ReadError::Stopped));
         }
         self.read_waiters.clear();
+        self.flush_shard_replies();
     }
 
     fn publish_status(&self) {

@@ -52,8 +52,8 @@ impl InputSender {
     }
 }
 
-/// A one-shot answer channel (cross-thread).
-pub type Reply<T> = async_channel::Sender<T>;
+/// A one-shot answer channel (cross-thread; one allocation per request).
+pub type Reply<T> = oneshot::Sender<T>;
 
 /// A request from another thread or shard to the group.
 pub enum External {
@@ -85,6 +85,29 @@ pub enum External {
         from_id: MessageId,
         /// Where they go; the subscription ends when the receiver is dropped.
         sink: async_channel::Sender<CommittedMessage>,
+    },
+    /// A client shard's proposals and reads of one turn.
+    ShardBatch {
+        /// The shard (its index in the group's reply channels).
+        shard: usize,
+        /// What it collected.
+        batch: super::shards::ShardBatch,
+    },
+    /// A client shard asks for the node's status on a client's behalf.
+    ClientStatus {
+        /// Where the answer goes.
+        reply: Reply<(ordo_net::NodeStatus, ordo_net::LeaderHint)>,
+    },
+    /// A client shard relays a client's log request.
+    ClientLog {
+        /// The client's request id.
+        request_id: u64,
+        /// First message id.
+        from_id: MessageId,
+        /// Keep streaming.
+        follow: bool,
+        /// Where the responses go, in order.
+        sink: async_channel::Sender<ordo_net::ClientResponse>,
     },
     /// Hand leadership to another voter.
     TransferLeadership {

@@ -26,6 +26,7 @@ mod log_io;
 mod notify;
 mod peers;
 mod restore;
+mod shards;
 mod snapshots;
 mod start;
 mod tokens;
@@ -42,7 +43,7 @@ use ordo_net::{ProposeError, ReadError};
 use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
 pub use peers::InprocPeers;
 pub use restore::raft_state;
-pub use start::{Node, NodeError, StartOptions};
+pub use start::{LocalNode, Node, NodeError, StartOptions};
 
 use crate::core::{ApplyBatch, Status};
 
@@ -129,7 +130,7 @@ impl NodeHandle {
         seq: Seq,
         payload: impl Into<Bytes>,
     ) -> Result<Receipt, ProposeError> {
-        let (reply, answer) = async_channel::bounded(1);
+        let (reply, answer) = oneshot::channel();
         let request = External::Propose {
             client_id,
             seq,
@@ -140,7 +141,7 @@ impl NodeHandle {
             .send(request)
             .await
             .map_err(|_| ProposeError::Stopped)?;
-        answer.recv().await.unwrap_or(Err(ProposeError::Stopped))
+        answer.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
     /// [`NodeHandle::propose`] from a thread that is not an executor.
@@ -152,12 +153,12 @@ impl NodeHandle {
     /// state machine has applied it, so a read of the state machine now
     /// reflects every write acknowledged before the call.
     pub async fn read(&self) -> Result<Index, ReadError> {
-        let (reply, answer) = async_channel::bounded(1);
+        let (reply, answer) = oneshot::channel();
         self.external
             .send(External::Read { reply })
             .await
             .map_err(|_| ReadError::Stopped)?;
-        answer.recv().await.unwrap_or(Err(ReadError::Stopped))
+        answer.await.unwrap_or(Err(ReadError::Stopped))
     }
 
     /// [`NodeHandle::read`] from a plain thread.
@@ -167,12 +168,12 @@ impl NodeHandle {
 
     /// The core's status.
     pub async fn status(&self) -> Result<Status, HandleError> {
-        let (reply, answer) = async_channel::bounded(1);
+        let (reply, answer) = oneshot::channel();
         self.external
             .send(External::Status { reply })
             .await
             .map_err(|_| HandleError::Stopped)?;
-        answer.recv().await.map_err(|_| HandleError::Stopped)
+        answer.await.map_err(|_| HandleError::Stopped)
     }
 
     /// [`NodeHandle::status`] from a plain thread.

@@ -61,6 +61,8 @@ pub struct StartOptions {
 pub struct Node {
     handle: NodeHandle,
     join: Option<glommio::ExecutorJoinHandle<Result<(), String>>>,
+    /// Client shards (`runtime.shards - 1` executors).
+    shards: Vec<glommio::ExecutorJoinHandle<Result<(), String>>>,
     id: u64,
 }
 
@@ -87,6 +89,16 @@ impl Node {
         let id = config.id;
         let (external_tx, external_rx) = async_channel::bounded(config.runtime.input_queue_max);
         let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let shard_count = config.runtime.shards;
+        let (shard_reply_txs, shard_reply_rxs): (Vec<_>, Vec<_>) =
+            (1..shard_count).map(|_| async_channel::unbounded()).unzip();
+        let shard_setup = (
+            config.cluster_id,
+            config.client_addr,
+            config.runtime.pin_cpus,
+            config.runtime.io_memory_bytes,
+            config.runtime.turn_events_max,
+        );
         let placement = if config.runtime.pin_cpus {
             glommio::Placement::Fixed(0)
         } else {
@@ -97,26 +109,58 @@ impl Node {
             .io_memory(config.runtime.io_memory_bytes);
         let join = builder
             .spawn(move || async move {
-                let started = started_tx.clone();
-                let result = run(config, state_machine, options, external_rx, started_tx).await;
-                if let Err(reason) = &result {
-                    let _ = started.send(Err(reason.clone()));
-                }
-                result
+                let started = Started::channel(started_tx);
+                run(
+                    config,
+                    state_machine,
+                    options,
+                    external_rx,
+                    started,
+                    shard_reply_txs,
+                )
+                .await
             })
             .map_err(|e| NodeError::Start {
                 id,
                 reason: format!("cannot start the group executor: {e}"),
             })?;
         match started_rx.recv() {
-            Ok(Ok(())) => Ok(Node {
-                handle: NodeHandle {
+            Ok(Ok(())) => {
+                let (cluster_id, client_addr, pin, io_memory, turn_max) = shard_setup;
+                let mut shards = Vec::new();
+                for (k, replies) in shard_reply_rxs.into_iter().enumerate() {
+                    let placement = if pin {
+                        glommio::Placement::Fixed(k + 1)
+                    } else {
+                        glommio::Placement::Unbound
+                    };
+                    let link = super::shards::ShardLink {
+                        replies,
+                        external: external_tx.clone(),
+                    };
+                    let shard = glommio::LocalExecutorBuilder::new(placement)
+                        .name(&format!("ordo-{id}-client{}", k + 1))
+                        .io_memory(io_memory)
+                        .spawn(move || async move {
+                            let server = ClientServerConfig::new(cluster_id, id, client_addr);
+                            super::shards::run_client_shard(k, server, link, turn_max).await
+                        })
+                        .map_err(|e| NodeError::Start {
+                            id,
+                            reason: format!("cannot start client shard {}: {e}", k + 1),
+                        })?;
+                    shards.push(shard);
+                }
+                Ok(Node {
+                    handle: NodeHandle {
+                        id,
+                        external: external_tx,
+                    },
+                    join: Some(join),
+                    shards,
                     id,
-                    external: external_tx,
-                },
-                join: Some(join),
-                id,
-            }),
+                })
+            }
             Ok(Err(reason)) => {
                 let _ = join.join();
                 Err(NodeError::Start { id, reason })
@@ -147,12 +191,114 @@ impl Node {
     /// Waits until the node stops (after a shutdown request or a failure).
     pub fn wait(mut self) -> Result<(), NodeError> {
         let id = self.id;
-        match self.join.take().map(|j| j.join()) {
+        let group = self.join.take().map(|j| j.join());
+        for shard in self.shards.drain(..) {
+            if let Ok(Err(reason)) = shard.join() {
+                tracing::warn!(id, %reason, "client shard failed");
+            }
+        }
+        match group {
             Some(Ok(Ok(()))) | None => Ok(()),
             Some(Ok(Err(reason))) => Err(NodeError::Failed { id, reason }),
             Some(Err(e)) => Err(NodeError::Failed {
                 id,
                 reason: format!("the group executor failed: {e}"),
+            }),
+        }
+    }
+}
+
+/// Reports once whether the node started (listening) or why not.
+type StartReport = Box<dyn FnOnce(Result<(), String>)>;
+
+struct Started(std::cell::RefCell<Option<StartReport>>);
+
+impl Started {
+    fn channel(sender: std::sync::mpsc::Sender<Result<(), String>>) -> Self {
+        Self::callback(move |result| {
+            let _ = sender.send(result);
+        })
+    }
+
+    fn callback(report: impl FnOnce(Result<(), String>) + 'static) -> Self {
+        Self(std::cell::RefCell::new(Some(Box::new(report))))
+    }
+
+    fn report(&self, result: Result<(), String>) {
+        if let Some(report) = self.0.borrow_mut().take() {
+            report(result);
+        }
+    }
+}
+
+/// A node running on an executor shared with other work (several nodes
+/// in one thread: the engine-only benchmark, tests).
+pub struct LocalNode {
+    handle: NodeHandle,
+    task: glommio::task::JoinHandle<Result<(), String>>,
+    id: u64,
+}
+
+impl LocalNode {
+    /// Starts a voter on the current glommio executor; returns once it
+    /// listens (or why it could not start).
+    pub async fn start<F>(
+        config: NodeConfig,
+        state_machine: F,
+        options: StartOptions,
+    ) -> Result<LocalNode, NodeError>
+    where
+        F: FnOnce() -> Box<dyn StateMachine> + 'static,
+    {
+        config.validate()?;
+        let id = config.id;
+        let (external_tx, external_rx) = async_channel::bounded(config.runtime.input_queue_max);
+        let (started_tx, started_rx) = async_channel::bounded(1);
+        let started = Started::callback(move |result| {
+            let _ = started_tx.try_send(result);
+        });
+        let task = glommio::spawn_local(async move {
+            run(
+                config,
+                state_machine,
+                options,
+                external_rx,
+                started,
+                Vec::new(),
+            )
+            .await
+        })
+        .detach();
+        match started_rx.recv().await {
+            Ok(Ok(())) => Ok(LocalNode {
+                handle: NodeHandle {
+                    id,
+                    external: external_tx,
+                },
+                task,
+                id,
+            }),
+            Ok(Err(reason)) => Err(NodeError::Start { id, reason }),
+            Err(_) => Err(NodeError::Start {
+                id,
+                reason: "stopped before it started".into(),
+            }),
+        }
+    }
+
+    /// A handle for proposing, reading and subscribing.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the node cleanly and waits for it.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.handle.request_shutdown();
+        match self.task.await {
+            Some(Ok(())) | None => Ok(()),
+            Some(Err(reason)) => Err(NodeError::Failed {
+                id: self.id,
+                reason,
             }),
         }
     }
@@ -169,7 +315,35 @@ async fn run<F>(
     state_machine: F,
     options: StartOptions,
     external: async_channel::Receiver<External>,
-    started: std::sync::mpsc::Sender<Result<(), String>>,
+    started: Started,
+    shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
+) -> Result<(), String>
+where
+    F: FnOnce() -> Box<dyn StateMachine>,
+{
+    let started = Rc::new(started);
+    let result = run_node(
+        config,
+        state_machine,
+        options,
+        external,
+        started.clone(),
+        shard_replies,
+    )
+    .await;
+    if let Err(reason) = &result {
+        started.report(Err(reason.clone()));
+    }
+    result
+}
+
+async fn run_node<F>(
+    config: NodeConfig,
+    state_machine: F,
+    options: StartOptions,
+    external: async_channel::Receiver<External>,
+    started: Rc<Started>,
+    shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
 ) -> Result<(), String>
 where
     F: FnOnce() -> Box<dyn StateMachine>,
@@ -216,6 +390,7 @@ where
                 options,
                 external,
                 started,
+                shard_replies,
             };
             drive(MemLog::new(), parts).await
         }
@@ -229,6 +404,7 @@ where
                 options,
                 external,
                 started,
+                shard_replies,
             };
             drive(store, parts).await
         }
@@ -242,7 +418,8 @@ struct Parts {
     snapshot_store: SnapshotStore,
     options: StartOptions,
     external: async_channel::Receiver<External>,
-    started: std::sync::mpsc::Sender<Result<(), String>>,
+    started: Rc<Started>,
+    shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
 }
 
 async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), String> {
@@ -254,6 +431,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         options,
         external,
         started,
+        shard_replies,
     } = parts;
     let store = Rc::new(store);
     let state = restore::raft_state(&*store, snapshot_meta)
@@ -326,7 +504,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         peer_addr = %config.peer_addr,
         "node started"
     );
-    let _ = started.send(Ok(()));
+    started.report(Ok(()));
     let group = Group::new(
         raft,
         config.clone(),
@@ -340,6 +518,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         certificates,
         snapshots,
         status,
+        shard_replies,
     );
     let result = group.run().await;
     if let Some(server) = server {
