@@ -248,11 +248,7 @@ impl Client {
                 let error = self.unavailable(last_error.clone());
                 for (i, slot) in results.iter_mut().enumerate() {
                     if slot.is_none() {
-                        let failed = Err(ClientError::Unavailable {
-                            timeout: self.options.timeout,
-                            tried: String::new(),
-                            last: last_error.clone(),
-                        });
+                        let failed = Err(self.unavailable(last_error.clone()));
                         on_result(i, &failed);
                         *slot = Some(failed);
                     }
