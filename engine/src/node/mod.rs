@@ -17,6 +17,7 @@
 //! machine) lives on shard 0, a glommio executor. A [`NodeHandle`] is `Send`
 //! and talks to shard 0 over a bounded channel, from any thread.
 
+mod cert_store;
 mod clock;
 mod config;
 mod feed;

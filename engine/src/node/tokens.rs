@@ -4,20 +4,20 @@
 //! stores it so that it can hand out tokens for any committed entry
 //! (`ordo log`, gossip) by rebuilding the Merkle path from the log.
 //!
-//! Statements are kept in memory (one per commit advance) and appended to
-//! `data_dir/certificates` without fsync: a statement lost in a power
+//! Statements live in a [`CertStore`] (recent ones in memory, all in
+//! `data_dir/certificates`, appended without fsync: a statement lost in a power
 //! failure only means that node cannot serve tokens for those entries; the
 //! entries themselves are safe.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::Write;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use ordo_net::{Certificate, Committed, ForwardResults, PeerMessage};
 use ordo_storage::{Index, LogStore, NodeId};
 
+use super::cert_store::{CertStore, decode_statement, encode_statement};
 use super::config::NodeConfig;
 use super::peers::Peers;
 use crate::core::ApplyBatch;
@@ -37,15 +37,14 @@ pub const CERTIFICATES_FILE: &str = "certificates";
 pub struct Certificates {
     id: NodeId,
     signer: Option<Signer>,
-    /// Statements this node holds, by last index.
-    statements: RefCell<BTreeMap<Index, SignedStatement>>,
+    /// Statements this node holds (bounded memory; older ones in a file).
+    statements: RefCell<CertStore>,
     recent: RefCell<VecDeque<CommitProof>>,
     forwarded: RefCell<HashMap<Index, Vec<u8>>>,
     forwarded_order: RefCell<VecDeque<Index>>,
     /// The tree of the statement last used to serve a token (readers walk
     /// the log in order, so consecutive entries share it).
     tree: RefCell<Option<(crate::token::Digest, MerkleTree<TokenHash>)>>,
-    file: RefCell<Option<std::fs::File>>,
     /// Every index in `[floor, covered]` has a statement (the frontier of
     /// contiguous coverage; gaps behind it are filled before it moves).
     covered: std::cell::Cell<Index>,
@@ -58,19 +57,6 @@ pub struct Certificates {
 const GAP_STATEMENT_ENTRIES_MAX: u64 = 4096;
 /// How long a gap repair may take before it is tried again.
 const REPAIR_RETRY_US: u64 = 200_000;
-
-/// An encoded statement for the wire or the file: a token with no path.
-fn encode_statement(signed: &SignedStatement) -> Vec<u8> {
-    Token {
-        signed: *signed,
-        path: Vec::new(),
-    }
-    .to_bytes()
-}
-
-fn decode_statement(bytes: &[u8]) -> Option<SignedStatement> {
-    Token::from_bytes(bytes).ok().map(|token| token.signed)
-}
 
 impl Certificates {
     /// Loads the node's key and the cluster's keys named by `config`, and
@@ -104,57 +90,33 @@ impl Certificates {
             None
         };
         let path: PathBuf = config.data_dir.join(CERTIFICATES_FILE);
-        let mut statements = BTreeMap::new();
-        if let Ok(bytes) = std::fs::read(&path) {
-            let record = encode_statement(&SignedStatement {
-                statement: crate::token::Statement {
-                    cluster_id: crate::token::ClusterId([0; 16]),
-                    term: 1,
-                    leader_id: 1,
-                    first_index: 1,
-                    last_index: 1,
-                    root: [0; 32],
-                },
-                signature: [0; 64],
-            })
-            .len();
-            for chunk in bytes.chunks_exact(record) {
-                match decode_statement(chunk) {
-                    Some(signed) => {
-                        statements.insert(signed.statement.last_index, signed);
-                    }
-                    None => break,
-                }
+        let (store, mut ranges) = CertStore::open(&path)?;
+        // The coverage frontier from every statement ever stored (memory
+        // keeps only the newest).
+        ranges.sort_unstable();
+        let mut covered = 0;
+        for (first, last) in ranges {
+            if first <= covered + 1 {
+                covered = covered.max(last);
             }
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         Ok(Self {
             id: config.id,
             signer,
-            statements: RefCell::new(statements),
+            statements: RefCell::new(store),
             recent: RefCell::default(),
             forwarded: RefCell::default(),
             forwarded_order: RefCell::default(),
             tree: RefCell::default(),
-            file: RefCell::new(Some(file)),
-            covered: std::cell::Cell::new(0),
+            covered: std::cell::Cell::new(covered),
             repair_started_us: std::cell::Cell::new(None),
         })
     }
 
     fn store(&self, signed: SignedStatement) {
-        if let Some(file) = self.file.borrow_mut().as_mut()
-            && let Err(error) = file.write_all(&encode_statement(&signed))
-        {
+        if let Err(error) = self.statements.borrow_mut().insert(signed) {
             tracing::warn!(id = self.id, %error, "cannot store a commit statement");
         }
-        self.statements
-            .borrow_mut()
-            .insert(signed.statement.last_index, signed);
     }
 
     /// Leader: signs the entries of a commit advance (all of them, no-ops
@@ -237,7 +199,8 @@ impl Certificates {
     /// The first run of indexes in `[floor, applied]` without a statement,
     /// if any (as `(from, to)`).
     pub fn first_gap(&self, floor: Index, applied: Index) -> Option<(Index, Index)> {
-        let statements = self.statements.borrow();
+        let store = self.statements.borrow();
+        let statements = store.recent();
         let mut covered = self.covered.get().max(floor.saturating_sub(1));
         while covered < applied {
             match statements.range(covered + 1..).next() {
@@ -284,10 +247,9 @@ impl Certificates {
     ) -> Vec<Certificate> {
         self.statements
             .borrow()
-            .range(from..)
-            .take_while(|(_, signed)| signed.statement.first_index <= to)
-            .take(max)
-            .map(|(_, signed)| Certificate {
+            .range(from, to, max)
+            .iter()
+            .map(|signed| Certificate {
                 term,
                 statement: encode_statement(signed),
             })
@@ -347,17 +309,11 @@ impl Certificates {
         store: &S,
         entry: &ordo_storage::EntryView<'_>,
     ) -> Result<Bytes, String> {
-        let signed = {
-            let statements = self.statements.borrow();
-            let (_, signed) = statements
-                .range(entry.index..)
-                .next()
-                .ok_or_else(|| format!("no statement covers index {}", entry.index))?;
-            if signed.statement.first_index > entry.index {
-                return Err(format!("no statement covers index {}", entry.index));
-            }
-            *signed
-        };
+        let signed = self
+            .statements
+            .borrow()
+            .lookup(entry.index)
+            .ok_or_else(|| format!("no statement covers index {}", entry.index))?;
         let first = signed.statement.first_index;
         // Keyed by root: two statements may start at the same index (a
         // leader's and, after it died, its successor's).

@@ -1,0 +1,240 @@
+//! The commit statements a voter holds, with bounded memory: the most
+//! recent `RECENT_MAX` in memory, every one in an append-only file, and for
+//! the file a sparse index (one summary per `CHUNK_RECORDS` records) so an
+//! old statement costs one chunk read. Records are fixed-size, so a chunk
+//! is one `pread`.
+//!
+//! Memory: `RECENT_MAX` statements (~13 MiB) plus 24 bytes per
+//! `CHUNK_RECORDS` statements ever stored (~0.7 MiB per hour at 2,000
+//! commit advances per second).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use ordo_storage::Index;
+
+use crate::token::{ClusterId, SignedStatement, Statement, Token};
+
+/// Statements kept in memory (the newest by index).
+pub const RECENT_MAX: usize = 65_536;
+/// Records summarized by one index entry.
+const CHUNK_RECORDS: u64 = 256;
+
+/// An encoded statement for the wire or the file: a token with no path.
+pub fn encode_statement(signed: &SignedStatement) -> Vec<u8> {
+    Token {
+        signed: *signed,
+        path: Vec::new(),
+    }
+    .to_bytes()
+}
+
+/// The inverse of [`encode_statement`] (untrusted bytes).
+pub fn decode_statement(bytes: &[u8]) -> Option<SignedStatement> {
+    Token::from_bytes(bytes).ok().map(|token| token.signed)
+}
+
+fn record_len() -> usize {
+    encode_statement(&SignedStatement {
+        statement: Statement {
+            cluster_id: ClusterId([0; 16]),
+            term: 1,
+            leader_id: 1,
+            first_index: 1,
+            last_index: 1,
+            root: [0; 32],
+        },
+        signature: [0; 64],
+    })
+    .len()
+}
+
+/// Which indexes a chunk of records covers (records are appended in
+/// arrival order, mostly but not strictly by index).
+#[derive(Clone, Copy, Debug)]
+struct ChunkSummary {
+    first_index: Index,
+    last_index: Index,
+}
+
+/// The statements of one voter. Lives on the group's shard.
+pub struct CertStore {
+    recent: BTreeMap<Index, SignedStatement>,
+    file: Option<File>,
+    record_len: usize,
+    records: u64,
+    /// One per full chunk, plus the chunk being filled (last).
+    chunks: Vec<ChunkSummary>,
+}
+
+impl CertStore {
+    /// A store without a file (nothing survives; nothing old is kept).
+    pub fn in_memory() -> Self {
+        Self {
+            recent: BTreeMap::new(),
+            file: None,
+            record_len: record_len(),
+            records: 0,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// Opens (or creates) the file at `path` and loads it. Returns the store
+    /// and every `(first, last)` range it holds, for the caller's coverage
+    /// frontier.
+    pub fn open(path: &Path) -> Result<(Self, Vec<(Index, Index)>), String> {
+        let mut store = Self::in_memory();
+        let mut ranges = Vec::new();
+        if let Ok(bytes) = std::fs::read(path) {
+            let whole = bytes.len() / store.record_len * store.record_len;
+            for chunk in bytes[..whole].chunks_exact(store.record_len) {
+                let Some(signed) = decode_statement(chunk) else { break };
+                ranges.push((signed.statement.first_index, signed.statement.last_index));
+                store.note(&signed);
+            }
+            if whole != bytes.len() || store.records * store.record_len as u64 != whole as u64 {
+                // A torn or damaged tail: drop it so appends stay aligned.
+                let keep = store.records * store.record_len as u64;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                file.set_len(keep).map_err(|e| format!("cannot truncate {}: {e}", path.display()))?;
+                tracing::warn!(path = %path.display(), kept = store.records, "dropped a damaged tail of the certificates file");
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        store.file = Some(file);
+        Ok((store, ranges))
+    }
+
+    /// Records a statement in memory and in the chunk index.
+    fn note(&mut self, signed: &SignedStatement) {
+        let (first, last) = (signed.statement.first_index, signed.statement.last_index);
+        if self.records.is_multiple_of(CHUNK_RECORDS) {
+            self.chunks.push(ChunkSummary {
+                first_index: first,
+                last_index: last,
+            });
+        } else if let Some(chunk) = self.chunks.last_mut() {
+            chunk.first_index = chunk.first_index.min(first);
+            chunk.last_index = chunk.last_index.max(last);
+        }
+        self.records += 1;
+        self.recent.insert(last, *signed);
+        while self.recent.len() > RECENT_MAX {
+            self.recent.pop_first();
+        }
+    }
+
+    /// Stores a statement (appended to the file without fsync: losing it
+    /// only means this node cannot serve tokens for those entries).
+    pub fn insert(&mut self, signed: SignedStatement) -> Result<(), String> {
+        if let Some(file) = self.file.as_mut() {
+            file.write_all(&encode_statement(&signed)).map_err(|e| e.to_string())?;
+        }
+        self.note(&signed);
+        Ok(())
+    }
+
+    /// The statements in memory, by last index.
+    pub fn recent(&self) -> &BTreeMap<Index, SignedStatement> {
+        &self.recent
+    }
+
+    /// A statement covering `index`: from memory, else from the file.
+    pub fn lookup(&self, index: Index) -> Option<SignedStatement> {
+        if let Some((_, signed)) = self.recent.range(index..).next() {
+            if signed.statement.first_index <= index {
+                return Some(*signed);
+            }
+        }
+        let file = self.file.as_ref()?;
+        for (k, chunk) in self.chunks.iter().enumerate() {
+            if chunk.first_index > index || chunk.last_index < index {
+                continue;
+            }
+            let records = CHUNK_RECORDS.min(self.records - k as u64 * CHUNK_RECORDS) as usize;
+            let mut bytes = vec![0u8; records * self.record_len];
+            let offset = k as u64 * CHUNK_RECORDS * self.record_len as u64;
+            if file.read_exact_at(&mut bytes, offset).is_err() {
+                continue;
+            }
+            let found = bytes
+                .chunks_exact(self.record_len)
+                .filter_map(decode_statement)
+                .find(|s| s.statement.first_index <= index && index <= s.statement.last_index);
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// Statements covering `[from, to]` in index order, at most `max`.
+    pub fn range(&self, from: Index, to: Index, max: usize) -> Vec<SignedStatement> {
+        let mut out = Vec::new();
+        let mut next = from;
+        while next <= to && out.len() < max {
+            let Some(signed) = self.lookup(next) else { break };
+            next = signed.statement.last_index + 1;
+            out.push(signed);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(first: Index, last: Index) -> SignedStatement {
+        SignedStatement {
+            statement: Statement {
+                cluster_id: ClusterId([1; 16]),
+                term: 1,
+                leader_id: 1,
+                first_index: first,
+                last_index: last,
+                root: [first as u8; 32],
+            },
+            signature: [0; 64],
+        }
+    }
+
+    #[test]
+    fn old_statements_come_back_from_the_file_and_memory_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certificates");
+        let (mut store, ranges) = CertStore::open(&path).unwrap();
+        assert!(ranges.is_empty());
+        let count = RECENT_MAX as u64 + 1_000;
+        for k in 0..count {
+            store.insert(statement(2 * k + 1, 2 * k + 2)).unwrap();
+        }
+        assert_eq!(store.recent().len(), RECENT_MAX);
+        // The oldest are only in the file.
+        assert_eq!(store.lookup(1).unwrap().statement.first_index, 1);
+        assert_eq!(store.lookup(600).unwrap().statement.last_index, 600);
+        assert_eq!(store.lookup(2 * count).unwrap().statement.first_index, 2 * count - 1);
+        assert!(store.lookup(2 * count + 1).is_none());
+        assert_eq!(store.range(5, 12, 10).len(), 4);
+        drop(store);
+        // Reopening finds everything; a torn tail is dropped.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[1, 2, 3]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (store, ranges) = CertStore::open(&path).unwrap();
+        assert_eq!(ranges.len() as u64, count);
+        assert_eq!(store.lookup(3).unwrap().statement.first_index, 3);
+        assert_eq!(std::fs::metadata(&path).unwrap().len() % record_len() as u64, 0);
+    }
+}
