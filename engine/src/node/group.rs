@@ -20,6 +20,7 @@ use ordo_storage::{Index, LogStore, NodeId};
 use super::clock::Clock;
 use super::config::NodeConfig;
 use super::feed::{self, FeedState};
+use super::gossip_bridge::GossipBridge;
 use super::input::{External, InputSender, Reply};
 use super::log_io::LogIo;
 use super::peers::Peers;
@@ -70,6 +71,8 @@ pub struct Group<S: LogStore + 'static> {
     next_request_id: u64,
     status: Rc<std::cell::Cell<Status>>,
     shutting_down: bool,
+    /// The voter's gossip endpoint, if it runs one (`gossip_bridge.rs`).
+    gossip: Option<GossipBridge>,
 }
 
 impl<S: LogStore + 'static> Group<S> {
@@ -114,7 +117,15 @@ impl<S: LogStore + 'static> Group<S> {
             next_request_id,
             status,
             shutting_down: false,
+            gossip: None,
         }
+    }
+
+    /// Connects the voter's gossip endpoint: applies and answers to
+    /// clients are handed to it (`gossip_bridge.rs`).
+    pub fn with_gossip(mut self, gossip: Option<GossipBridge>) -> Self {
+        self.gossip = gossip;
+        self
     }
 
     fn request_id(&mut self) -> u64 {
@@ -632,6 +643,9 @@ impl<S: LogStore + 'static> Group<S> {
             self.feed.applied_id.set(last_id);
         }
         self.feed.notify.notify();
+        if let Some(gossip) = &self.gossip {
+            gossip.applied(&apply);
+        }
         let applied = apply.last_index;
         let ready: Vec<Index> = self
             .read_waiters
@@ -653,6 +667,9 @@ impl<S: LogStore + 'static> Group<S> {
             Ok(committed) => self.certificates.token_for(committed).unwrap_or_default(),
             Err(_) => Vec::new(),
         };
+        if let (Some(gossip), Ok(committed)) = (&self.gossip, &result) {
+            gossip.answered(committed, &token);
+        }
         match responder {
             Responder::Client { conn, request_id } => {
                 let response = ClientResponse::Propose(ProposeResponse {

@@ -20,10 +20,11 @@
 mod clock;
 mod config;
 mod feed;
+mod gossip_bridge;
 mod group;
 mod input;
 mod log_io;
-mod notify;
+pub(crate) mod notify;
 mod peers;
 mod restore;
 mod snapshots;

@@ -326,6 +326,12 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         peer_addr = %config.peer_addr,
         "node started"
     );
+    let gossip = super::gossip_bridge::GossipBridge::start(
+        &config,
+        log.store().clone(),
+        feed.clone(),
+        certificates.clone(),
+    );
     let _ = started.send(Ok(()));
     let group = Group::new(
         raft,
@@ -340,7 +346,8 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         certificates,
         snapshots,
         status,
-    );
+    )
+    .with_gossip(gossip);
     let result = group.run().await;
     if let Some(server) = server {
         server.shutdown().await;
