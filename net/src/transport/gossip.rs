@@ -655,8 +655,17 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
         clients.serve(stream, splitter, hello, remote).await;
         return;
     }
-    let refusal =
-        check_hello(&hello, shared.config.cluster_id, ConnectionRole::Gossip).or_else(|| {
+    let role_refusal = (hello.role != ConnectionRole::Gossip).then(|| HelloReject {
+        reason: RejectReason::RoleMismatch,
+        protocol_version: PROTOCOL_VERSION,
+        detail: format!(
+            "this port takes gossip connections, dialer is a {:?}",
+            hello.role
+        ),
+    });
+    let refusal = role_refusal
+        .or_else(|| check_hello(&hello, shared.config.cluster_id, ConnectionRole::Gossip))
+        .or_else(|| {
             (shared.closed.get() || shared.inbound.get() >= shared.config.inbound_connections_max)
                 .then(|| HelloReject {
                     reason: RejectReason::Unavailable,
