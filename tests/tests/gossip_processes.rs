@@ -360,3 +360,148 @@ mod forgery {
         );
     }
 }
+
+mod launcher {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    use ordo_tests::procs::ordo_binary;
+
+    use super::*;
+
+    fn ordo(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut child = Command::new(ordo_binary())
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ordo");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().unwrap();
+            let input = input.to_string();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(input.as_bytes());
+            });
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn ordo_cluster_runs_voters_and_gossip_nodes_and_stops_them_all() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("cluster");
+        let mut launcher = Command::new(ordo_binary())
+            .args([
+                "cluster",
+                "--nodes",
+                "3",
+                "--gossip",
+                "2",
+                "--base-port",
+                "23800",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ordo cluster");
+        let stdout = launcher.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut printed = Vec::new();
+        while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(10)) {
+            let last = line.contains("running");
+            printed.push(line);
+            if last {
+                break;
+            }
+        }
+        assert_eq!(
+            printed.len(),
+            7,
+            "every address, the keys, then running: {printed:?}"
+        );
+        assert!(printed[0].starts_with("voter 1: client 127.0.0.1:23800 gossip 127.0.0.1:24000"));
+        assert!(printed[3].starts_with("gossip 1: 127.0.0.1:24100"));
+        // Send through a voter once one leads, read from a gossip node.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sent = loop {
+            let sent = ordo(
+                &["send", "--node", "127.0.0.1:23801", "--stdin"],
+                Some(&payloads("launched", 10)),
+            );
+            if sent.0 || Instant::now() >= deadline {
+                break sent;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(sent.0, "{}", sent.2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let log = loop {
+            let (ok, out, _) = ordo(&["log", "--node", "127.0.0.1:24101"], None);
+            let lines: Vec<Value> = out
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if (ok && lines.len() >= 10) || Instant::now() >= deadline {
+                break lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(log.len(), 10);
+        let text: String = log.iter().map(|l| format!("{l}\n")).collect();
+        let keys = dir.join("cluster.keys");
+        let verified = ordo(&["verify", "--keys", keys.to_str().unwrap()], Some(&text));
+        assert!(verified.0, "{}", verified.2);
+        let (ok, status, _) = ordo(&["status", "--node", "127.0.0.1:24100"], None);
+        assert!(ok && status.contains("\"role\":\"gossip\""), "{status}");
+        // SIGTERM stops the launcher and every process it started.
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(launcher.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = launcher.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = launcher.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the launcher exits cleanly"
+        );
+        for addr in [
+            "127.0.0.1:23800",
+            "127.0.0.1:23802",
+            "127.0.0.1:24100",
+            "127.0.0.1:24101",
+        ] {
+            assert!(
+                std::net::TcpStream::connect(addr).is_err(),
+                "{addr} still listens after the launcher stopped"
+            );
+        }
+    }
+}
