@@ -178,10 +178,16 @@ async fn run(
     started: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> Result<(), String> {
     let verifier = Verifier::load(&config.keys_file).map_err(|e| e.to_string())?;
+    // Every message the core accepts must fit a record the store takes
+    // back on recovery.
+    let mut store_limits = config.store;
+    store_limits.record_bytes_max = store_limits
+        .record_bytes_max
+        .max(config.gossip.message_bytes_max + 64);
     let cluster_id = transport_id(&verifier);
     let (store, generation) = match &config.data_dir {
         Some(dir) => {
-            let store = DeliveredStore::open(dir, config.store).map_err(|e| e.to_string())?;
+            let store = DeliveredStore::open(dir, store_limits).map_err(|e| e.to_string())?;
             let generation = next_generation(dir).map_err(|e| e.to_string())?;
             (store, generation)
         }
@@ -191,7 +197,7 @@ async fn run(
                 .map(|d| d.as_secs())
                 .unwrap_or(1);
             (
-                DeliveredStore::in_memory(config.store),
+                DeliveredStore::in_memory(store_limits),
                 (seconds as u32).max(1),
             )
         }
@@ -343,14 +349,20 @@ impl Runtime {
                 log_stats(self.driver.core().stats(), &self.shared.store.borrow());
             }
             if self.stopping {
-                // Let a sync in flight finish: what it covers is durable.
-                if let Ok(done) = self.syncs.1.try_recv() {
-                    self.synced(done)?;
-                }
-                if self.shared.store.borrow().durable_id() < self.shared.store.borrow().last_id() {
+                // Everything delivered becomes durable before it stops: the
+                // sync in flight, then one for what came after it.
+                loop {
+                    let (durable, last) = {
+                        let store = self.shared.store.borrow();
+                        (store.durable_id(), store.last_id())
+                    };
+                    if durable >= last {
+                        break;
+                    }
                     self.start_sync();
-                    if let Ok(done) = self.syncs.1.recv().await {
-                        self.synced(done)?;
+                    match self.syncs.1.recv().await {
+                        Ok(done) => self.synced(done)?,
+                        Err(_) => break,
                     }
                 }
                 return Ok(());
