@@ -472,6 +472,45 @@ mod launcher {
         let keys = dir.join("cluster.keys");
         let verified = ordo(&["verify", "--keys", keys.to_str().unwrap()], Some(&text));
         assert!(verified.0, "{}", verified.2);
+        // --follow streams what it has, then every new message.
+        let mut follower = Command::new(ordo_binary())
+            .args([
+                "log",
+                "--node",
+                "127.0.0.1:24100",
+                "--from",
+                "9",
+                "--follow",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ordo log --follow");
+        let follow_out = follower.stdout.take().unwrap();
+        let (follow_tx, follow_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(follow_out)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = follow_tx.send(line);
+            }
+        });
+        let more = ordo(&["send", "--node", "127.0.0.1:23800", "one-more"], None);
+        assert!(more.0, "{}", more.2);
+        let followed: Vec<Value> = (0..3)
+            .filter_map(|_| follow_rx.recv_timeout(Duration::from_secs(10)).ok())
+            .map(|l| serde_json::from_str(&l).unwrap())
+            .collect();
+        let _ = follower.kill();
+        let _ = follower.wait();
+        let ids: Vec<u64> = followed.iter().map(|l| l["id"].as_u64().unwrap()).collect();
+        assert_eq!(
+            ids,
+            vec![9, 10, 11],
+            "followed from id 9 into the new message"
+        );
+        assert_eq!(followed[2]["payload"], "one-more");
         let (ok, status, _) = ordo(&["status", "--node", "127.0.0.1:24100"], None);
         assert!(ok && status.contains("\"role\":\"gossip\""), "{status}");
         // SIGTERM stops the launcher and every process it started.

@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Writes DIR/node<i>/ordo.toml for i = 1..N with a fresh key pair each,
+    /// Writes `DIR/node<i>/ordo.toml` for i = 1..N with a fresh key pair each,
     /// and DIR/cluster.keys.
     Init {
         /// Voters in the cluster.
