@@ -4,6 +4,7 @@
 //! ```text
 //! cargo test -p ordo-tests --test gossip_measure -- --ignored --nocapture
 //! ORDO_MEASURE_MESSAGES=2000 ORDO_MEASURE_GOSSIP=10 ORDO_MEASURE_INTERVAL_US=10000 ...
+//! ORDO_MEASURE_KILL=2 ...   # SIGKILL gossip nodes 1 and 2 half way through
 //! ```
 //!
 //! 3 voters and 10 gossip nodes (`ordo node`, `ordo gossip`), messages
@@ -61,17 +62,25 @@ fn read_timings(dir: &std::path::Path, prefix: &str) -> Vec<BTreeMap<u64, u64>> 
     out
 }
 
+/// Gossip node `j`'s port in this measurement's layout.
+fn cluster_port(j: usize) -> u16 {
+    BASE_PORT + ordo_tests::gossip_procs::GOSSIP_NODE_PORT_OFFSET + j as u16 - 1
+}
+
+const BASE_PORT: u16 = 24_400;
+
 #[test]
 #[ignore = "a measurement: run by name with --ignored --nocapture"]
 fn measure_gossip_latency_and_redundancy() {
     let messages = env_or("ORDO_MEASURE_MESSAGES", 1000);
     let gossip = env_or("ORDO_MEASURE_GOSSIP", 10) as usize;
     let interval = Duration::from_micros(env_or("ORDO_MEASURE_INTERVAL_US", 10_000));
+    let kill = env_or("ORDO_MEASURE_KILL", 0) as usize;
     let timings = tempfile::tempdir().unwrap();
     // SAFETY: set before any thread of this test binary starts a process
     // or reads the environment; the child processes inherit it.
     unsafe { std::env::set_var("ORDO_GOSSIP_TIMINGS_DIR", timings.path()) };
-    let mut cluster = GossipCluster::start(3, gossip, 24_400);
+    let mut cluster = GossipCluster::start(3, gossip, BASE_PORT);
     cluster
         .voters
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
@@ -82,7 +91,8 @@ fn measure_gossip_latency_and_redundancy() {
         .map(|i| cluster.voters.addr(i).parse().unwrap())
         .collect();
     let began = Instant::now();
-    std::thread::spawn(move || {
+    let (half_tx, half_rx) = std::sync::mpsc::channel();
+    let client = std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name("measure-client")
             .io_memory(512 << 10)
@@ -99,6 +109,9 @@ fn measure_gossip_latency_and_redundancy() {
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         glommio::timer::sleep(wait).await;
                     }
+                    if i == messages / 2 {
+                        let _ = half_tx.send(());
+                    }
                     let client = &mut clients[i as usize % 3];
                     client
                         .propose(Bytes::from(format!("measure-{i:06}-{}", "x".repeat(64))))
@@ -106,11 +119,17 @@ fn measure_gossip_latency_and_redundancy() {
                         .expect("committed");
                 }
             })
-    })
-    .join()
-    .unwrap();
+    });
+    if kill > 0 {
+        half_rx.recv().unwrap();
+        for j in 1..=kill {
+            cluster.kill_gossip(j);
+        }
+    }
+    client.join().unwrap();
     let sending = began.elapsed();
-    for j in 1..=gossip {
+    let survivors: Vec<usize> = (kill + 1..=gossip).collect();
+    for &j in &survivors {
         let log = cluster.wait_gossip_log(j, messages as usize, Duration::from_secs(30));
         assert_eq!(
             log.len(),
@@ -120,7 +139,7 @@ fn measure_gossip_latency_and_redundancy() {
     }
     let mut received = 0u64;
     let mut delivered = 0u64;
-    for j in 1..=gossip {
+    for &j in &survivors {
         assert!(cluster.stop_gossip(j));
         let stats = cluster.gossip_stats(j).expect("stats");
         received += stats["payload_received"];
@@ -134,8 +153,13 @@ fn measure_gossip_latency_and_redundancy() {
             publish_us.entry(id).or_insert(us);
         }
     }
-    let deliveries = read_timings(timings.path(), "deliver-");
-    assert_eq!(deliveries.len(), gossip);
+    let deliveries: Vec<BTreeMap<u64, u64>> = survivors
+        .iter()
+        .map(|&j| {
+            let port = cluster_port(j);
+            read_timings(timings.path(), &format!("deliver-{port}.")).remove(0)
+        })
+        .collect();
     let mut last_node = Vec::new();
     let mut each = Vec::new();
     let mut unpublished = 0;
@@ -157,7 +181,8 @@ fn measure_gossip_latency_and_redundancy() {
     last_node.sort_unstable();
     each.sort_unstable();
     println!(
-        "{gossip} gossip nodes, {messages} messages, one every {interval:?} (sent in {sending:.1?}); {unpublished} not pushed by a voter (pulled)"
+        "{gossip} gossip nodes ({kill} SIGKILLed half way; latency and redundancy over the {} others), {messages} messages, one every {interval:?} (sent in {sending:.1?}); {unpublished} not pushed by a voter (pulled)",
+        survivors.len()
     );
     println!(
         "last node p50 / p99 / max (ms): {:.1} / {:.1} / {:.1}",
