@@ -39,26 +39,18 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future::or;
 use glommio::Task;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use ordo_storage::NodeId;
 
-use crate::gossip::{GossipFrame, GossipIntro, PeerAddr, Wire};
-use crate::handshake::{
-    ConnectionRole, Handshake, Hello, HelloAck, HelloReject, PROTOCOL_VERSION, RejectReason,
-};
-use crate::transport::backoff::reconnect_delay;
+use crate::gossip::{GossipFrame, PeerAddr, Wire};
+use crate::handshake::{ConnectionRole, Hello, PROTOCOL_VERSION};
 use crate::transport::client_server::{ClientAdopter, ClientInbox, ClientServer};
 use crate::transport::config::{ClientServerConfig, ConfigError, ConnectionLimits, Timings};
-use crate::transport::handshake::{
-    check_hello, dial, receive_handshake, send_handshake, with_timeout,
-};
+use crate::transport::gossip_conn::{accept_loop, run_outbound};
 use crate::transport::inbox::Inbox;
-use crate::transport::io::{ConnectionError, read_frame, write_all};
 use crate::transport::notify::Notify;
 use crate::transport::outbound::{OutQueue, QueueStats, SendError};
-use crate::transport::peers::READER_YIELD_FRAMES;
 use crate::transport::{LinkState, TransportError};
-use crate::wire::{Decode, FrameSplitter, HANDSHAKE_FRAME_BYTES_MAX, encode_to_vec};
 
 /// Configuration of one member's gossip transport.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,38 +185,38 @@ pub struct GossipTransportStats {
     pub frames_dropped: u64,
 }
 
-struct Outbound {
-    addr: PeerAddr,
-    queue: OutQueue,
-    state: Cell<LinkState>,
+pub(super) struct Outbound {
+    pub(super) addr: PeerAddr,
+    pub(super) queue: OutQueue,
+    pub(super) state: Cell<LinkState>,
     /// Sends fail at once before this (after a failure).
-    retry_at: Cell<Option<Instant>>,
+    pub(super) retry_at: Cell<Option<Instant>>,
     /// Failures in a row (the backoff's exponent).
-    attempt: Cell<u32>,
-    last_send: Cell<Instant>,
+    pub(super) attempt: Cell<u32>,
+    pub(super) last_send: Cell<Instant>,
     /// Counts connection tasks: a task only updates the entry if no newer
     /// one replaced it.
-    generation: Cell<u64>,
-    task: RefCell<Option<Task<()>>>,
+    pub(super) generation: Cell<u64>,
+    pub(super) task: RefCell<Option<Task<()>>>,
 }
 
-struct Shared {
-    config: GossipTransportConfig,
-    local_addr: SocketAddr,
-    outbound: RefCell<HashMap<PeerAddr, Rc<Outbound>>>,
-    inbox: Inbox<(PeerAddr, Wire)>,
+pub(super) struct Shared {
+    pub(super) config: GossipTransportConfig,
+    pub(super) local_addr: SocketAddr,
+    pub(super) outbound: RefCell<HashMap<PeerAddr, Rc<Outbound>>>,
+    pub(super) inbox: Inbox<(PeerAddr, Wire)>,
     /// Peers with an unreported failure (bounded by `outbound_peers_max`).
-    unreachable: RefCell<BTreeSet<PeerAddr>>,
+    pub(super) unreachable: RefCell<BTreeSet<PeerAddr>>,
     /// Inbound gossip connections open (their tasks end on `shutdown`).
-    inbound: Cell<usize>,
-    closed: Cell<bool>,
-    shutdown: Notify,
-    accept_task: RefCell<Option<Task<()>>>,
-    handshakes_pending: Cell<usize>,
-    clients: Option<ClientAdopter>,
-    rng: RefCell<fastrand::Rng>,
-    connections_made: Cell<u64>,
-    frames_dropped: Cell<u64>,
+    pub(super) inbound: Cell<usize>,
+    pub(super) closed: Cell<bool>,
+    pub(super) shutdown: Notify,
+    pub(super) accept_task: RefCell<Option<Task<()>>>,
+    pub(super) handshakes_pending: Cell<usize>,
+    pub(super) clients: Option<ClientAdopter>,
+    pub(super) rng: RefCell<fastrand::Rng>,
+    pub(super) connections_made: Cell<u64>,
+    pub(super) frames_dropped: Cell<u64>,
 }
 
 /// The sending side and the control surface of the gossip transport.
@@ -394,7 +386,7 @@ impl GossipInbox {
 
 impl Shared {
     /// A new outbound entry for `addr`, making room if at the bound.
-    fn new_outbound(self: &Rc<Self>, addr: PeerAddr, now: Instant) -> Rc<Outbound> {
+    pub(super) fn new_outbound(self: &Rc<Self>, addr: PeerAddr, now: Instant) -> Rc<Outbound> {
         let mut outbound = self.outbound.borrow_mut();
         if outbound.len() >= self.config.outbound_peers_max {
             let oldest = outbound
@@ -435,7 +427,7 @@ impl Shared {
         drop(previous);
     }
 
-    fn hello(&self) -> Hello {
+    pub(super) fn hello(&self) -> Hello {
         Hello {
             cluster_id: self.config.cluster_id,
             node_id: self.config.node_id,
@@ -443,322 +435,4 @@ impl Shared {
             role: ConnectionRole::Gossip,
         }
     }
-}
-
-/// How an outbound connection ended.
-enum Ended {
-    /// Idle for `idle_timeout`: closed without a failure.
-    Idle,
-    /// The transport closed and the queue was flushed.
-    Flushed,
-    /// Dial or connection failure.
-    Failed(ConnectionError),
-}
-
-/// One outbound connection: dial, introduce, drain the queue until idle or
-/// failed; then update the entry.
-async fn run_outbound(shared: Rc<Shared>, peer: Rc<Outbound>, generation: u64) {
-    let ended = outbound_connection(&shared, &peer).await;
-    if peer.generation.get() != generation {
-        return;
-    }
-    match ended {
-        Ended::Idle | Ended::Flushed => {
-            tracing::debug!(peer = %peer.addr, "gossip connection closed (idle)");
-            peer.state.set(LinkState::Down);
-            peer.retry_at.set(None);
-            let mut outbound = shared.outbound.borrow_mut();
-            if outbound
-                .get(&peer.addr)
-                .is_some_and(|p| Rc::ptr_eq(p, &peer))
-                && peer.queue.stats().bulk_frames == 0
-                && peer.queue.stats().priority_bytes == 0
-            {
-                outbound.remove(&peer.addr);
-            }
-        }
-        Ended::Failed(reason) => {
-            if peer.attempt.get() == 0 {
-                tracing::info!(peer = %peer.addr, %reason, "gossip peer unreachable");
-            } else {
-                tracing::debug!(peer = %peer.addr, %reason, "gossip peer still unreachable");
-            }
-            let attempt = peer.attempt.get();
-            peer.attempt.set(attempt.saturating_add(1));
-            let timings = &shared.config.timings;
-            let delay = reconnect_delay(
-                attempt,
-                timings.reconnect_backoff_min,
-                timings.reconnect_backoff_max,
-                &mut shared.rng.borrow_mut(),
-            );
-            peer.retry_at.set(Some(Instant::now() + delay));
-            peer.state.set(LinkState::Down);
-            let dropped = peer.queue.clear();
-            shared
-                .frames_dropped
-                .set(shared.frames_dropped.get() + dropped as u64);
-            if !shared.closed.get() {
-                shared.unreachable.borrow_mut().insert(peer.addr);
-                shared.inbox.readable.notify_all();
-            }
-        }
-    }
-}
-
-async fn outbound_connection(shared: &Shared, peer: &Outbound) -> Ended {
-    let timings = &shared.config.timings;
-    let limits = &shared.config.limits;
-    let dialed = dial(
-        peer.addr,
-        shared.hello(),
-        None,
-        timings.connect_timeout,
-        timings.handshake_timeout,
-        limits.receive_slab_bytes,
-        limits.frame_bytes_max,
-    )
-    .await;
-    let dialed = match dialed {
-        Ok(dialed) => dialed,
-        Err(reason) => return Ended::Failed(reason),
-    };
-    if dialed.ack.cluster_id != shared.config.cluster_id {
-        return Ended::Failed(ConnectionError::Handshake(format!(
-            "{} is in cluster {}",
-            peer.addr, dialed.ack.cluster_id
-        )));
-    }
-    let intro = GossipFrame::Intro(GossipIntro {
-        listen_addr: shared.local_addr,
-    });
-    let stream = dialed.stream;
-    let mut splitter = dialed.splitter;
-    let sent = match encode_to_vec(&intro, HANDSHAKE_FRAME_BYTES_MAX) {
-        Ok(bytes) => write_all(&stream, &[&bytes])
-            .await
-            .map_err(ConnectionError::from),
-        Err(error) => Err(error.into()),
-    };
-    if let Err(reason) = sent {
-        return Ended::Failed(reason);
-    }
-    shared
-        .connections_made
-        .set(shared.connections_made.get() + 1);
-    peer.state.set(LinkState::Connected);
-    peer.attempt.set(0);
-    peer.retry_at.set(None);
-    // The acceptor never writes: any frame or a close ends the connection.
-    let reader = async {
-        match read_frame(&stream, &mut splitter).await {
-            Ok(Some(_)) => Ended::Failed(ConnectionError::Handshake(
-                "the acceptor wrote on a one-way gossip connection".into(),
-            )),
-            Ok(None) => Ended::Failed(ConnectionError::Eof),
-            Err(reason) => Ended::Failed(reason),
-        }
-    };
-    let idle = shared.config.idle_timeout;
-    let writer = async {
-        loop {
-            if let Some(batch) = peer.queue.take() {
-                if let Err(error) = write_all(&stream, &batch.slices()).await {
-                    return Ended::Failed(error.into());
-                }
-                peer.queue.complete(batch);
-                continue;
-            }
-            if peer.queue.is_closed() {
-                return Ended::Flushed;
-            }
-            let since = peer.last_send.get().elapsed();
-            if since >= idle {
-                return Ended::Idle;
-            }
-            or(
-                peer.queue.writer_wake.notified(),
-                glommio::timer::sleep(idle - since),
-            )
-            .await;
-        }
-    };
-    or(reader, writer).await
-}
-
-/// Accepts connections; each gets its own handshake task.
-async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "gossip accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if shared.closed.get() {
-            break;
-        }
-        if shared.handshakes_pending.get() >= shared.config.handshakes_pending_max {
-            tracing::warn!(remote = ?stream.peer_addr().ok(), "closing inbound gossip connection: too many handshakes pending");
-            continue;
-        }
-        shared
-            .handshakes_pending
-            .set(shared.handshakes_pending.get() + 1);
-        glommio::spawn_local(accept_one(shared.clone(), stream)).detach();
-    }
-}
-
-async fn reject(shared: &Shared, stream: &RefCell<TcpStream>, reject: HelloReject) {
-    let _ = with_timeout(
-        shared.config.timings.handshake_timeout,
-        "reject",
-        send_handshake(stream, Handshake::Reject(reject)),
-    )
-    .await;
-}
-
-/// Handshake, then: a client goes to the client server; a gossip peer
-/// introduces itself and its frames go to the inbox.
-async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
-    let remote = stream.peer_addr().ok();
-    let _ = stream.set_nodelay(true);
-    let stream = RefCell::new(stream);
-    let limits = shared.config.limits.clone();
-    let mut splitter = FrameSplitter::new(limits.receive_slab_bytes, HANDSHAKE_FRAME_BYTES_MAX);
-    let timeout = shared.config.timings.handshake_timeout;
-    let received = with_timeout(
-        timeout,
-        "handshake",
-        receive_handshake(&stream, &mut splitter),
-    )
-    .await;
-    shared
-        .handshakes_pending
-        .set(shared.handshakes_pending.get() - 1);
-    let hello = match received {
-        Ok(Handshake::Hello(hello)) => hello,
-        Ok(_) => {
-            tracing::warn!(?remote, "closing inbound gossip connection: expected hello");
-            return;
-        }
-        Err(reason) => {
-            tracing::warn!(?remote, %reason, "closing inbound gossip connection: handshake failed");
-            return;
-        }
-    };
-    if hello.role == ConnectionRole::Client
-        && let Some(clients) = &shared.clients
-    {
-        clients.serve(stream, splitter, hello, remote).await;
-        return;
-    }
-    let role_refusal = (hello.role != ConnectionRole::Gossip).then(|| HelloReject {
-        reason: RejectReason::RoleMismatch,
-        protocol_version: PROTOCOL_VERSION,
-        detail: format!(
-            "this port takes gossip connections, dialer is a {:?}",
-            hello.role
-        ),
-    });
-    let refusal = role_refusal
-        .or_else(|| check_hello(&hello, shared.config.cluster_id, ConnectionRole::Gossip))
-        .or_else(|| {
-            (shared.closed.get() || shared.inbound.get() >= shared.config.inbound_connections_max)
-                .then(|| HelloReject {
-                    reason: RejectReason::Unavailable,
-                    protocol_version: PROTOCOL_VERSION,
-                    detail: "shutting down or at the gossip connection limit".into(),
-                })
-        });
-    if let Some(refusal) = refusal {
-        tracing::warn!(?remote, reason = ?refusal.reason, detail = %refusal.detail, "refusing gossip connection");
-        reject(&shared, &stream, refusal).await;
-        return;
-    }
-    let ack = Handshake::Ack(HelloAck {
-        cluster_id: shared.config.cluster_id,
-        node_id: shared.config.node_id,
-        protocol_version: PROTOCOL_VERSION,
-    });
-    if let Err(reason) = with_timeout(timeout, "ack", send_handshake(&stream, ack)).await {
-        tracing::warn!(?remote, %reason, "closing inbound gossip connection: handshake failed");
-        return;
-    }
-    let intro = with_timeout(timeout, "intro", async {
-        let frame = read_frame(&stream, &mut splitter)
-            .await?
-            .ok_or(ConnectionError::Eof)?;
-        match GossipFrame::decode(&frame)? {
-            GossipFrame::Intro(intro) => Ok(intro),
-            GossipFrame::Wire(_) => Err(ConnectionError::Handshake(
-                "a gossip connection must start with an intro".into(),
-            )),
-        }
-    })
-    .await;
-    let from = match intro {
-        Ok(intro) => intro.listen_addr,
-        Err(reason) => {
-            tracing::warn!(?remote, %reason, "closing inbound gossip connection: no intro");
-            return;
-        }
-    };
-    if let Some(remote) = remote
-        && remote.ip() != from.ip()
-    {
-        tracing::warn!(%remote, claimed = %from, "closing inbound gossip connection: it claims another host's address");
-        return;
-    }
-    splitter.set_frame_bytes_max(limits.frame_bytes_max);
-    shared.inbound.set(shared.inbound.get() + 1);
-    let result = read_inbound(&shared, &stream, &mut splitter, from).await;
-    match result {
-        Err(ConnectionError::Wire(reason)) => {
-            tracing::warn!(peer = %from, %reason, "closing gossip connection: bad frame");
-        }
-        Err(reason) => tracing::debug!(peer = %from, %reason, "gossip connection closed"),
-        Ok(()) => {}
-    }
-    shared.inbound.set(shared.inbound.get() - 1);
-}
-
-async fn read_inbound(
-    shared: &Shared,
-    stream: &RefCell<TcpStream>,
-    splitter: &mut FrameSplitter,
-    from: PeerAddr,
-) -> Result<(), ConnectionError> {
-    let mut until_yield = READER_YIELD_FRAMES;
-    let stop = async {
-        shared.shutdown.notified().await;
-        Err(ConnectionError::Closed)
-    };
-    let read = async {
-        loop {
-            let frame = read_frame(stream, splitter)
-                .await?
-                .ok_or(ConnectionError::Eof)?;
-            let bytes = frame.header().frame_len as usize;
-            let message = match GossipFrame::decode(&frame)? {
-                GossipFrame::Wire(message) => message,
-                GossipFrame::Intro(_) => {
-                    return Err(ConnectionError::Handshake("a second intro".into()));
-                }
-            };
-            shared
-                .inbox
-                .push((from, message), bytes)
-                .await
-                .map_err(|_| ConnectionError::Closed)?;
-            until_yield -= 1;
-            if until_yield == 0 {
-                until_yield = READER_YIELD_FRAMES;
-                futures_lite::future::yield_now().await;
-            }
-        }
-    };
-    or(read, stop).await
 }

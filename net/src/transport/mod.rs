@@ -17,6 +17,7 @@ mod client_conn;
 mod client_server;
 mod config;
 mod gossip;
+mod gossip_conn;
 mod handshake;
 mod inbox;
 mod io;
