@@ -12,12 +12,17 @@
 //!   its payload and token.
 //!
 //! A published message needs its payload (from the apply) and its token
-//! (from the answer). On the leader the apply comes first, in the same
-//! turn; on a follower the leader's forwarded answer usually comes before
-//! the follower applies the entry. So each side waits for the other in a
-//! small bounded map keyed by id; whatever falls out of those maps is not
-//! lost, only not pushed: gossip nodes see the watermark move and pull the
-//! message from a voter's log, where `ReadCommitted` is served with
+//! (from the answer). On the leader the core emits the apply, then the
+//! answers it resolves, in the same turn: the payloads of the latest apply
+//! are kept until the next one (they are held by the apply anyway, so
+//! this pins no more memory than one apply). On a follower the leader's
+//! forwarded answer usually comes before the follower applies the entry:
+//! the answer waits for its apply in a bounded map keyed by id. An answer
+//! for an entry applied earlier (its payload no longer kept) has its
+//! payload read back from the log, at most `LATE_READS_MAX` at a time.
+//! Whatever falls out of these bounds is not lost, only not pushed:
+//! gossip nodes see the watermark move and pull the message from a
+//! voter's log, where `ReadCommitted` is served with
 //! `feed::read_committed` (tokens included).
 
 use std::cell::{Cell, RefCell};
@@ -44,9 +49,11 @@ use crate::gossip_node::TokenVerifier;
 use crate::gossip_node::driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use crate::token::Verifier;
 
-/// Applied messages waiting for their answer, and answers waiting for
-/// their apply, at most this many each (the oldest leave first).
+/// Answers waiting for their apply, at most this many (the oldest leave
+/// first).
 const PENDING_PUBLICATIONS_MAX: usize = 4096;
+/// Log reads in flight for answers whose apply came first.
+const LATE_READS_MAX: usize = 64;
 /// Events from the group waiting for the bridge's loop; beyond it new
 /// publications are dropped (gossip nodes pull them) — commit advances
 /// are merged, so they never are.
@@ -59,8 +66,15 @@ struct Shared {
     events: RefCell<VecDeque<Event>>,
     /// The last commit watermark not yet handed to the core.
     committed: Cell<Option<MessageId>>,
-    /// Payloads of applied messages, by id: `(index, term, ts, payload)`.
-    applied: RefCell<BTreeMap<MessageId, (u64, u64, u64, Bytes)>>,
+    /// Payloads of the latest apply's messages, by id.
+    applied: RefCell<BTreeMap<MessageId, Bytes>>,
+    /// The last message id applied.
+    applied_id: Cell<MessageId>,
+    /// Answers whose apply came first, waiting for a log read of their
+    /// payload. Invariant: at most `LATE_READS_MAX` (with those in flight).
+    late: RefCell<Vec<(Committed, Bytes)>>,
+    /// Late reads in flight.
+    late_reads: Cell<usize>,
     /// Answers to clients not yet applied here: `(committed, token)`.
     answered: RefCell<BTreeMap<MessageId, (Committed, Bytes)>>,
     notify: Notify,
@@ -141,6 +155,9 @@ impl GossipBridge {
             events: RefCell::new(VecDeque::new()),
             committed: Cell::new(None),
             applied: RefCell::new(BTreeMap::new()),
+            applied_id: Cell::new(feed.applied_id.get()),
+            late: RefCell::new(Vec::new()),
+            late_reads: Cell::new(0),
             answered: RefCell::new(BTreeMap::new()),
             notify: Notify::default(),
             timings: RefCell::new(timings),
@@ -155,6 +172,7 @@ impl GossipBridge {
     /// watermark; payloads are kept for the answers still to come.
     pub fn applied(&self, apply: &ApplyBatch) {
         let mut last = None;
+        self.shared.applied.borrow_mut().clear();
         for batch in &apply.batches {
             for entry in batch.entries() {
                 if entry.index < apply.first_index
@@ -169,16 +187,13 @@ impl GossipBridge {
                 match answer {
                     Some((committed, token)) => self.publish(&committed, payload, token),
                     None => {
-                        let mut applied = self.shared.applied.borrow_mut();
-                        applied.insert(entry.id, (entry.index, entry.term, entry.ts, payload));
-                        while applied.len() > PENDING_PUBLICATIONS_MAX {
-                            applied.pop_first();
-                        }
+                        self.shared.applied.borrow_mut().insert(entry.id, payload);
                     }
                 }
             }
         }
         if let Some(id) = last {
+            self.shared.applied_id.set(id);
             self.shared.committed.set(Some(id));
             self.shared.notify.notify();
         }
@@ -194,7 +209,14 @@ impl GossipBridge {
         let token = Bytes::copy_from_slice(token);
         let applied = self.shared.applied.borrow_mut().remove(&committed.id);
         match applied {
-            Some((_, _, _, payload)) => self.publish(committed, payload, token),
+            Some(payload) => self.publish(committed, payload, token),
+            None if committed.id <= self.shared.applied_id.get() => {
+                let shared = &self.shared;
+                if shared.late.borrow().len() + shared.late_reads.get() < LATE_READS_MAX {
+                    shared.late.borrow_mut().push((*committed, token));
+                    shared.notify.notify();
+                }
+            }
             None => {
                 let mut answered = self.shared.answered.borrow_mut();
                 answered.insert(committed.id, (*committed, token));
@@ -206,23 +228,29 @@ impl GossipBridge {
     }
 
     fn publish(&self, committed: &Committed, payload: Bytes, token: Bytes) {
-        let mut events = self.shared.events.borrow_mut();
-        if events.len() >= EVENTS_MAX {
-            return;
-        }
-        if let Some(timings) = self.shared.timings.borrow_mut().as_mut() {
-            let _ = writeln!(timings, "{} {}", committed.id, wall_clock_us());
-        }
-        events.push_back(Event::Publish(GossipMessage {
+        self.shared.publish(GossipMessage {
             id: committed.id,
             index: committed.index,
             term: committed.term,
             ts: committed.ts,
             payload,
             token,
-        }));
+        });
+    }
+}
+
+impl Shared {
+    fn publish(&self, message: GossipMessage) {
+        let mut events = self.events.borrow_mut();
+        if events.len() >= EVENTS_MAX {
+            return;
+        }
+        if let Some(timings) = self.timings.borrow_mut().as_mut() {
+            let _ = writeln!(timings, "{} {}", message.id, wall_clock_us());
+        }
+        events.push_back(Event::Publish(message));
         drop(events);
-        self.shared.notify.notify();
+        self.notify.notify();
     }
 }
 
@@ -241,6 +269,30 @@ async fn run<S: LogStore + 'static>(
         let feed_generation = feed.notify.generation();
         if feed.closed.get() {
             break;
+        }
+        let late = std::mem::take(&mut *shared.late.borrow_mut());
+        for (committed, token) in late {
+            shared.late_reads.set(shared.late_reads.get() + 1);
+            let (store, feed, certificates, shared) = (
+                store.clone(),
+                feed.clone(),
+                certificates.clone(),
+                shared.clone(),
+            );
+            glommio::spawn_local(async move {
+                let id = committed.id;
+                let read =
+                    read_committed(&*store, &feed, &certificates, id, id, usize::MAX, false).await;
+                shared.late_reads.set(shared.late_reads.get() - 1);
+                if let Some(mut message) = read.into_iter().next()
+                    && message.id == id
+                    && message.index == committed.index
+                {
+                    message.token = token;
+                    shared.publish(message);
+                }
+            })
+            .detach();
         }
         let has_events = !shared.events.borrow().is_empty() || shared.committed.get().is_some();
         if !has_events {
@@ -292,7 +344,8 @@ async fn run<S: LogStore + 'static>(
                 );
                 glommio::spawn_local(async move {
                     let messages =
-                        read_committed(&*store, &feed, &certificates, from, to, bytes_max).await;
+                        read_committed(&*store, &feed, &certificates, from, to, bytes_max, true)
+                            .await;
                     shared
                         .events
                         .borrow_mut()
@@ -308,9 +361,10 @@ async fn run<S: LogStore + 'static>(
 }
 
 /// Committed messages `[from, to]` with their tokens, at most `bytes_max`
-/// bytes (at least one message), stopping before the first without a
-/// token (a gossip node could not verify it, nor deliver past it). Empty
-/// if the log cannot serve them (compacted, or failed).
+/// bytes (at least one message); with `tokens_required`, stopping before
+/// the first without a token (a gossip node could not verify it, nor
+/// deliver past it). Empty if the log cannot serve them (compacted, or
+/// failed).
 async fn read_committed<S: LogStore>(
     store: &S,
     feed: &FeedState,
@@ -318,6 +372,7 @@ async fn read_committed<S: LogStore>(
     from: MessageId,
     to: MessageId,
     bytes_max: usize,
+    tokens_required: bool,
 ) -> Vec<GossipMessage> {
     if to < from {
         return Vec::new();
@@ -341,7 +396,7 @@ async fn read_committed<S: LogStore>(
     let mut out = Vec::new();
     let mut bytes = 0;
     for m in messages {
-        if m.id < from || m.id > to || m.token.is_empty() {
+        if m.id < from || m.id > to || (tokens_required && m.token.is_empty()) {
             break;
         }
         let message = GossipMessage {
