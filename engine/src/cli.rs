@@ -79,6 +79,7 @@ pub fn status_line(status: &NodeStatus) -> String {
         NodeRole::Candidate => "candidate",
         NodeRole::Leader => "leader",
         NodeRole::Learner => "learner",
+        NodeRole::Gossip => "gossip",
     };
     json!({
         "id": status.id,

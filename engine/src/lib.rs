@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod core;
 pub mod gossip;
+pub mod gossip_node;
 pub mod node;
 pub mod testkit;
 pub mod token;

@@ -160,6 +160,9 @@ pub enum NodeRole {
     Leader,
     /// Catches up without a vote.
     Learner,
+    /// A gossip node: not a voter; it receives committed messages by
+    /// gossip and serves them (`ordo log`).
+    Gossip,
 }
 
 /// A node's view of itself and the cluster.

@@ -3,6 +3,7 @@
 //! stable Rust.
 
 use crate::client::ClientResponse;
+use crate::gossip::{GossipFrame, Wire};
 use crate::message::Message;
 use crate::peer::PeerMessage;
 use crate::wire::{
@@ -98,6 +99,18 @@ fn touch(message: &AnyMessage) {
             for m in &log.messages {
                 sum += m.payload.len() as u64 + m.token.len() as u64;
             }
+        }
+        AnyMessage::Gossip(GossipFrame::Wire(Wire::Push { message, .. })) => {
+            sum += message.payload.iter().map(|b| u64::from(*b)).sum::<u64>() + message.id;
+            sum += message.token.len() as u64;
+        }
+        AnyMessage::Gossip(GossipFrame::Wire(Wire::PullReply { messages, .. })) => {
+            for m in messages {
+                sum += m.payload.iter().map(|b| u64::from(*b)).sum::<u64>() + m.token.len() as u64;
+            }
+        }
+        AnyMessage::Gossip(GossipFrame::Wire(Wire::Membership(packet))) => {
+            sum += packet.len() as u64;
         }
         _ => {}
     }

@@ -10,7 +10,7 @@ use ordo_storage::NodeId;
 
 /// The protocol version this build speaks. The acceptor refuses any other:
 /// adding a frame kind or changing a body bumps it.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// What the dialer is.
 #[derive(
@@ -22,6 +22,10 @@ pub enum ConnectionRole {
     Peer,
     /// A client: client requests follow.
     Client,
+    /// A gossip peer (a gossip node or a voter's gossip endpoint): a
+    /// [`crate::GossipIntro`] then gossip frames follow, in one direction
+    /// only (see `docs/protocol.md`).
+    Gossip,
 }
 
 /// The dialer introduces itself.

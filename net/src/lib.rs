@@ -2,13 +2,14 @@
 //!
 //! - [`message`]: the Raft protocol's messages as plain values, which the
 //!   core consumes and produces;
-//! - [`peer`], [`client`], [`handshake`]: the other messages a connection
-//!   carries (snapshot streaming, the client protocol, the handshake);
+//! - [`peer`], [`client`], [`handshake`], [`gossip`]: the other messages a
+//!   connection carries (snapshot streaming, the client protocol, the
+//!   handshake, gossip between gossip nodes and voters);
 //! - [`wire`]: frames (length, CRC32, kind, rkyv body, zero-copy
 //!   attachments), encoding and validated decoding;
 //! - [`transport`]: TCP on glommio: peer connections with priority and bulk
 //!   lanes, write coalescing, backpressure and reconnects; the client server
-//!   and the client connection;
+//!   and the client connection; the gossip transport;
 //! - [`fuzzing`]: the decoder checks the fuzz target and proptests share.
 //!
 //! The frame format, connection rules and limits are in `docs/protocol.md`.
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod fuzzing;
+pub mod gossip;
 pub mod handshake;
 pub mod message;
 pub mod peer;
@@ -24,6 +26,7 @@ pub mod transport;
 pub mod wire;
 
 pub use client::*;
+pub use gossip::*;
 pub use handshake::*;
 pub use message::*;
 pub use peer::*;

@@ -1,10 +1,12 @@
 //! ordo-tests: integration tests that need more than one crate.
 //!
 //! - [`sim`]: the deterministic simulator of the Raft core;
-//! - [`procs`]: real `ordo` processes for integration tests.
+//! - [`procs`]: real `ordo` processes for integration tests;
+//! - [`gossip_procs`]: real `ordo gossip` processes beside them.
 
 #![warn(missing_docs)]
 
+pub mod gossip_procs;
 pub mod gossip_sim;
 pub mod procs;
 pub mod sim;

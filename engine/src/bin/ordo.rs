@@ -1,4 +1,5 @@
-//! `ordo`: run a voter, and talk to a cluster from the command line.
+//! `ordo`: run a voter, a gossip node or a local cluster, and talk to a
+//! cluster from the command line.
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use ordo_engine::cli;
 use ordo_engine::client::{Client, ClientOptions};
+use ordo_engine::gossip_node::{GossipNodeConfig, GossipNodeProcess};
 use ordo_engine::node::{Node, NodeConfig, NullStateMachine};
 
 /// mimalloc: fewer cycles per commit than glibc malloc under the runtime's
@@ -26,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Writes DIR/node<i>/ordo.toml for i = 1..N with a fresh key pair each,
+    /// Writes `DIR/node<i>/ordo.toml` for i = 1..N with a fresh key pair each,
     /// and DIR/cluster.keys.
     Init {
         /// Voters in the cluster.
@@ -95,6 +97,44 @@ enum Command {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// Runs a gossip node in the foreground until SIGTERM or SIGINT: it
+    /// receives every committed message, verifies it, stores it and
+    /// forwards it; `ordo log --node ADDR` reads it, like a voter's log.
+    Gossip {
+        /// Where to listen for gossip peers and clients (ip:port; the
+        /// address peers know this node by).
+        #[arg(long)]
+        listen: String,
+        /// Members to join through, comma-separated (voters' gossip
+        /// addresses serve).
+        #[arg(long, value_delimiter = ',', required = true)]
+        seeds: Vec<String>,
+        /// The cluster.keys file.
+        #[arg(long)]
+        keys: PathBuf,
+        /// Keep delivered messages here across restarts (otherwise only a
+        /// window of recent ones, in memory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Runs a local cluster in the foreground: N voters and M gossip nodes
+    /// as child processes (laid out by `init` in DIR unless DIR has one
+    /// already); prints every address; Ctrl-C or SIGTERM stops them all.
+    Cluster {
+        /// Voters.
+        #[arg(long)]
+        nodes: usize,
+        /// Gossip nodes.
+        #[arg(long, default_value_t = 0)]
+        gossip: usize,
+        /// The cluster's directory (configs, keys, data, logs).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Voter i's client port is P + i - 1, its gossip port P + 200 + i - 1;
+        /// gossip node j listens on P + 300 + j - 1.
+        #[arg(long, default_value_t = 7000)]
+        base_port: u16,
+    },
 }
 
 fn main() -> ExitCode {
@@ -125,6 +165,18 @@ fn main() -> ExitCode {
         } => log(&node, from, follow, timeout),
         Command::Status { node, timeout } => status(&node, timeout),
         Command::Verify { keys } => cli::verify_stdin(&keys),
+        Command::Gossip {
+            listen,
+            seeds,
+            keys,
+            data_dir,
+        } => run_gossip(&listen, &seeds, keys, data_dir),
+        Command::Cluster {
+            nodes,
+            gossip,
+            dir,
+            base_port,
+        } => cluster::run(nodes, gossip, &dir, base_port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,11 +203,46 @@ fn run_node(config: PathBuf) -> Result<(), String> {
 }
 
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    parse_addr_of("--node", text)
+}
+
+fn parse_addr_of(flag: &str, text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     text.to_socket_addrs()
-        .map_err(|e| format!("invalid --node {text:?}: {e}"))?
+        .map_err(|e| format!("invalid {flag} {text:?}: {e}"))?
         .next()
-        .ok_or_else(|| format!("invalid --node {text:?}: no address"))
+        .ok_or_else(|| format!("invalid {flag} {text:?}: no address"))
+}
+
+fn run_gossip(
+    listen: &str,
+    seeds: &[String],
+    keys: PathBuf,
+    data_dir: Option<PathBuf>,
+) -> Result<(), String> {
+    cli::init_tracing();
+    let listen = parse_addr_of("--listen", listen)?;
+    let seeds = seeds
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_addr_of("--seeds", s.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signals = cli::termination_signals()?;
+    let mut config = GossipNodeConfig::new(listen, seeds, keys);
+    config.data_dir = data_dir;
+    if let Some(dir) = std::env::var_os("ORDO_GOSSIP_TIMINGS_DIR") {
+        let name = format!("deliver-{}.txt", listen.port());
+        config.timings_file = Some(PathBuf::from(dir).join(name));
+    }
+    let node = GossipNodeProcess::start(config)?;
+    let stop = node.stopper();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.wait() {
+            tracing::info!(signal, "shutting down on signal");
+            let _ = stop.send_blocking(());
+        }
+    });
+    node.wait()
 }
 
 fn timeout_of(seconds: f64) -> Result<Duration, String> {
@@ -266,4 +353,192 @@ fn status(node: &str, timeout: f64) -> Result<(), String> {
             Ok(())
         })
     })
+}
+
+/// `ordo cluster`: a local launcher of child `ordo` processes.
+mod cluster {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use ordo_engine::cli;
+    use ordo_engine::node::{GOSSIP_PORT_OFFSET, NodeConfig};
+
+    /// Gossip node j listens on `base_port + GOSSIP_NODE_PORT_OFFSET + j - 1`.
+    pub const GOSSIP_NODE_PORT_OFFSET: u16 = 300;
+    /// Most gossip nodes one launcher runs.
+    pub const GOSSIP_NODES_MAX: usize = 100;
+    /// How long a child gets to stop after SIGTERM before SIGKILL.
+    const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+    struct Proc {
+        name: String,
+        child: Child,
+        exited: bool,
+    }
+
+    fn spawn(binary: &Path, args: &[String], log: &Path, name: String) -> Result<Proc, String> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        Ok(Proc {
+            name,
+            child,
+            exited: false,
+        })
+    }
+
+    /// Sends SIGTERM to every child still running, waits for them (up to
+    /// `STOP_TIMEOUT`), then kills what is left.
+    fn stop_all(procs: &mut [Proc]) {
+        for proc in procs.iter().filter(|p| !p.exited) {
+            // SAFETY: signalling a child process this launcher started and
+            // has not reaped (so its pid is still its own).
+            unsafe { libc::kill(proc.child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for proc in procs.iter_mut().filter(|p| !p.exited) {
+            loop {
+                match proc.child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        eprintln!("ordo cluster: {} did not stop; killing it", proc.name);
+                        let _ = proc.child.kill();
+                        let _ = proc.child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            proc.exited = true;
+        }
+    }
+
+    /// Runs `nodes` voters and `gossip` gossip nodes from `dir` until
+    /// SIGINT or SIGTERM.
+    pub fn run(nodes: usize, gossip: usize, dir: &Path, base_port: u16) -> Result<(), String> {
+        if gossip > GOSSIP_NODES_MAX {
+            return Err(format!(
+                "invalid --gossip {gossip}: at most {GOSSIP_NODES_MAX}"
+            ));
+        }
+        let top = u32::from(base_port) + u32::from(GOSSIP_NODE_PORT_OFFSET) + gossip as u32;
+        if top > u32::from(u16::MAX) {
+            return Err(format!(
+                "invalid --base-port {base_port}: gossip ports up to {top} exceed 65535"
+            ));
+        }
+        let keys = dir.join("cluster.keys");
+        if keys.exists() {
+            for i in 1..=nodes {
+                let config = dir.join(format!("node{i}/ordo.toml"));
+                if !config.exists() {
+                    return Err(format!(
+                        "{} has a cluster but no {}: use the --nodes it was made with, or a new --dir",
+                        dir.display(),
+                        config.display()
+                    ));
+                }
+            }
+        } else {
+            cli::init(nodes, dir, base_port)?;
+        }
+        let signals = cli::termination_signals()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                if signals.wait().is_some() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+        let binary =
+            std::env::current_exe().map_err(|e| format!("cannot find the ordo binary: {e}"))?;
+        let mut procs = Vec::new();
+        let mut seeds = Vec::new();
+        let mut lines = Vec::new();
+        let started = (|| -> Result<(), String> {
+            for i in 1..=nodes {
+                let path = dir.join(format!("node{i}/ordo.toml"));
+                let config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
+                let gossip_addr = config.gossip_addr.unwrap_or_else(|| {
+                    let port = base_port + GOSSIP_PORT_OFFSET + i as u16 - 1;
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+                });
+                seeds.push(gossip_addr.to_string());
+                let log = dir.join(format!("node{i}.log"));
+                let args = vec![
+                    "node".to_string(),
+                    "--config".to_string(),
+                    path.display().to_string(),
+                ];
+                procs.push(spawn(&binary, &args, &log, format!("voter {i}"))?);
+                lines.push(format!(
+                    "voter {i}: client {} gossip {gossip_addr} log {}",
+                    config.client_addr,
+                    log.display()
+                ));
+            }
+            for j in 1..=gossip {
+                let port = base_port + GOSSIP_NODE_PORT_OFFSET + j as u16 - 1;
+                let addr = format!("127.0.0.1:{port}");
+                let data: PathBuf = dir.join(format!("gossip{j}"));
+                let log = dir.join(format!("gossip{j}.log"));
+                let args = vec![
+                    "gossip".to_string(),
+                    "--listen".to_string(),
+                    addr.clone(),
+                    "--seeds".to_string(),
+                    seeds.join(","),
+                    "--keys".to_string(),
+                    keys.display().to_string(),
+                    "--data-dir".to_string(),
+                    data.display().to_string(),
+                ];
+                procs.push(spawn(&binary, &args, &log, format!("gossip node {j}"))?);
+                lines.push(format!(
+                    "gossip {j}: {addr} data {} log {}",
+                    data.display(),
+                    log.display()
+                ));
+            }
+            Ok(())
+        })();
+        if let Err(error) = started {
+            stop_all(&mut procs);
+            return Err(error);
+        }
+        for line in &lines {
+            println!("{line}");
+        }
+        println!("keys: {}", keys.display());
+        println!(
+            "ordo cluster: {nodes} voters and {gossip} gossip nodes running; Ctrl-C stops them"
+        );
+        while !stop.load(Ordering::SeqCst) {
+            for proc in procs.iter_mut().filter(|p| !p.exited) {
+                if let Ok(Some(status)) = proc.child.try_wait() {
+                    proc.exited = true;
+                    eprintln!("ordo cluster: {} exited ({status})", proc.name);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("ordo cluster: stopping");
+        stop_all(&mut procs);
+        eprintln!("ordo cluster: stopped");
+        Ok(())
+    }
 }

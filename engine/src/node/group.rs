@@ -22,6 +22,7 @@ use ordo_storage::{Index, LogStore, NodeId};
 use super::clock::Clock;
 use super::config::NodeConfig;
 use super::feed::{self, FeedState};
+use super::gossip_bridge::GossipBridge;
 use super::input::{External, InputSender, Reply};
 use super::log_io::LogIo;
 use super::peers::Peers;
@@ -93,6 +94,8 @@ pub struct Group<S: LogStore + 'static> {
     shard_out: Vec<Vec<ShardReply>>,
     status: Rc<std::cell::Cell<Status>>,
     shutting_down: bool,
+    /// The voter's gossip endpoint, if it runs one (`gossip_bridge.rs`).
+    gossip: Option<GossipBridge>,
 }
 
 impl<S: LogStore + 'static> Group<S> {
@@ -140,7 +143,15 @@ impl<S: LogStore + 'static> Group<S> {
             shard_replies,
             status,
             shutting_down: false,
+            gossip: None,
         }
+    }
+
+    /// Connects the voter's gossip endpoint: applies and answers to
+    /// clients are handed to it (`gossip_bridge.rs`).
+    pub fn with_gossip(mut self, gossip: Option<GossipBridge>) -> Self {
+        self.gossip = gossip;
+        self
     }
 
     fn request_id(&mut self) -> u64 {
@@ -762,6 +773,9 @@ impl<S: LogStore + 'static> Group<S> {
         self.feed.applied_index.set(apply.last_index);
         self.feed.applied_id.set(apply.last_id());
         self.feed.notify.notify();
+        if let Some(gossip) = &self.gossip {
+            gossip.applied(&apply);
+        }
         let applied = apply.last_index;
         let ready: Vec<Index> = self
             .read_waiters
@@ -783,6 +797,9 @@ impl<S: LogStore + 'static> Group<S> {
             Ok(committed) => self.certificates.token_for(committed).unwrap_or_default(),
             Err(_) => Vec::new(),
         };
+        if let (Some(gossip), Ok(committed)) = (&self.gossip, &result) {
+            gossip.answered(committed, &token);
+        }
         match responder {
             Responder::Client { conn, request_id } => {
                 let response = ClientResponse::Propose(ProposeResponse {

@@ -504,6 +504,12 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         peer_addr = %config.peer_addr,
         "node started"
     );
+    let gossip = super::gossip_bridge::GossipBridge::start(
+        &config,
+        log.store().clone(),
+        feed.clone(),
+        certificates.clone(),
+    );
     started.report(Ok(()));
     let group = Group::new(
         raft,
@@ -519,7 +525,8 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         snapshots,
         status,
         shard_replies,
-    );
+    )
+    .with_gossip(gossip);
     let result = group.run().await;
     if let Some(server) = server {
         server.shutdown().await;

@@ -19,7 +19,7 @@ use glommio::net::{TcpListener, TcpStream};
 
 use crate::client::{ClientRequest, ClientResponse};
 use crate::handshake::{
-    ConnectionRole, Handshake, HelloAck, HelloReject, PROTOCOL_VERSION, RejectReason,
+    ConnectionRole, Handshake, Hello, HelloAck, HelloReject, PROTOCOL_VERSION, RejectReason,
 };
 use crate::transport::TransportError;
 use crate::transport::config::ClientServerConfig;
@@ -160,6 +160,42 @@ impl ClientServer {
         ))
     }
 
+    /// A server without a listener of its own: its connections come from
+    /// another listener that dispatches on the handshake's role (a gossip
+    /// node serves clients on its gossip address, see
+    /// [`crate::transport::GossipTransport`]). `local_addr` is that
+    /// listener's address.
+    pub(crate) fn without_listener(
+        config: ClientServerConfig,
+        local_addr: SocketAddr,
+    ) -> Result<(ClientServer, ClientInbox), TransportError> {
+        config.validate()?;
+        let shared = Rc::new(Shared {
+            inbox: Inbox::new(config.inbox_requests_max, config.inbox_bytes_max),
+            config,
+            local_addr,
+            connections: RefCell::new(HashMap::new()),
+            connection_ended: Notify::default(),
+            next_id: Cell::new(1),
+            closed: Cell::new(false),
+            accept_task: RefCell::new(None),
+            handshakes_pending: Cell::new(0),
+        });
+        Ok((
+            ClientServer {
+                shared: shared.clone(),
+            },
+            ClientInbox { shared },
+        ))
+    }
+
+    /// What another listener uses to hand this server client connections.
+    pub(crate) fn adopter(&self) -> ClientAdopter {
+        ClientAdopter {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
@@ -226,6 +262,26 @@ impl ClientInbox {
     }
 }
 
+/// Hands client connections accepted by another listener to a
+/// [`ClientServer`] (see [`ClientServer::without_listener`]).
+pub(crate) struct ClientAdopter {
+    shared: Rc<Shared>,
+}
+
+impl ClientAdopter {
+    /// Serves a connection whose `hello` (role `Client`) was read by
+    /// another listener: answers the handshake, then serves requests.
+    pub(crate) async fn serve(
+        &self,
+        stream: RefCell<TcpStream>,
+        splitter: FrameSplitter,
+        hello: Hello,
+        remote: Option<SocketAddr>,
+    ) {
+        serve_hello(self.shared.clone(), stream, splitter, hello, remote).await;
+    }
+}
+
 async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
     loop {
         let stream = match listener.accept().await {
@@ -275,6 +331,20 @@ async fn serve(shared: Rc<Shared>, stream: TcpStream) {
             return;
         }
     };
+    serve_hello(shared, stream, splitter, hello, remote).await;
+}
+
+/// The rest of a client connection once its hello was read: accept or
+/// refuse it, then serve requests until it closes.
+async fn serve_hello(
+    shared: Rc<Shared>,
+    stream: RefCell<TcpStream>,
+    mut splitter: FrameSplitter,
+    hello: Hello,
+    remote: Option<SocketAddr>,
+) {
+    let limits = shared.config.limits.clone();
+    let timeout = shared.config.timings.handshake_timeout;
     let reject =
         check_hello(&hello, shared.config.cluster_id, ConnectionRole::Client).or_else(|| {
             (shared.closed.get()

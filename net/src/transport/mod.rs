@@ -5,7 +5,10 @@
 //!   coalescing, reconnects with jittered backoff;
 //! - [`ClientServer`] / [`ClientInbox`] / [`ClientConn`]: the node's side of
 //!   client connections;
-//! - [`ClientConnection`]: the client's side.
+//! - [`ClientConnection`]: the client's side;
+//! - [`GossipTransport`] / [`GossipInbox`]: gossip members named by address,
+//!   one-way connections opened on demand, bounded queues, backoff; clients
+//!   served on the same port.
 //!
 //! Everything lives on the glommio executor it was started on.
 
@@ -13,6 +16,8 @@ mod backoff;
 mod client_conn;
 mod client_server;
 mod config;
+mod gossip;
+mod gossip_conn;
 mod handshake;
 mod inbox;
 mod io;
@@ -24,6 +29,10 @@ pub use client_conn::ClientConnection;
 pub use client_server::{ClientCall, ClientConn, ClientInbox, ClientServer};
 pub use config::{
     ClientConfig, ClientServerConfig, ConfigError, ConnectionLimits, Timings, TransportConfig,
+};
+pub use gossip::{
+    GossipEvent, GossipInbox, GossipStarted, GossipTransport, GossipTransportConfig,
+    GossipTransportStats,
 };
 pub use io::ConnectionError;
 pub use outbound::{QueueStats, SendError};

@@ -104,3 +104,55 @@ pub(crate) struct LogResponseBody {
     pub messages: Vec<CommittedBody>,
     pub done: bool,
 }
+
+/// The dialer's gossip address, as text (`ip:port`); parsed on decode.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipIntroBody {
+    pub listen_addr: String,
+}
+
+/// A SWIM packet: the one attachment is the packet.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipMembershipBody {
+    pub packet_len: u32,
+}
+
+/// A gossip frame with one flag (neighbor request, neighbor reply).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipFlagBody {
+    pub flag: bool,
+}
+
+/// A gossip frame with no fields (disconnect, prune).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipEmptyBody {}
+
+/// An eager push: the message's payload then its token are the two
+/// attachments.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipPushBody {
+    pub message: CommittedBody,
+    pub hops: u16,
+    pub repair: bool,
+}
+
+/// A lazy announcement.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipIHaveBody {
+    pub delivered: MessageId,
+    pub above: u64,
+}
+
+/// A range of ids (graft, pull).
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipRangeBody {
+    pub from: MessageId,
+    pub to: MessageId,
+}
+
+/// A pull reply: attachments are each message's payload then token.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipPullReplyBody {
+    pub delivered: MessageId,
+    pub messages: Vec<CommittedBody>,
+}

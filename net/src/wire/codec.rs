@@ -12,6 +12,7 @@ use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 
 use crate::client::{ClientRequest, ClientResponse};
+use crate::gossip::GossipFrame;
 use crate::handshake::Handshake;
 use crate::peer::PeerMessage;
 use crate::wire::frame::Body;
@@ -228,6 +229,8 @@ pub enum AnyMessage {
     ClientRequest(ClientRequest),
     /// A client response.
     ClientResponse(ClientResponse),
+    /// A gossip frame.
+    Gossip(GossipFrame),
 }
 
 impl Encode for AnyMessage {
@@ -237,6 +240,7 @@ impl Encode for AnyMessage {
             AnyMessage::Peer(m) => m.frame_kind(),
             AnyMessage::ClientRequest(m) => m.frame_kind(),
             AnyMessage::ClientResponse(m) => m.frame_kind(),
+            AnyMessage::Gossip(m) => m.frame_kind(),
         }
     }
 
@@ -246,6 +250,7 @@ impl Encode for AnyMessage {
             AnyMessage::Peer(m) => m.lane(),
             AnyMessage::ClientRequest(m) => m.lane(),
             AnyMessage::ClientResponse(m) => m.lane(),
+            AnyMessage::Gossip(m) => m.lane(),
         }
     }
 
@@ -255,6 +260,7 @@ impl Encode for AnyMessage {
             AnyMessage::Peer(m) => m.encode(sink),
             AnyMessage::ClientRequest(m) => m.encode(sink),
             AnyMessage::ClientResponse(m) => m.encode(sink),
+            AnyMessage::Gossip(m) => m.encode(sink),
         }
     }
 }
@@ -268,6 +274,7 @@ impl Decode for AnyMessage {
             KindClass::Peer => AnyMessage::Peer(PeerMessage::decode(frame)?),
             KindClass::ClientRequest => AnyMessage::ClientRequest(ClientRequest::decode(frame)?),
             KindClass::ClientResponse => AnyMessage::ClientResponse(ClientResponse::decode(frame)?),
+            KindClass::Gossip => AnyMessage::Gossip(GossipFrame::decode(frame)?),
         })
     }
 }

@@ -11,7 +11,7 @@ use crate::wire::WireError;
 /// | 16..=63  | peer (voter to voter)                   |
 /// | 64..=79  | client requests                         |
 /// | 80..=95  | client responses                        |
-/// | 96..=127 | reserved for gossip (issue 7)           |
+/// | 96..=127 | gossip (gossip nodes and voters' gossip endpoints) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameKind {
@@ -71,6 +71,29 @@ pub enum FrameKind {
     LogResponse = 83,
     /// [`crate::ErrorResponse`].
     ErrorResponse = 84,
+    /// [`crate::GossipIntro`]: the first frame of a gossip connection.
+    GossipIntro = 96,
+    /// [`crate::Wire::Membership`]; the attachment is the SWIM packet.
+    GossipMembership = 97,
+    /// [`crate::Wire::Neighbor`].
+    GossipNeighbor = 98,
+    /// [`crate::Wire::NeighborReply`].
+    GossipNeighborReply = 99,
+    /// [`crate::Wire::Disconnect`].
+    GossipDisconnect = 100,
+    /// [`crate::Wire::Push`]; attachments are the payload and the token.
+    GossipPush = 101,
+    /// [`crate::Wire::IHave`].
+    GossipIHave = 102,
+    /// [`crate::Wire::Graft`].
+    GossipGraft = 103,
+    /// [`crate::Wire::Prune`].
+    GossipPrune = 104,
+    /// [`crate::Wire::Pull`].
+    GossipPull = 105,
+    /// [`crate::Wire::PullReply`]; attachments are each message's payload
+    /// and token.
+    GossipPullReply = 106,
 }
 
 /// Which family of messages a kind belongs to; a connection accepts one
@@ -85,11 +108,13 @@ pub enum KindClass {
     ClientRequest,
     /// Node to client.
     ClientResponse,
+    /// Between gossip peers.
+    Gossip,
 }
 
 impl FrameKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [FrameKind; 28] = [
+    pub const ALL: [FrameKind; 39] = [
         FrameKind::Hello,
         FrameKind::HelloAck,
         FrameKind::HelloReject,
@@ -118,6 +143,17 @@ impl FrameKind {
         FrameKind::StatusResponse,
         FrameKind::LogResponse,
         FrameKind::ErrorResponse,
+        FrameKind::GossipIntro,
+        FrameKind::GossipMembership,
+        FrameKind::GossipNeighbor,
+        FrameKind::GossipNeighborReply,
+        FrameKind::GossipDisconnect,
+        FrameKind::GossipPush,
+        FrameKind::GossipIHave,
+        FrameKind::GossipGraft,
+        FrameKind::GossipPrune,
+        FrameKind::GossipPull,
+        FrameKind::GossipPullReply,
     ];
 
     /// Parses the kind byte of an untrusted header.
@@ -135,7 +171,8 @@ impl FrameKind {
             1..=15 => KindClass::Handshake,
             16..=63 => KindClass::Peer,
             64..=79 => KindClass::ClientRequest,
-            _ => KindClass::ClientResponse,
+            80..=95 => KindClass::ClientResponse,
+            _ => KindClass::Gossip,
         }
     }
 
@@ -181,6 +218,17 @@ impl FrameKind {
             FrameKind::StatusResponse => "status_response",
             FrameKind::LogResponse => "log_response",
             FrameKind::ErrorResponse => "error_response",
+            FrameKind::GossipIntro => "gossip_intro",
+            FrameKind::GossipMembership => "gossip_membership",
+            FrameKind::GossipNeighbor => "gossip_neighbor",
+            FrameKind::GossipNeighborReply => "gossip_neighbor_reply",
+            FrameKind::GossipDisconnect => "gossip_disconnect",
+            FrameKind::GossipPush => "gossip_push",
+            FrameKind::GossipIHave => "gossip_ihave",
+            FrameKind::GossipGraft => "gossip_graft",
+            FrameKind::GossipPrune => "gossip_prune",
+            FrameKind::GossipPull => "gossip_pull",
+            FrameKind::GossipPullReply => "gossip_pull_reply",
         }
     }
 }

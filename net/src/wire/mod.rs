@@ -4,13 +4,15 @@
 //! - [`frame`]: the header, CRC and attachment layout;
 //! - [`kind`]: the kind byte;
 //! - [`codec`]: [`Encode`] and [`Decode`], implemented for every message
-//!   family (peer and client ones in `codec_peer.rs`, `codec_client.rs`);
+//!   family (peer, client and gossip ones in `codec_peer.rs`,
+//!   `codec_client.rs`, `codec_gossip.rs`);
 //! - [`stream`]: splitting a byte stream into frames (the receive side, and
 //!   the fuzz entry point).
 
 mod body;
 pub mod codec;
 mod codec_client;
+mod codec_gossip;
 mod codec_peer;
 mod error;
 pub mod frame;

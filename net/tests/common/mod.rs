@@ -288,7 +288,8 @@ fn arb_role() -> impl Strategy<Value = NodeRole> {
         Just(NodeRole::PreCandidate),
         Just(NodeRole::Candidate),
         Just(NodeRole::Leader),
-        Just(NodeRole::Learner)
+        Just(NodeRole::Learner),
+        Just(NodeRole::Gossip)
     ]
 }
 
@@ -414,7 +415,11 @@ pub fn arb_client_response() -> impl Strategy<Value = ClientResponse> {
 }
 
 pub fn arb_handshake() -> impl Strategy<Value = Handshake> {
-    let role = prop_oneof![Just(ConnectionRole::Peer), Just(ConnectionRole::Client)];
+    let role = prop_oneof![
+        Just(ConnectionRole::Peer),
+        Just(ConnectionRole::Client),
+        Just(ConnectionRole::Gossip)
+    ];
     let reason = prop_oneof![
         Just(RejectReason::ClusterMismatch),
         Just(RejectReason::VersionMismatch),
@@ -448,11 +453,73 @@ pub fn arb_handshake() -> impl Strategy<Value = Handshake> {
     ]
 }
 
+pub fn arb_gossip_message() -> impl Strategy<Value = GossipMessage> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        arb_bytes(300),
+        arb_bytes(600),
+    )
+        .prop_map(|(id, index, term, ts, payload, token)| GossipMessage {
+            id,
+            index,
+            term,
+            ts,
+            payload,
+            token,
+        })
+}
+
+pub fn arb_gossip_wire() -> impl Strategy<Value = Wire> {
+    prop_oneof![
+        arb_bytes(1400).prop_map(Wire::Membership),
+        any::<bool>().prop_map(|urgent| Wire::Neighbor { urgent }),
+        any::<bool>().prop_map(|accepted| Wire::NeighborReply { accepted }),
+        Just(Wire::Disconnect),
+        (arb_gossip_message(), any::<u16>(), any::<bool>()).prop_map(|(message, hops, repair)| {
+            Wire::Push {
+                message,
+                hops,
+                repair,
+            }
+        }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(delivered, above)| Wire::IHave { delivered, above }),
+        (any::<u64>(), any::<u64>()).prop_map(|(from, to)| Wire::Graft { from, to }),
+        Just(Wire::Prune),
+        (any::<u64>(), any::<u64>()).prop_map(|(from, to)| Wire::Pull { from, to }),
+        (
+            prop::collection::vec(arb_gossip_message(), 0..6),
+            any::<u64>()
+        )
+            .prop_map(|(messages, delivered)| Wire::PullReply {
+                messages,
+                delivered
+            }),
+    ]
+}
+
+pub fn arb_gossip_frame() -> impl Strategy<Value = GossipFrame> {
+    let addr = prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>())
+            .prop_map(|(ip, port)| std::net::SocketAddr::from((ip, port))),
+        (any::<[u16; 8]>(), any::<u16>())
+            .prop_map(|(ip, port)| std::net::SocketAddr::from((ip, port))),
+    ];
+    prop_oneof![
+        1 => addr.prop_map(|listen_addr| GossipFrame::Intro(GossipIntro { listen_addr })),
+        6 => arb_gossip_wire().prop_map(GossipFrame::Wire),
+    ]
+}
+
 pub fn arb_any_message() -> impl Strategy<Value = wire::AnyMessage> {
     prop_oneof![
         4 => arb_peer_message().prop_map(wire::AnyMessage::Peer),
         2 => arb_client_request().prop_map(wire::AnyMessage::ClientRequest),
         2 => arb_client_response().prop_map(wire::AnyMessage::ClientResponse),
         1 => arb_handshake().prop_map(wire::AnyMessage::Handshake),
+        2 => arb_gossip_frame().prop_map(wire::AnyMessage::Gossip),
     ]
 }

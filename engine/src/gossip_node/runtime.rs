@@ -1,0 +1,574 @@
+//! A gossip node's runtime: one glommio executor running the gossip core
+//! over the gossip transport, storing what it delivers, and serving
+//! clients (`ordo log`, `ordo status`) on the same address.
+//!
+//! One turn: wait for a gossip frame, a client request, a finished store
+//! sync, a stop request or the core's next deadline; take what is ready
+//! (bounded); end the core's turn; execute its commands: sends go to the
+//! transport, deliveries to the store (and wake the log streams), and a
+//! watermark to persist starts the store's write and `fdatasync` off the
+//! executor (one at a time; later ones gather behind it: group commit).
+
+use std::cell::{Cell, RefCell};
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::future;
+use ordo_net::transport::{
+    ClientCall, ClientConn, ClientInbox, ClientServerConfig, GossipTransport, GossipTransportConfig,
+};
+use ordo_net::{
+    ClientError, ClientRequest, ClientResponse, CommittedMessage, ErrorResponse, LeaderHint,
+    LogResponse, NodeRole, NodeStatus, StatusResponse,
+};
+use ordo_storage::MessageId;
+
+use super::driver::{Driver, TURN_EVENTS_MAX};
+use super::store::{DeliveredStore, StoreError, StoreLimits, SyncDone, next_generation};
+use super::verifier::TokenVerifier;
+use crate::gossip::{
+    Command, Event, GossipConfig, GossipMessage, GossipNode, GossipStart, GossipStats, PeerKind,
+};
+use crate::node::notify::Notify;
+use crate::token::Verifier;
+
+/// Messages per `log_response` frame of a log stream.
+const LOG_CHUNK_MESSAGES_MAX: usize = 256;
+/// ... and about this many bytes.
+const LOG_CHUNK_BYTES_MAX: usize = 1 << 20;
+/// How often a running node logs its counters.
+const STATS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Everything a gossip node needs to run.
+#[derive(Clone, Debug)]
+pub struct GossipNodeConfig {
+    /// Where it listens for gossip peers and clients; also the address
+    /// peers know it by (a concrete IP).
+    pub listen_addr: SocketAddr,
+    /// Members to join through (voters' gossip addresses serve).
+    pub seeds: Vec<SocketAddr>,
+    /// The cluster's public keys (`cluster.keys`).
+    pub keys_file: PathBuf,
+    /// Where delivered messages are kept across restarts; `None`: in
+    /// memory only (a bounded window of recent messages).
+    pub data_dir: Option<PathBuf>,
+    /// The gossip core's knobs.
+    pub gossip: GossipConfig,
+    /// The delivered store's in-memory window.
+    pub store: StoreLimits,
+    /// io_uring buffer memory of the executor (glommio locks it).
+    pub io_memory_bytes: usize,
+    /// Append `id wall_us` per delivered message to this file
+    /// (measurements; `ORDO_GOSSIP_TIMINGS` in the `ordo` binary).
+    pub timings_file: Option<PathBuf>,
+}
+
+impl GossipNodeConfig {
+    /// A configuration with the default knobs.
+    pub fn new(listen_addr: SocketAddr, seeds: Vec<SocketAddr>, keys_file: PathBuf) -> Self {
+        Self {
+            listen_addr,
+            seeds,
+            keys_file,
+            data_dir: None,
+            gossip: GossipConfig::default(),
+            store: StoreLimits::default(),
+            io_memory_bytes: 512 << 10,
+            timings_file: None,
+        }
+    }
+}
+
+/// A running gossip node (its executor thread).
+pub struct GossipNodeProcess {
+    stop: async_channel::Sender<()>,
+    join: Option<glommio::ExecutorJoinHandle<Result<(), String>>>,
+    listen_addr: SocketAddr,
+}
+
+impl GossipNodeProcess {
+    /// Starts a gossip node; returns once it listens.
+    pub fn start(config: GossipNodeConfig) -> Result<Self, String> {
+        config
+            .gossip
+            .validate()
+            .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
+        let listen_addr = config.listen_addr;
+        let (stop_tx, stop_rx) = async_channel::bounded(1);
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let join = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name("ordo-gossip")
+            .io_memory(config.io_memory_bytes)
+            .spawn(move || async move {
+                let started = started_tx.clone();
+                let result = run(config, stop_rx, started_tx).await;
+                if let Err(reason) = &result {
+                    let _ = started.send(Err(reason.clone()));
+                }
+                result
+            })
+            .map_err(|e| format!("cannot start the gossip executor: {e}"))?;
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                stop: stop_tx,
+                join: Some(join),
+                listen_addr,
+            }),
+            Ok(Err(reason)) => {
+                let _ = join.join();
+                Err(reason)
+            }
+            Err(_) => match join.join() {
+                Ok(Err(reason)) => Err(reason),
+                Ok(Ok(())) => Err("the gossip node stopped before it started".into()),
+                Err(e) => Err(format!("the gossip executor failed: {e}")),
+            },
+        }
+    }
+
+    /// The address it listens on.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// A sender whose message (or drop) asks the node to stop.
+    pub fn stopper(&self) -> async_channel::Sender<()> {
+        self.stop.clone()
+    }
+
+    /// Waits until the node stops.
+    pub fn wait(mut self) -> Result<(), String> {
+        match self.join.take().map(|j| j.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(e)) => Err(format!("the gossip executor failed: {e}")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What log streams and status share with the loop.
+struct Shared {
+    store: RefCell<DeliveredStore>,
+    /// Moves on every delivery and at shutdown.
+    delivered: Notify,
+    closed: Cell<bool>,
+    /// The highest id known to exist, for `ordo status`.
+    known_max: Cell<MessageId>,
+}
+
+fn random_seed() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    hasher.finish()
+}
+
+/// The cluster's 64-bit transport id, from the keys file's cluster id
+/// (the same derivation `ordo init` used for the voters' configs).
+fn transport_id(verifier: &Verifier) -> u64 {
+    crate::cli::cluster_transport_id(&verifier.keys().cluster_id())
+}
+
+async fn run(
+    config: GossipNodeConfig,
+    stop: async_channel::Receiver<()>,
+    started: std::sync::mpsc::Sender<Result<(), String>>,
+) -> Result<(), String> {
+    let verifier = Verifier::load(&config.keys_file).map_err(|e| e.to_string())?;
+    // Every message the core accepts must fit a record the store takes
+    // back on recovery.
+    let mut store_limits = config.store;
+    store_limits.record_bytes_max = store_limits
+        .record_bytes_max
+        .max(config.gossip.message_bytes_max + 64);
+    let cluster_id = transport_id(&verifier);
+    let (store, generation) = match &config.data_dir {
+        Some(dir) => {
+            let store = DeliveredStore::open(dir, store_limits).map_err(|e| e.to_string())?;
+            let generation = next_generation(dir).map_err(|e| e.to_string())?;
+            (store, generation)
+        }
+        None => {
+            let seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(1);
+            (
+                DeliveredStore::in_memory(store_limits),
+                (seconds as u32).max(1),
+            )
+        }
+    };
+    let delivered = store.last_id();
+    let mut transport_config = GossipTransportConfig::new(cluster_id, 0, config.listen_addr);
+    transport_config.limits.frame_bytes_max = transport_config
+        .limits
+        .frame_bytes_max
+        .max(config.gossip.pull_reply_bytes_max + (1 << 20));
+    transport_config.limits.bulk_queue_bytes_max = transport_config
+        .limits
+        .bulk_queue_bytes_max
+        .max(transport_config.limits.frame_bytes_max);
+    transport_config.inbox_bytes_max = transport_config
+        .inbox_bytes_max
+        .max(transport_config.limits.frame_bytes_max);
+    let client_config = ClientServerConfig::new(cluster_id, 0, config.listen_addr);
+    let started_transport = GossipTransport::start(transport_config, Some(client_config))
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr))?;
+    let (server, clients) = started_transport
+        .clients
+        .ok_or("the gossip transport started without its client server")?;
+    let listen_addr = started_transport.transport.local_addr();
+    let start = GossipStart {
+        addr: listen_addr,
+        kind: PeerKind::Gossip,
+        generation,
+        delivered,
+        seeds: config
+            .seeds
+            .iter()
+            .copied()
+            .filter(|s| *s != listen_addr)
+            .collect(),
+        rng_seed: random_seed(),
+    };
+    let core = GossipNode::new(start, config.gossip.clone(), TokenVerifier::new(verifier))
+        .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
+    let driver = Driver::new(core, started_transport.transport, started_transport.inbox);
+    let shared = Rc::new(Shared {
+        store: RefCell::new(store),
+        delivered: Notify::default(),
+        closed: Cell::new(false),
+        known_max: Cell::new(delivered),
+    });
+    let timings = match &config.timings_file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    tracing::info!(%listen_addr, delivered, generation, seeds = ?config.seeds, data_dir = ?config.data_dir, "gossip node started");
+    let _ = started.send(Ok(()));
+    let mut runtime = Runtime {
+        driver,
+        shared: shared.clone(),
+        clients,
+        stop,
+        syncs: async_channel::bounded(1),
+        timings: timings.map(std::io::BufWriter::new),
+        stopping: false,
+    };
+    let result = runtime.run().await;
+    shared.closed.set(true);
+    shared.delivered.notify();
+    let stats = runtime.driver.core().stats().clone();
+    log_stats(&stats, &shared.store.borrow());
+    if let Some(mut timings) = runtime.timings.take() {
+        let _ = timings.flush();
+    }
+    server.shutdown().await;
+    runtime.driver.shutdown().await;
+    tracing::info!(%listen_addr, "gossip node stopped");
+    result
+}
+
+fn log_stats(stats: &GossipStats, store: &DeliveredStore) {
+    tracing::info!(
+        delivered = stats.delivered,
+        payload_received = stats.payload_received,
+        duplicates = stats.duplicates,
+        rejected = stats.rejected,
+        grafts = stats.grafts_sent,
+        pulls = stats.pulls_sent,
+        voter_pulls = stats.voter_pulls_sent,
+        hops_max = stats.hops_max,
+        last_id = store.last_id(),
+        durable_id = store.durable_id(),
+        "gossip stats"
+    );
+}
+
+/// What woke the loop.
+enum Woken {
+    Nothing,
+    Gossip(ordo_net::transport::GossipEvent),
+    Client(ClientCall),
+    Synced(SyncDone),
+    Stop,
+}
+
+struct Runtime {
+    driver: Driver<TokenVerifier>,
+    shared: Rc<Shared>,
+    clients: ClientInbox,
+    stop: async_channel::Receiver<()>,
+    syncs: (
+        async_channel::Sender<SyncDone>,
+        async_channel::Receiver<SyncDone>,
+    ),
+    timings: Option<std::io::BufWriter<std::fs::File>>,
+    stopping: bool,
+}
+
+impl Runtime {
+    async fn run(&mut self) -> Result<(), String> {
+        let mut next_stats = std::time::Instant::now() + STATS_INTERVAL;
+        loop {
+            match self.wait().await {
+                Woken::Nothing => {}
+                Woken::Gossip(event) => self.driver.transport_event(event),
+                Woken::Client(call) => self.client_call(call),
+                Woken::Synced(done) => self.synced(done)?,
+                Woken::Stop => self.stopping = true,
+            }
+            let mut taken = self.driver.drain_transport(TURN_EVENTS_MAX);
+            while taken < TURN_EVENTS_MAX {
+                let Some(call) = self.clients.try_recv() else {
+                    break;
+                };
+                self.client_call(call);
+                taken += 1;
+            }
+            if let Ok(done) = self.syncs.1.try_recv() {
+                self.synced(done)?;
+            }
+            for command in self.driver.end_turn() {
+                self.execute(command);
+            }
+            self.shared.known_max.set(self.driver.core().known_max());
+            self.start_sync();
+            if std::time::Instant::now() >= next_stats {
+                next_stats += STATS_INTERVAL;
+                log_stats(self.driver.core().stats(), &self.shared.store.borrow());
+            }
+            if self.stopping {
+                // Everything delivered becomes durable before it stops: the
+                // sync in flight, then one for what came after it.
+                loop {
+                    let (durable, last) = {
+                        let store = self.shared.store.borrow();
+                        (store.durable_id(), store.last_id())
+                    };
+                    if durable >= last {
+                        break;
+                    }
+                    self.start_sync();
+                    match self.syncs.1.recv().await {
+                        Ok(done) => self.synced(done)?,
+                        Err(_) => break,
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    async fn wait(&self) -> Woken {
+        if !self.clients.is_empty() || !self.syncs.1.is_empty() {
+            return Woken::Nothing;
+        }
+        let gossip = async {
+            match self.driver.wait(Duration::from_secs(1)).await {
+                Some(event) => Woken::Gossip(event),
+                None => Woken::Nothing,
+            }
+        };
+        let clients = async {
+            match self.clients.recv().await {
+                Some(call) => Woken::Client(call),
+                None => future::pending().await,
+            }
+        };
+        let synced = async {
+            match self.syncs.1.recv().await {
+                Ok(done) => Woken::Synced(done),
+                Err(_) => future::pending().await,
+            }
+        };
+        let stop = async {
+            let _ = self.stop.recv().await;
+            Woken::Stop
+        };
+        future::or(future::or(gossip, clients), future::or(synced, stop)).await
+    }
+
+    fn execute(&mut self, command: Command) {
+        match command {
+            Command::Deliver(messages) => self.deliver(messages),
+            // The store is the watermark: `start_sync` after the turn makes
+            // every stored message durable, one write and fdatasync at a
+            // time.
+            Command::PersistWatermark { .. } => {}
+            Command::Send { .. } => {}
+            Command::ReadCommitted { peer, .. } => {
+                // Only voters read a log; answer empty so the core's
+                // bookkeeping of reads in flight stays right.
+                self.driver.step(Event::CommittedRead {
+                    peer,
+                    messages: Vec::new(),
+                });
+            }
+        }
+    }
+
+    fn deliver(&mut self, messages: Vec<GossipMessage>) {
+        if let Some(timings) = &mut self.timings {
+            let wall_us = super::driver::wall_clock_us();
+            for message in &messages {
+                let _ = writeln!(timings, "{} {wall_us}", message.id);
+            }
+        }
+        self.shared.store.borrow_mut().append(messages);
+        self.shared.delivered.notify();
+    }
+
+    fn start_sync(&self) {
+        let Some(job) = self.shared.store.borrow_mut().take_sync() else {
+            return;
+        };
+        let done = self.syncs.0.clone();
+        glommio::spawn_local(async move {
+            let result = glommio::executor().spawn_blocking(move || job.run()).await;
+            let _ = done.send(result).await;
+        })
+        .detach();
+    }
+
+    fn synced(&mut self, done: SyncDone) -> Result<(), String> {
+        self.shared
+            .store
+            .borrow_mut()
+            .synced(done)
+            .map_err(|e| format!("cannot persist delivered messages: {e}"))
+    }
+
+    fn status(&self) -> NodeStatus {
+        let store = self.shared.store.borrow();
+        NodeStatus {
+            id: 0,
+            role: NodeRole::Gossip,
+            term: 0,
+            leader: 0,
+            commit_index: self.shared.known_max.get().max(store.last_id()),
+            last_index: store.last_id(),
+            durable_index: store.durable_id(),
+            applied_index: store.last_id(),
+        }
+    }
+
+    fn client_call(&mut self, call: ClientCall) {
+        let ClientCall { conn, request } = call;
+        let refuse = |request_id| {
+            ClientResponse::Error(ErrorResponse {
+                request_id,
+                error: ClientError::BadRequest {
+                    reason: "a gossip node takes no messages or reads: send them to a voter".into(),
+                },
+                leader: LeaderHint::default(),
+            })
+        };
+        match request {
+            ClientRequest::Propose(p) => {
+                let _ = conn.try_send(&refuse(p.request_id));
+            }
+            ClientRequest::Read(r) => {
+                let _ = conn.try_send(&refuse(r.request_id));
+            }
+            ClientRequest::Status(s) => {
+                let _ = conn.try_send(&ClientResponse::Status(StatusResponse {
+                    request_id: s.request_id,
+                    status: self.status(),
+                    leader: LeaderHint::default(),
+                }));
+            }
+            ClientRequest::Log(log) => {
+                let shared = self.shared.clone();
+                glommio::spawn_local(serve_log(
+                    shared,
+                    conn,
+                    log.request_id,
+                    log.from_id,
+                    log.follow,
+                ))
+                .detach();
+            }
+        }
+    }
+}
+
+fn committed(message: GossipMessage) -> CommittedMessage {
+    CommittedMessage {
+        id: message.id,
+        index: message.index,
+        term: message.term,
+        ts: message.ts,
+        payload: message.payload,
+        token: message.token,
+    }
+}
+
+/// Streams delivered messages from `from_id` to a client, as a voter
+/// streams committed ones: in id order, `done` at the end unless `follow`.
+async fn serve_log(
+    shared: Rc<Shared>,
+    conn: ClientConn,
+    request_id: u64,
+    from_id: MessageId,
+    follow: bool,
+) {
+    let mut next = from_id.max(1);
+    loop {
+        let generation = shared.delivered.generation();
+        let read = shared
+            .store
+            .borrow()
+            .read(next, LOG_CHUNK_MESSAGES_MAX, LOG_CHUNK_BYTES_MAX);
+        let messages = match read {
+            Ok(messages) => messages,
+            Err(error) => {
+                let error = match error {
+                    StoreError::Compacted { first_id } => ClientError::Compacted { first_id },
+                    other => ClientError::Internal {
+                        reason: other.to_string(),
+                    },
+                };
+                let _ = conn
+                    .send(&ClientResponse::Error(ErrorResponse {
+                        request_id,
+                        error,
+                        leader: LeaderHint::default(),
+                    }))
+                    .await;
+                return;
+            }
+        };
+        if let Some(last) = messages.last() {
+            next = last.id + 1;
+        }
+        let caught_up = next > shared.store.borrow().last_id();
+        let done = caught_up && !follow;
+        if !messages.is_empty() || done {
+            let response = ClientResponse::Log(LogResponse {
+                request_id,
+                messages: messages.into_iter().map(committed).collect(),
+                done,
+            });
+            if conn.send(&response).await.is_err() || done {
+                return;
+            }
+        }
+        if caught_up {
+            if shared.closed.get() {
+                return;
+            }
+            shared.delivered.wait(generation).await;
+        }
+    }
+}

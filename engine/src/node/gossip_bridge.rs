@@ -1,0 +1,417 @@
+//! A voter's gossip endpoint: the voter is a seed and a source of the
+//! gossip layer. It runs its own gossip core (kind `Voter`) and transport
+//! on the group's shard, as a task beside the group loop, listening on the
+//! config's `gossip_addr`.
+//!
+//! The group calls two hooks, both non-blocking:
+//! - [`GossipBridge::applied`] on every apply: the core learns the commit
+//!   watermark (`CommitAdvanced`), so it announces it and serves pulls up
+//!   to it;
+//! - [`GossipBridge::answered`] when this voter answers a client's
+//!   proposal with a commit: the message is published (`Publish`) with
+//!   its payload and token.
+//!
+//! A published message needs its payload (from the apply) and its token
+//! (from the answer). On the leader the core emits the apply, then the
+//! answers it resolves, in the same turn: the payloads of the latest apply
+//! are kept until the next one (they are held by the apply anyway, so
+//! this pins no more memory than one apply). On a follower the leader's
+//! forwarded answer usually comes before the follower applies the entry:
+//! the answer waits for its apply in a bounded map keyed by id. An answer
+//! for an entry applied earlier (its payload no longer kept) has its
+//! payload read back from the log, at most `LATE_READS_MAX` at a time.
+//! Whatever falls out of these bounds is not lost, only not pushed:
+//! gossip nodes see the watermark move and pull the message from a
+//! voter's log, where `ReadCommitted` is served with
+//! `feed::read_committed` (tokens included).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::future;
+use ordo_net::Committed;
+use ordo_net::transport::{GossipTransport, GossipTransportConfig};
+use ordo_storage::{BatchKind, LogStore, MessageId};
+
+use super::config::NodeConfig;
+use super::feed::{self, FeedState};
+use super::notify::Notify;
+use super::tokens::Certificates;
+use crate::core::ApplyBatch;
+use crate::gossip::{
+    Command, Event, GossipConfig, GossipMessage, GossipNode, GossipStart, PeerAddr, PeerKind,
+};
+use crate::gossip_node::TokenVerifier;
+use crate::gossip_node::driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
+use crate::token::Verifier;
+
+/// Answers waiting for their apply, at most this many (the oldest leave
+/// first).
+const PENDING_PUBLICATIONS_MAX: usize = 4096;
+/// Log reads in flight for answers whose apply came first.
+const LATE_READS_MAX: usize = 64;
+/// Events from the group waiting for the bridge's loop; beyond it new
+/// publications are dropped (gossip nodes pull them) — commit advances
+/// are merged, so they never are.
+const EVENTS_MAX: usize = 16_384;
+/// Messages one `ReadCommitted` returns at most.
+const READ_MESSAGES_MAX: u64 = 1024;
+
+struct Shared {
+    /// Events for the core, from the group's hooks and log reads.
+    events: RefCell<VecDeque<Event>>,
+    /// The last commit watermark not yet handed to the core.
+    committed: Cell<Option<MessageId>>,
+    /// Payloads of the latest apply's messages, by id.
+    applied: RefCell<BTreeMap<MessageId, Bytes>>,
+    /// The last message id applied.
+    applied_id: Cell<MessageId>,
+    /// Answers whose apply came first, waiting for a log read of their
+    /// payload. Invariant: at most `LATE_READS_MAX` (with those in flight).
+    late: RefCell<Vec<(Committed, Bytes)>>,
+    /// Late reads in flight.
+    late_reads: Cell<usize>,
+    /// Answers to clients not yet applied here: `(committed, token)`.
+    answered: RefCell<BTreeMap<MessageId, (Committed, Bytes)>>,
+    notify: Notify,
+    /// Appends `publish id wall_us` lines (measurements).
+    timings: RefCell<Option<std::io::BufWriter<std::fs::File>>>,
+}
+
+/// The group's handle on the voter's gossip endpoint. Lives on the group's
+/// shard.
+pub struct GossipBridge {
+    shared: Rc<Shared>,
+}
+
+impl GossipBridge {
+    /// Starts the endpoint on `config.gossip_addr`, if the config has one.
+    /// A voter whose endpoint cannot start (no keys file, port taken) runs
+    /// without it, saying so: gossip nodes then use the other voters.
+    pub fn start<S: LogStore + 'static>(
+        config: &NodeConfig,
+        store: Rc<S>,
+        feed: Rc<FeedState>,
+        certificates: Rc<Certificates>,
+    ) -> Option<GossipBridge> {
+        let addr = config.gossip_addr?;
+        match Self::try_start(config, addr, store, feed, certificates) {
+            Ok(bridge) => Some(bridge),
+            Err(reason) => {
+                tracing::warn!(id = config.id, %addr, %reason, "gossip endpoint disabled");
+                None
+            }
+        }
+    }
+
+    fn try_start<S: LogStore + 'static>(
+        config: &NodeConfig,
+        addr: PeerAddr,
+        store: Rc<S>,
+        feed: Rc<FeedState>,
+        certificates: Rc<Certificates>,
+    ) -> Result<GossipBridge, String> {
+        let keys = config
+            .keys_file
+            .as_ref()
+            .ok_or("no keys_file in the config")?;
+        let verifier = Verifier::load(keys).map_err(|e| e.to_string())?;
+        let gossip_config = GossipConfig::default();
+        let mut transport_config = GossipTransportConfig::new(config.cluster_id, config.id, addr);
+        transport_config.limits.frame_bytes_max = transport_config
+            .limits
+            .frame_bytes_max
+            .max(gossip_config.pull_reply_bytes_max + (1 << 20));
+        let started = GossipTransport::start(transport_config, None)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let generation = (wall_clock_us() / 1_000_000) as u32;
+        let start = GossipStart {
+            addr,
+            kind: PeerKind::Voter,
+            generation: generation.max(1),
+            delivered: feed.applied_id.get(),
+            seeds: Vec::new(),
+            rng_seed: wall_clock_us() ^ (config.id << 48),
+        };
+        let core = GossipNode::new(start, gossip_config, TokenVerifier::new(verifier))
+            .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
+        let timings = match std::env::var_os("ORDO_GOSSIP_TIMINGS_DIR") {
+            Some(dir) => {
+                let path = std::path::Path::new(&dir).join(format!("publish-{}.txt", config.id));
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                Some(std::io::BufWriter::new(file))
+            }
+            None => None,
+        };
+        let shared = Rc::new(Shared {
+            events: RefCell::new(VecDeque::new()),
+            committed: Cell::new(None),
+            applied: RefCell::new(BTreeMap::new()),
+            applied_id: Cell::new(feed.applied_id.get()),
+            late: RefCell::new(Vec::new()),
+            late_reads: Cell::new(0),
+            answered: RefCell::new(BTreeMap::new()),
+            notify: Notify::default(),
+            timings: RefCell::new(timings),
+        });
+        let driver = Driver::new(core, started.transport, started.inbox);
+        tracing::info!(id = config.id, %addr, "gossip endpoint started");
+        glommio::spawn_local(run(driver, shared.clone(), store, feed, certificates)).detach();
+        Ok(GossipBridge { shared })
+    }
+
+    /// Hook: the group applied `apply`. The core learns the new commit
+    /// watermark; payloads are kept for the answers still to come.
+    pub fn applied(&self, apply: &ApplyBatch) {
+        let mut last = None;
+        self.shared.applied.borrow_mut().clear();
+        for batch in &apply.batches {
+            for entry in batch.entries() {
+                if entry.index < apply.first_index
+                    || entry.index > apply.last_index
+                    || entry.kind != BatchKind::Entries
+                {
+                    continue;
+                }
+                last = Some(entry.id);
+                let payload = batch.bytes().slice_ref(entry.payload);
+                let answer = self.shared.answered.borrow_mut().remove(&entry.id);
+                match answer {
+                    Some((committed, token)) => self.publish(&committed, payload, token),
+                    None => {
+                        self.shared.applied.borrow_mut().insert(entry.id, payload);
+                    }
+                }
+            }
+        }
+        if let Some(id) = last {
+            self.shared.applied_id.set(id);
+            self.shared.committed.set(Some(id));
+            self.shared.notify.notify();
+        }
+    }
+
+    /// Hook: this voter answered a client's proposal with `committed` and
+    /// `token` (empty when it has no statement yet: the message is then
+    /// left to the gossip nodes' pulls).
+    pub fn answered(&self, committed: &Committed, token: &[u8]) {
+        if token.is_empty() {
+            return;
+        }
+        let token = Bytes::copy_from_slice(token);
+        let applied = self.shared.applied.borrow_mut().remove(&committed.id);
+        match applied {
+            Some(payload) => self.publish(committed, payload, token),
+            None if committed.id <= self.shared.applied_id.get() => {
+                let shared = &self.shared;
+                if shared.late.borrow().len() + shared.late_reads.get() < LATE_READS_MAX {
+                    shared.late.borrow_mut().push((*committed, token));
+                    shared.notify.notify();
+                }
+            }
+            None => {
+                let mut answered = self.shared.answered.borrow_mut();
+                answered.insert(committed.id, (*committed, token));
+                while answered.len() > PENDING_PUBLICATIONS_MAX {
+                    answered.pop_first();
+                }
+            }
+        }
+    }
+
+    fn publish(&self, committed: &Committed, payload: Bytes, token: Bytes) {
+        self.shared.publish(GossipMessage {
+            id: committed.id,
+            index: committed.index,
+            term: committed.term,
+            ts: committed.ts,
+            payload,
+            token,
+        });
+    }
+}
+
+impl Shared {
+    fn publish(&self, message: GossipMessage) {
+        let mut events = self.events.borrow_mut();
+        if events.len() >= EVENTS_MAX {
+            return;
+        }
+        if let Some(timings) = self.timings.borrow_mut().as_mut() {
+            let _ = writeln!(timings, "{} {}", message.id, wall_clock_us());
+        }
+        events.push_back(Event::Publish(message));
+        drop(events);
+        self.notify.notify();
+    }
+}
+
+/// The endpoint's loop: like a gossip node's, with the group's hooks and
+/// log reads as extra inputs. Ends when the group shuts down (the feed
+/// closes).
+async fn run<S: LogStore + 'static>(
+    mut driver: Driver<TokenVerifier>,
+    shared: Rc<Shared>,
+    store: Rc<S>,
+    feed: Rc<FeedState>,
+    certificates: Rc<Certificates>,
+) {
+    loop {
+        let generation = shared.notify.generation();
+        let feed_generation = feed.notify.generation();
+        if feed.closed.get() {
+            break;
+        }
+        let late = std::mem::take(&mut *shared.late.borrow_mut());
+        for (committed, token) in late {
+            shared.late_reads.set(shared.late_reads.get() + 1);
+            let (store, feed, certificates, shared) = (
+                store.clone(),
+                feed.clone(),
+                certificates.clone(),
+                shared.clone(),
+            );
+            glommio::spawn_local(async move {
+                let id = committed.id;
+                let read =
+                    read_committed(&*store, &feed, &certificates, id, id, usize::MAX, false).await;
+                shared.late_reads.set(shared.late_reads.get() - 1);
+                if let Some(mut message) = read.into_iter().next()
+                    && message.id == id
+                    && message.index == committed.index
+                {
+                    message.token = token;
+                    shared.publish(message);
+                }
+            })
+            .detach();
+        }
+        let has_events = !shared.events.borrow().is_empty() || shared.committed.get().is_some();
+        if !has_events {
+            let woken = future::or(
+                async { driver.wait(Duration::from_secs(1)).await },
+                future::or(
+                    async {
+                        shared.notify.wait(generation).await;
+                        None
+                    },
+                    async {
+                        feed.notify.wait(feed_generation).await;
+                        None
+                    },
+                ),
+            )
+            .await;
+            if let Some(event) = woken {
+                driver.transport_event(event);
+            }
+        }
+        if let Some(id) = shared.committed.take() {
+            driver.step(Event::CommitAdvanced { id });
+        }
+        let mut taken = driver.drain_transport(TURN_EVENTS_MAX);
+        while taken < TURN_EVENTS_MAX {
+            let Some(event) = shared.events.borrow_mut().pop_front() else {
+                break;
+            };
+            driver.step(event);
+            taken += 1;
+        }
+        if let Some(timings) = shared.timings.borrow_mut().as_mut() {
+            let _ = timings.flush();
+        }
+        for command in driver.end_turn() {
+            if let Command::ReadCommitted {
+                peer,
+                from,
+                to,
+                bytes_max,
+            } = command
+            {
+                let (store, feed, certificates, shared) = (
+                    store.clone(),
+                    feed.clone(),
+                    certificates.clone(),
+                    shared.clone(),
+                );
+                glommio::spawn_local(async move {
+                    let messages =
+                        read_committed(&*store, &feed, &certificates, from, to, bytes_max, true)
+                            .await;
+                    shared
+                        .events
+                        .borrow_mut()
+                        .push_back(Event::CommittedRead { peer, messages });
+                    shared.notify.notify();
+                })
+                .detach();
+            }
+            // A voter delivers nothing and persists no watermark.
+        }
+    }
+    driver.shutdown().await;
+}
+
+/// Committed messages `[from, to]` with their tokens, at most `bytes_max`
+/// bytes (at least one message); with `tokens_required`, stopping before
+/// the first without a token (a gossip node could not verify it, nor
+/// deliver past it). Empty if the log cannot serve them (compacted, or
+/// failed).
+async fn read_committed<S: LogStore>(
+    store: &S,
+    feed: &FeedState,
+    certificates: &Certificates,
+    from: MessageId,
+    to: MessageId,
+    bytes_max: usize,
+    tokens_required: bool,
+) -> Vec<GossipMessage> {
+    if to < from {
+        return Vec::new();
+    }
+    let mut cursor = match feed::locate(store, feed, from).await {
+        Ok(cursor) => cursor,
+        Err(error) => {
+            tracing::debug!(%error, from, "gossip pull cannot be served from the log");
+            return Vec::new();
+        }
+    };
+    let wanted = (to - from).saturating_add(1).min(READ_MESSAGES_MAX) as usize;
+    let read = feed::read_committed(store, feed, certificates, &mut cursor, wanted).await;
+    let messages = match read {
+        Ok(messages) => messages,
+        Err(error) => {
+            tracing::warn!(%error, from, to, "gossip pull: log read failed");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for m in messages {
+        if m.id < from || m.id > to || (tokens_required && m.token.is_empty()) {
+            break;
+        }
+        let message = GossipMessage {
+            id: m.id,
+            index: m.index,
+            term: m.term,
+            ts: m.ts,
+            payload: m.payload,
+            token: m.token,
+        };
+        bytes += message.size_bytes();
+        if !out.is_empty() && bytes > bytes_max {
+            break;
+        }
+        out.push(message);
+    }
+    out
+}
