@@ -91,7 +91,9 @@ impl CertStore {
         if let Ok(bytes) = std::fs::read(path) {
             let whole = bytes.len() / store.record_len * store.record_len;
             for chunk in bytes[..whole].chunks_exact(store.record_len) {
-                let Some(signed) = decode_statement(chunk) else { break };
+                let Some(signed) = decode_statement(chunk) else {
+                    break;
+                };
                 ranges.push((signed.statement.first_index, signed.statement.last_index));
                 store.note(&signed);
             }
@@ -102,7 +104,8 @@ impl CertStore {
                     .write(true)
                     .open(path)
                     .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-                file.set_len(keep).map_err(|e| format!("cannot truncate {}: {e}", path.display()))?;
+                file.set_len(keep)
+                    .map_err(|e| format!("cannot truncate {}: {e}", path.display()))?;
                 tracing::warn!(path = %path.display(), kept = store.records, "dropped a damaged tail of the certificates file");
             }
         }
@@ -139,7 +142,8 @@ impl CertStore {
     /// only means this node cannot serve tokens for those entries).
     pub fn insert(&mut self, signed: SignedStatement) -> Result<(), String> {
         if let Some(file) = self.file.as_mut() {
-            file.write_all(&encode_statement(&signed)).map_err(|e| e.to_string())?;
+            file.write_all(&encode_statement(&signed))
+                .map_err(|e| e.to_string())?;
         }
         self.note(&signed);
         Ok(())
@@ -152,10 +156,10 @@ impl CertStore {
 
     /// A statement covering `index`: from memory, else from the file.
     pub fn lookup(&self, index: Index) -> Option<SignedStatement> {
-        if let Some((_, signed)) = self.recent.range(index..).next() {
-            if signed.statement.first_index <= index {
-                return Some(*signed);
-            }
+        if let Some((_, signed)) = self.recent.range(index..).next()
+            && signed.statement.first_index <= index
+        {
+            return Some(*signed);
         }
         let file = self.file.as_ref()?;
         for (k, chunk) in self.chunks.iter().enumerate() {
@@ -184,7 +188,9 @@ impl CertStore {
         let mut out = Vec::new();
         let mut next = from;
         while next <= to && out.len() < max {
-            let Some(signed) = self.lookup(next) else { break };
+            let Some(signed) = self.lookup(next) else {
+                break;
+            };
             next = signed.statement.last_index + 1;
             out.push(signed);
         }
@@ -224,7 +230,10 @@ mod tests {
         // The oldest are only in the file.
         assert_eq!(store.lookup(1).unwrap().statement.first_index, 1);
         assert_eq!(store.lookup(600).unwrap().statement.last_index, 600);
-        assert_eq!(store.lookup(2 * count).unwrap().statement.first_index, 2 * count - 1);
+        assert_eq!(
+            store.lookup(2 * count).unwrap().statement.first_index,
+            2 * count - 1
+        );
         assert!(store.lookup(2 * count + 1).is_none());
         assert_eq!(store.range(5, 12, 10).len(), 4);
         drop(store);
@@ -235,6 +244,9 @@ mod tests {
         let (store, ranges) = CertStore::open(&path).unwrap();
         assert_eq!(ranges.len() as u64, count);
         assert_eq!(store.lookup(3).unwrap().statement.first_index, 3);
-        assert_eq!(std::fs::metadata(&path).unwrap().len() % record_len() as u64, 0);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len() % record_len() as u64,
+            0
+        );
     }
 }
