@@ -621,20 +621,21 @@ fn clients_propose_read_status_and_stream_the_log() {
             .await
             .unwrap();
         assert_eq!(client.node_id(), 3);
-        // Pipeline five proposals, then collect the answers.
-        for seq in 0..5u64 {
-            let payload = Bytes::from(vec![seq as u8; 100 + 3000 * seq as usize]);
-            client
-                .send(&ClientRequest::Propose(ProposeRequest {
+        // Pipeline five proposals in one write (an inlined payload first,
+        // then payloads sent from their own buffers), then collect the
+        // answers; the log stream below checks the payloads' bytes.
+        let proposals: Vec<ClientRequest> = (0..5u64)
+            .map(|seq| {
+                ClientRequest::Propose(ProposeRequest {
                     request_id: seq,
                     client_id: 9,
                     seq,
-                    payload,
+                    payload: Bytes::from(vec![seq as u8; 100 + 3000 * seq as usize]),
                     redirect: false,
-                }))
-                .await
-                .unwrap();
-        }
+                })
+            })
+            .collect();
+        client.send_many(&proposals).await.unwrap();
         for seq in 0..5u64 {
             match client.recv().await.unwrap() {
                 ClientResponse::Propose(r) => {
@@ -692,7 +693,15 @@ fn clients_propose_read_status_and_stream_the_log() {
         }
         let ids: Vec<u64> = streamed.iter().map(|m| m.id).collect();
         assert_eq!(ids, vec![2, 3, 4, 5]);
-        assert_eq!(streamed[3].payload, Bytes::from(vec![4u8; 12_100]));
+        for (message, seq) in streamed.iter().zip(1u64..) {
+            let expected = vec![seq as u8; 100 + 3000 * seq as usize];
+            assert_eq!(
+                message.payload,
+                Bytes::from(expected),
+                "payload of id {}",
+                message.id
+            );
+        }
 
         // Another cluster's client is refused in the handshake.
         let stranger = ClientConnection::connect(addr, &ClientConfig::new(CLUSTER + 1)).await;

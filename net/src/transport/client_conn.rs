@@ -77,26 +77,60 @@ impl ClientConnection {
 
     /// Writes one request.
     pub async fn send(&self, request: &ClientRequest) -> Result<(), ConnectionError> {
+        self.send_many(std::slice::from_ref(request)).await
+    }
+
+    /// Writes several requests, in order, with as few `sendmsg` calls as
+    /// they fit in: a pipelining client pays one syscall per batch of
+    /// requests rather than one per request.
+    pub async fn send_many(&self, requests: &[ClientRequest]) -> Result<(), ConnectionError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
         if self.sending.replace(true) {
             return Err(busy("send"));
         }
-        let result = self.write(request).await;
+        let result = self.write(requests).await;
         self.sending.set(false);
         result
     }
 
-    async fn write(&self, request: &ClientRequest) -> Result<(), ConnectionError> {
+    async fn write(&self, requests: &[ClientRequest]) -> Result<(), ConnectionError> {
+        // Small frames (inlined payloads) share one contiguous `head`; an
+        // attachment written from its own buffer splits it, so the pieces
+        // are kept in wire order: head ranges and attachments.
+        enum Piece {
+            Head(std::ops::Range<usize>),
+            Tail(usize),
+        }
         let mut head = Vec::new();
         let mut tail: Vec<Bytes> = Vec::new();
-        let mut sink = crate::wire::FrameSink {
-            head: &mut head,
-            tail: &mut tail,
-            inline_bytes_max: INLINE_ATTACHMENT_BYTES_MAX,
-            frame_bytes_max: self.frame_bytes_max,
-        };
-        request.encode(&mut sink)?;
-        let mut slices: Vec<&[u8]> = vec![&head];
-        slices.extend(tail.iter().map(|b| &b[..]));
+        let mut pieces = Vec::new();
+        let mut head_start = 0;
+        for request in requests {
+            let tail_start = tail.len();
+            let mut sink = crate::wire::FrameSink {
+                head: &mut head,
+                tail: &mut tail,
+                inline_bytes_max: INLINE_ATTACHMENT_BYTES_MAX,
+                frame_bytes_max: self.frame_bytes_max,
+            };
+            request.encode(&mut sink)?;
+            if tail.len() > tail_start {
+                pieces.push(Piece::Head(head_start..head.len()));
+                pieces.extend((tail_start..tail.len()).map(Piece::Tail));
+                head_start = head.len();
+            }
+        }
+        pieces.push(Piece::Head(head_start..head.len()));
+        let slices: Vec<&[u8]> = pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Head(range) => &head[range.clone()],
+                Piece::Tail(i) => &tail[*i][..],
+            })
+            .filter(|slice| !slice.is_empty())
+            .collect();
         write_all(&self.stream, &slices).await?;
         Ok(())
     }

@@ -1,0 +1,144 @@
+//! This machine's floor, measured in the same run as the cluster: what one
+//! commit cannot beat. A commit on a 3-node cluster needs at least one
+//! loopback round trip (leader to follower and back) and one fdatasync on
+//! the follower (the leader's runs in parallel), so the commit floor is
+//! `fsync p50 + round trip p50` when the log syncs, and the round trip alone
+//! when it does not.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// Samples per floor measurement: enough for a stable median, short enough
+/// (~0.1–0.5 s for the fsync loop) to run before every benchmark.
+const FLOOR_SAMPLES: usize = 1_000;
+/// Bytes per floor write: one page, as the log's smallest append is.
+const FLOOR_WRITE_BYTES: usize = 4096;
+
+/// The floor figures, in microseconds (medians).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Floor {
+    /// 4 KiB write at the end of a preallocated file + fdatasync, p50.
+    pub fsync_us: f64,
+    /// 64 B ping-pong over loopback TCP with TCP_NODELAY, p50.
+    pub rtt_us: f64,
+}
+
+impl Floor {
+    /// The commit floor for a run that syncs (`syncs`) or not.
+    pub fn commit_us(&self, syncs: bool) -> f64 {
+        if syncs {
+            self.fsync_us + self.rtt_us
+        } else {
+            self.rtt_us
+        }
+    }
+}
+
+/// Measures both floors; the fsync one on `dir`'s filesystem.
+pub fn measure(dir: &Path) -> Result<Floor, String> {
+    Ok(Floor {
+        fsync_us: fsync_p50_us(dir)?,
+        rtt_us: rtt_p50_us()?,
+    })
+}
+
+/// Appends 4 KiB pages to a preallocated, synced file, each followed by an
+/// fdatasync: the cost of making one small append durable.
+fn fsync_p50_us(dir: &Path) -> Result<f64, String> {
+    let path = dir.join("floor.fsync");
+    let fail =
+        |what: &str, e: std::io::Error| format!("fsync floor: {what} {}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| fail("cannot create", e))?;
+    // Preallocate with real zeros and sync once, as the log's segments are,
+    // so no fdatasync below pays for growing the file's metadata.
+    let total = FLOOR_SAMPLES * FLOOR_WRITE_BYTES;
+    file.write_all_at(&vec![0u8; total], 0)
+        .map_err(|e| fail("cannot write", e))?;
+    file.sync_all().map_err(|e| fail("cannot sync", e))?;
+    let page = vec![0xA5u8; FLOOR_WRITE_BYTES];
+    let mut histogram = new_histogram();
+    for i in 0..FLOOR_SAMPLES {
+        let start = Instant::now();
+        file.write_all_at(&page, (i * FLOOR_WRITE_BYTES) as u64)
+            .map_err(|e| fail("cannot write", e))?;
+        file.sync_data().map_err(|e| fail("cannot fdatasync", e))?;
+        record(&mut histogram, start.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(histogram.value_at_quantile(0.5) as f64 / 1_000.0)
+}
+
+/// A 64 B ping-pong between two threads over loopback TCP.
+fn rtt_p50_us() -> Result<f64, String> {
+    let fail = |e: std::io::Error| format!("loopback floor: {e}");
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+    let addr = listener.local_addr().map_err(fail)?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        let mut buffer = [0u8; 64];
+        for _ in 0..FLOOR_SAMPLES + 100 {
+            stream.read_exact(&mut buffer)?;
+            stream.write_all(&buffer)?;
+        }
+        Ok(())
+    });
+    let mut stream = TcpStream::connect(addr).map_err(fail)?;
+    stream.set_nodelay(true).map_err(fail)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(fail)?;
+    let mut buffer = [7u8; 64];
+    let mut histogram = new_histogram();
+    // The first round trips warm the connection and the scheduler.
+    for i in 0..FLOOR_SAMPLES + 100 {
+        let start = Instant::now();
+        stream.write_all(&buffer).map_err(fail)?;
+        stream.read_exact(&mut buffer).map_err(fail)?;
+        if i >= 100 {
+            record(&mut histogram, start.elapsed());
+        }
+    }
+    echo.join()
+        .map_err(|_| "loopback floor: echo thread panicked".to_string())?
+        .map_err(fail)?;
+    Ok(histogram.value_at_quantile(0.5) as f64 / 1_000.0)
+}
+
+/// A histogram of nanoseconds from 1 ns to 10 minutes at 3 significant
+/// digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Records `elapsed` in nanoseconds, clamped to the histogram's range.
+pub fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    let nanos = (elapsed.as_nanos() as u64).clamp(1, histogram.high());
+    histogram.saturating_record(nanos);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floors_are_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let floor = measure(dir.path()).unwrap();
+        assert!(floor.fsync_us > 0.0 && floor.rtt_us > 0.0, "{floor:?}");
+        assert!(floor.commit_us(true) > floor.commit_us(false));
+        assert!(!dir.path().join("floor.fsync").exists());
+    }
+}

@@ -1,0 +1,239 @@
+//! One run's result: the JSON line (`--json`), the human summary, and the
+//! CSV row of a sweep.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::floor::Floor;
+use crate::load::Tally;
+use crate::spec::RunSpec;
+
+/// Everything a run reports. The first fields are the `--json` contract;
+/// the rest add the knobs and memory.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    /// Voters.
+    pub nodes: usize,
+    /// Closed-loop proposers.
+    pub concurrency: usize,
+    /// Bytes per proposal.
+    pub payload_bytes: usize,
+    /// fsync mode.
+    pub fsync: String,
+    /// `disk` or `memory`.
+    pub storage: String,
+    /// `tcp` or `inproc`.
+    pub transport: String,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Proposals committed in the measured window.
+    pub commits: u64,
+    /// `commits / duration_s`.
+    pub commits_per_s: f64,
+    /// Commit latency at the client, microseconds.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+    /// Largest.
+    pub max_us: f64,
+    /// Mean.
+    pub mean_us: f64,
+    /// 4 KiB append + fdatasync p50 on the data directory's filesystem.
+    pub floor_fsync_us: f64,
+    /// Loopback TCP round trip p50.
+    pub floor_rtt_us: f64,
+    /// The commit floor: fsync + round trip when the run syncs, else the
+    /// round trip.
+    pub floor_commit_us: f64,
+    /// `p50_us / floor_commit_us`.
+    pub p50_over_floor: f64,
+    /// Proposals that failed in the measured window.
+    pub errors: u64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+    /// One `ordo node` process per node.
+    pub procs: bool,
+    /// Client connections (TCP).
+    pub connections: usize,
+    /// The core's `batch_entries_max`.
+    pub batch_entries_max: u32,
+    /// The core's `batch_bytes_max`.
+    pub batch_bytes_max: usize,
+    /// The runtime's `batch_delay_us`.
+    pub batch_delay_us: u64,
+    /// The core's `inflight_messages_max`.
+    pub inflight_max: usize,
+    /// Resident memory when measuring started, MiB: of the largest node
+    /// process with `--procs`, else of this whole process (every node and
+    /// the load generator).
+    pub rss_start_mib: f64,
+    /// Resident memory at the end, MiB (same scope).
+    pub rss_end_mib: f64,
+    /// Largest resident memory seen while measuring, MiB (same scope).
+    pub rss_max_mib: f64,
+    /// The run's label (file names of its plots).
+    pub label: String,
+}
+
+/// Resident memory samples over the measured window.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    /// First sample.
+    pub start_mib: f64,
+    /// Last sample.
+    pub end_mib: f64,
+    /// Largest sample.
+    pub max_mib: f64,
+}
+
+impl RunResult {
+    /// Builds the result of `spec` from what the proposers saw.
+    pub fn new(spec: &RunSpec, floor: Floor, tally: &Tally, memory: Memory) -> Self {
+        let h = &tally.histogram;
+        let us = |nanos: u64| round1(nanos as f64 / 1_000.0);
+        let duration_s = spec.duration.as_secs_f64();
+        let floor_commit_us = floor.commit_us(spec.syncs());
+        let p50_us = us(h.value_at_quantile(0.5));
+        Self {
+            nodes: spec.nodes,
+            concurrency: spec.concurrency,
+            payload_bytes: spec.payload_bytes,
+            fsync: spec.fsync.clone(),
+            storage: spec.storage_name().into(),
+            transport: spec.transport_name().into(),
+            duration_s,
+            commits: tally.commits,
+            commits_per_s: round1(tally.commits as f64 / duration_s),
+            p50_us,
+            p90_us: us(h.value_at_quantile(0.9)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+            mean_us: round1(h.mean() / 1_000.0),
+            floor_fsync_us: round1(floor.fsync_us),
+            floor_rtt_us: round1(floor.rtt_us),
+            floor_commit_us: round1(floor_commit_us),
+            p50_over_floor: if floor_commit_us > 0.0 {
+                (p50_us / floor_commit_us * 100.0).round() / 100.0
+            } else {
+                0.0
+            },
+            errors: tally.errors,
+            first_error: tally.first_error.clone(),
+            procs: spec.procs,
+            connections: spec.connections,
+            batch_entries_max: spec.batch_entries_max,
+            batch_bytes_max: spec.batch_bytes_max,
+            batch_delay_us: spec.batch_delay_us,
+            inflight_max: spec.inflight_max,
+            rss_start_mib: round1(memory.start_mib),
+            rss_end_mib: round1(memory.end_mib),
+            rss_max_mib: round1(memory.max_mib),
+            label: spec.label(),
+        }
+    }
+
+    /// The `--json` line.
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).expect("a result always serializes")
+    }
+
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} nodes ({}{}, {} log, fsync {}), C = {}, {} B payloads, {:.1} s measured\n",
+            self.nodes,
+            self.transport,
+            if self.procs { ", one process each" } else { "" },
+            self.storage,
+            self.fsync,
+            self.concurrency,
+            self.payload_bytes,
+            self.duration_s,
+        );
+        text += &format!(
+            "  commits      {} ({:.0}/s), errors {}\n",
+            self.commits, self.commits_per_s, self.errors
+        );
+        text += &format!(
+            "  latency µs   p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (mean {:.1})\n",
+            self.p50_us, self.p90_us, self.p99_us, self.p999_us, self.max_us, self.mean_us
+        );
+        text += &format!(
+            "  floor µs     fdatasync 4 KiB {:.1}, loopback round trip {:.1}; commit floor {:.1}; p50 = {:.2} × floor\n",
+            self.floor_fsync_us, self.floor_rtt_us, self.floor_commit_us, self.p50_over_floor
+        );
+        text += &format!(
+            "  memory MiB   {:.0} at start, {:.0} at end, {:.0} max ({})\n",
+            self.rss_start_mib,
+            self.rss_end_mib,
+            self.rss_max_mib,
+            if self.procs {
+                "largest node process"
+            } else {
+                "this process: every node and the load"
+            }
+        );
+        if let Some(error) = &self.first_error {
+            text += &format!("  first error  {error}\n");
+        }
+        text
+    }
+
+    /// The CSV header matching [`RunResult::csv_row`].
+    pub fn csv_header() -> &'static str {
+        "label,nodes,concurrency,payload_bytes,fsync,storage,transport,procs,batch_entries_max,\
+         batch_bytes_max,batch_delay_us,inflight_max,duration_s,commits,commits_per_s,p50_us,\
+         p90_us,p99_us,p999_us,max_us,floor_fsync_us,floor_rtt_us,floor_commit_us,p50_over_floor,\
+         errors,rss_max_mib"
+    }
+
+    /// One CSV row.
+    pub fn csv_row(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.label,
+            self.nodes,
+            self.concurrency,
+            self.payload_bytes,
+            self.fsync,
+            self.storage,
+            self.transport,
+            self.procs,
+            self.batch_entries_max,
+            self.batch_bytes_max,
+            self.batch_delay_us,
+            self.inflight_max,
+            self.duration_s,
+            self.commits,
+            self.commits_per_s,
+            self.p50_us,
+            self.p90_us,
+            self.p99_us,
+            self.p999_us,
+            self.max_us,
+            self.floor_fsync_us,
+            self.floor_rtt_us,
+            self.floor_commit_us,
+            self.p50_over_floor,
+            self.errors,
+            self.rss_max_mib
+        )
+    }
+}
+
+/// A run's result with its full latency distribution (for plots).
+pub struct RunOutcome {
+    /// The figures.
+    pub result: RunResult,
+    /// Commit latency in nanoseconds.
+    pub histogram: Histogram<u64>,
+}
+
+fn round1(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}

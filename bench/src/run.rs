@@ -1,0 +1,137 @@
+//! One run from start to end: lay out the cluster, measure the floor on its
+//! filesystem, start the nodes, drive the load while a monitor thread
+//! shows progress and samples memory, stop the nodes, report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cluster::{Layout, Running, rss_mib};
+use crate::load::{self, Load};
+use crate::report::{Memory, RunOutcome, RunResult};
+use crate::spec::{RunSpec, TransportKind};
+
+/// How often the monitor samples memory and redraws progress.
+const MONITOR_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Runs `spec` once. `progress`: draw a progress bar on stderr.
+pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
+    if spec.fsync == "none" && spec.storage == crate::spec::StorageKind::Disk {
+        eprintln!(
+            "ordo-bench: WARNING fsync none: the log never calls fdatasync, so \
+             'committed' here is not durable. For measuring only."
+        );
+    }
+    let layout = Layout::new(spec)?;
+    let floor = crate::floor::measure(layout.dir.path())?;
+    let answered = Arc::new(AtomicU64::new(0));
+    let load = Load {
+        concurrency: spec.concurrency,
+        connections: spec.connections,
+        payload: Bytes::from(vec![0x6Fu8; spec.payload_bytes]),
+        warmup: spec.warmup,
+        duration: spec.duration,
+        answered: answered.clone(),
+    };
+    let (mut running, pids) = match (spec.transport, spec.procs) {
+        (TransportKind::Inproc, _) => (None, Vec::new()),
+        (TransportKind::Tcp, false) => (Some(Running::threads(&layout)?), Vec::new()),
+        (TransportKind::Tcp, true) => {
+            let running = Running::procs(&layout)?;
+            let pids = running.pids();
+            (Some(running), pids)
+        }
+    };
+    let monitor = Monitor::start(spec, pids, answered, progress);
+    let tally = match spec.transport {
+        TransportKind::Inproc => load::inproc(layout.configs.clone(), load),
+        TransportKind::Tcp => load::tcp(layout.client_addrs(), layout.cluster_id(), load),
+    };
+    let memory = monitor.stop();
+    let alive = match running.as_mut() {
+        Some(running) => running.check_alive(layout.dir.path()),
+        None => Ok(()),
+    };
+    let stopped = running.map_or(Ok(()), Running::stop);
+    let tally = tally?;
+    alive?;
+    stopped?;
+    Ok(RunOutcome {
+        result: RunResult::new(spec, floor, &tally, memory),
+        histogram: tally.histogram,
+    })
+}
+
+/// The thread that draws progress and samples resident memory.
+struct Monitor {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Memory>,
+}
+
+impl Monitor {
+    fn start(spec: &RunSpec, pids: Vec<u32>, answered: Arc<AtomicU64>, progress: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let total = spec.warmup + spec.duration;
+        let warmup = spec.warmup;
+        let label = spec.label();
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let bar = if progress {
+                    let bar = ProgressBar::new(total.as_millis() as u64);
+                    bar.set_style(
+                        ProgressStyle::with_template("{prefix} [{bar:30}] {elapsed_precise} {msg}")
+                            .expect("a valid template")
+                            .progress_chars("=> "),
+                    );
+                    bar.set_prefix(label);
+                    bar
+                } else {
+                    ProgressBar::hidden()
+                };
+                let start = Instant::now();
+                let mut memory: Option<Memory> = None;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(MONITOR_INTERVAL);
+                    let elapsed = start.elapsed();
+                    if elapsed >= warmup && elapsed <= total {
+                        let sample = if pids.is_empty() {
+                            rss_mib(None)
+                        } else {
+                            pids.iter()
+                                .filter_map(|&pid| rss_mib(Some(pid)))
+                                .reduce(f64::max)
+                        };
+                        if let Some(mib) = sample {
+                            let m = memory.get_or_insert(Memory {
+                                start_mib: mib,
+                                end_mib: mib,
+                                max_mib: mib,
+                            });
+                            m.end_mib = mib;
+                            m.max_mib = m.max_mib.max(mib);
+                        }
+                    }
+                    let answers = answered.load(Ordering::Relaxed);
+                    bar.set_position(elapsed.min(total).as_millis() as u64);
+                    bar.set_message(format!(
+                        "{} answers, {:.0}/s",
+                        answers,
+                        answers as f64 / elapsed.as_secs_f64().max(1e-3)
+                    ));
+                }
+                bar.finish_and_clear();
+                memory.unwrap_or_default()
+            }
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> Memory {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}

@@ -1,0 +1,390 @@
+//! What one benchmark run does ([`RunSpec`]) and the command-line knobs
+//! that expand into runs ([`Knobs`]): every knob takes a comma list, and
+//! the runs are the cartesian product of the lists.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use ordo_engine::core::CoreConfig;
+use ordo_storage::FsyncMode;
+use serde::Serialize;
+
+/// Where the log lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// The segmented io_uring log in the data directory.
+    Disk,
+    /// An in-memory log whose syncs complete at once (no durability).
+    Memory,
+}
+
+/// How the nodes (and the clients) talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Real TCP on loopback: peers on their peer ports, clients on the
+    /// leader's client port.
+    Tcp,
+    /// In-process channels: all nodes and the proposers on one executor,
+    /// proposals through the embedding handle, no sockets.
+    Inproc,
+}
+
+/// Everything one run needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Voters.
+    pub nodes: usize,
+    /// Closed-loop proposers: each keeps exactly one proposal in flight.
+    pub concurrency: usize,
+    /// Bytes per proposal.
+    pub payload_bytes: usize,
+    /// Measured time, after the warm-up.
+    pub duration: Duration,
+    /// Time before measuring starts (proposals run, nothing is recorded).
+    pub warmup: Duration,
+    /// `always`, `group:<delay>` or `none`.
+    pub fsync: String,
+    /// The core's `batch_entries_max`.
+    pub batch_entries_max: u32,
+    /// The core's `batch_bytes_max`.
+    pub batch_bytes_max: usize,
+    /// The runtime's `batch_delay_us`.
+    pub batch_delay_us: u64,
+    /// The core's `inflight_messages_max` (AppendEntries in flight per
+    /// follower).
+    pub inflight_max: usize,
+    /// Log kind.
+    pub storage: StorageKind,
+    /// Transport kind.
+    pub transport: TransportKind,
+    /// One `ordo node` process per node instead of threads of this one.
+    pub procs: bool,
+    /// Client connections the proposers share (TCP only).
+    pub connections: usize,
+    /// Where the nodes' data directories go (a fresh temporary directory
+    /// under it); `None`: the system's temporary directory.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl RunSpec {
+    /// A one-line description for progress and tables.
+    pub fn label(&self) -> String {
+        format!(
+            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-if{}{}",
+            self.nodes,
+            self.concurrency,
+            self.payload_bytes,
+            self.transport_name(),
+            self.storage_name(),
+            self.fsync.replace(':', ""),
+            self.batch_entries_max,
+            self.batch_bytes_max,
+            self.batch_delay_us,
+            self.inflight_max,
+            if self.procs { "-procs" } else { "" }
+        )
+    }
+
+    /// `tcp` or `inproc`.
+    pub fn transport_name(&self) -> &'static str {
+        match self.transport {
+            TransportKind::Tcp => "tcp",
+            TransportKind::Inproc => "inproc",
+        }
+    }
+
+    /// `disk` or `memory`.
+    pub fn storage_name(&self) -> &'static str {
+        match self.storage {
+            StorageKind::Disk => "disk",
+            StorageKind::Memory => "memory",
+        }
+    }
+
+    /// Whether a commit pays for an fdatasync (what the floor includes).
+    pub fn syncs(&self) -> bool {
+        self.storage == StorageKind::Disk && self.fsync != "none"
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.nodes == 0 || self.nodes > 9 {
+            return Err(format!("--nodes: {} not in [1, 9]", self.nodes));
+        }
+        if self.concurrency == 0 || self.concurrency > 1 << 16 {
+            return Err(format!(
+                "--concurrency: {} not in [1, 65536]",
+                self.concurrency
+            ));
+        }
+        if self.payload_bytes > 1 << 20 {
+            return Err(format!(
+                "--payload: {} bytes is above a proposal's maximum of 1 MiB",
+                self.payload_bytes
+            ));
+        }
+        self.fsync
+            .parse::<FsyncMode>()
+            .map_err(|e| format!("--fsync: {e}"))?;
+        if self.batch_entries_max == 0 {
+            return Err("--batch-entries-max: must be at least 1".into());
+        }
+        if self.batch_bytes_max < 1024 {
+            return Err("--batch-bytes-max: must be at least 1024".into());
+        }
+        if self.inflight_max == 0 {
+            return Err("--inflight-max: must be at least 1".into());
+        }
+        if self.procs && self.transport == TransportKind::Inproc {
+            return Err("--procs: separate processes talk TCP; use --transport tcp".into());
+        }
+        if self.duration.is_zero() {
+            return Err("--duration: must be above zero".into());
+        }
+        Ok(())
+    }
+
+    /// The Raft core's knobs for this run (defaults for the rest).
+    pub fn core_config(&self) -> CoreConfig {
+        CoreConfig {
+            batch_entries_max: self.batch_entries_max,
+            batch_bytes_max: self.batch_bytes_max,
+            inflight_messages_max: self.inflight_max,
+            ..CoreConfig::default()
+        }
+    }
+}
+
+/// The knobs, as the command line gives them: each a comma list.
+#[derive(Args, Clone, Debug)]
+pub struct Knobs {
+    /// Voters in the cluster.
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    pub nodes: Vec<usize>,
+    /// Closed-loop proposers (a comma list sweeps: 1,16,64,256).
+    #[arg(long, short = 'c', value_delimiter = ',', default_value = "64")]
+    pub concurrency: Vec<usize>,
+    /// Payload bytes per proposal.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    pub payload: Vec<usize>,
+    /// Measured time per run: seconds, or with a unit (`500ms`, `10s`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before measuring: seconds, or with a unit.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// fsync mode: `always`, `group:<delay>` (e.g. `group:200us`) or `none`
+    /// (benchmarks only: nothing is durable).
+    #[arg(long, value_delimiter = ',', default_value = "always")]
+    pub fsync: Vec<String>,
+    /// Most entries in one batch (the core's `batch_entries_max`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().batch_entries_max])]
+    pub batch_entries_max: Vec<u32>,
+    /// Most payload bytes in one batch (the core's `batch_bytes_max`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().batch_bytes_max])]
+    pub batch_bytes_max: Vec<usize>,
+    /// How long a leader with less than a full batch waits for more
+    /// (`0`, `200us`, `1ms`; the runtime's `batch_delay_us`).
+    #[arg(long, value_delimiter = ',', default_value = "0", value_parser = parse_micros)]
+    pub batch_delay: Vec<u64>,
+    /// AppendEntries in flight per follower (the core's
+    /// `inflight_messages_max`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().inflight_messages_max])]
+    pub inflight_max: Vec<usize>,
+    /// `disk` (the io_uring log) or `memory` (syncs complete at once).
+    #[arg(long, value_delimiter = ',', default_value = "disk", value_parser = parse_storage)]
+    pub storage: Vec<StorageKind>,
+    /// `tcp` (loopback sockets) or `inproc` (one executor, no sockets).
+    #[arg(long, value_delimiter = ',', default_value = "tcp", value_parser = parse_transport)]
+    pub transport: Vec<TransportKind>,
+    /// Run each node as an `ordo node` process (the `ordo` binary must be
+    /// built next to ordo-bench, or named by ORDO_BIN).
+    #[arg(long)]
+    pub procs: bool,
+    /// Client connections the proposers share over TCP (`0`: one per 16
+    /// proposers, at most 8).
+    #[arg(long, default_value_t = 0)]
+    pub connections: usize,
+    /// Put the nodes' data under this directory (a fresh temporary
+    /// directory inside it, removed afterwards). Default: the system's
+    /// temporary directory. The fsync floor is measured on its filesystem.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Knobs {
+    /// Every combination of the lists, concurrency varying fastest.
+    pub fn expand(&self) -> Result<Vec<RunSpec>, String> {
+        let mut specs = Vec::new();
+        for &nodes in &self.nodes {
+            for &transport in &self.transport {
+                for &storage in &self.storage {
+                    for fsync in &self.fsync {
+                        for &payload_bytes in &self.payload {
+                            for &batch_entries_max in &self.batch_entries_max {
+                                for &batch_bytes_max in &self.batch_bytes_max {
+                                    for &batch_delay_us in &self.batch_delay {
+                                        for &inflight_max in &self.inflight_max {
+                                            for &concurrency in &self.concurrency {
+                                                specs.push(RunSpec {
+                                                    nodes,
+                                                    concurrency,
+                                                    payload_bytes,
+                                                    duration: self.duration,
+                                                    warmup: self.warmup,
+                                                    fsync: fsync.clone(),
+                                                    batch_entries_max,
+                                                    batch_bytes_max,
+                                                    batch_delay_us,
+                                                    inflight_max,
+                                                    storage,
+                                                    transport,
+                                                    procs: self.procs,
+                                                    connections: connections_for(
+                                                        self.connections,
+                                                        concurrency,
+                                                    ),
+                                                    data_dir: self.data_dir.clone(),
+                                                });
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for spec in &specs {
+            spec.check()?;
+        }
+        Ok(specs)
+    }
+
+    /// The knobs given more than one value (what a sweep varies), by flag
+    /// name, concurrency excluded.
+    pub fn swept(&self) -> Vec<&'static str> {
+        let lists = [
+            ("nodes", self.nodes.len()),
+            ("payload", self.payload.len()),
+            ("fsync", self.fsync.len()),
+            ("batch-entries-max", self.batch_entries_max.len()),
+            ("batch-bytes-max", self.batch_bytes_max.len()),
+            ("batch-delay", self.batch_delay.len()),
+            ("inflight-max", self.inflight_max.len()),
+            ("storage", self.storage.len()),
+            ("transport", self.transport.len()),
+        ];
+        lists
+            .into_iter()
+            .filter(|&(_, n)| n > 1)
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
+/// The value of a swept knob in `spec`, as text.
+pub fn knob_value(spec: &RunSpec, knob: &str) -> String {
+    match knob {
+        "nodes" => spec.nodes.to_string(),
+        "payload" => spec.payload_bytes.to_string(),
+        "fsync" => spec.fsync.clone(),
+        "batch-entries-max" => spec.batch_entries_max.to_string(),
+        "batch-bytes-max" => spec.batch_bytes_max.to_string(),
+        "batch-delay" => format!("{}us", spec.batch_delay_us),
+        "inflight-max" => spec.inflight_max.to_string(),
+        "storage" => spec.storage_name().into(),
+        "transport" => spec.transport_name().into(),
+        _ => String::new(),
+    }
+}
+
+/// Client connections for `concurrency` proposers: `requested`, or one per
+/// 16 proposers up to 8 (enough to keep the leader's client port busy
+/// without one connection's ordering coupling every proposer).
+fn connections_for(requested: usize, concurrency: usize) -> usize {
+    if requested > 0 {
+        requested.min(concurrency)
+    } else {
+        concurrency.div_ceil(16).clamp(1, 8)
+    }
+}
+
+/// `--duration`, `--warmup`: `10` (bare numbers are seconds), `10s`,
+/// `500ms`, `250us`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_micros_with(text, 1_000_000.0).map(Duration::from_micros)
+}
+
+/// A duration with an optional unit, in microseconds; a bare number is in
+/// `bare_unit_us`.
+fn parse_micros_with(text: &str, bare_unit_us: f64) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 200us)"))?;
+    let unit_us = match unit {
+        "" => bare_unit_us,
+        "us" | "µs" => 1.0,
+        "ms" => 1_000.0,
+        "s" => 1_000_000.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (us, ms, s)")),
+    };
+    let micros = number * unit_us;
+    if !(0.0..=3.6e9).contains(&micros) {
+        return Err(format!("{text:?} is out of range (at most an hour)"));
+    }
+    Ok(micros as u64)
+}
+
+/// `--batch-delay`: bare numbers are microseconds.
+pub fn parse_micros(text: &str) -> Result<u64, String> {
+    parse_micros_with(text, 1.0)
+}
+
+fn parse_storage(text: &str) -> Result<StorageKind, String> {
+    match text {
+        "disk" => Ok(StorageKind::Disk),
+        "memory" => Ok(StorageKind::Memory),
+        _ => Err(format!("{text:?}: expected disk or memory")),
+    }
+}
+
+fn parse_transport(text: &str) -> Result<TransportKind, String> {
+    match text {
+        "tcp" => Ok(TransportKind::Tcp),
+        "inproc" => Ok(TransportKind::Inproc),
+        _ => Err(format!("{text:?}: expected tcp or inproc")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_micros("200us"), Ok(200));
+        assert_eq!(parse_micros("200"), Ok(200));
+        assert_eq!(parse_micros("1.5ms"), Ok(1500));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_micros("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_micros("fast").is_err());
+    }
+
+    #[test]
+    fn connections_grow_with_proposers() {
+        assert_eq!(connections_for(0, 1), 1);
+        assert_eq!(connections_for(0, 64), 4);
+        assert_eq!(connections_for(0, 1024), 8);
+        assert_eq!(connections_for(3, 2), 2);
+    }
+}
