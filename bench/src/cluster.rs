@@ -44,6 +44,12 @@ impl Layout {
             let path = dir.path().join(format!("node{id}")).join("ordo.toml");
             let mut config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
             apply_knobs(spec, &mut config);
+            if !spec.tokens {
+                // A node without a key signs nothing (docs/tokens.md).
+                let key = ordo_engine::token::NodeKey::path_in(&config.data_dir);
+                std::fs::remove_file(&key)
+                    .map_err(|e| format!("cannot remove {}: {e}", key.display()))?;
+            }
             config.validate().map_err(|e| e.to_string())?;
             std::fs::write(&path, config.to_toml())
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -78,6 +84,10 @@ fn apply_knobs(spec: &RunSpec, config: &mut NodeConfig) {
     config.storage.retain_log = spec.storage == StorageKind::Disk;
     config.raft = spec.core_config();
     config.runtime.batch_delay_us = spec.batch_delay_us;
+    config.runtime.shards = spec.shards;
+    if !spec.gossip {
+        config.gossip_addr = None;
+    }
 }
 
 /// A base port whose client, peer and gossip ports for `nodes` voters are

@@ -57,6 +57,10 @@ pub struct RunResult {
     pub first_error: Option<String>,
     /// One `ordo node` process per node.
     pub procs: bool,
+    /// Commit tokens signed and returned.
+    pub tokens: bool,
+    /// Voters' gossip endpoints running.
+    pub gossip: bool,
     /// Client connections (TCP).
     pub connections: usize,
     /// The core's `batch_entries_max`.
@@ -67,6 +71,8 @@ pub struct RunResult {
     pub batch_delay_us: u64,
     /// The core's `inflight_messages_max`.
     pub inflight_max: usize,
+    /// Executors per node.
+    pub shards: usize,
     /// Resident memory when measuring started, MiB: of the largest node
     /// process with `--procs`, else of this whole process (every node and
     /// the load generator).
@@ -75,13 +81,18 @@ pub struct RunResult {
     pub rss_end_mib: f64,
     /// Largest resident memory seen while measuring, MiB (same scope).
     pub rss_max_mib: f64,
+    /// Resident memory at ten even points of the measured window, MiB
+    /// (same scope): flat, or still growing?
+    pub rss_trace_mib: Vec<f64>,
     /// The run's label (file names of its plots).
     pub label: String,
 }
 
 /// Resident memory samples over the measured window.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Memory {
+    /// Every sample, in order.
+    pub samples_mib: Vec<f64>,
     /// First sample.
     pub start_mib: f64,
     /// Last sample.
@@ -125,14 +136,18 @@ impl RunResult {
             errors: tally.errors,
             first_error: tally.first_error.clone(),
             procs: spec.procs,
+            tokens: spec.tokens,
+            gossip: spec.gossip,
             connections: spec.connections,
             batch_entries_max: spec.batch_entries_max,
             batch_bytes_max: spec.batch_bytes_max,
             batch_delay_us: spec.batch_delay_us,
             inflight_max: spec.inflight_max,
+            shards: spec.shards,
             rss_start_mib: round1(memory.start_mib),
             rss_end_mib: round1(memory.end_mib),
             rss_max_mib: round1(memory.max_mib),
+            rss_trace_mib: trace(&memory.samples_mib, 10),
             label: spec.label(),
         }
     }
@@ -145,12 +160,18 @@ impl RunResult {
     /// The human summary.
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "{} nodes ({}{}, {} log, fsync {}), C = {}, {} B payloads, {:.1} s measured\n",
+            "{} nodes ({}{}, {} log, fsync {}{}), C = {}, {} B payloads, {:.1} s measured\n",
             self.nodes,
             self.transport,
             if self.procs { ", one process each" } else { "" },
             self.storage,
             self.fsync,
+            match (self.tokens, self.gossip) {
+                (true, true) => "",
+                (false, true) => ", no tokens",
+                (true, false) => ", no gossip endpoint",
+                (false, false) => ", no tokens, no gossip endpoint",
+            },
             self.concurrency,
             self.payload_bytes,
             self.duration_s,
@@ -168,7 +189,7 @@ impl RunResult {
             self.floor_fsync_us, self.floor_rtt_us, self.floor_commit_us, self.p50_over_floor
         );
         text += &format!(
-            "  memory MiB   {:.0} at start, {:.0} at end, {:.0} max ({})\n",
+            "  memory MiB   {:.0} at start, {:.0} at end, {:.0} max ({}); over the run: {:?}\n",
             self.rss_start_mib,
             self.rss_end_mib,
             self.rss_max_mib,
@@ -176,7 +197,8 @@ impl RunResult {
                 "largest node process"
             } else {
                 "this process: every node and the load"
-            }
+            },
+            self.rss_trace_mib
         );
         if let Some(error) = &self.first_error {
             text += &format!("  first error  {error}\n");
@@ -186,8 +208,8 @@ impl RunResult {
 
     /// The CSV header matching [`RunResult::csv_row`].
     pub fn csv_header() -> &'static str {
-        "label,nodes,concurrency,payload_bytes,fsync,storage,transport,procs,batch_entries_max,\
-         batch_bytes_max,batch_delay_us,inflight_max,duration_s,commits,commits_per_s,p50_us,\
+        "label,nodes,concurrency,payload_bytes,fsync,storage,transport,procs,tokens,gossip,batch_entries_max,\
+         batch_bytes_max,batch_delay_us,inflight_max,shards,duration_s,commits,commits_per_s,p50_us,\
          p90_us,p99_us,p999_us,max_us,floor_fsync_us,floor_rtt_us,floor_commit_us,p50_over_floor,\
          errors,rss_max_mib"
     }
@@ -195,7 +217,7 @@ impl RunResult {
     /// One CSV row.
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.label,
             self.nodes,
             self.concurrency,
@@ -204,10 +226,13 @@ impl RunResult {
             self.storage,
             self.transport,
             self.procs,
+            self.tokens,
+            self.gossip,
             self.batch_entries_max,
             self.batch_bytes_max,
             self.batch_delay_us,
             self.inflight_max,
+            self.shards,
             self.duration_s,
             self.commits,
             self.commits_per_s,
@@ -232,6 +257,16 @@ pub struct RunOutcome {
     pub result: RunResult,
     /// Commit latency in nanoseconds.
     pub histogram: Histogram<u64>,
+}
+
+/// `points` samples spread evenly over `samples` (the last included).
+fn trace(samples: &[f64], points: usize) -> Vec<f64> {
+    if samples.len() <= points {
+        return samples.iter().copied().map(round1).collect();
+    }
+    (1..=points)
+        .map(|k| round1(samples[k * samples.len() / points - 1]))
+        .collect()
 }
 
 fn round1(value: f64) -> f64 {

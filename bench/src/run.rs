@@ -107,10 +107,12 @@ impl Monitor {
                         };
                         if let Some(mib) = sample {
                             let m = memory.get_or_insert(Memory {
+                                samples_mib: Vec::new(),
                                 start_mib: mib,
                                 end_mib: mib,
                                 max_mib: mib,
                             });
+                            m.samples_mib.push(mib);
                             m.end_mib = mib;
                             m.max_mib = m.max_mib.max(mib);
                         }

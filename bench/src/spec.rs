@@ -64,6 +64,16 @@ pub struct RunSpec {
     pub procs: bool,
     /// Client connections the proposers share (TCP only).
     pub connections: usize,
+    /// Executors per node (`runtime.shards`): the group's, plus client
+    /// shards that accept connections and hand proposals over in batches.
+    pub shards: usize,
+    /// The leader signs every commit advance and answers carry tokens
+    /// (off: the nodes have no keys, as in other Raft libraries'
+    /// benchmarks).
+    pub tokens: bool,
+    /// Voters run their gossip endpoint (publish every committed message
+    /// for gossip nodes), as `ordo init` configures them.
+    pub gossip: bool,
     /// Where the nodes' data directories go (a fresh temporary directory
     /// under it); `None`: the system's temporary directory.
     pub data_dir: Option<PathBuf>,
@@ -73,7 +83,7 @@ impl RunSpec {
     /// A one-line description for progress and tables.
     pub fn label(&self) -> String {
         format!(
-            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-if{}{}",
+            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-if{}-s{}{}{}{}",
             self.nodes,
             self.concurrency,
             self.payload_bytes,
@@ -84,7 +94,10 @@ impl RunSpec {
             self.batch_bytes_max,
             self.batch_delay_us,
             self.inflight_max,
-            if self.procs { "-procs" } else { "" }
+            self.shards,
+            if self.procs { "-procs" } else { "" },
+            if self.tokens { "" } else { "-notokens" },
+            if self.gossip { "" } else { "-nogossip" },
         )
     }
 
@@ -140,6 +153,9 @@ impl RunSpec {
         if self.procs && self.transport == TransportKind::Inproc {
             return Err("--procs: separate processes talk TCP; use --transport tcp".into());
         }
+        if self.shards == 0 || self.shards > 64 {
+            return Err(format!("--shards: {} not in [1, 64]", self.shards));
+        }
         if self.duration.is_zero() {
             return Err("--duration: must be above zero".into());
         }
@@ -193,6 +209,10 @@ pub struct Knobs {
     /// `inflight_messages_max`).
     #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().inflight_messages_max])]
     pub inflight_max: Vec<usize>,
+    /// Executors per node (`runtime.shards`: the group's shard plus client
+    /// shards).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub shards: Vec<usize>,
     /// `disk` (the io_uring log) or `memory` (syncs complete at once).
     #[arg(long, value_delimiter = ',', default_value = "disk", value_parser = parse_storage)]
     pub storage: Vec<StorageKind>,
@@ -207,6 +227,15 @@ pub struct Knobs {
     /// proposers, at most 8).
     #[arg(long, default_value_t = 0)]
     pub connections: usize,
+    /// `on`: the leader signs each commit advance and every answer carries
+    /// a token; `off`: no node keys (compare with Raft libraries that sign
+    /// nothing).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub tokens: bool,
+    /// `on`: voters run their gossip endpoint as `ordo init` configures
+    /// them; `off`: no gossip endpoint.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub gossip: bool,
     /// Put the nodes' data under this directory (a fresh temporary
     /// directory inside it, removed afterwards). Default: the system's
     /// temporary directory. The fsync floor is measured on its filesystem.
@@ -227,27 +256,32 @@ impl Knobs {
                                 for &batch_bytes_max in &self.batch_bytes_max {
                                     for &batch_delay_us in &self.batch_delay {
                                         for &inflight_max in &self.inflight_max {
-                                            for &concurrency in &self.concurrency {
-                                                specs.push(RunSpec {
-                                                    nodes,
-                                                    concurrency,
-                                                    payload_bytes,
-                                                    duration: self.duration,
-                                                    warmup: self.warmup,
-                                                    fsync: fsync.clone(),
-                                                    batch_entries_max,
-                                                    batch_bytes_max,
-                                                    batch_delay_us,
-                                                    inflight_max,
-                                                    storage,
-                                                    transport,
-                                                    procs: self.procs,
-                                                    connections: connections_for(
-                                                        self.connections,
+                                            for &shards in &self.shards {
+                                                for &concurrency in &self.concurrency {
+                                                    specs.push(RunSpec {
+                                                        nodes,
                                                         concurrency,
-                                                    ),
-                                                    data_dir: self.data_dir.clone(),
-                                                });
+                                                        payload_bytes,
+                                                        duration: self.duration,
+                                                        warmup: self.warmup,
+                                                        fsync: fsync.clone(),
+                                                        batch_entries_max,
+                                                        batch_bytes_max,
+                                                        batch_delay_us,
+                                                        inflight_max,
+                                                        storage,
+                                                        transport,
+                                                        procs: self.procs,
+                                                        connections: connections_for(
+                                                            self.connections,
+                                                            concurrency,
+                                                        ),
+                                                        shards,
+                                                        tokens: self.tokens,
+                                                        gossip: self.gossip,
+                                                        data_dir: self.data_dir.clone(),
+                                                    });
+                                                }
                                             }
                                         }
                                     }
@@ -275,6 +309,7 @@ impl Knobs {
             ("batch-bytes-max", self.batch_bytes_max.len()),
             ("batch-delay", self.batch_delay.len()),
             ("inflight-max", self.inflight_max.len()),
+            ("shards", self.shards.len()),
             ("storage", self.storage.len()),
             ("transport", self.transport.len()),
         ];
@@ -296,6 +331,7 @@ pub fn knob_value(spec: &RunSpec, knob: &str) -> String {
         "batch-bytes-max" => spec.batch_bytes_max.to_string(),
         "batch-delay" => format!("{}us", spec.batch_delay_us),
         "inflight-max" => spec.inflight_max.to_string(),
+        "shards" => spec.shards.to_string(),
         "storage" => spec.storage_name().into(),
         "transport" => spec.transport_name().into(),
         _ => String::new(),
@@ -347,6 +383,14 @@ fn parse_micros_with(text: &str, bare_unit_us: f64) -> Result<u64, String> {
 /// `--batch-delay`: bare numbers are microseconds.
 pub fn parse_micros(text: &str) -> Result<u64, String> {
     parse_micros_with(text, 1.0)
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?}: expected on or off")),
+    }
 }
 
 fn parse_storage(text: &str) -> Result<StorageKind, String> {
