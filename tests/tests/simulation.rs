@@ -28,6 +28,29 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
         2281,
         "a follower installing a snapshot whose point its log held reset the log, dropping acknowledged entries",
     ),
+    (
+        11750,
+        "a candidate won on other voters' grants before its own term was durable, crashed, and led the same term again with another log",
+    ),
+    (
+        6480,
+        "a follower kept what it matched in an earlier term when the same node led the next term (after losing unsynced entries)",
+    ),
+    (
+        43417,
+        "a follower kept what it matched in an earlier term when the same node led the next term (after losing unsynced entries)",
+    ),
+    (
+        48729,
+        "a follower kept what it matched in an earlier term when the same node led the next term (after losing unsynced entries)",
+    ),
+    (
+        9967,
+        "a restart between a snapshot and the log's compaction lowered applied to a stale commit hint: entries applied twice",
+    ),
+    (17930, "as 9967: entries after the snapshot applied twice"),
+    (21607, "as 9967: entries after the snapshot applied twice"),
+    (30992, "as 9967: entries after the snapshot applied twice"),
 ];
 
 fn env_u64(name: &str, default: u64) -> u64 {

@@ -76,16 +76,23 @@ impl Raft {
     pub(super) fn tally_votes(&mut self) {
         let mut granted = self.votes.values().filter(|&&g| g).count();
         let rejected = self.votes.values().filter(|&&g| !g).count();
-        if self.role == Role::Candidate
+        // Invariant: a leader's term (and its vote for itself) is durable.
+        // Other voters' grants alone can make a quorum, but a candidate
+        // that led before its term was durable could crash, restart in the
+        // previous term, win the same term again from the same voters
+        // (their durable votes name it) and lead that term a second time
+        // with a different log: two entries at one (term, index), which
+        // breaks Log Matching (simulator seed 11750).
+        let term_durable = self.role == Role::Candidate
             && self.durable_hard_state.term == self.term
-            && self.durable_hard_state.vote == self.id
-        {
+            && self.durable_hard_state.vote == self.id;
+        if term_durable {
             granted += 1;
         }
         let quorum = self.quorum();
         match self.role {
             Role::PreCandidate if granted >= quorum => self.campaign(false, false),
-            Role::Candidate if granted >= quorum => self.become_leader(),
+            Role::Candidate if granted >= quorum && term_durable => self.become_leader(),
             Role::PreCandidate | Role::Candidate if rejected >= quorum => {
                 let term = self.term;
                 self.become_follower(term, 0);

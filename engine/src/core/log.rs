@@ -73,9 +73,17 @@ impl RaftLog {
             cache_bytes: 0,
             cache_bytes_max,
             durable: restored.last.index,
+            // A snapshot covers only applied, hence committed, entries: the
+            // commit index is at least the snapshot's, even when the hard
+            // state's commit hint is older (it is written with term and
+            // vote changes only). Lowering `applied` to a stale hint would
+            // apply the entries after the snapshot a second time to a state
+            // machine that already holds them (simulator seed 9967: a crash
+            // between taking a snapshot and compacting the log).
             commit: restored
                 .commit
                 .max(restored.prev.index)
+                .max(restored.applied)
                 .min(restored.last.index.max(restored.prev.index)),
             applied: restored.applied.max(restored.prev.index),
         };

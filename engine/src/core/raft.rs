@@ -591,12 +591,17 @@ impl Raft {
     /// flight is answered, never dropped silently.
     pub(super) fn become_follower(&mut self, term: Term, leader: NodeId) {
         assert!(term >= self.term);
-        if term > self.term {
+        let term_changed = term > self.term;
+        if term_changed {
             self.term = term;
             self.vote = 0;
         }
         let was_leader = self.role == Role::Leader;
-        let leader_changed = leader != self.leader;
+        // What this node matched and acknowledged belongs to one leader in
+        // one term: the same node leading a later term may have lost
+        // unsynced entries it sent before (a crash), so nothing matched
+        // earlier may be acknowledged to it again (simulator seed 6480).
+        let leader_changed = leader != self.leader || term_changed;
         self.role = Role::Follower;
         self.leader = leader;
         self.votes.clear();

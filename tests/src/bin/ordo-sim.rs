@@ -1,8 +1,17 @@
 //! Replays simulator seeds: `ordo-sim SEED [SEED...]` or `ordo-sim --from A --count N`.
+//! With `RUST_LOG` set (e.g. `RUST_LOG=ordo_engine=debug`), the cores'
+//! tracing events of the replay go to stderr.
 
 use ordo_tests::sim;
 
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let seeds: Vec<u64> = match args.as_slice() {
         [flag, from, flag2, count] if flag == "--from" && flag2 == "--count" => {
