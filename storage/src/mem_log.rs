@@ -215,6 +215,22 @@ impl MemLog {
             inner.batches.pop_front();
             inner.durable_batches = inner.durable_batches.saturating_sub(1);
         }
+        // Batches a crash would bring back (a truncation not yet synced)
+        // that lie at or before the new start are compacted too: a crash
+        // must not restore entries before `prev` (simulator seed 75950).
+        let prev = inner.prev.index;
+        let restore = std::mem::take(&mut inner.restore);
+        inner.restore = restore
+            .into_iter()
+            .filter(|b| b.last_index() > prev)
+            .map(|b| {
+                if b.first_index() > prev {
+                    b
+                } else {
+                    b.slice(prev + 1, b.last_index())
+                }
+            })
+            .collect();
         inner.check_invariants();
     }
 

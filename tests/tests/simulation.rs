@@ -51,6 +51,14 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (17930, "as 9967: entries after the snapshot applied twice"),
     (21607, "as 9967: entries after the snapshot applied twice"),
     (30992, "as 9967: entries after the snapshot applied twice"),
+    (
+        94683,
+        "a duplicated Forward reached its leader after it stepped down, which answered NotLeader (safe to retry) for a proposal it had appended: a sessionless retry committed twice",
+    ),
+    (
+        75950,
+        "simulator disk model: compaction left truncated batches that a crash restored before the log's start",
+    ),
 ];
 
 fn env_u64(name: &str, default: u64) -> u64 {

@@ -359,10 +359,24 @@ impl Raft {
     pub(super) fn handle_forward(&mut self, from: NodeId, request: ForwardRequest) {
         if self.role != Role::Leader {
             let leader = self.leader;
+            // `NotLeader` promises the proposal was appended nowhere, so the
+            // proposer may retry without a session. That holds only if this
+            // node never led the forward's term: a duplicated Forward can
+            // arrive after this node, leading that term, appended the first
+            // copy and stepped down (simulator seed 94683). A node leads a
+            // term only after voting for itself in it durably, so its vote
+            // tells; a later term tells nothing.
+            let never_led =
+                request.term > self.term || (request.term == self.term && self.vote != self.id);
+            let error = if never_led {
+                ProposeError::NotLeader { leader }
+            } else {
+                ProposeError::Unknown { leader }
+            };
             let results = request
                 .proposals
                 .iter()
-                .map(|p| (p.request_id, Err(ProposeError::NotLeader { leader })))
+                .map(|p| (p.request_id, Err(error.clone())))
                 .collect();
             let message = Message::ForwardResults(ForwardResults {
                 term: self.term,

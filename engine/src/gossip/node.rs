@@ -194,6 +194,12 @@ impl<V: Verify> GossipNode<V> {
             .collect()
     }
 
+    /// Whether an active member of `kind` is known (without collecting
+    /// the members).
+    pub fn has_member(&self, kind: PeerKind) -> bool {
+        self.membership.members().any(|m| m.kind == kind)
+    }
+
     /// Its SWIM identity (generation included).
     pub fn identity(&self) -> SwimIdentity {
         self.membership.identity()

@@ -24,6 +24,12 @@
 //! gossip nodes see the watermark move and pull the message from a
 //! voter's log, where `ReadCommitted` is served with
 //! `feed::read_committed` (tokens included).
+//!
+//! While the endpoint knows no gossip node, the hooks only move the
+//! watermark: nobody would receive a push, and keeping payloads and
+//! tokens for publication cost the leader about half of its commits/s in
+//! the engine-only benchmark (docs/benchmarks.md). A gossip node that
+//! joins later learns the watermark and pulls what it lacks.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -70,6 +76,9 @@ struct Shared {
     applied: RefCell<BTreeMap<MessageId, Bytes>>,
     /// The last message id applied.
     applied_id: Cell<MessageId>,
+    /// The endpoint knows at least one gossip node (set by its loop after
+    /// every turn); without one, nothing is published.
+    gossip_peers: Cell<bool>,
     /// Answers whose apply came first, waiting for a log read of their
     /// payload. Invariant: at most `LATE_READS_MAX` (with those in flight).
     late: RefCell<Vec<(Committed, Bytes)>>,
@@ -156,6 +165,7 @@ impl GossipBridge {
             committed: Cell::new(None),
             applied: RefCell::new(BTreeMap::new()),
             applied_id: Cell::new(feed.applied_id.get()),
+            gossip_peers: Cell::new(false),
             late: RefCell::new(Vec::new()),
             late_reads: Cell::new(0),
             answered: RefCell::new(BTreeMap::new()),
@@ -173,6 +183,14 @@ impl GossipBridge {
     pub fn applied(&self, apply: &ApplyBatch) {
         let mut last = None;
         self.shared.applied.borrow_mut().clear();
+        if !self.shared.gossip_peers.get() {
+            self.shared.answered.borrow_mut().clear();
+            let id = apply.last_id();
+            if id > self.shared.applied_id.get() {
+                self.advance(id);
+            }
+            return;
+        }
         for batch in &apply.batches {
             for entry in batch.entries() {
                 if entry.index < apply.first_index
@@ -193,17 +211,22 @@ impl GossipBridge {
             }
         }
         if let Some(id) = last {
-            self.shared.applied_id.set(id);
-            self.shared.committed.set(Some(id));
-            self.shared.notify.notify();
+            self.advance(id);
         }
+    }
+
+    /// The commit watermark moved to message `id`.
+    fn advance(&self, id: MessageId) {
+        self.shared.applied_id.set(id);
+        self.shared.committed.set(Some(id));
+        self.shared.notify.notify();
     }
 
     /// Hook: this voter answered a client's proposal with `committed` and
     /// `token` (empty when it has no statement yet: the message is then
     /// left to the gossip nodes' pulls).
     pub fn answered(&self, committed: &Committed, token: &[u8]) {
-        if token.is_empty() {
+        if token.is_empty() || !self.shared.gossip_peers.get() {
             return;
         }
         let token = Bytes::copy_from_slice(token);
@@ -328,6 +351,9 @@ async fn run<S: LogStore + 'static>(
         if let Some(timings) = shared.timings.borrow_mut().as_mut() {
             let _ = timings.flush();
         }
+        shared
+            .gossip_peers
+            .set(driver.core().has_member(PeerKind::Gossip));
         for command in driver.end_turn() {
             if let Command::ReadCommitted {
                 peer,
