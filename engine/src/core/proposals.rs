@@ -376,7 +376,7 @@ impl Raft {
             let results = request
                 .proposals
                 .iter()
-                .map(|p| (p.request_id, Err(error.clone())))
+                .map(|p| (p.request_id, Err(error)))
                 .collect();
             let message = Message::ForwardResults(ForwardResults {
                 term: self.term,
