@@ -282,18 +282,20 @@ async fn drive_connection(
                 break;
             }
         };
-        let ClientResponse::Propose(response) = response else {
-            continue;
+        let (request_id, outcome) = match response {
+            ClientResponse::Propose(response) => (
+                response.request_id,
+                response.result.map(|_| ()).map_err(|e| e.to_string()),
+            ),
+            // A request the node could not serve: a failed proposal.
+            ClientResponse::Error(error) => (error.request_id, Err(error.error.to_string())),
+            _ => continue,
         };
-        let slot = (response.request_id & ((1 << SLOT_BITS) - 1)) as usize;
+        let slot = (request_id & ((1 << SLOT_BITS) - 1)) as usize;
         let Some(start) = starts.get_mut(slot) else {
-            return Err(format!(
-                "an answer to unknown request {}",
-                response.request_id
-            ));
+            return Err(format!("an answer to unknown request {request_id}"));
         };
         let now = Instant::now();
-        let outcome = response.result.map(|_| ()).map_err(|e| e.to_string());
         tally.finish(&phases, *start, now, outcome);
         load.answered.fetch_add(1, Ordering::Relaxed);
         if now < phases.end {
