@@ -352,3 +352,50 @@ fn client_shards_accept_connections_and_hand_proposals_to_the_group() {
         check_acknowledged(&acks, &log, id);
     }
 }
+
+#[test]
+fn commands_that_reach_no_leader_exit_non_zero_naming_what_they_tried() {
+    let mut cluster = ProcCluster::start(3, 23_000);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    // Nothing listens here.
+    let nowhere = "127.0.0.1:23099";
+    let output = cluster.ordo(&["send", "--node", nowhere, "--timeout", "1", "lost"], None);
+    assert!(!output.ok, "{output:?}");
+    // The message's line says why it has no id (send keeps one line per
+    // message, in input order).
+    let lines = output.json_lines();
+    assert_eq!(lines.len(), 1, "{output:?}");
+    assert!(
+        lines[0].get("id").is_none() && lines[0]["error"].is_string(),
+        "{output:?}"
+    );
+    assert!(
+        output.stderr.contains("no leader reachable") && output.stderr.contains(nowhere),
+        "{}",
+        output.stderr
+    );
+    // A node without a quorum: it answers, but nobody leads.
+    cluster.kill(2);
+    cluster.kill(3);
+    let node1 = cluster.addr(1);
+    let output = cluster.ordo(&["send", "--node", &node1, "--timeout", "2", "lost"], None);
+    assert!(!output.ok, "{output:?}");
+    assert!(output.json_lines()[0].get("id").is_none(), "{output:?}");
+    assert!(
+        output.stderr.contains("no leader reachable"),
+        "{}",
+        output.stderr
+    );
+    let output = cluster.ordo(&["log", "--node", nowhere, "--timeout", "1"], None);
+    assert!(!output.ok, "{output:?}");
+    // A missing config names the file.
+    let output = cluster.ordo(&["node", "--config", "/nonexistent/ordo.toml"], None);
+    assert!(!output.ok, "{output:?}");
+    assert!(
+        output.stderr.contains("/nonexistent/ordo.toml"),
+        "{}",
+        output.stderr
+    );
+}
