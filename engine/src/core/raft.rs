@@ -624,6 +624,14 @@ impl Raft {
 
     pub(super) fn become_leader(&mut self) {
         assert!(matches!(self.role, Role::Candidate));
+        // Invariant: a leader's term and its vote for itself are durable, so
+        // no node ever leads one term twice (see `tally_votes`).
+        assert!(
+            self.durable_hard_state.term == self.term && self.durable_hard_state.vote == self.id,
+            "node {} would lead term {} before its term is durable",
+            self.id,
+            self.term
+        );
         tracing::info!(id = self.id, term = self.term, last = ?self.log.last(), "became leader");
         self.role = Role::Leader;
         self.leader = self.id;
