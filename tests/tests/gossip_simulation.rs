@@ -34,6 +34,12 @@ fn replay_line(seed: u64) -> String {
 fn run_seeds(seeds: Vec<u64>) {
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
+    // Forgeries rejected by verification over every seed. One seed may see
+    // none (each of its forgeries dropped as a duplicate id, or sent to a
+    // node that crashed first: seeds 358 and 744), so coverage is checked
+    // over the run; a forgery that got through fails its seed's delivery
+    // check ("delivered-only-committed") instead.
+    let rejected = AtomicU64::new(0);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -45,7 +51,7 @@ fn run_seeds(seeds: Vec<u64>) {
                     let failure = match outcome {
                         Ok(Ok(summary)) => {
                             assert_eq!(summary.crashes, 10, "seed {seed}: crashes injected");
-                            assert!(summary.rejected > 0, "seed {seed}: no forgery was checked");
+                            rejected.fetch_add(summary.rejected, Ordering::Relaxed);
                             continue;
                         }
                         Ok(Err(failure)) => failure.to_string(),
@@ -72,6 +78,11 @@ fn run_seeds(seeds: Vec<u64>) {
         "{} seeds failed:\n{}",
         failures.len(),
         failures.join("\n\n")
+    );
+    assert!(
+        rejected.into_inner() > 0,
+        "no forgery was checked in {} seeds",
+        seeds.len()
     );
 }
 
