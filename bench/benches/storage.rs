@@ -2,15 +2,18 @@
 //! baseline measured in the same run on the same filesystem:
 //!
 //! - `append_sync_latency`: one appender, append + sync of a one-entry
-//!   batch, against a raw loop of the same bytes written with O_DIRECT into
-//!   a zero-filled file + fdatasync (the fastest raw method, see
-//!   docs/storage.md). Before it, the two loops run interleaved append by
-//!   append (`ORDO_BENCH_INTERLEAVED` iterations, default 3000) and the
-//!   distributions and ratio are printed: on a shared disk that is the fair
-//!   comparison;
+//!   batch, against two raw loops of the same bytes written with O_DIRECT
+//!   into a zero-filled file (the fastest raw layout, see docs/storage.md):
+//!   write + fdatasync, and a write to a file opened with O_DSYNC. Before
+//!   it, the three loops run interleaved append by append
+//!   (`ORDO_BENCH_INTERLEAVED` iterations, default 3000) and the
+//!   distributions and ratios are printed: on a shared disk that is the
+//!   fair comparison;
 //! - `durable_appends`: 1, 16 and 256 concurrent appenders, each appending
-//!   a batch of 64 B entries and waiting for its sync, in a loop; prints
-//!   appends per sync;
+//!   a batch of 64 B entries (`ORDO_BENCH_ENTRIES_PER_BATCH`, default 16)
+//!   and waiting for its sync, in a loop; prints appends per sync.
+//!   `ORDO_BENCH_WRITE_THROUGH=0` makes the log write + fdatasync instead
+//!   of writing through;
 //! - `recovery`: opening a 1 GiB log against reading its files with
 //!   O_DIRECT at queue depth (sequential read bandwidth).
 //!
@@ -70,9 +73,21 @@ fn run<T>(future: impl std::future::Future<Output = T>) -> T {
         .run(future)
 }
 
-/// A raw O_DIRECT append + fdatasync loop: the tail block is rewritten with
-/// the new bytes, like the log does, into a zero-filled file.
+/// How a raw appender makes a write durable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RawSync {
+    /// write, then fdatasync: two io_uring operations.
+    Fdatasync,
+    /// The file opened with O_DSYNC: each write is durable when it
+    /// completes, one io_uring operation.
+    DsyncWrite,
+}
+
+/// A raw O_DIRECT append loop made durable by `sync`: the tail block is
+/// rewritten with the new bytes, like the log does, into a zero-filled
+/// file.
 struct RawAppender {
+    sync: RawSync,
     file: DmaFile,
     path: PathBuf,
     frame: Vec<u8>,
@@ -81,17 +96,24 @@ struct RawAppender {
 }
 
 impl RawAppender {
-    async fn new(dir: &Path, frame_bytes: usize, appends: u64) -> Self {
+    async fn new(dir: &Path, frame_bytes: usize, appends: u64, sync: RawSync) -> Self {
         // The raw file starts empty: see `prime_iopoll_probe`.
         ordo_storage::disk::prime_iopoll_probe(dir)
             .await
             .expect("prime");
-        let path = dir.join("raw.dat");
+        let path = dir.join(match sync {
+            RawSync::Fdatasync => "raw-fdatasync.dat",
+            RawSync::DsyncWrite => "raw-dsync.dat",
+        });
         let file_bytes = (frame_bytes as u64 * appends + (1 << 20)).next_multiple_of(1 << 20);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
+            .custom_flags(match sync {
+                RawSync::Fdatasync => 0,
+                RawSync::DsyncWrite => libc::O_DSYNC,
+            })
             .dma_open(&path)
             .await
             .expect("open raw");
@@ -104,6 +126,7 @@ impl RawAppender {
         }
         file.fdatasync().await.expect("fdatasync");
         Self {
+            sync,
             file,
             path,
             frame: vec![0xA5u8; frame_bytes],
@@ -122,7 +145,9 @@ impl RawAppender {
             .write_at(buffer, self.offset)
             .await
             .expect("write");
-        self.file.fdatasync().await.expect("fdatasync");
+        if self.sync == RawSync::Fdatasync {
+            self.file.fdatasync().await.expect("fdatasync");
+        }
         let whole = self.tail.len() / 4096 * 4096;
         self.offset += whole as u64;
         self.tail.drain(..whole);
@@ -158,16 +183,24 @@ fn interleaved_latency() {
         .unwrap_or(3000);
     let dir = bench_dir("ordo-interleaved");
     run(async {
-        let mut raw = RawAppender::new(dir.path(), batch(1, 1).len_bytes(), iterations).await;
+        let frame_bytes = batch(1, 1).len_bytes();
+        let mut raw =
+            RawAppender::new(dir.path(), frame_bytes, iterations, RawSync::Fdatasync).await;
+        let mut dsync =
+            RawAppender::new(dir.path(), frame_bytes, iterations, RawSync::DsyncWrite).await;
         let log = DiskLog::open(dir.path().join("log"), DiskLogConfig::default())
             .await
             .expect("open");
         glommio::timer::sleep(Duration::from_secs(2)).await;
-        let (mut raw_samples, mut log_samples) = (Vec::new(), Vec::new());
+        let (mut raw_samples, mut dsync_samples, mut log_samples) =
+            (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..iterations {
             let start = Instant::now();
             raw.append_sync().await;
             raw_samples.push(start.elapsed());
+            let start = Instant::now();
+            dsync.append_sync().await;
+            dsync_samples.push(start.elapsed());
             let start = Instant::now();
             let next = batch(log.state().last.index + 1, 1);
             log.append(&[next]).await.expect("append");
@@ -178,12 +211,16 @@ fn interleaved_latency() {
             "interleaved raw O_DIRECT write + fdatasync",
             &mut raw_samples,
         );
+        let dsync_mean = summary("interleaved raw O_DIRECT|O_DSYNC write", &mut dsync_samples);
         let log_mean = summary("interleaved disk log append + sync", &mut log_samples);
         eprintln!(
-            "interleaved ratio of means (log / raw): {:.3}",
-            log_mean / raw_mean
+            "interleaved ratio of means (log / raw write + fdatasync): {:.3}; \
+             (log / fastest raw): {:.3}",
+            log_mean / raw_mean,
+            log_mean / raw_mean.min(dsync_mean)
         );
         raw.close().await;
+        dsync.close().await;
     });
 }
 
@@ -200,19 +237,24 @@ fn append_sync_latency(c: &mut Criterion) {
         .make()
         .expect("executor");
     let dir = bench_dir("ordo-latency");
-    let mut raw = executor.run(RawAppender::new(dir.path(), frame_bytes, 1 << 18));
-    group.bench_function("raw_odirect_write_fdatasync", |b| {
-        b.iter_custom(|iters| {
-            executor.run(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    raw.append_sync().await;
-                }
-                start.elapsed()
+    for (name, sync) in [
+        ("raw_odirect_write_fdatasync", RawSync::Fdatasync),
+        ("raw_odirect_dsync_write", RawSync::DsyncWrite),
+    ] {
+        let mut raw = executor.run(RawAppender::new(dir.path(), frame_bytes, 1 << 18, sync));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                executor.run(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        raw.append_sync().await;
+                    }
+                    start.elapsed()
+                })
             })
-        })
-    });
-    executor.run(raw.close());
+        });
+        executor.run(raw.close());
+    }
     let log = executor.run(async {
         let log = DiskLog::open(dir.path().join("log"), DiskLogConfig::default())
             .await
@@ -246,15 +288,20 @@ fn durable_appends(c: &mut Criterion) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
+    // `ORDO_BENCH_WRITE_THROUGH=0`: write + fdatasync instead of O_DSYNC
+    // writes.
+    let write_through = std::env::var("ORDO_BENCH_WRITE_THROUGH").map_or(true, |v| v != "0");
     let executor = executor_builder("ordo-bench-throughput")
         .make()
         .expect("executor");
     for appenders in [1u64, 16, 256] {
         let dir = bench_dir("ordo-tput");
+        let config = DiskLogConfig {
+            write_through,
+            ..DiskLogConfig::default()
+        };
         let log = executor.run(async {
-            let log = DiskLog::open(dir.path(), DiskLogConfig::default())
-                .await
-                .expect("open");
+            let log = DiskLog::open(dir.path(), config).await.expect("open");
             glommio::timer::sleep(Duration::from_secs(2)).await;
             Rc::new(log)
         });
@@ -292,9 +339,11 @@ fn durable_appends(c: &mut Criterion) {
         let stats = log.stats();
         eprintln!(
             "durable_appends/{appenders}: {} appends of {entries_per_batch} x {ENTRY_BYTES} B entries, \
-             {} syncs, {:.1} appends per sync, {:.1} entries per sync",
+             {} syncs ({} O_DSYNC writes, {} fdatasyncs), {:.1} appends per sync, {:.1} entries per sync",
             stats.appends,
             stats.syncs,
+            stats.durable_writes,
+            stats.fdatasyncs,
             stats.appends_per_sync(),
             stats.entries_per_sync()
         );

@@ -24,6 +24,11 @@ const FLOOR_WRITE_BYTES: usize = 4096;
 pub struct Floor {
     /// 4 KiB write at the end of a preallocated file + fdatasync, p50.
     pub fsync_us: f64,
+    /// 4 KiB O_DIRECT write to a file opened with O_DSYNC, p50: the other
+    /// way to make a small append durable, the one the log uses
+    /// (`write_through`). For information: the floor is defined with
+    /// `fsync_us`. `None` where the filesystem refuses O_DIRECT (tmpfs).
+    pub dsync_us: Option<f64>,
     /// 64 B ping-pong over loopback TCP with TCP_NODELAY, p50.
     pub rtt_us: f64,
 }
@@ -43,6 +48,7 @@ impl Floor {
 pub fn measure(dir: &Path) -> Result<Floor, String> {
     Ok(Floor {
         fsync_us: fsync_p50_us(dir)?,
+        dsync_us: dsync_p50_us(dir).ok(),
         rtt_us: rtt_p50_us()?,
     })
 }
@@ -73,6 +79,72 @@ fn fsync_p50_us(dir: &Path) -> Result<f64, String> {
         file.write_all_at(&page, (i * FLOOR_WRITE_BYTES) as u64)
             .map_err(|e| fail("cannot write", e))?;
         file.sync_data().map_err(|e| fail("cannot fdatasync", e))?;
+        record(&mut histogram, start.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(histogram.value_at_quantile(0.5) as f64 / 1_000.0)
+}
+
+/// A page-aligned buffer for O_DIRECT writes.
+struct AlignedPage(std::ptr::NonNull<u8>);
+
+impl AlignedPage {
+    const LAYOUT: std::alloc::Layout =
+        match std::alloc::Layout::from_size_align(FLOOR_WRITE_BYTES, FLOOR_WRITE_BYTES) {
+            Ok(layout) => layout,
+            Err(_) => panic!("a page is a valid layout"),
+        };
+
+    fn new(fill: u8) -> Self {
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc(Self::LAYOUT) };
+        let Some(ptr) = std::ptr::NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(Self::LAYOUT)
+        };
+        // SAFETY: `ptr` points to FLOOR_WRITE_BYTES bytes we own.
+        unsafe { std::ptr::write_bytes(ptr.as_ptr(), fill, FLOOR_WRITE_BYTES) };
+        Self(ptr)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: allocated and initialised in `new`, freed only in `drop`.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), FLOOR_WRITE_BYTES) }
+    }
+}
+
+impl Drop for AlignedPage {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with the same layout.
+        unsafe { std::alloc::dealloc(self.0.as_ptr(), Self::LAYOUT) }
+    }
+}
+
+/// Appends 4 KiB pages with O_DIRECT to a preallocated, synced file opened
+/// with O_DSYNC: each write is durable when it returns.
+fn dsync_p50_us(dir: &Path) -> Result<f64, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("floor.dsync");
+    let fail =
+        |what: &str, e: std::io::Error| format!("dsync floor: {what} {}: {e}", path.display());
+    let total = FLOOR_SAMPLES * FLOOR_WRITE_BYTES;
+    {
+        let file = std::fs::File::create(&path).map_err(|e| fail("cannot create", e))?;
+        file.write_all_at(&vec![0u8; total], 0)
+            .map_err(|e| fail("cannot write", e))?;
+        file.sync_all().map_err(|e| fail("cannot sync", e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(&path)
+        .map_err(|e| fail("cannot open with O_DIRECT|O_DSYNC", e))?;
+    let page = AlignedPage::new(0xA5);
+    let mut histogram = new_histogram();
+    for i in 0..FLOOR_SAMPLES {
+        let start = Instant::now();
+        file.write_all_at(page.bytes(), (i * FLOOR_WRITE_BYTES) as u64)
+            .map_err(|e| fail("cannot write", e))?;
         record(&mut histogram, start.elapsed());
     }
     drop(file);

@@ -132,6 +132,9 @@ pub struct Load {
     pub duration: Duration,
     /// Answers so far (for the progress bar).
     pub answered: Arc<AtomicU64>,
+    /// The measured window, set once the cluster has a leader and the load
+    /// starts (the monitor samples memory inside it).
+    pub window: Arc<std::sync::OnceLock<Phases>>,
 }
 
 /// Runs the load over TCP against the cluster at `addrs` on an executor of
@@ -162,6 +165,7 @@ async fn tcp_on_executor(
         connections.push((connection, proposers));
     }
     let phases = Phases::starting_now(load.warmup, load.duration);
+    let _ = load.window.set(phases);
     let tasks: Vec<_> = connections
         .into_iter()
         .map(|(connection, proposers)| {
@@ -343,6 +347,7 @@ async fn inproc_on_executor(configs: Vec<NodeConfig>, load: Load) -> Result<Tall
     let handles: Vec<NodeHandle> = nodes.iter().map(LocalNode::handle).collect();
     let leader = find_leader_inproc(&handles).await?;
     let phases = Phases::starting_now(load.warmup, load.duration);
+    let _ = load.window.set(phases);
     let tally = Rc::new(RefCell::new(Tally::default()));
     let proposers: Vec<_> = (0..load.concurrency)
         .map(|_| {

@@ -46,6 +46,9 @@ pub struct RunResult {
     pub floor_fsync_us: f64,
     /// Loopback TCP round trip p50.
     pub floor_rtt_us: f64,
+    /// 4 KiB O_DIRECT write to an O_DSYNC file p50 (how the log makes
+    /// appends durable; the floor uses `floor_fsync_us`).
+    pub floor_dsync_us: Option<f64>,
     /// The commit floor: fsync + round trip when the run syncs, else the
     /// round trip.
     pub floor_commit_us: f64,
@@ -127,6 +130,7 @@ impl RunResult {
             mean_us: round1(h.mean() / 1_000.0),
             floor_fsync_us: round1(floor.fsync_us),
             floor_rtt_us: round1(floor.rtt_us),
+            floor_dsync_us: floor.dsync_us.map(round1),
             floor_commit_us: round1(floor_commit_us),
             p50_over_floor: if floor_commit_us > 0.0 {
                 (p50_us / floor_commit_us * 100.0).round() / 100.0
@@ -185,8 +189,14 @@ impl RunResult {
             self.p50_us, self.p90_us, self.p99_us, self.p999_us, self.max_us, self.mean_us
         );
         text += &format!(
-            "  floor µs     fdatasync 4 KiB {:.1}, loopback round trip {:.1}; commit floor {:.1}; p50 = {:.2} × floor\n",
-            self.floor_fsync_us, self.floor_rtt_us, self.floor_commit_us, self.p50_over_floor
+            "  floor µs     fdatasync 4 KiB {:.1}, loopback round trip {:.1}; commit floor {:.1}; p50 = {:.2} × floor \
+             (O_DSYNC 4 KiB write {})\n",
+            self.floor_fsync_us,
+            self.floor_rtt_us,
+            self.floor_commit_us,
+            self.p50_over_floor,
+            self.floor_dsync_us
+                .map_or("n/a".to_string(), |us| format!("{us:.1}"))
         );
         text += &format!(
             "  memory MiB   {:.0} at start, {:.0} at end, {:.0} max ({}); over the run: {:?}\n",

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cluster::{Layout, Running, rss_mib};
-use crate::load::{self, Load};
+use crate::load::{self, Load, Phases};
 use crate::report::{Memory, RunOutcome, RunResult};
 use crate::spec::{RunSpec, TransportKind};
 
@@ -28,6 +28,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
     let layout = Layout::new(spec)?;
     let floor = crate::floor::measure(layout.dir.path())?;
     let answered = Arc::new(AtomicU64::new(0));
+    let window = Arc::new(std::sync::OnceLock::new());
     let load = Load {
         concurrency: spec.concurrency,
         connections: spec.connections,
@@ -35,6 +36,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
         warmup: spec.warmup,
         duration: spec.duration,
         answered: answered.clone(),
+        window: window.clone(),
     };
     let (mut running, pids) = match (spec.transport, spec.procs) {
         (TransportKind::Inproc, _) => (None, Vec::new()),
@@ -45,7 +47,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             (Some(running), pids)
         }
     };
-    let monitor = Monitor::start(spec, pids, answered, progress);
+    let monitor = Monitor::start(spec, pids, answered, window, progress);
     let tally = match spec.transport {
         TransportKind::Inproc => load::inproc(layout.configs.clone(), load),
         TransportKind::Tcp => load::tcp(layout.client_addrs(), layout.cluster_id(), load),
@@ -72,10 +74,15 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn start(spec: &RunSpec, pids: Vec<u32>, answered: Arc<AtomicU64>, progress: bool) -> Self {
+    fn start(
+        spec: &RunSpec,
+        pids: Vec<u32>,
+        answered: Arc<AtomicU64>,
+        window: Arc<std::sync::OnceLock<Phases>>,
+        progress: bool,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let total = spec.warmup + spec.duration;
-        let warmup = spec.warmup;
         let label = spec.label();
         let thread = std::thread::spawn({
             let stop = stop.clone();
@@ -97,7 +104,13 @@ impl Monitor {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(MONITOR_INTERVAL);
                     let elapsed = start.elapsed();
-                    if elapsed >= warmup && elapsed <= total {
+                    // Memory is sampled inside the load's measured window
+                    // only (it starts once the cluster has a leader).
+                    let measuring = window.get().is_some_and(|phases| {
+                        let now = Instant::now();
+                        now >= phases.measure_start && now <= phases.end
+                    });
+                    if measuring {
                         let sample = if pids.is_empty() {
                             rss_mib(None)
                         } else {

@@ -72,6 +72,7 @@ fn tcp_and_engine_only_runs_commit_and_sweep_writes_its_files() {
         assert_eq!(r.concurrency, spec.concurrency);
         assert!(r.p50_us > 0.0 && r.p50_us <= r.p99_us && r.p99_us <= r.max_us);
         assert!(r.floor_fsync_us > 0.0 && r.floor_rtt_us > 0.0);
+        assert!(r.floor_dsync_us.is_some_and(|us| us > 0.0));
         assert_eq!(outcome.histogram.len(), r.commits);
         let json: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         for field in JSON_FIELDS {

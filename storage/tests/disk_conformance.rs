@@ -31,6 +31,14 @@ impl Harness for DiskHarness {
 }
 
 fn small(fsync_mode: FsyncMode, zero_fill_segments: bool) -> DiskLogConfig {
+    small_with(fsync_mode, zero_fill_segments, true)
+}
+
+fn small_with(
+    fsync_mode: FsyncMode,
+    zero_fill_segments: bool,
+    write_through: bool,
+) -> DiskLogConfig {
     DiskLogConfig {
         segment_bytes_max: 64 << 10,
         write_bytes_max: 8 << 10,
@@ -38,6 +46,7 @@ fn small(fsync_mode: FsyncMode, zero_fill_segments: bool) -> DiskLogConfig {
         unflushed_bytes_max: 16 << 10,
         fsync_mode,
         zero_fill_segments,
+        write_through,
     }
 }
 
@@ -64,6 +73,11 @@ fn conformance_default_config_with_1_mib_segments() {
 #[test]
 fn conformance_small_segments_zero_filled() {
     run(small(FsyncMode::Always, true));
+}
+
+#[test]
+fn conformance_small_segments_zero_filled_fdatasync() {
+    run(small_with(FsyncMode::Always, true, false));
 }
 
 #[test]

@@ -56,6 +56,9 @@ fn crash_child() {
                 &dir,
                 DiskLogConfig {
                     zero_fill_segments: true,
+                    // Odd seeds write then fdatasync, even ones write
+                    // through (O_DSYNC): both flush paths get killed.
+                    write_through: seed.is_multiple_of(2),
                     ..small_config()
                 },
             )

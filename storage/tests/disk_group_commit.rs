@@ -1,4 +1,5 @@
-//! Group commit: concurrent appenders share fdatasyncs, every `sync`
+//! Group commit: concurrent appenders share write-through writes or
+//! fdatasyncs, every `sync`
 //! covers the appends issued before it, and the counters say so.
 
 mod common;
@@ -12,12 +13,23 @@ use ordo_storage::{DiskLog, DiskLogConfig, FsyncMode, LogStore};
 use tempfile::TempDir;
 
 /// `appenders` tasks each append `rounds` one-entry batches, syncing after
-/// each; returns the log's stats.
+/// each; returns the log's stats. Segment files are write-through (the
+/// default).
 fn run(mode: FsyncMode, appenders: u64, rounds: u64) -> ordo_storage::DiskLogStats {
+    run_with(mode, true, appenders, rounds)
+}
+
+fn run_with(
+    mode: FsyncMode,
+    write_through: bool,
+    appenders: u64,
+    rounds: u64,
+) -> ordo_storage::DiskLogStats {
     let dir = TempDir::new().unwrap();
     block_on(async move {
         let config = DiskLogConfig {
             fsync_mode: mode,
+            write_through,
             ..small_config()
         };
         let log = Rc::new(DiskLog::open(dir.path(), config).await.unwrap());
@@ -47,15 +59,29 @@ fn run(mode: FsyncMode, appenders: u64, rounds: u64) -> ordo_storage::DiskLogSta
     })
 }
 
-#[test]
-fn concurrent_appenders_share_syncs() {
-    let stats = run(FsyncMode::Always, 32, 20);
+fn check_shared(stats: &ordo_storage::DiskLogStats) {
     assert_eq!(stats.appends, 640);
     assert_eq!(stats.entries, 640);
     assert_eq!(stats.sync_calls, 640);
     assert!(stats.syncs < 640 / 4, "{stats:?}");
     assert!(stats.appends_per_sync() > 4.0, "{stats:?}");
+}
+
+#[test]
+fn concurrent_appenders_share_syncs_written_through() {
+    let stats = run_with(FsyncMode::Always, true, 32, 20);
+    check_shared(&stats);
+    // Every round's write was durable on completion: no fdatasync.
+    assert!(stats.durable_writes >= stats.syncs, "{stats:?}");
+    assert_eq!(stats.fdatasyncs, 0, "{stats:?}");
+}
+
+#[test]
+fn concurrent_appenders_share_fdatasyncs() {
+    let stats = run_with(FsyncMode::Always, false, 32, 20);
+    check_shared(&stats);
     assert!(stats.fdatasyncs >= stats.syncs, "{stats:?}");
+    assert_eq!(stats.durable_writes, 0, "{stats:?}");
 }
 
 #[test]
@@ -75,6 +101,7 @@ fn group_delay_gathers_more_appends_per_sync() {
 fn mode_none_never_fdatasyncs_but_reports_progress() {
     let stats = run(FsyncMode::None, 4, 10);
     assert_eq!(stats.fdatasyncs, 0);
+    assert_eq!(stats.durable_writes, 0, "write-through is off in mode none");
     assert!(stats.syncs > 0);
 }
 

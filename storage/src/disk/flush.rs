@@ -8,6 +8,11 @@
 //! every append made meanwhile: one fdatasync per round however many
 //! appenders share it.
 //!
+//! A round makes its writes durable one of two ways
+//! ([`DiskLogConfig::write_through`](super::DiskLogConfig)): segment files
+//! opened with `O_DSYNC`, where each write is durable when it completes (one
+//! io_uring operation per round), or writes followed by fdatasync.
+//!
 //! Two ordering rules make recovery's torn-tail rule sound:
 //! - at most `write_window_bytes` are written and not yet synced at any
 //!   time (larger rounds sync in between);
@@ -17,7 +22,7 @@
 use crate::error::{Result, StorageError};
 use crate::types::Index;
 
-use super::config::FsyncMode;
+use super::config::{Durability, FsyncMode};
 use super::io::{IO_ALIGN, align_down, glommio_error, write_aligned};
 use super::log::DiskLog;
 use super::segment::create_segment_file;
@@ -106,7 +111,9 @@ impl DiskLog {
             let core = self.core.borrow();
             (core.op_seq, core.last().index)
         };
-        let fsync = self.config.fsync_mode != FsyncMode::None;
+        let durability = self.config.durability();
+        // Whether written segments need an fdatasync before they count.
+        let fsync = durability == Durability::Fdatasync;
         loop {
             let run = self
                 .core
@@ -190,7 +197,11 @@ impl DiskLog {
             let segment = &mut core.segments[position];
             segment.flushed_offset = end;
             segment.tail = Some(new_tail);
-            segment.unsynced = true;
+            // A write-through write was durable when it completed.
+            segment.unsynced = fsync;
+            if durability == Durability::WriteThrough {
+                core.stats.durable_writes += 1;
+            }
             core.check_invariants();
         }
         let segments = self.core.borrow().segments.len();
@@ -200,7 +211,7 @@ impl DiskLog {
             }
         }
         let mut core = self.core.borrow_mut();
-        if !fsync {
+        if durability == Durability::Never {
             for segment in core.segments.iter_mut() {
                 segment.unsynced = false;
             }
@@ -246,6 +257,7 @@ impl DiskLog {
             &header,
             &self.spares,
             self.config.segment_bytes_max,
+            self.config.segment_open_flags(),
         )
         .await?;
         self.core.borrow_mut().segments[at].file = Some(file);

@@ -54,10 +54,16 @@ pub fn align_up(value: u64) -> u64 {
 
 /// Opens `path` for O_DIRECT reads and writes, creating it if asked.
 pub async fn open_dma(path: &Path, create: bool) -> Result<DmaFile> {
+    open_dma_with(path, create, 0).await
+}
+
+/// [`open_dma`] with extra `open(2)` flags (such as `O_DSYNC`).
+pub async fn open_dma_with(path: &Path, create: bool, flags: libc::c_int) -> Result<DmaFile> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(create)
+        .custom_flags(flags)
         .dma_open(path)
         .await
         .map_err(glommio_error("open", path))

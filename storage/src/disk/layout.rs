@@ -298,6 +298,7 @@ impl DiskLog {
             &header,
             &self.spares,
             self.config.segment_bytes_max,
+            self.config.segment_open_flags(),
         )
         .await?;
         if self.config.zero_fill_segments {

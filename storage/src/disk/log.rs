@@ -235,7 +235,7 @@ impl DiskLog {
             );
         }
         super::io::prime_iopoll_probe(&dir).await?;
-        let recovered = recover(&dir).await?;
+        let recovered = recover(&dir, config.segment_open_flags()).await?;
         let (hard_state_file, hard_state) = HardStateFile::open(&dir).await?;
         let spares = Spares::new(&dir, config.segment_bytes_max);
         let mut segments: VecDeque<Segment> = recovered.segments.into();
@@ -250,8 +250,16 @@ impl DiskLog {
                 spares.prepare_now().await;
             }
             let mut segment = Segment::new_in_memory(&dir, header);
-            segment.file =
-                Some(create_segment_file(&dir, &header, &spares, config.segment_bytes_max).await?);
+            segment.file = Some(
+                create_segment_file(
+                    &dir,
+                    &header,
+                    &spares,
+                    config.segment_bytes_max,
+                    config.segment_open_flags(),
+                )
+                .await?,
+            );
             segments.push_back(segment);
         }
         let last_segment = segments.back().expect("non-empty");

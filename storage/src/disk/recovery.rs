@@ -23,7 +23,7 @@ use crate::types::{Index, Term};
 
 use super::config::SEGMENT_BYTES_LIMIT;
 use super::hard_state_file::HARD_STATE_FILE_NAME;
-use super::io::{align_down, align_up, glommio_error, open_dma, read_whole, std_error};
+use super::io::{align_down, align_up, glommio_error, open_dma_with, read_whole, std_error};
 use super::scan::{ScanEnd, ScanStart, scan_segment};
 use super::segment::Segment;
 use super::segment_header::{
@@ -82,8 +82,8 @@ fn list_segments(dir: &Path) -> Result<Vec<(Index, PathBuf)>> {
     Ok(segments)
 }
 
-async fn open_segment(first_index: Index, path: PathBuf) -> Result<Found> {
-    let file = Rc::new(open_dma(&path, false).await?);
+async fn open_segment(first_index: Index, path: PathBuf, flags: libc::c_int) -> Result<Found> {
+    let file = Rc::new(open_dma_with(&path, false, flags).await?);
     let len = file
         .file_size()
         .await
@@ -133,10 +133,10 @@ async fn open_segment(first_index: Index, path: PathBuf) -> Result<Found> {
 }
 
 /// Recovers the log in `dir` (which must exist).
-pub async fn recover(dir: &Path) -> Result<Recovered> {
+pub async fn recover(dir: &Path, flags: libc::c_int) -> Result<Recovered> {
     let mut found = Vec::new();
     for (first_index, path) in list_segments(dir)? {
-        found.push(open_segment(first_index, path).await?);
+        found.push(open_segment(first_index, path, flags).await?);
     }
     if let Some(base) = found.iter().rposition(|f| f.header.base) {
         for stale in found.drain(..base) {

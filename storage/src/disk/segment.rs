@@ -10,7 +10,7 @@ use glommio::io::DmaFile;
 use crate::error::{Result, StorageError};
 use crate::types::Index;
 
-use super::io::{IO_ALIGN, align_down, glommio_error, open_dma, sync_dir, write_aligned};
+use super::io::{IO_ALIGN, align_down, glommio_error, open_dma_with, sync_dir, write_aligned};
 use super::scan::BatchLoc;
 use super::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader, segment_file_name};
 use super::spare::Spares;
@@ -116,20 +116,22 @@ impl Segment {
 /// Creates the file of a segment durably: header written and synced, name
 /// in place and the directory synced, so that a segment that exists after
 /// a crash always has a valid header. Uses the prepared zero-filled spare
-/// when one is ready, else a fallocate'd file.
+/// when one is ready, else a fallocate'd file. `flags` are extra `open(2)`
+/// flags ([`DiskLogConfig::segment_open_flags`](super::DiskLogConfig)).
 pub async fn create_segment_file(
     dir: &Path,
     header: &SegmentHeader,
     spares: &Spares,
     segment_bytes: u64,
+    flags: libc::c_int,
 ) -> Result<Rc<DmaFile>> {
     let path = dir.join(segment_file_name(header.first_index));
     let block = header.encode();
     let (file, from) = match spares.take() {
-        Some(spare) => (open_dma(&spare, false).await?, spare),
+        Some(spare) => (open_dma_with(&spare, false, flags).await?, spare),
         None => {
             let tmp = dir.join(format!("{}.tmp", segment_file_name(header.first_index)));
-            let file = open_dma(&tmp, true).await?;
+            let file = open_dma_with(&tmp, true, flags).await?;
             file.pre_allocate(segment_bytes, false)
                 .await
                 .map_err(glommio_error("fallocate", &tmp))?;

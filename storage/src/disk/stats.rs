@@ -19,6 +19,9 @@ pub struct DiskLogStats {
     /// fdatasync calls on segment files (a round may need more than one
     /// when it crosses a segment or the unsynced window).
     pub fdatasyncs: u64,
+    /// Writes made with `O_DSYNC` (write-through), each durable when it
+    /// completed: in that mode they take the place of fdatasync calls.
+    pub durable_writes: u64,
     /// Bytes written to segment files, alignment padding included.
     pub bytes_written: u64,
 }
