@@ -190,6 +190,9 @@ impl<S: LogStore + 'static> Group<S> {
                 self.execute(command);
             }
             self.flush_shard_replies();
+            // After the answers: see `Certificates::send_signed`.
+            self.certificates
+                .send_signed(&self.peers, self.raft.voters());
             self.repair_certificates(now);
             self.publish_status();
             if self.shutting_down && self.log.idle() {
@@ -762,12 +765,7 @@ impl<S: LogStore + 'static> Group<S> {
     fn apply(&mut self, apply: ApplyBatch) {
         let leader = self.raft.role() == Role::Leader;
         if leader {
-            self.certificates.sign_commit(
-                &apply,
-                self.raft.term(),
-                &self.peers,
-                self.raft.voters(),
-            );
+            self.certificates.sign_commit(&apply, self.raft.term());
         }
         self.state_machine.apply(&apply);
         self.feed.applied_index.set(apply.last_index);
