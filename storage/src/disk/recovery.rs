@@ -71,7 +71,15 @@ fn list_segments(dir: &Path) -> Result<Vec<(Index, PathBuf)>> {
         if name.ends_with(".tmp") {
             // An interrupted segment creation, spare preparation or
             // hard-state creation: never part of the log.
-            std::fs::remove_file(entry.path()).map_err(std_error("remove", &entry.path()))?;
+            // Already gone is fine: a spare preparation of an earlier log
+            // on this directory, dropped in this process a moment ago, may
+            // still be writing its spare on the blocking pool.
+            match std::fs::remove_file(entry.path()) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(std_error("remove", &entry.path())(error));
+                }
+                _ => {}
+            }
         } else if let Some(first_index) = parse_segment_file_name(name) {
             segments.push((first_index, entry.path()));
         } else if name != HARD_STATE_FILE_NAME {

@@ -127,8 +127,21 @@ pub async fn create_segment_file(
 ) -> Result<Rc<DmaFile>> {
     let path = dir.join(segment_file_name(header.first_index));
     let block = header.encode();
-    let (file, from) = match spares.take() {
-        Some(spare) => (open_dma_with(&spare, false, flags).await?, spare),
+    // A prepared spare that cannot be opened (removed by a preparation left
+    // over from an earlier log on this directory in this process) falls
+    // back to a fallocate'd file.
+    let spare = match spares.take() {
+        Some(spare) => match open_dma_with(&spare, false, flags).await {
+            Ok(file) => Some((file, spare)),
+            Err(error) => {
+                tracing::warn!(%error, "prepared spare segment unusable; using fallocate");
+                None
+            }
+        },
+        None => None,
+    };
+    let (file, from) = match spare {
+        Some(ready) => ready,
         None => {
             let tmp = dir.join(format!("{}.tmp", segment_file_name(header.first_index)));
             let file = open_dma_with(&tmp, true, flags).await?;

@@ -14,9 +14,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-/// Name of the spare segment file in the log directory. Recovery deletes
-/// leftovers: a crash may have interrupted its preparation.
-pub const SPARE_FILE_NAME: &str = "spare.tmp";
+/// Name of a spare segment file in the log directory: `spare-<pid>-<n>.tmp`,
+/// unique to one opened log, so that a preparation still running for a log
+/// dropped in this process never touches the spare of the log reopened on
+/// the same directory. Recovery deletes leftovers (`*.tmp`): a crash may
+/// have interrupted a preparation.
+fn spare_file_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("spare-{}-{n}.tmp", std::process::id())
+}
 
 /// Bytes per zero-filling write.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
@@ -38,7 +45,7 @@ impl Spares {
     /// A slot for spares of `segment_bytes` in `dir`; none is prepared yet.
     pub fn new(dir: &Path, segment_bytes: u64) -> Rc<Self> {
         Rc::new(Self {
-            path: dir.join(SPARE_FILE_NAME),
+            path: dir.join(spare_file_name()),
             segment_bytes,
             state: RefCell::new(SpareState::Empty),
         })
