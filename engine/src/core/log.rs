@@ -364,7 +364,7 @@ impl RaftLog {
         if from < front.first_index() || from > self.last.index {
             return None;
         }
-        let at = self.cache.partition_point(|b| b.last_index() < from);
+        let at = self.cache_position(from);
         let mut out = Vec::new();
         let mut bytes = 0;
         for batch in self.cache.range(at..) {
@@ -380,6 +380,23 @@ impl RaftLog {
         Some(out)
     }
 
+    /// The position of the first cached batch that ends at or after
+    /// `from`. Replication and applying read the newest batches, so this
+    /// looks back from the tail first: a binary search over a large cache
+    /// touches a cold batch header per probe (it was ~10 % of the
+    /// engine-only CPU at C = 1).
+    fn cache_position(&self, from: Index) -> usize {
+        const TAIL_STEPS: usize = 8;
+        let mut at = self.cache.len();
+        for _ in 0..TAIL_STEPS {
+            if at == 0 || self.cache[at - 1].last_index() < from {
+                return at;
+            }
+            at -= 1;
+        }
+        self.cache.partition_point(|b| b.last_index() < from)
+    }
+
     /// Batches holding `[from, to]` from the cache without re-encoding, or
     /// `None` if the cache does not reach back to `from`.
     pub fn cached_range(&self, from: Index, to: Index) -> Option<Vec<Batch>> {
@@ -387,7 +404,7 @@ impl RaftLog {
         if from < front.first_index() || to > self.last.index || from > to {
             return None;
         }
-        let at = self.cache.partition_point(|b| b.last_index() < from);
+        let at = self.cache_position(from);
         Some(
             self.cache
                 .range(at..)

@@ -215,11 +215,17 @@ impl GossipBridge {
         }
     }
 
-    /// The commit watermark moved to message `id`.
+    /// The commit watermark moved to message `id`. With no gossip node to
+    /// serve, the endpoint is not woken for it: its next turn (a transport
+    /// event or its timer) steps the newest watermark before anything else,
+    /// and waking three endpoints per commit cost ~3 µs of the in-process
+    /// C = 1 commit latency.
     fn advance(&self, id: MessageId) {
         self.shared.applied_id.set(id);
         self.shared.committed.set(Some(id));
-        self.shared.notify.notify();
+        if self.shared.gossip_peers.get() {
+            self.shared.notify.notify();
+        }
     }
 
     /// Hook: this voter answered a client's proposal with `committed` and

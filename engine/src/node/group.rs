@@ -193,6 +193,7 @@ impl<S: LogStore + 'static> Group<S> {
             // After the answers: see `Certificates::send_signed`.
             self.certificates
                 .send_signed(&self.peers, self.raft.voters());
+            self.certificates.flush_stale();
             self.repair_certificates(now);
             self.publish_status();
             if self.shutting_down && self.log.idle() {

@@ -87,7 +87,14 @@ impl Certificates {
                     ));
                 }
             }
-            Some(Signer::new(keys.cluster_id(), config.id, key))
+            let signer = Signer::new(keys.cluster_id(), config.id, key);
+            // Nonces prepared on a thread of their own take the signature's
+            // base-point multiplication off the commit path.
+            Some(
+                signer
+                    .with_nonce_pool(format!("ordo-{}-nonces", config.id))
+                    .map_err(|e| format!("cannot start the signing nonce thread: {e}"))?,
+            )
         } else {
             tracing::warn!(id = config.id, path = %key_path.display(), "no node key: this node will not sign commit statements");
             None
@@ -163,6 +170,14 @@ impl Certificates {
                     let _ = peers.try_send(voter, PeerMessage::Certificate(certificate.clone()));
                 }
             }
+        }
+    }
+
+    /// Writes buffered statements that have waited long enough (called
+    /// every turn; see `CertStore::flush_stale`).
+    pub fn flush_stale(&self) {
+        if let Err(error) = self.statements.borrow_mut().flush_stale() {
+            tracing::warn!(id = self.id, %error, "cannot store commit statements");
         }
     }
 

@@ -216,6 +216,15 @@ impl NodeKey {
         self.signing.sign(message)
     }
 
+    /// The expanded secret (scalar and hash prefix) for signing with
+    /// prepared nonces ([`super::NoncePool`]).
+    pub(crate) fn expanded(&self) -> ed25519_dalek::hazmat::ExpandedSecretKey {
+        let mut secret = self.signing.to_bytes();
+        let expanded = ed25519_dalek::hazmat::ExpandedSecretKey::from(&secret);
+        zeroize::Zeroize::zeroize(&mut secret);
+        expanded
+    }
+
     /// `data_dir/node.key`.
     pub fn path_in(data_dir: &Path) -> PathBuf {
         data_dir.join(NODE_KEY_FILE)

@@ -17,6 +17,7 @@
 //! | `keys.rs` | cluster id, key pair, the `node.key` file |
 //! | `cluster_keys.rs` | the `cluster.keys` file |
 //! | `signer.rs` | the leader's side: one signature per commit advance |
+//! | `nonce.rs` | signing nonces prepared on a background thread |
 //! | `verifier.rs` | the verifier's side, with its statement cache |
 //!
 //! Formats and measurements: `docs/tokens.md`.
@@ -58,6 +59,7 @@ mod hash;
 mod hex;
 mod keys;
 mod merkle;
+mod nonce;
 mod signer;
 mod statement;
 mod verifier;
@@ -78,6 +80,7 @@ pub use keys::{
     PublicKey, PublicKeyError,
 };
 pub use merkle::{MerkleTree, entry_leaf, leaf, leaf_fields, path_len, root_from_path};
+pub use nonce::{NONCE_POOL_CAPACITY, NoncePool};
 pub use signer::{CommitProof, ProofError, STATEMENT_ENTRIES_MAX, Signer};
 pub use statement::{
     SIGNATURE_LEN, STATEMENT_BYTES_LEN, STATEMENT_DOMAIN, SignedStatement, Statement,

@@ -17,6 +17,7 @@ use super::encoding::Token;
 use super::hash::{Digest, TokenHash};
 use super::keys::{ClusterId, NodeKey, PublicKey};
 use super::merkle::{MerkleTree, entry_leaf};
+use super::nonce::NoncePool;
 use super::statement::{SignedStatement, Statement};
 
 /// Most entries one statement covers; a larger advance is signed in parts.
@@ -91,6 +92,9 @@ pub struct Signer {
     cluster_id: ClusterId,
     node_id: NodeId,
     key: NodeKey,
+    /// Nonces prepared off the signing thread ([`NoncePool`]); without
+    /// it, RFC 8032 deterministic signing.
+    nonces: Option<std::sync::Arc<NoncePool>>,
 }
 
 impl Signer {
@@ -100,7 +104,23 @@ impl Signer {
             cluster_id,
             node_id,
             key,
+            nonces: None,
         }
+    }
+
+    /// Prepares signing nonces on a background thread named
+    /// `thread_name` ([`NoncePool`]): a commit advance then costs one
+    /// SHA-512 and a scalar multiply-add instead of a full signature
+    /// (~20 µs on the reference machine). The signatures verify the same.
+    pub fn with_nonce_pool(mut self, thread_name: String) -> std::io::Result<Self> {
+        let pool = NoncePool::start(self.key.clone(), thread_name)?;
+        self.nonces = Some(std::sync::Arc::new(pool));
+        Ok(self)
+    }
+
+    /// The nonce pool, if signing uses one.
+    pub fn nonce_pool(&self) -> Option<&NoncePool> {
+        self.nonces.as_deref()
     }
 
     /// The public key verifiers must list for this node.
@@ -151,7 +171,11 @@ impl Signer {
         if !statement.is_well_formed() {
             return Err(malformed);
         }
-        let signature = self.key.sign(&statement.to_bytes()).to_bytes();
+        let bytes = statement.to_bytes();
+        let signature = match &self.nonces {
+            Some(pool) => pool.sign(&bytes),
+            None => self.key.sign(&bytes).to_bytes(),
+        };
         Ok(CommitProof {
             signed: SignedStatement {
                 statement,
