@@ -86,40 +86,6 @@ fn fsync_p50_us(dir: &Path) -> Result<f64, String> {
     Ok(histogram.value_at_quantile(0.5) as f64 / 1_000.0)
 }
 
-/// A page-aligned buffer for O_DIRECT writes.
-struct AlignedPage(std::ptr::NonNull<u8>);
-
-impl AlignedPage {
-    const LAYOUT: std::alloc::Layout =
-        match std::alloc::Layout::from_size_align(FLOOR_WRITE_BYTES, FLOOR_WRITE_BYTES) {
-            Ok(layout) => layout,
-            Err(_) => panic!("a page is a valid layout"),
-        };
-
-    fn new(fill: u8) -> Self {
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { std::alloc::alloc(Self::LAYOUT) };
-        let Some(ptr) = std::ptr::NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(Self::LAYOUT)
-        };
-        // SAFETY: `ptr` points to FLOOR_WRITE_BYTES bytes we own.
-        unsafe { std::ptr::write_bytes(ptr.as_ptr(), fill, FLOOR_WRITE_BYTES) };
-        Self(ptr)
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: allocated and initialised in `new`, freed only in `drop`.
-        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), FLOOR_WRITE_BYTES) }
-    }
-}
-
-impl Drop for AlignedPage {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with the same layout.
-        unsafe { std::alloc::dealloc(self.0.as_ptr(), Self::LAYOUT) }
-    }
-}
-
 /// Appends 4 KiB pages with O_DIRECT to a preallocated, synced file opened
 /// with O_DSYNC: each write is durable when it returns.
 fn dsync_p50_us(dir: &Path) -> Result<f64, String> {
@@ -139,11 +105,11 @@ fn dsync_p50_us(dir: &Path) -> Result<f64, String> {
         .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
         .open(&path)
         .map_err(|e| fail("cannot open with O_DIRECT|O_DSYNC", e))?;
-    let page = AlignedPage::new(0xA5);
+    let page = ordo_storage::AlignedBuf::filled(FLOOR_WRITE_BYTES, 0xA5);
     let mut histogram = new_histogram();
     for i in 0..FLOOR_SAMPLES {
         let start = Instant::now();
-        file.write_all_at(page.bytes(), (i * FLOOR_WRITE_BYTES) as u64)
+        file.write_all_at(page.as_slice(), (i * FLOOR_WRITE_BYTES) as u64)
             .map_err(|e| fail("cannot write", e))?;
         record(&mut histogram, start.elapsed());
     }

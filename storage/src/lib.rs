@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aligned;
 pub mod conformance;
 pub mod disk;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod mem_log;
 pub mod snapshot;
 pub mod types;
 
+pub use aligned::{AlignedBuf, DIRECT_IO_ALIGN};
 pub use disk::{DiskLog, DiskLogConfig, DiskLogStats, FsyncMode};
 pub use error::{Result, StorageError};
 pub use frame::{Batch, BatchHeader, BatchKind, BatchMeta, EntryOut, EntryView, FrameError};

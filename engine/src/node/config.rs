@@ -84,6 +84,11 @@ pub struct StorageConfig {
     /// Keep every entry (no snapshots, no compaction): `ordo log --from 1`
     /// works forever. Embedders with a state machine turn it off.
     pub retain_log: bool,
+    /// Segment files are opened with `O_DSYNC`, so a group-commit round is
+    /// one write that is durable when it completes (default). `false`:
+    /// a write followed by an fdatasync (docs/storage.md). Either way an
+    /// acknowledged entry is on disk.
+    pub write_through: bool,
 }
 
 impl Default for StorageConfig {
@@ -93,6 +98,7 @@ impl Default for StorageConfig {
             kind: "disk".into(),
             segment_bytes: 64 << 20,
             retain_log: true,
+            write_through: true,
         }
     }
 }

@@ -548,6 +548,7 @@ async fn open_disk_log(config: &NodeConfig) -> Result<DiskLog, String> {
     let log_config = DiskLogConfig {
         segment_bytes_max: config.storage.segment_bytes,
         fsync_mode,
+        write_through: config.storage.write_through,
         ..DiskLogConfig::default()
     };
     let dir = config.data_dir.join("log");

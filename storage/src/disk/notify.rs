@@ -47,6 +47,10 @@ impl Notify {
             let mut wakers = self.wakers.borrow_mut();
             match slot {
                 Some(at) => {
+                    debug_assert!(
+                        at < wakers.len(),
+                        "a waiter's slot outlived its generation: only notify_all may drain the list"
+                    );
                     if !wakers[at].will_wake(cx.waker()) {
                         wakers[at] = cx.waker().clone();
                     }

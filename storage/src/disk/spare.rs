@@ -121,37 +121,6 @@ impl Spares {
     }
 }
 
-/// A 4 KiB-aligned buffer of zeros for O_DIRECT writes.
-struct AlignedZeros {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl AlignedZeros {
-    fn new(len: usize) -> Self {
-        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("valid layout");
-        // SAFETY: `layout` has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        Self { ptr, layout }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` points to `layout.size()` initialized (zeroed) bytes
-        // owned by `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()) }
-    }
-}
-
-impl Drop for AlignedZeros {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
-    }
-}
-
 /// Writes `segment_bytes` of zeros to a new file at `path` and syncs it.
 fn write_zeros(path: &Path, segment_bytes: u64) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
@@ -160,7 +129,7 @@ fn write_zeros(path: &Path, segment_bytes: u64) -> std::io::Result<()> {
         .create_new(true)
         .custom_flags(libc::O_DIRECT)
         .open(path)?;
-    let zeros = AlignedZeros::new(ZERO_CHUNK_BYTES);
+    let zeros = crate::AlignedBuf::filled(ZERO_CHUNK_BYTES, 0);
     let mut left = segment_bytes;
     while left > 0 {
         let len = (ZERO_CHUNK_BYTES as u64).min(left) as usize;
