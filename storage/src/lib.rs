@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod aligned;
+pub mod chunked;
 pub mod conformance;
 pub mod disk;
 pub mod error;

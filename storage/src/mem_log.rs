@@ -7,9 +7,9 @@
 //! entries reappear), exactly as a real disk may behave.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
+use crate::chunked::ChunkedDeque;
 use crate::error::{Result, StorageError};
 use crate::frame::Batch;
 use crate::hard_state::HardState;
@@ -18,8 +18,9 @@ use crate::types::{Index, LogId};
 
 #[derive(Default)]
 struct Inner {
-    /// The current log `C`: contiguous batches after `prev`.
-    batches: VecDeque<Batch>,
+    /// The current log `C`: contiguous batches after `prev` (in chunks:
+    /// growing never copies, see `chunked.rs`).
+    batches: ChunkedDeque<Batch>,
     prev: LogId,
     /// `C[..durable_batches]` is durable and unchanged since it was synced.
     /// Invariant: `durable_batches <= batches.len()`.
@@ -62,7 +63,7 @@ impl Inner {
     fn check_invariants(&self) {
         debug_assert!(self.durable_batches <= self.batches.len());
         let mut expected = self.prev.index + 1;
-        for batch in &self.batches {
+        for batch in self.batches.iter() {
             debug_assert_eq!(batch.first_index(), expected);
             expected = batch.last_index() + 1;
         }
@@ -155,7 +156,7 @@ impl MemLog {
         let at = inner.position(from);
         if at < inner.durable_batches {
             let durable = inner.durable_batches;
-            let mut removed: Vec<Batch> = inner.batches.range(at..durable).cloned().collect();
+            let mut removed: Vec<Batch> = (at..durable).map(|i| inner.batches[i].clone()).collect();
             removed.append(&mut inner.restore);
             inner.restore = removed;
             inner.durable_batches = at;
@@ -193,7 +194,7 @@ impl MemLog {
         }
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for batch in inner.batches.range(inner.position(from)..) {
+        for batch in inner.batches.iter_from(inner.position(from)) {
             if !out.is_empty() && bytes + batch.len_bytes() > bytes_max {
                 break;
             }

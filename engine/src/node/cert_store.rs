@@ -182,13 +182,15 @@ impl CertStore {
     /// Writes the buffered records to the file.
     pub fn flush(&mut self) -> Result<(), String> {
         self.pending_since = None;
-        let pending = std::mem::take(&mut self.pending);
-        match self.file.as_mut() {
-            Some(file) if !pending.is_empty() => {
-                file.write_all(&pending).map_err(|e| e.to_string())
+        let written = match self.file.as_mut() {
+            Some(file) if !self.pending.is_empty() => {
+                file.write_all(&self.pending).map_err(|e| e.to_string())
             }
             _ => Ok(()),
-        }
+        };
+        // Keep the buffer's capacity: it refills at once under load.
+        self.pending.clear();
+        written
     }
 
     /// The statements in memory, by last index.

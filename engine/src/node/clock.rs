@@ -21,11 +21,20 @@ impl Clock {
     /// The time now.
     pub fn now(&self) -> Now {
         Now {
-            mono_us: self.start.elapsed().as_micros() as u64 + 1,
+            mono_us: self.mono_us(),
             wall_us: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
         }
+    }
+}
+
+impl Clock {
+    /// Monotonic microseconds only: one clock read instead of two, for
+    /// timers (each read costs ~30 ns here, and the group loop reads the
+    /// clock on every turn of every voter).
+    pub fn mono_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64 + 1
     }
 }
 

@@ -263,7 +263,7 @@ impl<S: LogStore + 'static> Group<S> {
             return Woken::Nothing;
         }
         let deadline = self.raft.next_deadline_us();
-        let now = self.clock.now().mono_us;
+        let now = self.clock.mono_us();
         if deadline <= now {
             return Woken::Nothing;
         }
@@ -331,6 +331,11 @@ impl<S: LogStore + 'static> Group<S> {
     /// commit and signing); a follower asks the leader for the statements it
     /// missed (it was down or its queue was full when they were sent).
     fn repair_certificates(&mut self, now: crate::core::Now) {
+        if self.raft.role() == Role::Leader && !self.certificates.can_sign() {
+            // A keyless leader (tokens off) has nothing to sign gaps with;
+            // trying every turn spawned a task and logged a warning per turn.
+            return;
+        }
         let applied = self.feed.applied_index.get();
         let floor = self.log.store().state().first_index();
         let Some((from, to)) = self.certificates.first_gap(floor, applied) else {

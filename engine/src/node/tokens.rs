@@ -181,6 +181,11 @@ impl Certificates {
         }
     }
 
+    /// Whether this node holds a key (it signs when leader).
+    pub fn can_sign(&self) -> bool {
+        self.signer.is_some()
+    }
+
     /// A voter stores a statement the leader replicated.
     pub fn received(&self, certificate: Certificate) {
         match decode_statement(&certificate.statement) {
