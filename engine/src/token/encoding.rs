@@ -129,7 +129,9 @@ impl Token {
 
     /// The compact binary encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = vec![0u8; TOKEN_HEADER_LEN];
+        // One allocation of the exact size (a token is cut per answer).
+        let mut bytes = Vec::with_capacity(TOKEN_HEADER_LEN + 32 * self.path.len());
+        bytes.resize(TOKEN_HEADER_LEN, 0);
         bytes[0] = TOKEN_VERSION;
         bytes[1] = TokenHash::ID;
         self.signed
@@ -142,7 +144,6 @@ impl Token {
             "Token invariant: path of at most 64"
         );
         bytes[TOKEN_HEADER_LEN - 1] = self.path.len() as u8;
-        bytes.reserve(32 * self.path.len());
         for sibling in &self.path {
             bytes.extend_from_slice(sibling);
         }
