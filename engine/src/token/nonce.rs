@@ -17,10 +17,12 @@
 //! multiply-add (~1 µs).
 //!
 //! Nonces are hedged: `r = SHA-512("ordo nonce v1" ‖ prefix ‖ seed ‖ n)`
-//! with the key's secret hash prefix (as RFC 8032 uses it), 32 bytes from
-//! the OS generator drawn when the pool starts, and a counter `n` that
-//! never repeats within a pool. A weak OS generator alone therefore cannot
-//! reveal the key (the prefix is secret), and a repeated nonce would need a
+//! with the key's secret hash prefix (as RFC 8032 uses it), a per-pool seed
+//! (32 bytes from the OS generator hashed with the time, the process id and
+//! a per-process pool counter), and a counter `n` that never repeats within
+//! a pool. Outsiders cannot predict a nonce without the secret prefix, and
+//! two pools share a seed only if the OS generator, the clock, the process
+//! id and the counter all repeat; a repeated nonce otherwise needs a
 //! SHA-512 collision. Each nonce is used once: taking it from the pool
 //! moves it out, and it is zeroed when dropped.
 //!
@@ -86,8 +88,7 @@ impl NoncePool {
     /// Starts the nonce thread for `key` (named `thread_name`). Fails only
     /// if the OS cannot give the seed or start a thread.
     pub fn start(key: NodeKey, thread_name: String) -> std::io::Result<Self> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(std::io::Error::other)?;
+        let mut seed = pool_seed()?;
         let expanded = key.expanded();
         let shared = Arc::new(Shared {
             ready: Mutex::new(Vec::with_capacity(NONCE_POOL_CAPACITY)),
@@ -174,6 +175,33 @@ impl Drop for NoncePool {
         drop(self.shared.ready.lock());
         self.shared.wanted.notify_one();
     }
+}
+
+/// Pools started in this process (part of each pool's seed).
+static POOLS_STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// A pool's seed: 32 bytes from the OS generator, hashed with the time,
+/// the process id and a per-process pool counter, so two pools never share
+/// a seed even if the OS generator repeated itself (with the same key and
+/// seed, equal counters would give equal nonces on different messages,
+/// which reveals the key).
+fn pool_seed() -> std::io::Result<[u8; 32]> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(std::io::Error::other)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let digest = Sha512::new()
+        .chain_update(b"ordo nonce seed v1")
+        .chain_update(random)
+        .chain_update(nanos.to_le_bytes())
+        .chain_update(std::process::id().to_le_bytes())
+        .chain_update(POOLS_STARTED.fetch_add(1, Ordering::Relaxed).to_le_bytes())
+        .finalize();
+    random.zeroize();
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&digest[..32]);
+    Ok(seed)
 }
 
 struct Generator {
@@ -306,6 +334,19 @@ mod tests {
         let b = pool.sign(b"m");
         assert_ne!(a, b, "hedged nonces differ");
         assert!(verify(&pool, b"m", &a) && verify(&pool, b"m", &b));
+    }
+
+    #[test]
+    fn two_pools_of_one_key_never_share_nonces() {
+        // As after a restart: same key, new pool.
+        let (a, b) = (pool(7), pool(7));
+        wait_full(&a);
+        wait_full(&b);
+        let ra: std::collections::HashSet<Vec<u8>> =
+            (0..16).map(|_| a.sign(b"m")[..32].to_vec()).collect();
+        for _ in 0..16 {
+            assert!(!ra.contains(&b.sign(b"m")[..32]));
+        }
     }
 
     #[test]
