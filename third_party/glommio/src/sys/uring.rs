@@ -855,6 +855,12 @@ impl UringCommon for PollRing {
     }
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
+        // ordo's patch: nothing to submit reads no clock (this runs for
+        // each ring's submission and cancellation queues every executor
+        // turn, mostly empty; a clock read is ~30 ns on a VM).
+        if queue.is_empty() {
+            return Some(false);
+        }
         let source_map = &mut *self.source_map.borrow_mut();
         let now = Instant::now();
 
@@ -1045,6 +1051,23 @@ impl SleepableRing {
         }
     }
 
+    /// ordo's patch: sleeps while the rings are already linked by a poll
+    /// from an earlier [`SleepableRing::sleep`] that has not fired.
+    fn wait_linked(&mut self) -> io::Result<usize> {
+        assert_eq!(
+            self.waiting_kernel_submission(),
+            0,
+            "sleeping with pending SQEs"
+        );
+        self.ring
+            .cq()
+            .wait(1)
+            .map(|_| 1)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
+    }
+
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
@@ -1072,14 +1095,23 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
+            //
+            // ordo's patch: submit and wait in one io_uring_enter (upstream
+            // made two calls per sleep). The kernel only waits once the SQE
+            // is submitted: when it submits nothing (EBUSY, EAGAIN, EINTR)
+            // it returns without waiting and we make the SQE a no-op as
+            // upstream did; when it submits the SQE it returns 1 whether the
+            // wait ended with a completion or a signal, and either way we
+            // go back to the loop.
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
+                .map(|submitted| submitted as usize)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1087,14 +1119,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked and we slept.
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1187,6 +1213,12 @@ impl UringCommon for SleepableRing {
     }
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
+        // ordo's patch: nothing to submit reads no clock (this runs for
+        // each ring's submission and cancellation queues every executor
+        // turn, mostly empty; a clock read is ~30 ns on a VM).
+        if queue.is_empty() {
+            return Some(false);
+        }
         let source_map = &mut *self.source_map.borrow_mut();
         let now = Instant::now();
 
@@ -1223,9 +1255,17 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // ordo's patch: when the armed latency timer fires (with the source
+    // above; meaningless while that is `None`).
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
+    // ordo's patch: the poll that links the latency ring to the main ring
+    // while we sleep, kept armed across sleeps until it fires (upstream
+    // added one per sleep and cancelled it on waking, one more
+    // io_uring_enter per sleep).
+    link_rings_src: RefCell<Option<Source>>,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1354,9 +1394,11 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
+            link_rings_src: RefCell::new(None),
             notifier,
             eventfd_src,
             source_map,
@@ -1727,6 +1769,13 @@ impl Reactor {
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
+        let mut armed = self.link_rings_src.borrow_mut();
+        if let Some(link_rings) = armed.as_ref().filter(|source| source.is_in_flight()) {
+            // ordo's patch: the poll from an earlier sleep has not fired, so
+            // the rings are still linked: just wait.
+            debug_assert!(link_rings.raw() == self.link_fd);
+            return ring.wait_linked().or_else(Self::busy_ok).map(|_| {});
+        }
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1734,7 +1783,10 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        let slept = ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {});
+        // Dropping a fired (or never submitted) source cancels nothing.
+        *armed = Some(link_rings);
+        slept
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1798,7 +1850,7 @@ impl Reactor {
     pub(crate) fn wait<Preempt, F>(
         &self,
         preempt_timer: Preempt,
-        user_timer: Option<Duration>,
+        user_timer: Option<Instant>,
         mut woke: usize,
         process_remote_channels: F,
     ) -> io::Result<bool>
@@ -1815,22 +1867,53 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // ordo's patch (third_party/README.md): upstream cancels both
+        // preemption timers and arms new ones on every pass through here,
+        // that is, every turn of the executor loop: three io_uring_enter
+        // calls and two hrtimer cancel/arm pairs per turn even when nothing
+        // else is submitted (17 io_uring_enter per commit on a one-voter
+        // node). A timer that is still armed is kept instead, as long as it
+        // fires no later than the timer the caller asks for: an early
+        // preemption only ends the running task queue's turn early, and
+        // a throughput timer kept across turns counts completions since it
+        // was armed instead of since the turn began, so it fires at most as
+        // late as upstream's, never later.
+        let mut armed_latency = self.take_armed_latency_timer();
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // Schedule the throughput-based timeout unless one is still armed:
+        // it won't matter if we end up sleeping.
+        let armed_throughput = self
+            .throughput_preemption_timeout_src
+            .take()
+            .filter(Source::is_in_flight);
+        self.throughput_preemption_timeout_src
+            .replace(Some(match armed_throughput {
+                Some(armed) => armed,
+                None => main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            }));
+
+        // The caller parks (asks for no preemption timer): we may sleep.
+        let parking = preempt_timer().is_none();
+        if parking {
+            // Upstream cancels the preemption timer before it sleeps, so
+            // that it does not wake up for nothing, and arms it again when
+            // it wakes: two more io_uring_enter per sleep, several sleeps
+            // per commit. Here an armed timer stays armed through the sleep
+            // unless the user timer is due before it fires; an idle
+            // executor then wakes once per preemption period (100 ms by
+            // default) for nothing, which costs far less.
+            armed_latency = match (armed_latency, user_timer) {
+                (Some((source, deadline)), Some(due)) if deadline > due => {
+                    // Dropping an armed source queues its cancellation.
+                    drop(source);
+                    None
+                }
+                (kept, _) => kept,
+            };
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1842,19 +1925,20 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt_timer().is_none()
+        let should_sleep = parking
             && (woke == 0)
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
             && lat_ring.can_sleep();
-
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+            if armed_latency.is_none() {
+                if let Some(due) = user_timer {
+                    let dur = due.saturating_duration_since(Instant::now());
+                    armed_latency = Some((lat_ring.prepare_latency_preemption_timer(dur), due));
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1879,11 +1963,29 @@ impl Reactor {
                 self.notifier.wake_up();
             }
         }
+        // The timer may have fired while we slept.
+        let mut armed_latency = armed_latency.filter(|(source, _)| source.is_in_flight());
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            let now = Instant::now();
+            armed_latency = match armed_latency {
+                Some((source, deadline)) if deadline <= now + preempt => Some((source, deadline)),
+                replaced => {
+                    drop(replaced);
+                    Some((
+                        lat_ring.prepare_latency_preemption_timer(preempt),
+                        now + preempt,
+                    ))
+                }
+            };
+            // Cancellations first: a replaced timer must not fire into the
+            // new turn.
+            flush_cancellations!(into &mut 0; lat_ring);
             flush_rings!(lat_ring, main_ring)?;
+        }
+        if let Some((source, deadline)) = armed_latency {
+            self.latency_preemption_deadline.set(Some(deadline));
+            self.latency_preemption_timeout_src.set(Some(source));
         }
 
         // A Note about `need_preempt`:
@@ -1894,6 +1996,14 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// ordo's patch: the armed latency timer and when it fires, if it has
+    /// not fired yet; a fired one is dropped.
+    fn take_armed_latency_timer(&self) -> Option<(Source, Instant)> {
+        let source = self.latency_preemption_timeout_src.take()?;
+        let deadline = self.latency_preemption_deadline.take()?;
+        source.is_in_flight().then_some((source, deadline))
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
