@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ordo_engine::token::{
     Blake3Tree, ClusterId, ClusterKeys, Digest, MerkleTree, NodeKey, Sha256Tree, Signer, Token,
-    TreeHash, Verifier, leaf,
+    TreeHash, Verifier, entry_leaves,
 };
 use ordo_storage::{BatchKind, EntryView};
 
@@ -43,12 +43,11 @@ fn views(payloads: &[Vec<u8>]) -> impl Iterator<Item = EntryView<'_>> {
 }
 
 /// Payload hash, leaf and tree for one commit advance: what the leader
-/// hashes per advance and what picks the hash.
+/// hashes per advance (in batches, as `Signer::sign_entries` does) and
+/// what picks the hash.
 fn root<H: TreeHash>(payloads: &[Vec<u8>]) -> Digest {
-    let leaves = views(payloads)
-        .map(|e| leaf::<H>(e.index, e.term, e.id, e.ts, e.payload))
-        .collect();
-    MerkleTree::<H>::from_leaves(leaves)
+    let entries: Vec<EntryView<'_>> = views(payloads).collect();
+    MerkleTree::<H>::from_leaves(entry_leaves::<H>(&entries))
         .expect("at least one leaf")
         .root()
 }

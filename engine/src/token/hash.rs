@@ -44,6 +44,32 @@ pub trait TreeHash {
 
     /// A digest of the concatenation of `parts`, for cache keys.
     fn concat(parts: &[&[u8]]) -> Digest;
+
+    /// The payload hashes of many entries: `out[i] = payload(payloads[i])`.
+    /// The same digests as [`TreeHash::payload`]; an implementation may
+    /// hash several at once.
+    fn payloads(payloads: &[&[u8]], out: &mut [Digest]) {
+        debug_assert_eq!(payloads.len(), out.len());
+        for (payload, out) in payloads.iter().zip(out) {
+            *out = Self::payload(payload);
+        }
+    }
+
+    /// Many leaves: `out[i] = leaf(fields[i])`.
+    fn leaves(fields: &[[u8; LEAF_FIELDS_LEN]], out: &mut [Digest]) {
+        debug_assert_eq!(fields.len(), out.len());
+        for (fields, out) in fields.iter().zip(out) {
+            *out = Self::leaf(fields);
+        }
+    }
+
+    /// One level of inner nodes: `out[i] = node(children[2i], children[2i + 1])`.
+    fn nodes(children: &[Digest], out: &mut [Digest]) {
+        debug_assert_eq!(children.len(), 2 * out.len());
+        for (pair, out) in children.chunks_exact(2).zip(out) {
+            *out = Self::node(&pair[0], &pair[1]);
+        }
+    }
 }
 
 /// SHA-256 (RFC 6962 style): leaves are `SHA-256(0x00 ‖ fields)`, inner
@@ -163,6 +189,110 @@ impl TreeHash for Blake3Tree {
         }
         *hasher.finalize().as_bytes()
     }
+
+    fn payloads(payloads: &[&[u8]], out: &mut [Digest]) {
+        debug_assert_eq!(payloads.len(), out.len());
+        // Payloads of exactly one block hash in SIMD lanes; a run of them
+        // is gathered, any other length is hashed alone.
+        let mut run: Vec<(usize, &[u8; BLAKE3_BLOCK_LEN])> = Vec::new();
+        for (position, payload) in payloads.iter().enumerate() {
+            match <&[u8; BLAKE3_BLOCK_LEN]>::try_from(*payload) {
+                Ok(block) => run.push((position, block)),
+                Err(_) if payload.is_empty() => out[position] = BLAKE3_EMPTY,
+                Err(_) => out[position] = Self::payload(payload),
+            }
+        }
+        let mut hashed = vec![[0u8; 32]; run.len()];
+        let blocks: Vec<&[u8; BLAKE3_BLOCK_LEN]> = run.iter().map(|(_, block)| *block).collect();
+        blake3_single_blocks(&BLAKE3_IV, 0, &blocks, &mut hashed);
+        for ((position, _), digest) in run.iter().zip(hashed) {
+            out[*position] = digest;
+        }
+    }
+
+    fn leaves(fields: &[[u8; LEAF_FIELDS_LEN]], out: &mut [Digest]) {
+        debug_assert_eq!(fields.len(), out.len());
+        let blocks: Vec<&[u8; BLAKE3_BLOCK_LEN]> = fields.iter().collect();
+        blake3_single_blocks(&BLAKE3_LEAF_KEY, BLAKE3_KEYED_HASH, &blocks, out);
+    }
+
+    fn nodes(children: &[Digest], out: &mut [Digest]) {
+        debug_assert_eq!(children.len(), 2 * out.len());
+        // Two adjacent 32-byte children are the 64-byte block of their
+        // parent: hash them where they lie.
+        let blocks: Vec<&[u8; BLAKE3_BLOCK_LEN]> = children
+            .as_flattened()
+            .chunks_exact(BLAKE3_BLOCK_LEN)
+            .map(|block| block.try_into().expect("chunks_exact"))
+            .collect();
+        blake3_single_blocks(&BLAKE3_NODE_KEY, BLAKE3_KEYED_HASH, &blocks, out);
+    }
+}
+
+/// A BLAKE3 block.
+const BLAKE3_BLOCK_LEN: usize = 64;
+/// BLAKE3's domain flags (the BLAKE3 paper, Table 3).
+const BLAKE3_CHUNK_START: u8 = 1 << 0;
+/// See [`BLAKE3_CHUNK_START`].
+const BLAKE3_CHUNK_END: u8 = 1 << 1;
+/// See [`BLAKE3_CHUNK_START`].
+const BLAKE3_ROOT: u8 = 1 << 3;
+/// See [`BLAKE3_CHUNK_START`].
+const BLAKE3_KEYED_HASH: u8 = 1 << 4;
+/// BLAKE3's IV (SHA-256's), as key bytes: the key of the unkeyed hash.
+const BLAKE3_IV: [u8; 32] = {
+    const WORDS: [u32; 8] = [
+        0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB,
+        0x5BE0CD19,
+    ];
+    let mut bytes = [0u8; 32];
+    let mut i = 0;
+    while i < 8 {
+        let word = WORDS[i].to_le_bytes();
+        bytes[4 * i] = word[0];
+        bytes[4 * i + 1] = word[1];
+        bytes[4 * i + 2] = word[2];
+        bytes[4 * i + 3] = word[3];
+        i += 1;
+    }
+    bytes
+};
+/// `blake3::hash(b"")`, checked by a test.
+const BLAKE3_EMPTY: Digest = [
+    0xaf, 0x13, 0x49, 0xb9, 0xf5, 0xf9, 0xa1, 0xa6, 0xa0, 0x40, 0x4d, 0xea, 0x36, 0xdc, 0xc9, 0x49,
+    0x9b, 0xcb, 0x25, 0xc9, 0xad, 0xc1, 0x12, 0xb7, 0xcc, 0x9a, 0x93, 0xca, 0xe4, 0x1f, 0x32, 0x62,
+];
+
+/// `out[i]` = the BLAKE3 hash (keyed with `key` when `flags` says so) of
+/// the one-block message `blocks[i]`: each message is a whole chunk and
+/// the root, so its hash is one compression, and `hash_many` runs up to
+/// 16 of them in the SIMD lanes of the CPU (AVX-512, AVX2, SSE4.1) where
+/// one `keyed_hash` call runs one. That is the only use of
+/// `blake3::platform`, which the crate marks unstable: the blake3 version
+/// is pinned in `engine/Cargo.toml` and the tests below check every batch
+/// path against the plain hash functions (docs/dependencies.md).
+fn blake3_single_blocks(
+    key: &[u8; 32],
+    flags: u8,
+    blocks: &[&[u8; BLAKE3_BLOCK_LEN]],
+    out: &mut [Digest],
+) {
+    debug_assert_eq!(blocks.len(), out.len());
+    if blocks.is_empty() {
+        return;
+    }
+    let key_words: [u32; 8] =
+        std::array::from_fn(|i| u32::from_le_bytes(key[4 * i..4 * i + 4].try_into().unwrap()));
+    blake3::platform::Platform::detect().hash_many(
+        blocks,
+        &key_words,
+        0,
+        blake3::IncrementCounter::No,
+        flags,
+        BLAKE3_CHUNK_START,
+        BLAKE3_CHUNK_END | BLAKE3_ROOT,
+        out.as_flattened_mut(),
+    );
 }
 
 /// The hash tokens use: BLAKE3 hashes a 64-byte-payload entry (payload,
@@ -218,6 +348,68 @@ mod tests {
             Sha256Tree::node(&left, &right),
             streamed(SHA256_NODE_PREFIX)
         );
+    }
+
+    /// Payloads of every length class the batch path treats apart: empty,
+    /// under a block, exactly one block, over a block.
+    fn mixed_payloads(count: usize) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|i| {
+                let len = [64, 0, 64, 63, 65, 64, 1, 200, 64, 64, 1024][i % 11];
+                (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+            })
+            .collect()
+    }
+
+    fn batches_equal_single_calls<H: TreeHash>() {
+        for count in [0, 1, 2, 3, 7, 15, 16, 17, 31, 33, 100] {
+            let payloads = mixed_payloads(count);
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let mut digests = vec![[0u8; 32]; count];
+            H::payloads(&refs, &mut digests);
+            for (payload, digest) in payloads.iter().zip(&digests) {
+                assert_eq!(
+                    *digest,
+                    H::payload(payload),
+                    "payload of {} bytes",
+                    payload.len()
+                );
+            }
+
+            let fields: Vec<[u8; LEAF_FIELDS_LEN]> = (0..count)
+                .map(|i| std::array::from_fn(|j| (i * 13 + j) as u8))
+                .collect();
+            let mut leaves = vec![[0u8; 32]; count];
+            H::leaves(&fields, &mut leaves);
+            for (fields, leaf) in fields.iter().zip(&leaves) {
+                assert_eq!(*leaf, H::leaf(fields));
+            }
+
+            let children: Vec<Digest> = (0..2 * count)
+                .map(|i| std::array::from_fn(|j| (i * 5 + j * 3) as u8))
+                .collect();
+            let mut nodes = vec![[0u8; 32]; count];
+            H::nodes(&children, &mut nodes);
+            for (pair, node) in children.chunks_exact(2).zip(&nodes) {
+                assert_eq!(*node, H::node(&pair[0], &pair[1]));
+            }
+        }
+    }
+
+    #[test]
+    fn batch_hashing_equals_one_at_a_time() {
+        batches_equal_single_calls::<Sha256Tree>();
+        batches_equal_single_calls::<Blake3Tree>();
+    }
+
+    #[test]
+    fn blake3_constants_are_the_crates() {
+        assert_eq!(BLAKE3_EMPTY, *blake3::hash(b"").as_bytes());
+        // The unkeyed hash is the hash keyed with the IV (BLAKE3 paper §2.1).
+        let block = [9u8; 64];
+        let mut out = [[0u8; 32]];
+        blake3_single_blocks(&BLAKE3_IV, 0, &[&block], &mut out);
+        assert_eq!(out[0], *blake3::hash(&block).as_bytes());
     }
 
     #[test]

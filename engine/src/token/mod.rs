@@ -79,7 +79,9 @@ pub use keys::{
     ClusterId, ClusterIdError, KeyError, NODE_KEY_FILE, NODE_KEY_FILE_BYTES_MAX, NodeKey,
     PublicKey, PublicKeyError,
 };
-pub use merkle::{MerkleTree, entry_leaf, leaf, leaf_fields, path_len, root_from_path};
+pub use merkle::{
+    MerkleTree, entry_leaf, entry_leaves, leaf, leaf_fields, path_len, root_from_path,
+};
 pub use nonce::{NONCE_POOL_CAPACITY, NoncePool};
 pub use signer::{CommitProof, ProofError, STATEMENT_ENTRIES_MAX, Signer};
 pub use statement::{

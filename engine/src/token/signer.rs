@@ -16,7 +16,7 @@ use ordo_storage::{EntryView, Index, NodeId, Term};
 use super::encoding::Token;
 use super::hash::{Digest, TokenHash};
 use super::keys::{ClusterId, NodeKey, PublicKey};
-use super::merkle::{MerkleTree, entry_leaf};
+use super::merkle::{MerkleTree, entry_leaves};
 use super::nonce::NoncePool;
 use super::statement::{SignedStatement, Statement};
 
@@ -194,7 +194,7 @@ where
 {
     let mut entries = entries.into_iter().peekable();
     let first_index = entries.peek().ok_or(ProofError::Empty)?.index;
-    let mut leaves = Vec::with_capacity(entries.size_hint().0.min(STATEMENT_ENTRIES_MAX));
+    let mut checked = Vec::with_capacity(entries.size_hint().0.min(STATEMENT_ENTRIES_MAX));
     let mut expected = Some(first_index);
     for entry in entries {
         let Some(next) = expected else {
@@ -213,13 +213,13 @@ where
                 term,
             });
         }
-        if leaves.len() == STATEMENT_ENTRIES_MAX {
+        if checked.len() == STATEMENT_ENTRIES_MAX {
             return Err(ProofError::TooManyEntries);
         }
-        leaves.push(entry_leaf::<TokenHash>(&entry));
+        checked.push(entry);
         expected = next.checked_add(1);
     }
-    Ok((first_index, leaves))
+    Ok((first_index, entry_leaves::<TokenHash>(&checked)))
 }
 
 /// One signed commit advance and its Merkle tree, from which each entry's
