@@ -218,9 +218,13 @@ impl Certificates {
     /// The encoded token of an entry that just committed (the leader's own
     /// recent proofs, or a token the leader sent with a forwarded answer).
     pub fn token_for(&self, committed: &Committed) -> Option<Vec<u8>> {
-        if let Some(token) = self.forwarded.borrow_mut().remove(&committed.index) {
+        let mut forwarded = self.forwarded.borrow_mut();
+        if !forwarded.is_empty()
+            && let Some(token) = forwarded.remove(&committed.index)
+        {
             return Some(token);
         }
+        drop(forwarded);
         self.recent
             .borrow()
             .iter()
@@ -229,8 +233,7 @@ impl Certificates {
                 let statement = proof.statement();
                 statement.first_index <= committed.index && committed.index <= statement.last_index
             })
-            .and_then(|proof| proof.token(committed.index))
-            .map(|token| token.to_bytes())
+            .and_then(|proof| proof.token_bytes(committed.index))
     }
 
     /// The first run of indexes in `[floor, applied]` without a statement,

@@ -58,6 +58,27 @@ pub struct Token {
     pub(crate) path: Vec<Digest>,
 }
 
+/// A token's encoding up to its path: the fixed header for a path of
+/// `path_len` digests, in a vector of the token's exact size (one
+/// allocation; a token is cut per answer). The caller appends the path.
+pub(crate) fn start_bytes(signed: &SignedStatement, path_len: usize) -> Vec<u8> {
+    assert!(
+        path_len <= TOKEN_PATH_LEN_MAX,
+        "Token invariant: path of at most 64"
+    );
+    let mut bytes = Vec::with_capacity(TOKEN_HEADER_LEN + 32 * path_len);
+    bytes.resize(TOKEN_HEADER_LEN, 0);
+    bytes[0] = TOKEN_VERSION;
+    bytes[1] = TokenHash::ID;
+    signed
+        .statement
+        .write_body(&mut bytes[2..2 + STATEMENT_BODY_LEN]);
+    let signature_at = 2 + STATEMENT_BODY_LEN;
+    bytes[signature_at..signature_at + SIGNATURE_LEN].copy_from_slice(&signed.signature);
+    bytes[TOKEN_HEADER_LEN - 1] = path_len as u8;
+    bytes
+}
+
 /// Why bytes or text are not a token. Decoding checks form only; whether a
 /// token proves anything is the verifier's job.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -129,21 +150,7 @@ impl Token {
 
     /// The compact binary encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // One allocation of the exact size (a token is cut per answer).
-        let mut bytes = Vec::with_capacity(TOKEN_HEADER_LEN + 32 * self.path.len());
-        bytes.resize(TOKEN_HEADER_LEN, 0);
-        bytes[0] = TOKEN_VERSION;
-        bytes[1] = TokenHash::ID;
-        self.signed
-            .statement
-            .write_body(&mut bytes[2..2 + STATEMENT_BODY_LEN]);
-        let signature_at = 2 + STATEMENT_BODY_LEN;
-        bytes[signature_at..signature_at + SIGNATURE_LEN].copy_from_slice(&self.signed.signature);
-        assert!(
-            self.path.len() <= TOKEN_PATH_LEN_MAX,
-            "Token invariant: path of at most 64"
-        );
-        bytes[TOKEN_HEADER_LEN - 1] = self.path.len() as u8;
+        let mut bytes = start_bytes(&self.signed, self.path.len());
         for sibling in &self.path {
             bytes.extend_from_slice(sibling);
         }

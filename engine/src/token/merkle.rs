@@ -147,20 +147,27 @@ impl<H: TreeHash> MerkleTree<H> {
     /// first, skipping levels where the node is carried up alone; `None` if
     /// `position` is not a leaf.
     pub fn path(&self, position: usize) -> Option<Vec<Digest>> {
+        let mut path = Vec::with_capacity(self.level_starts.len());
+        self.for_each_sibling(position, |sibling| path.push(*sibling))?;
+        Some(path)
+    }
+
+    /// Calls `f` on each digest of [`MerkleTree::path`], in order, without
+    /// collecting them; `None` if `position` is not a leaf.
+    pub fn for_each_sibling(&self, position: usize, mut f: impl FnMut(&Digest)) -> Option<()> {
         if position >= self.leaf_count {
             return None;
         }
-        let mut path = Vec::with_capacity(self.level_starts.len());
         let (mut position, mut width) = (position, self.leaf_count);
         for &start in &self.level_starts[..self.level_starts.len() - 1] {
             let sibling = position ^ 1;
             if sibling < width {
-                path.push(self.nodes[start + sibling]);
+                f(&self.nodes[start + sibling]);
             }
             position /= 2;
             width = width.div_ceil(2);
         }
-        Some(path)
+        Some(())
     }
 }
 

@@ -280,6 +280,22 @@ impl CommitProof {
         })
     }
 
+    /// `self.token(index)?.to_bytes()` written straight from the tree,
+    /// without the intermediate path and token (the leader cuts one per
+    /// answer).
+    pub fn token_bytes(&self, index: Index) -> Option<Vec<u8>> {
+        let statement = &self.signed.statement;
+        let position = index.checked_sub(statement.first_index)?;
+        let count = statement.last_index - statement.first_index + 1;
+        let path_len = super::merkle::path_len(position, count)?;
+        let mut bytes = super::encoding::start_bytes(&self.signed, path_len);
+        self.tree
+            .for_each_sibling(usize::try_from(position).ok()?, |sibling| {
+                bytes.extend_from_slice(sibling)
+            })?;
+        Some(bytes)
+    }
+
     /// Every entry's index and token, in index order.
     pub fn tokens(&self) -> impl Iterator<Item = (Index, Token)> + '_ {
         let statement = &self.signed.statement;

@@ -17,6 +17,7 @@ fn every_entry_of_an_advance_verifies_and_round_trips() {
         for (entry, (index, token)) in entries.iter().zip(proof.tokens()) {
             assert_eq!(index, entry.index);
             assert_eq!(Token::from_bytes(&token.to_bytes()), Ok(token.clone()));
+            assert_eq!(proof.token_bytes(index), Some(token.to_bytes()));
             let text = token.to_text();
             assert_eq!(text.parse::<Token>(), Ok(token.clone()));
             assert!(
@@ -39,6 +40,8 @@ fn every_entry_of_an_advance_verifies_and_round_trips() {
         assert_eq!(verifier.cached_statements(), 1);
         assert!(proof.token(99).is_none());
         assert!(proof.token(100 + count as u64).is_none());
+        assert!(proof.token_bytes(99).is_none());
+        assert!(proof.token_bytes(100 + count as u64).is_none());
     }
 }
 
