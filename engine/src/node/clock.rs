@@ -1,6 +1,6 @@
 //! The runtime's clocks: the core reads none, it is handed [`Now`].
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::core::Now;
 
@@ -35,6 +35,11 @@ impl Clock {
     /// clock on every turn of every voter).
     pub fn mono_us(&self) -> u64 {
         self.start.elapsed().as_micros() as u64 + 1
+    }
+
+    /// The instant at which [`Clock::mono_us`] reads `mono_us`.
+    pub fn instant_at(&self, mono_us: u64) -> Instant {
+        self.start + Duration::from_micros(mono_us.saturating_sub(1))
     }
 }
 

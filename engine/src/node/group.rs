@@ -28,6 +28,7 @@ use super::log_io::LogIo;
 use super::peers::Peers;
 use super::shards::{ShardBatch, ShardReply};
 use super::snapshots::SnapshotIo;
+use super::ticker::Ticker;
 use super::tokens::Certificates;
 use super::{Receipt, StateMachine};
 use crate::core::{ApplyBatch, Command, Event, Proposal, Raft, Role, Status};
@@ -100,6 +101,9 @@ pub struct Group<S: LogStore + 'static> {
     /// every answer carries one, and formatting the address per answer was
     /// ~5 % of the leader's thread at C = 256.
     leader_hint: std::cell::RefCell<LeaderHint>,
+    /// Wakes the loop at the core's next deadline (`ticker.rs`); started
+    /// by [`Group::run`] on the group's executor.
+    ticker: Option<Ticker>,
 }
 
 impl<S: LogStore + 'static> Group<S> {
@@ -152,6 +156,7 @@ impl<S: LogStore + 'static> Group<S> {
                 id: 0,
                 client_addr: String::new(),
             }),
+            ticker: None,
         }
     }
 
@@ -171,6 +176,7 @@ impl<S: LogStore + 'static> Group<S> {
     pub async fn run(mut self) -> Result<(), String> {
         let turn_max = self.config.runtime.turn_events_max;
         let batch_delay = Duration::from_micros(self.config.runtime.batch_delay_us);
+        self.ticker = Some(Ticker::start(self.local.clone()));
         loop {
             let woken = self.wait(None).await;
             let mut now = self.clock.now();
@@ -280,6 +286,9 @@ impl<S: LogStore + 'static> Group<S> {
         if let Some(cap) = cap {
             sleep = sleep.min(cap);
         }
+        if let Some(ticker) = &self.ticker {
+            ticker.wake_at(self.clock.instant_at(now) + sleep);
+        }
         let local = async {
             self.local.0.notify.wait(generation).await;
             Woken::Nothing
@@ -305,15 +314,7 @@ impl<S: LogStore + 'static> Group<S> {
                 Err(_) => future::pending().await,
             }
         };
-        let timer = async {
-            glommio::timer::sleep(sleep).await;
-            Woken::Nothing
-        };
-        future::or(
-            future::or(local, peers),
-            future::or(future::or(clients, external), timer),
-        )
-        .await
+        future::or(future::or(local, peers), future::or(clients, external)).await
     }
 
     fn peer_event(&mut self, now: crate::core::Now, event: PeerEvent) {

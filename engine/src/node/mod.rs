@@ -31,6 +31,7 @@ mod restore;
 mod shards;
 mod snapshots;
 mod start;
+mod ticker;
 mod tokens;
 
 use bytes::Bytes;
