@@ -24,6 +24,10 @@ pub struct FeedState {
     pub notify: Notify,
     /// The node is shutting down: readers end.
     pub closed: Cell<bool>,
+    /// Moves only when `closed` is set, for loops that wait for the end but
+    /// not for every apply (the voter's gossip endpoint: woken by `notify`
+    /// it ran a turn per commit for nothing).
+    pub closing: Notify,
 }
 
 /// Why a reader could not start or continue.

@@ -295,7 +295,7 @@ async fn run<S: LogStore + 'static>(
 ) {
     loop {
         let generation = shared.notify.generation();
-        let feed_generation = feed.notify.generation();
+        let feed_generation = feed.closing.generation();
         if feed.closed.get() {
             break;
         }
@@ -333,7 +333,7 @@ async fn run<S: LogStore + 'static>(
                         None
                     },
                     async {
-                        feed.notify.wait(feed_generation).await;
+                        feed.closing.wait(feed_generation).await;
                         None
                     },
                 ),

@@ -207,13 +207,15 @@ impl<S: LogStore + 'static> Group<S> {
             // After the answers: see `Certificates::send_signed`.
             self.certificates
                 .send_signed(&self.peers, self.raft.voters());
-            self.certificates.flush_stale();
+            self.certificates
+                .flush_stale(self.clock.instant_at(now.mono_us));
             self.repair_certificates(now);
             self.publish_status();
             if self.shutting_down && self.log.idle() {
                 self.fail_everything();
                 self.feed.closed.set(true);
                 self.feed.notify.notify();
+                self.feed.closing.notify();
                 self.log.close();
                 return Ok(());
             }

@@ -173,10 +173,10 @@ impl Certificates {
         }
     }
 
-    /// Writes buffered statements that have waited long enough (called
-    /// every turn; see `CertStore::flush_stale`).
-    pub fn flush_stale(&self) {
-        if let Err(error) = self.statements.borrow_mut().flush_stale() {
+    /// Writes buffered statements that have waited long enough by `now`
+    /// (called every turn; see `CertStore::flush_stale`).
+    pub fn flush_stale(&self, now: std::time::Instant) {
+        if let Err(error) = self.statements.borrow_mut().flush_stale(now) {
             tracing::warn!(id = self.id, %error, "cannot store commit statements");
         }
     }
