@@ -23,6 +23,7 @@ use super::clock::Clock;
 use super::config::NodeConfig;
 use super::feed::{self, FeedState};
 use super::gossip_bridge::GossipBridge;
+use super::inbox;
 use super::input::{External, InputSender, Reply};
 use super::log_io::LogIo;
 use super::peers::Peers;
@@ -77,7 +78,7 @@ pub struct Group<S: LogStore + 'static> {
     log: LogIo<S>,
     peers: Rc<Peers>,
     clients: Option<ClientInbox>,
-    external: async_channel::Receiver<External>,
+    external: inbox::Receiver<External>,
     local: InputSender,
     state_machine: Box<dyn StateMachine>,
     feed: Rc<FeedState>,
@@ -116,7 +117,7 @@ impl<S: LogStore + 'static> Group<S> {
         local: InputSender,
         peers: Rc<Peers>,
         clients: Option<ClientInbox>,
-        external: async_channel::Receiver<External>,
+        external: inbox::Receiver<External>,
         state_machine: Box<dyn StateMachine>,
         feed: Rc<FeedState>,
         certificates: Rc<Certificates>,
@@ -248,7 +249,7 @@ impl<S: LogStore + 'static> Group<S> {
                 self.client_call(now, call);
                 progressed = true;
             }
-            if let Ok(request) = self.external.try_recv() {
+            if let Some(request) = self.external.try_recv() {
                 self.external_request(now, request);
                 progressed = true;
             }
@@ -312,8 +313,8 @@ impl<S: LogStore + 'static> Group<S> {
         };
         let external = async {
             match self.external.recv().await {
-                Ok(request) => Woken::External(request),
-                Err(_) => future::pending().await,
+                Some(request) => Woken::External(request),
+                None => future::pending().await,
             }
         };
         future::or(future::or(local, peers), future::or(clients, external)).await

@@ -23,6 +23,7 @@ mod config;
 mod feed;
 mod gossip_bridge;
 mod group;
+mod inbox;
 mod input;
 mod log_io;
 pub(crate) mod notify;
@@ -111,7 +112,7 @@ pub enum HandleError {
 #[derive(Clone)]
 pub struct NodeHandle {
     id: NodeId,
-    external: async_channel::Sender<External>,
+    external: inbox::Sender<External>,
 }
 
 impl NodeHandle {

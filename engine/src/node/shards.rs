@@ -13,6 +13,7 @@ use ordo_net::transport::{ClientCall, ClientConn, ClientServer, ClientServerConf
 use ordo_net::{ClientRequest, ClientResponse, StatusResponse};
 use ordo_storage::{ClientId, MessageId, Seq};
 
+use super::inbox;
 use super::input::External;
 
 /// One proposal from a client shard.
@@ -54,7 +55,7 @@ pub struct ShardLink {
     /// Answers from the group, in batches.
     pub replies: async_channel::Receiver<Vec<ShardReply>>,
     /// The group's inputs.
-    pub external: async_channel::Sender<External>,
+    pub external: inbox::Sender<External>,
 }
 
 /// Runs client shard `shard` on the current executor until the group
@@ -170,7 +171,7 @@ pub async fn run_client_shard(
 
 /// Relays a log stream the group serves to a client of this shard.
 async fn stream_log(
-    external: async_channel::Sender<External>,
+    external: inbox::Sender<External>,
     conn: ClientConn,
     request_id: u64,
     from_id: MessageId,

@@ -14,6 +14,7 @@ use super::clock::Clock;
 use super::config::NodeConfig;
 use super::feed::FeedState;
 use super::group::Group;
+use super::inbox::{self, inbox};
 use super::input::{External, InputSender};
 use super::log_io::LogIo;
 use super::peers::{InprocPeers, Peers};
@@ -87,7 +88,7 @@ impl Node {
     {
         config.validate()?;
         let id = config.id;
-        let (external_tx, external_rx) = async_channel::bounded(config.runtime.input_queue_max);
+        let (external_tx, external_rx) = inbox(config.runtime.input_queue_max);
         let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let shard_count = config.runtime.shards;
         let (shard_reply_txs, shard_reply_rxs): (Vec<_>, Vec<_>) =
@@ -252,7 +253,7 @@ impl LocalNode {
     {
         config.validate()?;
         let id = config.id;
-        let (external_tx, external_rx) = async_channel::bounded(config.runtime.input_queue_max);
+        let (external_tx, external_rx) = inbox(config.runtime.input_queue_max);
         let (started_tx, started_rx) = async_channel::bounded(1);
         let started = Started::callback(move |result| {
             let _ = started_tx.try_send(result);
@@ -314,7 +315,7 @@ async fn run<F>(
     config: NodeConfig,
     state_machine: F,
     options: StartOptions,
-    external: async_channel::Receiver<External>,
+    external: inbox::Receiver<External>,
     started: Started,
     shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
 ) -> Result<(), String>
@@ -341,7 +342,7 @@ async fn run_node<F>(
     config: NodeConfig,
     state_machine: F,
     options: StartOptions,
-    external: async_channel::Receiver<External>,
+    external: inbox::Receiver<External>,
     started: Rc<Started>,
     shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
 ) -> Result<(), String>
@@ -417,7 +418,7 @@ struct Parts {
     snapshot_meta: Option<ordo_net::SnapshotMeta>,
     snapshot_store: SnapshotStore,
     options: StartOptions,
-    external: async_channel::Receiver<External>,
+    external: inbox::Receiver<External>,
     started: Rc<Started>,
     shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
 }
