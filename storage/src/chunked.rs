@@ -118,7 +118,22 @@ impl<T> ChunkedDeque<T> {
 
     /// The elements from position `from` on.
     pub fn iter_from(&self, from: usize) -> impl Iterator<Item = &T> + '_ {
-        (from..self.len).filter_map(move |at| self.get(at))
+        // Find the chunk of `from` once, then walk the chunks.
+        let (chunk, offset) = match self.chunks.front() {
+            Some(first) if from < first.len() => (0, from),
+            Some(first) => {
+                let rest = from - first.len();
+                (1 + rest / CHUNK, rest % CHUNK)
+            }
+            None => (0, 0),
+        };
+        let start = from.min(self.len);
+        self.chunks
+            .iter()
+            .skip(chunk)
+            .enumerate()
+            .flat_map(move |(k, elements)| elements.iter().skip(if k == 0 { offset } else { 0 }))
+            .take(self.len - start)
     }
 
     /// The first position whose element does not satisfy `pred`, for a
@@ -215,6 +230,7 @@ mod tests {
                 }
                 for at in [0, model.len() / 3, model.len() / 2, model.len().saturating_sub(1), model.len()] {
                     prop_assert_eq!(model.get(at), deque.get(at));
+                    prop_assert!(model.iter().skip(at).eq(deque.iter_from(at)));
                 }
                 prop_assert!(model.iter().eq(deque.iter()));
             }

@@ -181,18 +181,24 @@ impl CertStore {
         }
     }
 
-    /// Writes the buffered records to the file.
+    /// Writes the buffered records to the file. A failed write abandons
+    /// the file for the rest of the run: part of the buffer may be in it,
+    /// so later records would no longer sit at the offsets the chunk index
+    /// computes. Statements then live in memory only (the newest
+    /// [`RECENT_MAX`]); the next start drops the torn tail and appends
+    /// aligned again.
     pub fn flush(&mut self) -> Result<(), String> {
         self.pending_since = None;
         let written = match self.file.as_mut() {
-            Some(file) if !self.pending.is_empty() => {
-                file.write_all(&self.pending).map_err(|e| e.to_string())
-            }
+            Some(file) if !self.pending.is_empty() => file.write_all(&self.pending),
             _ => Ok(()),
         };
         // Keep the buffer's capacity: it refills at once under load.
         self.pending.clear();
-        written
+        written.map_err(|error| {
+            self.file = None;
+            format!("{error}; the certificates file is not written again until the node restarts")
+        })
     }
 
     /// The statements in memory, by last index.
@@ -280,6 +286,30 @@ mod tests {
             },
             signature: [0; 64],
         }
+    }
+
+    #[test]
+    fn a_failed_write_abandons_the_file_and_keeps_serving_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certificates");
+        let (mut store, _) = CertStore::open(&path).unwrap();
+        store.insert(statement(1, 2)).unwrap();
+        store.flush().unwrap();
+        store.insert(statement(3, 4)).unwrap();
+        // A handle that cannot write stands in for a full or failing disk.
+        store.file = Some(std::fs::File::open(&path).unwrap());
+        let error = store.flush().unwrap_err();
+        assert!(error.contains("not written again"), "{error}");
+        assert!(store.file.is_none());
+        store.insert(statement(5, 6)).unwrap();
+        for (index, first) in [(2, 1), (4, 3), (6, 5)] {
+            assert_eq!(store.lookup(index).unwrap().statement.first_index, first);
+        }
+        assert!(store.lookup(7).is_none());
+        drop(store);
+        // What reached the file loads again.
+        let (_, ranges) = CertStore::open(&path).unwrap();
+        assert_eq!(ranges, vec![(1, 2)]);
     }
 
     #[test]

@@ -282,6 +282,9 @@ impl Generator {
                     return;
                 };
                 ready.push(nonce);
+                // Invariant: only this thread pushes, and it stops at the
+                // capacity, so the pool never holds more.
+                debug_assert!(ready.len() <= NONCE_POOL_CAPACITY);
                 if ready.len() >= NONCE_POOL_CAPACITY || self.shared.closed.load(Ordering::Acquire)
                 {
                     break;
