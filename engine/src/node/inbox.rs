@@ -262,20 +262,8 @@ impl<T> Drop for Recv<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::on_test_executor as on_executor;
     use std::time::Duration;
-
-    fn on_executor<F, T>(test: T)
-    where
-        T: FnOnce() -> F + Send + 'static,
-        F: Future<Output = ()> + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(64 << 10)
-            .spawn(test)
-            .unwrap()
-            .join()
-            .unwrap();
-    }
 
     #[test]
     fn items_come_out_in_order_and_a_full_inbox_refuses() {

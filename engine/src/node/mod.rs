@@ -210,3 +210,19 @@ impl NodeHandle {
         let _ = self.external.try_send(External::Shutdown);
     }
 }
+
+/// Runs `test` on a fresh glommio executor of its own thread (unit tests of
+/// the runtime's pieces).
+#[cfg(test)]
+pub(crate) fn on_test_executor<F, T>(test: T)
+where
+    T: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()> + 'static,
+{
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(64 << 10)
+        .spawn(test)
+        .unwrap()
+        .join()
+        .unwrap();
+}

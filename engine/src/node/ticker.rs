@@ -92,20 +92,8 @@ async fn run(shared: Rc<Shared>, inputs: InputSender) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::on_test_executor as on_executor;
     use std::time::Duration;
-
-    fn on_executor<F, T>(test: T)
-    where
-        T: FnOnce() -> F + Send + 'static,
-        F: std::future::Future<Output = ()> + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(64 << 10)
-            .spawn(test)
-            .unwrap()
-            .join()
-            .unwrap();
-    }
 
     /// Waits until the group's notify moves, or `limit`; returns when.
     async fn woken(inputs: &InputSender, generation: u64, limit: Duration) -> Option<Instant> {
