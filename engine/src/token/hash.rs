@@ -168,6 +168,10 @@ impl TreeHash for Blake3Tree {
     const NAME: &'static str = "blake3";
 
     fn payload(payload: &[u8]) -> Digest {
+        if payload.is_empty() {
+            // Internal entries and empty messages: no compression.
+            return BLAKE3_EMPTY;
+        }
         *blake3::hash(payload).as_bytes()
     }
 
@@ -198,7 +202,6 @@ impl TreeHash for Blake3Tree {
         for (position, payload) in payloads.iter().enumerate() {
             match <&[u8; BLAKE3_BLOCK_LEN]>::try_from(*payload) {
                 Ok(block) => run.push((position, block)),
-                Err(_) if payload.is_empty() => out[position] = BLAKE3_EMPTY,
                 Err(_) => out[position] = Self::payload(payload),
             }
         }
