@@ -40,8 +40,14 @@ use zeroize::Zeroize;
 
 use super::keys::NodeKey;
 
-/// Nonces kept ready; the thread refills once fewer than half are left.
+/// Nonces kept ready (a burst of this many signatures needs no fallback).
 pub const NONCE_POOL_CAPACITY: usize = 64;
+/// The thread refills once this many nonces are gone, so each refill is a
+/// short run (~4 × 20 µs) rather than half the pool at once; see
+/// [`run_only_when_idle`] for why the run's length matters.
+pub const NONCE_REFILL_BATCH: usize = 4;
+/// Below this many ready nonces the thread is woken to refill.
+const NONCE_REFILL_BELOW: usize = NONCE_POOL_CAPACITY - NONCE_REFILL_BATCH + 1;
 const NONCE_DOMAIN: &[u8] = b"ordo nonce v1";
 
 /// A prepared nonce: the secret `r` and the encoding of `R = r·B`.
@@ -166,7 +172,7 @@ impl NoncePool {
             // contended pool counts as empty; the caller signs inline.
             let mut ready = self.shared.ready.try_lock().ok()?;
             let nonce = ready.pop();
-            (nonce, ready.len() < NONCE_POOL_CAPACITY / 2)
+            (nonce, ready.len() < NONCE_REFILL_BELOW)
         };
         if low && self.shared.sleeping.load(Ordering::Acquire) {
             self.shared.wanted.notify_one();
@@ -226,16 +232,20 @@ impl Drop for Generator {
 }
 
 /// Puts the calling thread in `SCHED_IDLE`: it runs only on a CPU nobody
-/// else wants, and any other thread that wakes preempts it at once.
+/// else wants.
 ///
-/// Why: the generator refills half the pool in one burst (32 base-point
-/// multiplications, ~0.7 ms), and at normal priority that burst took one
-/// of this 2-vCPU machine's CPUs from the voters and the clients: the
-/// C = 1 run's p99 was 780–1,090 µs with tokens against 380–575 µs
-/// without (docs/benchmarks.md). Signing does not wait for the pool (an
+/// Why: at normal priority a refill took one of this 2-vCPU machine's CPUs
+/// from the voters and the clients. Signing does not wait for the pool (an
 /// empty pool falls back to inline RFC 8032 signing), so a starved
 /// generator costs latency on the leader, never correctness. Where the
 /// policy cannot be set the thread keeps its priority.
+///
+/// `SCHED_IDLE` alone is not enough: threads woken while the generator ran
+/// did not always get its CPU at once, and a long run delayed them by up to
+/// its length. Refilling half the pool at a time (32 nonces, ~0.7 ms) put
+/// the C = 1 run's p99 at 740–1,030 µs; refilling in batches of
+/// [`NONCE_REFILL_BATCH`] (~80 µs) put it at 360–480 µs, as low as with
+/// no pool at all (docs/benchmarks.md).
 fn run_only_when_idle() {
     #[cfg(target_os = "linux")]
     {
@@ -256,12 +266,12 @@ fn run_only_when_idle() {
 impl Generator {
     fn run(&mut self) {
         loop {
-            // Sleep while the pool is at least half full.
+            // Sleep until a refill batch's worth of nonces is gone.
             {
                 let Ok(mut ready) = self.shared.ready.lock() else {
                     return;
                 };
-                while ready.len() >= NONCE_POOL_CAPACITY / 2
+                while ready.len() >= NONCE_REFILL_BELOW
                     && !self.shared.closed.load(Ordering::Acquire)
                 {
                     self.shared.sleeping.store(true, Ordering::Release);
@@ -322,7 +332,7 @@ mod tests {
 
     fn wait_full(pool: &NoncePool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while pool.ready() < NONCE_POOL_CAPACITY / 2 {
+        while pool.ready() < NONCE_POOL_CAPACITY {
             assert!(
                 std::time::Instant::now() < deadline,
                 "nonce pool never filled"
@@ -362,6 +372,22 @@ mod tests {
             pooled >= (NONCE_POOL_CAPACITY / 2) as u64,
             "{pooled} pooled"
         );
+    }
+
+    #[test]
+    fn a_refill_batch_taken_is_made_again() {
+        let pool = pool(8);
+        wait_full(&pool);
+        // Fewer than a batch gone: the thread keeps sleeping.
+        for _ in 0..NONCE_REFILL_BATCH - 1 {
+            pool.sign(b"m");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(pool.ready(), NONCE_POOL_CAPACITY - NONCE_REFILL_BATCH + 1);
+        // One more and it refills to the capacity.
+        pool.sign(b"m");
+        wait_full(&pool);
+        assert_eq!(pool.counts(), (NONCE_REFILL_BATCH as u64, 0));
     }
 
     #[test]
