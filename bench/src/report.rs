@@ -72,6 +72,8 @@ pub struct RunResult {
     pub batch_bytes_max: usize,
     /// The runtime's `batch_delay_us`.
     pub batch_delay_us: u64,
+    /// The core's `commit_notify_delay_us`.
+    pub commit_notify_delay_us: u64,
     /// The core's `inflight_messages_max`.
     pub inflight_max: usize,
     /// Executors per node.
@@ -146,6 +148,7 @@ impl RunResult {
             batch_entries_max: spec.batch_entries_max,
             batch_bytes_max: spec.batch_bytes_max,
             batch_delay_us: spec.batch_delay_us,
+            commit_notify_delay_us: spec.commit_notify_delay_us,
             inflight_max: spec.inflight_max,
             shards: spec.shards,
             rss_start_mib: round1(memory.start_mib),
@@ -219,7 +222,7 @@ impl RunResult {
     /// The CSV header matching [`RunResult::csv_row`].
     pub fn csv_header() -> &'static str {
         "label,nodes,concurrency,payload_bytes,fsync,storage,transport,procs,tokens,gossip,batch_entries_max,\
-         batch_bytes_max,batch_delay_us,inflight_max,shards,duration_s,commits,commits_per_s,p50_us,\
+         batch_bytes_max,batch_delay_us,commit_notify_delay_us,inflight_max,shards,duration_s,commits,commits_per_s,p50_us,\
          p90_us,p99_us,p999_us,max_us,floor_fsync_us,floor_rtt_us,floor_commit_us,p50_over_floor,\
          errors,rss_max_mib"
     }
@@ -227,7 +230,7 @@ impl RunResult {
     /// One CSV row.
     pub fn csv_row(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.label,
             self.nodes,
             self.concurrency,
@@ -241,6 +244,7 @@ impl RunResult {
             self.batch_entries_max,
             self.batch_bytes_max,
             self.batch_delay_us,
+            self.commit_notify_delay_us,
             self.inflight_max,
             self.shards,
             self.duration_s,

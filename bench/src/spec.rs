@@ -53,6 +53,8 @@ pub struct RunSpec {
     pub batch_bytes_max: usize,
     /// The runtime's `batch_delay_us`.
     pub batch_delay_us: u64,
+    /// The core's `commit_notify_delay_us`.
+    pub commit_notify_delay_us: u64,
     /// The core's `inflight_messages_max` (AppendEntries in flight per
     /// follower).
     pub inflight_max: usize,
@@ -83,7 +85,7 @@ impl RunSpec {
     /// A one-line description for progress and tables.
     pub fn label(&self) -> String {
         format!(
-            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-if{}-s{}{}{}{}",
+            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}",
             self.nodes,
             self.concurrency,
             self.payload_bytes,
@@ -93,6 +95,7 @@ impl RunSpec {
             self.batch_entries_max,
             self.batch_bytes_max,
             self.batch_delay_us,
+            self.commit_notify_delay_us,
             self.inflight_max,
             self.shards,
             if self.procs { "-procs" } else { "" },
@@ -150,6 +153,13 @@ impl RunSpec {
         if self.inflight_max == 0 {
             return Err("--inflight-max: must be at least 1".into());
         }
+        let heartbeat_us = CoreConfig::default().heartbeat_interval_ms * 1_000;
+        if self.commit_notify_delay_us > heartbeat_us {
+            return Err(format!(
+                "--commit-notify-delay: {}us is above the heartbeat interval ({heartbeat_us}us)",
+                self.commit_notify_delay_us
+            ));
+        }
         if self.procs && self.transport == TransportKind::Inproc {
             return Err("--procs: separate processes talk TCP; use --transport tcp".into());
         }
@@ -168,6 +178,7 @@ impl RunSpec {
             batch_entries_max: self.batch_entries_max,
             batch_bytes_max: self.batch_bytes_max,
             inflight_messages_max: self.inflight_max,
+            commit_notify_delay_us: self.commit_notify_delay_us,
             ..CoreConfig::default()
         }
     }
@@ -205,6 +216,11 @@ pub struct Knobs {
     /// (`0`, `200us`, `1ms`; the runtime's `batch_delay_us`).
     #[arg(long, value_delimiter = ',', default_value = "0", value_parser = parse_micros)]
     pub batch_delay: Vec<u64>,
+    /// How long a leader may wait before telling idle followers a new
+    /// commit index, for an AppendEntries to carry it (`0`, `1ms`; the
+    /// core's `commit_notify_delay_us`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().commit_notify_delay_us], value_parser = parse_micros)]
+    pub commit_notify_delay: Vec<u64>,
     /// AppendEntries in flight per follower (the core's
     /// `inflight_messages_max`).
     #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().inflight_messages_max])]
@@ -254,7 +270,9 @@ impl Knobs {
                         for &payload_bytes in &self.payload {
                             for &batch_entries_max in &self.batch_entries_max {
                                 for &batch_bytes_max in &self.batch_bytes_max {
-                                    for &batch_delay_us in &self.batch_delay {
+                                    for (batch_delay_us, commit_notify_delay_us) in
+                                        pairs(&self.batch_delay, &self.commit_notify_delay)
+                                    {
                                         for &inflight_max in &self.inflight_max {
                                             for &shards in &self.shards {
                                                 for &concurrency in &self.concurrency {
@@ -268,6 +286,7 @@ impl Knobs {
                                                         batch_entries_max,
                                                         batch_bytes_max,
                                                         batch_delay_us,
+                                                        commit_notify_delay_us,
                                                         inflight_max,
                                                         storage,
                                                         transport,
@@ -308,6 +327,7 @@ impl Knobs {
             ("batch-entries-max", self.batch_entries_max.len()),
             ("batch-bytes-max", self.batch_bytes_max.len()),
             ("batch-delay", self.batch_delay.len()),
+            ("commit-notify-delay", self.commit_notify_delay.len()),
             ("inflight-max", self.inflight_max.len()),
             ("shards", self.shards.len()),
             ("storage", self.storage.len()),
@@ -330,12 +350,20 @@ pub fn knob_value(spec: &RunSpec, knob: &str) -> String {
         "batch-entries-max" => spec.batch_entries_max.to_string(),
         "batch-bytes-max" => spec.batch_bytes_max.to_string(),
         "batch-delay" => format!("{}us", spec.batch_delay_us),
+        "commit-notify-delay" => format!("{}us", spec.commit_notify_delay_us),
         "inflight-max" => spec.inflight_max.to_string(),
         "shards" => spec.shards.to_string(),
         "storage" => spec.storage_name().into(),
         "transport" => spec.transport_name().into(),
         _ => String::new(),
     }
+}
+
+/// The cartesian product of two knob lists, the second varying fastest.
+fn pairs(a: &[u64], b: &[u64]) -> Vec<(u64, u64)> {
+    a.iter()
+        .flat_map(|&x| b.iter().map(move |&y| (x, y)))
+        .collect()
 }
 
 /// Client connections for `concurrency` proposers: `requested`, or one per

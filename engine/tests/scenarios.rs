@@ -42,6 +42,7 @@ macro_rules! scenarios {
 }
 
 scenarios!(
+    commit_notify,
     forwarding,
     pre_vote,
     check_quorum,

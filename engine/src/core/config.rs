@@ -15,6 +15,11 @@ pub struct CoreConfig {
     pub election_timeout_ms_max: u64,
     /// How often a leader sends heartbeats.
     pub heartbeat_interval_ms: u64,
+    /// How long a leader may hold back telling an idle follower a new
+    /// commit index, waiting for an AppendEntries that would carry it
+    /// anyway (the next proposal's). 0: at the end of the turn that
+    /// advanced it. At most `heartbeat_interval_ms`. See docs/tuning.md.
+    pub commit_notify_delay_us: u64,
     /// Ask "would you vote for me?" before disrupting a term (thesis §9.6).
     pub pre_vote: bool,
     /// A leader that has not heard from a quorum within an election timeout
@@ -63,6 +68,7 @@ impl Default for CoreConfig {
             election_timeout_ms_min: 300,
             election_timeout_ms_max: 600,
             heartbeat_interval_ms: 50,
+            commit_notify_delay_us: 1_000,
             pre_vote: true,
             check_quorum: true,
             batch_entries_max: 4096,
@@ -100,6 +106,15 @@ impl CoreConfig {
         let err = |field, reason: String| Err(ConfigError { field, reason });
         if self.heartbeat_interval_ms == 0 {
             return err("heartbeat_interval_ms", "must be at least 1".into());
+        }
+        if self.commit_notify_delay_us > self.heartbeat_interval_ms.saturating_mul(1_000) {
+            return err(
+                "commit_notify_delay_us",
+                format!(
+                    "{} must not exceed heartbeat_interval_ms ({}) in microseconds",
+                    self.commit_notify_delay_us, self.heartbeat_interval_ms
+                ),
+            );
         }
         if self.election_timeout_ms_min < 2 * self.heartbeat_interval_ms {
             return err(

@@ -53,6 +53,10 @@ pub struct Progress {
     /// When `match_index` last advanced or the state last changed, for
     /// detecting a stalled pipeline.
     pub last_progress_us: u64,
+    /// Highest commit index the follower was told it may apply (the commit
+    /// of an AppendEntries capped at its last entry, or of a heartbeat).
+    /// Forgotten when probing starts again (a message may have been lost).
+    pub commit_sent: Index,
 }
 
 impl Progress {
@@ -70,6 +74,7 @@ impl Progress {
             read_round: 0,
             log_read_pending: false,
             last_progress_us: now_us,
+            commit_sent: 0,
         }
     }
 
@@ -99,6 +104,7 @@ impl Progress {
             _ => self.match_index + 1,
         };
         self.reset(ReplicationState::Probe, now_us);
+        self.commit_sent = 0;
         self.next_index = next;
     }
 

@@ -283,7 +283,7 @@ impl Raft {
         self.progress.clear();
         self.transfer = None;
         self.term_start_index = 0;
-        self.commit_advanced = false;
+        self.commit_notify_due_us = None;
     }
 
     /// Sends the answers gathered for forwarded proposals, one message per

@@ -110,9 +110,9 @@ pub struct Raft {
     /// Sum of the bytes in `uncommitted`; bounded by `uncommitted_bytes_max`
     /// (proposals wait in the queue beyond it).
     pub(super) uncommitted_bytes: usize,
-    /// The commit index advanced this turn; idle followers hear of it at
-    /// the end of the turn.
-    pub(super) commit_advanced: bool,
+    /// Leader: when idle followers must be told the commit index if no
+    /// AppendEntries has carried it by then (`commit_notify_delay_us`).
+    pub(super) commit_notify_due_us: Option<u64>,
     /// Answers to forwarded proposals, sent at the end of the turn.
     pub(super) forward_results: BTreeMap<NodeId, Vec<(u64, ProposeResult)>>,
     /// Forwarded proposals this leader received recently, to drop duplicated
@@ -214,7 +214,7 @@ impl Raft {
             pending_sessions: HashMap::new(),
             uncommitted: VecDeque::new(),
             uncommitted_bytes: 0,
-            commit_advanced: false,
+            commit_notify_due_us: None,
             forward_results: BTreeMap::new(),
             transfer: None,
             forward_seen: super::proposals::RecentSet::new(4 * config_forward_inflight_max),
@@ -308,6 +308,9 @@ impl Raft {
                 let mut deadline = self.heartbeat_deadline_us;
                 if self.config.check_quorum {
                     deadline = deadline.min(self.check_quorum_deadline_us);
+                }
+                if let Some(due) = self.commit_notify_due_us {
+                    deadline = deadline.min(due);
                 }
                 deadline
             }

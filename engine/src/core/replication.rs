@@ -108,12 +108,14 @@ impl Raft {
     fn send_append_message(&mut self, to: NodeId, prev: LogId, batches: Vec<Batch>) {
         let bytes = batches.iter().map(Batch::len_bytes).sum();
         let last = batches.last().map_or(prev.index, Batch::last_index);
+        let commit = self.log.commit();
         let progress = self.progress.get_mut(&to).expect("caller checked");
         progress.sent(last, bytes);
+        progress.commit_sent = progress.commit_sent.max(commit.min(last));
         let message = Message::Append(AppendRequest {
             term: self.term,
             prev,
-            commit: self.log.commit(),
+            commit,
             batches,
         });
         self.send(to, message);
@@ -173,10 +175,18 @@ impl Raft {
     }
 
     pub(super) fn send_heartbeat(&mut self, to: NodeId) {
-        let match_index = self.progress.get(&to).map_or(0, |p| p.match_index);
+        let commit = self.log.commit();
+        let commit = match self.progress.get_mut(&to) {
+            Some(progress) => {
+                let commit = commit.min(progress.match_index);
+                progress.commit_sent = progress.commit_sent.max(commit);
+                commit
+            }
+            None => 0,
+        };
         let message = Message::Heartbeat(Heartbeat {
             term: self.term,
-            commit: self.log.commit().min(match_index),
+            commit,
             read_round: self.reads.round,
         });
         self.send(to, message);
@@ -467,7 +477,6 @@ impl Raft {
             let (_, bytes) = self.uncommitted.pop_front().expect("checked");
             self.uncommitted_bytes -= bytes;
         }
-        self.commit_advanced = true;
         self.apply_committed();
         self.release_reads_waiting_for_commit();
     }

@@ -105,6 +105,9 @@ pub struct Group<S: LogStore + 'static> {
     /// Wakes the loop at the core's next deadline (`ticker.rs`); started
     /// by [`Group::run`] on the group's executor.
     ticker: Option<Ticker>,
+    /// This turn queued a message for a peer (held-back certificates ride
+    /// with it: `Certificates::send_signed`).
+    sent_to_peers: bool,
 }
 
 impl<S: LogStore + 'static> Group<S> {
@@ -158,6 +161,7 @@ impl<S: LogStore + 'static> Group<S> {
                 client_addr: String::new(),
             }),
             ticker: None,
+            sent_to_peers: false,
         }
     }
 
@@ -206,8 +210,9 @@ impl<S: LogStore + 'static> Group<S> {
             }
             self.flush_shard_replies();
             // After the answers: see `Certificates::send_signed`.
+            let riding = std::mem::take(&mut self.sent_to_peers);
             self.certificates
-                .send_signed(&self.peers, self.raft.voters());
+                .send_signed(&self.peers, self.raft.voters(), now.mono_us, riding);
             self.certificates
                 .flush_stale(self.clock.instant_at(now.mono_us));
             self.repair_certificates(now);
@@ -279,7 +284,10 @@ impl<S: LogStore + 'static> Group<S> {
         if self.clients.as_ref().is_some_and(|c| !c.is_empty()) {
             return Woken::Nothing;
         }
-        let deadline = self.raft.next_deadline_us();
+        let mut deadline = self.raft.next_deadline_us();
+        if let Some(due) = self.certificates.send_due_us() {
+            deadline = deadline.min(due);
+        }
         let now = self.clock.mono_us();
         if deadline <= now {
             return Woken::Nothing;
@@ -773,7 +781,7 @@ impl<S: LogStore + 'static> Group<S> {
             other => other,
         };
         match self.peers.try_send(to, PeerMessage::Raft(message)) {
-            Ok(()) => {}
+            Ok(()) => self.sent_to_peers = true,
             Err(SendError::Full { .. }) => {
                 // Backpressure: Raft tolerates a lost message; the peer is
                 // slow, so probe it rather than stream into a full queue.

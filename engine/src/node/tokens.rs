@@ -51,9 +51,14 @@ pub struct Certificates {
     /// A gap is being signed (leader) or was asked for (follower) at this
     /// time (µs, monotonic), to rate-limit repairs.
     repair_started_us: std::cell::Cell<Option<u64>>,
-    /// Certificates signed this turn, sent to the voters at its end, after
-    /// the clients' answers (see [`Certificates::send_signed`]).
+    /// Certificates signed and not yet sent to the voters (see
+    /// [`Certificates::send_signed`]).
     unsent: RefCell<Vec<Certificate>>,
+    /// When a turn first held `unsent` back (µs, monotonic).
+    unsent_since_us: std::cell::Cell<Option<u64>>,
+    /// How long `unsent` may wait for other messages to ride with
+    /// (`raft.commit_notify_delay_us`).
+    send_delay_us: u64,
 }
 
 /// Entries signed per statement when filling a gap.
@@ -121,6 +126,8 @@ impl Certificates {
             covered: std::cell::Cell::new(covered),
             repair_started_us: std::cell::Cell::new(None),
             unsent: RefCell::default(),
+            unsent_since_us: std::cell::Cell::new(None),
+            send_delay_us: config.raft.commit_notify_delay_us,
         })
     }
 
@@ -157,12 +164,33 @@ impl Certificates {
         }
     }
 
-    /// Sends the certificates signed this turn to every other voter. Called
-    /// at the end of the turn, after the clients' answers are queued: at
+    /// Sends the certificates signed so far to every other voter, at the
+    /// end of a turn (`now_us`), after the clients' answers are queued: at
     /// C = 1 sending them first cost ~80 µs of commit latency on this 2-core
     /// machine (two follower wake-ups competing with the client for the
     /// cores before its answer left); see docs/benchmarks.md.
-    pub fn send_signed(&self, peers: &Peers, voters: &[NodeId]) {
+    ///
+    /// They leave in a turn that sent the voters other messages (`riding`:
+    /// the same socket writes carry them), or once they have waited
+    /// `raft.commit_notify_delay_us`, when the core also tells idle
+    /// followers the commit index they belong to. A closed-loop client's
+    /// next proposal thus carries the last one's certificate, instead of a
+    /// message of its own waking every follower.
+    pub fn send_signed(&self, peers: &Peers, voters: &[NodeId], now_us: u64, riding: bool) {
+        let alone = voters.iter().all(|&voter| voter == self.id);
+        if alone {
+            self.unsent.borrow_mut().clear();
+        }
+        if self.unsent.borrow().is_empty() {
+            self.unsent_since_us.set(None);
+            return;
+        }
+        let since = *self.unsent_since_us.get().get_or_insert(now_us);
+        if !riding && now_us < since.saturating_add(self.send_delay_us) {
+            self.unsent_since_us.set(Some(since));
+            return;
+        }
+        self.unsent_since_us.set(None);
         let unsent = std::mem::take(&mut *self.unsent.borrow_mut());
         for certificate in unsent {
             for &voter in voters {
@@ -171,6 +199,14 @@ impl Certificates {
                 }
             }
         }
+    }
+
+    /// When held-back certificates must be sent (µs, monotonic), if any
+    /// are.
+    pub fn send_due_us(&self) -> Option<u64> {
+        self.unsent_since_us
+            .get()
+            .map(|since| since.saturating_add(self.send_delay_us))
     }
 
     /// Writes buffered statements that have waited long enough by `now`

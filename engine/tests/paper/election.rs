@@ -215,8 +215,16 @@ fn start_as_follower() {
 fn leader_bcast_beat() {
     let mut node = Node::new(1, &ids(3), paper_config());
     node.elect_and_commit_noop();
+    // The no-op's commit index reaches the idle followers once
+    // `commit_notify_delay_us` passed (replication.rs tests it).
+    let delay_ms = paper_config().commit_notify_delay_us.div_ceil(1_000);
+    let commands = node.advance(delay_ms);
+    assert_eq!(
+        sends(&commands),
+        vec![(2, heartbeat(1, 1)), (3, heartbeat(1, 1))]
+    );
     let interval = paper_config().heartbeat_interval_ms;
-    let commands = node.advance(interval - 1);
+    let commands = node.advance(interval - 1 - delay_ms);
     assert!(
         sends(&commands).is_empty(),
         "no heartbeat before the interval"

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::common::*;
 use super::election::node_in_role;
-use ordo_engine::core::{Command, Event, Role};
+use ordo_engine::core::{Command, CoreConfig, Event, Role};
 use ordo_net::{AppendResult, Message, VoteResponse};
 use ordo_storage::{BatchKind, HardState, LogId, NodeId, Term};
 
@@ -42,8 +42,9 @@ fn leader_start_replication() {
 /// to the client. … The leader keeps track of the highest index it knows
 /// to be committed, and it includes that index in future AppendEntries RPCs
 /// (including heartbeats) so that the other servers eventually find out."
-/// ordo tells idle followers at the end of the turn the commit advanced in,
-/// by heartbeat.
+/// ordo tells idle followers by heartbeat, `commit_notify_delay_us` after
+/// the turn the commit advanced in, unless an AppendEntries carried it
+/// first.
 #[test]
 fn leader_commit_entry() {
     let mut node = Node::new(1, &ids(3), paper_config());
@@ -59,6 +60,7 @@ fn leader_commit_entry() {
         })
         .collect();
     let applied_before = node.applied.len();
+    let node_commit_us = node.now.mono_us;
     let commands = node.turn(acks);
     assert_eq!(node.raft.log().commit(), li + 1);
     let applied: Vec<_> = node.applied[applied_before..]
@@ -78,6 +80,13 @@ fn leader_commit_entry() {
         (committed.id, committed.index, committed.term),
         (1, li + 1, 1)
     );
+    assert!(
+        sends(&commands).is_empty(),
+        "the followers' news waits for the next append"
+    );
+    let delay_us = paper_config().commit_notify_delay_us;
+    let commands = node.tick_at(node.raft.next_deadline_us());
+    assert_eq!(node.now.mono_us, node_commit_us + delay_us);
     assert_eq!(
         sends(&commands),
         vec![(2, heartbeat(1, li + 1)), (3, heartbeat(1, li + 1))]
@@ -506,4 +515,79 @@ fn leader_only_commits_log_from_current_term() {
             "follower at {match_index}"
         );
     }
+}
+
+/// Not in the paper: how long idle followers wait to hear a new commit
+/// index (`commit_notify_delay_us`). A proposal made meanwhile carries it
+/// in its AppendEntries and no heartbeat follows; with the delay at 0 the
+/// heartbeats leave in the committing turn; a follower whose acknowledgement
+/// arrives after the commit (it was slow) is told as well.
+#[test]
+fn commit_index_reaches_idle_followers_within_the_delay() {
+    // Committed by follower 2's ack; returns the acks of follower 3.
+    fn commit_one(node: &mut Node, request_id: u64) -> (Vec<Command>, Vec<Event>) {
+        let commands = node.propose(request_id, b"x");
+        let commands = node.settle(commands);
+        let mut acks: Vec<Event> = appends(&commands)
+            .iter()
+            .map(|(to, request)| Event::Message {
+                from: *to,
+                message: accept(request),
+            })
+            .collect();
+        let late = acks.split_off(1);
+        (node.turn(acks), late)
+    }
+
+    // The next proposal comes first: no heartbeat at all.
+    let mut node = Node::new(1, &ids(3), paper_config());
+    node.elect_and_commit_noop();
+    let delay_us = paper_config().commit_notify_delay_us;
+    node.tick_at(node.raft.next_deadline_us()); // the no-op's news
+    let (commands, late) = commit_one(&mut node, 1);
+    let commit = node.raft.log().commit();
+    assert!(sends(&commands).is_empty());
+    let commands = node.turn(late);
+    assert!(sends(&commands).is_empty(), "3 caught up, waits too");
+    let due = node.raft.next_deadline_us();
+    assert_eq!(due, node.now.mono_us + delay_us);
+    node.now.mono_us += delay_us / 2;
+    let commands = node.propose(2, b"y");
+    for (_, request) in appends(&commands) {
+        assert_eq!(request.commit, commit, "the append carries it");
+    }
+    let commands = node.tick_at(due);
+    assert!(
+        sends(&commands).is_empty(),
+        "nothing left to tell: {commands:?}"
+    );
+
+    // Delay 0: heartbeats in the committing turn, as before the knob.
+    let config = CoreConfig {
+        commit_notify_delay_us: 0,
+        ..paper_config()
+    };
+    let mut node = Node::new(1, &ids(3), config);
+    node.elect_and_commit_noop();
+    node.turn([Event::Tick]);
+    let (commands, late) = commit_one(&mut node, 1);
+    let commit = node.raft.log().commit();
+    // Follower 3 still has the append in flight: only 2 is idle.
+    assert_eq!(sends(&commands), vec![(2, heartbeat(1, commit))]);
+    // 3's late ack makes it idle and behind: told in that turn.
+    let commands = node.turn(late);
+    assert_eq!(sends(&commands), vec![(3, heartbeat(1, commit))]);
+
+    // With the delay, the late follower is told once it passed.
+    let mut node = Node::new(1, &ids(3), paper_config());
+    node.elect_and_commit_noop();
+    node.tick_at(node.raft.next_deadline_us());
+    let (_, late) = commit_one(&mut node, 1);
+    let commit = node.raft.log().commit();
+    node.turn(late);
+    let commands = node.tick_at(node.raft.next_deadline_us());
+    assert_eq!(
+        sends(&commands),
+        vec![(2, heartbeat(1, commit)), (3, heartbeat(1, commit))]
+    );
 }

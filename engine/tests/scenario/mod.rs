@@ -376,6 +376,10 @@ fn config_from(args: &mut Args) -> Result<CoreConfig, String> {
         "snapshot_entries_threshold",
         config.snapshot_entries_threshold,
     )?;
+    // 0 unless a script asks: the transcripts were written with idle
+    // followers told of a commit in the turn that made it, and read best so
+    // (commit_notify.txt shows the delay; the simulator runs the default).
+    config.commit_notify_delay_us = args.named_u64("commit_notify_delay_us", 0)?;
     let sizes: Vec<(&str, &mut usize)> = vec![
         ("batch_bytes_max", &mut config.batch_bytes_max),
         ("inflight_messages_max", &mut config.inflight_messages_max),
