@@ -235,5 +235,18 @@ mod tests {
             ..CoreConfig::default()
         };
         assert_eq!(config.validate().unwrap_err().field, "batch_bytes_max");
+        let config = CoreConfig {
+            commit_notify_delay_us: 50_001,
+            ..CoreConfig::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().field,
+            "commit_notify_delay_us"
+        );
+        let config = CoreConfig {
+            commit_notify_delay_us: 50_000,
+            ..CoreConfig::default()
+        };
+        assert!(config.validate().is_ok(), "up to the heartbeat interval");
     }
 }
