@@ -360,8 +360,9 @@ impl Raft {
         match self.role {
             Role::Leader => {
                 self.flush_proposals();
+                let answered: Vec<NodeId> = self.forward_results.keys().copied().collect();
                 self.send_forward_results();
-                self.flush_read_round();
+                self.flush_read_round(&answered);
             }
             _ => {
                 self.flush_forwards();

@@ -105,15 +105,16 @@ impl Raft {
 
     /// End of a leader's turn: one heartbeat round confirms every read that
     /// arrived in it; idle followers also learn a new commit index
-    /// ([`Raft::notify_commit`]).
-    pub(super) fn flush_read_round(&mut self) {
+    /// ([`Raft::notify_commit`]; `answered`: the followers this turn
+    /// answered forwarded proposals).
+    pub(super) fn flush_read_round(&mut self, answered: &[NodeId]) {
         if self.reads.round_open {
             self.reads.round_open = false;
             self.broadcast_heartbeat();
         }
         // Every turn, not only those that advanced the commit: a follower's
         // late acknowledgement can make it able to apply more.
-        self.notify_commit();
+        self.notify_commit(answered);
     }
 
     /// Tells idle followers a commit index they could apply but do not
@@ -121,7 +122,11 @@ impl Raft {
     /// has waited that long. An AppendEntries sent meanwhile (the next
     /// proposal's) carries it instead, so a closed-loop client costs each
     /// follower one message per commit rather than two (docs/tuning.md).
-    pub(super) fn notify_commit(&mut self) {
+    ///
+    /// A follower in `answered` is told at once: it is woken by the answers
+    /// anyway, and it applies (and publishes to gossip) the entries it
+    /// forwarded only once it knows they committed.
+    pub(super) fn notify_commit(&mut self, answered: &[NodeId]) {
         let commit = self.log.commit();
         let behind =
             |p: &Progress| p.inflight_messages() == 0 && p.match_index.min(commit) > p.commit_sent;
@@ -133,18 +138,18 @@ impl Raft {
         let due = *self
             .commit_notify_due_us
             .get_or_insert(now + self.config.commit_notify_delay_us);
-        if now < due {
-            return;
-        }
-        self.commit_notify_due_us = None;
+        let all = now >= due;
         let peers: Vec<NodeId> = self
             .progress
             .iter()
-            .filter(|(_, p)| behind(p))
+            .filter(|&(peer, p)| behind(p) && (all || answered.contains(peer)))
             .map(|(&peer, _)| peer)
             .collect();
         for peer in peers {
             self.send_heartbeat(peer);
+        }
+        if !self.progress.values().any(behind) {
+            self.commit_notify_due_us = None;
         }
     }
 
