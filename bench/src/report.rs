@@ -49,6 +49,9 @@ pub struct RunResult {
     /// 4 KiB O_DIRECT write to an O_DSYNC file p50 (how the log makes
     /// appends durable; the floor uses `floor_fsync_us`).
     pub floor_dsync_us: Option<f64>,
+    /// The same write 200 µs after the previous one instead of back to
+    /// back, p50: a follower's durable write at C = 1 (information).
+    pub floor_dsync_paced_us: Option<f64>,
     /// The commit floor: fsync + round trip when the run syncs, else the
     /// round trip.
     pub floor_commit_us: f64,
@@ -133,6 +136,7 @@ impl RunResult {
             floor_fsync_us: round1(floor.fsync_us),
             floor_rtt_us: round1(floor.rtt_us),
             floor_dsync_us: floor.dsync_us.map(round1),
+            floor_dsync_paced_us: floor.dsync_paced_us.map(round1),
             floor_commit_us: round1(floor_commit_us),
             p50_over_floor: if floor_commit_us > 0.0 {
                 (p50_us / floor_commit_us * 100.0).round() / 100.0
@@ -193,12 +197,14 @@ impl RunResult {
         );
         text += &format!(
             "  floor µs     fdatasync 4 KiB {:.1}, loopback round trip {:.1}; commit floor {:.1}; p50 = {:.2} × floor \
-             (O_DSYNC 4 KiB write {})\n",
+             (O_DSYNC 4 KiB write {}, paced 200 µs apart {})\n",
             self.floor_fsync_us,
             self.floor_rtt_us,
             self.floor_commit_us,
             self.p50_over_floor,
             self.floor_dsync_us
+                .map_or("n/a".to_string(), |us| format!("{us:.1}")),
+            self.floor_dsync_paced_us
                 .map_or("n/a".to_string(), |us| format!("{us:.1}"))
         );
         text += &format!(
