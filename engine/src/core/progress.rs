@@ -56,6 +56,7 @@ pub struct Progress {
     /// Highest commit index the follower was told it may apply (the commit
     /// of an AppendEntries capped at its last entry, or of a heartbeat).
     /// Forgotten when probing starts again (a message may have been lost).
+    /// Invariant: at most the leader's commit index (`Raft::check_invariants`).
     pub commit_sent: Index,
 }
 

@@ -112,6 +112,8 @@ pub struct Raft {
     pub(super) uncommitted_bytes: usize,
     /// Leader: when idle followers must be told the commit index if no
     /// AppendEntries has carried it by then (`commit_notify_delay_us`).
+    /// Invariant: `None` unless leader; after a leader's turn, `Some`
+    /// exactly while an idle follower is behind (`Raft::notify_commit`).
     pub(super) commit_notify_due_us: Option<u64>,
     /// Answers to forwarded proposals, sent at the end of the turn.
     pub(super) forward_results: BTreeMap<NodeId, Vec<(u64, ProposeResult)>>,
@@ -389,6 +391,10 @@ impl Raft {
             for progress in self.progress.values() {
                 progress.check();
                 assert!(progress.match_index <= self.log.last_index());
+                assert!(
+                    progress.commit_sent <= self.log.commit(),
+                    "a follower was told of a commit the leader has not made"
+                );
             }
             let mut previous = self.log.applied();
             for &(index, _) in &self.pending {
@@ -397,6 +403,7 @@ impl Raft {
             }
         } else {
             assert!(self.pending.is_empty() && self.progress.is_empty());
+            assert!(self.commit_notify_due_us.is_none());
         }
         assert!(self.queue.len() <= self.config.proposal_queue_max);
         assert!(self.log.applied() >= self.snapshot.last.index || self.restoring.is_some());

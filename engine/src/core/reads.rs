@@ -10,7 +10,6 @@ use ordo_storage::{Index, NodeId};
 
 use super::io::{Command, Role};
 use super::outstanding::Outstanding;
-use super::progress::Progress;
 use super::raft::Raft;
 
 /// Who waits for a read index.
@@ -128,9 +127,15 @@ impl Raft {
     /// forwarded only once it knows they committed.
     pub(super) fn notify_commit(&mut self, answered: &[NodeId]) {
         let commit = self.log.commit();
-        let behind =
-            |p: &Progress| p.inflight_messages() == 0 && p.match_index.min(commit) > p.commit_sent;
-        if !self.progress.values().any(behind) {
+        let behind: Vec<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| {
+                p.inflight_messages() == 0 && p.match_index.min(commit) > p.commit_sent
+            })
+            .map(|(&peer, _)| peer)
+            .collect();
+        if behind.is_empty() {
             self.commit_notify_due_us = None;
             return;
         }
@@ -138,18 +143,20 @@ impl Raft {
         let due = *self
             .commit_notify_due_us
             .get_or_insert(now + self.config.commit_notify_delay_us);
-        let all = now >= due;
-        let peers: Vec<NodeId> = self
-            .progress
-            .iter()
-            .filter(|&(peer, p)| behind(p) && (all || answered.contains(peer)))
-            .map(|(&peer, _)| peer)
-            .collect();
-        for peer in peers {
-            self.send_heartbeat(peer);
-        }
-        if !self.progress.values().any(behind) {
+        let told: Vec<NodeId> = if now >= due {
+            behind.clone()
+        } else {
+            behind
+                .iter()
+                .copied()
+                .filter(|peer| answered.contains(peer))
+                .collect()
+        };
+        if told.len() == behind.len() {
             self.commit_notify_due_us = None;
+        }
+        for peer in told {
+            self.send_heartbeat(peer);
         }
     }
 

@@ -378,7 +378,8 @@ fn config_from(args: &mut Args) -> Result<CoreConfig, String> {
     )?;
     // 0 unless a script asks: the transcripts were written with idle
     // followers told of a commit in the turn that made it, and read best so
-    // (commit_notify.txt shows the delay; the simulator runs the default).
+    // (commit_notify.txt shows the delay; the simulator draws 0, 1 ms or
+    // 20 ms per seed).
     config.commit_notify_delay_us = args.named_u64("commit_notify_delay_us", 0)?;
     let sizes: Vec<(&str, &mut usize)> = vec![
         ("batch_bytes_max", &mut config.batch_bytes_max),
