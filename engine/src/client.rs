@@ -477,7 +477,33 @@ impl Client {
                 continue;
             }
             loop {
-                match connection.conn.recv().await {
+                // A stream that reads what is already committed hears from
+                // the node within the timeout (the node reports a stall
+                // itself after `node::TOKEN_WAIT_MAX`); one that follows
+                // may wait for new commits without limit.
+                let received = if follow {
+                    connection.conn.recv().await
+                } else {
+                    let silence = self.options.timeout;
+                    match futures_lite::future::or(
+                        async { Some(connection.conn.recv().await) },
+                        async {
+                            glommio::timer::sleep(silence).await;
+                            None
+                        },
+                    )
+                    .await
+                    {
+                        Some(received) => received,
+                        None => {
+                            self.connection = None;
+                            return Err(ClientError::Node(format!(
+                                "the log stream sent nothing for {silence:?}; next id {next_id}"
+                            )));
+                        }
+                    }
+                };
+                match received {
                     Ok(ClientResponse::Log(chunk)) if chunk.request_id == request_id => {
                         for message in &chunk.messages {
                             if message.id < next_id {

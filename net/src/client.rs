@@ -215,7 +215,22 @@ pub struct CommittedMessage {
     pub token: Bytes,
 }
 
+impl CommittedMessage {
+    /// The most this message adds to a [`LogResponse`] frame: its payload
+    /// and token attachments plus its archived fields (a `CommittedBody` of
+    /// four `u64` and two `u32`, aligned to 8).
+    pub fn wire_bytes(&self) -> usize {
+        self.payload.len() + self.token.len() + COMMITTED_BODY_BYTES
+    }
+}
+
+/// The archived fields of one [`CommittedMessage`] in a log response.
+const COMMITTED_BODY_BYTES: usize = 48;
+
 /// A run of consecutive committed messages of a log stream.
+///
+/// A server cuts its runs by bytes: the messages' [`CommittedMessage::wire_bytes`]
+/// plus [`LogResponse::ENVELOPE_BYTES`] never exceed the frame limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogResponse {
     /// The [`LogRequest`]'s handle.
@@ -225,6 +240,23 @@ pub struct LogResponse {
     /// The stream ends with this response (a non-follow request reached the
     /// last committed message, or the node stops serving it).
     pub done: bool,
+}
+
+impl LogResponse {
+    /// The most a log response frame holds besides its messages'
+    /// [`CommittedMessage::wire_bytes`]: the frame header, the request id,
+    /// the message vector's header and the flag.
+    pub const ENVELOPE_BYTES: usize = crate::wire::FRAME_HEADER_BYTES + 64;
+
+    /// The most its frame can take.
+    pub fn wire_bytes(&self) -> usize {
+        Self::ENVELOPE_BYTES
+            + self
+                .messages
+                .iter()
+                .map(CommittedMessage::wire_bytes)
+                .sum::<usize>()
+    }
 }
 
 /// Answers a request that could not be served.
@@ -276,6 +308,16 @@ mod errors {
         #[error("bad request: {reason}")]
         BadRequest {
             /// Which rule it broke.
+            reason: String,
+        },
+        /// A stream could not continue past message `id`: what it needs to
+        /// serve it (its token's certificate, say) did not arrive within the
+        /// node's bound. The stream resumes from `id` when asked again.
+        #[error("stream stalled at message id {id}: {reason}")]
+        Stalled {
+            /// The first message id not served.
+            id: MessageId,
+            /// What it waited for and how long.
             reason: String,
         },
         /// The node failed to serve it (a storage error, say).

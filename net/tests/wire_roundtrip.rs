@@ -61,6 +61,14 @@ proptest! {
     }
 
     #[test]
+    fn a_log_response_frame_never_exceeds_its_wire_bytes(response in arb_client_response()) {
+        if let ClientResponse::Log(log) = &response {
+            let bytes = encode_to_vec(&response, MAX).unwrap();
+            prop_assert!(bytes.len() <= log.wire_bytes(), "{} > {}", bytes.len(), log.wire_bytes());
+        }
+    }
+
+    #[test]
     fn handshakes_round_trip(handshake in arb_handshake()) {
         round_trip(&handshake);
     }

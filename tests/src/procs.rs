@@ -30,6 +30,9 @@ pub fn ordo_binary() -> PathBuf {
     binary
 }
 
+/// The longest any `ordo` command of a test may run.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
+
 /// A cluster of `ordo node` processes.
 pub struct ProcCluster {
     /// Where `ordo init` wrote the cluster.
@@ -211,7 +214,35 @@ impl ProcCluster {
                 let _ = pipe.write_all(input.as_bytes());
             });
         }
+        // No command may hang a test: past the deadline it is killed, and
+        // the output says so.
+        let pid = child.id() as i32;
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let finished = finished.clone();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + COMMAND_DEADLINE;
+                while Instant::now() < deadline {
+                    if finished.load(std::sync::atomic::Ordering::Acquire) {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // SAFETY: signalling our own child. It is reaped only by
+                // the waiter, which sets `finished` just after; a pid
+                // reused in that instant is the one (remote) risk.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                true
+            })
+        };
         let output = child.wait_with_output().expect("ordo output");
+        finished.store(true, std::sync::atomic::Ordering::Release);
+        let killed = watchdog.join().unwrap_or(false);
+        assert!(
+            !killed,
+            "`ordo {}` did not finish within {COMMAND_DEADLINE:?}",
+            args.join(" ")
+        );
         Output {
             ok: output.status.success(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -310,8 +310,7 @@ async fn run<S: LogStore + 'static>(
             );
             glommio::spawn_local(async move {
                 let id = committed.id;
-                let read =
-                    read_committed(&*store, &feed, &certificates, id, id, usize::MAX, false).await;
+                let read = read_committed(&*store, &feed, &certificates, id, id, usize::MAX).await;
                 shared.late_reads.set(shared.late_reads.get() - 1);
                 if let Some(mut message) = read.into_iter().next()
                     && message.id == id
@@ -376,8 +375,7 @@ async fn run<S: LogStore + 'static>(
                 );
                 glommio::spawn_local(async move {
                     let messages =
-                        read_committed(&*store, &feed, &certificates, from, to, bytes_max, true)
-                            .await;
+                        read_committed(&*store, &feed, &certificates, from, to, bytes_max).await;
                     shared
                         .events
                         .borrow_mut()
@@ -393,10 +391,9 @@ async fn run<S: LogStore + 'static>(
 }
 
 /// Committed messages `[from, to]` with their tokens, at most `bytes_max`
-/// bytes (at least one message); with `tokens_required`, stopping before
-/// the first without a token (a gossip node could not verify it, nor
-/// deliver past it). Empty if the log cannot serve them (compacted, or
-/// failed).
+/// bytes (at least one message), stopping before the first whose
+/// certificate has not arrived (no message leaves without its token).
+/// Empty if the log cannot serve them (compacted, or failed).
 async fn read_committed<S: LogStore>(
     store: &S,
     feed: &FeedState,
@@ -404,7 +401,6 @@ async fn read_committed<S: LogStore>(
     from: MessageId,
     to: MessageId,
     bytes_max: usize,
-    tokens_required: bool,
 ) -> Vec<GossipMessage> {
     if to < from {
         return Vec::new();
@@ -416,34 +412,38 @@ async fn read_committed<S: LogStore>(
             return Vec::new();
         }
     };
-    let wanted = (to - from).saturating_add(1).min(READ_MESSAGES_MAX) as usize;
-    let read = feed::read_committed(store, feed, certificates, &mut cursor, wanted).await;
-    let messages = match read {
-        Ok(messages) => messages,
+    let limit = feed::ChunkLimit {
+        messages_max: (to - from).saturating_add(1).min(READ_MESSAGES_MAX) as usize,
+        bytes_max,
+    };
+    let chunk = match feed::read_committed(store, feed, certificates, &mut cursor, limit).await {
+        Ok(chunk) => chunk,
         Err(error) => {
             tracing::warn!(%error, from, to, "gossip pull: log read failed");
             return Vec::new();
         }
     };
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    for m in messages {
-        if m.id < from || m.id > to || (tokens_required && m.token.is_empty()) {
-            break;
-        }
-        let message = GossipMessage {
+    if let Some(missing) = chunk.token_missing
+        && missing.id <= to
+    {
+        // The puller asks again; the group's repair fetches the statement.
+        tracing::debug!(
+            id = missing.id,
+            index = missing.index,
+            "gossip pull held at a message whose certificate has not arrived"
+        );
+    }
+    chunk
+        .messages
+        .into_iter()
+        .take_while(|m| m.id >= from && m.id <= to)
+        .map(|m| GossipMessage {
             id: m.id,
             index: m.index,
             term: m.term,
             ts: m.ts,
             payload: m.payload,
             token: m.token,
-        };
-        bytes += message.size_bytes();
-        if !out.is_empty() && bytes > bytes_max {
-            break;
-        }
-        out.push(message);
-    }
-    out
+        })
+        .collect()
 }

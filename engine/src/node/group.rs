@@ -3,6 +3,7 @@
 //! completions, requests from other threads, the core's timer), step every
 //! input that is ready (bounded), end the turn, execute the commands.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
@@ -497,8 +498,22 @@ impl<S: LogStore + 'static> Group<S> {
         self.serve_log_into(request_id, from_id, follow, sink);
         glommio::spawn_local(async move {
             while let Ok(response) = responses.recv().await {
-                if conn.send(&response).await.is_err() {
-                    return;
+                match conn.send(&response).await {
+                    Ok(()) => {}
+                    Err(SendError::Encode(error)) => {
+                        // Chunks are cut by bytes to fit any frame limit of
+                        // at least 16 MiB; a smaller limit still gets told.
+                        tracing::warn!(%error, request_id, "log response does not fit a frame");
+                        let _ = conn.try_send(&ClientResponse::Error(ErrorResponse {
+                            request_id,
+                            error: ClientError::Internal {
+                                reason: error.to_string(),
+                            },
+                            leader: LeaderHint::default(),
+                        }));
+                        return;
+                    }
+                    Err(_) => return,
                 }
             }
         })
@@ -519,17 +534,11 @@ impl<S: LogStore + 'static> Group<S> {
         let certificates = self.certificates.clone();
         let leader = self.leader_hint();
         glommio::spawn_local(async move {
-            let cursor = match feed::locate(&*store, &state, from_id).await {
-                Ok(cursor) => cursor,
-                Err(error) => {
-                    let error = match error {
-                        feed::FeedError::Compacted { first_id } => {
-                            ClientError::Compacted { first_id }
-                        }
-                        feed::FeedError::Storage(e) => ClientError::Internal {
-                            reason: e.to_string(),
-                        },
-                    };
+            let fail = |error: ClientError| {
+                let sink = sink.clone();
+                let leader = leader.clone();
+                async move {
+                    // The client may be gone already; nothing more to tell.
                     let _ = sink
                         .send(ClientResponse::Error(ErrorResponse {
                             request_id,
@@ -537,17 +546,26 @@ impl<S: LogStore + 'static> Group<S> {
                             leader,
                         }))
                         .await;
-                    return;
                 }
             };
+            let cursor = match feed::locate(&*store, &state, from_id).await {
+                Ok(cursor) => cursor,
+                Err(error) => return fail(feed::client_error(&error, from_id)).await,
+            };
+            let next_id = Rc::new(Cell::new(cursor.next_id));
             let result = feed::follow(
                 store,
                 state,
                 certificates,
                 cursor,
                 follow,
+                feed::ChunkLimit::LOG_RESPONSE,
+                feed::TOKEN_WAIT_MAX,
                 |messages, done| {
                     let sink = sink.clone();
+                    if let Some(last) = messages.last() {
+                        next_id.set(last.id + 1);
+                    }
                     async move {
                         let response = ClientResponse::Log(LogResponse {
                             request_id,
@@ -560,7 +578,8 @@ impl<S: LogStore + 'static> Group<S> {
             )
             .await;
             if let Err(error) = result {
-                tracing::warn!(%error, "log stream ended");
+                tracing::warn!(%error, from_id, at = next_id.get(), "log stream failed");
+                fail(feed::client_error(&error, next_id.get())).await;
             }
         })
         .detach();
@@ -654,22 +673,36 @@ impl<S: LogStore + 'static> Group<S> {
                         Ok(cursor) => cursor,
                         Err(error) => {
                             tracing::warn!(%error, from_id, "subscription cannot start");
+                            // The subscriber may be gone; nothing more to tell.
+                            let _ = sink.send(Err(error)).await;
                             return;
                         }
                     };
-                    let _ =
-                        feed::follow(store, state, certificates, cursor, true, |messages, _| {
+                    let result = feed::follow(
+                        store,
+                        state,
+                        certificates,
+                        cursor,
+                        true,
+                        feed::ChunkLimit::LOG_RESPONSE,
+                        feed::TOKEN_WAIT_MAX,
+                        |messages, _| {
                             let sink = sink.clone();
                             async move {
                                 for message in messages {
-                                    if sink.send(message).await.is_err() {
+                                    if sink.send(Ok(message)).await.is_err() {
                                         return false;
                                     }
                                 }
                                 true
                             }
-                        })
-                        .await;
+                        },
+                    )
+                    .await;
+                    if let Err(error) = result {
+                        tracing::warn!(%error, from_id, "subscription failed");
+                        let _ = sink.send(Err(error)).await;
+                    }
                 })
                 .detach();
             }

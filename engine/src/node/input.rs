@@ -83,8 +83,9 @@ pub enum External {
     Subscribe {
         /// First message id wanted.
         from_id: MessageId,
-        /// Where they go; the subscription ends when the receiver is dropped.
-        sink: async_channel::Sender<CommittedMessage>,
+        /// Where they go; the subscription ends when the receiver is
+        /// dropped, or after an error.
+        sink: async_channel::Sender<Result<CommittedMessage, super::FeedError>>,
     },
     /// A client shard's proposals and reads of one turn.
     ShardBatch {

@@ -40,6 +40,7 @@ pub use config::{
     GOSSIP_PORT_OFFSET, NodeConfig, NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig,
     StorageConfig,
 };
+pub use feed::{FeedError, TOKEN_WAIT_MAX};
 pub use group::node_status;
 use input::External;
 pub use ordo_net::CommittedMessage;
@@ -48,6 +49,7 @@ use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
 pub use peers::InprocPeers;
 pub use restore::raft_state;
 pub use start::{LocalNode, Node, NodeError, StartOptions};
+pub use tokens::TokenError;
 
 use crate::core::{ApplyBatch, Status};
 
@@ -185,18 +187,35 @@ impl NodeHandle {
         futures_lite::future::block_on(self.status())
     }
 
-    /// Committed messages from `from_id` on, in id order, then every new one
-    /// as it commits. At most `capacity` wait in the channel; a slow reader
-    /// slows only its own stream. Dropping the receiver ends it.
+    /// Committed messages from `from_id` on, in id order, each with its
+    /// token, then every new one as it commits. At most `capacity` wait in
+    /// the channel; a slow reader slows only its own stream. Dropping the
+    /// receiver ends it.
+    ///
+    /// A stream that cannot go on ends with one `Err` naming why: the ids
+    /// were compacted away, the log failed, or an applied message's token
+    /// did not come within [`TOKEN_WAIT_MAX`] (the error names its id).
+    /// The channel closes without an error only when the node stops.
     pub fn subscribe(
         &self,
         from_id: MessageId,
         capacity: usize,
-    ) -> async_channel::Receiver<CommittedMessage> {
+    ) -> async_channel::Receiver<Result<CommittedMessage, FeedError>> {
         let (sink, stream) = async_channel::bounded(capacity.max(1));
-        let _ = self
-            .external
-            .try_send(External::Subscribe { from_id, sink });
+        if let Err(error) = self.external.try_send(External::Subscribe {
+            from_id,
+            sink: sink.clone(),
+        }) {
+            // The request never reached the group: say so on the stream
+            // (the channel has room for this one item).
+            let reason = match error {
+                inbox::TrySendError::Full(_) => "the node's request queue is full",
+                inbox::TrySendError::Closed(_) => "the node has stopped",
+            };
+            let _ = sink.try_send(Err(FeedError::NotServed {
+                reason: reason.into(),
+            }));
+        }
         stream
     }
 

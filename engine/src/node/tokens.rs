@@ -19,6 +19,7 @@ use ordo_storage::{Index, LogStore, NodeId};
 
 use super::cert_store::{CertStore, decode_statement, encode_statement};
 use super::config::NodeConfig;
+use super::notify::Notify;
 use super::peers::Peers;
 use crate::core::ApplyBatch;
 use crate::token::{
@@ -32,6 +33,37 @@ const RECENT_PROOFS_MAX: usize = 256;
 const FORWARDED_TOKENS_MAX: usize = 65_536;
 /// The certificates file's name in the data directory.
 pub const CERTIFICATES_FILE: &str = "certificates";
+
+/// Why a committed entry's token cannot be cut.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// No statement this node holds covers the entry yet: the leader's
+    /// certificate was lost or has not arrived (the group's repair asks for
+    /// it; a reader waits for [`Certificates::stored`]).
+    #[error("no commit statement covers index {index} yet")]
+    Missing {
+        /// The entry's index.
+        index: Index,
+    },
+    /// The statement's entries are not all in the log.
+    #[error("entry {index} of its statement is not in the log")]
+    NotInLog {
+        /// The first entry missing.
+        index: Index,
+    },
+    /// The log's entries do not hash to the statement's root: the log or
+    /// the statement is damaged.
+    #[error("the log's entries {first}..={last} do not match their commit statement")]
+    Mismatch {
+        /// The statement's first index.
+        first: Index,
+        /// The statement's last index.
+        last: Index,
+    },
+    /// The log failed to read.
+    #[error(transparent)]
+    Storage(#[from] ordo_storage::StorageError),
+}
 
 /// A node's certificates. Lives on the group's shard.
 pub struct Certificates {
@@ -59,6 +91,9 @@ pub struct Certificates {
     /// How long `unsent` may wait for other messages to ride with
     /// (`raft.commit_notify_delay_us`).
     send_delay_us: u64,
+    /// Moves whenever a statement is stored: readers waiting for a
+    /// missing token look again.
+    pub stored: Notify,
 }
 
 /// Entries signed per statement when filling a gap.
@@ -128,6 +163,7 @@ impl Certificates {
             unsent: RefCell::default(),
             unsent_since_us: std::cell::Cell::new(None),
             send_delay_us: config.raft.commit_notify_delay_us,
+            stored: Notify::default(),
         })
     }
 
@@ -135,6 +171,7 @@ impl Certificates {
         if let Err(error) = self.statements.borrow_mut().insert(signed) {
             tracing::warn!(id = self.id, %error, "cannot store a commit statement");
         }
+        self.stored.notify();
     }
 
     /// Leader: signs the entries of a commit advance (all of them, no-ops
@@ -384,12 +421,12 @@ impl Certificates {
         &self,
         store: &S,
         entry: &ordo_storage::EntryView<'_>,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, TokenError> {
         let signed = self
             .statements
             .borrow()
             .lookup(entry.index)
-            .ok_or_else(|| format!("no statement covers index {}", entry.index))?;
+            .ok_or(TokenError::Missing { index: entry.index })?;
         let first = signed.statement.first_index;
         // Keyed by root: two statements may start at the same index (a
         // leader's and, after it died, its successor's).
@@ -400,9 +437,9 @@ impl Certificates {
             let mut leaves = Vec::with_capacity((last - first + 1) as usize);
             let mut next = first;
             while next <= last {
-                let batches = store.read(next, 1 << 20).await.map_err(|e| e.to_string())?;
+                let batches = store.read(next, 1 << 20).await?;
                 if batches.is_empty() {
-                    return Err(format!("entry {next} is not in the log"));
+                    return Err(TokenError::NotInLog { index: next });
                 }
                 for batch in &batches {
                     for view in batch.entries() {
@@ -413,11 +450,10 @@ impl Certificates {
                     }
                 }
             }
-            let tree = MerkleTree::from_leaves(leaves).ok_or("empty statement")?;
+            let tree =
+                MerkleTree::from_leaves(leaves).ok_or(TokenError::Mismatch { first, last })?;
             if tree.root() != signed.statement.root {
-                return Err(format!(
-                    "the log's entries {first}..={last} do not match their statement"
-                ));
+                return Err(TokenError::Mismatch { first, last });
             }
             *self.tree.borrow_mut() = Some((root, tree));
         }
@@ -425,7 +461,10 @@ impl Certificates {
         let (_, tree) = tree.as_ref().expect("cached above");
         let path = tree
             .path((entry.index - first) as usize)
-            .ok_or("entry outside its statement")?;
+            .ok_or(TokenError::Mismatch {
+                first,
+                last: signed.statement.last_index,
+            })?;
         Ok(Bytes::from(Token { signed, path }.to_bytes()))
     }
 }

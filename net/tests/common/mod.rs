@@ -401,6 +401,8 @@ pub fn arb_client_response() -> impl Strategy<Value = ClientResponse> {
                 Just(ClientError::Busy),
                 Just(ClientError::Stopped),
                 "[ -~]{0,40}".prop_map(|reason| ClientError::BadRequest { reason }),
+                (any::<u64>(), "[ -~]{0,40}")
+                    .prop_map(|(id, reason)| ClientError::Stalled { id, reason }),
             ],
             arb_leader()
         )
