@@ -90,6 +90,7 @@ pub fn status_line(status: &NodeStatus) -> String {
         "last_index": status.last_index,
         "durable_index": status.durable_index,
         "applied_index": status.applied_index,
+        "repairing": status.repairing,
     })
     .to_string()
 }
@@ -140,6 +141,9 @@ pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, Str
         let key = NodeKey::generate().map_err(|e| e.to_string())?;
         key.save(&NodeKey::path_in(&data_dir))
             .map_err(|e| e.to_string())?;
+        // Its first start may create a log; any later start that finds
+        // none has lost its disk (node/durability.rs).
+        crate::node::durability::bootstrap_member(&data_dir)?;
         keys.insert(config.id, key.public_key())
             .map_err(|e| e.to_string())?;
         let path = node_dir.join("ordo.toml");

@@ -184,6 +184,9 @@ pub struct NodeStatus {
     pub durable_index: Index,
     /// Last index applied to its state machine.
     pub applied_index: Index,
+    /// The node lost or damaged durable state it may have acknowledged and
+    /// takes no part in elections until a leader has repaired it.
+    pub repairing: bool,
 }
 
 /// Answers a [`StatusRequest`].

@@ -146,6 +146,9 @@ pub struct AppendResponse {
     pub term: Term,
     /// What the follower says.
     pub result: AppendResult,
+    /// The follower is repairing a loss (docs/storage.md): the leader
+    /// tracks its match but does not count it towards commit.
+    pub repairing: bool,
 }
 
 /// The leader's heartbeat (a separate message so that it never waits for log
@@ -160,6 +163,9 @@ pub struct Heartbeat {
     /// The leader's read round; echoed back to confirm leadership for
     /// ReadIndex (thesis §6.4).
     pub read_round: u64,
+    /// The leader's last log index: a follower repairing entries it lost
+    /// holds them all again once it holds this index (docs/storage.md).
+    pub last_index: Index,
 }
 
 /// The answer to a [`Heartbeat`].

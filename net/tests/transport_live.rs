@@ -40,6 +40,7 @@ fn heartbeat(round: u64) -> PeerMessage {
         term: 5,
         commit: round,
         read_round: round,
+        last_index: round,
     }))
 }
 
@@ -591,6 +592,7 @@ fn clients_propose_read_status_and_stream_the_log() {
                                 last_index: next_id,
                                 durable_index: next_id,
                                 applied_index: next_id,
+                                repairing: false,
                             },
                             leader: leader.clone(),
                         }),

@@ -23,7 +23,7 @@ pub mod snapshot;
 pub mod types;
 
 pub use aligned::{AlignedBuf, DIRECT_IO_ALIGN};
-pub use disk::{DiskLog, DiskLogConfig, DiskLogStats, FsyncMode};
+pub use disk::{DiskLog, DiskLogConfig, DiskLogStats, FsyncMode, LogCut, RecoveryReport};
 pub use error::{Result, StorageError};
 pub use frame::{Batch, BatchHeader, BatchKind, BatchMeta, EntryOut, EntryView, FrameError};
 pub use hard_state::HardState;

@@ -1,7 +1,9 @@
 //! Corruption tests: damaged files get the behaviour the recovery rules
-//! promise: a torn tail is cut and the log goes on; anything else is a
-//! `Corrupt` error naming the file and offset; no read returns bytes that
-//! failed their CRC.
+//! promise: a torn tail is cut and the log goes on; damage to durable
+//! bytes is cut too and reported (`DiskLog::recovery`) as durable, naming
+//! the file, offset and the indexes lost, so the node repairs them from
+//! the cluster; a missing segment is a `Corrupt` error; no read returns
+//! bytes that failed their CRC.
 
 mod common;
 
@@ -25,51 +27,67 @@ fn open(dir: &Path) -> Result<DiskLog, StorageError> {
     block_on(DiskLog::open(dir, small_config()))
 }
 
-fn expect_corrupt(result: Result<DiskLog, StorageError>, file: &Path, offset: u64) {
-    match result {
-        Err(StorageError::Corrupt {
-            file: f,
-            offset: o,
-            reason,
-        }) => {
-            assert_eq!(f, file, "{reason}");
-            assert_eq!(o, offset, "{reason}");
-        }
-        Err(other) => panic!(
-            "expected Corrupt at {}:{offset}, got {other}",
-            file.display()
-        ),
-        Ok(log) => panic!(
-            "expected Corrupt at {}:{offset}, but the log opened ending at {}",
-            file.display(),
-            log.state().last.index
-        ),
-    }
+/// Opens the damaged log and checks that it was cut at `offset` of `file`
+/// just before `from_index`, reported as durable damage that held entries
+/// through `held_through`, and that the log reads and takes appends again.
+fn expect_durable_cut(dir: &Path, file: &Path, offset: u64, from_index: u64, held_through: u64) {
+    block_on(async {
+        let log = DiskLog::open(dir, small_config())
+            .await
+            .expect("damage opens, cut");
+        let cut = log.recovery().cut.clone().expect("a cut is reported");
+        assert_eq!(cut.file, file, "{cut}");
+        assert_eq!(cut.offset, offset, "{cut}");
+        assert_eq!(cut.from_index, from_index, "{cut}");
+        assert!(cut.durable, "{cut}");
+        assert_eq!(cut.held_through, held_through, "{cut}");
+        assert_eq!(log.state().last.index, from_index - 1);
+        let entries = read_all(&log).await;
+        assert_eq!(entries.len() as u64, from_index - 1);
+        assert!(entries.iter().all(common::entry_is_genuine));
+        fill(&log, 2, 3, 4).await;
+        assert_eq!(log.state().last.index, from_index - 1 + 12);
+    });
+    let log = open(dir).expect("reopen");
+    assert_eq!(log.state().last.index, from_index - 1 + 12);
+    assert_eq!(log.recovery().cut, None, "the cut log is clean");
 }
 
 #[test]
-fn flipped_byte_in_a_middle_segment_refuses_to_open() {
+fn flipped_byte_in_a_middle_segment_cuts_the_log_there_and_reports_durable_damage() {
     let dir = TempDir::new().unwrap();
-    build(dir.path());
+    let last_index = build(dir.path());
     let segments = segment_files(dir.path());
     assert!(segments.len() >= 3, "test needs several segments");
     let victim = &segments[1];
-    let (offset, _) = frames(victim)[10];
+    let (offset, header) = frames(victim)[10];
     flip_byte(victim, offset + 70);
-    expect_corrupt(open(dir.path()), victim, offset);
+    expect_durable_cut(dir.path(), victim, offset, header.first_index, last_index);
+    // The segments past the cut were kept aside, out of the log.
+    let aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".damaged")
+        })
+        .count();
+    assert_eq!(aside, segments.len() - 2);
 }
 
 #[test]
-fn flipped_byte_in_the_last_segment_before_intact_frames_refuses_to_open() {
+fn flipped_byte_in_the_last_segment_before_intact_frames_is_durable_damage() {
     let dir = TempDir::new().unwrap();
-    build(dir.path());
+    let last_index = build(dir.path());
     let last = segment_files(dir.path()).pop().unwrap();
     let all = frames(&last);
-    let (offset, _) = all[1];
+    let (offset, damaged) = all[1];
     let (end, header) = *all.last().unwrap();
     assert!(end + u64::from(header.frame_len) - offset > small_config().write_bytes_max);
     flip_byte(&last, offset + 80);
-    expect_corrupt(open(dir.path()), &last, offset);
+    expect_durable_cut(dir.path(), &last, offset, damaged.first_index, last_index);
 }
 
 #[test]
@@ -83,6 +101,9 @@ fn flipped_byte_in_the_last_batch_is_a_torn_tail_that_is_cut() {
         let log = DiskLog::open(dir.path(), small_config())
             .await
             .expect("a torn tail opens");
+        let cut = log.recovery().cut.clone().expect("the cut is reported");
+        assert!(!cut.durable, "a torn tail is not known durable: {cut}");
+        assert_eq!(cut.from_index, header.first_index);
         assert_eq!(log.state().last.index, header.first_index - 1);
         assert_eq!(log.state().durable_index, header.first_index - 1);
         let entries = read_all(&log).await;
@@ -111,19 +132,19 @@ fn truncated_last_segment_is_cut_at_the_last_whole_batch() {
 }
 
 #[test]
-fn truncated_middle_segment_refuses_to_open() {
+fn truncated_middle_segment_is_durable_damage() {
     let dir = TempDir::new().unwrap();
-    build(dir.path());
+    let last_index = build(dir.path());
     let segments = segment_files(dir.path());
     let victim = &segments[1];
-    let (offset, _) = frames(victim)[5];
+    let (offset, header) = frames(victim)[5];
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(victim)
         .unwrap();
     file.set_len(offset + 10).unwrap();
     drop(file);
-    expect_corrupt(open(dir.path()), victim, offset);
+    expect_durable_cut(dir.path(), victim, offset, header.first_index, last_index);
 }
 
 #[test]
@@ -174,7 +195,7 @@ fn damage_after_open_is_never_returned_by_a_read() {
 }
 
 #[test]
-fn corrupted_hard_state_slot_falls_back_and_both_corrupted_refuses() {
+fn corrupted_hard_state_slot_falls_back_and_both_corrupted_is_reported_lost() {
     let dir = TempDir::new().unwrap();
     let saved = [
         HardState {
@@ -199,7 +220,27 @@ fn corrupted_hard_state_slot_falls_back_and_both_corrupted_refuses() {
     flip_byte(&path, 20);
     assert_eq!(open(dir.path()).unwrap().hard_state(), saved[0]);
     flip_byte(&path, 4096 + 20);
-    expect_corrupt(open(dir.path()), &path, 0);
+    let log = open(dir.path()).expect("a lost hard state opens");
+    assert_eq!(log.hard_state(), HardState::default());
+    let lost = log.recovery().hard_state_lost.clone().expect("reported");
+    assert!(lost.contains("hard_state"), "{lost}");
+    assert!(dir.path().join("hard_state.damaged").exists());
+    drop(log);
+    // Missing beside segments is a loss too; a new directory is fresh.
+    std::fs::remove_file(&path).unwrap();
+    let log = open(dir.path()).unwrap();
+    assert!(
+        log.recovery().hard_state_lost.is_none(),
+        "no segment: fresh"
+    );
+    assert!(log.recovery().fresh);
+    drop(log);
+    let other = TempDir::new().unwrap();
+    build(other.path());
+    std::fs::remove_file(other.path().join(HARD_STATE_FILE_NAME)).unwrap();
+    let log = open(other.path()).unwrap();
+    assert!(log.recovery().hard_state_lost.is_some());
+    assert!(!log.recovery().fresh);
 }
 
 #[test]

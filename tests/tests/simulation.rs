@@ -59,6 +59,26 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
         75950,
         "simulator disk model: compaction left truncated batches that a crash restored before the log's start",
     ),
+    (
+        160,
+        "a wiped node forgot its repair on its next crash and campaigned with an empty log",
+    ),
+    (
+        20465,
+        "a wiped node acknowledged a deposed leader's entry (its newer term was lost), and a heartbeat's commit applied it",
+    ),
+    (
+        27053,
+        "a wiped node's acknowledgements let a deposed leader commit",
+    ),
+    (
+        30313,
+        "a wiped node repaired from a deposed leader whose commit predated the loss; then the leader's stale match stalled its probe",
+    ),
+    (
+        6593,
+        "a deposed leader confirmed a read round with a wiped node's echo",
+    ),
 ];
 
 fn env_u64(name: &str, default: u64) -> u64 {

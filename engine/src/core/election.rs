@@ -13,6 +13,9 @@ impl Raft {
     /// which voters grant despite their lease.
     pub(super) fn campaign(&mut self, pre_vote: bool, transfer: bool) {
         self.reset_election_deadline();
+        if self.repair.is_some() {
+            return;
+        }
         if self.log.tail().is_none() {
             // A leader must stamp its first entry with the next id and a
             // timestamp after the last one; learn them before campaigning.
@@ -104,9 +107,12 @@ impl Raft {
     pub(super) fn handle_vote_request(&mut self, from: NodeId, request: VoteRequest) {
         // Raft §5.2: one vote per term, first come; thesis §9.6: a pre-vote
         // is granted to a higher term without changing anything.
-        let can_vote = self.vote == from
-            || (self.vote == 0 && self.leader == 0)
-            || (request.pre_vote && request.term > self.term);
+        // A repairing node may lack entries it acknowledged (or the vote it
+        // cast): its vote could elect a leader without them.
+        let can_vote = self.repair.is_none()
+            && (self.vote == from
+                || (self.vote == 0 && self.leader == 0)
+                || (request.pre_vote && request.term > self.term));
         let up_to_date = self.log.is_up_to_date(request.last);
         if can_vote && up_to_date {
             if request.pre_vote {

@@ -254,6 +254,9 @@ pub enum Command {
     /// Restore the state machine from the snapshot received for `meta` and
     /// reset the log to `meta.last`; answer with [`Event::SnapshotRestored`].
     RestoreSnapshot(SnapshotMeta),
+    /// A repair ended (see [`super::Loss`]): the node holds again what it
+    /// may have acknowledged; the runtime durably clears the recorded loss.
+    Repaired,
     /// The role, term or leader changed (for status and metrics).
     RoleChanged {
         /// The new role.

@@ -58,6 +58,10 @@ pub struct Progress {
     /// Forgotten when probing starts again (a message may have been lost).
     /// Invariant: at most the leader's commit index (`Raft::check_invariants`).
     pub commit_sent: Index,
+    /// The follower said it is repairing a loss: its match does not count
+    /// towards commit (it may be acknowledging for a leader that lost its
+    /// term, having lost its own record of the newer one).
+    pub repairing: bool,
 }
 
 impl Progress {
@@ -76,7 +80,19 @@ impl Progress {
             log_read_pending: false,
             last_progress_us: now_us,
             commit_sent: 0,
+            repairing: false,
         }
+    }
+
+    /// The follower holds only up to `last_index` now (it lost entries it
+    /// acknowledged): nothing it holds is known to match any more (what it
+    /// refilled may have come from another leader), so probe again from
+    /// its last index.
+    pub fn regress(&mut self, last_index: Index, now_us: u64) {
+        self.match_index = 0;
+        self.next_index = last_index + 1;
+        self.commit_sent = 0;
+        self.reset(ReplicationState::Probe, now_us);
     }
 
     /// Checks the invariants written on the fields.

@@ -13,6 +13,7 @@ use super::log::{RaftLog, RestoredLog};
 use super::progress::Progress;
 use super::proposals::{Origin, QueuedProposal};
 use super::reads::ReadState;
+use super::repair::{Loss, Repair};
 use super::rng::Rng;
 use super::sessions::{SessionLimits, Sessions};
 
@@ -25,6 +26,9 @@ pub struct RaftState {
     pub log: RestoredLog,
     /// The latest snapshot (default when there is none).
     pub snapshot: SnapshotMeta,
+    /// State the node may have acknowledged and lost (a damaged or wiped
+    /// disk): it repairs before it takes part in elections.
+    pub loss: Option<Loss>,
 }
 
 /// A snapshot of the core's externally visible state.
@@ -46,6 +50,8 @@ pub struct Status {
     pub durable_index: Index,
     /// Highest index handed to the state machine.
     pub applied_index: Index,
+    /// Repairing a loss: no votes, no campaigns (see [`Loss`]).
+    pub repairing: bool,
 }
 
 /// One voter's Raft core: a deterministic state machine. It reads no clock
@@ -139,6 +145,9 @@ pub struct Raft {
     pub(super) owe_ack: bool,
 
     pub(super) reads: ReadState,
+    /// Invariant: `None` while leader or candidate: a repairing node never
+    /// campaigns.
+    pub(super) repair: Option<Repair>,
     pub(super) commands: Vec<Command>,
 }
 
@@ -183,6 +192,21 @@ impl Raft {
             0
         };
         let applied_tail = (state.snapshot.last_id, state.snapshot.last_ts);
+        let repair = state.loss.map(|loss| {
+            tracing::warn!(
+                id,
+                held_through = loss.held_through,
+                hard_state_lost = loss.hard_state_lost,
+                reason = %loss.reason,
+                "this node lost state it may have acknowledged: it grants no votes until a leader repairs it"
+            );
+            Repair {
+                loss,
+                target: None,
+                target_term: 0,
+                target_leader: 0,
+            }
+        });
         let mut raft = Self {
             id,
             config,
@@ -226,6 +250,7 @@ impl Raft {
             acked_index: 0,
             owe_ack: false,
             reads: ReadState::default(),
+            repair,
             commands: Vec::new(),
         };
         raft.reset_election_deadline();
@@ -290,6 +315,7 @@ impl Raft {
             last_index: self.log.last_index(),
             durable_index: self.log.durable(),
             applied_index: self.log.applied(),
+            repairing: self.repair.is_some(),
         }
     }
 
@@ -406,6 +432,12 @@ impl Raft {
             assert!(self.commit_notify_due_us.is_none());
         }
         assert!(self.queue.len() <= self.config.proposal_queue_max);
+        if self.repair.is_some() {
+            assert!(
+                matches!(self.role, Role::Follower),
+                "a repairing node campaigned"
+            );
+        }
         assert!(self.log.applied() >= self.snapshot.last.index || self.restoring.is_some());
     }
 
@@ -439,7 +471,14 @@ impl Raft {
                 }
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {
-                if now >= self.election_deadline_us {
+                if now >= self.election_deadline_us && self.repair.is_some() {
+                    tracing::debug!(
+                        id = self.id,
+                        term = self.term,
+                        "repairing: not campaigning; waiting for a leader"
+                    );
+                    self.reset_election_deadline();
+                } else if now >= self.election_deadline_us {
                     if self.voters.len() == 1 || !self.config.pre_vote {
                         self.campaign(false, false);
                     } else {
@@ -546,7 +585,9 @@ impl Raft {
             Message::ReadIndexResponse(response) => self.handle_read_index_response(response),
             Message::InstallSnapshot(install) => self.handle_install_snapshot(from, install),
             Message::TimeoutNow(_) => {
-                if self.role != Role::Leader {
+                if self.repair.is_some() {
+                    tracing::warn!(id = self.id, from, "repairing: leadership not taken over");
+                } else if self.role != Role::Leader {
                     tracing::info!(id = self.id, from, "leadership handed over; campaigning");
                     self.campaign(false, true);
                 }
@@ -629,6 +670,7 @@ impl Raft {
             self.owe_ack = false;
             self.fail_forwarded();
             self.fail_follower_reads();
+            self.repair_leader_changed();
         }
         self.emit_role();
     }

@@ -165,7 +165,11 @@ impl Raft {
         if self.reads.waiting.is_empty() {
             return;
         }
-        let mut rounds: Vec<u64> = self.progress.values().map(|p| p.read_round).collect();
+        let mut rounds: Vec<u64> = self
+            .progress
+            .values()
+            .map(|p| if p.repairing { 0 } else { p.read_round })
+            .collect();
         rounds.push(self.reads.round);
         rounds.sort_unstable_by(|a, b| b.cmp(a));
         let confirmed = rounds[self.quorum() - 1];

@@ -15,6 +15,12 @@ impl Raft {
     /// A new leader's first entry: a no-op in its term, which commits every
     /// earlier entry once it commits (Raft §5.4.2, §8).
     pub(super) fn append_noop(&mut self) {
+        let first_index = self.append_internal_noop();
+        self.term_start_index = first_index;
+    }
+
+    /// Appends a no-op in this leader's term and returns its index.
+    fn append_internal_noop(&mut self) -> Index {
         let (next_id, last_ts) = self.log.tail().expect("a candidate knows its tail");
         let batch = Batch::encode(
             BatchMeta {
@@ -30,8 +36,19 @@ impl Raft {
                 payload: &[],
             }],
         );
-        self.term_start_index = batch.first_index();
+        let first_index = batch.first_index();
         self.append_own(vec![batch]);
+        first_index
+    }
+
+    /// A follower said it is repairing: commit a new entry without it, so
+    /// that it sees this leader commit after its loss (a deposed leader
+    /// could not) before it trusts it (core/repair.rs).
+    fn append_repair_barrier(&mut self) {
+        if self.log.tail().is_some() {
+            self.append_internal_noop();
+            self.broadcast_append();
+        }
     }
 
     /// Appends batches the leader created: to its cache now, to storage by
@@ -188,6 +205,7 @@ impl Raft {
             term: self.term,
             commit,
             read_round: self.reads.round,
+            last_index: self.log.last_index(),
         });
         self.send(to, message);
     }
@@ -222,7 +240,7 @@ impl Raft {
     pub(super) fn quorum_active(&mut self) -> bool {
         let mut active = 1;
         for progress in self.progress.values_mut() {
-            if progress.recent_active {
+            if progress.recent_active && !progress.repairing {
                 active += 1;
             }
             progress.recent_active = false;
@@ -248,6 +266,28 @@ impl Raft {
             return;
         };
         progress.recent_active = true;
+        let mut barrier = false;
+        if progress.repairing != response.repairing {
+            progress.repairing = response.repairing;
+            barrier = response.repairing;
+            tracing::info!(
+                id = self.id,
+                follower = from,
+                repairing = response.repairing,
+                "a follower's acknowledgements {} towards commit",
+                if response.repairing {
+                    "no longer count"
+                } else {
+                    "count again"
+                }
+            );
+        }
+        if barrier {
+            self.append_repair_barrier();
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         match response.result {
             AppendResult::Success { match_index } => {
                 if match_index > self.log.last_index() {
@@ -294,6 +334,7 @@ impl Raft {
             return;
         }
         let last_index = self.log.last_index();
+        let all_committed = self.log.commit() >= last_index;
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
@@ -301,6 +342,22 @@ impl Raft {
         if response.read_round > progress.read_round {
             progress.read_round = response.read_round;
         }
+        if response.last_index < progress.match_index {
+            // The follower's log went backwards: it lost entries it had
+            // acknowledged (a damaged or wiped disk). Replicate them again
+            // from what it holds, now, rather than when new proposals come.
+            tracing::warn!(
+                id = self.id,
+                follower = from,
+                match_index = progress.match_index,
+                last_index = response.last_index,
+                "a follower's log went backwards; resending from its last index"
+            );
+            progress.regress(response.last_index, self.now.mono_us);
+        }
+        // A repairing follower that holds everything needs a new entry
+        // committed without it to finish (core/repair.rs).
+        let barrier = progress.repairing && progress.match_index >= last_index && all_committed;
         let resend = match progress.state {
             ReplicationState::Probe => {
                 progress.probe_sent = false;
@@ -312,7 +369,9 @@ impl Raft {
             ReplicationState::Snapshot { .. } => false,
         };
         self.confirm_reads();
-        if resend {
+        if barrier {
+            self.append_repair_barrier();
+        } else if resend {
             self.send_append(from);
         }
     }
@@ -345,6 +404,7 @@ impl Raft {
             let hint = LogId::new(self.log.term_at(hint_index).unwrap_or(0), hint_index);
             let message = Message::AppendResponse(AppendResponse {
                 term: self.term,
+                repairing: self.repair.is_some(),
                 result: AppendResult::Conflict {
                     rejected: request.prev.index,
                     hint,
@@ -407,14 +467,31 @@ impl Raft {
         self.follow(from);
         if self.restoring.is_none() {
             // The leader bounds the commit by this follower's match, which
-            // this node holds durably and which matches the leader.
-            let commit = heartbeat.commit.min(self.log.last_index());
+            // this node holds durably and which matches the leader. Not
+            // after a loss: the leader's match may predate it (until this
+            // node's answer regresses it), and what the node holds since may
+            // have come from a deposed leader (simulator seed 20465); a
+            // repairing node trusts only what it knows matches this leader.
+            let bound = if self.repair.is_some() {
+                self.matched_leader_index
+            } else {
+                self.log.last_index()
+            };
+            let commit = heartbeat.commit.min(bound);
             self.log.commit_to(commit);
             self.apply_committed();
+            self.repair_learn_target(from, heartbeat.last_index);
         }
+        // A repairing node confirms no leadership for reads: having lost
+        // its own term, it cannot tell a deposed leader from a live one.
+        let read_round = if self.repair.is_some() {
+            0
+        } else {
+            heartbeat.read_round
+        };
         let message = Message::HeartbeatResponse(HeartbeatResponse {
             term: self.term,
-            read_round: heartbeat.read_round,
+            read_round,
             last_index: self.log.last_index(),
         });
         self.send(from, message);
@@ -441,11 +518,13 @@ impl Raft {
         let durable = self.log.durable();
         let ack = durable.min(self.matched_leader_index);
         let sync_pending = durable < self.matched_leader_index;
+        self.maybe_finish_repair();
         if ack > self.acked_index || (self.owe_ack && !sync_pending) {
             self.acked_index = self.acked_index.max(ack);
             self.owe_ack = false;
             let message = Message::AppendResponse(AppendResponse {
                 term: self.term,
+                repairing: self.repair.is_some(),
                 result: AppendResult::Success { match_index: ack },
             });
             let leader = self.leader;
@@ -461,7 +540,13 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
+        // A repairing follower counts as holding nothing: the leader must
+        // reach a quorum without it (core/repair.rs).
+        let mut matches: Vec<Index> = self
+            .progress
+            .values()
+            .map(|p| if p.repairing { 0 } else { p.match_index })
+            .collect();
         matches.push(self.log.durable());
         matches.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matches[self.quorum() - 1];

@@ -133,6 +133,7 @@ impl Raft {
         if self.role == Role::Follower && self.leader != 0 {
             let message = Message::AppendResponse(AppendResponse {
                 term: self.term,
+                repairing: self.repair.is_some(),
                 result: AppendResult::Success {
                     match_index: self.log.last_index(),
                 },

@@ -460,6 +460,7 @@ impl Runtime {
             last_index: store.last_id(),
             durable_index: store.durable_id(),
             applied_index: store.last_id(),
+            repairing: false,
         }
     }
 

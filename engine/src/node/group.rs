@@ -786,6 +786,12 @@ impl<S: LogStore + 'static> Group<S> {
                 },
                 None => tracing::warn!(snapshot = ?meta.last, "no received snapshot to restore"),
             },
+            Command::Repaired => {
+                if let Err(error) = super::durability::repaired(&self.config.data_dir) {
+                    // The next start repairs again: safe, only slower.
+                    tracing::warn!(%error, "cannot clear the recorded repair");
+                }
+            }
             Command::RoleChanged { role, term, leader } => {
                 tracing::info!(
                     id = self.config.id,
@@ -976,5 +982,6 @@ pub fn node_status(status: &Status) -> NodeStatus {
         last_index: status.last_index,
         durable_index: status.durable_index,
         applied_index: status.applied_index,
+        repairing: status.repairing,
     }
 }

@@ -20,6 +20,7 @@
 mod cert_store;
 mod clock;
 mod config;
+pub mod durability;
 mod feed;
 mod gossip_bridge;
 mod group;

@@ -42,5 +42,6 @@ pub async fn raft_state<S: LogStore>(
             applied: snapshot.last.index,
         },
         snapshot,
+        loss: None,
     })
 }

@@ -366,6 +366,16 @@ where
         "memory" => None,
         _ => Some(open_disk_log(&config).await?),
     };
+    // Before anything takes part: did the disk lose what this node may
+    // have acknowledged? (Recorded durably until repaired.)
+    let loss = match &disk_log {
+        Some(log) => super::durability::detect_loss(
+            &config.data_dir,
+            log.recovery(),
+            log.state().last.index,
+        )?,
+        None => None,
+    };
     let snapshot_dir: PathBuf = config.data_dir.join("snapshots");
     let snapshot_store = SnapshotStore::open(&snapshot_dir)
         .await
@@ -392,6 +402,7 @@ where
                 external,
                 started,
                 shard_replies,
+                loss,
             };
             drive(MemLog::new(), parts).await
         }
@@ -406,6 +417,7 @@ where
                 external,
                 started,
                 shard_replies,
+                loss,
             };
             drive(store, parts).await
         }
@@ -421,6 +433,7 @@ struct Parts {
     external: inbox::Receiver<External>,
     started: Rc<Started>,
     shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
+    loss: Option<crate::core::Loss>,
 }
 
 async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), String> {
@@ -433,11 +446,14 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         external,
         started,
         shard_replies,
+        loss,
     } = parts;
     let store = Rc::new(store);
-    let state = restore::raft_state(&*store, snapshot_meta)
+    let mut state = restore::raft_state(&*store, snapshot_meta)
         .await
         .map_err(|e| format!("cannot read the log: {e}"))?;
+    let durable_storage = config.storage.kind != "memory";
+    state.loss = loss;
     let applied = state.log.applied;
     let applied_id = state.snapshot.last_id;
     let mut core_config = config.raft.clone();
@@ -498,7 +514,9 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         last_index: 0,
         durable_index: 0,
         applied_index: applied,
+        repairing: false,
     }));
+    let (status_for_watermark, feed_for_watermark) = (status.clone(), feed.clone());
     tracing::info!(
         id = config.id,
         client_addr = %config.client_addr,
@@ -528,7 +546,19 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         shard_replies,
     )
     .with_gossip(gossip);
+    let watermark = durable_storage.then(|| {
+        glommio::spawn_local(save_acked_watermark(
+            config.data_dir.clone(),
+            status_for_watermark.clone(),
+            feed_for_watermark.clone(),
+        ))
+    });
     let result = group.run().await;
+    if let Some(task) = watermark {
+        // It saw the feed close; its last save covers the final durable
+        // index.
+        task.await;
+    }
     if let Some(server) = server {
         server.shutdown().await;
     }
@@ -537,6 +567,39 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     }
     tracing::info!(id = config.id, "node stopped");
     result
+}
+
+/// Saves the acknowledgement watermark (`durability.rs`) while the durable
+/// index moves, every `ACKED_SAVE_INTERVAL`, on the blocking pool (off
+/// the shard's commit path); a last time when the node stops.
+async fn save_acked_watermark(
+    data_dir: PathBuf,
+    status: Rc<std::cell::Cell<Status>>,
+    feed: Rc<FeedState>,
+) {
+    let mut saved = super::durability::load_acked(&data_dir).unwrap_or(0);
+    loop {
+        let closed = feed.closed.get();
+        let durable = status.get().durable_index;
+        if durable > saved {
+            let dir = data_dir.clone();
+            let result = glommio::executor()
+                .spawn_blocking(move || super::durability::save_acked(&dir, durable))
+                .await;
+            match result {
+                Ok(()) => saved = durable,
+                Err(error) => tracing::warn!(%error, "cannot save the acknowledgement watermark"),
+            }
+        }
+        if closed {
+            return;
+        }
+        futures_lite::future::or(
+            glommio::timer::sleep(super::durability::ACKED_SAVE_INTERVAL),
+            feed.closing.wait(feed.closing.generation()),
+        )
+        .await;
+    }
 }
 
 /// The durable log in `data_dir/log`.

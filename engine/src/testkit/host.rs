@@ -88,6 +88,10 @@ pub struct Host {
     pub responses: VecDeque<(u64, ProposeResult)>,
     /// Answers to local reads.
     pub read_results: VecDeque<(u64, Result<Index, ReadError>)>,
+    /// A loss not yet repaired: durable, as the node's `repair` record
+    /// (`node/durability.rs`), so every restart until the core reports
+    /// `Repaired` repairs again.
+    pub pending_loss: Option<crate::core::Loss>,
     commands: Vec<Command>,
 }
 
@@ -110,6 +114,7 @@ impl Host {
             applied_count: 0,
             responses: VecDeque::new(),
             read_results: VecDeque::new(),
+            pending_loss: None,
             commands: Vec::new(),
         }
     }
@@ -117,6 +122,25 @@ impl Host {
     /// Restarts the node from what its log and snapshot hold after a crash
     /// that kept `keep_unsynced` unsynced batches.
     pub fn crash_and_restart(&mut self, keep_unsynced: usize, seed: u64, now: Now) {
+        self.restart_after(keep_unsynced, seed, now);
+    }
+
+    /// Restarts the node on a blank disk (log, hard state and snapshot
+    /// gone), as a node whose data directory was wiped: it starts with a
+    /// [`crate::core::Loss`] and repairs before it takes part.
+    pub fn wipe_and_restart(&mut self, seed: u64, now: Now) {
+        self.log = MemLog::new();
+        self.snapshot = None;
+        self.pending_loss = Some(crate::core::Loss {
+            held_through: 0,
+            hard_state_lost: true,
+            reason: "the simulator wiped this node's disk".into(),
+        });
+        self.restart_after(0, seed, now);
+    }
+
+    fn restart_after(&mut self, keep_unsynced: usize, seed: u64, now: Now) {
+        let loss = self.pending_loss.clone();
         self.log.crash(keep_unsynced);
         let state = self.log.state_now();
         let (snapshot_meta, data) = self.snapshot.clone().unwrap_or_default();
@@ -153,6 +177,7 @@ impl Host {
             hard_state: self.log_hard_state(),
             log: restored,
             snapshot: snapshot_meta,
+            loss,
         };
         self.raft = Raft::new(
             self.id,
@@ -193,6 +218,8 @@ impl Host {
     fn execute(&mut self, command: Command, effects: &mut Vec<Effect>) {
         match command {
             Command::Send { to, message } => effects.push(Effect::Send { to, message }),
+            // Durably forgotten, as the node runtime removes its record.
+            Command::Repaired => self.pending_loss = None,
             Command::PersistHardState(hard_state) => {
                 effects.push(Effect::PersistHardState(hard_state))
             }

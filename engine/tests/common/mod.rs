@@ -89,6 +89,19 @@ impl Node {
         hard_state: HardState,
         terms: &[Term],
     ) -> Self {
+        Self::restore_after_loss(id, voters, config, hard_state, terms, None)
+    }
+
+    /// [`Node::restore`] for a node whose storage found `loss` (it starts
+    /// repairing).
+    pub fn restore_after_loss(
+        id: NodeId,
+        voters: &[NodeId],
+        config: CoreConfig,
+        hard_state: HardState,
+        terms: &[Term],
+        loss: Option<ordo_engine::core::Loss>,
+    ) -> Self {
         let store = MemLog::new();
         store
             .append_now(&log_batches(terms))
@@ -117,6 +130,7 @@ impl Node {
             hard_state,
             log: restored,
             snapshot: Default::default(),
+            loss,
         };
         let raft =
             Raft::new(id, voters, config, raft_state, 0x5EED ^ id, START).expect("valid config");
@@ -413,6 +427,7 @@ pub fn heartbeat(term: Term, commit: Index) -> Message {
         term,
         commit,
         read_round: 0,
+        last_index: commit,
     })
 }
 
@@ -438,6 +453,7 @@ pub fn vote_response(term: Term, granted: bool) -> Message {
 /// A successful append answer.
 pub fn append_ok(term: Term, match_index: Index) -> Message {
     Message::AppendResponse(AppendResponse {
+        repairing: false,
         term,
         result: AppendResult::Success { match_index },
     })

@@ -155,14 +155,21 @@ pub fn arb_raft_message() -> impl Strategy<Value = Message> {
                     .prop_map(|(rejected, hint)| AppendResult::Conflict { rejected, hint }),
             ]
         )
-            .prop_map(|(term, result)| Message::AppendResponse(AppendResponse { term, result })),
-        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(term, commit, read_round)| {
-            Message::Heartbeat(Heartbeat {
+            .prop_map(|(term, result)| Message::AppendResponse(AppendResponse {
                 term,
-                commit,
-                read_round,
-            })
-        }),
+                repairing: term % 3 == 0,
+                result
+            })),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(term, commit, read_round, last_index)| {
+                Message::Heartbeat(Heartbeat {
+                    term,
+                    commit,
+                    read_round,
+                    last_index,
+                })
+            }
+        ),
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(term, read_round, last_index)| {
             Message::HeartbeatResponse(HeartbeatResponse {
                 term,
@@ -359,7 +366,8 @@ pub fn arb_client_response() -> impl Strategy<Value = ClientResponse> {
                         commit_index,
                         last_index,
                         durable_index,
-                        applied_index
+                        applied_index,
+                        repairing: applied_index % 2 == 0,
                     },
                     leader,
                 })

@@ -19,7 +19,7 @@ use super::log::DiskLog;
 use super::segment_header::{SegmentHeader, segment_file_name};
 
 /// What a log opened from fuzz input held.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FuzzOutcome {
     /// Its last entry.
     pub last: LogId,
@@ -27,6 +27,8 @@ pub struct FuzzOutcome {
     pub batches_read: usize,
     /// Its hard state.
     pub hard_state: HardState,
+    /// What opening it found (cut, lost hard state).
+    pub recovery: super::RecoveryReport,
 }
 
 thread_local! {
@@ -143,6 +145,7 @@ async fn open_and_exercise(dir: PathBuf) -> Result<FuzzOutcome> {
     let durable = log.sync().await?;
     assert_eq!(durable, state.last.index + 2);
     let hard_state = log.hard_state();
+    let recovery = log.recovery().clone();
     drop(log);
     let reopened = DiskLog::open(&dir, config()).await?;
     assert_eq!(
@@ -156,5 +159,6 @@ async fn open_and_exercise(dir: PathBuf) -> Result<FuzzOutcome> {
         last: state.last,
         batches_read,
         hard_state,
+        recovery,
     })
 }

@@ -20,7 +20,7 @@ use super::cache::{CachedBatch, RecentBatches};
 use super::config::{DiskLogConfig, FsyncMode};
 use super::hard_state_file::HardStateFile;
 use super::io::{glommio_error, std_error};
-use super::recovery::recover;
+use super::recovery::{LogCut, recover};
 use super::scan::BatchLoc;
 use super::segment::{Segment, create_segment_file};
 use super::segment_header::SegmentHeader;
@@ -215,13 +215,29 @@ pub struct DiskLog {
     hard_state_lock: Semaphore,
     hard_state_file: HardStateFile,
     pub(super) spares: Rc<Spares>,
+    recovery: RecoveryReport,
+}
+
+/// What [`DiskLog::open`] found besides the log itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Entries cut off the log (a torn tail, or damage to durable bytes).
+    pub cut: Option<LogCut>,
+    /// The directory held neither a segment nor a hard-state file: a new
+    /// log, or one whose disk was wiped (the node tells which).
+    pub fresh: bool,
+    /// The hard-state file was missing beside segments, or held no valid
+    /// slot: term and vote were lost (why).
+    pub hard_state_lost: Option<String>,
 }
 
 impl DiskLog {
     /// Opens the log in `dir` (created if missing): recovers every segment,
-    /// CRC-checking every batch, cuts a torn tail, loads the hard state.
-    /// Fails with [`StorageError::Corrupt`] naming file and offset if synced
-    /// bytes are damaged or a segment is missing. Must run on a glommio
+    /// CRC-checking every batch, cuts a torn tail or damaged durable bytes
+    /// (and everything after them; [`DiskLog::recovery`] says what), loads
+    /// the hard state (a lost one is reported, not fatal). Fails with
+    /// [`StorageError::Corrupt`] naming file and offset if a segment is
+    /// missing or its header is damaged. Must run on a glommio
     /// executor; the log then lives on it.
     pub async fn open(dir: impl AsRef<Path>, config: DiskLogConfig) -> Result<DiskLog> {
         config.validate()?;
@@ -236,7 +252,36 @@ impl DiskLog {
         }
         super::io::prime_iopoll_probe(&dir).await?;
         let recovered = recover(&dir, config.segment_open_flags()).await?;
-        let (hard_state_file, hard_state) = HardStateFile::open(&dir).await?;
+        let hard_state_path = dir.join(super::hard_state_file::HARD_STATE_FILE_NAME);
+        let hard_state_existed = hard_state_path.exists();
+        let mut hard_state_lost = (!hard_state_existed && !recovered.empty).then(|| {
+            format!(
+                "{} is missing but the log has entries",
+                hard_state_path.display()
+            )
+        });
+        let (hard_state_file, hard_state) = match HardStateFile::open(&dir).await {
+            Ok(opened) => opened,
+            Err(StorageError::Corrupt {
+                file,
+                offset,
+                reason,
+            }) => {
+                // Term and vote are gone: keep the damaged file aside and
+                // start from nothing; the node repairs before it votes.
+                let aside = file.with_extension("damaged");
+                tracing::error!(file = %file.display(), offset, %reason, "hard state lost");
+                std::fs::rename(&file, &aside).map_err(std_error("rename", &file))?;
+                hard_state_lost = Some(format!("{} offset {offset}: {reason}", file.display()));
+                HardStateFile::open(&dir).await?
+            }
+            Err(other) => return Err(other),
+        };
+        let recovery = RecoveryReport {
+            cut: recovered.cut.clone(),
+            fresh: recovered.empty && !hard_state_existed,
+            hard_state_lost,
+        };
         let spares = Spares::new(&dir, config.segment_bytes_max);
         let mut segments: VecDeque<Segment> = recovered.segments.into();
         if segments.is_empty() {
@@ -329,7 +374,14 @@ impl DiskLog {
             hard_state_lock: Semaphore::new(1),
             hard_state_file,
             spares,
+            recovery,
         })
+    }
+
+    /// What opening the log found: a cut, a lost hard state, a new
+    /// directory.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
     }
 
     /// The directory the log lives in.

@@ -36,7 +36,8 @@ pub use config::{ConfigError, DiskLogConfig, FsyncMode, FsyncModeParseError, SEG
 pub use fuzz::{FuzzOutcome, fuzz_open};
 pub use hard_state_file::{HARD_STATE_FILE_NAME, parse_hard_state_file};
 pub use io::prime_iopoll_probe;
-pub use log::DiskLog;
+pub use log::{DiskLog, RecoveryReport};
+pub use recovery::LogCut;
 pub use stats::DiskLogStats;
 
 /// Locked memory glommio registers for IO buffers on each executor that

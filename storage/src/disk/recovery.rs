@@ -30,6 +30,46 @@ use super::segment_header::{
     SEGMENT_HEADER_BYTES, SegmentHeader, SegmentHeaderError, parse_segment_file_name,
 };
 
+/// Entries recovery cut off the log: a torn tail, or damage to bytes that
+/// were durable. The log ends just before `from_index`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogCut {
+    /// The first index no longer in the log.
+    pub from_index: Index,
+    /// The highest index intact frames past the cut show the log held
+    /// (`from_index - 1` when none: nothing says more was written).
+    pub held_through: Index,
+    /// Whether the cut bytes had been durable (an intact frame continues
+    /// the log beyond the unsynced window, or a later segment exists):
+    /// entries this node may have acknowledged were lost. A torn tail is
+    /// not, by itself: the node's acknowledgement watermark decides.
+    pub durable: bool,
+    /// The file the cut is in.
+    pub file: PathBuf,
+    /// Its offset there.
+    pub offset: u64,
+    /// What recovery found.
+    pub reason: String,
+}
+
+impl std::fmt::Display for LogCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "log cut at index {} ({} offset {}: {}){}",
+            self.from_index,
+            self.file.display(),
+            self.offset,
+            self.reason,
+            if self.durable {
+                format!("; entries through {} had been durable", self.held_through)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
 /// What recovery found.
 pub struct Recovered {
     /// The log's segments, in order (empty for a new log).
@@ -40,6 +80,11 @@ pub struct Recovered {
     pub batches: u64,
     /// Bytes of frames recovered.
     pub bytes: u64,
+    /// What was cut off the log, if anything.
+    pub cut: Option<LogCut>,
+    /// The directory held no entry, nor a segment past index 1 (a new
+    /// log, or a lost one).
+    pub empty: bool,
 }
 
 struct Found {
@@ -160,6 +205,8 @@ pub async fn recover(dir: &Path, flags: libc::c_int) -> Result<Recovered> {
         last_header: None,
         batches: 0,
         bytes: 0,
+        cut: None,
+        empty: found.is_empty(),
     };
     if found.is_empty() {
         return Ok(recovered);
@@ -172,6 +219,12 @@ pub async fn recover(dir: &Path, flags: libc::c_int) -> Result<Recovered> {
         // than cancel it mid-IO.
         let _ = pending.await;
     }
+    recovered.empty = recovered.last_header.is_none()
+        && recovered.cut.is_none()
+        && recovered
+            .segments
+            .first()
+            .is_none_or(|segment| segment.header.first_index == 1);
     result.map(|()| recovered)
 }
 
@@ -232,19 +285,71 @@ async fn scan_all(
                 is_last: position + 1 == count,
             },
         );
+        let mut cut_here = false;
         match &scan.end {
             ScanEnd::Clean => {}
-            ScanEnd::Corrupt { offset, reason } => {
-                return Err(corrupt(&segment.path, *offset, reason.clone()));
-            }
-            ScanEnd::Torn { offset, reason } => {
-                tracing::warn!(
-                    file = %segment.path.display(),
-                    offset,
-                    %reason,
-                    "truncating a torn batch at the tail of the log"
-                );
+            ScanEnd::Corrupt { offset, reason } | ScanEnd::Torn { offset, reason } => {
+                let durable = matches!(scan.end, ScanEnd::Corrupt { .. });
+                let from_index = scan
+                    .last_header
+                    .map_or(expected_index, |last| last.last_index() + 1);
+                // What intact frames past the cut (in this segment and the
+                // later ones) show the log held.
+                let mut held_through = intact_last_index(&bytes, *offset as usize, from_index)
+                    .unwrap_or(from_index - 1);
+                for later in &found[position + 1..] {
+                    let later_bytes =
+                        read_whole(&later.file, &later.path, later.len, Vec::new()).await?;
+                    let start = SEGMENT_HEADER_BYTES as usize;
+                    held_through = held_through
+                        .max(later.header.first_index.saturating_sub(1))
+                        .max(intact_last_index(&later_bytes, start, from_index).unwrap_or(0));
+                }
+                let durable = durable || position + 1 < count;
+                let cut = LogCut {
+                    from_index,
+                    held_through,
+                    durable,
+                    file: segment.path.clone(),
+                    offset: *offset,
+                    reason: reason.clone(),
+                };
+                if durable {
+                    tracing::error!(
+                        file = %segment.path.display(),
+                        offset,
+                        %reason,
+                        from_index,
+                        held_through,
+                        "damage to durable log entries: cutting the log here; the node repairs the rest from the cluster"
+                    );
+                } else {
+                    tracing::warn!(
+                        file = %segment.path.display(),
+                        offset,
+                        %reason,
+                        from_index,
+                        "truncating a torn batch at the tail of the log"
+                    );
+                }
                 cut_torn_tail(&segment.file, &segment.path, *offset, segment.len).await?;
+                // Later segments no longer continue the log: keep them
+                // aside for inspection, out of the log's way.
+                for later in &found[position + 1..] {
+                    let aside = later.path.with_extension("seg.damaged");
+                    tracing::warn!(
+                        file = %later.path.display(),
+                        aside = %aside.display(),
+                        "moving a segment past the cut out of the log"
+                    );
+                    std::fs::rename(&later.path, &aside)
+                        .map_err(std_error("rename", &later.path))?;
+                }
+                if position + 1 < count {
+                    super::io::sync_dir(segment.path.parent().unwrap_or(Path::new("."))).await?;
+                }
+                recovered.cut = Some(cut);
+                cut_here = true;
             }
         }
         let end = scan.end_offset;
@@ -268,8 +373,42 @@ async fn scan_all(
             unsynced: false,
             tail: Some(tail),
         });
+        if cut_here {
+            // The later segments' reads were not started (or are awaited
+            // by the caller); nothing after the cut is part of the log.
+            break;
+        }
     }
     Ok(())
+}
+
+/// The last index of the intact frames found in `bytes` from `from` on
+/// whose first index is at least `min_index` (frames written past damage),
+/// if any.
+fn intact_last_index(bytes: &[u8], from: usize, min_index: Index) -> Option<Index> {
+    use crate::frame::{HEADER_BYTES, MAGIC, frame_crc};
+    let magic = MAGIC.to_le_bytes();
+    let mut at = from;
+    let mut last = None;
+    while at + HEADER_BYTES <= bytes.len() {
+        let Some(found) = bytes[at..].windows(4).position(|w| w == magic) else {
+            break;
+        };
+        at += found;
+        if let Ok(header) = BatchHeader::parse(&bytes[at..]) {
+            let len = header.frame_len as usize;
+            if len <= bytes.len() - at
+                && frame_crc(&bytes[at..at + len]) == header.crc32
+                && header.first_index >= min_index
+            {
+                last = Some(last.unwrap_or(0).max(header.last_index()));
+                at += len;
+                continue;
+            }
+        }
+        at += 1;
+    }
+    last
 }
 
 fn spawn_read(found: &Found, buffer: Vec<u8>) -> glommio::Task<Result<Vec<u8>>> {

@@ -47,6 +47,10 @@ pub struct Plan {
     pub partition_every_us: u64,
     /// Mean time between crashes in the fault phase (0: no crashes).
     pub crash_every_us: u64,
+    /// Chance (per million) that a crashed node restarts on a wiped disk
+    /// (never while another node is still repairing: a majority that lost
+    /// the same acknowledged entry cannot be repaired).
+    pub wipe_ppm: u64,
     /// Disk sync latency bounds.
     pub sync_us: (u64, u64),
     /// Largest clock drift, in parts per million.
@@ -104,13 +108,25 @@ impl Plan {
             // which data is acknowledged but not yet durable are wide.
             sync_us: (100, rng.range(1_000, 10_000)),
             drift_ppm_max: 2_000,
+            wipe_ppm: 0,
         };
         // Drawn last, so that the draws above (and the runs the regression
         // seeds replay) stay what they were before this knob existed.
         plan.config.commit_notify_delay_us = [0, 1_000, 20_000][rng.range(0, 3) as usize];
+        // Wipes draw from a generator of their own, so that seeds without
+        // them run exactly as before.
+        let mut wipes = Rng::new(seed ^ WIPE_SEED_SALT);
+        plan.wipe_ppm = if wipes.chance(1, 2) {
+            0
+        } else {
+            wipes.range(100_000, 300_000)
+        };
         plan
     }
 }
+
+/// Mixed into the seed for the wipe decisions' own generator.
+pub const WIPE_SEED_SALT: u64 = 0x0057_1FE0_D15C;
 
 /// A broken invariant, with what replays it.
 #[derive(Debug)]
@@ -144,6 +160,8 @@ pub struct Summary {
     pub elections: u64,
     /// Crashes injected.
     pub crashes: u64,
+    /// Crashes whose node restarted on a wiped disk.
+    pub wipes: u64,
     /// Snapshots installed on followers.
     pub snapshots_installed: u64,
     /// Linearizable reads checked.

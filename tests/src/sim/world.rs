@@ -121,6 +121,9 @@ struct SimNode {
 pub struct World {
     plan: Plan,
     rng: Rng,
+    /// Draws whether a restart finds a wiped disk (its own generator, see
+    /// `WIPE_SEED_SALT`).
+    wipe_rng: Rng,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
@@ -177,6 +180,7 @@ impl World {
             .collect();
         let network = Network::new(plan.drop_ppm, plan.duplicate_ppm, plan.delay_us);
         Self {
+            wipe_rng: Rng::new(plan.seed ^ super::WIPE_SEED_SALT ^ 1),
             plan,
             rng,
             now: 0,
@@ -654,8 +658,25 @@ impl World {
         };
         let seed = self.rng.next_u64();
         let now = self.local_now(id);
+        // A wiped disk, unless another node is still repairing: two nodes
+        // of three that lost the same acknowledged entry cannot get it
+        // back (the cluster must stop; nothing can repair it).
+        let others_repairing = self
+            .nodes
+            .iter()
+            .any(|n| n.host.id != id && n.host.pending_loss.is_some());
+        let wipe = self.plan.wipe_ppm > 0
+            && !others_repairing
+            && self.wipe_rng.range(0, 1_000_000) < self.plan.wipe_ppm;
+        if wipe {
+            self.summary.wipes += 1;
+        }
         let node = self.node(id);
-        node.host.crash_and_restart(keep, seed, now);
+        if wipe {
+            node.host.wipe_and_restart(seed, now);
+        } else {
+            node.host.crash_and_restart(keep, seed, now);
+        }
         node.up = true;
         node.led_term = 0;
         node.disk_free_at = 0;
