@@ -1,0 +1,199 @@
+//! Real `ordo` processes whose disks lose or damage what they acknowledged
+//! (issue 16): nothing acknowledged is lost, a damaged node repairs itself
+//! without an operator and without new proposals, and every entry it
+//! serves carries a token that verifies. Each test uses its own ports and
+//! runs alone (they kill and pause processes on a 2-core machine).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ordo_tests::procs::ProcCluster;
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn lines(prefix: &str, count: usize, bytes: usize) -> String {
+    (0..count)
+        .map(|i| {
+            let head = format!("{prefix}{i:06}-");
+            let pad = bytes.saturating_sub(head.len());
+            format!("{head}{}\n", "x".repeat(pad))
+        })
+        .collect()
+}
+
+fn send(cluster: &ProcCluster, via: u64, text: &str) -> Vec<Value> {
+    let sent = cluster.ordo(&["send", "--node", &cluster.addr(via), "--stdin"], Some(text));
+    assert!(sent.ok, "ordo send via node {via}: {}", sent.stderr);
+    let acks = sent.json_lines();
+    assert_eq!(acks.len(), text.lines().count());
+    acks
+}
+
+fn data_dir(cluster: &ProcCluster, id: u64) -> PathBuf {
+    cluster.dir.join(format!("node{id}/data"))
+}
+
+/// Waits until node `id` reports `repairing: false` and has applied
+/// `index`; returns how long it took.
+fn wait_repaired(cluster: &ProcCluster, id: u64, index: u64, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = cluster.status(id)
+            && status["repairing"] == false
+            && status["applied_index"].as_u64().unwrap_or(0) >= index
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "node {id} not repaired within {timeout:?}: {:?}",
+            cluster.status(id)
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Every acknowledged message is in node `id`'s log at its id with its
+/// payload and index, ids are dense, and every line verifies offline.
+fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
+    let output = cluster.ordo(&["log", "--node", &cluster.addr(id)], None);
+    assert!(output.ok, "ordo log on node {id}: {}", output.stderr);
+    let log = output.json_lines();
+    for (i, line) in log.iter().enumerate() {
+        assert_eq!(line["id"], i as u64 + 1, "node {id}: dense ids");
+        assert!(
+            !line["token"].as_str().unwrap_or("").is_empty(),
+            "node {id} served id {} without a token",
+            i + 1
+        );
+    }
+    for ack in acks {
+        let at = ack["id"].as_u64().unwrap() as usize;
+        let line = log
+            .get(at - 1)
+            .unwrap_or_else(|| panic!("node {id} lacks acknowledged id {at}"));
+        assert_eq!(line["payload"], ack["payload"], "node {id}, id {at}");
+        assert_eq!(line["index"], ack["index"], "node {id}, id {at}");
+    }
+    let verified = cluster.ordo(
+        &["verify", "--keys", cluster.keys().to_str().unwrap()],
+        Some(&output.stdout),
+    );
+    assert!(verified.ok, "node {id}'s log verifies: {}", verified.stderr);
+}
+
+fn node_log(cluster: &ProcCluster, id: u64) -> String {
+    std::fs::read_to_string(cluster.dir.join(format!("node{id}.log"))).unwrap_or_default()
+}
+
+fn last_index(acks: &[Value]) -> u64 {
+    acks.iter().filter_map(|a| a["index"].as_u64()).max().unwrap()
+}
+
+/// Issue 16, case 1: a byte flipped in the middle of a stopped follower's
+/// segment. It used to cut everything after it as a torn tail, serve 1,986
+/// of 4,000 messages, and catch up only when new proposals came.
+#[test]
+fn a_follower_with_a_flipped_byte_mid_log_repairs_without_new_proposals() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = ProcCluster::start(3, 25_000);
+    let (leader, _) = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let acks = send(&cluster, leader, &lines("m", 4_000, 200));
+    let last = last_index(&acks);
+    wait_repaired(&cluster, follower, last, Duration::from_secs(10));
+    assert!(cluster.stop(follower), "clean stop");
+    let segment = std::fs::read_dir(data_dir(&cluster, follower).join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .min()
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let written = bytes.iter().rposition(|&b| b != 0).unwrap();
+    bytes[written / 2] ^= 0xFF;
+    std::fs::write(&segment, &bytes).unwrap();
+    cluster.start_node(follower);
+    let took = wait_repaired(&cluster, follower, last, Duration::from_secs(20));
+    let log = node_log(&cluster, follower);
+    assert!(log.contains("lost state it may have acknowledged"), "{log}");
+    assert!(log.contains("repaired"), "{log}");
+    println!("repaired in {took:?} after the restart answered");
+    for id in 1..=3 {
+        check_node(&cluster, id, &acks);
+    }
+}
+
+/// Issue 16, case 2: a wiped follower and a lagging one must not elect
+/// each other over the acknowledged messages only the stopped leader and
+/// the wiped follower held.
+#[test]
+fn a_wiped_follower_and_a_lagging_one_do_not_elect_a_leader_without_acknowledged_messages() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = ProcCluster::start(3, 25_400);
+    let (leader, _) = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    let a = leader % 3 + 1;
+    let b = a % 3 + 1;
+    cluster.signal(b, libc::SIGSTOP);
+    let acks = send(&cluster, leader, &lines("k", 1_600, 16 << 10));
+    cluster.kill(a);
+    std::fs::remove_dir_all(data_dir(&cluster, a).join("log")).unwrap();
+    cluster.kill(leader);
+    cluster.start_node(a);
+    cluster.signal(b, libc::SIGCONT);
+    // A knows it lost its disk and grants no vote: no leader, no writes.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = cluster.status(a).expect("A answers status");
+    assert_eq!(status["repairing"], true, "{status}");
+    for id in [a, b] {
+        let status = cluster.status(id).expect("status");
+        assert_ne!(status["role"], "leader", "node {id} leads: {status}");
+    }
+    let refused = cluster.ordo(
+        &["send", "--node", &cluster.addr(b), "--timeout", "2", "during"],
+        None,
+    );
+    assert!(!refused.ok, "a write was taken: {}", refused.stdout);
+    // The old leader returns: it leads, A repairs, nothing is lost.
+    cluster.start_node(leader);
+    let last = last_index(&acks);
+    wait_repaired(&cluster, a, last, Duration::from_secs(30));
+    wait_repaired(&cluster, b, last, Duration::from_secs(30));
+    for id in 1..=3 {
+        check_node(&cluster, id, &acks);
+    }
+}
+
+/// A leader whose data directory is wiped comes back as a repairing
+/// follower; the other two keep the cluster going and repair it.
+#[test]
+fn a_wiped_leader_rejoins_as_a_repairing_follower_and_loses_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = ProcCluster::start(3, 25_800);
+    let (leader, _) = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    let mut acks = send(&cluster, leader, &lines("w", 2_000, 100));
+    cluster.kill(leader);
+    std::fs::remove_dir_all(data_dir(&cluster, leader).join("log")).unwrap();
+    std::fs::remove_file(data_dir(&cluster, leader).join("acked")).unwrap();
+    let others: Vec<u64> = (1..=3).filter(|&i| i != leader).collect();
+    let (next, _) = cluster
+        .wait_leader(&others, Duration::from_secs(10))
+        .expect("the other two elect a leader");
+    cluster.start_node(leader);
+    acks.extend(send(&cluster, next, &lines("after", 500, 100)));
+    let took = wait_repaired(&cluster, leader, last_index(&acks), Duration::from_secs(30));
+    println!("the wiped leader was repaired {took:?} after the writes");
+    let log = node_log(&cluster, leader);
+    assert!(log.contains("ran here, but its log and hard state are gone"), "{log}");
+    for id in 1..=3 {
+        check_node(&cluster, id, &acks);
+    }
+}
