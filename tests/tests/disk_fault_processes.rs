@@ -24,7 +24,10 @@ fn lines(prefix: &str, count: usize, bytes: usize) -> String {
 }
 
 fn send(cluster: &ProcCluster, via: u64, text: &str) -> Vec<Value> {
-    let sent = cluster.ordo(&["send", "--node", &cluster.addr(via), "--stdin"], Some(text));
+    let sent = cluster.ordo(
+        &["send", "--node", &cluster.addr(via), "--stdin"],
+        Some(text),
+    );
     assert!(sent.ok, "ordo send via node {via}: {}", sent.stderr);
     let acks = sent.json_lines();
     assert_eq!(acks.len(), text.lines().count());
@@ -89,7 +92,10 @@ fn node_log(cluster: &ProcCluster, id: u64) -> String {
 }
 
 fn last_index(acks: &[Value]) -> u64 {
-    acks.iter().filter_map(|a| a["index"].as_u64()).max().unwrap()
+    acks.iter()
+        .filter_map(|a| a["index"].as_u64())
+        .max()
+        .unwrap()
 }
 
 /// Issue 16, case 1: a byte flipped in the middle of a stopped follower's
@@ -156,7 +162,14 @@ fn a_wiped_follower_and_a_lagging_one_do_not_elect_a_leader_without_acknowledged
         assert_ne!(status["role"], "leader", "node {id} leads: {status}");
     }
     let refused = cluster.ordo(
-        &["send", "--node", &cluster.addr(b), "--timeout", "2", "during"],
+        &[
+            "send",
+            "--node",
+            &cluster.addr(b),
+            "--timeout",
+            "2",
+            "during",
+        ],
         None,
     );
     assert!(!refused.ok, "a write was taken: {}", refused.stdout);
@@ -192,7 +205,10 @@ fn a_wiped_leader_rejoins_as_a_repairing_follower_and_loses_nothing() {
     let took = wait_repaired(&cluster, leader, last_index(&acks), Duration::from_secs(30));
     println!("the wiped leader was repaired {took:?} after the writes");
     let log = node_log(&cluster, leader);
-    assert!(log.contains("ran here, but its log and hard state are gone"), "{log}");
+    assert!(
+        log.contains("ran here, but its log and hard state are gone"),
+        "{log}"
+    );
     for id in 1..=3 {
         check_node(&cluster, id, &acks);
     }

@@ -9,18 +9,20 @@
 //!   key was restored onto a new disk) has lost its disk; a node that
 //!   finds `bootstrap`, or nothing at all in a directory without a key (an
 //!   embedder's first start), is new.
-//! - `acked`: the acknowledgement watermark: an index at or above every
-//!   index this node had made durable (and so may have acknowledged) when
-//!   it was written. Written every [`ACKED_SAVE_INTERVAL`] while it moves
-//!   and at shutdown, off the commit path. Recovery tells a torn tail
-//!   (cut above it: never acknowledged) from damage to acknowledged
-//!   entries (cut at or below it) with it.
+//! - `acked`: the acknowledgement watermark: the durable index (at or
+//!   above every index this node may have acknowledged when it was
+//!   written), in two CRC'd slots written alternately in place. Saved
+//!   every [`ACKED_SAVE_INTERVAL`] while it moves and at shutdown, off the
+//!   commit path. Recovery tells a torn tail (cut above it: never
+//!   acknowledged) from damage to acknowledged entries (cut at or below
+//!   it) with it.
 //! - `repair`: a loss found at start and not yet repaired. Written before
 //!   the node takes part, removed when the core reports
 //!   [`crate::core::Command::Repaired`]: a crash mid-repair finds it again.
 //!
-//! Each is replaced whole (a temporary file, fsync, rename, directory
-//! fsync), so a crash leaves the old or the new contents, never a mix.
+//! `member` and `repair` are replaced whole (a temporary file, fsync,
+//! rename, directory fsync), so a crash leaves the old or the new
+//! contents, never a mix; they change once per start at most.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,27 +91,95 @@ fn read_member(data_dir: &Path) -> Result<Member, String> {
     }
 }
 
-/// The acknowledgement watermark saved in `data_dir` (`0` if none).
+/// Bytes between the watermark file's two slots (one sector each, so
+/// that a torn write damages one slot only).
+const ACKED_SLOT_BYTES: u64 = 4096;
+const ACKED_MAGIC: u32 = u32::from_le_bytes(*b"ORDA");
+
+fn encode_acked(index: Index) -> [u8; 16] {
+    let mut slot = [0u8; 16];
+    slot[0..4].copy_from_slice(&ACKED_MAGIC.to_le_bytes());
+    slot[4..12].copy_from_slice(&index.to_le_bytes());
+    let crc = crc32fast::hash(&slot[0..12]);
+    slot[12..16].copy_from_slice(&crc.to_le_bytes());
+    slot
+}
+
+fn decode_acked(slot: &[u8]) -> Option<Index> {
+    let slot: &[u8; 16] = slot.get(..16)?.try_into().ok()?;
+    let magic = u32::from_le_bytes(slot[0..4].try_into().ok()?);
+    let crc = u32::from_le_bytes(slot[12..16].try_into().ok()?);
+    (magic == ACKED_MAGIC && crc == crc32fast::hash(&slot[0..12]))
+        .then(|| u64::from_le_bytes(slot[4..12].try_into().expect("8 bytes")))
+}
+
+/// The acknowledgement watermark saved in `data_dir`: `0` if none was
+/// ever saved, `Index::MAX` if the file exists but neither slot is valid
+/// (then any cut counts as a loss: the node repairs rather than guess).
 pub fn load_acked(data_dir: &Path) -> Result<Index, String> {
     let path = data_dir.join(ACKED_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|e| {
-            format!(
-                "{} holds {:?}, not an index: {e}",
-                path.display(),
-                text.trim()
-            )
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(error) => Err(io_error("read", &path)(error)),
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(io_error("read", &path)(error)),
+    };
+    let slots = [
+        decode_acked(&bytes),
+        bytes
+            .get(ACKED_SLOT_BYTES as usize..)
+            .and_then(decode_acked),
+    ];
+    Ok(slots.into_iter().flatten().max().unwrap_or_else(|| {
+        tracing::warn!(file = %path.display(), "no valid acknowledgement watermark slot");
+        Index::MAX
+    }))
+}
+
+/// The acknowledgement watermark's file, open for saves. Each save writes
+/// one of two slots in place, alternately, and fdatasyncs: one small
+/// write and one flush, and a crash during it leaves the other slot (the
+/// previous, smaller watermark, which a later cut must then exceed).
+pub struct AckedFile {
+    file: std::fs::File,
+    path: PathBuf,
+    next_slot: u64,
+}
+
+impl AckedFile {
+    /// Opens (creating) the watermark file in `data_dir` (blocking).
+    pub fn open(data_dir: &Path) -> Result<Self, String> {
+        let path = data_dir.join(ACKED_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("open", &path))?;
+        Ok(Self {
+            file,
+            path,
+            next_slot: 0,
+        })
+    }
+
+    /// Saves `index` durably (blocking: call it off the shard's executor,
+    /// or at shutdown).
+    pub fn save(&mut self, index: Index) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        let offset = self.next_slot * ACKED_SLOT_BYTES;
+        self.file
+            .write_all_at(&encode_acked(index), offset)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_error("write", &self.path))?;
+        self.next_slot = 1 - self.next_slot;
+        Ok(())
     }
 }
 
-/// Saves the acknowledgement watermark (blocking: call it off the shard's
-/// executor, or at shutdown).
+/// Saves the acknowledgement watermark once (blocking).
 pub fn save_acked(data_dir: &Path, index: Index) -> Result<(), String> {
-    let path = data_dir.join(ACKED_FILE);
-    write_durably(&path, &format!("{index}\n")).map_err(io_error("write", &path))
+    AckedFile::open(data_dir)?.save(index)
 }
 
 fn encode_loss(loss: &Loss) -> String {
@@ -320,6 +390,26 @@ mod tests {
             .unwrap()
             .expect("durable damage");
         assert_eq!(loss.held_through, 210);
+    }
+
+    #[test]
+    fn the_watermark_survives_a_torn_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_acked(dir.path()).unwrap(), 0);
+        let mut file = AckedFile::open(dir.path()).unwrap();
+        file.save(10).unwrap();
+        file.save(20).unwrap();
+        assert_eq!(load_acked(dir.path()).unwrap(), 20);
+        // Tear the newest slot: the previous watermark remains.
+        let path = dir.path().join(ACKED_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4096 + 5] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(load_acked(dir.path()).unwrap(), 10);
+        // Both torn: unknown, so every cut counts.
+        bytes[5] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(load_acked(dir.path()).unwrap(), Index::MAX);
     }
 
     #[test]

@@ -324,7 +324,18 @@ impl SnapshotIo {
                 }
             }
             if ok {
-                self.persist_received(complete.last, data);
+                // The last chunk is acknowledged once the snapshot is
+                // durable: the leader then installs it, and this node
+                // resets its log to it. Acknowledged before, a crash could
+                // lose both the snapshot and the entries the reset removed.
+                let ack = SnapshotAck {
+                    term: chunk.term,
+                    last: chunk.last,
+                    next_offset,
+                    ok: true,
+                };
+                self.persist_received(complete.last, data, from, ack);
+                return;
             }
         }
         let ack = SnapshotAck {
@@ -336,7 +347,9 @@ impl SnapshotIo {
         let _ = self.peers.try_send(from, PeerMessage::SnapshotAck(ack));
     }
 
-    fn persist_received(self: &Rc<Self>, last: LogId, data: Bytes) {
+    /// Saves a received snapshot, then sends `ack` to `from` (with `ok`
+    /// false if the save failed).
+    fn persist_received(self: &Rc<Self>, last: LogId, data: Bytes, from: NodeId, ack: SnapshotAck) {
         let this = self.clone();
         glommio::spawn_local(async move {
             let result = async {
@@ -351,9 +364,14 @@ impl SnapshotIo {
                     .map(|_| ())
             }
             .await;
+            let mut ack = ack;
             if let Err(error) = result {
                 tracing::error!(%error, "saving a received snapshot failed");
+                ack.ok = false;
             }
+            // A full queue drops it: the leader's snapshot stalls and is
+            // retried (`detect_stalled_followers`).
+            let _ = this.peers.try_send(from, PeerMessage::SnapshotAck(ack));
         })
         .detach();
     }

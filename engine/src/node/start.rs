@@ -577,15 +577,30 @@ async fn save_acked_watermark(
     status: Rc<std::cell::Cell<Status>>,
     feed: Rc<FeedState>,
 ) {
-    let mut saved = super::durability::load_acked(&data_dir).unwrap_or(0);
+    let mut saved = super::durability::load_acked(&data_dir)
+        .unwrap_or(0)
+        .min(status.get().durable_index);
+    let mut file = match super::durability::AckedFile::open(&data_dir) {
+        Ok(file) => Some(file),
+        Err(error) => {
+            // Then torn tails read as unacknowledged: say so loudly.
+            tracing::error!(%error, "cannot keep the acknowledgement watermark");
+            None
+        }
+    };
     loop {
         let closed = feed.closed.get();
         let durable = status.get().durable_index;
-        if durable > saved {
-            let dir = data_dir.clone();
-            let result = glommio::executor()
-                .spawn_blocking(move || super::durability::save_acked(&dir, durable))
+        if durable != saved
+            && let Some(mut open) = file.take()
+        {
+            let (result, back) = glommio::executor()
+                .spawn_blocking(move || {
+                    let result = open.save(durable);
+                    (result, open)
+                })
                 .await;
+            file = Some(back);
             match result {
                 Ok(()) => saved = durable,
                 Err(error) => tracing::warn!(%error, "cannot save the acknowledgement watermark"),

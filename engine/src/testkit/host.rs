@@ -207,6 +207,9 @@ impl Host {
             self.raft.step(now, event);
         }
         self.raft.end_turn(now, &mut self.commands);
+        // Every invariant after every turn, whatever the build profile
+        // (`end_turn` checks them only with debug assertions).
+        self.raft.check_invariants();
         let commands = std::mem::take(&mut self.commands);
         let mut effects = Vec::new();
         for command in commands {
