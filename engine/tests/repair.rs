@@ -18,6 +18,18 @@ fn wiped() -> Option<Loss> {
     })
 }
 
+/// Node 2 of 3 restarted on a wiped disk holding `terms`.
+fn wiped_node(terms: &[u64]) -> Node {
+    Node::restore_after_loss(
+        2,
+        &ids(3),
+        paper_config(),
+        HardState::default(),
+        terms,
+        wiped(),
+    )
+}
+
 fn heartbeat_with_last(term: u64, commit: u64, last_index: u64) -> Message {
     Message::Heartbeat(Heartbeat {
         term,
@@ -33,14 +45,7 @@ fn repaired(commands: &[Command]) -> bool {
 
 #[test]
 fn a_repairing_node_grants_no_vote_or_pre_vote_and_never_campaigns() {
-    let mut node = Node::restore_after_loss(
-        2,
-        &ids(3),
-        paper_config(),
-        HardState::default(),
-        &[1, 1],
-        wiped(),
-    );
+    let mut node = wiped_node(&[1, 1]);
     assert!(node.raft.repairing());
     assert!(node.raft.status().repairing);
     for pre_vote in [true, false] {
@@ -67,14 +72,7 @@ fn a_repairing_node_grants_no_vote_or_pre_vote_and_never_campaigns() {
 
 #[test]
 fn a_wiped_node_is_repaired_once_the_leader_commits_past_its_last_index_without_it() {
-    let mut node = Node::restore_after_loss(
-        2,
-        &ids(3),
-        paper_config(),
-        HardState::default(),
-        &[],
-        wiped(),
-    );
+    let mut node = wiped_node(&[]);
     // The leader of term 3 holds 3 entries (all committed); its heartbeat
     // says so. The target is one past them: an entry the leader commits
     // after this node's loss.
@@ -199,14 +197,7 @@ fn a_leader_that_cannot_commit_without_the_repairing_node_does_not_repair_it() {
     // A deposed leader (term 3) reaches the wiped node first: it replicates,
     // but its commit index never covers its last index (no quorum without
     // the repairing node), so the node stays repairing.
-    let mut node = Node::restore_after_loss(
-        2,
-        &ids(3),
-        paper_config(),
-        HardState::default(),
-        &[],
-        wiped(),
-    );
+    let mut node = wiped_node(&[]);
     node.receive(3, heartbeat_with_last(3, 0, 3));
     let commands = node.receive(3, append(3, LogId::new(0, 0), 1, log_batches(&[1, 1, 3])));
     let commands = node.settle(commands);

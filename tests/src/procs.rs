@@ -30,6 +30,19 @@ pub fn ordo_binary() -> PathBuf {
     binary
 }
 
+/// `count` lines of `bytes` bytes each (newline excluded), each starting
+/// with `prefix` and its number, for `ProcCluster::send_lines`.
+pub fn lines(prefix: &str, count: usize, bytes: usize) -> String {
+    let mut text = String::with_capacity(count * (bytes + 1));
+    for i in 0..count {
+        let head = format!("{prefix}{i:07}-");
+        text.push_str(&head);
+        text.extend(std::iter::repeat_n('x', bytes.saturating_sub(head.len())));
+        text.push('\n');
+    }
+    text
+}
+
 /// The longest any `ordo` command of a test may run.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -248,6 +261,16 @@ impl ProcCluster {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// Sends `text` through node `via` with `ordo send --stdin` (one
+    /// message per line) and returns the acknowledgements, one per line.
+    pub fn send_lines(&self, via: u64, text: &str) -> Vec<Value> {
+        let sent = self.ordo(&["send", "--node", &self.addr(via), "--stdin"], Some(text));
+        assert!(sent.ok, "ordo send via node {via}: {}", sent.stderr);
+        let acks = sent.json_lines();
+        assert_eq!(acks.len(), text.lines().count(), "every line acknowledged");
+        acks
     }
 
     /// `ordo status` of node `id`, if it answers within a second.

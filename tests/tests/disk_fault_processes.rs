@@ -8,31 +8,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ordo_tests::procs::ProcCluster;
+use ordo_tests::procs::{ProcCluster, lines};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn lines(prefix: &str, count: usize, bytes: usize) -> String {
-    (0..count)
-        .map(|i| {
-            let head = format!("{prefix}{i:06}-");
-            let pad = bytes.saturating_sub(head.len());
-            format!("{head}{}\n", "x".repeat(pad))
-        })
-        .collect()
-}
-
-fn send(cluster: &ProcCluster, via: u64, text: &str) -> Vec<Value> {
-    let sent = cluster.ordo(
-        &["send", "--node", &cluster.addr(via), "--stdin"],
-        Some(text),
-    );
-    assert!(sent.ok, "ordo send via node {via}: {}", sent.stderr);
-    let acks = sent.json_lines();
-    assert_eq!(acks.len(), text.lines().count());
-    acks
-}
 
 fn data_dir(cluster: &ProcCluster, id: u64) -> PathBuf {
     cluster.dir.join(format!("node{id}/data"))
@@ -109,7 +88,7 @@ fn a_follower_with_a_flipped_byte_mid_log_repairs_without_new_proposals() {
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
     let follower = (1..=3).find(|&i| i != leader).unwrap();
-    let acks = send(&cluster, leader, &lines("m", 4_000, 200));
+    let acks = cluster.send_lines(leader, &lines("m", 4_000, 200));
     let last = last_index(&acks);
     wait_repaired(&cluster, follower, last, Duration::from_secs(10));
     assert!(cluster.stop(follower), "clean stop");
@@ -147,7 +126,7 @@ fn a_wiped_follower_and_a_lagging_one_do_not_elect_a_leader_without_acknowledged
     let a = leader % 3 + 1;
     let b = a % 3 + 1;
     cluster.signal(b, libc::SIGSTOP);
-    let acks = send(&cluster, leader, &lines("k", 1_600, 16 << 10));
+    let acks = cluster.send_lines(leader, &lines("k", 1_600, 16 << 10));
     cluster.kill(a);
     std::fs::remove_dir_all(data_dir(&cluster, a).join("log")).unwrap();
     cluster.kill(leader);
@@ -192,7 +171,7 @@ fn a_wiped_leader_rejoins_as_a_repairing_follower_and_loses_nothing() {
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
-    let mut acks = send(&cluster, leader, &lines("w", 2_000, 100));
+    let mut acks = cluster.send_lines(leader, &lines("w", 2_000, 100));
     cluster.kill(leader);
     std::fs::remove_dir_all(data_dir(&cluster, leader).join("log")).unwrap();
     std::fs::remove_file(data_dir(&cluster, leader).join("acked")).unwrap();
@@ -201,7 +180,7 @@ fn a_wiped_leader_rejoins_as_a_repairing_follower_and_loses_nothing() {
         .wait_leader(&others, Duration::from_secs(10))
         .expect("the other two elect a leader");
     cluster.start_node(leader);
-    acks.extend(send(&cluster, next, &lines("after", 500, 100)));
+    acks.extend(cluster.send_lines(next, &lines("after", 500, 100)));
     let took = wait_repaired(&cluster, leader, last_index(&acks), Duration::from_secs(30));
     println!("the wiped leader was repaired {took:?} after the writes");
     let log = node_log(&cluster, leader);

@@ -7,36 +7,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ordo_tests::procs::ProcCluster;
+use ordo_tests::procs::{ProcCluster, lines};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// `count` lines of `bytes` bytes each (newline excluded), each starting
-/// with `prefix` and its number.
-fn lines(prefix: &str, count: usize, bytes: usize) -> String {
-    let mut text = String::with_capacity(count * (bytes + 1));
-    for i in 0..count {
-        let head = format!("{prefix}{i:07}-");
-        text.push_str(&head);
-        text.extend(std::iter::repeat_n('x', bytes.saturating_sub(head.len())));
-        text.push('\n');
-    }
-    text
-}
-
-/// Sends `text` (one message per line) through node `via`; returns the
-/// acknowledgements.
-fn send(cluster: &ProcCluster, via: u64, text: &str) -> Vec<Value> {
-    let sent = cluster.ordo(
-        &["send", "--node", &cluster.addr(via), "--stdin"],
-        Some(text),
-    );
-    assert!(sent.ok, "ordo send via node {via}: {}", sent.stderr);
-    let acks = sent.json_lines();
-    assert_eq!(acks.len(), text.lines().count(), "every line acknowledged");
-    acks
-}
 
 /// Reads node `id`'s whole log and checks it against the acknowledgements
 /// (dense ids from 1, each acknowledged message at its id with its
@@ -120,8 +94,8 @@ fn through_follower_and_leader(base_port: u16, count: usize, bytes: usize) {
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     let first = lines("f", count / 2, bytes);
     let second = lines("l", count - count / 2, bytes);
-    let mut acks = send(&cluster, follower, &first);
-    acks.extend(send(&cluster, leader, &second));
+    let mut acks = cluster.send_lines(follower, &first);
+    acks.extend(cluster.send_lines(leader, &second));
     let payloads: Vec<&str> = first.lines().chain(second.lines()).collect();
     let last_index = acks
         .iter()

@@ -381,9 +381,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = NodeConfig::cluster(1, 40_000, 7).unwrap().remove(0);
         config.data_dir = dir.path().to_path_buf();
-        config.keys_file = None;
-        // No key in the data directory: this node signs nothing, as a
-        // follower's tokens come from the leader's statements.
+        // A cluster with tokens, and no key in the data directory: this
+        // node signs nothing, as a follower's tokens come from the leader's
+        // statements (the keys file is read only with a key).
+        config.keys_file = Some(dir.path().join("cluster.keys"));
         let certificates = Rc::new(Certificates::open(&config).unwrap());
         let store = Rc::new(MemLog::new());
         let payload = vec![7u8; payload_bytes];
@@ -590,6 +591,31 @@ mod tests {
             .await
             .unwrap();
             assert_eq!(*ids.borrow(), (1..=10).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn a_cluster_without_tokens_serves_entries_without_waiting() {
+        on_test_executor(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = NodeConfig::cluster(1, 40_000, 7).unwrap().remove(0);
+            config.data_dir = dir.path().to_path_buf();
+            config.keys_file = None;
+            let f = fixture(5, 64, 5);
+            let certificates = Certificates::open(&config).unwrap();
+            let mut cursor = START;
+            let chunk = read_committed(
+                &*f.store,
+                &f.state,
+                &certificates,
+                &mut cursor,
+                ChunkLimit::LOG_RESPONSE,
+            )
+            .await
+            .unwrap();
+            assert_eq!(chunk.messages.len(), 5);
+            assert!(chunk.token_missing.is_none());
+            assert!(chunk.messages.iter().all(|m| m.token.is_empty()));
         });
     }
 

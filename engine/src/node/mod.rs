@@ -196,6 +196,8 @@ impl NodeHandle {
     /// A stream that cannot go on ends with one `Err` naming why: the ids
     /// were compacted away, the log failed, or an applied message's token
     /// did not come within [`TOKEN_WAIT_MAX`] (the error names its id).
+    /// Without tokens (no `keys_file` in the config) messages come with
+    /// empty tokens.
     /// The channel closes without an error only when the node stops.
     pub fn subscribe(
         &self,

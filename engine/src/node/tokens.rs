@@ -94,6 +94,9 @@ pub struct Certificates {
     /// Moves whenever a statement is stored: readers waiting for a
     /// missing token look again.
     pub stored: Notify,
+    /// The cluster uses tokens (the config names `keys_file`). Without,
+    /// entries are served with empty tokens: there is nothing to wait for.
+    enabled: bool,
 }
 
 /// Entries signed per statement when filling a gap.
@@ -164,6 +167,7 @@ impl Certificates {
             unsent_since_us: std::cell::Cell::new(None),
             send_delay_us: config.raft.commit_notify_delay_us,
             stored: Notify::default(),
+            enabled: config.keys_file.is_some(),
         })
     }
 
@@ -422,6 +426,9 @@ impl Certificates {
         store: &S,
         entry: &ordo_storage::EntryView<'_>,
     ) -> Result<Bytes, TokenError> {
+        if !self.enabled {
+            return Ok(Bytes::new());
+        }
         let signed = self
             .statements
             .borrow()
