@@ -7,18 +7,23 @@
 //! case 2: a wiped follower and a lagging one elect each other).
 //!
 //! So a node that starts with a [`Loss`] is *repairing*:
-//! - it grants no vote and no pre-vote, and never campaigns;
-//! - it still takes appends from a leader: what it acknowledges then, it
-//!   holds again, durably;
-//! - it is repaired once a leader of its term (or a later one) told it the
-//!   leader's last index (every heartbeat carries it) and this node holds
-//!   the leader's log up to that index (or the highest index it knows it
-//!   held, if larger) durably. Every entry it may have acknowledged is then
-//!   back: one acknowledged to this leader is in the leader's log, and one
-//!   acknowledged to an earlier leader was either committed — so it is in
-//!   every later leader's log (Leader Completeness; this node's vote did
-//!   not count towards any of them) — or can only ever be committed again
-//!   with fresh acknowledgements.
+//! - it grants no vote and no pre-vote, never campaigns, never takes over
+//!   a leadership transfer, and echoes no read round;
+//! - it still takes appends from a leader, but flags its acknowledgements
+//!   `repairing`: the leader counts it towards neither commit, reads nor
+//!   check-quorum (having lost its own term, it cannot tell a deposed
+//!   leader from a live one, and must not let a deposed one commit), and
+//!   appends a barrier no-op for it;
+//! - a heartbeat's commit index applies only up to what it knows matches
+//!   this leader (the leader's match for it may predate the loss);
+//! - it is repaired once it durably holds, and has seen committed, the
+//!   leader's log through one past the leader's last index when it first
+//!   heard from that leader (every heartbeat carries the index). That
+//!   entry was committed without this node, after its loss: the leader was
+//!   live then, so by Leader Completeness its log held every entry ever
+//!   committed (this node's vote counted for none of the leaders since).
+//!   Whatever else this node had acknowledged was never committed and can
+//!   only be committed again with fresh acknowledgements.
 //!
 //! The runtime records the loss durably before the node takes part and
 //! clears it on [`Command::Repaired`], so a crash mid-repair restarts the
