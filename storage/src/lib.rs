@@ -28,6 +28,6 @@ pub use error::{Result, StorageError};
 pub use frame::{Batch, BatchHeader, BatchKind, BatchMeta, EntryOut, EntryView, FrameError};
 pub use hard_state::HardState;
 pub use log_store::{LogState, LogStore, TermRun};
-pub use mem_log::MemLog;
+pub use mem_log::{MemLog, SyncPoint};
 pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotStore, SnapshotWriter};
 pub use types::{ClientId, Index, LogId, MessageId, NodeId, Seq, Term, TimestampUs};

@@ -31,6 +31,23 @@ struct Inner {
     hard_state: HardState,
     appends: u64,
     syncs: u64,
+    /// The write sequence number of each batch of `batches` (appends and
+    /// the rewritten prefix of a truncated batch take the next number;
+    /// after a crash everything is durable and numbered 0). Increasing
+    /// along the log. Invariant: `seqs.len() == batches.len()`.
+    seqs: std::collections::VecDeque<u64>,
+    /// The next write sequence number.
+    next_seq: u64,
+    /// The sequence number of the truncation that last moved durable
+    /// batches into `restore`.
+    restore_seq: u64,
+}
+
+/// What a sync begun now covers: every write made before it began (see
+/// [`MemLog::sync_begin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncPoint {
+    seq: u64,
 }
 
 impl Inner {
@@ -62,6 +79,7 @@ impl Inner {
 
     fn check_invariants(&self) {
         debug_assert!(self.durable_batches <= self.batches.len());
+        debug_assert_eq!(self.seqs.len(), self.batches.len());
         let mut expected = self.prev.index + 1;
         for batch in self.batches.iter() {
             debug_assert_eq!(batch.first_index(), expected);
@@ -99,6 +117,8 @@ impl MemLog {
             inner.batches.extend(restore);
         }
         inner.durable_batches = inner.batches.len();
+        let len = inner.batches.len();
+        inner.seqs = std::iter::repeat_n(0, len).collect();
         inner.check_invariants();
     }
 
@@ -138,6 +158,9 @@ impl MemLog {
                 });
             }
             inner.batches.push_back(batch.clone());
+            let seq = inner.next_seq;
+            inner.seqs.push_back(seq);
+            inner.next_seq += 1;
             inner.appends += 1;
         }
         Ok(())
@@ -154,22 +177,59 @@ impl MemLog {
             return Ok(());
         }
         let at = inner.position(from);
+        let truncation = inner.next_seq;
+        inner.next_seq += 1;
         if at < inner.durable_batches {
             let durable = inner.durable_batches;
             let mut removed: Vec<Batch> = (at..durable).map(|i| inner.batches[i].clone()).collect();
             removed.append(&mut inner.restore);
             inner.restore = removed;
             inner.durable_batches = at;
+            inner.restore_seq = truncation;
         }
         let straddling = inner.batches[at].clone();
         inner.batches.truncate(at);
+        inner.seqs.truncate(at);
         if straddling.first_index() < from {
             inner
                 .batches
                 .push_back(straddling.slice(straddling.first_index(), from - 1));
+            let seq = inner.next_seq;
+            inner.seqs.push_back(seq);
+            inner.next_seq += 1;
         }
         inner.check_invariants();
         Ok(())
+    }
+
+    /// Begins a sync that completes later ([`MemLog::sync_end`]), as the
+    /// disk log's does: it covers the writes made before it began, not
+    /// those made while it is in flight.
+    pub fn sync_begin(&self) -> SyncPoint {
+        SyncPoint {
+            seq: self.inner.borrow().next_seq,
+        }
+    }
+
+    /// Completes the sync begun at `point`; returns the durable last
+    /// entry. Batches written before `point` become durable, and so does a
+    /// truncation made before it; a truncation of durable batches made
+    /// after it stays pending (a crash still undoes it), and then nothing
+    /// new becomes durable: the durable log is always a prefix of the log
+    /// followed by what such a truncation removed.
+    pub fn sync_end(&self, point: SyncPoint) -> LogId {
+        let mut inner = self.inner.borrow_mut();
+        if inner.restore.is_empty() || inner.restore_seq < point.seq {
+            inner.restore.clear();
+            let covered = inner.seqs.iter().take_while(|&&s| s < point.seq).count();
+            inner.durable_batches = inner.durable_batches.max(covered);
+            inner.syncs += 1;
+        }
+        inner.check_invariants();
+        match inner.durable_batches {
+            0 => inner.prev,
+            n => inner.batches[n - 1].header().last_log_id(),
+        }
     }
 
     /// Synchronous [`LogStore::sync`].
@@ -214,6 +274,7 @@ impl MemLog {
             }
             inner.prev = front.header().last_log_id();
             inner.batches.pop_front();
+            inner.seqs.pop_front();
             inner.durable_batches = inner.durable_batches.saturating_sub(1);
         }
         // Batches a crash would bring back (a truncation not yet synced)
@@ -239,6 +300,7 @@ impl MemLog {
     pub fn reset_now(&self, snapshot: LogId) {
         let mut inner = self.inner.borrow_mut();
         inner.batches.clear();
+        inner.seqs.clear();
         inner.restore.clear();
         inner.durable_batches = 0;
         inner.prev = snapshot;
@@ -355,5 +417,44 @@ mod tests {
         log.crash(0);
         assert_eq!(log.state_now().last.index, 6);
         assert_eq!(log.read_now(1, usize::MAX).unwrap(), batches);
+    }
+}
+
+#[cfg(test)]
+mod sync_point_tests {
+    use super::*;
+    use crate::conformance::batch;
+
+    #[test]
+    fn a_sync_covers_only_what_was_written_before_it_began() {
+        let log = MemLog::new();
+        log.append_now(&[batch(1, 1, 2)]).unwrap();
+        let point = log.sync_begin();
+        log.append_now(&[batch(1, 3, 2)]).unwrap();
+        assert_eq!(log.sync_end(point), LogId::new(1, 2));
+        log.crash(0);
+        assert_eq!(log.state_now().last, LogId::new(1, 2));
+    }
+
+    #[test]
+    fn a_truncation_of_durable_batches_during_a_sync_stays_pending() {
+        let log = MemLog::new();
+        log.append_now(&[batch(1, 1, 2), batch(1, 3, 2)]).unwrap();
+        log.sync_now().unwrap();
+        let point = log.sync_begin();
+        // A new leader's entries replace 3..=4 while the sync is in flight.
+        log.truncate_suffix_now(3).unwrap();
+        log.append_now(&[batch(2, 3, 1)]).unwrap();
+        assert_eq!(log.sync_end(point), LogId::new(1, 2));
+        // The truncation was not covered: a crash undoes it.
+        log.crash(0);
+        assert_eq!(log.state_now().last, LogId::new(1, 4));
+        // A sync begun after a truncation covers it.
+        log.truncate_suffix_now(3).unwrap();
+        log.append_now(&[batch(2, 3, 1)]).unwrap();
+        let point = log.sync_begin();
+        assert_eq!(log.sync_end(point), LogId::new(2, 3));
+        log.crash(0);
+        assert_eq!(log.state_now().last, LogId::new(2, 3));
     }
 }

@@ -326,6 +326,19 @@ impl Host {
         }
     }
 
+    /// Begins a sync that completes later ([`Host::end_sync`]): like the
+    /// disk log's, it covers only what was written before it began.
+    pub fn begin_sync(&mut self) -> ordo_storage::SyncPoint {
+        self.log.sync_begin()
+    }
+
+    /// Completes the sync begun at `point`.
+    pub fn end_sync(&mut self, point: ordo_storage::SyncPoint) -> Event {
+        Event::LogSynced {
+            last: self.log.sync_end(point),
+        }
+    }
+
     /// Completes a hard-state write.
     pub fn complete_hard_state(&mut self, hard_state: HardState) -> Event {
         self.log.save_hard_state_now(hard_state);

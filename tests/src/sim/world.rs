@@ -113,6 +113,8 @@ struct SimNode {
     disk_free_at: u64,
     sync_in_flight: bool,
     sync_wanted: bool,
+    /// What the sync in flight covers (the writes made before it began).
+    sync_point: Option<ordo_storage::SyncPoint>,
     /// The term this node was last seen leading (to spot new leaderships).
     led_term: Term,
 }
@@ -167,6 +169,7 @@ impl World {
                     disk_free_at: 0,
                     sync_in_flight: false,
                     sync_wanted: false,
+                    sync_point: None,
                     led_term: 0,
                 }
             })
@@ -331,7 +334,8 @@ impl World {
                 let n = self.node(node);
                 if n.epoch == epoch && n.up {
                     n.sync_in_flight = false;
-                    let event = n.host.complete_sync();
+                    let point = n.sync_point.take().expect("a sync in flight began");
+                    let event = n.host.end_sync(point);
                     if n.sync_wanted {
                         n.sync_wanted = false;
                         self.start_sync(node);
@@ -527,6 +531,7 @@ impl World {
         let at = self.disk_time(id);
         let node = self.node(id);
         node.sync_in_flight = true;
+        node.sync_point = Some(node.host.begin_sync());
         let epoch = node.epoch;
         self.schedule(at, What::SyncDone { node: id, epoch });
     }
@@ -628,6 +633,7 @@ impl World {
             node.inbox.clear();
             node.sync_in_flight = false;
             node.sync_wanted = false;
+            node.sync_point = None;
             node.turn_scheduled = false;
             self.summary.crashes += 1;
             let at = self.now + self.rng.range(20_000, 600_000);
