@@ -207,3 +207,36 @@ fn a_leader_that_cannot_commit_without_the_repairing_node_does_not_repair_it() {
         "its acknowledgements say they do not count"
     );
 }
+
+#[test]
+fn a_follower_that_reports_repairing_is_probed_again_from_its_last_index() {
+    // The leader believes node 2 caught up; node 2 lost its disk and
+    // refilled it from a deposed leader: same length, other entries.
+    let hard_state = HardState {
+        term: 1,
+        vote: 0,
+        commit: 5,
+    };
+    let mut leader = Node::restore(1, &ids(3), paper_config(), hard_state, &[1, 1, 1, 1, 1]);
+    leader.elect_and_commit_noop();
+    let last = leader.raft.log().last_index();
+    assert_eq!(leader.raft.progress(2).unwrap().match_index, last);
+    let mut answer = heartbeat_response(leader.raft.term(), last);
+    if let Message::HeartbeatResponse(response) = &mut answer {
+        response.repairing = true;
+    }
+    let commands = leader.receive(2, answer);
+    let progress = leader.raft.progress(2).unwrap();
+    assert!(progress.repairing);
+    assert_eq!(
+        progress.match_index, 0,
+        "nothing it holds is known to match"
+    );
+    let probes = appends(&commands);
+    assert!(
+        probes
+            .iter()
+            .any(|(to, r)| *to == 2 && r.prev.index == last),
+        "probed from its last index: {commands:?}"
+    );
+}

@@ -177,6 +177,9 @@ pub struct HeartbeatResponse {
     pub read_round: u64,
     /// The follower's last index, so the leader notices a lagging follower.
     pub last_index: Index,
+    /// The follower is repairing a loss (see [`AppendResponse::repairing`]):
+    /// a follower that restarts mid-repair says so here first.
+    pub repairing: bool,
 }
 
 /// One proposal forwarded from a follower to the leader.

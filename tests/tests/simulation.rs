@@ -79,6 +79,10 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
         6593,
         "a deposed leader confirmed a read round with a wiped node's echo",
     ),
+    (
+        68017,
+        "a wiped node refilled its log from a deposed leader; the live leader kept its old match for it and ignored its conflicts (seen once syncs covered only earlier writes)",
+    ),
 ];
 
 fn env_u64(name: &str, default: u64) -> u64 {

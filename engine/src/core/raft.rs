@@ -554,6 +554,7 @@ impl Raft {
                     // down (with pre-vote and check-quorum it may never hear
                     // a vote request).
                     let message = Message::HeartbeatResponse(ordo_net::HeartbeatResponse {
+                        repairing: self.repair.is_some(),
                         term: self.term,
                         read_round: 0,
                         last_index: self.log.last_index(),

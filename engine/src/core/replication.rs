@@ -270,6 +270,12 @@ impl Raft {
         if progress.repairing != response.repairing {
             progress.repairing = response.repairing;
             barrier = response.repairing;
+            if response.repairing {
+                // Nothing it holds is known to match any more: it may have
+                // refilled its log from a deposed leader (seed 68017).
+                let next = progress.next_index;
+                progress.regress(next - 1, now);
+            }
             tracing::info!(
                 id = self.id,
                 follower = from,
@@ -341,6 +347,19 @@ impl Raft {
         progress.recent_active = true;
         if response.read_round > progress.read_round {
             progress.read_round = response.read_round;
+        }
+        if response.repairing && !progress.repairing {
+            // A follower that lost its state, or restarted mid-repair,
+            // while this leader believed it caught up: what it holds may
+            // have come from a deposed leader, so nothing is known to match
+            // (simulator seed 68017); probe from its last index.
+            progress.repairing = true;
+            progress.regress(response.last_index, self.now.mono_us);
+            tracing::info!(
+                id = self.id,
+                follower = from,
+                "a follower's acknowledgements no longer count towards commit"
+            );
         }
         if response.last_index < progress.match_index {
             // The follower's log went backwards: it lost entries it had
@@ -493,6 +512,7 @@ impl Raft {
             term: self.term,
             read_round,
             last_index: self.log.last_index(),
+            repairing: self.repair.is_some(),
         });
         self.send(from, message);
     }

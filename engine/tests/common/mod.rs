@@ -462,6 +462,7 @@ pub fn append_ok(term: Term, match_index: Index) -> Message {
 /// A heartbeat answer.
 pub fn heartbeat_response(term: Term, last_index: Index) -> Message {
     Message::HeartbeatResponse(HeartbeatResponse {
+        repairing: false,
         term,
         read_round: 0,
         last_index,

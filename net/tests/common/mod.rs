@@ -175,6 +175,7 @@ pub fn arb_raft_message() -> impl Strategy<Value = Message> {
                 term,
                 read_round,
                 last_index,
+                repairing: read_round % 2 == 1,
             })
         }),
         (
