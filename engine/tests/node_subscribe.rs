@@ -7,6 +7,25 @@ use std::time::Duration;
 use ordo_engine::node::{Node, NodeConfig, NullStateMachine};
 use ordo_engine::token::{Token, Verifier};
 
+/// Proposes `payload` through `handle`, retrying while the cluster has no
+/// leader yet (its first election; `NotLeader` means nothing was
+/// appended, so a retry cannot duplicate), for at most 20 s.
+fn propose(handle: &ordo_engine::node::NodeHandle, payload: String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match handle.propose_blocking(payload.clone()) {
+            Ok(_) => return,
+            Err(error @ ordo_net::ProposeError::NotLeader { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                eprintln!("retrying {payload}: {error}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("{payload} not committed within 20 s: {error}"),
+        }
+    }
+}
+
 fn start_all(configs: Vec<NodeConfig>) -> Vec<Node> {
     configs
         .into_iter()
@@ -56,7 +75,7 @@ fn a_subscription_delivers_every_message_with_a_token_that_verifies() {
     let nodes = start_all(configs);
     let handle = nodes[1].handle();
     for i in 0..50 {
-        handle.propose_blocking(format!("m{i}")).unwrap();
+        propose(&handle, format!("m{i}"));
     }
     let mut verifier = Verifier::load(&dir.path().join("cluster.keys")).unwrap();
     for node in &nodes {
@@ -98,7 +117,7 @@ fn without_tokens_a_subscription_does_not_wait_for_certificates() {
     let nodes = start_all(configs);
     let handle = nodes[0].handle();
     for i in 0..10 {
-        handle.propose_blocking(format!("t{i}")).unwrap();
+        propose(&handle, format!("t{i}"));
     }
     for node in &nodes {
         let messages = take(&node.handle().subscribe(1, 4), 10);

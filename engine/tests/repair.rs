@@ -30,6 +30,21 @@ fn wiped_node(terms: &[u64]) -> Node {
     )
 }
 
+/// Node 1, leader of term 2 over five entries of term 1 and its no-op,
+/// which every follower matched; returns it and its last index.
+fn caught_up_leader() -> (Node, u64) {
+    let hard_state = HardState {
+        term: 1,
+        vote: 0,
+        commit: 5,
+    };
+    let mut leader = Node::restore(1, &ids(3), paper_config(), hard_state, &[1, 1, 1, 1, 1]);
+    leader.elect_and_commit_noop();
+    let last = leader.raft.log().last_index();
+    assert_eq!(leader.raft.progress(2).unwrap().match_index, last);
+    (leader, last)
+}
+
 fn heartbeat_with_last(term: u64, commit: u64, last_index: u64) -> Message {
     Message::Heartbeat(Heartbeat {
         term,
@@ -136,15 +151,7 @@ fn a_target_set_by_one_leader_does_not_count_for_the_next() {
 
 #[test]
 fn a_leader_resends_at_once_to_a_follower_whose_log_went_backwards() {
-    let hard_state = HardState {
-        term: 1,
-        vote: 0,
-        commit: 5,
-    };
-    let mut leader = Node::restore(1, &ids(3), paper_config(), hard_state, &[1, 1, 1, 1, 1]);
-    leader.elect_and_commit_noop();
-    let last = leader.raft.log().last_index();
-    assert_eq!(leader.raft.progress(2).unwrap().match_index, last);
+    let (mut leader, _) = caught_up_leader();
     // Node 2 restarts with a log cut at index 2 and answers a heartbeat.
     let commands = leader.receive(2, heartbeat_response(2, 2));
     let progress = leader.raft.progress(2).unwrap();
@@ -212,15 +219,7 @@ fn a_leader_that_cannot_commit_without_the_repairing_node_does_not_repair_it() {
 fn a_follower_that_reports_repairing_is_probed_again_from_its_last_index() {
     // The leader believes node 2 caught up; node 2 lost its disk and
     // refilled it from a deposed leader: same length, other entries.
-    let hard_state = HardState {
-        term: 1,
-        vote: 0,
-        commit: 5,
-    };
-    let mut leader = Node::restore(1, &ids(3), paper_config(), hard_state, &[1, 1, 1, 1, 1]);
-    leader.elect_and_commit_noop();
-    let last = leader.raft.log().last_index();
-    assert_eq!(leader.raft.progress(2).unwrap().match_index, last);
+    let (mut leader, last) = caught_up_leader();
     let mut answer = heartbeat_response(leader.raft.term(), last);
     if let Message::HeartbeatResponse(response) = &mut answer {
         response.repairing = true;
