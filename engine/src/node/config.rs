@@ -175,7 +175,9 @@ fn field(field: &str, reason: impl Into<String>) -> NodeConfigError {
 
 impl NodeConfig {
     /// Reads and validates `path`. A relative `data_dir` or `keys_file` is
-    /// taken relative to the file's directory.
+    /// taken relative to the file's directory, and made absolute: the
+    /// disk log's directory must not depend on the working directory
+    /// (a relative one failed to open under glommio with EBADF).
     pub fn load(path: &Path) -> Result<Self, NodeConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read {
             path: path.to_path_buf(),
@@ -185,7 +187,9 @@ impl NodeConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let parent = path.parent().unwrap_or(Path::new("."));
+        let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
+        let base = base.as_path();
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
         }
