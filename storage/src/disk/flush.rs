@@ -23,7 +23,7 @@ use crate::error::{Result, StorageError};
 use crate::types::Index;
 
 use super::config::{Durability, FsyncMode};
-use super::io::{IO_ALIGN, align_down, glommio_error, write_aligned};
+use super::io::{IO_ALIGN, align_down};
 use super::log::DiskLog;
 use super::segment::create_segment_file;
 
@@ -153,10 +153,7 @@ impl DiskLog {
             let tail = match data {
                 Some(tail) => tail,
                 None => {
-                    let block = file
-                        .read_at_aligned(align_down(start), IO_ALIGN as usize)
-                        .await
-                        .map_err(glommio_error("read", &path))?;
+                    let block = file.read_at(align_down(start), IO_ALIGN as usize).await?;
                     let keep = (start - align_down(start)) as usize;
                     if block.len() < keep {
                         return Err(StorageError::Corrupt {
@@ -173,7 +170,7 @@ impl DiskLog {
             parts.extend(run.iter().map(|c| c.batch.bytes().as_ref()));
             let written: u64 = parts.iter().map(|p| p.len() as u64).sum();
             let write_at = align_down(start);
-            write_aligned(&file, &path, write_at, &parts).await?;
+            file.write_at(write_at, &parts).await?;
             let end = write_at + written;
             let new_tail = {
                 // The last partial block: the end of `parts`.
@@ -225,17 +222,15 @@ impl DiskLog {
 
     /// fdatasyncs segment `at` if it has unsynced writes.
     async fn sync_segment(&self, at: usize) -> Result<()> {
-        let (file, path) = {
+        let file = {
             let core = self.core.borrow();
             let segment = &core.segments[at];
             if !segment.unsynced {
                 return Ok(());
             }
-            (segment.file().clone(), segment.path.clone())
+            segment.file().clone()
         };
-        file.fdatasync()
-            .await
-            .map_err(glommio_error("fdatasync", &path))?;
+        file.fdatasync().await?;
         let mut core = self.core.borrow_mut();
         core.segments[at].unsynced = false;
         core.stats.fdatasyncs += 1;
@@ -253,6 +248,7 @@ impl DiskLog {
             segment.header
         };
         let file = create_segment_file(
+            &*self.vfs,
             &self.dir,
             &header,
             &self.spares,

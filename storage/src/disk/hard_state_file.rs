@@ -1,12 +1,22 @@
-//! Term, vote and commit in a file that survives a crash at any instant.
+//! Term, vote and commit in a file that survives a crash at any instant,
+//! and the loss or misdirection of any one of its writes.
 //!
-//! Two CRC-protected slots of one 4 KiB block each, written alternately:
-//! a save writes the slot the previous save did not, with a higher sequence
-//! number, then fdatasyncs. A crash during the write can tear only that
-//! slot; the other still holds the previous state, which is correct because
-//! the interrupted save never returned. On load the valid slot with the
-//! highest sequence wins. The file is created with a valid slot 0 (and
-//! renamed into place), so a file with no valid slot is corruption, never
+//! Two CRC-protected slots of one 4 KiB block each. A save writes the new
+//! state, with a higher sequence number, to slot 0, fdatasyncs, then to
+//! slot 1, fdatasyncs, then reads the file back and checks both. On load
+//! the valid slot with the highest sequence wins. So:
+//! - a crash while slot 0 is written leaves slot 1 with the previous
+//!   state, which is correct because the interrupted save never returned;
+//!   a crash while slot 1 is written leaves slot 0 with the new one;
+//! - after a save returned, damage to either slot leaves the other with
+//!   the newest state: a damaged slot never rolls term or vote back (with
+//!   one alternating slot it would, silently: a vote given twice);
+//! - a write that landed elsewhere is caught by the read-back, and the
+//!   save fails instead of returning.
+//!
+//! Saves happen when term or vote change, so the second write and sync
+//! cost nothing measurable. The file is created with both slots valid (and
+//! renamed into place), so a file with no valid slot is damage, never
 //! "nothing saved yet".
 //!
 //! ```text
@@ -16,14 +26,14 @@
 //! ```
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
-
-use glommio::io::DmaFile;
+use std::path::Path;
+use std::rc::Rc;
 
 use crate::error::{Result, StorageError};
 use crate::hard_state::HardState;
 
-use super::io::{IO_ALIGN, glommio_error, open_dma, sync_dir, write_aligned};
+use super::io::IO_ALIGN;
+use super::vfs::{Vfs, VfsFile};
 
 /// Name of the hard-state file in the log directory.
 pub const HARD_STATE_FILE_NAME: &str = "hard_state";
@@ -115,8 +125,7 @@ pub fn parse_hard_state_file(bytes: &[u8]) -> Result<(u64, HardState, Vec<u64>),
 
 /// The hard-state file of one log. Lives on the log's shard.
 pub struct HardStateFile {
-    path: PathBuf,
-    file: DmaFile,
+    file: Rc<dyn VfsFile>,
     /// Sequence number of the newest saved slot.
     seq: Cell<u64>,
 }
@@ -124,25 +133,20 @@ pub struct HardStateFile {
 impl HardStateFile {
     /// Opens the file in `dir`, creating it with the default state if it
     /// does not exist, and returns it with the newest saved state.
-    pub async fn open(dir: &Path) -> Result<(Self, HardState)> {
+    pub async fn open(vfs: &dyn Vfs, dir: &Path) -> Result<(Self, HardState)> {
         let path = dir.join(HARD_STATE_FILE_NAME);
-        if !path.exists() {
+        if !vfs.exists(&path) {
             let tmp = dir.join(format!("{HARD_STATE_FILE_NAME}.tmp"));
-            let file = open_dma(&tmp, true).await?;
+            let file = vfs.open(&tmp, true, 0).await?;
             let initial = encode_slot(0, &HardState::default());
-            write_aligned(&file, &tmp, 0, &[&initial, &vec![0u8; SLOT_BYTES as usize]]).await?;
-            file.fdatasync()
-                .await
-                .map_err(glommio_error("fdatasync", &tmp))?;
-            file.close().await.map_err(glommio_error("close", &tmp))?;
-            std::fs::rename(&tmp, &path).map_err(super::io::std_error("rename", &tmp))?;
-            sync_dir(dir).await?;
+            file.write_at(0, &[&initial, &initial]).await?;
+            file.fdatasync().await?;
+            drop(file);
+            vfs.rename(&tmp, &path)?;
+            vfs.sync_dir(dir).await?;
         }
-        let file = open_dma(&path, false).await?;
-        let len = file
-            .file_size()
-            .await
-            .map_err(glommio_error("stat", &path))?;
+        let file = vfs.open(&path, false, 0).await?;
+        let len = file.size().await?;
         let corrupt = |offset: u64, reason: String| StorageError::Corrupt {
             file: path.clone(),
             offset,
@@ -157,10 +161,7 @@ impl HardStateFile {
                 ),
             ));
         }
-        let bytes = file
-            .read_at_aligned(0, (2 * SLOT_BYTES) as usize)
-            .await
-            .map_err(glommio_error("read", &path))?;
+        let bytes = file.read_at(0, (2 * SLOT_BYTES) as usize).await?;
         let (seq, state, invalid) =
             parse_hard_state_file(&bytes).map_err(|(offset, reason)| corrupt(offset, reason))?;
         for offset in invalid {
@@ -173,7 +174,6 @@ impl HardStateFile {
         }
         Ok((
             Self {
-                path,
                 file,
                 seq: Cell::new(seq),
             },
@@ -181,16 +181,29 @@ impl HardStateFile {
         ))
     }
 
-    /// Durably replaces the saved state: returns once it is on disk.
-    /// Callers serialize saves (the log holds a lock around it).
+    /// Durably replaces the saved state: returns once both slots hold it
+    /// on disk. Callers serialize saves (the log holds a lock around it).
     pub async fn save(&self, state: &HardState) -> Result<()> {
         let seq = self.seq.get() + 1;
-        let offset = (seq % 2) * SLOT_BYTES;
-        write_aligned(&self.file, &self.path, offset, &[&encode_slot(seq, state)]).await?;
-        self.file
-            .fdatasync()
-            .await
-            .map_err(glommio_error("fdatasync", &self.path))?;
+        let slot = encode_slot(seq, state);
+        for offset in [0, SLOT_BYTES] {
+            self.file.write_at(offset, &[&slot]).await?;
+            self.file.fdatasync().await?;
+        }
+        let back = self.file.read_at(0, (2 * SLOT_BYTES) as usize).await?;
+        for offset in [0, SLOT_BYTES] {
+            let at = offset as usize;
+            if back.get(at..at + SLOT_BYTES as usize) != Some(&slot[..]) {
+                return Err(StorageError::Corrupt {
+                    file: self.file.path().to_path_buf(),
+                    offset,
+                    reason: format!(
+                        "hard-state slot does not hold the save just written (seq {seq}): \
+                         the write was lost or landed elsewhere"
+                    ),
+                });
+            }
+        }
         self.seq.set(seq);
         Ok(())
     }

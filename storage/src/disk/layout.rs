@@ -18,9 +18,7 @@
 use crate::error::{Result, StorageError};
 use crate::types::{Index, LogId};
 
-use super::io::{
-    IO_ALIGN, align_down, align_up, fsync_file, glommio_error, std_error, sync_dir, write_aligned,
-};
+use super::io::{IO_ALIGN, align_down, align_up};
 use super::log::DiskLog;
 use super::segment::{Segment, create_segment_file};
 use super::segment_header::SegmentHeader;
@@ -95,7 +93,7 @@ impl DiskLog {
         // below land after the cut; readers wait while `layout_busy`.
         let cut = u64::from(loc.offset);
         let slice_bytes = slice.as_ref().map(|s| s.bytes().clone());
-        let (later, flushed, file, path, on_disk, truncation_seq, was_synced) = {
+        let (later, flushed, file, on_disk, truncation_seq, was_synced) = {
             let mut core = self.core.borrow_mut();
             core.layout_epoch += 1;
             let was_synced = core.synced_seq == core.op_seq;
@@ -104,7 +102,6 @@ impl DiskLog {
             let flushed = segment.flushed_offset;
             let on_disk = cut < flushed;
             let file = segment.file.clone();
-            let path = segment.path.clone();
             segment.batches.truncate(at);
             segment.end_offset = cut;
             segment.next_index = loc.first_index;
@@ -129,19 +126,19 @@ impl DiskLog {
             core.durable_index = core.durable_index.min(from - 1);
             core.layout_busy = on_disk;
             core.check_invariants();
-            (later, flushed, file, path, on_disk, core.op_seq, was_synced)
+            (later, flushed, file, on_disk, core.op_seq, was_synced)
         };
         // Later segments go newest first, so that a crash leaves a prefix
         // of the old log.
         let mut removed = false;
         for segment in later.iter().rev() {
             if segment.file.is_some() {
-                std::fs::remove_file(&segment.path).map_err(std_error("remove", &segment.path))?;
+                self.vfs.remove_file(&segment.path)?;
                 removed = true;
             }
         }
         if removed {
-            sync_dir(&self.dir).await?;
+            self.vfs.sync_dir(&self.dir).await?;
         }
         let mut new_tail = None;
         if on_disk {
@@ -149,27 +146,22 @@ impl DiskLog {
             let block_start = align_down(cut);
             let keep = (cut - block_start) as usize;
             let mut tail = if keep > 0 {
-                let block = file
-                    .read_at_aligned(block_start, IO_ALIGN as usize)
-                    .await
-                    .map_err(glommio_error("read", &path))?;
+                let block = file.read_at(block_start, IO_ALIGN as usize).await?;
                 block[..keep].to_vec()
             } else {
                 Vec::new()
             };
             let slice_bytes: &[u8] = slice_bytes.as_deref().unwrap_or(&[]);
             if keep > 0 || !slice_bytes.is_empty() {
-                write_aligned(&file, &path, block_start, &[&tail, slice_bytes]).await?;
+                file.write_at(block_start, &[&tail, slice_bytes]).await?;
             }
             let new_flushed = cut + slice_bytes.len() as u64;
             let zero_from = align_up(new_flushed);
             let zero_to = align_up(flushed);
             if zero_to > zero_from {
-                file.deallocate(zero_from, zero_to - zero_from)
-                    .await
-                    .map_err(glommio_error("punch hole", &path))?;
+                file.deallocate(zero_from, zero_to - zero_from).await?;
             }
-            fsync_file(&file, &path)?;
+            file.fsync()?;
             tail.extend_from_slice(slice_bytes);
             let keep = (new_flushed - align_down(new_flushed)) as usize;
             new_tail = Some(tail[tail.len() - keep..].to_vec());
@@ -211,7 +203,7 @@ impl DiskLog {
             };
             // Compaction need not be durable ("may keep older ones"): a
             // crash before the unlink reaches the disk brings back a prefix.
-            std::fs::remove_file(&victim).map_err(std_error("remove", &victim))?;
+            self.vfs.remove_file(&victim)?;
             let mut core = self.core.borrow_mut();
             core.segments.pop_front();
             core.layout_epoch += 1;
@@ -286,14 +278,15 @@ impl DiskLog {
         let mut removed = false;
         for segment in newer.iter().rev() {
             if segment.file.is_some() {
-                std::fs::remove_file(&segment.path).map_err(std_error("remove", &segment.path))?;
+                self.vfs.remove_file(&segment.path)?;
                 removed = true;
             }
         }
         if removed {
-            sync_dir(&self.dir).await?;
+            self.vfs.sync_dir(&self.dir).await?;
         }
         let file = create_segment_file(
+            &*self.vfs,
             &self.dir,
             &header,
             &self.spares,
@@ -306,7 +299,7 @@ impl DiskLog {
         }
         for segment in older {
             if segment.file.is_some() {
-                std::fs::remove_file(&segment.path).map_err(std_error("remove", &segment.path))?;
+                self.vfs.remove_file(&segment.path)?;
             }
         }
         let mut core = self.core.borrow_mut();

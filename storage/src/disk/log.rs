@@ -19,13 +19,13 @@ use crate::types::{Index, LogId};
 use super::cache::{CachedBatch, RecentBatches};
 use super::config::{DiskLogConfig, FsyncMode};
 use super::hard_state_file::HardStateFile;
-use super::io::{glommio_error, std_error};
 use super::recovery::{LogCut, recover};
 use super::scan::BatchLoc;
 use super::segment::{Segment, create_segment_file};
 use super::segment_header::SegmentHeader;
 use super::spare::Spares;
 use super::stats::DiskLogStats;
+use super::vfs::{GlommioVfs, Vfs};
 
 /// The mutable state of a disk log. Never borrowed across an await.
 pub(super) struct Core {
@@ -197,6 +197,7 @@ impl Core {
 /// (`00000000000000000001.seg`), the `hard_state` file, and temporary
 /// `*.tmp` files that recovery deletes.
 pub struct DiskLog {
+    pub(super) vfs: Rc<dyn Vfs>,
     pub(super) dir: PathBuf,
     pub(super) config: DiskLogConfig,
     /// Most bytes written between two fdatasyncs: `config.write_bytes_max`,
@@ -240,9 +241,19 @@ impl DiskLog {
     /// missing or its header is damaged. Must run on a glommio
     /// executor; the log then lives on it.
     pub async fn open(dir: impl AsRef<Path>, config: DiskLogConfig) -> Result<DiskLog> {
+        Self::open_on(Rc::new(GlommioVfs), dir, config).await
+    }
+
+    /// [`DiskLog::open`] over the file system `vfs`: the simulator runs the
+    /// log over a [`SimDisk`](super::SimDisk).
+    pub async fn open_on(
+        vfs: Rc<dyn Vfs>,
+        dir: impl AsRef<Path>,
+        config: DiskLogConfig,
+    ) -> Result<DiskLog> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(std_error("create directory", &dir))?;
+        vfs.create_dir_all(&dir)?;
         if config.fsync_mode == FsyncMode::None {
             tracing::warn!(
                 dir = %dir.display(),
@@ -250,17 +261,17 @@ impl DiskLog {
                  that a power loss can lose; use it for benchmarks only"
             );
         }
-        super::io::prime_iopoll_probe(&dir).await?;
-        let recovered = recover(&dir, config.segment_open_flags()).await?;
+        vfs.prepare_dir(&dir).await?;
+        let recovered = recover(&*vfs, &dir, config.segment_open_flags()).await?;
         let hard_state_path = dir.join(super::hard_state_file::HARD_STATE_FILE_NAME);
-        let hard_state_existed = hard_state_path.exists();
+        let hard_state_existed = vfs.exists(&hard_state_path);
         let mut hard_state_lost = (!hard_state_existed && !recovered.empty).then(|| {
             format!(
                 "{} is missing but the log has entries",
                 hard_state_path.display()
             )
         });
-        let (hard_state_file, hard_state) = match HardStateFile::open(&dir).await {
+        let (hard_state_file, hard_state) = match HardStateFile::open(&*vfs, &dir).await {
             Ok(opened) => opened,
             Err(StorageError::Corrupt {
                 file,
@@ -271,9 +282,9 @@ impl DiskLog {
                 // start from nothing; the node repairs before it votes.
                 let aside = file.with_extension("damaged");
                 tracing::error!(file = %file.display(), offset, %reason, "hard state lost");
-                std::fs::rename(&file, &aside).map_err(std_error("rename", &file))?;
+                vfs.rename(&file, &aside)?;
                 hard_state_lost = Some(format!("{} offset {offset}: {reason}", file.display()));
-                HardStateFile::open(&dir).await?
+                HardStateFile::open(&*vfs, &dir).await?
             }
             Err(other) => return Err(other),
         };
@@ -282,7 +293,7 @@ impl DiskLog {
             fresh: recovered.empty && !hard_state_existed,
             hard_state_lost,
         };
-        let spares = Spares::new(&dir, config.segment_bytes_max);
+        let spares = Spares::new(vfs.clone(), &dir, config.segment_bytes_max);
         let mut segments: VecDeque<Segment> = recovered.segments.into();
         if segments.is_empty() {
             let header = SegmentHeader {
@@ -297,6 +308,7 @@ impl DiskLog {
             let mut segment = Segment::new_in_memory(&dir, header);
             segment.file = Some(
                 create_segment_file(
+                    &*vfs,
                     &dir,
                     &header,
                     &spares,
@@ -310,9 +322,7 @@ impl DiskLog {
         let last_segment = segments.back().expect("non-empty");
         // What recovery read may still sit in the device cache only.
         if let Some(file) = &last_segment.file {
-            file.fdatasync()
-                .await
-                .map_err(glommio_error("fdatasync", &last_segment.path))?;
+            file.fdatasync().await?;
         }
         let write_window_bytes = config
             .write_bytes_max
@@ -364,6 +374,7 @@ impl DiskLog {
             spares.prepare_in_background();
         }
         Ok(DiskLog {
+            vfs,
             dir,
             write_window_bytes,
             config,
@@ -423,9 +434,8 @@ impl DiskLog {
         };
         let bytes = file
             .read_at(u64::from(loc.offset), loc.len as usize)
-            .await
-            .map_err(glommio_error("read", &path))?;
-        decode_at(&path, loc, Bytes::copy_from_slice(&bytes))
+            .await?;
+        decode_at(&path, loc, Bytes::from(bytes))
     }
 
     /// One disk read of consecutive batches of one segment, starting with
@@ -467,16 +477,13 @@ impl DiskLog {
         let end = locs
             .last()
             .map_or(start, |l| u64::from(l.offset) + u64::from(l.len));
-        let read = file
-            .read_at(start, (end - start) as usize)
-            .await
-            .map_err(glommio_error("read", &path))?;
+        let read = file.read_at(start, (end - start) as usize).await?;
         let core = self.core.borrow();
         if core.layout_epoch != epoch || core.layout_busy {
             return Ok(None);
         }
         drop(core);
-        let all = Bytes::copy_from_slice(&read);
+        let all = Bytes::from(read);
         let mut out = Vec::with_capacity(locs.len());
         for loc in locs {
             let at = (u64::from(loc.offset) - start) as usize;

@@ -14,7 +14,9 @@
 //! `recovery.rs` opening a directory; `log.rs` the store and its read and
 //! append paths; `flush.rs` group commit; `layout.rs` truncate, compact,
 //! reset; `spare.rs` zero-filled segment preparation; `hard_state_file.rs`
-//! the two-slot hard state; `fuzz.rs` the entry point for fuzzing recovery.
+//! the two-slot hard state; `fuzz.rs` the entry point for fuzzing recovery;
+//! `vfs.rs` the file system the log runs on, and `sim_disk.rs` the
+//! simulated one with a fault model.
 
 mod cache;
 pub mod config;
@@ -29,8 +31,10 @@ mod recovery;
 pub mod scan;
 mod segment;
 pub mod segment_header;
+mod sim_disk;
 mod spare;
 mod stats;
+pub mod vfs;
 
 pub use config::{ConfigError, DiskLogConfig, FsyncMode, FsyncModeParseError, SEGMENT_BYTES_LIMIT};
 pub use fuzz::{FuzzOutcome, fuzz_open};
@@ -38,6 +42,7 @@ pub use hard_state_file::{HARD_STATE_FILE_NAME, parse_hard_state_file};
 pub use io::prime_iopoll_probe;
 pub use log::{DiskLog, RecoveryReport};
 pub use recovery::LogCut;
+pub use sim_disk::{SECTOR_BYTES, SimDisk, SimDiskFaults, SimFault};
 pub use stats::DiskLogStats;
 
 /// Locked memory glommio registers for IO buffers on each executor that

@@ -15,20 +15,19 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::DmaFile;
-
 use crate::error::{Result, StorageError};
 use crate::frame::{BatchHeader, FRAME_BYTES_MAX};
 use crate::types::{Index, Term};
 
 use super::config::SEGMENT_BYTES_LIMIT;
 use super::hard_state_file::HARD_STATE_FILE_NAME;
-use super::io::{align_down, align_up, glommio_error, open_dma_with, read_whole, std_error};
+use super::io::{align_down, align_up};
 use super::scan::{ScanEnd, ScanStart, scan_segment};
 use super::segment::Segment;
 use super::segment_header::{
     SEGMENT_HEADER_BYTES, SegmentHeader, SegmentHeaderError, parse_segment_file_name,
 };
+use super::vfs::{Vfs, VfsFile};
 
 /// Entries recovery cut off the log: a torn tail, or damage to bytes that
 /// were durable. The log ends just before `from_index`.
@@ -89,7 +88,7 @@ pub struct Recovered {
 
 struct Found {
     path: PathBuf,
-    file: Rc<DmaFile>,
+    file: Rc<dyn VfsFile>,
     header: SegmentHeader,
     len: u64,
 }
@@ -104,43 +103,43 @@ fn corrupt(file: &Path, offset: u64, reason: impl Into<String>) -> StorageError 
 
 /// Lists the segment files of `dir` in index order, deleting temporary
 /// files a crash left behind.
-fn list_segments(dir: &Path) -> Result<Vec<(Index, PathBuf)>> {
+fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(Index, PathBuf)>> {
     let mut segments = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(std_error("read directory", dir))? {
-        let entry = entry.map_err(std_error("read directory", dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            tracing::warn!(dir = %dir.display(), name = ?name, "ignoring a file with a non-UTF-8 name");
-            continue;
+    for name in vfs.read_dir(dir)? {
+        let name = match name {
+            Ok(name) => name,
+            Err(lossy) => {
+                tracing::warn!(dir = %dir.display(), name = %lossy, "ignoring a file with a non-UTF-8 name");
+                continue;
+            }
         };
+        let name = name.as_str();
+        let path = dir.join(name);
         if name.ends_with(".tmp") {
             // An interrupted segment creation, spare preparation or
             // hard-state creation: never part of the log.
             // Already gone is fine: a spare preparation of an earlier log
             // on this directory, dropped in this process a moment ago, may
             // still be writing its spare on the blocking pool.
-            match std::fs::remove_file(entry.path()) {
-                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(std_error("remove", &entry.path())(error));
-                }
-                _ => {}
-            }
+            vfs.remove_file(&path)?;
         } else if let Some(first_index) = parse_segment_file_name(name) {
-            segments.push((first_index, entry.path()));
+            segments.push((first_index, path));
         } else if name != HARD_STATE_FILE_NAME {
-            tracing::warn!(file = %entry.path().display(), "ignoring an unknown file in the log directory");
+            tracing::warn!(file = %path.display(), "ignoring an unknown file in the log directory");
         }
     }
     segments.sort();
     Ok(segments)
 }
 
-async fn open_segment(first_index: Index, path: PathBuf, flags: libc::c_int) -> Result<Found> {
-    let file = Rc::new(open_dma_with(&path, false, flags).await?);
-    let len = file
-        .file_size()
-        .await
-        .map_err(glommio_error("stat", &path))?;
+async fn open_segment(
+    vfs: &dyn Vfs,
+    first_index: Index,
+    path: PathBuf,
+    flags: libc::c_int,
+) -> Result<Found> {
+    let file = vfs.open(&path, false, flags).await?;
+    let len = file.size().await?;
     if len > SEGMENT_BYTES_LIMIT + FRAME_BYTES_MAX as u64 {
         return Err(corrupt(
             &path,
@@ -155,10 +154,7 @@ async fn open_segment(first_index: Index, path: PathBuf, flags: libc::c_int) -> 
             format!("segment file of {len} bytes is shorter than its header"),
         ));
     }
-    let block = file
-        .read_at_aligned(0, SEGMENT_HEADER_BYTES as usize)
-        .await
-        .map_err(glommio_error("read", &path))?;
+    let block = file.read_at(0, SEGMENT_HEADER_BYTES as usize).await?;
     let header = SegmentHeader::parse(&block).map_err(|error| {
         let reason = match error {
             SegmentHeaderError::Truncated => "segment header truncated",
@@ -186,10 +182,10 @@ async fn open_segment(first_index: Index, path: PathBuf, flags: libc::c_int) -> 
 }
 
 /// Recovers the log in `dir` (which must exist).
-pub async fn recover(dir: &Path, flags: libc::c_int) -> Result<Recovered> {
+pub async fn recover(vfs: &dyn Vfs, dir: &Path, flags: libc::c_int) -> Result<Recovered> {
     let mut found = Vec::new();
-    for (first_index, path) in list_segments(dir)? {
-        found.push(open_segment(first_index, path, flags).await?);
+    for (first_index, path) in list_segments(vfs, dir)? {
+        found.push(open_segment(vfs, first_index, path, flags).await?);
     }
     if let Some(base) = found.iter().rposition(|f| f.header.base) {
         for stale in found.drain(..base) {
@@ -197,7 +193,7 @@ pub async fn recover(dir: &Path, flags: libc::c_int) -> Result<Recovered> {
                 file = %stale.path.display(),
                 "deleting a segment older than the log's base (left by an interrupted reset)"
             );
-            std::fs::remove_file(&stale.path).map_err(std_error("remove", &stale.path))?;
+            vfs.remove_file(&stale.path)?;
         }
     }
     let mut recovered = Recovered {
@@ -213,7 +209,7 @@ pub async fn recover(dir: &Path, flags: libc::c_int) -> Result<Recovered> {
     }
     // Reading the next segment overlaps with scanning this one.
     let mut next_read = Some(spawn_read(&found[0], Vec::new()));
-    let result = scan_all(&found, &mut recovered, &mut next_read).await;
+    let result = scan_all(vfs, &found, &mut recovered, &mut next_read).await;
     if let Some(pending) = next_read.take() {
         // Let a read started for a segment after the failure finish rather
         // than cancel it mid-IO.
@@ -231,6 +227,7 @@ pub async fn recover(dir: &Path, flags: libc::c_int) -> Result<Recovered> {
 /// Scans every segment in order into `recovered`. `next_read` holds the
 /// read of the segment to scan next.
 async fn scan_all(
+    vfs: &dyn Vfs,
     found: &[Found],
     recovered: &mut Recovered,
     next_read: &mut Option<glommio::Task<Result<Vec<u8>>>>,
@@ -298,8 +295,7 @@ async fn scan_all(
                 let mut held_through = intact_last_index(&bytes, *offset as usize, from_index)
                     .unwrap_or(from_index - 1);
                 for later in &found[position + 1..] {
-                    let later_bytes =
-                        read_whole(&later.file, &later.path, later.len, Vec::new()).await?;
+                    let later_bytes = later.file.read_whole(later.len, Vec::new()).await?;
                     let start = SEGMENT_HEADER_BYTES as usize;
                     held_through = held_through
                         .max(later.header.first_index.saturating_sub(1))
@@ -332,7 +328,7 @@ async fn scan_all(
                         "truncating a torn batch at the tail of the log"
                     );
                 }
-                cut_torn_tail(&segment.file, &segment.path, *offset, segment.len).await?;
+                cut_torn_tail(&*segment.file, *offset, segment.len).await?;
                 // Later segments no longer continue the log: keep them
                 // aside for inspection, out of the log's way.
                 for later in &found[position + 1..] {
@@ -342,11 +338,11 @@ async fn scan_all(
                         aside = %aside.display(),
                         "moving a segment past the cut out of the log"
                     );
-                    std::fs::rename(&later.path, &aside)
-                        .map_err(std_error("rename", &later.path))?;
+                    vfs.rename(&later.path, &aside)?;
                 }
                 if position + 1 < count {
-                    super::io::sync_dir(segment.path.parent().unwrap_or(Path::new("."))).await?;
+                    vfs.sync_dir(segment.path.parent().unwrap_or(Path::new(".")))
+                        .await?;
                 }
                 recovered.cut = Some(cut);
                 cut_here = true;
@@ -413,19 +409,16 @@ fn intact_last_index(bytes: &[u8], from: usize, min_index: Index) -> Option<Inde
 
 fn spawn_read(found: &Found, buffer: Vec<u8>) -> glommio::Task<Result<Vec<u8>>> {
     let file = found.file.clone();
-    let path = found.path.clone();
     let len = found.len;
-    glommio::spawn_local(async move { read_whole(&file, &path, len, buffer).await })
+    glommio::spawn_local(async move { file.read_whole(len, buffer).await })
 }
 
 /// Zeroes `[offset, len)` of a torn segment and syncs it, so that no stale
 /// byte past the cut can later be read as part of the log.
-async fn cut_torn_tail(file: &DmaFile, path: &Path, offset: u64, len: u64) -> Result<()> {
+async fn cut_torn_tail(file: &dyn VfsFile, offset: u64, len: u64) -> Result<()> {
     let end = align_up(len.max(offset));
     if end > offset {
-        file.deallocate(offset, end - offset)
-            .await
-            .map_err(glommio_error("punch hole", path))?;
+        file.deallocate(offset, end - offset).await?;
     }
-    super::io::fsync_file(file, path)
+    file.fsync()
 }

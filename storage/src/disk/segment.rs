@@ -5,15 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::DmaFile;
-
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 use crate::types::Index;
 
-use super::io::{IO_ALIGN, align_down, glommio_error, open_dma_with, sync_dir, write_aligned};
+use super::io::{IO_ALIGN, align_down};
 use super::scan::BatchLoc;
 use super::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader, segment_file_name};
 use super::spare::Spares;
+use super::vfs::{Vfs, VfsFile};
 
 /// A segment: a file holding consecutive batches.
 pub struct Segment {
@@ -23,7 +22,7 @@ pub struct Segment {
     pub path: PathBuf,
     /// The open file; `None` until the first flush into this segment
     /// creates it.
-    pub file: Option<Rc<DmaFile>>,
+    pub file: Option<Rc<dyn VfsFile>>,
     /// The batches, in order. Invariant: contiguous indexes from
     /// `header.first_index`, offsets increasing from `SEGMENT_HEADER_BYTES`
     /// without gaps, terms non-decreasing.
@@ -72,7 +71,7 @@ impl Segment {
 
     /// The open file. Only flushed batches are read from disk, and the
     /// first flush creates the file, so its absence is a bug.
-    pub fn file(&self) -> &Rc<DmaFile> {
+    pub fn file(&self) -> &Rc<dyn VfsFile> {
         self.file
             .as_ref()
             .expect("a segment with flushed bytes has a file")
@@ -119,19 +118,20 @@ impl Segment {
 /// when one is ready, else a fallocate'd file. `flags` are extra `open(2)`
 /// flags ([`DiskLogConfig::segment_open_flags`](super::DiskLogConfig)).
 pub async fn create_segment_file(
+    vfs: &dyn Vfs,
     dir: &Path,
     header: &SegmentHeader,
     spares: &Spares,
     segment_bytes: u64,
     flags: libc::c_int,
-) -> Result<Rc<DmaFile>> {
+) -> Result<Rc<dyn VfsFile>> {
     let path = dir.join(segment_file_name(header.first_index));
     let block = header.encode();
     // A prepared spare that cannot be opened (removed by a preparation left
     // over from an earlier log on this directory in this process) falls
     // back to a fallocate'd file.
     let spare = match spares.take() {
-        Some(spare) => match open_dma_with(&spare, false, flags).await {
+        Some(spare) => match vfs.open(&spare, false, flags).await {
             Ok(file) => Some((file, spare)),
             Err(error) => {
                 tracing::warn!(%error, "prepared spare segment unusable; using fallocate");
@@ -144,23 +144,15 @@ pub async fn create_segment_file(
         Some(ready) => ready,
         None => {
             let tmp = dir.join(format!("{}.tmp", segment_file_name(header.first_index)));
-            let file = open_dma_with(&tmp, true, flags).await?;
-            file.pre_allocate(segment_bytes, false)
-                .await
-                .map_err(glommio_error("fallocate", &tmp))?;
+            let file = vfs.open(&tmp, true, flags).await?;
+            file.pre_allocate(segment_bytes).await?;
             (file, tmp)
         }
     };
-    write_aligned(&file, &from, 0, &[&block]).await?;
-    file.fdatasync()
-        .await
-        .map_err(glommio_error("fdatasync", &from))?;
-    std::fs::rename(&from, &path).map_err(|source| StorageError::Io {
-        op: "rename",
-        path: from.clone(),
-        source,
-    })?;
-    sync_dir(dir).await?;
+    file.write_at(0, &[&block]).await?;
+    file.fdatasync().await?;
+    vfs.rename(&from, &path)?;
+    vfs.sync_dir(dir).await?;
     debug_assert_eq!(SEGMENT_HEADER_BYTES % IO_ALIGN, 0);
-    Ok(Rc::new(file))
+    Ok(file)
 }

@@ -9,10 +9,10 @@
 //! fallocate'd file if it is not.
 
 use std::cell::RefCell;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+use super::vfs::Vfs;
 
 /// Name of a spare segment file in the log directory: `spare-<pid>-<n>.tmp`,
 /// unique to one opened log, so that a preparation still running for a log
@@ -25,9 +25,6 @@ fn spare_file_name() -> String {
     format!("spare-{}-{n}.tmp", std::process::id())
 }
 
-/// Bytes per zero-filling write.
-const ZERO_CHUNK_BYTES: usize = 1 << 20;
-
 enum SpareState {
     Empty,
     Preparing,
@@ -36,6 +33,7 @@ enum SpareState {
 
 /// The spare segment slot. Lives on the log's shard.
 pub struct Spares {
+    vfs: Rc<dyn Vfs>,
     path: PathBuf,
     segment_bytes: u64,
     state: RefCell<SpareState>,
@@ -43,8 +41,9 @@ pub struct Spares {
 
 impl Spares {
     /// A slot for spares of `segment_bytes` in `dir`; none is prepared yet.
-    pub fn new(dir: &Path, segment_bytes: u64) -> Rc<Self> {
+    pub fn new(vfs: Rc<dyn Vfs>, dir: &Path, segment_bytes: u64) -> Rc<Self> {
         Rc::new(Self {
+            vfs,
             path: dir.join(spare_file_name()),
             segment_bytes,
             state: RefCell::new(SpareState::Empty),
@@ -72,9 +71,9 @@ impl Spares {
             return;
         }
         *self.state.borrow_mut() = SpareState::Preparing;
-        let (path, segment_bytes) = (self.path.clone(), self.segment_bytes);
-        let outcome = glommio::executor()
-            .spawn_blocking(move || write_zeros(&path, segment_bytes))
+        let outcome = self
+            .vfs
+            .write_zero_file(self.path.clone(), self.segment_bytes)
             .await;
         *self.state.borrow_mut() = match outcome {
             Ok(()) => SpareState::Ready,
@@ -87,11 +86,8 @@ impl Spares {
 
     /// Starts preparing a spare unless one is ready or being prepared.
     ///
-    /// The zeros are written on glommio's blocking thread pool with plain
-    /// O_DIRECT `pwrite`s: the work is bulk and off the latency path, and
-    /// it must not use the shard's file API, which panics if the directory
-    /// vanishes mid-open (as it does when a test drops a log and its
-    /// directory while a preparation runs).
+    /// The zeros are written by [`Vfs::write_zero_file`]: on glommio's
+    /// blocking pool for the real file system.
     pub fn prepare_in_background(self: &Rc<Self>) {
         {
             let mut state = self.state.borrow_mut();
@@ -101,12 +97,11 @@ impl Spares {
             *state = SpareState::Preparing;
         }
         let weak = Rc::downgrade(self);
-        let path = self.path.clone();
-        let segment_bytes = self.segment_bytes;
+        let preparation = self
+            .vfs
+            .write_zero_file(self.path.clone(), self.segment_bytes);
         glommio::spawn_local(async move {
-            let outcome = glommio::executor()
-                .spawn_blocking(move || write_zeros(&path, segment_bytes))
-                .await;
+            let outcome = preparation.await;
             let Some(spares) = weak.upgrade() else { return };
             let mut state = spares.state.borrow_mut();
             match outcome {
@@ -119,22 +114,4 @@ impl Spares {
         })
         .detach();
     }
-}
-
-/// Writes `segment_bytes` of zeros to a new file at `path` and syncs it.
-fn write_zeros(path: &Path, segment_bytes: u64) -> std::io::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)?;
-    let zeros = crate::AlignedBuf::filled(ZERO_CHUNK_BYTES, 0);
-    let mut left = segment_bytes;
-    while left > 0 {
-        let len = (ZERO_CHUNK_BYTES as u64).min(left) as usize;
-        file.write_all(&zeros.as_slice()[..len])?;
-        left -= len as u64;
-    }
-    file.sync_data()
 }
