@@ -195,7 +195,7 @@ fn damage_after_open_is_never_returned_by_a_read() {
 }
 
 #[test]
-fn corrupted_hard_state_slot_falls_back_and_both_corrupted_is_reported_lost() {
+fn a_corrupted_hard_state_slot_never_rolls_back_and_both_corrupted_is_reported_lost() {
     let dir = TempDir::new().unwrap();
     let saved = [
         HardState {
@@ -216,10 +216,15 @@ fn corrupted_hard_state_slot_falls_back_and_both_corrupted_is_reported_lost() {
         }
     });
     let path = dir.path().join(HARD_STATE_FILE_NAME);
-    // Save 1 went to slot 1, save 2 to slot 0: tear the newest.
+    // Every save writes both slots: damage to either one leaves the
+    // newest state in the other (one alternating slot would roll term
+    // and vote back to the previous save).
     flip_byte(&path, 20);
-    assert_eq!(open(dir.path()).unwrap().hard_state(), saved[0]);
+    assert_eq!(open(dir.path()).unwrap().hard_state(), saved[1]);
+    flip_byte(&path, 20);
     flip_byte(&path, 4096 + 20);
+    assert_eq!(open(dir.path()).unwrap().hard_state(), saved[1]);
+    flip_byte(&path, 20);
     let log = open(dir.path()).expect("a lost hard state opens");
     assert_eq!(log.hard_state(), HardState::default());
     let lost = log.recovery().hard_state_lost.clone().expect("reported");
@@ -270,4 +275,42 @@ fn truncation_is_durable_and_old_frames_never_follow_new_ones() {
         assert!(entries.iter().all(common::entry_is_genuine));
         assert!(entries.iter().filter(|e| e.0 >= 3_190).all(|e| e.1 == 2));
     });
+}
+
+#[test]
+fn a_segment_header_damaged_in_one_copy_still_opens_and_in_both_cuts_the_log_there() {
+    let dir = TempDir::new().unwrap();
+    let last_index = build(dir.path());
+    let segments = segment_files(dir.path());
+    assert!(segments.len() >= 3, "the log spans segments");
+    let victim = &segments[1];
+    let first_of_victim = frames(victim)[0].1.first_index;
+    // One copy: nothing lost.
+    flip_byte(victim, 8);
+    {
+        let log = open(dir.path()).expect("one good header copy opens");
+        assert_eq!(log.recovery().cut, None);
+        assert_eq!(log.state().last.index, last_index);
+    }
+    // Both copies: the log is cut where the segment starts, as durable
+    // damage, and it and every later segment go aside.
+    flip_byte(victim, 2048 + 8);
+    let log = open(dir.path()).expect("a later segment's header damage opens, cut");
+    let cut = log.recovery().cut.clone().expect("a cut is reported");
+    assert_eq!(cut.from_index, first_of_victim, "{cut}");
+    assert!(cut.durable, "{cut}");
+    assert_eq!(cut.held_through, last_index, "{cut}");
+    assert_eq!(&cut.file, victim, "{cut}");
+    assert_eq!(log.state().last.index, first_of_victim - 1);
+    drop(log);
+    assert!(victim.with_extension("seg.damaged").exists());
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    // The first segment's header, both copies: refused, naming the file
+    // (the node moves such a log aside and repairs; engine/src/node/start.rs).
+    flip_byte(&segments[0], 8);
+    flip_byte(&segments[0], 2048 + 8);
+    match open(dir.path()) {
+        Err(StorageError::Corrupt { file, .. }) => assert_eq!(file, segments[0]),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
 }

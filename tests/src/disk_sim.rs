@@ -182,14 +182,14 @@ fn config() -> DiskLogConfig {
 /// Runs seed `seed`.
 pub fn run(seed: u64) -> Result<Summary, Failure> {
     let mut outcome = None;
-    run_many(&mut std::iter::once(seed), &mut |_, result| outcome = Some(result));
-    outcome
-        .expect("one seed ran")
-        .map_err(|message| Failure {
-            seed,
-            step: 0,
-            message,
-        })
+    run_many(&mut std::iter::once(seed), &mut |_, result| {
+        outcome = Some(result)
+    });
+    outcome.expect("one seed ran").map_err(|message| Failure {
+        seed,
+        step: 0,
+        message,
+    })
 }
 
 /// Runs every seed `seeds` yields, one after the other on one glommio
@@ -249,7 +249,9 @@ async fn read_all(log: &DiskLog) -> Result<Vec<EntryKey>, StorageError> {
     while next <= state.last.index {
         let batches = log.read(next, 16 << 10).await?;
         let Some(last) = batches.last() else {
-            return Err(StorageError::Closed(format!("read({next}) returned nothing")));
+            return Err(StorageError::Closed(format!(
+                "read({next}) returned nothing"
+            )));
         };
         let last = last.last_index();
         out.extend(flatten(&batches).into_iter().filter(|e| e.0 >= next));
@@ -410,7 +412,9 @@ impl Sim {
             }
             72..=74 => {
                 let upto = self.model.prev.index
-                    + self.rng.below(self.model.durable_through - self.model.prev.index + 1);
+                    + self
+                        .rng
+                        .below(self.model.durable_through - self.model.prev.index + 1);
                 log.compact_prefix(upto).await?;
                 self.model.compacted_through = self.model.compacted_through.max(upto);
             }
@@ -498,9 +502,15 @@ impl Sim {
         }
         let log = match self.open().await {
             Ok(log) => log,
-            Err(StorageError::Corrupt { file, offset, reason }) if damaged => {
+            Err(StorageError::Corrupt {
+                file,
+                offset,
+                reason,
+            }) if damaged => {
                 // Loud, naming the place: allowed after damage.
-                let _ = (file, offset, reason);
+                if std::env::var("ORDO_DISK_SIM_SHOW_REFUSED").is_ok() {
+                    eprintln!("REFUSED {} {offset}: {reason}", file.display());
+                }
                 self.summary.refused += 1;
                 return Ok(None);
             }

@@ -113,6 +113,48 @@ fn a_follower_with_a_flipped_byte_mid_log_repairs_without_new_proposals() {
     }
 }
 
+/// A follower whose first segment's header (both copies) is unreadable:
+/// recovery cannot know where the log starts, so the node moves the log
+/// aside and repairs from the cluster as after a wiped disk, with no
+/// operator step, and serves every acknowledged message afterwards.
+#[test]
+fn a_follower_whose_first_segment_header_is_unreadable_moves_the_log_aside_and_repairs() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = ProcCluster::start(3, 26_200);
+    let (leader, _) = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let acks = cluster.send_lines(leader, &lines("h", 1_000, 200));
+    let last = last_index(&acks);
+    wait_repaired(&cluster, follower, last, Duration::from_secs(10));
+    assert!(cluster.stop(follower), "clean stop");
+    let log_dir = data_dir(&cluster, follower).join("log");
+    let segment = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .min()
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[0] ^= 0xFF;
+    bytes[2048] ^= 0xFF;
+    std::fs::write(&segment, &bytes).unwrap();
+    cluster.start_node(follower);
+    let took = wait_repaired(&cluster, follower, last, Duration::from_secs(30));
+    let log = node_log(&cluster, follower);
+    assert!(log.contains("moving it aside"), "{log}");
+    assert!(log.contains("lost state it may have acknowledged"), "{log}");
+    assert!(
+        data_dir(&cluster, follower).join("log.damaged").is_dir(),
+        "the damaged log is kept for inspection"
+    );
+    println!("repaired in {took:?} after the restart answered");
+    for id in 1..=3 {
+        check_node(&cluster, id, &acks);
+    }
+}
+
 /// Issue 16, case 2: a wiped follower and a lagging one must not elect
 /// each other over the acknowledged messages only the stopped leader and
 /// the wiped follower held.

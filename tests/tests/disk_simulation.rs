@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ordo_tests::disk_sim::{self, Summary};
 
 /// Seeds that once found a bug; each stays here for good, with what it found.
-const REGRESSION_SEEDS: &[(u64, &str)] = &[];
+const REGRESSION_SEEDS: &[(u64, &str)] = &[(
+    3721,
+    "a later segment's header lost to a misdirected write after an empty base segment: the cut was placed at the damaged segment, not where the log ended",
+)];
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -618,6 +618,13 @@ async fn save_acked_watermark(
 }
 
 /// The durable log in `data_dir/log`.
+///
+/// A log recovery refuses as damaged (the first segment's header is
+/// unreadable, or a segment is missing from the middle) is moved aside to
+/// `data_dir/log.damaged[.N]`, kept for inspection, and the node starts
+/// with an empty log: [`detect_loss`](super::durability::detect_loss) then
+/// sees a lost disk, and the node repairs from the cluster before it votes
+/// or counts toward a commit, as after a wiped disk. No operator step.
 async fn open_disk_log(config: &NodeConfig) -> Result<DiskLog, String> {
     let fsync_mode: FsyncMode = config
         .storage
@@ -631,6 +638,40 @@ async fn open_disk_log(config: &NodeConfig) -> Result<DiskLog, String> {
         ..DiskLogConfig::default()
     };
     let dir = config.data_dir.join("log");
+    match DiskLog::open(&dir, log_config.clone()).await {
+        Ok(log) => return Ok(log),
+        Err(ordo_storage::StorageError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            let aside = (0..)
+                .map(|n| match n {
+                    0 => config.data_dir.join("log.damaged"),
+                    n => config.data_dir.join(format!("log.damaged.{n}")),
+                })
+                .find(|path| !path.exists())
+                .expect("an unused name");
+            tracing::error!(
+                file = %file.display(),
+                offset,
+                %reason,
+                aside = %aside.display(),
+                "the log is damaged beyond what recovery can cut: moving it aside; \
+                 this node repairs from the cluster before it takes part"
+            );
+            std::fs::rename(&dir, &aside)
+                .and_then(|()| std::fs::File::open(&config.data_dir)?.sync_all())
+                .map_err(|e| {
+                    format!(
+                        "cannot move the damaged log {} aside to {}: {e}",
+                        dir.display(),
+                        aside.display()
+                    )
+                })?;
+        }
+        Err(error) => return Err(format!("cannot open the log in {}: {error}", dir.display())),
+    }
     DiskLog::open(&dir, log_config)
         .await
         .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))

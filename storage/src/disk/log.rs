@@ -235,11 +235,12 @@ pub struct RecoveryReport {
 impl DiskLog {
     /// Opens the log in `dir` (created if missing): recovers every segment,
     /// CRC-checking every batch, cuts a torn tail or damaged durable bytes
-    /// (and everything after them; [`DiskLog::recovery`] says what), loads
-    /// the hard state (a lost one is reported, not fatal). Fails with
+    /// (and everything after them; [`DiskLog::recovery`] says what; a later
+    /// segment whose two header copies are both damaged is such a cut),
+    /// loads the hard state (a lost one is reported, not fatal). Fails with
     /// [`StorageError::Corrupt`] naming file and offset if a segment is
-    /// missing or its header is damaged. Must run on a glommio
-    /// executor; the log then lives on it.
+    /// missing or the first segment's header is damaged. Must run on a
+    /// glommio executor; the log then lives on it.
     pub async fn open(dir: impl AsRef<Path>, config: DiskLogConfig) -> Result<DiskLog> {
         Self::open_on(Rc::new(GlommioVfs), dir, config).await
     }

@@ -184,8 +184,22 @@ async fn open_segment(
 /// Recovers the log in `dir` (which must exist).
 pub async fn recover(vfs: &dyn Vfs, dir: &Path, flags: libc::c_int) -> Result<Recovered> {
     let mut found = Vec::new();
+    // A segment past the first whose header is damaged (both copies): the
+    // log is cut where it starts, and it and every later segment go aside.
+    let mut unreadable: Option<(Index, PathBuf, StorageError)> = None;
+    let mut after_unreadable: Vec<(Index, PathBuf)> = Vec::new();
     for (first_index, path) in list_segments(vfs, dir)? {
-        found.push(open_segment(vfs, first_index, path, flags).await?);
+        if unreadable.is_some() {
+            after_unreadable.push((first_index, path));
+            continue;
+        }
+        match open_segment(vfs, first_index, path.clone(), flags).await {
+            Ok(segment) => found.push(segment),
+            Err(error @ StorageError::Corrupt { .. }) if !found.is_empty() => {
+                unreadable = Some((first_index, path, error));
+            }
+            Err(error) => return Err(error),
+        }
     }
     if let Some(base) = found.iter().rposition(|f| f.header.base) {
         for stale in found.drain(..base) {
@@ -215,13 +229,94 @@ pub async fn recover(vfs: &dyn Vfs, dir: &Path, flags: libc::c_int) -> Result<Re
         // than cancel it mid-IO.
         let _ = pending.await;
     }
+    if let Some((first_index, path, error)) = unreadable {
+        result?;
+        set_aside_unreadable(
+            vfs,
+            dir,
+            &mut recovered,
+            (first_index, path, error),
+            after_unreadable,
+        )
+        .await?;
+    } else {
+        result?;
+    }
     recovered.empty = recovered.last_header.is_none()
         && recovered.cut.is_none()
         && recovered
             .segments
             .first()
             .is_none_or(|segment| segment.header.first_index == 1);
-    result.map(|()| recovered)
+    Ok(recovered)
+}
+
+/// Cuts the log before a segment whose header cannot be read and moves it
+/// and every later segment aside (`*.seg.damaged`). The segment existed,
+/// and a segment's header is synced before its name appears, so its
+/// entries had been durable: the cut says so. A cut the scan made earlier
+/// stands (those segments were already past it).
+async fn set_aside_unreadable(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    recovered: &mut Recovered,
+    (first_index, path, error): (Index, PathBuf, StorageError),
+    later: Vec<(Index, PathBuf)>,
+) -> Result<()> {
+    let from_index = recovered
+        .segments
+        .last()
+        .map_or(first_index, |segment| segment.next_index);
+    let mut held_through = first_index.saturating_sub(1).max(from_index - 1);
+    let mut aside = vec![path.clone()];
+    aside.extend(later.iter().map(|(_, path)| path.clone()));
+    for (index, path) in std::iter::once((first_index, path.clone())).chain(later) {
+        held_through = held_through.max(index.saturating_sub(1));
+        if let Ok(file) = vfs.open(&path, false, 0).await
+            && let Ok(len) = file.size().await
+            && let Ok(bytes) = file.read_whole(len, Vec::new()).await
+        {
+            let start = (SEGMENT_HEADER_BYTES as usize).min(bytes.len());
+            held_through =
+                held_through.max(intact_last_index(&bytes, start, from_index).unwrap_or(0));
+        }
+    }
+    let (offset, reason) = match &error {
+        StorageError::Corrupt { offset, reason, .. } => (*offset, reason.clone()),
+        other => (0, other.to_string()),
+    };
+    tracing::error!(
+        file = %path.display(),
+        %reason,
+        from_index,
+        held_through,
+        "a segment header is damaged: cutting the log before it; the node repairs the rest from the cluster"
+    );
+    for path in &aside {
+        let to = path.with_extension("seg.damaged");
+        tracing::warn!(file = %path.display(), aside = %to.display(), "moving a segment past the cut out of the log");
+        vfs.rename(path, &to)?;
+    }
+    vfs.sync_dir(dir).await?;
+    match &mut recovered.cut {
+        // The scan cut the segment before: a later segment existed, so
+        // what it cut had been durable.
+        Some(cut) => {
+            cut.durable = true;
+            cut.held_through = cut.held_through.max(held_through);
+        }
+        None => {
+            recovered.cut = Some(LogCut {
+                from_index,
+                held_through,
+                durable: true,
+                file: path,
+                offset,
+                reason: format!("segment header unreadable: {reason}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Scans every segment in order into `recovered`. `next_read` holds the

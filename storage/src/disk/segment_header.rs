@@ -11,12 +11,17 @@
 //! 16     8    prev_term        term of the entry at first_index - 1
 //! 24     8    write_bytes_max  the writer's unsynced window (see recovery)
 //! 32     4    crc32            crc32fast over [0, 32)
-//! 36   4060   reserved         zero
+//! 36   2012   reserved         zero
+//! 2048 2048   a copy of [0, 2048)
 //! 4096 ..     frames           batch frames back to back, then zeros
 //! ```
 //!
 //! The header fills a whole 4 KiB block so that frames start aligned for
-//! O_DIRECT and rewriting the tail block never touches the header.
+//! O_DIRECT and rewriting the tail block never touches the header. It is
+//! written twice, in different sectors, so that damage to one sector does
+//! not cost the segment: either valid copy is the header. (Segments
+//! written before the copy existed hold zeros there; their first copy is
+//! read as before.)
 
 use crate::types::{Index, Term};
 
@@ -26,8 +31,10 @@ pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"ORDS");
 pub const SEGMENT_FORMAT_VERSION: u8 = 1;
 /// Bytes before the first frame of a segment.
 pub const SEGMENT_HEADER_BYTES: u64 = 4096;
-/// Bytes of the header that carry fields; the rest of the block is zero.
+/// Bytes of the header that carry fields; the rest of each copy is zero.
 const SEGMENT_HEADER_USED_BYTES: usize = 36;
+/// Offset of the header's second copy.
+const SEGMENT_HEADER_COPY_OFFSET: usize = 2048;
 const FLAG_BASE: u8 = 1;
 /// File name suffix of segments.
 pub const SEGMENT_SUFFIX: &str = ".seg";
@@ -69,10 +76,12 @@ impl SegmentHeader {
         out[24..32].copy_from_slice(&self.write_bytes_max.to_le_bytes());
         let crc = crc32fast::hash(&out[0..32]);
         out[32..36].copy_from_slice(&crc.to_le_bytes());
+        out.copy_within(0..SEGMENT_HEADER_COPY_OFFSET, SEGMENT_HEADER_COPY_OFFSET);
         out
     }
 
-    /// Parses and checks the header at the start of `bytes`.
+    /// Parses and checks the header at the start of `bytes`: its first
+    /// copy, else its second; the first copy's error when neither is valid.
     pub fn parse(bytes: &[u8]) -> Result<Self, SegmentHeaderError> {
         if bytes.len() < SEGMENT_HEADER_BYTES as usize {
             return Err(SegmentHeaderError::Truncated);
@@ -81,6 +90,12 @@ impl SegmentHeader {
         if block.iter().all(|&b| b == 0) {
             return Err(SegmentHeaderError::Zero);
         }
+        Self::parse_copy(&block[..SEGMENT_HEADER_COPY_OFFSET]).or_else(|error| {
+            Self::parse_copy(&block[SEGMENT_HEADER_COPY_OFFSET..]).map_err(|_| error)
+        })
+    }
+
+    fn parse_copy(block: &[u8]) -> Result<Self, SegmentHeaderError> {
         let u32_at = |at: usize| u32::from_le_bytes(block[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"));
         if u32_at(0) != SEGMENT_MAGIC {
@@ -151,9 +166,18 @@ mod tests {
         };
         let block = header.encode();
         assert_eq!(SegmentHeader::parse(&block), Ok(header));
-        for at in [0usize, 4, 5, 8, 16, 24, 32, 100, 4095] {
+        for at in [0usize, 4, 5, 8, 16, 24, 32, 100, 2047] {
+            // Either copy alone still gives the header...
             let mut bad = block.clone();
             bad[at] ^= 1;
+            assert_eq!(SegmentHeader::parse(&bad), Ok(header), "{at}");
+            let mut bad = block.clone();
+            bad[2048 + at] ^= 1;
+            assert_eq!(SegmentHeader::parse(&bad), Ok(header), "{at}");
+            // ...and damage to both is refused.
+            let mut bad = block.clone();
+            bad[at] ^= 1;
+            bad[2048 + at] ^= 1;
             assert!(
                 matches!(
                     SegmentHeader::parse(&bad),
@@ -162,6 +186,10 @@ mod tests {
                 "{at}"
             );
         }
+        // A segment written before the copy existed.
+        let mut old = block.clone();
+        old[2048..].fill(0);
+        assert_eq!(SegmentHeader::parse(&old), Ok(header));
         assert_eq!(
             SegmentHeader::parse(&block[..100]),
             Err(SegmentHeaderError::Truncated)

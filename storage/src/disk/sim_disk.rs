@@ -291,7 +291,11 @@ impl SimDisk {
             .durable_names
             .iter()
             .filter(|(path, inode)| {
-                filter(path) && state.inodes.get(inode).is_some_and(|i| !i.durable.is_empty())
+                filter(path)
+                    && state
+                        .inodes
+                        .get(inode)
+                        .is_some_and(|i| !i.durable.is_empty())
             })
             .map(|(path, inode)| (path.clone(), *inode))
             .collect();
@@ -369,7 +373,11 @@ impl SimFile {
         let mut state = self.state.borrow_mut();
         state.ops += 1;
         if state.generation != self.generation || !state.inodes.contains_key(&self.inode) {
-            return Err(io_failure(op, &self.path, "the simulated disk crashed under this handle"));
+            return Err(io_failure(
+                op,
+                &self.path,
+                "the simulated disk crashed under this handle",
+            ));
         }
         f(&mut state, self.inode)
     }
@@ -391,8 +399,12 @@ impl VfsFile for SimFile {
 
     fn write_at<'a>(&'a self, offset: u64, parts: &'a [&'a [u8]]) -> LocalFuture<'a, Result<()>> {
         let result = self.with("write", |state, id| {
-            if offset % IO_ALIGN != 0 {
-                return Err(io_failure("write", &self.path, format!("unaligned write at {offset}")));
+            if !offset.is_multiple_of(IO_ALIGN) {
+                return Err(io_failure(
+                    "write",
+                    &self.path,
+                    format!("unaligned write at {offset}"),
+                ));
             }
             let len: usize = parts.iter().map(|p| p.len()).sum();
             let padded = align_up(len as u64) as usize;
@@ -465,7 +477,10 @@ impl VfsFile for SimFile {
                 return Err(io_failure(
                     "read",
                     &self.path,
-                    format!("file shrank while reading: {} of {len} bytes", current.len()),
+                    format!(
+                        "file shrank while reading: {} of {len} bytes",
+                        current.len()
+                    ),
                 ));
             }
             out.clear();
@@ -476,7 +491,9 @@ impl VfsFile for SimFile {
     }
 
     fn size(&self) -> LocalFuture<'_, Result<u64>> {
-        let result = self.with("stat", |state, id| Ok(state.inodes[&id].current.len() as u64));
+        let result = self.with("stat", |state, id| {
+            Ok(state.inodes[&id].current.len() as u64)
+        });
         Box::pin(std::future::ready(result))
     }
 
@@ -532,7 +549,12 @@ fn not_found(op: &'static str, path: &Path) -> StorageError {
 }
 
 impl Vfs for SimDisk {
-    fn open(&self, path: &Path, create: bool, flags: libc::c_int) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>> {
+    fn open(
+        &self,
+        path: &Path,
+        create: bool,
+        flags: libc::c_int,
+    ) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>> {
         let result = (|| {
             let mut state = self.state.borrow_mut();
             state.ops += 1;

@@ -64,7 +64,12 @@ pub trait VfsFile {
 pub trait Vfs {
     /// Opens `path` for reads and writes, creating it if `create`;
     /// `flags` are extra `open(2)` flags such as `O_DSYNC`.
-    fn open(&self, path: &Path, create: bool, flags: libc::c_int) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>>;
+    fn open(
+        &self,
+        path: &Path,
+        create: bool,
+        flags: libc::c_int,
+    ) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>>;
 
     /// Creates `dir` and its parents.
     fn create_dir_all(&self, dir: &Path) -> Result<()>;
@@ -169,7 +174,12 @@ impl VfsFile for GlommioFile {
 }
 
 impl Vfs for GlommioVfs {
-    fn open(&self, path: &Path, create: bool, flags: libc::c_int) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>> {
+    fn open(
+        &self,
+        path: &Path,
+        create: bool,
+        flags: libc::c_int,
+    ) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>> {
         let path = path.to_path_buf();
         Box::pin(async move {
             let file = open_dma_with(&path, create, flags).await?;
@@ -261,7 +271,11 @@ fn write_zeros(path: &Path, len: u64) -> std::io::Result<()> {
 }
 
 /// A [`StorageError::Io`] for `op` on `path` with `message`.
-pub(crate) fn io_failure(op: &'static str, path: &Path, message: impl Into<String>) -> StorageError {
+pub(crate) fn io_failure(
+    op: &'static str,
+    path: &Path,
+    message: impl Into<String>,
+) -> StorageError {
     StorageError::Io {
         op,
         path: path.to_path_buf(),
