@@ -216,23 +216,67 @@ pub fn detect_loss(
     let acked = load_acked(data_dir)?;
     let member = read_member(data_dir)?;
     let repair_path: PathBuf = data_dir.join(REPAIR_FILE);
+    let pending = match std::fs::read_to_string(&repair_path) {
+        Ok(text) => Some(decode_loss(&text).unwrap_or_else(|| Loss {
+            held_through: acked,
+            hard_state_lost: true,
+            reason: format!("{} is unreadable", repair_path.display()),
+        })),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(io_error("read", &repair_path)(error)),
+    };
+    let key = NodeKey::path_in(data_dir);
+    let wiped = match member {
+        Member::Started => Some(format!(
+            "{} says this node ran here, but its log and hard state are gone",
+            data_dir.join(MEMBER_FILE).display()
+        )),
+        Member::Absent if key.exists() => Some(format!(
+            "{} exists without a log or a membership marker (a key restored onto an empty disk)",
+            key.display()
+        )),
+        Member::Absent | Member::Bootstrap => None,
+    };
+    let found = assess_loss(
+        pending,
+        recovery,
+        acked,
+        last_index,
+        wiped,
+        &data_dir.join(ACKED_FILE).display().to_string(),
+    );
+    if let Some(loss) = &found {
+        write_durably(&repair_path, &encode_loss(loss)).map_err(io_error("write", &repair_path))?;
+    }
+    if member != Member::Started {
+        let path = data_dir.join(MEMBER_FILE);
+        write_durably(&path, "started\n").map_err(io_error("write", &path))?;
+    }
+    Ok(found)
+}
+
+/// The loss a start finds, from what [`detect_loss`] reads: a repair not
+/// finished (`pending`), what recovery cut or lost, the acknowledgement
+/// watermark `acked` (named `acked_name` in reasons), the log's last
+/// index, and why the disk counts as wiped if its log is fresh (`wiped`:
+/// the node ran here before). Pure: the simulator's hosts decide with it
+/// too.
+pub fn assess_loss(
+    pending: Option<Loss>,
+    recovery: &RecoveryReport,
+    acked: Index,
+    last_index: Index,
+    wiped: Option<String>,
+    acked_name: &str,
+) -> Option<Loss> {
     let mut reasons = Vec::new();
     let mut loss = Loss::default();
     let mut lost = false;
-    match std::fs::read_to_string(&repair_path) {
-        Ok(text) => {
-            let pending = decode_loss(&text).unwrap_or_else(|| Loss {
-                held_through: acked,
-                hard_state_lost: true,
-                reason: format!("{} is unreadable", repair_path.display()),
-            });
-            loss.held_through = pending.held_through;
-            loss.hard_state_lost = pending.hard_state_lost;
-            reasons.push(format!("an unfinished repair: {}", pending.reason));
-            lost = true;
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(io_error("read", &repair_path)(error)),
+    if let Some(pending) = pending {
+        loss.held_through = pending.held_through;
+        loss.hard_state_lost = pending.hard_state_lost;
+        reasons.push(format!("an unfinished repair: {}", pending.reason));
+        lost = true;
     }
     if let Some(cut) = &recovery.cut
         && (cut.durable || cut.from_index <= acked)
@@ -252,18 +296,6 @@ pub fn detect_loss(
         lost = true;
     }
     if recovery.fresh {
-        let key = NodeKey::path_in(data_dir);
-        let wiped = match member {
-            Member::Started => Some(format!(
-                "{} says this node ran here, but its log and hard state are gone",
-                data_dir.join(MEMBER_FILE).display()
-            )),
-            Member::Absent if key.exists() => Some(format!(
-                "{} exists without a log or a membership marker (a key restored onto an empty disk)",
-                key.display()
-            )),
-            Member::Absent | Member::Bootstrap => None,
-        };
         if let Some(why) = wiped {
             loss.hard_state_lost = true;
             loss.held_through = loss.held_through.max(acked);
@@ -272,22 +304,15 @@ pub fn detect_loss(
         } else if acked > 0 {
             loss.held_through = loss.held_through.max(acked);
             reasons.push(format!(
-                "the log is gone but {} says index {acked} was durable",
-                data_dir.join(ACKED_FILE).display()
+                "the log is gone but {acked_name} says index {acked} was durable"
             ));
             lost = true;
         }
     }
     if lost {
         loss.reason = reasons.join("; ");
-        write_durably(&repair_path, &encode_loss(&loss))
-            .map_err(io_error("write", &repair_path))?;
     }
-    if member != Member::Started {
-        let path = data_dir.join(MEMBER_FILE);
-        write_durably(&path, "started\n").map_err(io_error("write", &path))?;
-    }
-    Ok(lost.then_some(loss))
+    lost.then_some(loss)
 }
 
 /// The core repaired the loss: forget it durably.

@@ -29,7 +29,7 @@ mod input;
 mod log_io;
 pub(crate) mod notify;
 mod peers;
-mod restore;
+pub(crate) mod restore;
 mod shards;
 mod snapshots;
 mod start;

@@ -7,12 +7,25 @@ use crate::core::{RaftState, RestoredLog};
 
 /// The core's starting state from `store` and the latest durable snapshot
 /// (the state machine has been restored from it).
+///
+/// A log that ends before the snapshot (recovery cut damaged entries the
+/// snapshot covers, or a follower applied and snapshotted entries a crash
+/// then took from its log before they were synced) is reset to the
+/// snapshot point first: the snapshot holds everything up to it, durably.
 pub async fn raft_state<S: LogStore>(
     store: &S,
     snapshot: Option<SnapshotMeta>,
 ) -> Result<RaftState, StorageError> {
-    let state = store.state();
     let snapshot = snapshot.unwrap_or_default();
+    if store.state().last.index < snapshot.last.index {
+        tracing::warn!(
+            log_last = store.state().last.index,
+            snapshot = snapshot.last.index,
+            "the log ends before the snapshot: restarting it at the snapshot point"
+        );
+        store.reset(snapshot.last).await?;
+    }
+    let state = store.state();
     let last_batch = if state.last.index > state.prev.index {
         store.read(state.last.index, 1).await?.pop()
     } else {

@@ -1,17 +1,21 @@
-//! A node without a runtime: the real core over an in-memory log, whose
-//! effects (messages, syncs, hard-state writes, snapshot transfers) are
-//! handed to a driver that decides when they happen. The in-memory cluster
-//! delivers them at once; the simulator delays, drops and crashes them.
+//! A node without a runtime: the real core over an in-memory log or the
+//! real disk log on a simulated disk (`host_log.rs`), whose effects
+//! (messages, syncs, hard-state writes, snapshot transfers) are handed to a
+//! driver that decides when they happen. The in-memory cluster delivers
+//! them at once; the simulator delays, drops and crashes them.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use ordo_net::{Message, ProposeResult, ReadError, SnapshotMeta};
+use ordo_storage::disk::SimDisk;
 use ordo_storage::{
     BatchKind, HardState, Index, LogId, MemLog, MessageId, NodeId, Term, TimestampUs,
 };
 
+use super::host_log::{HostLog, HostSyncPoint, SIM_LOG_DIR, SimDiskLog};
 use crate::core::{Command, CoreConfig, Event, Now, Raft, RaftState, RestoredLog, Role};
+use crate::node::durability::{ACKED_SAVE_INTERVAL, assess_loss};
 
 /// One entry as the state machine saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,8 +65,8 @@ pub enum Effect {
     Complete(Event),
 }
 
-/// The real core over a [`MemLog`], with a state machine that records what
-/// it applied.
+/// The real core over a [`MemLog`] or the disk log on a [`SimDisk`], with
+/// a state machine that records what it applied.
 pub struct Host {
     /// The node's id.
     pub id: NodeId,
@@ -71,7 +75,7 @@ pub struct Host {
     /// The core.
     pub raft: Raft,
     /// The log, with its crash model.
-    pub log: MemLog,
+    pub log: HostLog,
     /// Entries applied, in order, since the state machine's snapshot.
     pub applied: Vec<AppliedEntry>,
     /// The state machine's durable snapshot: what it covers and its data
@@ -92,13 +96,50 @@ pub struct Host {
     /// (`node/durability.rs`), so every restart until the core reports
     /// `Repaired` repairs again.
     pub pending_loss: Option<crate::core::Loss>,
+    /// The acknowledgement watermark as last saved, and when (the node's
+    /// `data_dir/acked`, saved every [`ACKED_SAVE_INTERVAL`] while it
+    /// moves): with the disk log, recovery's cuts are judged against it.
+    pub acked_saved: Index,
+    acked_saved_at_us: u64,
+    /// Disk log starts that found a loss (a cut or lost hard state).
+    pub losses_found: u64,
     commands: Vec<Command>,
 }
 
 impl Host {
     /// A fresh node.
     pub fn new(id: NodeId, voters: &[NodeId], config: CoreConfig, seed: u64, now: Now) -> Self {
-        let log = MemLog::new();
+        Self::with_log(
+            id,
+            voters,
+            config,
+            seed,
+            now,
+            HostLog::Memory(MemLog::new()),
+        )
+    }
+
+    /// A fresh node whose log is the real disk log on `disk` (empty).
+    pub fn on_disk(
+        id: NodeId,
+        voters: &[NodeId],
+        config: CoreConfig,
+        seed: u64,
+        now: Now,
+        disk: SimDisk,
+    ) -> Self {
+        let log = SimDiskLog::open(disk).expect("a new disk log opens");
+        Self::with_log(id, voters, config, seed, now, HostLog::Disk(Box::new(log)))
+    }
+
+    fn with_log(
+        id: NodeId,
+        voters: &[NodeId],
+        config: CoreConfig,
+        seed: u64,
+        now: Now,
+        log: HostLog,
+    ) -> Self {
         let raft =
             Raft::new(id, voters, config.clone(), fresh_state(), seed, now).expect("valid config");
         Self {
@@ -115,22 +156,40 @@ impl Host {
             responses: VecDeque::new(),
             read_results: VecDeque::new(),
             pending_loss: None,
+            acked_saved: 0,
+            acked_saved_at_us: now.mono_us,
+            losses_found: 0,
             commands: Vec::new(),
         }
     }
 
     /// Restarts the node from what its log and snapshot hold after a crash
-    /// that kept `keep_unsynced` unsynced batches.
+    /// that kept `keep_unsynced` unsynced batches (the in-memory log) or
+    /// what the simulated disk kept, sector by sector (the disk log, whose
+    /// recovery then runs).
     pub fn crash_and_restart(&mut self, keep_unsynced: usize, seed: u64, now: Now) {
+        if let HostLog::Disk(disk) = &self.log {
+            disk.disk.crash();
+        }
         self.restart_after(keep_unsynced, seed, now);
+    }
+
+    /// Restarts the node on its disk log after the driver crashed (and
+    /// maybe damaged) its simulated disk itself.
+    pub fn restart_on_crashed_disk(&mut self, seed: u64, now: Now) {
+        self.restart_after(0, seed, now);
     }
 
     /// Restarts the node on a blank disk (log, hard state and snapshot
     /// gone), as a node whose data directory was wiped: it starts with a
     /// [`crate::core::Loss`] and repairs before it takes part.
     pub fn wipe_and_restart(&mut self, seed: u64, now: Now) {
-        self.log = MemLog::new();
+        match &self.log {
+            HostLog::Memory(_) => self.log = HostLog::Memory(MemLog::new()),
+            HostLog::Disk(disk) => disk.disk.wipe(),
+        }
         self.snapshot = None;
+        self.acked_saved = 0;
         self.pending_loss = Some(crate::core::Loss {
             held_through: 0,
             hard_state_lost: true,
@@ -139,46 +198,30 @@ impl Host {
         self.restart_after(0, seed, now);
     }
 
+    /// Saves the acknowledgement watermark if it moved and the interval
+    /// passed, as the node's saver task does.
+    fn save_acked(&mut self, now: Now) {
+        if now.mono_us >= self.acked_saved_at_us + ACKED_SAVE_INTERVAL.as_micros() as u64 {
+            self.acked_saved = self.raft.status().durable_index;
+            self.acked_saved_at_us = now.mono_us;
+        }
+    }
+
     fn restart_after(&mut self, keep_unsynced: usize, seed: u64, now: Now) {
+        match &mut self.log {
+            HostLog::Memory(log) => log.crash(keep_unsynced),
+            HostLog::Disk(_) => self.reopen_disk_log(),
+        }
         let loss = self.pending_loss.clone();
-        self.log.crash(keep_unsynced);
-        let state = self.log.state_now();
         let (snapshot_meta, data) = self.snapshot.clone().unwrap_or_default();
-        let last_batch = (state.last.index > state.prev.index)
-            .then(|| self.log.read_now(state.last.index, 1).ok())
-            .flatten()
-            .and_then(|mut b| b.pop());
-        let prev_tail = if state.prev == snapshot_meta.last {
-            (snapshot_meta.last_id + 1, snapshot_meta.last_ts)
-        } else {
-            (1, 0)
-        };
-        let tail = state
-            .last_header
-            .map(|h| {
-                let batch = last_batch
-                    .as_ref()
-                    .expect("a non-empty log has a last batch");
-                debug_assert_eq!(batch.header(), &h);
-                (h.next_id(), h.last_ts())
-            })
-            .unwrap_or(prev_tail);
-        let restored = RestoredLog {
-            prev: state.prev,
-            last: state.last,
-            term_runs: self.log.term_runs_now(),
-            tail,
-            prev_tail,
-            last_batch,
-            commit: self.log_hard_state().commit,
-            applied: snapshot_meta.last.index,
-        };
-        let raft_state = RaftState {
-            hard_state: self.log_hard_state(),
-            log: restored,
-            snapshot: snapshot_meta,
-            loss,
-        };
+        // The node's own restore (`node/restore.rs`).
+        let mut raft_state = super::host_log::ready(crate::node::restore::raft_state(
+            &self.log,
+            Some(snapshot_meta),
+        ))
+        .expect("the log reads back what it recovered");
+        raft_state.loss = loss;
+        self.acked_saved_at_us = now.mono_us;
         self.raft = Raft::new(
             self.id,
             &self.voters,
@@ -195,8 +238,49 @@ impl Host {
         self.commands.clear();
     }
 
-    fn log_hard_state(&self) -> HardState {
-        ordo_storage::LogStore::hard_state(&self.log)
+    /// Reopens the disk log after a crash or wipe, as the node does
+    /// (`node/start.rs`): a log recovery refuses is set aside and the node
+    /// starts empty; then the loss it finds (`node/durability.rs`) is
+    /// recorded until repaired.
+    fn reopen_disk_log(&mut self) {
+        let HostLog::Disk(old) = &self.log else {
+            return;
+        };
+        let disk = old.disk.clone();
+        let opened = match SimDiskLog::open(disk.clone()) {
+            Ok(log) => log,
+            Err(ordo_storage::StorageError::Corrupt { .. }) => {
+                for path in disk.files() {
+                    if path.starts_with(SIM_LOG_DIR) {
+                        let _ = ordo_storage::disk::vfs::Vfs::remove_file(&disk, &path);
+                    }
+                }
+                crate::testkit::host_log::ready(ordo_storage::disk::vfs::Vfs::sync_dir(
+                    &disk,
+                    std::path::Path::new(SIM_LOG_DIR),
+                ))
+                .expect("simulated directory sync");
+                SimDiskLog::open(disk).expect("an emptied log opens")
+            }
+            Err(error) => panic!("node {}: the disk log does not open: {error}", self.id),
+        };
+        self.log = HostLog::Disk(Box::new(opened));
+        let recovery = self.log.recovery();
+        let wiped = recovery
+            .fresh
+            .then(|| "the node ran here, but its log and hard state are gone".to_string());
+        let found = assess_loss(
+            self.pending_loss.take(),
+            &recovery,
+            self.acked_saved,
+            self.log.state_now().last.index,
+            wiped,
+            "the acknowledgement watermark",
+        );
+        if found.is_some() {
+            self.losses_found += 1;
+        }
+        self.pending_loss = found;
     }
 
     /// One runtime turn: every event, then the end of the turn; returns the
@@ -207,6 +291,7 @@ impl Host {
             self.raft.step(now, event);
         }
         self.raft.end_turn(now, &mut self.commands);
+        self.save_acked(now);
         // Every invariant after every turn, whatever the build profile
         // (`end_turn` checks them only with debug assertions).
         self.raft.check_invariants();
@@ -294,7 +379,10 @@ impl Host {
                 self.snapshot = Some((meta.clone(), data));
                 effects.push(Effect::Complete(Event::SnapshotCreated(meta)));
             }
-            Command::CompactLog { upto } => self.log.compact_prefix_now(upto),
+            Command::CompactLog { upto } => self
+                .log
+                .compact_prefix_now(upto)
+                .expect("compaction within the log"),
             Command::SendSnapshot { to, meta, term } => {
                 effects.push(Effect::SendSnapshot { to, meta, term })
             }
@@ -302,7 +390,7 @@ impl Host {
                 if let Some((received, data)) = self.received_snapshot.take()
                     && received.last == meta.last
                 {
-                    self.log.reset_now(meta.last);
+                    self.log.reset_now(meta.last).expect("log reset");
                     self.applied = data.clone();
                     self.snapshot = Some((meta.clone(), data));
                     effects.push(Effect::Complete(Event::SnapshotRestored(meta)));
@@ -320,28 +408,29 @@ impl Host {
 
     /// Completes a sync: everything appended so far becomes durable.
     pub fn complete_sync(&mut self) -> Event {
-        self.log.sync_now().expect("memory sync");
         Event::LogSynced {
-            last: self.log.state_now().last,
+            last: self.log.sync_now().expect("log sync"),
         }
     }
 
     /// Begins a sync that completes later ([`Host::end_sync`]): like the
     /// disk log's, it covers only what was written before it began.
-    pub fn begin_sync(&mut self) -> ordo_storage::SyncPoint {
+    pub fn begin_sync(&mut self) -> HostSyncPoint {
         self.log.sync_begin()
     }
 
     /// Completes the sync begun at `point`.
-    pub fn end_sync(&mut self, point: ordo_storage::SyncPoint) -> Event {
+    pub fn end_sync(&mut self, point: HostSyncPoint) -> Event {
         Event::LogSynced {
-            last: self.log.sync_end(point),
+            last: self.log.sync_end(point).expect("log sync"),
         }
     }
 
     /// Completes a hard-state write.
     pub fn complete_hard_state(&mut self, hard_state: HardState) -> Event {
-        self.log.save_hard_state_now(hard_state);
+        self.log
+            .save_hard_state_now(hard_state)
+            .expect("hard-state save");
         Event::HardStatePersisted(hard_state)
     }
 

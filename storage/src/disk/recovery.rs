@@ -222,7 +222,7 @@ pub async fn recover(vfs: &dyn Vfs, dir: &Path, flags: libc::c_int) -> Result<Re
         return Ok(recovered);
     }
     // Reading the next segment overlaps with scanning this one.
-    let mut next_read = Some(spawn_read(&found[0], Vec::new()));
+    let mut next_read = Some(spawn_read(vfs, &found[0], Vec::new()));
     let result = scan_all(vfs, &found, &mut recovered, &mut next_read).await;
     if let Some(pending) = next_read.take() {
         // Let a read started for a segment after the failure finish rather
@@ -325,7 +325,7 @@ async fn scan_all(
     vfs: &dyn Vfs,
     found: &[Found],
     recovered: &mut Recovered,
-    next_read: &mut Option<glommio::Task<Result<Vec<u8>>>>,
+    next_read: &mut Option<ReadAhead>,
 ) -> Result<()> {
     let count = found.len();
     let mut expected_index: Index = found[0].header.first_index;
@@ -335,6 +335,7 @@ async fn scan_all(
         let bytes = next_read.take().expect("a read per segment").await?;
         if position + 1 < count {
             *next_read = Some(spawn_read(
+                vfs,
                 &found[position + 1],
                 spare_buffer.take().unwrap_or_default(),
             ));
@@ -502,11 +503,12 @@ fn intact_last_index(bytes: &[u8], from: usize, min_index: Index) -> Option<Inde
     last
 }
 
-fn spawn_read(found: &Found, buffer: Vec<u8>) -> glommio::Task<Result<Vec<u8>>> {
-    let file = found.file.clone();
-    let len = found.len;
-    glommio::spawn_local(async move { file.read_whole(len, buffer).await })
+fn spawn_read(vfs: &dyn Vfs, found: &Found, buffer: Vec<u8>) -> ReadAhead {
+    vfs.read_ahead(found.file.clone(), found.len, buffer)
 }
+
+/// A segment read started ahead of its scan.
+type ReadAhead = super::vfs::LocalFuture<'static, Result<Vec<u8>>>;
 
 /// Zeroes `[offset, len)` of a torn segment and syncs it, so that no stale
 /// byte past the cut can later be read as part of the log.

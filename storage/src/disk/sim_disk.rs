@@ -660,4 +660,13 @@ impl Vfs for SimDisk {
     fn prepare_dir<'a>(&'a self, _dir: &'a Path) -> LocalFuture<'a, Result<()>> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn read_ahead(
+        &self,
+        file: Rc<dyn VfsFile>,
+        len: u64,
+        out: Vec<u8>,
+    ) -> LocalFuture<'static, Result<Vec<u8>>> {
+        Box::pin(async move { file.read_whole(len, out).await })
+    }
 }

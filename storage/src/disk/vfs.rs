@@ -97,6 +97,17 @@ pub trait Vfs {
 
     /// Called before the log opens anything in `dir`.
     fn prepare_dir<'a>(&'a self, dir: &'a Path) -> LocalFuture<'a, Result<()>>;
+
+    /// Starts reading the first `len` bytes of `file` into `out` now, for
+    /// the caller to await later (recovery reads the next segment while it
+    /// scans this one). The simulated disk reads when awaited: it needs no
+    /// executor.
+    fn read_ahead(
+        &self,
+        file: Rc<dyn VfsFile>,
+        len: u64,
+        out: Vec<u8>,
+    ) -> LocalFuture<'static, Result<Vec<u8>>>;
 }
 
 /// The production file system: glommio's O_DIRECT files on io_uring.
@@ -240,6 +251,17 @@ impl Vfs for GlommioVfs {
 
     fn prepare_dir<'a>(&'a self, dir: &'a Path) -> LocalFuture<'a, Result<()>> {
         Box::pin(super::io::prime_iopoll_probe(dir))
+    }
+
+    fn read_ahead(
+        &self,
+        file: Rc<dyn VfsFile>,
+        len: u64,
+        out: Vec<u8>,
+    ) -> LocalFuture<'static, Result<Vec<u8>>> {
+        Box::pin(glommio::spawn_local(async move {
+            file.read_whole(len, out).await
+        }))
     }
 }
 

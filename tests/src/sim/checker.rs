@@ -9,6 +9,9 @@
 //! - **client oracle**: every acknowledged message is in the committed log
 //!   exactly once, at the id and index it was acknowledged with; a retried
 //!   proposal never becomes a second entry;
+//! - **at most once**: no payload appears twice in the committed log,
+//!   acknowledged or not (every proposal's payload is unique to the run,
+//!   and clients retry only what was refused as safe to retry);
 //! - **dense ids, increasing timestamps**: user ids along the committed log
 //!   are 1, 2, 3, ... and timestamps strictly increase;
 //! - **linearizable reads**: a read index covers every write acknowledged
@@ -39,6 +42,8 @@ pub struct Checker {
     acked_plain: HashMap<Vec<u8>, Committed>,
     /// Leaders elected (one per term seen).
     pub elections: u64,
+    /// Index of every user payload in the committed log.
+    payloads: HashMap<Vec<u8>, Index>,
 }
 
 impl Checker {
@@ -138,6 +143,15 @@ impl Checker {
             }
             _ => {}
         }
+        if entry.kind == BatchKind::Entries
+            && let Some(first) = self.payloads.insert(entry.payload.to_vec(), entry.index)
+        {
+            return Err(format!(
+                "at most once: payload {:?} committed at index {first} and again at {}",
+                String::from_utf8_lossy(&entry.payload),
+                entry.index
+            ));
+        }
         // Acknowledgements may have arrived before any state machine applied
         // the entry: check them now.
         if let Some(committed) = self.expected_at(entry.index) {
@@ -192,6 +206,60 @@ impl Checker {
                             entry.index
                         ));
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Log matching on terms across every pair of nodes, from the term
+    /// runs each log keeps in memory: cheap enough for every step. Two
+    /// logs whose entries at some index share a term hold the same term at
+    /// every index below it. ([`Checker::log_matching`] compares contents.)
+    pub fn log_matching_terms(&self, hosts: &[&Host]) -> Result<(), String> {
+        let logs: Vec<(NodeId, Index, Index, Vec<ordo_storage::TermRun>)> = hosts
+            .iter()
+            .map(|host| {
+                let state = host.log.state_now();
+                (
+                    host.id,
+                    state.prev.index,
+                    state.last.index,
+                    host.log.term_runs_now(),
+                )
+            })
+            .collect();
+        let term_at = |runs: &[ordo_storage::TermRun], index: Index| {
+            let at = runs.partition_point(|run| run.first_index <= index);
+            (at > 0).then(|| runs[at - 1].term)
+        };
+        for (i, (a, prev_a, last_a, runs_a)) in logs.iter().enumerate() {
+            for (b, prev_b, last_b, runs_b) in &logs[i + 1..] {
+                let low = prev_a.max(prev_b) + 1;
+                let high = *last_a.min(last_b);
+                if low > high {
+                    continue;
+                }
+                let mut points: Vec<Index> = runs_a
+                    .iter()
+                    .chain(runs_b.iter())
+                    .map(|run| run.first_index)
+                    .filter(|&index| index > low && index <= high)
+                    .chain(std::iter::once(low))
+                    .collect();
+                points.sort_unstable();
+                points.dedup();
+                let same = |at: Index| term_at(runs_a, at) == term_at(runs_b, at);
+                let Some(top) = points.iter().rposition(|&at| same(at)) else {
+                    continue;
+                };
+                if let Some(&differs) = points[..top].iter().find(|&&at| !same(at)) {
+                    return Err(format!(
+                        "log matching: nodes {a} and {b} hold the same term at index {} but terms {:?} and {:?} at {differs}",
+                        points[top],
+                        term_at(runs_a, differs),
+                        term_at(runs_b, differs)
+                    ));
                 }
             }
         }

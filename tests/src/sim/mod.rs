@@ -55,6 +55,25 @@ pub struct Plan {
     pub sync_us: (u64, u64),
     /// Largest clock drift, in parts per million.
     pub drift_ppm_max: u64,
+    /// The nodes' logs: in memory, or the real disk log on simulated disks.
+    pub log: LogKind,
+    /// Chance (per million) that a restart (not a wipe) finds one synced
+    /// byte of the node's log directory flipped (never while another node
+    /// is repairing, as for wipes). Disk logs only.
+    pub corrupt_ppm: u64,
+}
+
+/// The log every node of a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// [`ordo_storage::MemLog`]: whole unsynced batches lost or kept.
+    Memory,
+    /// The real [`ordo_storage::DiskLog`] on a [`ordo_storage::disk::SimDisk`]
+    /// that keeps each unsynced sector with probability `keep_ppm`.
+    Disk {
+        /// Chance (per million) that a crash keeps an unsynced sector.
+        keep_ppm: u32,
+    },
 }
 
 impl Plan {
@@ -109,6 +128,8 @@ impl Plan {
             sync_us: (100, rng.range(1_000, 10_000)),
             drift_ppm_max: 2_000,
             wipe_ppm: 0,
+            log: LogKind::Memory,
+            corrupt_ppm: 0,
         };
         // Drawn last, so that the draws above (and the runs the regression
         // seeds replay) stay what they were before this knob existed.
@@ -121,9 +142,32 @@ impl Plan {
         } else {
             wipes.range(100_000, 300_000)
         };
+        // So do the disks: half the seeds run the real disk log.
+        let mut disks = Rng::new(seed ^ DISK_SEED_SALT);
+        if disks.chance(1, 2) {
+            plan.log = LogKind::Disk {
+                keep_ppm: disks.range(0, 1_000_001) as u32,
+            };
+            plan.corrupt_ppm = if disks.chance(1, 2) {
+                0
+            } else {
+                disks.range(100_000, 400_000)
+            };
+        }
         plan
     }
+
+    /// The same plan with every node's log in memory (how the regression
+    /// seeds found before the disk log ran in the simulator replay).
+    pub fn in_memory(mut self) -> Self {
+        self.log = LogKind::Memory;
+        self.corrupt_ppm = 0;
+        self
+    }
 }
+
+/// Mixed into the seed for the disk decisions' own generator.
+pub const DISK_SEED_SALT: u64 = 0x00D1_5C0D_15C5;
 
 /// Mixed into the seed for the wipe decisions' own generator.
 pub const WIPE_SEED_SALT: u64 = 0x0057_1FE0_D15C;
@@ -162,6 +206,11 @@ pub struct Summary {
     pub crashes: u64,
     /// Crashes whose node restarted on a wiped disk.
     pub wipes: u64,
+    /// Restarts that found a synced byte of the log flipped.
+    pub corruptions: u64,
+    /// Restarts whose disk log recovery found a loss (a cut of
+    /// acknowledged entries, or a lost hard state).
+    pub losses_found: u64,
     /// Snapshots installed on followers.
     pub snapshots_installed: u64,
     /// Linearizable reads checked.
@@ -174,5 +223,10 @@ pub struct Summary {
 
 /// Runs the simulation for `seed`.
 pub fn run(seed: u64) -> Result<Summary, Failure> {
-    World::new(Plan::from_seed(seed)).run()
+    run_plan(Plan::from_seed(seed))
+}
+
+/// Runs the simulation for `plan`.
+pub fn run_plan(plan: Plan) -> Result<Summary, Failure> {
+    World::new(plan).run()
 }

@@ -6,8 +6,10 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use ordo_engine::core::{Event, Now, Proposal, Rng, Role};
-use ordo_engine::testkit::{AppliedEntry, Effect, Host, WALL_START_US};
+use ordo_engine::testkit::host_log::SIM_LOG_DIR;
+use ordo_engine::testkit::{AppliedEntry, Effect, Host, HostLog, WALL_START_US};
 use ordo_net::{InstallSnapshot, Message, ProposeError, ProposeResult, SnapshotMeta};
+use ordo_storage::disk::{SimDisk, SimDiskFaults};
 use ordo_storage::{HardState, Index, NodeId, Term};
 
 use super::checker::Checker;
@@ -114,7 +116,7 @@ struct SimNode {
     sync_in_flight: bool,
     sync_wanted: bool,
     /// What the sync in flight covers (the writes made before it began).
-    sync_point: Option<ordo_storage::SyncPoint>,
+    sync_point: Option<ordo_engine::testkit::HostSyncPoint>,
     /// The term this node was last seen leading (to spot new leaderships).
     led_term: Term,
 }
@@ -157,8 +159,28 @@ impl World {
                     mono_us: 0,
                     wall_us: (WALL_START_US as i64 + skew_us) as u64,
                 };
+                let seed = rng.next_u64();
+                let host = match plan.log {
+                    super::LogKind::Memory => {
+                        Host::new(id, &voters, plan.config.clone(), seed, now)
+                    }
+                    super::LogKind::Disk { keep_ppm } => Host::on_disk(
+                        id,
+                        &voters,
+                        plan.config.clone(),
+                        seed,
+                        now,
+                        SimDisk::new(
+                            plan.seed ^ id.wrapping_mul(0x9E37),
+                            SimDiskFaults {
+                                keep_ppm,
+                                misdirect_ppm: 0,
+                            },
+                        ),
+                    ),
+                };
                 SimNode {
-                    host: Host::new(id, &voters, plan.config.clone(), rng.next_u64(), now),
+                    host,
                     up: true,
                     epoch: 0,
                     inbox: Vec::new(),
@@ -582,9 +604,14 @@ impl World {
                 self.summary.reads += 1;
             }
         }
-        if self.summary.steps.is_multiple_of(256) {
+        {
+            // Terms after every step; contents (a read of every log) every
+            // 256 steps and at the end.
             let hosts: Vec<&Host> = self.nodes.iter().map(|n| &n.host).collect();
-            self.checker.log_matching(&hosts)?;
+            self.checker.log_matching_terms(&hosts)?;
+            if self.summary.steps.is_multiple_of(256) {
+                self.checker.log_matching(&hosts)?;
+            }
         }
         let deadline = self.nodes[index].host.raft.next_deadline_us();
         let at = self.global_time_of(id, deadline).max(self.now + 1);
@@ -677,12 +704,34 @@ impl World {
         if wipe {
             self.summary.wipes += 1;
         }
+        // A flipped synced byte of the log, under the same rule.
+        let corrupt = !wipe
+            && self.plan.corrupt_ppm > 0
+            && !others_repairing
+            && self.wipe_rng.range(0, 1_000_000) < self.plan.corrupt_ppm;
+        let pick = if corrupt { self.wipe_rng.next_u64() } else { 0 };
         let node = self.node(id);
+        let losses_before = node.host.losses_found;
         if wipe {
             node.host.wipe_and_restart(seed, now);
         } else {
-            node.host.crash_and_restart(keep, seed, now);
+            if corrupt && let HostLog::Disk(disk) = &node.host.log {
+                // The crash first (what it keeps is its own draw), then
+                // the damage to what it kept.
+                disk.disk.crash();
+                let hit = damage_acknowledged(&disk.disk, node.host.acked_saved, pick);
+                node.host.restart_on_crashed_disk(seed, now);
+                if hit {
+                    self.summary.corruptions += 1;
+                }
+            } else {
+                node.host.crash_and_restart(keep, seed, now);
+            }
         }
+        if self.node(id).host.losses_found > losses_before {
+            self.summary.losses_found += 1;
+        }
+        let node = self.node(id);
         node.up = true;
         node.led_term = 0;
         node.disk_free_at = 0;
@@ -825,4 +874,64 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// Flips one byte, chosen by `pick`, of what the node's disk holds and
+/// its acknowledgement watermark `acked` covers: a frame of a segment
+/// whose entries end at or below it, or the hard-state file. The fault
+/// model of docs/storage.md: damage to entries acknowledged in the
+/// watermark's last interval before a crash is the residual risk it names,
+/// a double fault the simulator does not make. Returns whether a byte
+/// was flipped.
+fn damage_acknowledged(disk: &SimDisk, acked: Index, pick: u64) -> bool {
+    use ordo_storage::frame::BatchHeader;
+    let mut targets: Vec<(std::path::PathBuf, u64, u64)> = Vec::new();
+    let mut hard_state = None;
+    for path in disk.files() {
+        if !path.starts_with(SIM_LOG_DIR) {
+            continue;
+        }
+        let Some(bytes) = disk.contents(&path) else {
+            continue;
+        };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == ordo_storage::disk::HARD_STATE_FILE_NAME {
+            hard_state = Some((path.clone(), bytes.len() as u64));
+            continue;
+        }
+        if !name.ends_with(".seg") {
+            continue;
+        }
+        let mut at = 4096usize;
+        while at < bytes.len() {
+            let Ok(header) = BatchHeader::parse(&bytes[at..]) else {
+                break;
+            };
+            let len = header.frame_len as usize;
+            if header.last_index() <= acked && at + len <= bytes.len() {
+                targets.push((path.clone(), at as u64, len as u64));
+            }
+            at += len.max(1);
+        }
+    }
+    let total: u64 = targets.iter().map(|t| t.2).sum();
+    // A quarter of the damage goes to the hard state (either slot alone
+    // must not cost term or vote), the rest to acknowledged frames.
+    if (total == 0 || pick.is_multiple_of(4))
+        && let Some((path, len)) = hard_state
+        && len > 0
+    {
+        return disk.corrupt_at(&path, (pick / 4) % len);
+    }
+    if total == 0 {
+        return false;
+    }
+    let mut offset = (pick / 4) % total;
+    for (path, start, len) in targets {
+        if offset < len {
+            return disk.corrupt_at(&path, start + offset);
+        }
+        offset -= len;
+    }
+    false
 }
