@@ -91,6 +91,7 @@ pub fn status_line(status: &NodeStatus) -> String {
         "durable_index": status.durable_index,
         "applied_index": status.applied_index,
         "repairing": status.repairing,
+        "repair": status.repair,
     })
     .to_string()
 }

@@ -166,7 +166,7 @@ pub enum NodeRole {
 }
 
 /// A node's view of itself and the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct NodeStatus {
     /// The node's id.
     pub id: NodeId,
@@ -187,6 +187,9 @@ pub struct NodeStatus {
     /// The node lost or damaged durable state it may have acknowledged and
     /// takes no part in elections until a leader has repaired it.
     pub repairing: bool,
+    /// While repairing: what it lost and where (file, offset, indexes);
+    /// empty otherwise.
+    pub repair: String,
 }
 
 /// Answers a [`StatusRequest`].

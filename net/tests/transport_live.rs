@@ -593,6 +593,7 @@ fn clients_propose_read_status_and_stream_the_log() {
                                 durable_index: next_id,
                                 applied_index: next_id,
                                 repairing: false,
+                                repair: String::new(),
                             },
                             leader: leader.clone(),
                         }),

@@ -178,6 +178,8 @@ fn a_wiped_follower_and_a_lagging_one_do_not_elect_a_leader_without_acknowledged
     std::thread::sleep(Duration::from_secs(3));
     let status = cluster.status(a).expect("A answers status");
     assert_eq!(status["repairing"], true, "{status}");
+    let repair = status["repair"].as_str().unwrap_or("");
+    assert!(repair.contains("gone"), "status says what A lost: {status}");
     for id in [a, b] {
         let status = cluster.status(id).expect("status");
         assert_ne!(status["role"], "leader", "node {id} leads: {status}");
@@ -194,6 +196,30 @@ fn a_wiped_follower_and_a_lagging_one_do_not_elect_a_leader_without_acknowledged
         None,
     );
     assert!(!refused.ok, "a write was taken: {}", refused.stdout);
+    assert!(
+        refused.stderr.contains(&format!("node {b} sees no leader")),
+        "the error says why: {}",
+        refused.stderr
+    );
+    // Asked of A, the error names A and what it lost.
+    let refused = cluster.ordo(
+        &[
+            "send",
+            "--node",
+            &cluster.addr(a),
+            "--timeout",
+            "2",
+            "during",
+        ],
+        None,
+    );
+    assert!(!refused.ok, "a write was taken: {}", refused.stdout);
+    assert!(
+        refused.stderr.contains(&format!("node {a} is repairing"))
+            && refused.stderr.contains("gone"),
+        "the error names the node and its loss: {}",
+        refused.stderr
+    );
     // The old leader returns: it leads, A repairs, nothing is lost.
     cluster.start_node(leader);
     let last = last_index(&acks);

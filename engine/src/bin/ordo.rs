@@ -296,7 +296,7 @@ fn send(
     };
     on_executor(move || {
         Box::pin(async move {
-            let mut client = Client::new(vec![addr], options).map_err(|e| e.to_string())?;
+            let mut client = Client::new(vec![addr], options.clone()).map_err(|e| e.to_string())?;
             let mut printer = cli::InOrder::new(payloads.len());
             let texts = payloads.clone();
             let stdout = std::io::stdout();
@@ -308,13 +308,44 @@ fn send(
                     }
                     let _ = out.flush();
                 })
-                .await
-                .map_err(|e| e.to_string())?;
-            match results.into_iter().find_map(Result::err) {
+                .await;
+            let failure = match results {
+                Ok(results) => results.into_iter().find_map(Result::err),
+                Err(error) => Some(error),
+            };
+            match failure {
+                Some(error @ ordo_engine::client::ClientError::Unavailable { .. }) => {
+                    Err(match why_no_leader(addr, options).await {
+                        Some(why) => format!("{error}; {why}"),
+                        None => error.to_string(),
+                    })
+                }
                 Some(error) => Err(error.to_string()),
                 None => Ok(()),
             }
         })
+    })
+}
+
+/// What the node at `addr` says about a cluster that elects no leader: it
+/// is repairing a loss (what and where), or it sees no leader.
+async fn why_no_leader(addr: SocketAddr, options: ClientOptions) -> Option<String> {
+    let options = ClientOptions {
+        timeout: options.timeout.min(Duration::from_secs(2)),
+        ..options
+    };
+    let mut client = Client::new(vec![addr], options).ok()?;
+    let (status, _) = client.status().await.ok()?;
+    Some(if status.repairing {
+        format!(
+            "node {} is repairing and takes no part in elections until a leader repairs it: {}",
+            status.id, status.repair
+        )
+    } else {
+        format!(
+            "node {} sees no leader in term {} (nodes repairing a loss do not vote: `ordo status` on each names what it lost)",
+            status.id, status.term
+        )
     })
 }
 

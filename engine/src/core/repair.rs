@@ -67,6 +67,14 @@ impl Raft {
         self.repair.is_some()
     }
 
+    /// Why this node is repairing, if it is: what storage found (file,
+    /// offset, the indexes lost), for `ordo status` and client errors.
+    pub fn repair_reason(&self) -> Option<&str> {
+        self.repair
+            .as_ref()
+            .map(|repair| repair.loss.reason.as_str())
+    }
+
     /// A leader's heartbeat told its last index: the repair's target, once
     /// per leader.
     pub(super) fn repair_learn_target(&mut self, leader: NodeId, leader_last: Index) {

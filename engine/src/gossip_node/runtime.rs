@@ -461,6 +461,7 @@ impl Runtime {
             durable_index: store.durable_id(),
             applied_index: store.last_id(),
             repairing: false,
+            repair: String::new(),
         }
     }
 

@@ -481,7 +481,7 @@ impl<S: LogStore + 'static> Group<S> {
             ClientRequest::Status(status) => {
                 let response = ClientResponse::Status(StatusResponse {
                     request_id: status.request_id,
-                    status: node_status(&self.raft.status()),
+                    status: node_status(&self.raft.status(), self.raft.repair_reason()),
                     leader: self.leader_hint(),
                 });
                 let _ = conn.try_send(&response);
@@ -708,7 +708,10 @@ impl<S: LogStore + 'static> Group<S> {
             }
             External::ShardBatch { shard, batch } => self.shard_batch(now, shard, batch),
             External::ClientStatus { reply } => {
-                let _ = reply.send((node_status(&self.raft.status()), self.leader_hint()));
+                let _ = reply.send((
+                    node_status(&self.raft.status(), self.raft.repair_reason()),
+                    self.leader_hint(),
+                ));
             }
             External::ClientLog {
                 request_id,
@@ -966,8 +969,9 @@ impl<S: LogStore + 'static> Group<S> {
     }
 }
 
-/// The wire form of the core's status.
-pub fn node_status(status: &Status) -> NodeStatus {
+/// The wire form of the core's status; `repair` says why it is repairing
+/// ([`crate::core::Raft::repair_reason`]).
+pub fn node_status(status: &Status, repair: Option<&str>) -> NodeStatus {
     NodeStatus {
         id: status.id,
         role: match status.role {
@@ -983,5 +987,6 @@ pub fn node_status(status: &Status) -> NodeStatus {
         durable_index: status.durable_index,
         applied_index: status.applied_index,
         repairing: status.repairing,
+        repair: repair.unwrap_or_default().to_string(),
     }
 }

@@ -369,6 +369,7 @@ pub fn arb_client_response() -> impl Strategy<Value = ClientResponse> {
                         durable_index,
                         applied_index,
                         repairing: applied_index % 2 == 0,
+                        repair: String::new(),
                     },
                     leader,
                 })
