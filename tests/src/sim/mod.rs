@@ -57,6 +57,11 @@ pub struct Plan {
     pub drift_ppm_max: u64,
     /// The nodes' logs: in memory, or the real disk log on simulated disks.
     pub log: LogKind,
+    /// Chance (per million) that a client's request or a node's answer
+    /// to it is lost in the fault phase; with it on, each repartition also
+    /// cuts every client off from a random third of the nodes. `0`:
+    /// clients talk to nodes over a perfect network.
+    pub client_drop_ppm: u64,
     /// Chance (per million) that a restart (not a wipe) finds one synced
     /// byte of the node's log directory flipped (never while another node
     /// is repairing, as for wipes). Disk logs only.
@@ -130,6 +135,7 @@ impl Plan {
             wipe_ppm: 0,
             log: LogKind::Memory,
             corrupt_ppm: 0,
+            client_drop_ppm: 0,
         };
         // Drawn last, so that the draws above (and the runs the regression
         // seeds replay) stay what they were before this knob existed.
@@ -154,6 +160,12 @@ impl Plan {
                 disks.range(100_000, 400_000)
             };
         }
+        // And the clients' network: half the seeds lose and cut off client
+        // traffic too.
+        let mut clients = Rng::new(seed ^ CLIENT_SEED_SALT);
+        if clients.chance(1, 2) {
+            plan.client_drop_ppm = clients.range(10_000, 150_000);
+        }
         plan
     }
 
@@ -162,9 +174,13 @@ impl Plan {
     pub fn in_memory(mut self) -> Self {
         self.log = LogKind::Memory;
         self.corrupt_ppm = 0;
+        self.client_drop_ppm = 0;
         self
     }
 }
+
+/// Mixed into the seed for the client network's own generator.
+pub const CLIENT_SEED_SALT: u64 = 0x00C1_1E47_0F0F;
 
 /// Mixed into the seed for the disk decisions' own generator.
 pub const DISK_SEED_SALT: u64 = 0x00D1_5C0D_15C5;

@@ -128,6 +128,11 @@ pub struct World {
     /// Draws whether a restart finds a wiped disk (its own generator, see
     /// `WIPE_SEED_SALT`).
     wipe_rng: Rng,
+    /// Draws the client network's faults (its own generator, so that seeds
+    /// without them run as before).
+    client_rng: Rng,
+    /// Per client, the nodes it cannot reach now.
+    client_cut_off: Vec<std::collections::BTreeSet<NodeId>>,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
@@ -206,6 +211,8 @@ impl World {
         let network = Network::new(plan.drop_ppm, plan.duplicate_ppm, plan.delay_us);
         Self {
             wipe_rng: Rng::new(plan.seed ^ super::WIPE_SEED_SALT ^ 1),
+            client_rng: Rng::new(plan.seed ^ super::CLIENT_SEED_SALT ^ 1),
+            client_cut_off: vec![Default::default(); plan.clients as usize],
             plan,
             rng,
             now: 0,
@@ -414,6 +421,16 @@ impl World {
                             self.network.repartition(&mut self.rng, &nodes);
                         }
                     }
+                    if self.plan.client_drop_ppm > 0 {
+                        for cut_off in &mut self.client_cut_off {
+                            cut_off.clear();
+                            for &node in &nodes {
+                                if self.client_rng.chance(1, 3) {
+                                    cut_off.insert(node);
+                                }
+                            }
+                        }
+                    }
                     let every = self.plan.partition_every_us;
                     let at = self.now + self.rng.range(every / 2, every * 3 / 2);
                     self.schedule(at, What::Repartition);
@@ -421,6 +438,9 @@ impl World {
             }
             What::Heal => {
                 self.network.heal();
+                for cut_off in &mut self.client_cut_off {
+                    cut_off.clear();
+                }
                 self.healed_at = Some(self.now);
                 for id in 1..=self.plan.nodes {
                     if !self.node(id).up {
@@ -585,6 +605,9 @@ impl World {
         for (request_id, result) in responses {
             if let Some(&client) = self.requests.get(&request_id) {
                 let at = self.now + self.rng.range(10, 500);
+                if self.client_link_lost(client, id) {
+                    continue;
+                }
                 self.schedule(
                     at,
                     What::ClientAnswer {
@@ -778,14 +801,28 @@ impl World {
         };
         let deadline = outstanding.deadline_us;
         let at = now + self.rng.range(10, 500);
-        self.schedule(
-            at,
-            What::ClientDeliver {
-                node,
-                event: Event::Propose(proposal),
-            },
-        );
+        if !self.client_link_lost(index, node) {
+            self.schedule(
+                at,
+                What::ClientDeliver {
+                    node,
+                    event: Event::Propose(proposal),
+                },
+            );
+        }
         self.schedule(deadline, What::ClientWake { client: index });
+    }
+
+    /// Whether a message between client `index` and `node` is lost: the
+    /// client is cut off from the node, or the message is dropped (fault
+    /// phase, seeds with client faults only).
+    fn client_link_lost(&mut self, index: usize, node: NodeId) -> bool {
+        self.plan.client_drop_ppm > 0
+            && self.healed_at.is_none()
+            && (self.client_cut_off[index].contains(&node)
+                || self
+                    .client_rng
+                    .chance(self.plan.client_drop_ppm, 1_000_000))
     }
 
     fn client_answer(
