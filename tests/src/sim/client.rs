@@ -1,7 +1,10 @@
 //! Simulated clients: closed-loop proposers that pick a node, follow leader
 //! hints, and retry with their session `(client_id, seq)` whenever the
-//! outcome is unknown, exactly as the Rust client does. One client has no
-//! session: it never retries an unknown outcome (that could duplicate).
+//! outcome is unknown, exactly as the Rust client does. A session client
+//! keeps up to its window of sequence numbers in flight at once (the Rust
+//! client pipelines 64), so proposals of one session arrive, commit and
+//! are retried out of order. One client has no session: one proposal at a
+//! time, and it never retries an unknown outcome (that could duplicate).
 
 use ordo_engine::core::Rng;
 use ordo_net::{Committed, ProposeError, ProposeResult};
@@ -21,6 +24,8 @@ pub struct Outstanding {
     pub attempts: Vec<u64>,
     /// When to give up on the current attempt.
     pub deadline_us: u64,
+    /// With no attempt in flight: when to send the next one.
+    pub retry_at_us: u64,
 }
 
 /// What a client decided after an answer.
@@ -43,8 +48,10 @@ pub struct Client {
     pub client_id: ClientId,
     next_seq: Seq,
     budget: u64,
-    /// What it waits on.
-    pub outstanding: Option<Outstanding>,
+    /// What it waits on, by sequence number.
+    pub outstanding: Vec<Outstanding>,
+    /// How many proposals it keeps in flight.
+    pub window: usize,
     /// The leader it believes in.
     pub leader_hint: NodeId,
     /// Proposals acknowledged.
@@ -52,38 +59,85 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client that will make `budget` proposals.
-    pub fn new(client_id: ClientId, budget: u64) -> Self {
+    /// A client that will make `budget` proposals, `window` at a time (one
+    /// without a session).
+    pub fn new(client_id: ClientId, budget: u64, window: usize) -> Self {
         Self {
             client_id,
             next_seq: 1,
             budget,
-            outstanding: None,
+            outstanding: Vec::new(),
+            window: if client_id == 0 { 1 } else { window.max(1) },
             leader_hint: 0,
             acknowledged: 0,
         }
     }
 
-    /// Whether it has proposals left or one outstanding.
+    /// Whether it has proposals left or outstanding.
     pub fn busy(&self) -> bool {
-        self.budget > 0 || self.outstanding.is_some()
+        self.budget > 0 || !self.outstanding.is_empty()
     }
 
-    /// Starts the next proposal, if any is left; returns it.
-    pub fn start_next(&mut self, now_us: u64) -> Option<&Outstanding> {
-        if self.outstanding.is_some() || self.budget == 0 {
+    /// Starts the next proposal if one is left and the window has room;
+    /// returns its sequence number. As the Rust client, it never runs more
+    /// than `window` sequence numbers past its oldest unanswered one, so a
+    /// retry always finds its answer in the session (whose
+    /// `session_results_max` is at least the window).
+    pub fn start_next(&mut self, now_us: u64) -> Option<Seq> {
+        let oldest = self.outstanding.iter().map(|o| o.seq).min();
+        if self.outstanding.len() >= self.window
+            || self.budget == 0
+            || oldest.is_some_and(|oldest| self.next_seq >= oldest + self.window as u64)
+        {
             return None;
         }
         self.budget -= 1;
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.outstanding = Some(Outstanding {
+        self.outstanding.push(Outstanding {
             seq,
             payload: format!("client-{}-{}-seq-{seq}", self.client_id, self.budget).into_bytes(),
             attempts: Vec::new(),
             deadline_us: now_us + ANSWER_TIMEOUT_US,
+            retry_at_us: now_us,
         });
-        self.outstanding.as_ref()
+        Some(seq)
+    }
+
+    /// The proposals to send now: those with no attempt in flight whose
+    /// retry time came, and those whose attempt timed out (a node crashed,
+    /// a message was lost). A sessionless proposal that timed out with an
+    /// attempt in flight is given up (its outcome stays unknown).
+    pub fn due(&mut self, now_us: u64) -> Vec<Seq> {
+        let sessionless = self.client_id == 0;
+        self.outstanding
+            .retain(|o| !(sessionless && !o.attempts.is_empty() && now_us >= o.deadline_us));
+        self.outstanding
+            .iter()
+            .filter(|o| {
+                (o.attempts.is_empty() && now_us >= o.retry_at_us) || now_us >= o.deadline_us
+            })
+            .map(|o| o.seq)
+            .collect()
+    }
+
+    /// When it next has something to do (a retry or a deadline).
+    pub fn next_wake(&self) -> Option<u64> {
+        self.outstanding
+            .iter()
+            .map(|o| {
+                if o.attempts.is_empty() {
+                    o.retry_at_us
+                } else {
+                    o.deadline_us
+                }
+            })
+            .min()
+    }
+
+    /// The outstanding proposal `seq`.
+    pub fn get(&self, seq: Seq) -> Option<&Outstanding> {
+        self.outstanding.iter().find(|o| o.seq == seq)
     }
 
     /// Picks the node for the next attempt: the leader hint if it is up,
@@ -98,26 +152,34 @@ impl Client {
         Some(up[rng.range(0, up.len() as u64) as usize])
     }
 
-    /// Records an attempt sent with `request_id`.
-    pub fn sent(&mut self, request_id: u64, now_us: u64) {
-        if let Some(outstanding) = &mut self.outstanding {
+    /// Records an attempt at `seq` sent with `request_id`.
+    pub fn sent(&mut self, seq: Seq, request_id: u64, now_us: u64) {
+        if let Some(outstanding) = self.outstanding.iter_mut().find(|o| o.seq == seq) {
             outstanding.attempts.push(request_id);
             outstanding.deadline_us = now_us + ANSWER_TIMEOUT_US;
         }
     }
 
-    /// An answer to `request_id`.
-    pub fn answered(&mut self, request_id: u64, result: ProposeResult, rng: &mut Rng) -> Outcome {
-        let Some(outstanding) = &mut self.outstanding else {
+    /// An answer to `request_id` at time `now_us`.
+    pub fn answered(
+        &mut self,
+        request_id: u64,
+        result: ProposeResult,
+        rng: &mut Rng,
+        now_us: u64,
+    ) -> Outcome {
+        let Some(position) = self
+            .outstanding
+            .iter()
+            .position(|o| o.attempts.contains(&request_id))
+        else {
             return Outcome::Stale;
         };
-        let Some(at) = outstanding.attempts.iter().position(|&id| id == request_id) else {
-            return Outcome::Stale;
-        };
-        outstanding.attempts.remove(at);
+        let outstanding = &mut self.outstanding[position];
+        outstanding.attempts.retain(|&id| id != request_id);
         match result {
             Ok(committed) => {
-                let done = self.outstanding.take().expect("checked");
+                let done = self.outstanding.remove(position);
                 self.acknowledged += 1;
                 Outcome::Acknowledged(done.seq, done.payload, committed)
             }
@@ -125,16 +187,21 @@ impl Client {
                 if error.leader_hint() != 0 {
                     self.leader_hint = error.leader_hint();
                 }
+                let retry = |outstanding: &mut Outstanding, rng: &mut Rng| {
+                    let after = rng.range(1_000, 20_000);
+                    outstanding.retry_at_us = now_us + after;
+                    Outcome::Retry(after)
+                };
                 match error {
                     ProposeError::NotLeader { .. }
                     | ProposeError::Busy { .. }
-                    | ProposeError::Stopped => Outcome::Retry(rng.range(1_000, 20_000)),
+                    | ProposeError::Stopped => retry(&mut self.outstanding[position], rng),
                     ProposeError::Unknown { .. } if self.client_id != 0 => {
-                        Outcome::Retry(rng.range(1_000, 20_000))
+                        retry(&mut self.outstanding[position], rng)
                     }
                     ProposeError::Unknown { .. } => {
                         // Retrying without a session could commit it twice.
-                        self.outstanding = None;
+                        self.outstanding.remove(position);
                         Outcome::GaveUp
                     }
                     ProposeError::SessionExpired { .. } | ProposeError::TooLarge { .. } => {
@@ -145,24 +212,5 @@ impl Client {
                 }
             }
         }
-    }
-
-    /// The current attempt timed out (a node crashed, a message was lost).
-    pub fn timed_out(&mut self, now_us: u64) -> bool {
-        let Some(outstanding) = &self.outstanding else {
-            return false;
-        };
-        if now_us < outstanding.deadline_us {
-            return false;
-        }
-        if self.client_id == 0 {
-            if outstanding.attempts.is_empty() {
-                return true;
-            }
-            // Unknown outcome without a session: give up.
-            self.outstanding = None;
-            return false;
-        }
-        true
     }
 }

@@ -62,6 +62,9 @@ pub struct Plan {
     /// cuts every client off from a random third of the nodes. `0`:
     /// clients talk to nodes over a perfect network.
     pub client_drop_ppm: u64,
+    /// Proposals each session client keeps in flight (its own sequence
+    /// numbers, out of order); the sessionless client keeps one.
+    pub client_window: usize,
     /// Chance (per million) that a restart (not a wipe) finds one synced
     /// byte of the node's log directory flipped (never while another node
     /// is repairing, as for wipes). Disk logs only.
@@ -136,6 +139,7 @@ impl Plan {
             log: LogKind::Memory,
             corrupt_ppm: 0,
             client_drop_ppm: 0,
+            client_window: 1,
         };
         // Drawn last, so that the draws above (and the runs the regression
         // seeds replay) stay what they were before this knob existed.
@@ -166,6 +170,9 @@ impl Plan {
         if clients.chance(1, 2) {
             plan.client_drop_ppm = clients.range(10_000, 150_000);
         }
+        if clients.chance(1, 2) {
+            plan.client_window = clients.range(2, 9) as usize;
+        }
         plan
     }
 
@@ -175,6 +182,7 @@ impl Plan {
         self.log = LogKind::Memory;
         self.corrupt_ppm = 0;
         self.client_drop_ppm = 0;
+        self.client_window = 1;
         self
     }
 }

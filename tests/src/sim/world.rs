@@ -205,7 +205,7 @@ impl World {
             .map(|i| {
                 // The last client has no session.
                 let client_id = if i + 1 == plan.clients { 0 } else { 1_000 + i };
-                Client::new(client_id, plan.proposals_per_client)
+                Client::new(client_id, plan.proposals_per_client, plan.client_window)
             })
             .collect();
         let network = Network::new(plan.drop_ppm, plan.duplicate_ppm, plan.delay_us);
@@ -764,53 +764,54 @@ impl World {
 
     fn client_wake(&mut self, index: usize) {
         let now = self.now;
-        let client = &mut self.clients[index];
-        let resend = match &client.outstanding {
-            None => client.start_next(now).is_some(),
-            Some(outstanding) => outstanding.attempts.is_empty() || client.timed_out(now),
-        };
-        if !resend {
+        while self.clients[index].start_next(now).is_some() {}
+        let due = self.clients[index].due(now);
+        if due.is_empty() {
             if !self.clients[index].busy() {
                 self.check_all_done();
-            } else if let Some(outstanding) = &self.clients[index].outstanding {
-                let at = outstanding.deadline_us.max(now + 1);
-                self.schedule(at, What::ClientWake { client: index });
             } else {
-                self.schedule(now + 1_000, What::ClientWake { client: index });
+                let at = self.clients[index]
+                    .next_wake()
+                    .unwrap_or(now + 1_000)
+                    .max(now + 1);
+                self.schedule(at, What::ClientWake { client: index });
             }
             return;
         }
         let up = self.up_nodes();
-        let Some(node) = self.clients[index].pick_node(&mut self.rng, &up) else {
-            self.schedule(now + 10_000, What::ClientWake { client: index });
-            return;
-        };
-        let request_id = self.next_request_id;
-        self.next_request_id += 1;
-        self.requests.insert(request_id, index);
-        let redirect = self.rng.chance(1, 4);
-        let client = &mut self.clients[index];
-        client.sent(request_id, now);
-        let outstanding = client.outstanding.as_ref().expect("started or resent");
-        let proposal = Proposal {
-            request_id,
-            client_id: client.client_id,
-            seq: outstanding.seq,
-            payload: bytes::Bytes::from(outstanding.payload.clone()),
-            redirect,
-        };
-        let deadline = outstanding.deadline_us;
-        let at = now + self.rng.range(10, 500);
-        if !self.client_link_lost(index, node) {
-            self.schedule(
-                at,
-                What::ClientDeliver {
-                    node,
-                    event: Event::Propose(proposal),
-                },
-            );
+        for seq in due {
+            let Some(node) = self.clients[index].pick_node(&mut self.rng, &up) else {
+                self.schedule(now + 10_000, What::ClientWake { client: index });
+                return;
+            };
+            let request_id = self.next_request_id;
+            self.next_request_id += 1;
+            self.requests.insert(request_id, index);
+            let redirect = self.rng.chance(1, 4);
+            let client = &mut self.clients[index];
+            client.sent(seq, request_id, now);
+            let outstanding = client.get(seq).expect("due proposals are outstanding");
+            let proposal = Proposal {
+                request_id,
+                client_id: client.client_id,
+                seq,
+                payload: bytes::Bytes::from(outstanding.payload.clone()),
+                redirect,
+            };
+            let at = now + self.rng.range(10, 500);
+            if !self.client_link_lost(index, node) {
+                self.schedule(
+                    at,
+                    What::ClientDeliver {
+                        node,
+                        event: Event::Propose(proposal),
+                    },
+                );
+            }
         }
-        self.schedule(deadline, What::ClientWake { client: index });
+        if let Some(at) = self.clients[index].next_wake() {
+            self.schedule(at.max(now + 1), What::ClientWake { client: index });
+        }
     }
 
     /// Whether a message between client `index` and `node` is lost: the
@@ -820,9 +821,7 @@ impl World {
         self.plan.client_drop_ppm > 0
             && self.healed_at.is_none()
             && (self.client_cut_off[index].contains(&node)
-                || self
-                    .client_rng
-                    .chance(self.plan.client_drop_ppm, 1_000_000))
+                || self.client_rng.chance(self.plan.client_drop_ppm, 1_000_000))
     }
 
     fn client_answer(
@@ -839,7 +838,8 @@ impl World {
             ));
         }
         let client_id = self.clients[index].client_id;
-        match self.clients[index].answered(request_id, result, &mut self.rng) {
+        let now = self.now;
+        match self.clients[index].answered(request_id, result, &mut self.rng, now) {
             Outcome::Acknowledged(seq, payload, committed) => {
                 self.checker
                     .acknowledged(client_id, seq, &payload, committed)?;
