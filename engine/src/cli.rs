@@ -155,7 +155,28 @@ pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, Str
     let keys_path = dir.join("cluster.keys");
     keys.save(&keys_path).map_err(|e| e.to_string())?;
     written.push(keys_path.display().to_string());
+    // Durable before `init` says it is done: a power loss right after must
+    // not leave nodes without their config, key or membership marker.
+    sync_tree(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
     Ok(written)
+}
+
+/// fsyncs every file under `dir`, then every directory from the deepest
+/// up, `dir` itself and its parent (which holds `dir`'s name) last.
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            std::fs::File::open(&path)?.sync_all()?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The 64-bit id connections use, derived from the cluster's 128-bit id so

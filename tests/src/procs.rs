@@ -52,9 +52,11 @@ pub struct ProcCluster {
     pub dir: PathBuf,
     /// Node i's client port is `base_port + i - 1`.
     pub base_port: u16,
+    /// Where each node's stderr goes (`node<ID>.log`).
+    pub logs: PathBuf,
     nodes: Vec<Option<Child>>,
     binary: PathBuf,
-    _temp: tempfile::TempDir,
+    _temp: Option<tempfile::TempDir>,
 }
 
 /// One CLI run's outcome.
@@ -94,6 +96,31 @@ impl ProcCluster {
     ) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().join("cluster");
+        let logs = dir.clone();
+        Self::start_at(dir, logs, Some(temp), n, base_port, edit)
+    }
+
+    /// [`ProcCluster::start_with`] laid out in `dir` (which must not exist
+    /// yet, e.g. inside a test file system's mount), with the nodes' logs
+    /// in `logs`; neither is removed after the test.
+    pub fn start_in(
+        dir: PathBuf,
+        logs: PathBuf,
+        n: usize,
+        base_port: u16,
+        edit: impl Fn(&mut ordo_engine::node::NodeConfig),
+    ) -> Self {
+        Self::start_at(dir, logs, None, n, base_port, edit)
+    }
+
+    fn start_at(
+        dir: PathBuf,
+        logs: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        n: usize,
+        base_port: u16,
+        edit: impl Fn(&mut ordo_engine::node::NodeConfig),
+    ) -> Self {
         let binary = ordo_binary();
         let init = Command::new(&binary)
             .args(["init", "--nodes", &n.to_string(), "--dir"])
@@ -108,6 +135,7 @@ impl ProcCluster {
         );
         let mut cluster = Self {
             dir,
+            logs,
             base_port,
             nodes: (0..n).map(|_| None).collect(),
             binary,
@@ -149,7 +177,7 @@ impl ProcCluster {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("node{id}.log")))
+            .open(self.logs.join(format!("node{id}.log")))
             .expect("node log file");
         let child = Command::new(&self.binary)
             .args(["node", "--config"])
@@ -204,6 +232,17 @@ impl ProcCluster {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+
+    /// Starts an `ordo` command with piped stdin, stdout and stderr.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(&self.binary)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ordo")
     }
 
     /// Runs an `ordo` command with `stdin` as its input.

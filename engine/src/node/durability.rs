@@ -149,6 +149,7 @@ impl AckedFile {
     /// Opens (creating) the watermark file in `data_dir` (blocking).
     pub fn open(data_dir: &Path) -> Result<Self, String> {
         let path = data_dir.join(ACKED_FILE);
+        let existed = path.exists();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -156,6 +157,12 @@ impl AckedFile {
             .write(true)
             .open(&path)
             .map_err(io_error("open", &path))?;
+        if !existed {
+            // The name must survive a power loss, or so would no save.
+            std::fs::File::open(data_dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io_error("sync", data_dir))?;
+        }
         Ok(Self {
             file,
             path,

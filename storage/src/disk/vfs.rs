@@ -119,6 +119,21 @@ struct GlommioFile {
     path: PathBuf,
 }
 
+impl GlommioFile {
+    /// Writes zeros over `[offset, offset + len)`, both aligned, in 1 MiB
+    /// writes.
+    async fn write_zeros(&self, offset: u64, len: u64) -> Result<()> {
+        let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(len as usize)];
+        let mut at = offset;
+        while at < offset + len {
+            let chunk = (offset + len - at).min(zeros.len() as u64) as usize;
+            write_aligned(&self.file, &self.path, at, &[&zeros[..chunk]]).await?;
+            at += chunk as u64;
+        }
+        Ok(())
+    }
+}
+
 impl VfsFile for GlommioFile {
     fn path(&self) -> &Path {
         &self.path
@@ -176,10 +191,21 @@ impl VfsFile for GlommioFile {
 
     fn deallocate(&self, offset: u64, len: u64) -> LocalFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.file
-                .deallocate(offset, len)
-                .await
-                .map_err(glommio_error("punch hole", &self.path))
+            let Err(error) = self.file.deallocate(offset, len).await else {
+                return Ok(());
+            };
+            let error = std::io::Error::from(error);
+            if error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                // A file system without hole punching (FUSE, NFS, some
+                // older ones): write the zeros instead. Rare paths only
+                // (truncation, a torn tail), so the bytes do not matter.
+                return self.write_zeros(offset, len).await;
+            }
+            Err(StorageError::Io {
+                op: "punch hole",
+                path: self.path.clone(),
+                source: error,
+            })
         })
     }
 }
