@@ -15,11 +15,11 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use bytes::Bytes;
-use glommio::io::{BufferedFile, OpenOptions};
 
-use crate::disk::io::{glommio_error as io_error, std_error, sync_dir};
+use crate::disk::vfs::{GlommioVfs, Vfs, VfsFile};
 use crate::error::{Result, StorageError};
 use crate::types::{Index, LogId};
 
@@ -99,6 +99,7 @@ fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StorageError 
 
 /// The snapshot directory of one node. Lives on one shard.
 pub struct SnapshotStore {
+    vfs: Rc<dyn Vfs>,
     dir: PathBuf,
     latest: Option<(SnapshotMeta, PathBuf)>,
 }
@@ -108,16 +109,20 @@ impl SnapshotStore {
     /// latest installed snapshot. A snapshot whose header or size is wrong
     /// is corruption: the error names it.
     pub async fn open(dir: impl AsRef<Path>) -> Result<SnapshotStore> {
+        Self::open_on(Rc::new(GlommioVfs), dir).await
+    }
+
+    /// [`SnapshotStore::open`] over the file system `vfs` (the simulator's
+    /// disk).
+    pub async fn open_on(vfs: Rc<dyn Vfs>, dir: impl AsRef<Path>) -> Result<SnapshotStore> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(std_error("create directory", &dir))?;
+        vfs.create_dir_all(&dir)?;
         let mut found: Vec<(LogId, PathBuf)> = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(std_error("read directory", &dir))? {
-            let entry = entry.map_err(std_error("read directory", &dir))?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+        for name in vfs.read_dir(&dir)? {
+            let name = name.unwrap_or_else(|lossy| lossy);
+            let path = dir.join(&name);
             if name.ends_with(".tmp") {
-                std::fs::remove_file(&path).map_err(std_error("remove", &path))?;
+                vfs.remove_file(&path)?;
             } else if let Some(last) = parse_file_name(&name) {
                 found.push((last, path));
             }
@@ -125,7 +130,7 @@ impl SnapshotStore {
         found.sort();
         let latest = match found.pop() {
             Some((last, path)) => {
-                let meta = read_meta(&path).await?;
+                let meta = read_meta(&*vfs, &path).await?;
                 if meta.last != last {
                     return Err(corrupt(
                         &path,
@@ -139,9 +144,9 @@ impl SnapshotStore {
         };
         // Older snapshots are leftovers of a crash during cleanup.
         for (_, path) in found {
-            std::fs::remove_file(&path).map_err(std_error("remove", &path))?;
+            vfs.remove_file(&path)?;
         }
-        Ok(SnapshotStore { dir, latest })
+        Ok(SnapshotStore { vfs, dir, latest })
     }
 
     /// The latest installed snapshot.
@@ -152,13 +157,9 @@ impl SnapshotStore {
     /// Starts writing a snapshot that covers the log up to `last`.
     pub async fn create(&self, last: LogId) -> Result<SnapshotWriter> {
         let path = self.dir.join(format!("{}.tmp", file_name(last)));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .buffered_open(&path)
-            .await
-            .map_err(io_error("create", &path))?;
+        // A fresh file, never a truncated one.
+        self.vfs.remove_file(&path)?;
+        let file = self.vfs.open_buffered(&path, true).await?;
         Ok(SnapshotWriter {
             file,
             path,
@@ -179,26 +180,14 @@ impl SnapshotStore {
             data_crc32: writer.hasher.clone().finalize(),
         };
         let path = writer.path.clone();
-        writer
-            .file
-            .write_at(meta.encode(), 0)
-            .await
-            .map_err(io_error("write", &path))?;
-        writer
-            .file
-            .fdatasync()
-            .await
-            .map_err(io_error("fdatasync", &path))?;
-        writer
-            .file
-            .close()
-            .await
-            .map_err(io_error("close", &path))?;
+        writer.file.write_bytes_at(0, &meta.encode()).await?;
+        writer.file.fdatasync().await?;
+        drop(writer);
         let target = self.dir.join(file_name(meta.last));
-        std::fs::rename(&path, &target).map_err(std_error("rename", &path))?;
-        sync_dir(&self.dir).await?;
+        self.vfs.rename(&path, &target)?;
+        self.vfs.sync_dir(&self.dir).await?;
         if let Some((_, old)) = self.latest.take().filter(|(_, old)| *old != target) {
-            std::fs::remove_file(&old).map_err(std_error("remove", &old))?;
+            self.vfs.remove_file(&old)?;
         }
         self.latest = Some((meta, target));
         Ok(meta)
@@ -210,9 +199,7 @@ impl SnapshotStore {
         let Some((meta, path)) = &self.latest else {
             return Ok(None);
         };
-        let file = BufferedFile::open(path)
-            .await
-            .map_err(io_error("open", path))?;
+        let file = self.vfs.open_buffered(path, false).await?;
         Ok(Some(SnapshotReader {
             file,
             path: path.clone(),
@@ -223,16 +210,10 @@ impl SnapshotStore {
     }
 }
 
-async fn read_meta(path: &Path) -> Result<SnapshotMeta> {
-    let file = BufferedFile::open(path)
-        .await
-        .map_err(io_error("open", path))?;
-    let len = file.file_size().await.map_err(io_error("stat", path))?;
-    let header = file
-        .read_at(0, SNAPSHOT_HEADER_BYTES as usize)
-        .await
-        .map_err(io_error("read", path))?;
-    let _ = file.close().await;
+async fn read_meta(vfs: &dyn Vfs, path: &Path) -> Result<SnapshotMeta> {
+    let file = vfs.open_buffered(path, false).await?;
+    let len = file.size().await?;
+    let header = file.read_at(0, SNAPSHOT_HEADER_BYTES as usize).await?;
     let meta =
         SnapshotMeta::parse(&header).ok_or_else(|| corrupt(path, 0, "invalid snapshot header"))?;
     if meta.data_bytes.checked_add(SNAPSHOT_HEADER_BYTES) != Some(len) {
@@ -251,7 +232,7 @@ async fn read_meta(path: &Path) -> Result<SnapshotMeta> {
 /// A snapshot being written. Dropping it without [`SnapshotStore::install`]
 /// abandons it (its `.tmp` file is deleted at the next open).
 pub struct SnapshotWriter {
-    file: BufferedFile,
+    file: Rc<dyn VfsFile>,
     path: PathBuf,
     last: LogId,
     /// File offset of the next byte.
@@ -282,27 +263,15 @@ impl SnapshotWriter {
             return Ok(());
         }
         let buffer = std::mem::replace(&mut self.buffer, Vec::with_capacity(WRITE_BUFFER_BYTES));
-        let len = buffer.len();
-        let written = self
-            .file
-            .write_at(buffer, self.offset)
-            .await
-            .map_err(io_error("write", &self.path))?;
-        if written != len {
-            return Err(StorageError::Io {
-                op: "write",
-                path: self.path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::WriteZero, "short snapshot write"),
-            });
-        }
-        self.offset += len as u64;
+        self.file.write_bytes_at(self.offset, &buffer).await?;
+        self.offset += buffer.len() as u64;
         Ok(())
     }
 }
 
 /// Reads an installed snapshot in chunks.
 pub struct SnapshotReader {
-    file: BufferedFile,
+    file: Rc<dyn VfsFile>,
     path: PathBuf,
     meta: SnapshotMeta,
     /// Data offset of the next sequential chunk.
@@ -353,8 +322,7 @@ impl SnapshotReader {
         let read = self
             .file
             .read_at(SNAPSHOT_HEADER_BYTES + offset, len)
-            .await
-            .map_err(io_error("read", &self.path))?;
+            .await?;
         if read.len() != len {
             return Err(corrupt(
                 &self.path,
@@ -362,7 +330,7 @@ impl SnapshotReader {
                 "snapshot file shorter than its header says",
             ));
         }
-        Ok(Bytes::copy_from_slice(&read))
+        Ok(Bytes::from(read))
     }
 
     /// Reads the whole data and checks its CRC.

@@ -17,7 +17,11 @@
 //!   sectors), the log opens or refuses with [`StorageError::Corrupt`];
 //!   if it opens without a durable entry, [`RecoveryReport`] says where
 //!   it cut; a hard state that is not the last one saved is reported lost;
-//! - **a wiped disk is fresh**: the log opens empty and says so.
+//! - **a wiped disk is fresh**: the log opens empty and says so;
+//! - **snapshots** (the real [`SnapshotStore`] on the same disk): the last
+//!   one installed is back after a crash without damage, its data intact;
+//!   after damage the store opens or refuses with `Corrupt`, and a read
+//!   returns the installed data or fails its CRC, never other bytes.
 //!
 //! All of it runs on one glommio executor with no real IO: a seed's run is
 //! a pure function of the seed.
@@ -28,7 +32,9 @@ use std::rc::Rc;
 
 use ordo_storage::conformance::{EntryKey, batch, flatten};
 use ordo_storage::disk::{SimDisk, SimDiskFaults, SimFault, executor_builder};
-use ordo_storage::{DiskLog, DiskLogConfig, HardState, LogId, LogStore, StorageError};
+use ordo_storage::{
+    DiskLog, DiskLogConfig, HardState, LogId, LogStore, SnapshotStore, StorageError,
+};
 
 /// What one seed did.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +51,10 @@ pub struct Summary {
     pub cuts: u64,
     /// Damaged opens that reported the hard state lost.
     pub hard_states_lost: u64,
+    /// Snapshots installed.
+    pub snapshots: u64,
+    /// Snapshot reads (or store opens) that refused damaged bytes.
+    pub snapshots_refused: u64,
     /// Faults the disk made.
     pub faults: u64,
 }
@@ -167,6 +177,7 @@ impl Model {
 }
 
 const DIR: &str = "/sim/node/log";
+const SNAPSHOT_DIR: &str = "/sim/node/snapshots";
 
 fn config() -> DiskLogConfig {
     DiskLogConfig {
@@ -240,6 +251,9 @@ struct Sim {
     faults_seen: usize,
     /// The faults since the previous open, for failure messages.
     recent_faults: Vec<SimFault>,
+    snapshots: Option<SnapshotStore>,
+    /// The last snapshot installed and its data.
+    snapshot: Option<(LogId, Vec<u8>)>,
 }
 
 async fn read_all(log: &DiskLog) -> Result<Vec<EntryKey>, StorageError> {
@@ -285,6 +299,8 @@ impl Sim {
             step: 0,
             faults_seen: 0,
             recent_faults: Vec::new(),
+            snapshots: None,
+            snapshot: None,
         }
     }
 
@@ -312,6 +328,11 @@ impl Sim {
         if !log.recovery().fresh {
             return Err(self.fail("a new log is not reported fresh"));
         }
+        self.snapshots = Some(
+            SnapshotStore::open_on(Rc::new(self.disk.clone()), SNAPSHOT_DIR)
+                .await
+                .map_err(|e| self.fail(format!("a new snapshot store did not open: {e}")))?,
+        );
         self.model.term = 1;
         while self.step < self.plan.steps {
             self.step += 1;
@@ -418,6 +439,40 @@ impl Sim {
                 log.compact_prefix(upto).await?;
                 self.model.compacted_through = self.model.compacted_through.max(upto);
             }
+            76..=77 => {
+                // A snapshot of deterministic bytes, written in random
+                // chunks.
+                // Snapshots cover more and more of the log, as a node's do.
+                let previous = self.snapshot.as_ref().map_or(0, |(last, _)| last.index);
+                let last = LogId::new(self.model.term, previous + 1 + self.rng.below(1_000));
+                let len = self.rng.below(20_000) as usize;
+                let data: Vec<u8> = (0..len)
+                    .map(|i| (i as u64 ^ last.index ^ self.seed) as u8)
+                    .collect();
+                let store = self.snapshots.as_mut().expect("open");
+                let mut writer = store.create(last).await?;
+                let mut at = 0;
+                while at < data.len() {
+                    let chunk = (1 + self.rng.below(6_000) as usize).min(data.len() - at);
+                    writer.write_chunk(&data[at..at + chunk]).await?;
+                    at += chunk;
+                }
+                store.install(writer).await?;
+                self.snapshot = Some((last, data));
+                self.summary.snapshots += 1;
+            }
+            78..=79 => {
+                let damaged = self.damage_since_open();
+                match self.check_snapshot(damaged).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        self.empty_snapshots()
+                            .await
+                            .map_err(|f| StorageError::Closed(f.message))?;
+                    }
+                    Err(message) => return Err(StorageError::Closed(message)),
+                }
+            }
             75 => {
                 let index = last + self.rng.below(20);
                 let term = self.model.term;
@@ -441,6 +496,66 @@ impl Sim {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The store's latest snapshot is the one installed last, and reads
+    /// back its data; after damage (`damaged`) a read may fail its CRC
+    /// instead: `Ok(true)`.
+    async fn check_snapshot(&mut self, damaged: bool) -> Result<bool, String> {
+        let store = self.snapshots.as_ref().expect("open");
+        let latest = store.latest();
+        if latest.map(|meta| meta.last) != self.snapshot.as_ref().map(|(last, _)| *last) {
+            return Err(format!(
+                "the latest snapshot is {latest:?}, {:?} was installed last",
+                self.snapshot.as_ref().map(|(last, _)| last)
+            ));
+        }
+        let Some(mut reader) = store.reader().await.map_err(|e| e.to_string())? else {
+            return Ok(false);
+        };
+        let mut read = Vec::new();
+        loop {
+            match reader.next_chunk(1 + self.rng.below(8_000) as usize).await {
+                Ok(Some(chunk)) => read.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(StorageError::Corrupt { .. }) if damaged => {
+                    self.summary.snapshots_refused += 1;
+                    return Ok(true);
+                }
+                Err(error) => return Err(format!("reading the snapshot: {error}")),
+            }
+        }
+        let expected = &self.snapshot.as_ref().expect("checked").1;
+        if &read != expected {
+            return Err(format!(
+                "the snapshot read back {} bytes that differ from the {} installed",
+                read.len(),
+                expected.len()
+            ));
+        }
+        Ok(false)
+    }
+
+    /// Removes every snapshot (the node would fetch one from its leader)
+    /// and reopens the empty store.
+    async fn empty_snapshots(&mut self) -> Result<(), Failure> {
+        let vfs: Rc<dyn ordo_storage::disk::vfs::Vfs> = Rc::new(self.disk.clone());
+        self.snapshots = None;
+        for path in self.disk.files() {
+            if path.starts_with(SNAPSHOT_DIR) {
+                let _ = vfs.remove_file(&path);
+            }
+        }
+        vfs.sync_dir(std::path::Path::new(SNAPSHOT_DIR))
+            .await
+            .map_err(|e| self.fail(format!("syncing the emptied snapshot directory: {e}")))?;
+        self.snapshot = None;
+        self.snapshots = Some(
+            SnapshotStore::open_on(vfs, SNAPSHOT_DIR)
+                .await
+                .map_err(|e| self.fail(format!("an emptied snapshot store: {e}")))?,
+        );
         Ok(())
     }
 
@@ -485,6 +600,7 @@ impl Sim {
     /// would stop and say why); the seed ends there.
     async fn crash_and_reopen(&mut self, log: DiskLog) -> Result<Option<DiskLog>, Failure> {
         drop(log);
+        self.snapshots = None;
         self.summary.crashes += 1;
         self.disk.crash();
         if self.rng.chance(self.plan.corrupt_percent) {
@@ -541,6 +657,8 @@ impl Sim {
                 ..Model::default()
             };
             self.model.rebase(&entries, state.prev, hard_state);
+            self.snapshot = None;
+            self.reopen_snapshots(false).await?;
             return Ok(Some(log));
         }
         // Every entry genuine, consecutive, and one that was appended.
@@ -633,7 +751,32 @@ impl Sim {
             }
         }
         self.model.rebase(&entries, state.prev, hard_state);
+        self.reopen_snapshots(damaged).await?;
         Ok(Some(log))
+    }
+
+    /// Reopens the snapshot store after a crash and checks it. A store
+    /// that refuses damaged bytes is emptied (the node would fetch a
+    /// snapshot from its leader).
+    async fn reopen_snapshots(&mut self, damaged: bool) -> Result<(), Failure> {
+        let vfs: Rc<dyn ordo_storage::disk::vfs::Vfs> = Rc::new(self.disk.clone());
+        match SnapshotStore::open_on(vfs, SNAPSHOT_DIR).await {
+            Ok(store) => self.snapshots = Some(store),
+            Err(StorageError::Corrupt { .. }) if damaged => {
+                self.summary.snapshots_refused += 1;
+                return self.empty_snapshots().await;
+            }
+            Err(error) => {
+                return Err(self.fail(format!(
+                    "the snapshot store did not reopen (damage injected: {damaged}): {error}"
+                )));
+            }
+        }
+        match self.check_snapshot(damaged).await {
+            Ok(false) => Ok(()),
+            Ok(true) => self.empty_snapshots().await,
+            Err(message) => Err(self.fail(message)),
+        }
     }
 }
 

@@ -48,6 +48,8 @@ fn run_seeds(seeds: Vec<u64>) -> Summary {
                         total.refused += summary.refused;
                         total.cuts += summary.cuts;
                         total.hard_states_lost += summary.hard_states_lost;
+                        total.snapshots += summary.snapshots;
+                        total.snapshots_refused += summary.snapshots_refused;
                         total.faults += summary.faults;
                     }
                     Err(failure) => failures.lock().unwrap().push(failure),

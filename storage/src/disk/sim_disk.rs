@@ -383,36 +383,12 @@ impl SimFile {
     }
 }
 
-fn mark_dirty(inode: &mut Inode, start: u64, end: u64) {
-    if end <= start {
-        return;
-    }
-    for sector in start / SECTOR_BYTES..end.div_ceil(SECTOR_BYTES) {
-        inode.dirty.insert(sector);
-    }
-}
-
-impl VfsFile for SimFile {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn write_at<'a>(&'a self, offset: u64, parts: &'a [&'a [u8]]) -> LocalFuture<'a, Result<()>> {
-        let result = self.with("write", |state, id| {
-            if !offset.is_multiple_of(IO_ALIGN) {
-                return Err(io_failure(
-                    "write",
-                    &self.path,
-                    format!("unaligned write at {offset}"),
-                ));
-            }
-            let len: usize = parts.iter().map(|p| p.len()).sum();
-            let padded = align_up(len as u64) as usize;
-            let mut bytes = Vec::with_capacity(padded);
-            for part in parts {
-                bytes.extend_from_slice(part);
-            }
-            bytes.resize(padded, 0);
+impl SimFile {
+    /// Writes `bytes` at `offset` (maybe misdirected), durable at once
+    /// through an `O_DSYNC` handle.
+    fn write(&self, offset: u64, bytes: Vec<u8>) -> Result<()> {
+        let padded = bytes.len();
+        self.with("write", |state, id| {
             let misdirect_ppm = state.faults.misdirect_ppm;
             let mut at = offset;
             if padded > 0 && state.chance(misdirect_ppm) {
@@ -456,8 +432,36 @@ impl VfsFile for SimFile {
                 mark_dirty(inode, at, end as u64);
             }
             Ok(())
-        });
-        Box::pin(std::future::ready(result))
+        })
+    }
+}
+
+fn mark_dirty(inode: &mut Inode, start: u64, end: u64) {
+    if end <= start {
+        return;
+    }
+    for sector in start / SECTOR_BYTES..end.div_ceil(SECTOR_BYTES) {
+        inode.dirty.insert(sector);
+    }
+}
+
+impl VfsFile for SimFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_at<'a>(&'a self, offset: u64, parts: &'a [&'a [u8]]) -> LocalFuture<'a, Result<()>> {
+        if !offset.is_multiple_of(IO_ALIGN) {
+            let error = io_failure("write", &self.path, format!("unaligned write at {offset}"));
+            return Box::pin(std::future::ready(Err(error)));
+        }
+        let mut bytes: Vec<u8> = parts.concat();
+        bytes.resize(align_up(bytes.len() as u64) as usize, 0);
+        Box::pin(std::future::ready(self.write(offset, bytes)))
+    }
+
+    fn write_bytes_at<'a>(&'a self, offset: u64, data: &'a [u8]) -> LocalFuture<'a, Result<()>> {
+        Box::pin(std::future::ready(self.write(offset, data.to_vec())))
     }
 
     fn read_at(&self, offset: u64, len: usize) -> LocalFuture<'_, Result<Vec<u8>>> {
@@ -549,6 +553,10 @@ fn not_found(op: &'static str, path: &Path) -> StorageError {
 }
 
 impl Vfs for SimDisk {
+    fn open_buffered(&self, path: &Path, create: bool) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>> {
+        self.open(path, create, 0)
+    }
+
     fn open(
         &self,
         path: &Path,

@@ -37,6 +37,10 @@ pub trait VfsFile {
     /// the next aligned size, as one write.
     fn write_at<'a>(&'a self, offset: u64, parts: &'a [&'a [u8]]) -> LocalFuture<'a, Result<()>>;
 
+    /// Writes `data` at `offset` as it is (no alignment, no padding): files
+    /// opened with [`Vfs::open_buffered`].
+    fn write_bytes_at<'a>(&'a self, offset: u64, data: &'a [u8]) -> LocalFuture<'a, Result<()>>;
+
     /// Reads up to `len` bytes at `offset`: fewer at the end of the file.
     fn read_at(&self, offset: u64, len: usize) -> LocalFuture<'_, Result<Vec<u8>>>;
 
@@ -70,6 +74,10 @@ pub trait Vfs {
         create: bool,
         flags: libc::c_int,
     ) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>>;
+
+    /// Opens `path` through the page cache (unaligned reads and writes:
+    /// snapshots), creating it if `create`.
+    fn open_buffered(&self, path: &Path, create: bool) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>>;
 
     /// Creates `dir` and its parents.
     fn create_dir_all(&self, dir: &Path) -> Result<()>;
@@ -143,6 +151,19 @@ impl VfsFile for GlommioFile {
         Box::pin(write_aligned(&self.file, &self.path, offset, parts))
     }
 
+    fn write_bytes_at<'a>(&'a self, offset: u64, data: &'a [u8]) -> LocalFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if !offset.is_multiple_of(IO_ALIGN) {
+                return Err(io_failure(
+                    "write",
+                    &self.path,
+                    format!("unaligned write at {offset} to an O_DIRECT file"),
+                ));
+            }
+            write_aligned(&self.file, &self.path, offset, &[data]).await
+        })
+    }
+
     fn read_at(&self, offset: u64, len: usize) -> LocalFuture<'_, Result<Vec<u8>>> {
         Box::pin(async move {
             let read = self
@@ -210,7 +231,124 @@ impl VfsFile for GlommioFile {
     }
 }
 
+/// A glommio buffered file (through the page cache).
+struct GlommioBufferedFile {
+    file: glommio::io::BufferedFile,
+    path: PathBuf,
+}
+
+impl VfsFile for GlommioBufferedFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_at<'a>(&'a self, offset: u64, parts: &'a [&'a [u8]]) -> LocalFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut bytes: Vec<u8> = parts.concat();
+            bytes.resize(align_up(bytes.len() as u64) as usize, 0);
+            self.write_bytes_at(offset, &bytes).await
+        })
+    }
+
+    fn write_bytes_at<'a>(&'a self, offset: u64, data: &'a [u8]) -> LocalFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let written = self
+                .file
+                .write_at(data.to_vec(), offset)
+                .await
+                .map_err(glommio_error("write", &self.path))?;
+            if written != data.len() {
+                return Err(io_failure(
+                    "write",
+                    &self.path,
+                    format!("short write: {written} of {} bytes at {offset}", data.len()),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> LocalFuture<'_, Result<Vec<u8>>> {
+        Box::pin(async move {
+            let read = self
+                .file
+                .read_at(offset, len)
+                .await
+                .map_err(glommio_error("read", &self.path))?;
+            Ok(read.to_vec())
+        })
+    }
+
+    fn read_whole(&self, len: u64, mut out: Vec<u8>) -> LocalFuture<'_, Result<Vec<u8>>> {
+        Box::pin(async move {
+            let read = self.read_at(0, len as usize).await?;
+            if (read.len() as u64) < len {
+                return Err(io_failure("read", &self.path, "file shrank while reading"));
+            }
+            out.clear();
+            out.extend_from_slice(&read);
+            Ok(out)
+        })
+    }
+
+    fn size(&self) -> LocalFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            self.file
+                .file_size()
+                .await
+                .map_err(glommio_error("stat", &self.path))
+        })
+    }
+
+    fn fdatasync(&self) -> LocalFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.file
+                .fdatasync()
+                .await
+                .map_err(glommio_error("fdatasync", &self.path))
+        })
+    }
+
+    fn fsync(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fsync on a descriptor the file owns and keeps open.
+        if unsafe { libc::fsync(self.file.as_raw_fd()) } != 0 {
+            return Err(StorageError::Io {
+                op: "fsync",
+                path: self.path.clone(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    fn pre_allocate(&self, _len: u64) -> LocalFuture<'_, Result<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn deallocate(&self, offset: u64, len: u64) -> LocalFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let zeros = vec![0u8; len as usize];
+            self.write_bytes_at(offset, &zeros).await
+        })
+    }
+}
+
 impl Vfs for GlommioVfs {
+    fn open_buffered(&self, path: &Path, create: bool) -> LocalFuture<'_, Result<Rc<dyn VfsFile>>> {
+        let path = path.to_path_buf();
+        Box::pin(async move {
+            let file = glommio::io::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .buffered_open(&path)
+                .await
+                .map_err(glommio_error("open", &path))?;
+            Ok(Rc::new(GlommioBufferedFile { file, path }) as Rc<dyn VfsFile>)
+        })
+    }
+
     fn open(
         &self,
         path: &Path,
