@@ -92,6 +92,7 @@ pub fn status_line(status: &NodeStatus) -> String {
         "applied_index": status.applied_index,
         "repairing": status.repairing,
         "repair": status.repair,
+        "peers_repairing": status.peers_repairing,
     })
     .to_string()
 }

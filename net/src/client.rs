@@ -190,6 +190,9 @@ pub struct NodeStatus {
     /// While repairing: what it lost and where (file, offset, indexes);
     /// empty otherwise.
     pub repair: String,
+    /// Peers whose latest answer said they are repairing (they grant no
+    /// vote): why a cluster may elect no leader.
+    pub peers_repairing: Vec<NodeId>,
 }
 
 /// Answers a [`StatusRequest`].

@@ -114,6 +114,9 @@ pub struct VoteResponse {
     pub granted: bool,
     /// Answers a pre-vote.
     pub pre_vote: bool,
+    /// The voter is repairing a loss and grants no vote (docs/storage.md):
+    /// a candidate that cannot win can say which peers hold it back.
+    pub repairing: bool,
 }
 
 /// AppendEntries (Figure 2).

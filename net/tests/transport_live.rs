@@ -594,6 +594,7 @@ fn clients_propose_read_status_and_stream_the_log() {
                                 applied_index: next_id,
                                 repairing: false,
                                 repair: String::new(),
+                                peers_repairing: Vec::new(),
                             },
                             leader: leader.clone(),
                         }),

@@ -197,8 +197,11 @@ fn a_wiped_follower_and_a_lagging_one_do_not_elect_a_leader_without_acknowledged
     );
     assert!(!refused.ok, "a write was taken: {}", refused.stdout);
     assert!(
-        refused.stderr.contains(&format!("node {b} sees no leader")),
-        "the error says why: {}",
+        refused.stderr.contains(&format!("node {b} sees no leader"))
+            && refused
+                .stderr
+                .contains(&format!("node(s) {a} answered that they are repairing")),
+        "the error says why, naming the repairing node: {}",
         refused.stderr
     );
     // Asked of A, the error names A and what it lost.

@@ -341,6 +341,14 @@ async fn why_no_leader(addr: SocketAddr, options: ClientOptions) -> Option<Strin
             "node {} is repairing and takes no part in elections until a leader repairs it: {}",
             status.id, status.repair
         )
+    } else if !status.peers_repairing.is_empty() {
+        let peers: Vec<String> = status.peers_repairing.iter().map(u64::to_string).collect();
+        format!(
+            "node {} sees no leader in term {}: node(s) {} answered that they are repairing a loss and grant no vote (`ordo status` on each names what it lost)",
+            status.id,
+            status.term,
+            peers.join(", ")
+        )
     } else {
         format!(
             "node {} sees no leader in term {} (nodes repairing a loss do not vote: `ordo status` on each names what it lost)",

@@ -120,6 +120,7 @@ impl Raft {
                     term: request.term,
                     granted: true,
                     pre_vote: true,
+                    repairing: false,
                 };
                 self.send(from, Message::VoteResponse(response));
             } else {
@@ -130,6 +131,7 @@ impl Raft {
                     term: self.term,
                     granted: true,
                     pre_vote: false,
+                    repairing: false,
                 };
                 if self.durable_hard_state.term == self.term && self.durable_hard_state.vote == from
                 {
@@ -144,6 +146,7 @@ impl Raft {
                 term: self.term,
                 granted: false,
                 pre_vote: request.pre_vote,
+                repairing: self.repair.is_some(),
             };
             self.send(from, Message::VoteResponse(response));
         }
@@ -164,6 +167,28 @@ impl Raft {
         }
         self.votes.entry(from).or_insert(response.granted);
         self.tally_votes();
+    }
+
+    /// Records whether `peer` said it is repairing; says so in the log
+    /// when that changes.
+    pub(super) fn note_peer_repairing(&mut self, peer: NodeId, repairing: bool) {
+        if !self.voters.contains(&peer) {
+            return;
+        }
+        let changed = if repairing {
+            self.peers_repairing.insert(peer)
+        } else {
+            self.peers_repairing.remove(&peer)
+        };
+        if changed {
+            tracing::info!(
+                id = self.id,
+                peer,
+                repairing,
+                "a peer {} repairing a loss",
+                if repairing { "is" } else { "is no longer" }
+            );
+        }
     }
 
     /// Hands leadership to `to` (thesis §3.10): stop taking proposals, bring

@@ -98,6 +98,10 @@ pub struct Raft {
     pub(super) votes: BTreeMap<NodeId, bool>,
     /// A granted vote, sent once the vote is durable.
     pub(super) pending_vote_response: Option<(NodeId, VoteResponse)>,
+    /// Peers whose latest answer (a vote, an append or heartbeat answer)
+    /// said they are repairing a loss: what holds an election back when
+    /// no leader can win. At most one entry per voter.
+    pub(super) peers_repairing: std::collections::BTreeSet<NodeId>,
 
     // Leader state.
     pub(super) progress: BTreeMap<NodeId, Progress>,
@@ -232,6 +236,7 @@ impl Raft {
             heartbeat_deadline_us: 0,
             check_quorum_deadline_us: 0,
             votes: BTreeMap::new(),
+            peers_repairing: std::collections::BTreeSet::new(),
             pending_vote_response: None,
             progress: BTreeMap::new(),
             term_start_index: 0,
@@ -317,6 +322,12 @@ impl Raft {
             applied_index: self.log.applied(),
             repairing: self.repair.is_some(),
         }
+    }
+
+    /// Peers whose latest answer said they are repairing a loss (and so
+    /// grant no vote).
+    pub fn peers_repairing(&self) -> Vec<NodeId> {
+        self.peers_repairing.iter().copied().collect()
     }
 
     /// The latest snapshot the core knows.
@@ -500,6 +511,11 @@ impl Raft {
             );
             return;
         }
+        // Whether a voter is repairing is a fact whatever its term (a wiped
+        // one answers from term 0): note it before stale terms are dropped.
+        if let Message::VoteResponse(response) = &message {
+            self.note_peer_repairing(from, response.repairing);
+        }
         // Answers to forwarded proposals are facts whatever the sender's term:
         // take them before a newer term fails what is still outstanding as
         // unknown.
@@ -566,6 +582,7 @@ impl Raft {
                         term: self.term,
                         granted: false,
                         pre_vote: true,
+                        repairing: self.repair.is_some(),
                     });
                     self.send(from, message);
                 }

@@ -258,6 +258,7 @@ impl Raft {
     }
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        self.note_peer_repairing(from, response.repairing);
         if self.role != Role::Leader {
             return;
         }
@@ -336,6 +337,7 @@ impl Raft {
     }
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
+        self.note_peer_repairing(from, response.repairing);
         if self.role != Role::Leader {
             return;
         }

@@ -462,6 +462,7 @@ impl Runtime {
             applied_index: store.last_id(),
             repairing: false,
             repair: String::new(),
+            peers_repairing: Vec::new(),
         }
     }
 

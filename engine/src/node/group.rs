@@ -481,7 +481,11 @@ impl<S: LogStore + 'static> Group<S> {
             ClientRequest::Status(status) => {
                 let response = ClientResponse::Status(StatusResponse {
                     request_id: status.request_id,
-                    status: node_status(&self.raft.status(), self.raft.repair_reason()),
+                    status: node_status(
+                        &self.raft.status(),
+                        self.raft.repair_reason(),
+                        self.raft.peers_repairing(),
+                    ),
                     leader: self.leader_hint(),
                 });
                 let _ = conn.try_send(&response);
@@ -709,7 +713,11 @@ impl<S: LogStore + 'static> Group<S> {
             External::ShardBatch { shard, batch } => self.shard_batch(now, shard, batch),
             External::ClientStatus { reply } => {
                 let _ = reply.send((
-                    node_status(&self.raft.status(), self.raft.repair_reason()),
+                    node_status(
+                        &self.raft.status(),
+                        self.raft.repair_reason(),
+                        self.raft.peers_repairing(),
+                    ),
                     self.leader_hint(),
                 ));
             }
@@ -971,7 +979,7 @@ impl<S: LogStore + 'static> Group<S> {
 
 /// The wire form of the core's status; `repair` says why it is repairing
 /// ([`crate::core::Raft::repair_reason`]).
-pub fn node_status(status: &Status, repair: Option<&str>) -> NodeStatus {
+pub fn node_status(status: &Status, repair: Option<&str>, peers_repairing: Vec<u64>) -> NodeStatus {
     NodeStatus {
         id: status.id,
         role: match status.role {
@@ -988,5 +996,6 @@ pub fn node_status(status: &Status, repair: Option<&str>) -> NodeStatus {
         applied_index: status.applied_index,
         repairing: status.repairing,
         repair: repair.unwrap_or_default().to_string(),
+        peers_repairing,
     }
 }

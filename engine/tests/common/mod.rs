@@ -280,6 +280,7 @@ impl Node {
                 term: self.raft.term() + 1,
                 granted: true,
                 pre_vote: true,
+                repairing: false,
             };
             let more = self.receive(peer, Message::VoteResponse(response));
             all.extend(self.settle(more));
@@ -292,6 +293,7 @@ impl Node {
                 term: self.raft.term(),
                 granted: true,
                 pre_vote: false,
+                repairing: false,
             };
             let more = self.receive(peer, Message::VoteResponse(response));
             all.extend(self.settle(more));
@@ -447,6 +449,7 @@ pub fn vote_response(term: Term, granted: bool) -> Message {
         term,
         granted,
         pre_vote: false,
+        repairing: false,
     })
 }
 

@@ -140,6 +140,7 @@ fn reject_stale_term_message() {
         term: 2,
         granted: false,
         pre_vote: true,
+        repairing: false,
     };
     assert_eq!(
         vote_responses(&commands),
@@ -327,6 +328,7 @@ fn follower_start_election_with_pre_vote() {
         term: 2,
         granted: true,
         pre_vote: true,
+        repairing: false,
     });
     let commands = node.receive(3, granted);
     assert_eq!(
@@ -434,6 +436,7 @@ fn follower_vote() {
                 term: 1,
                 granted,
                 pre_vote: false,
+                repairing: false,
             },
         );
         if voted == 0 {

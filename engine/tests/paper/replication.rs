@@ -472,6 +472,7 @@ fn exchange(nodes: &mut BTreeMap<NodeId, Node>, from: NodeId, first: Vec<Command
                             term: request.term,
                             granted: true,
                             pre_vote: request.pre_vote,
+                            repairing: false,
                         });
                         let node = nodes.get_mut(&from).expect("sender");
                         let commands = node.receive(to, granted);

@@ -144,6 +144,7 @@ pub fn arb_raft_message() -> impl Strategy<Value = Message> {
                 term,
                 granted,
                 pre_vote,
+                repairing: false,
             })
         }),
         arb_append().prop_map(Message::Append),
@@ -370,6 +371,7 @@ pub fn arb_client_response() -> impl Strategy<Value = ClientResponse> {
                         applied_index,
                         repairing: applied_index % 2 == 0,
                         repair: String::new(),
+                        peers_repairing: Vec::new(),
                     },
                     leader,
                 })
