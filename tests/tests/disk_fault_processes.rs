@@ -143,7 +143,7 @@ fn a_follower_whose_first_segment_header_is_unreadable_moves_the_log_aside_and_r
     cluster.start_node(follower);
     let took = wait_repaired(&cluster, follower, last, Duration::from_secs(30));
     let log = node_log(&cluster, follower);
-    assert!(log.contains("moving it aside"), "{log}");
+    assert!(log.contains("moved it aside"), "{log}");
     assert!(log.contains("lost state it may have acknowledged"), "{log}");
     assert!(
         data_dir(&cluster, follower).join("log.damaged").is_dir(),
@@ -153,6 +153,57 @@ fn a_follower_whose_first_segment_header_is_unreadable_moves_the_log_aside_and_r
     for id in 1..=3 {
         check_node(&cluster, id, &acks);
     }
+}
+
+/// A follower whose latest snapshot is damaged (a flipped byte in its
+/// data): it cannot restore its state machine from it, and its log is
+/// compacted past what it covered, so it sets both aside and repairs from
+/// the leader (an InstallSnapshot) as after a lost disk, with no operator
+/// step, instead of refusing to start.
+#[test]
+fn a_follower_with_a_damaged_snapshot_sets_it_aside_and_repairs() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = ProcCluster::start_with(3, 26_400, |config| {
+        config.storage.retain_log = false;
+        config.raft.snapshot_entries_threshold = 300;
+    });
+    let (leader, _) = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let acks = cluster.send_lines(leader, &lines("s", 2_000, 100));
+    let last = last_index(&acks);
+    wait_repaired(&cluster, follower, last, Duration::from_secs(10));
+    assert!(cluster.stop(follower), "clean stop");
+    let snapshots = data_dir(&cluster, follower).join("snapshots");
+    let snapshot = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "snap"))
+        .expect("the follower took a snapshot");
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let at = 64 + (bytes.len() - 64) / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    cluster.start_node(follower);
+    let took = wait_repaired(&cluster, follower, last, Duration::from_secs(30));
+    let log = node_log(&cluster, follower);
+    assert!(log.contains("the latest snapshot is damaged"), "{log}");
+    assert!(log.contains("lost state it may have acknowledged"), "{log}");
+    assert!(
+        data_dir(&cluster, follower)
+            .join("snapshots.damaged")
+            .is_dir()
+    );
+    println!("repaired in {took:?} after the restart answered");
+    // It takes part again: a write commits and it applies it.
+    let after = cluster.send_lines(leader, &lines("after", 10, 100));
+    wait_repaired(
+        &cluster,
+        follower,
+        last_index(&after),
+        Duration::from_secs(10),
+    );
 }
 
 /// Issue 16, case 2: a wiped follower and a lagging one must not elect

@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use ordo_net::transport::{ClientServer, ClientServerConfig, PeerTransport, TransportConfig};
@@ -362,6 +362,35 @@ where
                 config.data_dir.display()
             )
         })?;
+    // Snapshots first: a damaged one sets the node's data aside (below).
+    let snapshot_dir: PathBuf = config.data_dir.join("snapshots");
+    let (snapshot_store, latest) = match open_snapshots(&snapshot_dir).await {
+        Ok(opened) => opened,
+        Err(damage) if config.storage.kind != "memory" => {
+            // The state machine cannot start from it, and the log may be
+            // compacted past what it covered: set the snapshots and the log
+            // aside; the node then starts as after a lost disk and repairs
+            // from the cluster (an InstallSnapshot), with no operator step.
+            let snapshots_aside = set_aside(&config.data_dir, "snapshots")?;
+            let log_aside = set_aside(&config.data_dir, "log")?;
+            tracing::error!(
+                %damage,
+                snapshots = %snapshots_aside.display(),
+                log = %log_aside.display(),
+                "the latest snapshot is damaged: setting it and the log aside; \
+                 this node repairs from the cluster before it takes part"
+            );
+            open_snapshots(&snapshot_dir)
+                .await
+                .map_err(|e| format!("cannot open snapshots in {}: {e}", snapshot_dir.display()))?
+        }
+        Err(damage) => {
+            return Err(format!(
+                "cannot open snapshots in {}: {damage}",
+                snapshot_dir.display()
+            ));
+        }
+    };
     let disk_log = match config.storage.kind.as_str() {
         "memory" => None,
         _ => Some(open_disk_log(&config).await?),
@@ -376,11 +405,6 @@ where
         )?,
         None => None,
     };
-    let snapshot_dir: PathBuf = config.data_dir.join("snapshots");
-    let snapshot_store = SnapshotStore::open(&snapshot_dir)
-        .await
-        .map_err(|e| format!("cannot open snapshots in {}: {e}", snapshot_dir.display()))?;
-    let latest = SnapshotIo::load_latest(&snapshot_store).await?;
     let mut machine = state_machine();
     let snapshot_meta = match latest {
         Some((meta, data)) => {
@@ -617,6 +641,49 @@ async fn save_acked_watermark(
     }
 }
 
+/// Opens the snapshot store in `dir` and reads its latest snapshot. Any
+/// failure to read that snapshot back (a damaged header, a data CRC that
+/// does not match, contents that do not decode) is returned as damage.
+async fn open_snapshots(
+    dir: &Path,
+) -> Result<
+    (
+        SnapshotStore,
+        Option<(ordo_net::SnapshotMeta, bytes::Bytes)>,
+    ),
+    String,
+> {
+    let store = SnapshotStore::open(dir).await.map_err(|e| e.to_string())?;
+    let latest = SnapshotIo::load_latest(&store).await?;
+    Ok((store, latest))
+}
+
+/// Moves `data_dir/name` aside to `data_dir/name.damaged[.N]` (kept for
+/// inspection) durably; returns where. Nothing to move is fine.
+fn set_aside(data_dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let from = data_dir.join(name);
+    let aside = (0..)
+        .map(|n| match n {
+            0 => data_dir.join(format!("{name}.damaged")),
+            n => data_dir.join(format!("{name}.damaged.{n}")),
+        })
+        .find(|path| !path.exists())
+        .expect("an unused name");
+    if !from.exists() {
+        return Ok(aside);
+    }
+    std::fs::rename(&from, &aside)
+        .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
+        .map_err(|e| {
+            format!(
+                "cannot move the damaged {} aside to {}: {e}",
+                from.display(),
+                aside.display()
+            )
+        })?;
+    Ok(aside)
+}
+
 /// The durable log in `data_dir/log`.
 ///
 /// A log recovery refuses as damaged (the first segment's header is
@@ -645,30 +712,15 @@ async fn open_disk_log(config: &NodeConfig) -> Result<DiskLog, String> {
             offset,
             reason,
         }) => {
-            let aside = (0..)
-                .map(|n| match n {
-                    0 => config.data_dir.join("log.damaged"),
-                    n => config.data_dir.join(format!("log.damaged.{n}")),
-                })
-                .find(|path| !path.exists())
-                .expect("an unused name");
+            let aside = set_aside(&config.data_dir, "log")?;
             tracing::error!(
                 file = %file.display(),
                 offset,
                 %reason,
                 aside = %aside.display(),
-                "the log is damaged beyond what recovery can cut: moving it aside; \
+                "the log is damaged beyond what recovery can cut: moved it aside; \
                  this node repairs from the cluster before it takes part"
             );
-            std::fs::rename(&dir, &aside)
-                .and_then(|()| std::fs::File::open(&config.data_dir)?.sync_all())
-                .map_err(|e| {
-                    format!(
-                        "cannot move the damaged log {} aside to {}: {e}",
-                        dir.display(),
-                        aside.display()
-                    )
-                })?;
         }
         Err(error) => return Err(format!("cannot open the log in {}: {error}", dir.display())),
     }
