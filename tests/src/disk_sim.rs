@@ -224,11 +224,7 @@ pub fn run_many(
                     Ok(Ok(summary)) => Ok(summary),
                     Ok(Err(failure)) => Err(failure.to_string()),
                     Err(panic) => {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
+                        let message = crate::panic_message(&*panic);
                         Err(format!(
                             "disk simulation seed {seed} panicked: {message}\nreplay: ORDO_DISK_SIM_SEED={seed} cargo test -p ordo-tests --test disk_simulation -- --nocapture replay"
                         ))

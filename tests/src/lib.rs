@@ -14,3 +14,24 @@ pub mod gossip_sim;
 pub mod power_loss_fs;
 pub mod procs;
 pub mod sim;
+
+/// The message of a caught panic (`panic!` with a format or a literal).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// The number in environment variable `name`, or `default` when unset;
+/// panics naming the variable when it is set to something else.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
+        })
+        .unwrap_or(default)
+}

@@ -10,22 +10,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ordo_tests::disk_sim::{self, Summary};
+use ordo_tests::env_u64;
 
 /// Seeds that once found a bug; each stays here for good, with what it found.
 const REGRESSION_SEEDS: &[(u64, &str)] = &[(
     3721,
     "a later segment's header lost to a misdirected write after an empty base segment: the cut was placed at the damaged segment, not where the log ended",
 )];
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
-        })
-        .unwrap_or(default)
-}
 
 fn run_seeds(seeds: Vec<u64>) -> Summary {
     let next = AtomicU64::new(0);

@@ -13,17 +13,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ordo_tests::env_u64;
 use ordo_tests::gossip_sim::{self, Plan, World};
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
-        })
-        .unwrap_or(default)
-}
 
 fn replay_line(seed: u64) -> String {
     format!(
@@ -56,11 +47,7 @@ fn run_seeds(seeds: Vec<u64>) {
                         }
                         Ok(Err(failure)) => failure.to_string(),
                         Err(panic) => {
-                            let message = panic
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_default();
+                            let message = ordo_tests::panic_message(&*panic);
                             format!(
                                 "gossip seed {seed} panicked: {message}\n{}",
                                 replay_line(seed)

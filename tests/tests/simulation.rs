@@ -8,6 +8,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ordo_tests::env_u64;
 use ordo_tests::sim;
 
 /// Seeds that once found a bug; each stays here for good, with what it found.
@@ -85,16 +86,6 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     ),
 ];
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
-        })
-        .unwrap_or(default)
-}
-
 fn run_seeds(seeds: Vec<u64>) {
     run_seeds_with(seeds, sim::run);
 }
@@ -113,11 +104,7 @@ fn run_seeds_with(seeds: Vec<u64>, run: fn(u64) -> Result<sim::Summary, sim::Fai
                     Ok(Ok(_)) => continue,
                     Ok(Err(failure)) => failure.to_string(),
                     Err(panic) => {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
+                        let message = ordo_tests::panic_message(&*panic);
                         format!(
                             "seed {seed} panicked: {message}\nreplay: cargo run -p ordo-tests --bin ordo-sim -- {seed}"
                         )
