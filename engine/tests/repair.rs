@@ -76,6 +76,10 @@ fn a_repairing_node_grants_no_vote_or_pre_vote_and_never_campaigns() {
             !answers[0].1.granted,
             "pre_vote={pre_vote}: a repairing node voted"
         );
+        assert!(
+            answers[0].1.repairing,
+            "pre_vote={pre_vote}: the rejection says why"
+        );
     }
     // Its election timer fires again and again: it never campaigns.
     for _ in 0..5 {
@@ -238,4 +242,44 @@ fn a_follower_that_reports_repairing_is_probed_again_from_its_last_index() {
             .any(|(to, r)| *to == 2 && r.prev.index == last),
         "probed from its last index: {commands:?}"
     );
+}
+
+#[test]
+fn a_candidate_names_the_voters_that_answered_they_are_repairing() {
+    // Node 1 (term 1) pre-votes; node 2, wiped, answers from term 0.
+    let hard_state = HardState {
+        term: 1,
+        vote: 0,
+        commit: 0,
+    };
+    let mut candidate = Node::restore(1, &ids(3), paper_config(), hard_state, &[1]);
+    let mut wiped = wiped_node(&[]);
+    let commands = candidate.fire_election();
+    let requests = vote_requests(&commands);
+    let (_, request) = requests
+        .iter()
+        .find(|(to, _)| *to == 2)
+        .expect("a pre-vote request to node 2");
+    let received = wiped.receive(1, Message::Vote(request.clone()));
+    let answers = wiped.settle(received);
+    let answers = vote_responses(&answers);
+    assert_eq!(answers.len(), 1);
+    assert!(answers[0].1.repairing && !answers[0].1.granted);
+    candidate.receive(2, Message::VoteResponse(answers[0].1.clone()));
+    assert_eq!(candidate.raft.peers_repairing(), vec![2]);
+    // Once it answers as repaired, it is no longer listed.
+    let mut healed = answers[0].1.clone();
+    healed.repairing = false;
+    candidate.receive(2, Message::VoteResponse(healed.clone()));
+    assert!(candidate.raft.peers_repairing().is_empty());
+    // A wiped voter answers a pre-vote from term 0: stale, but what it
+    // says of itself is taken before stale messages are dropped.
+    let stale = ordo_net::VoteResponse {
+        term: 0,
+        granted: false,
+        pre_vote: true,
+        repairing: true,
+    };
+    candidate.receive(3, Message::VoteResponse(stale));
+    assert_eq!(candidate.raft.peers_repairing(), vec![3]);
 }
