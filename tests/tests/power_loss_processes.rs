@@ -141,7 +141,10 @@ fn a_whole_cluster_power_loss_mid_stream_loses_no_acknowledged_message() {
         return;
     }
     let mount = tempfile::tempdir().expect("mount point");
+    // `ORDO_POWER_LOSS_LOGS=DIR` keeps the nodes' logs for a post-mortem.
     let logs = tempfile::tempdir().expect("logs");
+    let logs_dir: std::path::PathBuf =
+        std::env::var_os("ORDO_POWER_LOSS_LOGS").map_or_else(|| logs.path().into(), Into::into);
     let power = match PowerLossFs::mount(mount.path()) {
         Ok(power) => power,
         // A container without CAP_SYS_ADMIN: the machine cannot mount.
@@ -151,13 +154,8 @@ fn a_whole_cluster_power_loss_mid_stream_loses_no_acknowledged_message() {
         }
         Err(error) => panic!("mount the power-loss file system: {error}"),
     };
-    let mut cluster = ProcCluster::start_in(
-        mount.path().join("cluster"),
-        logs.path().into(),
-        3,
-        26_600,
-        |_| {},
-    );
+    let mut cluster =
+        ProcCluster::start_in(mount.path().join("cluster"), logs_dir, 3, 26_600, |_| {});
     let mut acked: Vec<Value> = Vec::new();
     let rounds = 3;
     for round in 0..rounds {

@@ -215,18 +215,20 @@ impl VfsFile for GlommioFile {
             let Err(error) = self.file.deallocate(offset, len).await else {
                 return Ok(());
             };
-            let error = std::io::Error::from(error);
-            if error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            let unsupported = match &error {
+                glommio::GlommioError::IoError(source)
+                | glommio::GlommioError::EnhancedIoError { source, .. } => {
+                    source.raw_os_error() == Some(libc::EOPNOTSUPP)
+                }
+                _ => false,
+            };
+            if unsupported {
                 // A file system without hole punching (FUSE, NFS, some
                 // older ones): write the zeros instead. Rare paths only
                 // (truncation, a torn tail), so the bytes do not matter.
                 return self.write_zeros(offset, len).await;
             }
-            Err(StorageError::Io {
-                op: "punch hole",
-                path: self.path.clone(),
-                source: error,
-            })
+            Err(glommio_error("punch hole", &self.path)(error))
         })
     }
 }
