@@ -66,6 +66,16 @@ fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
     assert!(verified.ok, "node {id}'s log verifies: {}", verified.stderr);
 }
 
+/// Node `id`'s first (lowest-index) log segment.
+fn first_segment(cluster: &ProcCluster, id: u64) -> PathBuf {
+    std::fs::read_dir(data_dir(cluster, id).join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .min()
+        .expect("a segment")
+}
+
 fn node_log(cluster: &ProcCluster, id: u64) -> String {
     std::fs::read_to_string(cluster.dir.join(format!("node{id}.log"))).unwrap_or_default()
 }
@@ -92,12 +102,7 @@ fn a_follower_with_a_flipped_byte_mid_log_repairs_without_new_proposals() {
     let last = last_index(&acks);
     wait_repaired(&cluster, follower, last, Duration::from_secs(10));
     assert!(cluster.stop(follower), "clean stop");
-    let segment = std::fs::read_dir(data_dir(&cluster, follower).join("log"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .min()
-        .expect("a segment");
+    let segment = first_segment(&cluster, follower);
     let mut bytes = std::fs::read(&segment).unwrap();
     let written = bytes.iter().rposition(|&b| b != 0).unwrap();
     bytes[written / 2] ^= 0xFF;
@@ -129,13 +134,7 @@ fn a_follower_whose_first_segment_header_is_unreadable_moves_the_log_aside_and_r
     let last = last_index(&acks);
     wait_repaired(&cluster, follower, last, Duration::from_secs(10));
     assert!(cluster.stop(follower), "clean stop");
-    let log_dir = data_dir(&cluster, follower).join("log");
-    let segment = std::fs::read_dir(&log_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .min()
-        .expect("a segment");
+    let segment = first_segment(&cluster, follower);
     let mut bytes = std::fs::read(&segment).unwrap();
     bytes[0] ^= 0xFF;
     bytes[2048] ^= 0xFF;
