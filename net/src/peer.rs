@@ -34,6 +34,9 @@ pub struct CertificateRequest {
     pub from_index: u64,
     /// Last index wanted.
     pub to_index: u64,
+    /// The first index the voter's log holds: a statement must start at
+    /// or after it, or the voter cannot cut tokens from it.
+    pub floor_index: u64,
 }
 
 /// A signed commit statement, replicated from the leader to every voter.

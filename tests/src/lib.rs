@@ -1,6 +1,7 @@
 //! ordo-tests: integration tests that need more than one crate.
 //!
 //! - [`sim`]: the deterministic simulator of the Raft core;
+//! - [`runtime_sim`]: the deterministic simulator of the real node runtime;
 //! - [`disk_sim`]: the real disk log over a simulated faulty disk;
 //! - [`power_loss_fs`]: a FUSE file system that drops unsynced writes;
 //! - [`procs`]: real `ordo` processes for integration tests;
@@ -13,6 +14,7 @@ pub mod gossip_procs;
 pub mod gossip_sim;
 pub mod power_loss_fs;
 pub mod procs;
+pub mod runtime_sim;
 pub mod sim;
 
 /// The message of a caught panic (`panic!` with a format or a literal).

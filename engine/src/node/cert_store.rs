@@ -57,6 +57,10 @@ fn record_len() -> usize {
     .len()
 }
 
+/// Statements in memory a lookup looks through for one covering an index
+/// before it reads the file.
+const LOOKUP_SCAN_MAX: usize = 64;
+
 /// Which indexes a chunk of records covers (records are appended in
 /// arrival order, mostly but not strictly by index).
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +82,10 @@ pub struct CertStore {
     pending: Vec<u8>,
     /// When the oldest pending record was buffered.
     pending_since: Option<std::time::Instant>,
+    /// Memory keeps every statement, not only the newest [`RECENT_MAX`]
+    /// (the simulator's store: a file that never loses a record, which a
+    /// crash empties).
+    keep_all: bool,
 }
 
 impl CertStore {
@@ -91,7 +99,16 @@ impl CertStore {
             chunks: Vec::new(),
             pending: Vec::new(),
             pending_since: None,
+            keep_all: false,
         }
+    }
+
+    /// A store without a file that keeps every statement in memory (the
+    /// simulator: a restart starts it empty, as a lost file would).
+    pub fn in_memory_complete() -> Self {
+        let mut store = Self::in_memory();
+        store.keep_all = true;
+        store
     }
 
     /// Opens (or creates) the file at `path` and loads it. Returns the store
@@ -145,7 +162,7 @@ impl CertStore {
         }
         self.records += 1;
         self.recent.insert(last, *signed);
-        while self.recent.len() > RECENT_MAX {
+        while !self.keep_all && self.recent.len() > RECENT_MAX {
             self.recent.pop_first();
         }
     }
@@ -208,8 +225,25 @@ impl CertStore {
 
     /// A statement covering `index`: from memory, else from the file.
     pub fn lookup(&self, index: Index) -> Option<SignedStatement> {
-        if let Some((_, signed)) = self.recent.range(index..).next()
-            && signed.statement.first_index <= index
+        self.lookup_from(index, 0)
+    }
+
+    /// A statement covering `index` that starts at or after `floor` (a
+    /// token can be cut only from a statement whose every entry the log
+    /// still holds).
+    pub fn lookup_from(&self, index: Index, floor: Index) -> Option<SignedStatement> {
+        let usable = |signed: &SignedStatement| {
+            (floor..=index).contains(&signed.statement.first_index)
+                && index <= signed.statement.last_index
+        };
+        // Statements overlap (a leader re-signs what its predecessor may
+        // have signed): the first ending at or after `index` may start
+        // after it while a later-ending one covers it.
+        if let Some((_, signed)) = self
+            .recent
+            .range(index..)
+            .take(LOOKUP_SCAN_MAX)
+            .find(|(_, signed)| usable(signed))
         {
             return Some(*signed);
         }
@@ -239,7 +273,7 @@ impl CertStore {
             let found = bytes
                 .chunks_exact(self.record_len)
                 .filter_map(decode_statement)
-                .find(|s| s.statement.first_index <= index && index <= s.statement.last_index);
+                .find(|s| usable(s));
             if found.is_some() {
                 return found;
             }
@@ -247,12 +281,13 @@ impl CertStore {
         None
     }
 
-    /// Statements covering `[from, to]` in index order, at most `max`.
-    pub fn range(&self, from: Index, to: Index, max: usize) -> Vec<SignedStatement> {
+    /// Statements covering `[from, to]` in index order, at most `max`,
+    /// none starting before `floor`.
+    pub fn range(&self, from: Index, to: Index, floor: Index, max: usize) -> Vec<SignedStatement> {
         let mut out = Vec::new();
         let mut next = from;
         while next <= to && out.len() < max {
-            let Some(signed) = self.lookup(next) else {
+            let Some(signed) = self.lookup_from(next, floor) else {
                 break;
             };
             next = signed.statement.last_index + 1;
@@ -286,6 +321,20 @@ mod tests {
             },
             signature: [0; 64],
         }
+    }
+
+    #[test]
+    fn a_lookup_finds_a_statement_that_a_shorter_later_one_overlaps() {
+        // A new leader re-signed [5, 20] after its predecessor's [18, 19]
+        // arrived: the first statement ending at or after 6 starts at 18.
+        let mut store = CertStore::in_memory();
+        store.insert(statement(1, 4)).unwrap();
+        store.insert(statement(18, 19)).unwrap();
+        store.insert(statement(5, 20)).unwrap();
+        for (index, first) in [(3, 1), (6, 5), (18, 18), (20, 5)] {
+            assert_eq!(store.lookup(index).unwrap().statement.first_index, first);
+        }
+        assert!(store.lookup(21).is_none());
     }
 
     #[test]
@@ -352,7 +401,7 @@ mod tests {
             2 * count - 1
         );
         assert!(store.lookup(2 * count + 1).is_none());
-        assert_eq!(store.range(5, 12, 10).len(), 4);
+        assert_eq!(store.range(5, 12, 0, 10).len(), 4);
         // Every statement can be found, whether in memory, the file or the
         // write buffer; the buffer stays bounded.
         assert!(store.pending.len() < PENDING_BYTES_MAX);

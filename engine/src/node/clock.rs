@@ -1,4 +1,5 @@
-//! The runtime's clocks: the core reads none, it is handed [`Now`].
+//! The runtime's clocks: the core reads none, it is handed [`Now`]. Under
+//! the simulator they read the simulated node's clocks (`env.rs`).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,9 @@ impl Clock {
 
     /// The time now.
     pub fn now(&self) -> Now {
+        if let Some(env) = super::env::current() {
+            return env.now();
+        }
         Now {
             mono_us: self.mono_us(),
             wall_us: SystemTime::now()
@@ -34,6 +38,9 @@ impl Clock {
     /// timers (each read costs ~30 ns here, and the group loop reads the
     /// clock on every turn of every voter).
     pub fn mono_us(&self) -> u64 {
+        if let Some(env) = super::env::current() {
+            return env.now().mono_us;
+        }
         self.start.elapsed().as_micros() as u64 + 1
     }
 

@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ordo_net::{CommittedMessage, LogResponse};
 use ordo_storage::{Batch, BatchKind, Index, LogStore, MessageId, StorageError};
@@ -96,6 +96,14 @@ pub async fn locate<S: LogStore>(
     let first = log.first_index();
     let applied = state.applied_index.get();
     if applied < first {
+        // Nothing applied in the log yet: everything up to the applied id
+        // is in the snapshot the log starts after (found by the runtime
+        // simulator: a stream from before it skipped to the log's first
+        // message instead of saying what was compacted).
+        let first_id = state.applied_id.get() + 1;
+        if id < first_id {
+            return Err(FeedError::Compacted { first_id });
+        }
         return Ok(Cursor {
             next_id: id,
             index: applied + 1,
@@ -285,7 +293,8 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     // Since when the stream has been held at a message without a token.
-    let mut held: Option<(TokenMissing, Instant)> = None;
+    let clock = super::clock::Clock::new();
+    let mut held: Option<(TokenMissing, u64)> = None;
     loop {
         let generation = state.notify.generation();
         let stored = certificates.stored.generation();
@@ -303,12 +312,13 @@ where
                 let since = match held {
                     Some((at, since)) if at == missing => since,
                     _ => {
-                        let now = Instant::now();
+                        let now = clock.mono_us();
                         held = Some((missing, now));
                         now
                     }
                 };
-                let Some(left) = token_wait_max.checked_sub(since.elapsed()) else {
+                let waited = Duration::from_micros(clock.mono_us().saturating_sub(since));
+                let Some(left) = token_wait_max.checked_sub(waited) else {
                     return Err(FeedError::TokenMissing {
                         id: missing.id,
                         index: missing.index,
@@ -319,7 +329,7 @@ where
                     certificates.stored.wait(stored),
                     futures_lite::future::or(
                         state.closing.wait(state.closing.generation()),
-                        glommio::timer::sleep(left),
+                        super::env::sleep(left),
                     ),
                 )
                 .await;

@@ -57,6 +57,10 @@ enum Responder {
     Api(Reply<Result<Receipt, ProposeError>>),
 }
 
+/// An answer whose token [`Group::find_token`] built: the request, its
+/// result, the token.
+type TokenFound = (u64, ProposeResult, Vec<u8>);
+
 /// Who waits for a read index.
 enum ReadResponder {
     Client {
@@ -109,6 +113,15 @@ pub struct Group<S: LogStore + 'static> {
     /// This turn queued a message for a peer (held-back certificates ride
     /// with it: `Certificates::send_signed`).
     sent_to_peers: bool,
+    /// Records that the node finished repairing (the simulator keeps its
+    /// durable records itself); `None`: clears `data_dir/repair`.
+    repaired_hook: Option<Box<dyn Fn()>>,
+    /// Certificate repair requests sent (they alternate between the
+    /// leader and the other voters).
+    repair_rounds: u64,
+    /// Answers whose token had to be built from the log or waited for
+    /// ([`Group::find_token`]), ready to send.
+    tokens_found: Rc<std::cell::RefCell<Vec<TokenFound>>>,
 }
 
 impl<S: LogStore + 'static> Group<S> {
@@ -163,6 +176,9 @@ impl<S: LogStore + 'static> Group<S> {
             }),
             ticker: None,
             sent_to_peers: false,
+            repaired_hook: None,
+            repair_rounds: 0,
+            tokens_found: Rc::default(),
         }
     }
 
@@ -170,6 +186,13 @@ impl<S: LogStore + 'static> Group<S> {
     /// clients are handed to it (`gossip_bridge.rs`).
     pub fn with_gossip(mut self, gossip: Option<GossipBridge>) -> Self {
         self.gossip = gossip;
+        self
+    }
+
+    /// Records the end of a repair with `hook` instead of clearing the
+    /// repair record in the data directory (the simulator).
+    pub fn with_repaired_hook(mut self, hook: Box<dyn Fn()>) -> Self {
+        self.repaired_hook = Some(hook);
         self
     }
 
@@ -182,7 +205,7 @@ impl<S: LogStore + 'static> Group<S> {
     pub async fn run(mut self) -> Result<(), String> {
         let turn_max = self.config.runtime.turn_events_max;
         let batch_delay = Duration::from_micros(self.config.runtime.batch_delay_us);
-        self.ticker = Some(Ticker::start(self.local.clone()));
+        self.ticker = Some(Ticker::start(self.local.clone(), self.clock));
         loop {
             let woken = self.wait(None).await;
             let mut now = self.clock.now();
@@ -209,6 +232,7 @@ impl<S: LogStore + 'static> Group<S> {
             for command in commands {
                 self.execute(command);
             }
+            self.answer_tokens_found();
             self.flush_shard_replies();
             // After the answers: see `Certificates::send_signed`.
             let riding = std::mem::take(&mut self.sent_to_peers);
@@ -299,7 +323,7 @@ impl<S: LogStore + 'static> Group<S> {
             sleep = sleep.min(cap);
         }
         if let Some(ticker) = &self.ticker {
-            ticker.wake_at(self.clock.instant_at(now) + sleep);
+            ticker.wake_at(now + sleep.as_micros() as u64);
         }
         let local = async {
             self.local.0.notify.wait(generation).await;
@@ -349,8 +373,10 @@ impl<S: LogStore + 'static> Group<S> {
 
     /// Every committed entry needs a statement for its token. A leader
     /// signs committed ranges no statement covers (a leader died between
-    /// commit and signing); a follower asks the leader for the statements it
-    /// missed (it was down or its queue was full when they were sent).
+    /// commit and signing); a follower asks the leader and the other voters
+    /// for the statements it missed (it was down or its queue was full when
+    /// they were sent) or that do not fit its log (it starts at a snapshot
+    /// point).
     fn repair_certificates(&mut self, now: crate::core::Now) {
         if self.raft.role() == Role::Leader && !self.certificates.can_sign() {
             // A keyless leader (tokens off) has nothing to sign gaps with;
@@ -359,7 +385,7 @@ impl<S: LogStore + 'static> Group<S> {
         }
         let applied = self.feed.applied_index.get();
         let floor = self.log.store().state().first_index();
-        let Some((from, to)) = self.certificates.first_gap(floor, applied) else {
+        let Some((from, to)) = self.certificates.first_unservable(floor, applied) else {
             return;
         };
         if !self.certificates.start_repair(now.mono_us) {
@@ -372,7 +398,7 @@ impl<S: LogStore + 'static> Group<S> {
                 let peers = self.peers.clone();
                 let voters = self.raft.voters().to_vec();
                 let term = self.raft.term();
-                glommio::spawn_local(async move {
+                super::env::spawn(async move {
                     if let Err(error) = certificates
                         .sign_gap(&*store, term, from, to, &peers, &voters)
                         .await
@@ -380,33 +406,86 @@ impl<S: LogStore + 'static> Group<S> {
                         tracing::warn!(%error, from, to, "cannot sign uncovered committed entries");
                     }
                     certificates.repair_done();
-                })
-                .detach();
+                });
             }
-            _ if self.raft.leader() != 0 => {
+            _ => {
+                // Statements are self-authenticating: any voter that holds
+                // one may serve it. Ask the leader (it can also sign what
+                // no one holds) and, every other round, another voter (a
+                // leader that got a snapshot instead of the entries may
+                // lack what a follower kept).
+                self.repair_rounds += 1;
+                let others: Vec<NodeId> = self
+                    .raft
+                    .voters()
+                    .iter()
+                    .copied()
+                    .filter(|&v| v != self.config.id)
+                    .collect();
+                let leader = self.raft.leader();
+                let target = if leader != 0 && self.repair_rounds % 2 == 1 {
+                    leader
+                } else if others.is_empty() {
+                    return self.certificates.repair_done();
+                } else {
+                    others[(self.repair_rounds / 2) as usize % others.len()]
+                };
                 let request = ordo_net::CertificateRequest {
                     term: self.raft.term(),
                     from_index: from,
                     to_index: to,
+                    floor_index: floor,
                 };
+                // A full queue loses this round; the next retries.
                 let _ = self
                     .peers
-                    .try_send(self.raft.leader(), PeerMessage::CertificateRequest(request));
+                    .try_send(target, PeerMessage::CertificateRequest(request));
             }
-            _ => self.certificates.repair_done(),
         }
     }
 
-    /// The leader sends the statements a voter asked for (what it has; its
-    /// own repair fills what it lacks, and the voter asks again).
+    /// Sends the statements a voter asked for, those this node holds that
+    /// fit the voter's log. A leader that holds none signs them from its
+    /// log; others send what they have, and the voter asks again.
     fn serve_certificates(&self, from: NodeId, request: ordo_net::CertificateRequest) {
-        if self.raft.role() != Role::Leader {
+        let leader = self.raft.role() == Role::Leader;
+        let to = request.to_index.min(self.feed.applied_index.get());
+        if request.from_index > to {
             return;
         }
-        let to = request.to_index.min(self.feed.applied_index.get());
+        let floor = request.floor_index.min(request.from_index);
+        if !self.certificates.covers_from(request.from_index, floor) {
+            if !leader {
+                return;
+            }
+            // No statement that fits the voter's log covers where it needs
+            // one (its log starts at a snapshot point, or every copy of
+            // the statement was lost): sign one for it from this leader's
+            // log, if it still holds the entries.
+            let held = self.log.store().state().first_index();
+            if request.from_index < held || !self.certificates.start_signing_for_peer() {
+                return;
+            }
+            let certificates = self.certificates.clone();
+            let store = self.log.store().clone();
+            let peers = self.peers.clone();
+            let term = self.raft.term();
+            let first = request.from_index;
+            let last = to.min(first + 4 * 4096 - 1);
+            super::env::spawn(async move {
+                if let Err(error) = certificates
+                    .sign_gap(&*store, term, first, last, &peers, &[from])
+                    .await
+                {
+                    tracing::warn!(%error, first, last, voter = from, "cannot sign statements a voter asked for");
+                }
+                certificates.signing_for_peer_done();
+            });
+            return;
+        }
         for certificate in
             self.certificates
-                .certificates_in(self.raft.term(), request.from_index, to, 1024)
+                .certificates_in(self.raft.term(), request.from_index, to, floor, 1024)
         {
             if self
                 .peers
@@ -500,7 +579,7 @@ impl<S: LogStore + 'static> Group<S> {
     fn serve_log(&self, conn: ClientConn, request_id: u64, from_id: u64, follow: bool) {
         let (sink, responses) = async_channel::bounded::<ClientResponse>(4);
         self.serve_log_into(request_id, from_id, follow, sink);
-        glommio::spawn_local(async move {
+        super::env::spawn(async move {
             while let Ok(response) = responses.recv().await {
                 match conn.send(&response).await {
                     Ok(()) => {}
@@ -520,8 +599,7 @@ impl<S: LogStore + 'static> Group<S> {
                     Err(_) => return,
                 }
             }
-        })
-        .detach();
+        });
     }
 
     /// Streams committed messages as client responses into `sink`, in its
@@ -537,7 +615,7 @@ impl<S: LogStore + 'static> Group<S> {
         let state = self.feed.clone();
         let certificates = self.certificates.clone();
         let leader = self.leader_hint();
-        glommio::spawn_local(async move {
+        super::env::spawn(async move {
             let fail = |error: ClientError| {
                 let sink = sink.clone();
                 let leader = leader.clone();
@@ -585,8 +663,7 @@ impl<S: LogStore + 'static> Group<S> {
                 tracing::warn!(%error, from_id, at = next_id.get(), "log stream failed");
                 fail(feed::client_error(&error, next_id.get())).await;
             }
-        })
-        .detach();
+        });
     }
 
     /// A client shard's proposals and reads of one turn.
@@ -672,7 +749,7 @@ impl<S: LogStore + 'static> Group<S> {
                 let store = self.log.store().clone();
                 let state = self.feed.clone();
                 let certificates = self.certificates.clone();
-                glommio::spawn_local(async move {
+                super::env::spawn(async move {
                     let cursor = match feed::locate(&*store, &state, from_id).await {
                         Ok(cursor) => cursor,
                         Err(error) => {
@@ -707,8 +784,7 @@ impl<S: LogStore + 'static> Group<S> {
                         tracing::warn!(%error, from_id, "subscription failed");
                         let _ = sink.send(Err(error)).await;
                     }
-                })
-                .detach();
+                });
             }
             External::ShardBatch { shard, batch } => self.shard_batch(now, shard, batch),
             External::ClientStatus { reply } => {
@@ -783,7 +859,12 @@ impl<S: LogStore + 'static> Group<S> {
                 let data = self.state_machine.snapshot();
                 self.snapshots.save(meta, data);
             }
-            Command::CompactLog { upto } => self.log.compact(upto),
+            Command::CompactLog { upto } => {
+                let upto = self.compaction_point(upto);
+                if upto >= self.log.store().state().first_index() {
+                    self.log.compact(upto);
+                }
+            }
             Command::SendSnapshot { to, meta, term } => self.snapshots.send(to, meta, term),
             Command::RestoreSnapshot(meta) => match self.snapshots.take_received(&meta) {
                 Some(data) => match self.state_machine.restore(&data) {
@@ -798,7 +879,9 @@ impl<S: LogStore + 'static> Group<S> {
                 None => tracing::warn!(snapshot = ?meta.last, "no received snapshot to restore"),
             },
             Command::Repaired => {
-                if let Err(error) = super::durability::repaired(&self.config.data_dir) {
+                if let Some(hook) = &self.repaired_hook {
+                    hook();
+                } else if let Err(error) = super::durability::repaired(&self.config.data_dir) {
                     // The next start repairs again: safe, only slower.
                     tracing::warn!(%error, "cannot clear the recorded repair");
                 }
@@ -812,6 +895,24 @@ impl<S: LogStore + 'static> Group<S> {
                     "role changed"
                 );
             }
+        }
+    }
+
+    /// How far the log may be compacted toward `upto`: never past an
+    /// entry this node holds no commit statement for. Its token could not
+    /// be cut again without the entry, and if every node that held the
+    /// statement lost it (a crash drops the unsynced tail of the
+    /// certificates file), a follower that still holds the entry could
+    /// never serve it (found by the runtime simulator). Kept, the entry
+    /// lets this node sign the gap when it leads.
+    fn compaction_point(&self, upto: Index) -> Index {
+        if !self.certificates.enabled() {
+            return upto;
+        }
+        let floor = self.log.store().state().first_index();
+        match self.certificates.first_gap(floor, upto) {
+            Some((from, _)) => upto.min(from.saturating_sub(1)),
+            None => upto,
         }
     }
 
@@ -868,12 +969,86 @@ impl<S: LogStore + 'static> Group<S> {
     }
 
     fn respond(&mut self, request_id: u64, result: ProposeResult) {
+        let token = match &result {
+            Ok(committed) => match self.certificates.token_for(committed) {
+                Some(token) => token,
+                None if self.certificates.enabled() => {
+                    // Not among the recent statements (an answer from the
+                    // session table, or a statement that has not arrived):
+                    // never answer without it.
+                    return self.find_token(request_id, *committed);
+                }
+                None => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
+        self.answer(request_id, result, token);
+    }
+
+    /// Builds the token of `committed` from the log and its stored
+    /// statement, waiting up to [`feed::TOKEN_WAIT_MAX`] for a statement
+    /// still missing (the certificate repair fetches it); then answers.
+    /// Past the wait the answer is `Unknown`: the proposer retries with
+    /// its session and gets the receipt with its token once it exists.
+    fn find_token(&self, request_id: u64, committed: ordo_net::Committed) {
+        if !self.responders.contains_key(&request_id) {
+            return;
+        }
+        let store = self.log.store().clone();
+        let certificates = self.certificates.clone();
+        let found = self.tokens_found.clone();
+        let local = self.local.clone();
+        let clock = self.clock;
+        super::env::spawn(async move {
+            let started = clock.mono_us();
+            let wait_us = feed::TOKEN_WAIT_MAX.as_micros() as u64;
+            let answer = loop {
+                let generation = certificates.stored.generation();
+                match certificates.token_at(&*store, committed.index).await {
+                    Ok(token) => break (Ok(committed), token.to_vec()),
+                    Err(super::TokenError::Missing { .. }) => {
+                        let waited = clock.mono_us().saturating_sub(started);
+                        if waited >= wait_us {
+                            break (Err(ProposeError::Unknown { leader: 0 }), Vec::new());
+                        }
+                        future::or(
+                            certificates.stored.wait(generation),
+                            super::env::sleep(Duration::from_micros(wait_us - waited)),
+                        )
+                        .await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, index = committed.index, "cannot build the token of an answer");
+                        break (Err(ProposeError::Unknown { leader: 0 }), Vec::new());
+                    }
+                }
+            };
+            found.borrow_mut().push((request_id, answer.0, answer.1));
+            local.0.notify.notify();
+        });
+    }
+
+    /// Sends the answers [`Group::find_token`] completed.
+    fn answer_tokens_found(&mut self) {
+        if self.tokens_found.borrow().is_empty() {
+            return;
+        }
+        let found = std::mem::take(&mut *self.tokens_found.borrow_mut());
+        for (request_id, result, token) in found {
+            let result = result.map_err(|error| match error {
+                ProposeError::Unknown { .. } => ProposeError::Unknown {
+                    leader: self.raft.leader(),
+                },
+                other => other,
+            });
+            self.answer(request_id, result, token);
+        }
+    }
+
+    /// Answers the proposal `request_id` with `result` and its `token`.
+    fn answer(&mut self, request_id: u64, result: ProposeResult, token: Vec<u8>) {
         let Some(responder) = self.responders.remove(&request_id) else {
             return;
-        };
-        let token = match &result {
-            Ok(committed) => self.certificates.token_for(committed).unwrap_or_default(),
-            Err(_) => Vec::new(),
         };
         if let (Some(gossip), Ok(committed)) = (&self.gossip, &result) {
             gossip.answered(committed, &token);

@@ -57,7 +57,7 @@ impl<S: LogStore + 'static> Clone for LogIo<S> {
 }
 
 impl<S: LogStore + 'static> LogIo<S> {
-    /// Starts the writer task on the current glommio executor.
+    /// Starts the writer task on the current executor ([`super::env`]).
     pub fn start(store: Rc<S>, inputs: InputSender) -> Self {
         let io = Self {
             store,
@@ -66,9 +66,9 @@ impl<S: LogStore + 'static> LogIo<S> {
             inputs,
         };
         let writer = io.clone();
-        glommio::spawn_local(async move { writer.run().await }).detach();
+        super::env::spawn(async move { writer.run().await });
         let hard_state = io.clone();
-        glommio::spawn_local(async move { hard_state.run_hard_state().await }).detach();
+        super::env::spawn(async move { hard_state.run_hard_state().await });
         io
     }
 
@@ -126,7 +126,7 @@ impl<S: LogStore + 'static> LogIo<S> {
     pub fn read(&self, purpose: ReadPurpose, from: Index, bytes_max: usize) {
         let store = self.store.clone();
         let inputs = self.inputs.clone();
-        glommio::spawn_local(async move {
+        super::env::spawn(async move {
             let batches = match store.read(from, bytes_max).await {
                 Ok(batches) => batches,
                 Err(error) => {
@@ -135,8 +135,7 @@ impl<S: LogStore + 'static> LogIo<S> {
                 }
             };
             inputs.completion(Event::LogRead { purpose, batches });
-        })
-        .detach();
+        });
     }
 
     /// Stops the writer once the queued ops are done.
@@ -190,7 +189,7 @@ impl<S: LogStore + 'static> LogIo<S> {
             };
             if start_sync {
                 let syncer = self.clone();
-                glommio::spawn_local(async move { syncer.run_sync().await }).detach();
+                super::env::spawn(async move { syncer.run_sync().await });
                 continue;
             }
             if self.queue.borrow().closed {

@@ -44,6 +44,17 @@ impl InprocPeers {
     }
 }
 
+/// A simulated node's links: what it sends waits in `outbox` for the
+/// simulator's network, which delivers into `inbox` (or drops).
+pub struct SimPeers {
+    /// Messages sent and not yet taken by the network, oldest first.
+    pub outbox: std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<InprocFrame>>>,
+    /// Most messages the outbox holds before sends see `Full`.
+    pub outbox_max: usize,
+    /// What the network delivered.
+    pub inbox: async_channel::Receiver<PeerEvent>,
+}
+
 /// The voter links of one node. Lives on the group's shard.
 pub enum Peers {
     /// TCP connections.
@@ -55,6 +66,8 @@ pub enum Peers {
     },
     /// In-process channels.
     Inproc(InprocPeers),
+    /// The simulator's network.
+    Sim(SimPeers),
 }
 
 impl Peers {
@@ -73,6 +86,14 @@ impl Peers {
                         async_channel::TrySendError::Closed(_) => SendError::Closed,
                     })
             }
+            Peers::Sim(peers) => {
+                let mut outbox = peers.outbox.borrow_mut();
+                if outbox.len() >= peers.outbox_max {
+                    return Err(SendError::Full { lane: Lane::Bulk });
+                }
+                outbox.push_back((to, message));
+                Ok(())
+            }
         }
     }
 
@@ -87,6 +108,9 @@ impl Peers {
                     .await
                     .map_err(|_| SendError::Closed)
             }
+            // The simulated network never blocks a sender: a full outbox
+            // is a lost message, as when a TCP connection drops it.
+            Peers::Sim(_) => self.try_send(to, message),
         }
     }
 
@@ -99,6 +123,7 @@ impl Peers {
                 .try_recv()
                 .ok()
                 .map(|(from, message)| PeerEvent::Message { from, message }),
+            Peers::Sim(peers) => peers.inbox.try_recv().ok(),
         }
     }
 
@@ -112,6 +137,7 @@ impl Peers {
                 .await
                 .ok()
                 .map(|(from, message)| PeerEvent::Message { from, message }),
+            Peers::Sim(peers) => peers.inbox.recv().await.ok(),
         }
     }
 
@@ -120,6 +146,7 @@ impl Peers {
         match self {
             Peers::Tcp { inbox, .. } => inbox.is_empty(),
             Peers::Inproc(peers) => peers.inbox.is_empty(),
+            Peers::Sim(peers) => peers.inbox.is_empty(),
         }
     }
 
@@ -128,6 +155,9 @@ impl Peers {
         match self {
             Peers::Tcp { transport, .. } => transport.shutdown().await,
             Peers::Inproc(peers) => {
+                peers.inbox.close();
+            }
+            Peers::Sim(peers) => {
                 peers.inbox.close();
             }
         }

@@ -160,7 +160,7 @@ impl SnapshotIo {
     /// reports `SnapshotCreated` once it is durable.
     pub fn save(self: &Rc<Self>, meta: SnapshotMeta, data: Bytes) {
         let this = self.clone();
-        glommio::spawn_local(async move {
+        super::env::spawn(async move {
             let result = async {
                 let mut writer = this.lock_shared().await?.create(meta.last).await?;
                 writer.write_chunk(&encode_meta(&meta)).await?;
@@ -180,8 +180,7 @@ impl SnapshotIo {
                     tracing::error!(%error, "saving a snapshot failed; the log is not compacted")
                 }
             }
-        })
-        .detach();
+        });
     }
 
     /// Streams the latest snapshot to `to` (`Command::SendSnapshot`), then
@@ -190,7 +189,7 @@ impl SnapshotIo {
         let this = self.clone();
         let (ack_tx, ack_rx) = async_channel::bounded(16);
         self.acks.borrow_mut().insert(to, ack_tx);
-        glommio::spawn_local(async move {
+        super::env::spawn(async move {
             let ok = this
                 .stream(to, &meta, term, &ack_rx)
                 .await
@@ -200,8 +199,7 @@ impl SnapshotIo {
                 });
             this.acks.borrow_mut().remove(&to);
             this.inputs.completion(Event::SnapshotSent { to, ok });
-        })
-        .detach();
+        });
     }
 
     async fn stream(
@@ -254,7 +252,7 @@ impl SnapshotIo {
                 .map_err(|e| e.to_string())?;
             offset += len;
             let ack = futures_lite::future::or(async { acks.recv().await.ok() }, async {
-                glommio::timer::sleep(ACK_TIMEOUT).await;
+                super::env::sleep(ACK_TIMEOUT).await;
                 None
             })
             .await
@@ -351,7 +349,7 @@ impl SnapshotIo {
     /// false if the save failed).
     fn persist_received(self: &Rc<Self>, last: LogId, data: Bytes, from: NodeId, ack: SnapshotAck) {
         let this = self.clone();
-        glommio::spawn_local(async move {
+        super::env::spawn(async move {
             let result = async {
                 let mut writer = this.lock_shared().await?.create(last).await?;
                 for chunk in data.chunks(CHUNK_BYTES) {
@@ -372,8 +370,7 @@ impl SnapshotIo {
             // A full queue drops it: the leader's snapshot stalls and is
             // retried (`detect_stalled_followers`).
             let _ = this.peers.try_send(from, PeerMessage::SnapshotAck(ack));
-        })
-        .detach();
+        });
     }
 
     /// The state machine bytes of the received snapshot for `meta`, if it

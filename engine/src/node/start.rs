@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use ordo_net::transport::{ClientServer, ClientServerConfig, PeerTransport, TransportConfig};
+use ordo_storage::disk::vfs::{GlommioVfs, Vfs};
 use ordo_storage::snapshot::SnapshotStore;
 use ordo_storage::{DiskLog, DiskLogConfig, FsyncMode, LogStore, MemLog};
 
@@ -362,39 +363,16 @@ where
                 config.data_dir.display()
             )
         })?;
-    // Snapshots first: a damaged one sets the node's data aside (below).
-    let snapshot_dir: PathBuf = config.data_dir.join("snapshots");
-    let (snapshot_store, latest) = match open_snapshots(&snapshot_dir).await {
-        Ok(opened) => opened,
-        Err(damage) if config.storage.kind != "memory" => {
-            // The state machine cannot start from it, and the log may be
-            // compacted past what it covered: set the snapshots and the log
-            // aside; the node then starts as after a lost disk and repairs
-            // from the cluster (an InstallSnapshot), with no operator step.
-            let snapshots_aside = set_aside(&config.data_dir, "snapshots")?;
-            let log_aside = set_aside(&config.data_dir, "log")?;
-            tracing::error!(
-                %damage,
-                snapshots = %snapshots_aside.display(),
-                log = %log_aside.display(),
-                "the latest snapshot is damaged: setting it and the log aside; \
-                 this node repairs from the cluster before it takes part"
-            );
-            open_snapshots(&snapshot_dir)
-                .await
-                .map_err(|e| format!("cannot open snapshots in {}: {e}", snapshot_dir.display()))?
-        }
-        Err(damage) => {
-            return Err(format!(
-                "cannot open snapshots in {}: {damage}",
-                snapshot_dir.display()
-            ));
-        }
-    };
-    let disk_log = match config.storage.kind.as_str() {
+    let log_config = match config.storage.kind.as_str() {
         "memory" => None,
-        _ => Some(open_disk_log(&config).await?),
+        _ => Some(disk_log_config(&config)?),
     };
+    let vfs: Rc<dyn Vfs> = Rc::new(GlommioVfs);
+    let Storage {
+        snapshot_store,
+        latest,
+        log: disk_log,
+    } = open_storage(&vfs, &config.data_dir, log_config).await?;
     // Before anything takes part: did the disk lose what this node may
     // have acknowledged? (Recorded durably until repaired.)
     let loss = match &disk_log {
@@ -641,10 +619,78 @@ async fn save_acked_watermark(
     }
 }
 
+/// What a node starts from, read from its data directory.
+pub(crate) struct Storage {
+    /// The snapshot store.
+    pub snapshot_store: SnapshotStore,
+    /// Its latest snapshot, read back and checked.
+    pub latest: Option<(ordo_net::SnapshotMeta, bytes::Bytes)>,
+    /// The durable log (`None`: the in-memory log).
+    pub log: Option<DiskLog>,
+}
+
+/// Opens the snapshots in `data_dir/snapshots` and, given `log_config`,
+/// the durable log in `data_dir/log`, on `vfs` (the simulator passes its
+/// disk).
+///
+/// Damage that recovery cannot cut around is set aside, kept for
+/// inspection, and the node starts empty: [`detect_loss`] then sees a lost
+/// disk, and the node repairs from the cluster before it votes or counts
+/// toward a commit, as after a wiped disk. No operator step. That is:
+/// - a damaged latest snapshot (a header, a data CRC, contents that do not
+///   decode): the state machine cannot start from it, and the log may be
+///   compacted past what it covered, so the snapshots and the log go to
+///   `snapshots.damaged[.N]` and `log.damaged[.N]`;
+/// - a log recovery refuses (the first segment's header is unreadable, a
+///   segment is missing from the middle): the log goes to
+///   `log.damaged[.N]`.
+///
+/// [`detect_loss`]: super::durability::detect_loss
+pub(crate) async fn open_storage(
+    vfs: &Rc<dyn Vfs>,
+    data_dir: &Path,
+    log_config: Option<DiskLogConfig>,
+) -> Result<Storage, String> {
+    let snapshot_dir = data_dir.join("snapshots");
+    let (snapshot_store, latest) = match open_snapshots(vfs, &snapshot_dir).await {
+        Ok(opened) => opened,
+        Err(damage) if log_config.is_some() => {
+            let snapshots_aside = set_aside(vfs, data_dir, "snapshots").await?;
+            let log_aside = set_aside(vfs, data_dir, "log").await?;
+            tracing::error!(
+                %damage,
+                snapshots = %snapshots_aside.display(),
+                log = %log_aside.display(),
+                "the latest snapshot is damaged: setting it and the log aside; \
+                 this node repairs from the cluster before it takes part"
+            );
+            open_snapshots(vfs, &snapshot_dir)
+                .await
+                .map_err(|e| format!("cannot open snapshots in {}: {e}", snapshot_dir.display()))?
+        }
+        Err(damage) => {
+            return Err(format!(
+                "cannot open snapshots in {}: {damage}",
+                snapshot_dir.display()
+            ));
+        }
+    };
+    let log = match log_config {
+        Some(log_config) => Some(open_disk_log(vfs, data_dir, log_config).await?),
+        None => None,
+    };
+    Ok(Storage {
+        snapshot_store,
+        latest,
+        log,
+    })
+}
+
 /// Opens the snapshot store in `dir` and reads its latest snapshot. Any
 /// failure to read that snapshot back (a damaged header, a data CRC that
 /// does not match, contents that do not decode) is returned as damage.
 async fn open_snapshots(
+    vfs: &Rc<dyn Vfs>,
     dir: &Path,
 ) -> Result<
     (
@@ -653,66 +699,72 @@ async fn open_snapshots(
     ),
     String,
 > {
-    let store = SnapshotStore::open(dir).await.map_err(|e| e.to_string())?;
+    let store = SnapshotStore::open_on(vfs.clone(), dir)
+        .await
+        .map_err(|e| e.to_string())?;
     let latest = SnapshotIo::load_latest(&store).await?;
     Ok((store, latest))
 }
 
 /// Moves `data_dir/name` aside to `data_dir/name.damaged[.N]` (kept for
 /// inspection) durably; returns where. Nothing to move is fine.
-fn set_aside(data_dir: &Path, name: &str) -> Result<PathBuf, String> {
+async fn set_aside(vfs: &Rc<dyn Vfs>, data_dir: &Path, name: &str) -> Result<PathBuf, String> {
     let from = data_dir.join(name);
     let aside = (0..)
         .map(|n| match n {
             0 => data_dir.join(format!("{name}.damaged")),
             n => data_dir.join(format!("{name}.damaged.{n}")),
         })
-        .find(|path| !path.exists())
+        .find(|path| !vfs.exists(path))
         .expect("an unused name");
-    if !from.exists() {
+    if !vfs.exists(&from) {
         return Ok(aside);
     }
-    std::fs::rename(&from, &aside)
-        .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
-        .map_err(|e| {
-            format!(
-                "cannot move the damaged {} aside to {}: {e}",
-                from.display(),
-                aside.display()
-            )
-        })?;
+    let moved = match vfs.rename(&from, &aside) {
+        Ok(()) => vfs.sync_dir(data_dir).await,
+        Err(error) => Err(error),
+    };
+    moved.map_err(|e| {
+        format!(
+            "cannot move the damaged {} aside to {}: {e}",
+            from.display(),
+            aside.display()
+        )
+    })?;
     Ok(aside)
 }
 
-/// The durable log in `data_dir/log`.
-///
-/// A log recovery refuses as damaged (the first segment's header is
-/// unreadable, or a segment is missing from the middle) is moved aside to
-/// `data_dir/log.damaged[.N]`, kept for inspection, and the node starts
-/// with an empty log: [`detect_loss`](super::durability::detect_loss) then
-/// sees a lost disk, and the node repairs from the cluster before it votes
-/// or counts toward a commit, as after a wiped disk. No operator step.
-async fn open_disk_log(config: &NodeConfig) -> Result<DiskLog, String> {
+/// The durable log's knobs from the node's `[storage]` section.
+fn disk_log_config(config: &NodeConfig) -> Result<DiskLogConfig, String> {
     let fsync_mode: FsyncMode = config
         .storage
         .fsync
         .parse()
         .map_err(|e| format!("invalid config field storage.fsync: {e}"))?;
-    let log_config = DiskLogConfig {
+    Ok(DiskLogConfig {
         segment_bytes_max: config.storage.segment_bytes,
         fsync_mode,
         write_through: config.storage.write_through,
         ..DiskLogConfig::default()
-    };
-    let dir = config.data_dir.join("log");
-    match DiskLog::open(&dir, log_config.clone()).await {
+    })
+}
+
+/// The durable log in `data_dir/log`; one recovery refuses is set aside
+/// ([`open_storage`]).
+async fn open_disk_log(
+    vfs: &Rc<dyn Vfs>,
+    data_dir: &Path,
+    log_config: DiskLogConfig,
+) -> Result<DiskLog, String> {
+    let dir = data_dir.join("log");
+    match DiskLog::open_on(vfs.clone(), &dir, log_config.clone()).await {
         Ok(log) => return Ok(log),
         Err(ordo_storage::StorageError::Corrupt {
             file,
             offset,
             reason,
         }) => {
-            let aside = set_aside(&config.data_dir, "log")?;
+            let aside = set_aside(vfs, data_dir, "log").await?;
             tracing::error!(
                 file = %file.display(),
                 offset,
@@ -724,7 +776,7 @@ async fn open_disk_log(config: &NodeConfig) -> Result<DiskLog, String> {
         }
         Err(error) => return Err(format!("cannot open the log in {}: {error}", dir.display())),
     }
-    DiskLog::open(&dir, log_config)
+    DiskLog::open_on(vfs.clone(), &dir, log_config)
         .await
         .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))
 }

@@ -23,8 +23,8 @@ use super::notify::Notify;
 use super::peers::Peers;
 use crate::core::ApplyBatch;
 use crate::token::{
-    ClusterKeys, CommitProof, MerkleTree, NodeKey, SignedStatement, Signer, Token, TokenHash,
-    entry_leaf,
+    ClusterId, ClusterKeys, CommitProof, MerkleTree, NodeKey, SignedStatement, Signer, Token,
+    TokenHash, entry_leaf,
 };
 
 /// Proofs kept to cut tokens for just-committed entries without rehashing.
@@ -80,6 +80,13 @@ pub struct Certificates {
     /// Every index in `[floor, covered]` has a statement (the frontier of
     /// contiguous coverage; gaps behind it are filled before it moves).
     covered: std::cell::Cell<Index>,
+    /// An applied index whose only statements start before the log does
+    /// (so no token can be cut for it here): the repair fetches one.
+    wanted: std::cell::Cell<Option<Index>>,
+    /// Leader: a statement a voter asked for is being signed (one at a
+    /// time: each reads and hashes up to `GAP_STATEMENT_ENTRIES_MAX`
+    /// entries).
+    signing_for_peer: std::cell::Cell<bool>,
     /// A gap is being signed (leader) or was asked for (follower) at this
     /// time (µs, monotonic), to rate-limit repairs.
     repair_started_us: std::cell::Cell<Option<u64>>,
@@ -143,7 +150,47 @@ impl Certificates {
             None
         };
         let path: PathBuf = config.data_dir.join(CERTIFICATES_FILE);
-        let (store, mut ranges) = CertStore::open(&path)?;
+        let (store, ranges) = CertStore::open(&path)?;
+        Ok(Self::assemble(config, signer, store, ranges))
+    }
+
+    /// Certificates kept in memory only, starting from `statements` (the
+    /// simulator keeps them across a restart, as the certificates file
+    /// survives one), signed with `key`.
+    pub fn in_memory(
+        config: &NodeConfig,
+        key: Option<NodeKey>,
+        cluster: ClusterId,
+        statements: Vec<SignedStatement>,
+    ) -> Self {
+        let signer = key.map(|key| Signer::new(cluster, config.id, key));
+        let mut store = CertStore::in_memory_complete();
+        let mut ranges = Vec::with_capacity(statements.len());
+        for signed in statements {
+            ranges.push((signed.statement.first_index, signed.statement.last_index));
+            // In memory only: cannot fail.
+            let _ = store.insert(signed);
+        }
+        Self::assemble(config, signer, store, ranges)
+    }
+
+    /// Every statement held in memory (the simulator carries them across
+    /// a restart).
+    pub fn statements_held(&self) -> Vec<SignedStatement> {
+        self.statements
+            .borrow()
+            .recent()
+            .values()
+            .copied()
+            .collect()
+    }
+
+    fn assemble(
+        config: &NodeConfig,
+        signer: Option<Signer>,
+        store: CertStore,
+        mut ranges: Vec<(Index, Index)>,
+    ) -> Self {
         // The coverage frontier from every statement ever stored (memory
         // keeps only the newest).
         ranges.sort_unstable();
@@ -153,7 +200,7 @@ impl Certificates {
                 covered = covered.max(last);
             }
         }
-        Ok(Self {
+        Self {
             id: config.id,
             signer,
             statements: RefCell::new(store),
@@ -162,13 +209,15 @@ impl Certificates {
             forwarded_order: RefCell::default(),
             tree: RefCell::default(),
             covered: std::cell::Cell::new(covered),
+            wanted: std::cell::Cell::new(None),
+            signing_for_peer: std::cell::Cell::new(false),
             repair_started_us: std::cell::Cell::new(None),
             unsent: RefCell::default(),
             unsent_since_us: std::cell::Cell::new(None),
             send_delay_us: config.raft.commit_notify_delay_us,
             stored: Notify::default(),
             enabled: config.keys_file.is_some(),
-        })
+        }
     }
 
     fn store(&self, signed: SignedStatement) {
@@ -319,23 +368,56 @@ impl Certificates {
         let store = self.statements.borrow();
         let statements = store.recent();
         let mut covered = self.covered.get().max(floor.saturating_sub(1));
-        while covered < applied {
-            match statements.range(covered + 1..).next() {
-                Some((&last, signed)) if signed.statement.first_index <= covered + 1 => {
-                    covered = last
+        'extend: while covered < applied {
+            // Statements overlap (a new leader re-signs what its
+            // predecessor may have signed), so the first one ending after
+            // `covered` may start later than one ending further on: look
+            // at every statement ending after `covered` for one that
+            // continues it, and note where the nearest later one starts.
+            let mut next_start = Index::MAX;
+            for (&last, signed) in statements.range(covered + 1..) {
+                if signed.statement.first_index <= covered + 1 {
+                    covered = last;
+                    continue 'extend;
                 }
-                Some((_, signed)) => {
-                    self.covered.set(covered);
-                    return Some((covered + 1, (signed.statement.first_index - 1).min(applied)));
-                }
-                None => {
-                    self.covered.set(covered);
-                    return Some((covered + 1, applied));
-                }
+                next_start = next_start.min(signed.statement.first_index);
             }
+            self.covered.set(covered);
+            return Some((covered + 1, next_start.saturating_sub(1).min(applied)));
         }
         self.covered.set(covered);
         None
+    }
+
+    /// The first run of indexes in `[floor, applied]` this node cannot cut
+    /// tokens for: one without a statement ([`Certificates::first_gap`]),
+    /// else one whose statements start before `floor`
+    /// ([`Certificates::token_at`] noted it).
+    pub fn first_unservable(&self, floor: Index, applied: Index) -> Option<(Index, Index)> {
+        if let Some(gap) = self.first_gap(floor, applied) {
+            return Some(gap);
+        }
+        let wanted = self.wanted.take()?;
+        (floor <= wanted && wanted <= applied).then(|| {
+            let last = applied.min(wanted + GAP_STATEMENT_ENTRIES_MAX - 1);
+            (wanted, last)
+        })
+    }
+
+    /// Whether a statement that starts at or after `floor` covers `from`.
+    pub fn covers_from(&self, from: Index, floor: Index) -> bool {
+        self.statements.borrow().lookup_from(from, floor).is_some()
+    }
+
+    /// Leader: whether signing statements a voter asked for may start
+    /// now (none is in progress); marks it started.
+    pub fn start_signing_for_peer(&self) -> bool {
+        !self.signing_for_peer.replace(true)
+    }
+
+    /// Leader: the statements a voter asked for are signed and sent.
+    pub fn signing_for_peer_done(&self) {
+        self.signing_for_peer.set(false);
     }
 
     /// Whether a repair may start now; marks it started.
@@ -354,17 +436,19 @@ impl Certificates {
         self.repair_started_us.set(None);
     }
 
-    /// Statements overlapping `[from, to]`, at most `max`, as certificates.
+    /// Statements overlapping `[from, to]` that start at or after `floor`,
+    /// at most `max`, as certificates.
     pub fn certificates_in(
         &self,
         term: u64,
         from: Index,
         to: Index,
+        floor: Index,
         max: usize,
     ) -> Vec<Certificate> {
         self.statements
             .borrow()
-            .range(from, to, max)
+            .range(from, to, floor, max)
             .iter()
             .map(|signed| Certificate {
                 term,
@@ -426,14 +510,34 @@ impl Certificates {
         store: &S,
         entry: &ordo_storage::EntryView<'_>,
     ) -> Result<Bytes, TokenError> {
+        self.token_at(store, entry.index).await
+    }
+
+    /// Whether the cluster uses tokens (without, every token is empty).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The token of the committed entry at `index` ([`Certificates::token`]).
+    pub async fn token_at<S: LogStore>(
+        &self,
+        store: &S,
+        index: Index,
+    ) -> Result<Bytes, TokenError> {
         if !self.enabled {
             return Ok(Bytes::new());
         }
-        let signed = self
-            .statements
-            .borrow()
-            .lookup(entry.index)
-            .ok_or(TokenError::Missing { index: entry.index })?;
+        let floor = store.state().first_index();
+        let found = self.statements.borrow().lookup_from(index, floor);
+        let Some(signed) = found else {
+            if self.statements.borrow().lookup(index).is_some() {
+                // Only statements that start before the log does (it was
+                // compacted or reset to a snapshot since): the repair asks
+                // the leader for one that fits.
+                self.wanted.set(Some(index));
+            }
+            return Err(TokenError::Missing { index });
+        };
         let first = signed.statement.first_index;
         // Keyed by root: two statements may start at the same index (a
         // leader's and, after it died, its successor's).
@@ -467,11 +571,52 @@ impl Certificates {
         let tree = self.tree.borrow();
         let (_, tree) = tree.as_ref().expect("cached above");
         let path = tree
-            .path((entry.index - first) as usize)
+            .path((index - first) as usize)
             .ok_or(TokenError::Mismatch {
                 first,
                 last: signed.statement.last_index,
             })?;
         Ok(Bytes::from(Token { signed, path }.to_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Statement;
+
+    fn statement(first: Index, last: Index) -> SignedStatement {
+        SignedStatement {
+            statement: Statement {
+                cluster_id: ClusterId([1; 16]),
+                term: 1,
+                leader_id: 1,
+                first_index: first,
+                last_index: last,
+                root: [first as u8; 32],
+            },
+            signature: [0; 64],
+        }
+    }
+
+    fn certificates() -> Certificates {
+        let config = NodeConfig::cluster(3, 20_000, 1).unwrap().remove(0);
+        Certificates::in_memory(&config, None, ClusterId([1; 16]), Vec::new())
+    }
+
+    #[test]
+    fn a_gap_is_not_reported_where_a_longer_statement_covers_it() {
+        // Found by the runtime simulator: [150, 151] from one leader hid
+        // [144, 151] from the next, and the node asked for 144..149
+        // forever.
+        let certificates = certificates();
+        assert!(certificates.statements_held().is_empty());
+        certificates.store(statement(1, 143));
+        certificates.store(statement(150, 150));
+        certificates.store(statement(144, 151));
+        assert_eq!(certificates.first_gap(1, 151), None);
+        certificates.store(statement(160, 170));
+        assert_eq!(certificates.first_gap(1, 170), Some((152, 159)));
+        assert_eq!(certificates.first_gap(1, 155), Some((152, 155)));
     }
 }

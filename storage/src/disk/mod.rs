@@ -42,7 +42,7 @@ pub use hard_state_file::{HARD_STATE_FILE_NAME, parse_hard_state_file};
 pub use io::prime_iopoll_probe;
 pub use log::{DiskLog, RecoveryReport};
 pub use recovery::LogCut;
-pub use sim_disk::{SECTOR_BYTES, SimDisk, SimDiskFaults, SimFault};
+pub use sim_disk::{SECTOR_BYTES, SimDisk, SimDiskFaults, SimFault, SyncLatency};
 pub use stats::DiskLogStats;
 
 /// Locked memory glommio registers for IO buffers on each executor that

@@ -115,7 +115,14 @@ struct DiskState {
     log: Vec<SimFault>,
     /// IO calls so far (writes, syncs, reads).
     ops: u64,
+    /// How long a sync takes ([`SimDisk::set_sync_latency`]); `None`:
+    /// no time at all.
+    sync_latency: Option<SyncLatency>,
 }
+
+/// Makes the future a sync waits on before it completes (the simulator's
+/// clock decides when that is).
+pub type SyncLatency = Rc<dyn Fn() -> LocalFuture<'static, ()>>;
 
 impl DiskState {
     fn next(&mut self) -> u64 {
@@ -179,6 +186,7 @@ impl SimDisk {
                 dirs: BTreeSet::new(),
                 log: Vec::new(),
                 ops: 0,
+                sync_latency: None,
             })),
         }
     }
@@ -186,6 +194,14 @@ impl SimDisk {
     /// The fault rates, for a test to change between phases.
     pub fn set_faults(&self, faults: SimDiskFaults) {
         self.state.borrow_mut().faults = faults;
+    }
+
+    /// Syncs take time: each waits on a future from `latency` before it
+    /// completes, and makes durable only what was written when it was
+    /// issued (a write during the wait is not covered by it), as
+    /// `fdatasync` does. A crash during the wait fails the sync.
+    pub fn set_sync_latency(&self, latency: SyncLatency) {
+        self.state.borrow_mut().sync_latency = Some(latency);
     }
 
     /// Every fault so far, oldest first.
@@ -502,13 +518,43 @@ impl VfsFile for SimFile {
     }
 
     fn fdatasync(&self) -> LocalFuture<'_, Result<()>> {
-        let result = self.with("fdatasync", |state, id| {
-            let inode = state.inodes.get_mut(&id).expect("checked");
-            inode.durable = inode.current.clone();
-            inode.dirty.clear();
-            Ok(())
+        let latency = self.state.borrow().sync_latency.clone();
+        let Some(latency) = latency else {
+            let result = self.with("fdatasync", |state, id| {
+                let inode = state.inodes.get_mut(&id).expect("checked");
+                inode.durable = inode.current.clone();
+                inode.dirty.clear();
+                Ok(())
+            });
+            return Box::pin(std::future::ready(result));
+        };
+        // What the sync covers: the file as it was when issued.
+        let issued = self.with("fdatasync", |state, id| {
+            let inode = &state.inodes[&id];
+            Ok((inode.current.clone(), inode.dirty.clone()))
         });
-        Box::pin(std::future::ready(result))
+        Box::pin(async move {
+            let (image, dirty) = issued?;
+            latency().await;
+            self.with("fdatasync", |state, id| {
+                let inode = state.inodes.get_mut(&id).expect("checked");
+                if inode.durable.len() < image.len() {
+                    inode.durable.resize(image.len(), 0);
+                }
+                for sector in dirty {
+                    let start = (sector * SECTOR_BYTES) as usize;
+                    let end = (start + SECTOR_BYTES as usize).min(image.len());
+                    if start >= end {
+                        continue;
+                    }
+                    inode.durable[start..end].copy_from_slice(&image[start..end]);
+                    if inode.current.get(start..end) == Some(&image[start..end]) {
+                        inode.dirty.remove(&sector);
+                    }
+                }
+                Ok(())
+            })
+        })
     }
 
     fn fsync(&self) -> Result<()> {
@@ -628,6 +674,37 @@ impl Vfs for SimDisk {
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         let mut state = self.state.borrow_mut();
         state.ops += 1;
+        if !state.names.contains_key(from) && state.dirs.contains(from) {
+            // A directory: every name under it moves (one journal entry
+            // per name; a crash keeps a prefix of them, which a real
+            // file system's single rename would not: harsher, not milder).
+            if state.dirs.contains(to) || state.names.contains_key(to) {
+                return Err(io_failure("rename", to, "the target exists"));
+            }
+            let moving: Vec<(PathBuf, u64)> = state
+                .names
+                .iter()
+                .filter(|(path, _)| path.starts_with(from))
+                .map(|(path, &inode)| (path.clone(), inode))
+                .collect();
+            for (path, inode) in moving {
+                let rest = path.strip_prefix(from).expect("filtered").to_path_buf();
+                state.unlink(&path);
+                state.link(to.join(rest), inode);
+            }
+            let dirs: Vec<PathBuf> = state
+                .dirs
+                .iter()
+                .filter(|dir| dir.starts_with(from))
+                .cloned()
+                .collect();
+            for dir in dirs {
+                let rest = dir.strip_prefix(from).expect("filtered").to_path_buf();
+                state.dirs.remove(&dir);
+                state.dirs.insert(to.join(rest));
+            }
+            return Ok(());
+        }
         let Some(&inode) = state.names.get(from) else {
             return Err(not_found("rename", from));
         };

@@ -920,7 +920,7 @@ impl World {
 /// watermark's last interval before a crash is the residual risk it names,
 /// a double fault the simulator does not make. Returns whether a byte
 /// was flipped.
-fn damage_acknowledged(disk: &SimDisk, acked: Index, pick: u64) -> bool {
+pub fn damage_acknowledged(disk: &SimDisk, acked: Index, pick: u64) -> bool {
     use ordo_storage::frame::BatchHeader;
     let mut targets: Vec<(std::path::PathBuf, u64, u64)> = Vec::new();
     let mut hard_state = None;

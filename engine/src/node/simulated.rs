@@ -1,0 +1,248 @@
+//! A voter assembled for the deterministic simulator from the runtime's
+//! own parts: the group loop (`group.rs`: command execution, waiters,
+//! tokens, forwarding, read barriers, snapshot install order), the log
+//! writer with group commit (`log_io.rs`), snapshot transfers
+//! (`snapshots.rs`), log streams (`feed.rs`), certificates (`tokens.rs`)
+//! and the start path's storage opening (`start.rs`: recovery, setting
+//! damage aside, the loss assessment of `durability.rs`).
+//!
+//! What differs from [`super::Node`] is only what surrounds it, as in
+//! TigerBeetle's replica, generic over its message bus, storage and time:
+//! - the executor and the clocks are the simulator's ([`super::env`]);
+//! - the disk is a [`SimDisk`](ordo_storage::disk::SimDisk) (any
+//!   [`Vfs`]);
+//! - peers are [`SimPeers`]: the simulator's network carries, delays,
+//!   drops and duplicates every message;
+//! - clients use the embedding handle ([`super::NodeHandle`]); no sockets;
+//! - the durable records outside the log (the acknowledgement watermark,
+//!   an unfinished repair, the membership marker) are the simulator's to
+//!   keep: it passes what they hold at each start, and is told when a
+//!   repair ends;
+//! - certificates live in memory: a restart loses them, and the node must
+//!   fetch them from its peers before it serves an entry.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::rc::Rc;
+
+use ordo_net::transport::PeerEvent;
+use ordo_storage::disk::vfs::Vfs;
+use ordo_storage::{DiskLog, DiskLogConfig, Index, LogStore, NodeId, TermRun};
+
+use super::clock::Clock;
+use super::config::NodeConfig;
+use super::durability::assess_loss;
+use super::feed::FeedState;
+use super::group::Group;
+use super::inbox::inbox;
+use super::input::InputSender;
+use super::log_io::LogIo;
+use super::peers::{InprocFrame, Peers, SimPeers};
+use super::snapshots::SnapshotIo;
+use super::start::{Storage, open_storage};
+use super::tokens::Certificates;
+use super::{NodeHandle, StateMachine, restore};
+use crate::core::{Loss, Raft, Role, Status};
+use crate::token::{ClusterId, NodeKey};
+
+/// What a simulated start needs besides its disk.
+pub struct SimStart {
+    /// The node's configuration (addresses are unused; `data_dir` is a
+    /// path on the simulated disk; `keys_file` set turns tokens on).
+    pub config: NodeConfig,
+    /// The disk log's knobs.
+    pub log_config: DiskLogConfig,
+    /// The node's signing key (`None`: it signs nothing).
+    pub key: Option<NodeKey>,
+    /// The cluster id the keys belong to.
+    pub cluster: ClusterId,
+    /// The acknowledgement watermark as last saved.
+    pub acked: Index,
+    /// A repair recorded and not finished.
+    pub pending: Option<Loss>,
+    /// The node ran on this disk before (its membership marker says
+    /// "started"): a fresh log then means a lost disk.
+    pub started_before: bool,
+    /// The core's random seed.
+    pub seed: u64,
+    /// Called when the core reports the repair finished (the simulator
+    /// forgets its repair record).
+    pub on_repaired: Box<dyn Fn()>,
+    /// Most messages waiting for the network before sends see `Full`.
+    pub outbox_max: usize,
+    /// The commit statements its certificates file held (a crash of the
+    /// process keeps them; a wiped disk does not).
+    pub statements: Vec<crate::token::SignedStatement>,
+}
+
+/// A running simulated voter: what the simulator talks to and looks at.
+/// Dropping the executor its tasks run on is a crash.
+pub struct SimulatedNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// Proposals, reads and subscriptions, as an embedder makes them.
+    pub handle: NodeHandle,
+    /// The status the group publishes after every turn.
+    pub status: Rc<Cell<Status>>,
+    /// Messages for peers, waiting for the network.
+    pub outbox: Rc<RefCell<VecDeque<InprocFrame>>>,
+    /// Where the network delivers.
+    pub inbox: async_channel::Sender<PeerEvent>,
+    /// The log, for the checker (log matching).
+    pub log: Rc<DiskLog>,
+    /// The loss this start found (it repairs before it takes part).
+    pub loss: Option<Loss>,
+    /// The group's end: `Some` once its loop returned.
+    pub ended: Rc<RefCell<Option<Result<(), String>>>>,
+    certificates: Rc<Certificates>,
+}
+
+impl SimulatedNode {
+    /// Starts a voter on `vfs` under the current [`super::env`]: opens its
+    /// storage as a real start does, and spawns its group loop.
+    pub async fn start(
+        vfs: Rc<dyn Vfs>,
+        start: SimStart,
+        mut machine: Box<dyn StateMachine>,
+    ) -> Result<SimulatedNode, String> {
+        let SimStart {
+            config,
+            log_config,
+            key,
+            cluster,
+            acked,
+            pending,
+            started_before,
+            seed,
+            on_repaired,
+            outbox_max,
+            statements,
+        } = start;
+        let config = Rc::new(config);
+        vfs.create_dir_all(&config.data_dir)
+            .map_err(|e| e.to_string())?;
+        let Storage {
+            snapshot_store,
+            latest,
+            log,
+        } = open_storage(&vfs, &config.data_dir, Some(log_config)).await?;
+        let log = log.expect("a disk log was asked for");
+        let recovery = log.recovery();
+        let wiped = started_before.then(|| {
+            format!(
+                "{} says this node ran here, but its log and hard state are gone",
+                Path::new(&config.data_dir).join("member").display()
+            )
+        });
+        let loss = assess_loss(
+            pending,
+            recovery,
+            acked,
+            log.state().last.index,
+            wiped,
+            "the acknowledgement watermark",
+        );
+        let snapshot_meta = match latest {
+            Some((meta, data)) => {
+                machine.restore(&data).map_err(|e| {
+                    format!("the state machine refused snapshot {:?}: {e}", meta.last)
+                })?;
+                Some(meta)
+            }
+            None => None,
+        };
+        let store = Rc::new(log);
+        let mut state = restore::raft_state(&*store, snapshot_meta)
+            .await
+            .map_err(|e| format!("cannot read the log: {e}"))?;
+        state.loss = loss.clone();
+        let applied = state.log.applied;
+        let applied_id = state.snapshot.last_id;
+        let raft = Raft::new(
+            config.id,
+            &config.voters(),
+            config.raft.clone(),
+            state,
+            seed,
+            Clock::new().now(),
+        )
+        .map_err(|e| format!("invalid config field raft.{}: {}", e.field, e.reason))?;
+        let local = InputSender::default();
+        let log_io = LogIo::start(store.clone(), local.clone());
+        let outbox: Rc<RefCell<VecDeque<InprocFrame>>> = Rc::default();
+        let (inbox_tx, inbox_rx) = async_channel::unbounded();
+        let peers = Rc::new(Peers::Sim(SimPeers {
+            outbox: outbox.clone(),
+            outbox_max,
+            inbox: inbox_rx,
+        }));
+        let certificates = Rc::new(Certificates::in_memory(&config, key, cluster, statements));
+        let snapshots = Rc::new(SnapshotIo::new(
+            snapshot_store,
+            peers.clone(),
+            local.clone(),
+        ));
+        let feed = Rc::new(FeedState::default());
+        feed.applied_index.set(applied);
+        feed.applied_id.set(applied_id);
+        let status = Rc::new(Cell::new(Status {
+            id: config.id,
+            role: Role::Follower,
+            term: 0,
+            leader: 0,
+            commit_index: 0,
+            last_index: 0,
+            durable_index: 0,
+            applied_index: applied,
+            repairing: loss.is_some(),
+        }));
+        let (external_tx, external_rx) = inbox(config.runtime.input_queue_max);
+        let group = Group::new(
+            raft,
+            config.clone(),
+            log_io,
+            local,
+            peers,
+            None,
+            external_rx,
+            machine,
+            feed,
+            certificates.clone(),
+            snapshots,
+            status.clone(),
+            Vec::new(),
+        )
+        .with_repaired_hook(on_repaired);
+        let ended: Rc<RefCell<Option<Result<(), String>>>> = Rc::default();
+        let end = ended.clone();
+        super::env::spawn(async move {
+            let result = group.run().await;
+            *end.borrow_mut() = Some(result);
+        });
+        Ok(SimulatedNode {
+            id: config.id,
+            handle: NodeHandle {
+                id: config.id,
+                external: external_tx,
+            },
+            status,
+            outbox,
+            inbox: inbox_tx,
+            log: store,
+            loss,
+            ended,
+            certificates,
+        })
+    }
+
+    /// The commit statements it holds (what its certificates file would).
+    pub fn statements(&self) -> Vec<crate::token::SignedStatement> {
+        self.certificates.statements_held()
+    }
+
+    /// The log's term runs (for the log-matching check).
+    pub fn term_runs(&self) -> Vec<TermRun> {
+        self.log.term_runs()
+    }
+}
