@@ -43,6 +43,8 @@ fn the_runtime_keeps_every_invariant_over_many_seeds() {
         total.losses_found += s.losses_found;
         total.reads += s.reads;
         total.token_waits += s.token_waits;
+        total.storage_stops += s.storage_stops;
+        total.ambiguous += s.ambiguous;
         total.steps += s.steps;
     }
     eprintln!("{seeds} seeds from {first}: {total:?}");
@@ -53,6 +55,22 @@ fn the_runtime_keeps_every_invariant_over_many_seeds() {
 #[test]
 fn regression_seeds_pass() {
     for &seed in REGRESSION_SEEDS {
+        run(seed);
+    }
+}
+
+/// Seeds that fail today, under investigation: each becomes a regression
+/// seed once fixed. Seed 351: node 3's log holds an entry at index 148
+/// that does not match the leader's commit statement for it, below its
+/// commit index, and the leader's probes for index 166 loop (the follower
+/// answers a conflict at an index the leader believes it matched). Seeds
+/// 1–600 otherwise pass.
+const OPEN_SEEDS: &[u64] = &[351];
+
+#[test]
+#[ignore = "open failures, under investigation (see OPEN_SEEDS)"]
+fn open_seeds() {
+    for &seed in OPEN_SEEDS {
         run(seed);
     }
 }

@@ -43,18 +43,32 @@ enum Woken {
     External(External),
 }
 
-/// Who waits for the answer to a proposal.
+/// A proposal's session: `(client_id, seq)`.
+type Session = (u64, u64);
+
+/// Who waits for the answer to a proposal, and the proposal's session.
 enum Responder {
     Client {
         conn: ClientConn,
         request_id: u64,
+        session: Session,
     },
     Shard {
         shard: usize,
         tag: u64,
         request_id: u64,
+        session: Session,
     },
-    Api(Reply<Result<Receipt, ProposeError>>),
+    Api(Reply<Result<Receipt, ProposeError>>, Session),
+}
+
+impl Responder {
+    fn session(&self) -> Session {
+        match self {
+            Responder::Client { session, .. } | Responder::Shard { session, .. } => *session,
+            Responder::Api(_, session) => *session,
+        }
+    }
 }
 
 /// An answer whose token [`Group::find_token`] built: the request, its
@@ -533,6 +547,7 @@ impl<S: LogStore + 'static> Group<S> {
                     Responder::Client {
                         conn,
                         request_id: propose.request_id,
+                        session: (propose.client_id, propose.seq),
                     },
                 );
                 self.raft.step(
@@ -676,6 +691,7 @@ impl<S: LogStore + 'static> Group<S> {
                     shard,
                     tag: proposal.tag,
                     request_id: proposal.client_request_id,
+                    session: (proposal.client_id, proposal.seq),
                 },
             );
             let event = Event::Propose(Proposal {
@@ -724,7 +740,8 @@ impl<S: LogStore + 'static> Group<S> {
                     return;
                 }
                 let request_id = self.request_id();
-                self.responders.insert(request_id, Responder::Api(reply));
+                self.responders
+                    .insert(request_id, Responder::Api(reply, (client_id, seq)));
                 self.raft.step(
                     now,
                     Event::Propose(Proposal {
@@ -872,6 +889,11 @@ impl<S: LogStore + 'static> Group<S> {
                         self.log.reset(meta.last);
                         self.feed.applied_index.set(meta.last.index);
                         self.feed.applied_id.set(meta.last_id);
+                        // Streams waiting for the next apply move on (and
+                        // learn what the snapshot compacted): found by the
+                        // runtime simulator, a stream on a follower that
+                        // installed a snapshot waited for the next commit.
+                        self.feed.notify.notify();
                         self.local.completion(Event::SnapshotRestored(meta));
                     }
                     Err(error) => tracing::error!(%error, "state machine refused the snapshot"),
@@ -990,9 +1012,17 @@ impl<S: LogStore + 'static> Group<S> {
     /// still missing (the certificate repair fetches it); then answers.
     /// Past the wait the answer is `Unknown`: the proposer retries with
     /// its session and gets the receipt with its token once it exists.
-    fn find_token(&self, request_id: u64, committed: ordo_net::Committed) {
-        if !self.responders.contains_key(&request_id) {
+    fn find_token(&mut self, request_id: u64, committed: ordo_net::Committed) {
+        let Some(responder) = self.responders.get(&request_id) else {
             return;
+        };
+        let (client_id, seq) = responder.session();
+        if committed.index < self.log.store().state().first_index() && client_id != 0 {
+            // An answer from the session table for an entry compacted
+            // since: no token can be cut for it any more. It committed;
+            // that is what the session can still say.
+            let expired = ProposeError::SessionExpired { client_id, seq };
+            return self.answer(request_id, Err(expired), Vec::new());
         }
         let store = self.log.store().clone();
         let certificates = self.certificates.clone();
@@ -1054,7 +1084,9 @@ impl<S: LogStore + 'static> Group<S> {
             gossip.answered(committed, &token);
         }
         match responder {
-            Responder::Client { conn, request_id } => {
+            Responder::Client {
+                conn, request_id, ..
+            } => {
                 let response = ClientResponse::Propose(ProposeResponse {
                     request_id,
                     result,
@@ -1071,6 +1103,7 @@ impl<S: LogStore + 'static> Group<S> {
                 shard,
                 tag,
                 request_id,
+                ..
             } => {
                 let response = ClientResponse::Propose(ProposeResponse {
                     request_id,
@@ -1080,7 +1113,7 @@ impl<S: LogStore + 'static> Group<S> {
                 });
                 self.shard_out[shard].push(ShardReply { tag, response });
             }
-            Responder::Api(reply) => {
+            Responder::Api(reply, _) => {
                 let receipt = result.map(
                     |Committed {
                          id,

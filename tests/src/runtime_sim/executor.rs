@@ -47,6 +47,8 @@ type Timers = Rc<RefCell<BTreeMap<(u64, u64), Waker>>>;
 /// One node's executor and clocks.
 pub struct Executor {
     tasks: RefCell<BTreeMap<u64, LocalTask>>,
+    /// Each live task's waker.
+    wakers: RefCell<BTreeMap<u64, Waker>>,
     /// Spawned while another task ran; moved into `tasks` after its poll.
     spawned: RefCell<Vec<(u64, LocalTask)>>,
     ready: ReadyQueue,
@@ -66,6 +68,7 @@ impl Executor {
     pub fn new(clock: SimClock, drift_ppm: i64) -> Rc<Self> {
         Rc::new(Self {
             tasks: RefCell::default(),
+            wakers: RefCell::default(),
             spawned: RefCell::default(),
             ready: ReadyQueue::default(),
             next_id: Cell::new(1),
@@ -137,13 +140,25 @@ impl Executor {
                 };
                 polls += 1;
                 assert!(polls <= polls_max, "a task does not stop waking itself");
-                let waker = Waker::from(Arc::new(TaskWaker {
-                    id,
-                    ready: self.ready.clone(),
-                }));
+                // One waker per task, reused: wakers kept by what the
+                // task waits on are compared with `will_wake`, and a fresh
+                // one per poll made those lists grow without bound.
+                let waker = self
+                    .wakers
+                    .borrow_mut()
+                    .entry(id)
+                    .or_insert_with(|| {
+                        Waker::from(Arc::new(TaskWaker {
+                            id,
+                            ready: self.ready.clone(),
+                        }))
+                    })
+                    .clone();
                 let mut cx = Context::from_waker(&waker);
                 if task.as_mut().poll(&mut cx).is_pending() {
                     self.tasks.borrow_mut().insert(id, task);
+                } else {
+                    self.wakers.borrow_mut().remove(&id);
                 }
                 self.adopt_spawned();
             }
@@ -171,6 +186,7 @@ impl Executor {
         let spawned = std::mem::take(&mut *self.spawned.borrow_mut());
         drop(tasks);
         drop(spawned);
+        self.wakers.borrow_mut().clear();
         self.timers.borrow_mut().clear();
         self.ready.lock().expect("single thread").clear();
     }
