@@ -765,7 +765,6 @@ impl Vfs for SimDisk {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
-    use std::future::Future;
     use std::task::{Context, Poll, Waker};
 
     use super::*;
