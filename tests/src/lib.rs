@@ -17,6 +17,29 @@ pub mod procs;
 pub mod runtime_sim;
 pub mod sim;
 
+/// A broken invariant of a simulator run, with the command that replays it.
+#[derive(Debug)]
+pub struct Failure {
+    /// The seed of the run.
+    pub seed: u64,
+    /// Which invariant, and how it broke.
+    pub what: String,
+    /// Virtual time of the failure (µs).
+    pub at_us: u64,
+    /// The command that replays the seed.
+    pub replay: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} failed at {} µs: {}\nreplay: {}",
+            self.seed, self.at_us, self.what, self.replay
+        )
+    }
+}
+
 /// The message of a caught panic (`panic!` with a format or a literal).
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

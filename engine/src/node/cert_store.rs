@@ -305,22 +305,29 @@ impl Drop for CertStore {
     }
 }
 
+/// A statement over `[first, last]` with a made-up root and signature
+/// (tests of what stores and finds statements).
+#[cfg(test)]
+pub(crate) fn test_statement(first: Index, last: Index) -> SignedStatement {
+    SignedStatement {
+        statement: Statement {
+            cluster_id: ClusterId([1; 16]),
+            term: 1,
+            leader_id: 1,
+            first_index: first,
+            last_index: last,
+            root: [first as u8; 32],
+        },
+        signature: [0; 64],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn statement(first: Index, last: Index) -> SignedStatement {
-        SignedStatement {
-            statement: Statement {
-                cluster_id: ClusterId([1; 16]),
-                term: 1,
-                leader_id: 1,
-                first_index: first,
-                last_index: last,
-                root: [first as u8; 32],
-            },
-            signature: [0; 64],
-        }
+        test_statement(first, last)
     }
 
     #[test]

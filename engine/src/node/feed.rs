@@ -395,6 +395,8 @@ mod tests {
         // node signs nothing, as a follower's tokens come from the leader's
         // statements (the keys file is read only with a key).
         config.keys_file = Some(dir.path().join("cluster.keys"));
+        // It exists (tokens are on); without a key it is not read.
+        std::fs::write(dir.path().join("cluster.keys"), "").unwrap();
         let certificates = Rc::new(Certificates::open(&config).unwrap());
         let store = Rc::new(MemLog::new());
         let payload = vec![7u8; payload_bytes];

@@ -40,10 +40,10 @@ use super::input::InputSender;
 use super::log_io::LogIo;
 use super::peers::{InprocFrame, Peers, SimPeers};
 use super::snapshots::SnapshotIo;
-use super::start::{Storage, open_storage};
+use super::start::{Storage, initial_status, open_storage};
 use super::tokens::Certificates;
 use super::{NodeHandle, StateMachine, restore};
-use crate::core::{Loss, Raft, Role, Status};
+use crate::core::{Loss, Raft, Status};
 use crate::token::{ClusterId, NodeKey};
 
 /// What a simulated start needs besides its disk.
@@ -186,17 +186,11 @@ impl SimulatedNode {
         let feed = Rc::new(FeedState::default());
         feed.applied_index.set(applied);
         feed.applied_id.set(applied_id);
-        let status = Rc::new(Cell::new(Status {
-            id: config.id,
-            role: Role::Follower,
-            term: 0,
-            leader: 0,
-            commit_index: 0,
-            last_index: 0,
-            durable_index: 0,
-            applied_index: applied,
-            repairing: loss.is_some(),
-        }));
+        let status = Rc::new(Cell::new(initial_status(
+            config.id,
+            applied,
+            loss.is_some(),
+        )));
         let (external_tx, external_rx) = inbox(config.runtime.input_queue_max);
         let group = Group::new(
             raft,

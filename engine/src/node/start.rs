@@ -507,17 +507,9 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     let feed = Rc::new(FeedState::default());
     feed.applied_index.set(applied);
     feed.applied_id.set(applied_id);
-    let status = Rc::new(std::cell::Cell::new(Status {
-        id: config.id,
-        role: crate::core::Role::Follower,
-        term: 0,
-        leader: 0,
-        commit_index: 0,
-        last_index: 0,
-        durable_index: 0,
-        applied_index: applied,
-        repairing: false,
-    }));
+    let status = Rc::new(std::cell::Cell::new(initial_status(
+        config.id, applied, false,
+    )));
     let (status_for_watermark, feed_for_watermark) = (status.clone(), feed.clone());
     tracing::info!(
         id = config.id,
@@ -616,6 +608,21 @@ async fn save_acked_watermark(
             feed.closing.wait(feed.closing.generation()),
         )
         .await;
+    }
+}
+
+/// The status a node publishes before its first turn.
+pub(crate) fn initial_status(id: u64, applied: u64, repairing: bool) -> Status {
+    Status {
+        id,
+        role: crate::core::Role::Follower,
+        term: 0,
+        leader: 0,
+        commit_index: 0,
+        last_index: 0,
+        durable_index: 0,
+        applied_index: applied,
+        repairing,
     }
 }
 

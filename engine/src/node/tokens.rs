@@ -101,7 +101,7 @@ pub struct Certificates {
     /// Moves whenever a statement is stored: readers waiting for a
     /// missing token look again.
     pub stored: Notify,
-    /// The cluster uses tokens (the config names `keys_file`). Without,
+    /// The cluster uses tokens (the config names a `keys_file` that exists). Without,
     /// entries are served with empty tokens: there is nothing to wait for.
     enabled: bool,
 }
@@ -151,7 +151,11 @@ impl Certificates {
         };
         let path: PathBuf = config.data_dir.join(CERTIFICATES_FILE);
         let (store, ranges) = CertStore::open(&path)?;
-        Ok(Self::assemble(config, signer, store, ranges))
+        // Tokens exist only where the cluster's keys do: a config naming a
+        // keys file that is not there (a test cluster without keys) serves
+        // empty tokens rather than waiting for statements no one signs.
+        let enabled = config.keys_file.as_ref().is_some_and(|path| path.exists());
+        Ok(Self::assemble(config, signer, store, ranges, enabled))
     }
 
     /// Certificates kept in memory only, starting from `statements` (the
@@ -171,7 +175,7 @@ impl Certificates {
             // In memory only: cannot fail.
             let _ = store.insert(signed);
         }
-        Self::assemble(config, signer, store, ranges)
+        Self::assemble(config, signer, store, ranges, true)
     }
 
     /// Every statement held in memory (the simulator carries them across
@@ -190,6 +194,7 @@ impl Certificates {
         signer: Option<Signer>,
         store: CertStore,
         mut ranges: Vec<(Index, Index)>,
+        enabled: bool,
     ) -> Self {
         // The coverage frontier from every statement ever stored (memory
         // keeps only the newest).
@@ -216,7 +221,7 @@ impl Certificates {
             unsent_since_us: std::cell::Cell::new(None),
             send_delay_us: config.raft.commit_notify_delay_us,
             stored: Notify::default(),
-            enabled: config.keys_file.is_some(),
+            enabled,
         }
     }
 
@@ -583,21 +588,8 @@ impl Certificates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Statement;
 
-    fn statement(first: Index, last: Index) -> SignedStatement {
-        SignedStatement {
-            statement: Statement {
-                cluster_id: ClusterId([1; 16]),
-                term: 1,
-                leader_id: 1,
-                first_index: first,
-                last_index: last,
-                root: [first as u8; 32],
-            },
-            signature: [0; 64],
-        }
-    }
+    use crate::node::cert_store::test_statement as statement;
 
     fn certificates() -> Certificates {
         let config = NodeConfig::cluster(3, 20_000, 1).unwrap().remove(0);

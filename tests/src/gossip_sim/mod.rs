@@ -124,26 +124,7 @@ impl Plan {
     }
 }
 
-/// A broken invariant, with what replays it.
-#[derive(Debug)]
-pub struct Failure {
-    /// The seed of the run.
-    pub seed: u64,
-    /// Which invariant, and how it broke.
-    pub what: String,
-    /// Virtual time of the failure (µs).
-    pub at_us: u64,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "gossip seed {} failed at {} µs: {}\nreplay: ORDO_GOSSIP_SEED={} cargo test -p ordo-tests --test gossip_simulation replay -- --ignored --nocapture",
-            self.seed, self.at_us, self.what, self.seed
-        )
-    }
-}
+pub use crate::Failure;
 
 /// What a passing run did and measured.
 #[derive(Clone, Debug, Default)]

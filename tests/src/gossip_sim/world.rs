@@ -207,8 +207,12 @@ impl World {
     fn fail(&self, what: String) -> Failure {
         Failure {
             seed: self.plan.seed,
-            what,
+            what: format!("gossip: {what}"),
             at_us: self.now,
+            replay: format!(
+                "ORDO_GOSSIP_SEED={} cargo test -p ordo-tests --test gossip_simulation replay -- --ignored --nocapture",
+                self.plan.seed
+            ),
         }
     }
 

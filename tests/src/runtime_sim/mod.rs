@@ -62,28 +62,7 @@ const STEPS_MAX: u64 = 300_000;
 /// After the faults heal, everything must settle within this long.
 const LIVENESS_BOUND_US: u64 = 30_000_000;
 
-/// A broken invariant, with what replays it.
-#[derive(Debug)]
-pub struct Failure {
-    /// The seed of the run.
-    pub seed: u64,
-    /// Which invariant, and how it broke.
-    pub what: String,
-    /// Virtual time of the failure (µs).
-    pub at_us: u64,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "seed {} failed at {} µs: {}\nreplay: RUST_LOG=info ORDO_RUNTIME_SIM_FIRST={} \
-             ORDO_RUNTIME_SIM_SEEDS=1 cargo test -p ordo-tests --test runtime_simulation \
-             the_runtime -- --nocapture",
-            self.seed, self.at_us, self.what, self.seed
-        )
-    }
-}
+pub use crate::Failure;
 
 /// What a passing run did.
 #[derive(Clone, Debug, Default)]
@@ -441,6 +420,11 @@ impl World {
             seed: self.seed,
             what: what.into(),
             at_us: self.now(),
+            replay: format!(
+                "RUST_LOG=info ORDO_RUNTIME_SIM_FIRST={} ORDO_RUNTIME_SIM_SEEDS=1 cargo test \
+                 -p ordo-tests --test runtime_simulation the_runtime -- --nocapture",
+                self.seed
+            ),
         }
     }
 
@@ -705,16 +689,9 @@ impl World {
             .map(|(&k, _)| k)
             .collect();
         for key in due {
-            let up: Vec<NodeId> = self
-                .slots
-                .iter()
-                .filter(|s| s.node.is_some())
-                .map(|s| s.id)
-                .collect();
-            if up.is_empty() {
+            let Some(target) = self.random_up_node() else {
                 return;
-            }
-            let target = up[self.rng.range(0, up.len() as u64) as usize];
+            };
             let drop_request = faulty && self.rng.chance(self.plan.client_drop_ppm, 1_000_000);
             let drop_answer = faulty && self.rng.chance(self.plan.client_drop_ppm, 1_000_000);
             let proposal = self.outstanding.get_mut(&key).expect("listed");
@@ -829,17 +806,21 @@ impl World {
         Ok(())
     }
 
-    fn start_read(&mut self) {
+    /// A node that is up, drawn at random.
+    fn random_up_node(&mut self) -> Option<NodeId> {
         let up: Vec<NodeId> = self
             .slots
             .iter()
             .filter(|s| s.node.is_some())
             .map(|s| s.id)
             .collect();
-        if up.is_empty() {
+        (!up.is_empty()).then(|| up[self.rng.range(0, up.len() as u64) as usize])
+    }
+
+    fn start_read(&mut self) {
+        let Some(target) = self.random_up_node() else {
             return;
-        }
-        let target = up[self.rng.range(0, up.len() as u64) as usize];
+        };
         let handle = self.slots[target as usize - 1]
             .node
             .as_ref()

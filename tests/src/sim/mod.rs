@@ -196,26 +196,7 @@ pub const DISK_SEED_SALT: u64 = 0x00D1_5C0D_15C5;
 /// Mixed into the seed for the wipe decisions' own generator.
 pub const WIPE_SEED_SALT: u64 = 0x0057_1FE0_D15C;
 
-/// A broken invariant, with what replays it.
-#[derive(Debug)]
-pub struct Failure {
-    /// The seed of the run.
-    pub seed: u64,
-    /// Which invariant, and how it broke.
-    pub what: String,
-    /// Virtual time of the failure (µs).
-    pub at_us: u64,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "seed {} failed at {} µs: {}\nreplay: cargo run -p ordo-tests --bin ordo-sim -- {}",
-            self.seed, self.at_us, self.what, self.seed
-        )
-    }
-}
+pub use crate::Failure;
 
 /// What a passing run did, for reports.
 #[derive(Clone, Debug, Default)]

@@ -246,6 +246,10 @@ impl World {
             seed: self.plan.seed,
             what,
             at_us: self.now,
+            replay: format!(
+                "cargo run -p ordo-tests --bin ordo-sim -- {}",
+                self.plan.seed
+            ),
         }
     }
 
