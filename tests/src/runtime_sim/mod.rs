@@ -113,8 +113,9 @@ enum Applied {
     Restored { index: Index, digest: u64 },
 }
 
-/// A state machine whose state is a digest of the log it applied: two
-/// nodes agree on their state iff they applied the same entries.
+/// A state machine whose state is a digest of the log it applied (index,
+/// term, id, timestamp, payload): two nodes agree on their state iff they
+/// applied the same entries.
 struct DigestMachine {
     index: Index,
     digest: u64,
@@ -135,6 +136,7 @@ impl StateMachine for DigestMachine {
             let mut digest = mix(self.digest, entry.index);
             digest = mix(digest, entry.term);
             digest = mix(digest, entry.id);
+            digest = mix(digest, entry.ts);
             for chunk in entry.payload.chunks(8) {
                 let mut word = [0u8; 8];
                 word[..chunk.len()].copy_from_slice(chunk);
