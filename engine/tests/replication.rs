@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use ordo_engine::core::{Command, Event};
 use ordo_net::AppendResult;
 use ordo_storage::{HardState, LogId};
 
@@ -91,4 +92,44 @@ fn leader_ignores_a_success_that_acknowledges_nothing_new() {
         (before.state, before.next_index)
     );
     assert_eq!(after.inflight_messages(), 1, "the entry is still in flight");
+}
+
+/// A follower whose `RestoreSnapshot` could not run (the snapshot was not
+/// durable yet when a duplicated `InstallSnapshot` arrived) takes the
+/// leader's next `InstallSnapshot` again instead of waiting for a restore
+/// that never comes (runtime simulator, seed 2318).
+#[test]
+fn a_restore_that_could_not_run_is_asked_for_again() {
+    let mut follower = Node::new(2, &ids(3), paper_config());
+    let meta = ordo_net::SnapshotMeta {
+        last: LogId::new(1, 50),
+        last_id: 50,
+        last_ts: 500,
+        voters: ids(3),
+        core_state: Default::default(),
+    };
+    let install = || {
+        ordo_net::Message::InstallSnapshot(ordo_net::InstallSnapshot {
+            term: 1,
+            meta: meta.clone(),
+        })
+    };
+    let restores = |commands: &[Command]| {
+        commands
+            .iter()
+            .filter(|c| matches!(c, Command::RestoreSnapshot(m) if m.last == meta.last))
+            .count()
+    };
+    assert_eq!(restores(&follower.receive(1, install())), 1);
+    assert_eq!(
+        restores(&follower.receive(1, install())),
+        0,
+        "one restore at a time"
+    );
+    follower.turn([Event::SnapshotNotRestored(meta.clone())]);
+    assert_eq!(
+        restores(&follower.receive(1, install())),
+        1,
+        "the next InstallSnapshot restores again"
+    );
 }

@@ -66,6 +66,16 @@ pub enum StorageError {
     /// The store was closed or has failed earlier; it accepts no more writes.
     #[error("log store is closed: {0}")]
     Closed(String),
+    /// A snapshot finished after a newer one was installed (a snapshot
+    /// received from the leader overtook one being taken locally): it is
+    /// discarded, since installing it would hide the newer one.
+    #[error("snapshot at index {snapshot} superseded by the installed snapshot at index {latest}")]
+    SnapshotSuperseded {
+        /// The last index the discarded snapshot covers.
+        snapshot: Index,
+        /// The last index the installed snapshot covers.
+        latest: Index,
+    },
 }
 
 /// Result alias for storage operations.

@@ -126,3 +126,39 @@ fn damaged_snapshots_are_detected() {
     let opened = block_on(SnapshotStore::open(dir.path()));
     assert!(matches!(opened, Err(StorageError::Corrupt { .. })));
 }
+
+/// A snapshot taken locally that finishes after a newer one (received from
+/// the leader) was installed is discarded, and the newer one stays: seed
+/// 711 of the runtime simulator lost the newer file to the older install.
+#[test]
+fn an_older_snapshot_finishing_late_is_discarded() {
+    let dir = TempDir::new().unwrap();
+    let older = data(10_000, 1);
+    let newer = data(20_000, 2);
+    block_on(async {
+        let mut store = SnapshotStore::open(dir.path()).await.unwrap();
+        let mut late = store.create(LogId::new(1, 80)).await.unwrap();
+        late.write_chunk(&older).await.unwrap();
+        write(&mut store, LogId::new(1, 82), &newer, 4_096).await;
+        match store.install(late).await {
+            Err(StorageError::SnapshotSuperseded {
+                snapshot: 80,
+                latest: 82,
+            }) => {}
+            other => panic!("expected SnapshotSuperseded, got {other:?}"),
+        }
+        assert_eq!(store.latest().unwrap().last, LogId::new(1, 82));
+        assert_eq!(read(&store, 65_536).await.unwrap(), newer);
+    });
+    block_on(async {
+        let store = SnapshotStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.latest().unwrap().last, LogId::new(1, 82));
+        assert_eq!(read(&store, 65_536).await.unwrap(), newer);
+    });
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

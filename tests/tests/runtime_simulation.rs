@@ -6,7 +6,18 @@
 use ordo_tests::{env_u64, runtime_sim};
 
 /// Seeds that found a bug in the runtime, replayed on every run.
-const REGRESSION_SEEDS: &[u64] = &[];
+/// - 351: a follower saved a received snapshot, crashed before the log
+///   reset reached its disk, and restarted with a log that disagreed with
+///   the snapshot at its last index (probes looped on the conflict).
+/// - 711: a snapshot taken locally finished after a newer one received
+///   from the leader, replaced it and deleted its file; after a crash the
+///   log started past the only snapshot left.
+/// - 947: the only statement for two committed entries was lost with a
+///   wiped disk, and every log but one had compacted past them: that
+///   voter now signs them itself.
+/// - 2318: a duplicated `InstallSnapshot` arrived while the snapshot was
+///   still being saved; the core waited for that restore forever.
+const REGRESSION_SEEDS: &[u64] = &[351, 711, 947, 2318];
 
 fn run(seed: u64) -> runtime_sim::Summary {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -55,22 +66,6 @@ fn the_runtime_keeps_every_invariant_over_many_seeds() {
 #[test]
 fn regression_seeds_pass() {
     for &seed in REGRESSION_SEEDS {
-        run(seed);
-    }
-}
-
-/// Seeds that fail today, under investigation: each becomes a regression
-/// seed once fixed. Seed 351: node 3's log holds an entry at index 148
-/// that does not match the leader's commit statement for it, below its
-/// commit index, and the leader's probes for index 166 loop (the follower
-/// answers a conflict at an index the leader believes it matched). Seeds
-/// 1–600 otherwise pass.
-const OPEN_SEEDS: &[u64] = &[351];
-
-#[test]
-#[ignore = "open failures, under investigation (see OPEN_SEEDS)"]
-fn open_seeds() {
-    for &seed in OPEN_SEEDS {
         run(seed);
     }
 }

@@ -83,6 +83,14 @@ pub enum Event {
     },
     /// A [`Command::CreateSnapshot`] completed.
     SnapshotCreated(SnapshotMeta),
+    /// A [`Command::CreateSnapshot`] failed, or a newer snapshot (received
+    /// from the leader) superseded it: the log is not compacted for it,
+    /// and a later snapshot may be asked for.
+    SnapshotNotCreated(SnapshotMeta),
+    /// A [`Command::RestoreSnapshot`] could not run: the snapshot is not
+    /// (yet) durable here, or the state machine refused it. The follower
+    /// takes the leader's next `InstallSnapshot` again.
+    SnapshotNotRestored(SnapshotMeta),
     /// A [`Command::SendSnapshot`] finished streaming (`ok`) or gave up.
     SnapshotSent {
         /// The follower.

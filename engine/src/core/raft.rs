@@ -383,6 +383,8 @@ impl Raft {
             Event::HardStatePersisted(hard_state) => self.hard_state_persisted(hard_state),
             Event::LogRead { purpose, batches } => self.log_read(purpose, batches),
             Event::SnapshotCreated(meta) => self.snapshot_created(meta),
+            Event::SnapshotNotCreated(_) => self.snapshot_in_progress = false,
+            Event::SnapshotNotRestored(meta) => self.snapshot_not_restored(meta),
             Event::SnapshotSent { to, ok } => self.snapshot_sent(to, ok),
             Event::SnapshotRestored(meta) => self.snapshot_restored(meta),
             Event::Unreachable { to } => self.unreachable(to),

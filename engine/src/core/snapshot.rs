@@ -110,6 +110,12 @@ impl Raft {
         self.commands.push(Command::RestoreSnapshot(install.meta));
     }
 
+    pub(super) fn snapshot_not_restored(&mut self, meta: SnapshotMeta) {
+        if self.restoring.as_ref().map(|m| m.last) == Some(meta.last) {
+            self.restoring = None;
+        }
+    }
+
     pub(super) fn snapshot_restored(&mut self, meta: SnapshotMeta) {
         if self.restoring.as_ref().map(|m| m.last) != Some(meta.last) {
             return;

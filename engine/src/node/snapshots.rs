@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use ordo_net::{InstallSnapshot, Message, PeerMessage, SnapshotAck, SnapshotChunk, SnapshotMeta};
 use ordo_storage::snapshot::SnapshotStore;
-use ordo_storage::{LogId, NodeId, Term};
+use ordo_storage::{LogId, NodeId, StorageError, Term};
 
 use super::input::InputSender;
 use super::peers::Peers;
@@ -176,8 +176,13 @@ impl SnapshotIo {
             .await;
             match result {
                 Ok(()) => this.inputs.completion(Event::SnapshotCreated(meta)),
+                Err(error @ StorageError::SnapshotSuperseded { .. }) => {
+                    tracing::debug!(%error, "a newer snapshot was installed first");
+                    this.inputs.completion(Event::SnapshotNotCreated(meta));
+                }
                 Err(error) => {
-                    tracing::error!(%error, "saving a snapshot failed; the log is not compacted")
+                    tracing::error!(%error, "saving a snapshot failed; the log is not compacted");
+                    this.inputs.completion(Event::SnapshotNotCreated(meta));
                 }
             }
         });
@@ -315,25 +320,25 @@ impl SnapshotIo {
             let complete = self.incoming.borrow_mut().take().expect("checked");
             let data = complete.data.freeze();
             match decode_meta(data.clone()) {
-                Ok((_, state)) => *self.received.borrow_mut() = Some((complete.last, state)),
+                Ok((_, state)) => {
+                    // The last chunk is acknowledged once the snapshot is
+                    // durable: the leader then installs it, and this node
+                    // resets its log to it. Acknowledged before, a crash
+                    // could lose both the snapshot and the entries the
+                    // reset removed.
+                    let ack = SnapshotAck {
+                        term: chunk.term,
+                        last: chunk.last,
+                        next_offset,
+                        ok: true,
+                    };
+                    self.persist_received(complete.last, data, state, from, ack);
+                    return;
+                }
                 Err(error) => {
                     tracing::warn!(from, %error, "received snapshot is malformed");
                     ok = false;
                 }
-            }
-            if ok {
-                // The last chunk is acknowledged once the snapshot is
-                // durable: the leader then installs it, and this node
-                // resets its log to it. Acknowledged before, a crash could
-                // lose both the snapshot and the entries the reset removed.
-                let ack = SnapshotAck {
-                    term: chunk.term,
-                    last: chunk.last,
-                    next_offset,
-                    ok: true,
-                };
-                self.persist_received(complete.last, data, from, ack);
-                return;
             }
         }
         let ack = SnapshotAck {
@@ -345,9 +350,23 @@ impl SnapshotIo {
         let _ = self.peers.try_send(from, PeerMessage::SnapshotAck(ack));
     }
 
-    /// Saves a received snapshot, then sends `ack` to `from` (with `ok`
-    /// false if the save failed).
-    fn persist_received(self: &Rc<Self>, last: LogId, data: Bytes, from: NodeId, ack: SnapshotAck) {
+    /// Saves a received snapshot (`data`, holding the state machine's
+    /// `state`), then offers it to `RestoreSnapshot` and sends `ack` to
+    /// `from` (with `ok` false if the save failed).
+    ///
+    /// It is offered only once durable: a duplicated `InstallSnapshot`
+    /// from an earlier transfer of the same snapshot could otherwise
+    /// restore it and reset the log while the file is still being written,
+    /// and a crash then left a log that starts after a snapshot the disk
+    /// never got (runtime simulator, seed 711).
+    fn persist_received(
+        self: &Rc<Self>,
+        last: LogId,
+        data: Bytes,
+        state: Bytes,
+        from: NodeId,
+        ack: SnapshotAck,
+    ) {
         let this = self.clone();
         super::env::spawn(async move {
             let result = async {
@@ -363,9 +382,16 @@ impl SnapshotIo {
             }
             .await;
             let mut ack = ack;
-            if let Err(error) = result {
-                tracing::error!(%error, "saving a received snapshot failed");
-                ack.ok = false;
+            match result {
+                // Superseded: this snapshot (a duplicate transfer) or a
+                // newer one is already durable.
+                Ok(()) | Err(StorageError::SnapshotSuperseded { .. }) => {
+                    *this.received.borrow_mut() = Some((last, state))
+                }
+                Err(error) => {
+                    tracing::error!(%error, "saving a received snapshot failed");
+                    ack.ok = false;
+                }
             }
             // A full queue drops it: the leader's snapshot stalls and is
             // retried (`detect_stalled_followers`).

@@ -710,6 +710,12 @@ async fn open_snapshots(
         .await
         .map_err(|e| e.to_string())?;
     let latest = SnapshotIo::load_latest(&store).await?;
+    match &latest {
+        Some((meta, _)) => {
+            tracing::info!(dir = %dir.display(), last = ?meta.last, "opened the latest snapshot")
+        }
+        None => tracing::info!(dir = %dir.display(), "no snapshot yet"),
+    }
     Ok((store, latest))
 }
 

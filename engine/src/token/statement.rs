@@ -33,9 +33,10 @@ pub const STATEMENT_BYTES_LEN: usize = STATEMENT_DOMAIN.len() + 1 + STATEMENT_BO
 /// Length of an ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
-/// What a leader asserts per commit advance: the entries
-/// `first_index..=last_index` of this cluster's log are committed, and their
-/// leaves hash to `root`.
+/// What a voter asserts: the entries `first_index..=last_index` of this
+/// cluster's log are committed, and their leaves hash to `root`. The leader
+/// signs one per commit advance; a voter signs committed entries it holds
+/// that no statement it can get covers (`leader_id` is the signer).
 ///
 /// A well-formed statement has `term >= 1`, `leader_id != 0` and
 /// `1 <= first_index <= last_index` ([`Statement::is_well_formed`]); the
@@ -44,9 +45,10 @@ pub const SIGNATURE_LEN: usize = 64;
 pub struct Statement {
     /// The cluster.
     pub cluster_id: ClusterId,
-    /// The leader's term when it signed.
+    /// The signer's term when it signed.
     pub term: Term,
-    /// The signing leader.
+    /// The signer: the leader, or a voter signing committed entries no
+    /// statement it could get covers.
     pub leader_id: NodeId,
     /// First entry covered.
     pub first_index: Index,

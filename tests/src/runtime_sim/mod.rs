@@ -500,6 +500,7 @@ impl World {
         );
         slot.starting = Some(result);
         slot.down_until = None;
+        tracing::info!(node = id, restart = slot.restarts, "sim: node starts");
     }
 
     /// Installs the nodes whose start finished.
@@ -550,6 +551,7 @@ impl World {
         slot.applied.borrow_mut().clear();
         slot.down_until = Some(now + down_us);
         self.summary.crashes += 1;
+        tracing::info!(node = id, at_us = now, down_us, "sim: power loss");
     }
 
     /// Before a restart: maybe the disk is replaced, or a synced byte
@@ -571,12 +573,15 @@ impl World {
             slot.acked_saved = 0;
             slot.served_next_id = 1;
             self.summary.wipes += 1;
+            tracing::info!(node = id, "sim: disk replaced (wiped)");
         } else if self.plan.corrupt_ppm > 0 && self.rng.range(0, 1_000_000) < self.plan.corrupt_ppm
         {
             let pick = self.rng.next_u64();
             let slot = self.slot(id);
-            if crate::sim::world::damage_acknowledged(&slot.disk, slot.acked_saved, pick) {
+            let acked = slot.acked_saved;
+            if crate::sim::world::damage_acknowledged(&slot.disk, acked, pick) {
                 self.summary.corruptions += 1;
+                tracing::info!(node = id, acked, "sim: a synced byte flipped");
             }
         }
     }
@@ -1296,6 +1301,12 @@ impl World {
                         s.repairing,
                         slot.served_next_id
                     ));
+                    let log = ordo_storage::LogStore::state(&*node.log);
+                    out.push_str(&format!(
+                        " log from {} statement gaps {:?};",
+                        log.first_index(),
+                        statement_gaps(&node.statements(), log.first_index(), s.last_index)
+                    ));
                 }
                 None => out.push_str(&format!(" node {}: down;", slot.id)),
             }
@@ -1318,6 +1329,33 @@ impl Drop for World {
 /// Log matching over the overlap of two logs given as (node, first index,
 /// last index, term runs): where they hold an entry of the same term at
 /// some index, every earlier entry they both hold has the same term.
+/// The runs of `[from, to]` no statement in `statements` covers (at most
+/// 8, for a failure's description).
+fn statement_gaps(
+    statements: &[ordo_engine::token::SignedStatement],
+    from: Index,
+    to: Index,
+) -> Vec<(Index, Index)> {
+    let mut ranges: Vec<(Index, Index)> = statements
+        .iter()
+        .map(|s| (s.statement.first_index, s.statement.last_index))
+        .collect();
+    ranges.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut next = from;
+    for (first, last) in ranges {
+        if first > next && next <= to {
+            gaps.push((next, (first - 1).min(to)));
+        }
+        next = next.max(last.saturating_add(1));
+    }
+    if next <= to {
+        gaps.push((next, to));
+    }
+    gaps.truncate(8);
+    gaps
+}
+
 fn log_mismatch(
     a: &(NodeId, Index, Index, Vec<TermRun>),
     b: &(NodeId, Index, Index, Vec<TermRun>),
