@@ -109,4 +109,12 @@ pub trait LogStore {
     /// follower installing a snapshot its log does not reach). Durable on
     /// return.
     async fn reset(&self, snapshot: LogId) -> Result<()>;
+
+    /// Why the store stopped accepting work, if it did: a failed write or
+    /// sync, or damage a read met in entries recovery had accepted. The
+    /// node must stop (and, restarted, recover and repair) rather than run
+    /// on a log it can no longer read.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }

@@ -58,8 +58,10 @@ fn record_len() -> usize {
 }
 
 /// Statements in memory a lookup looks through for one covering an index
-/// before it reads the file.
-const LOOKUP_SCAN_MAX: usize = 64;
+/// before it reads the file: those starting between the covering one and
+/// the index (a leader re-signs up to 4,096 entries in one statement, over
+/// its predecessor's shorter ones).
+const LOOKUP_SCAN_MAX: usize = 8_192;
 
 /// Which indexes a chunk of records covers (records are appended in
 /// arrival order, mostly but not strictly by index).
@@ -72,6 +74,9 @@ struct ChunkSummary {
 /// The statements of one voter. Lives on the group's shard.
 pub struct CertStore {
     recent: BTreeMap<Index, SignedStatement>,
+    /// `(first, last)` of every statement in `recent`, for lookups by the
+    /// index a statement must cover.
+    by_first: std::collections::BTreeSet<(Index, Index)>,
     file: Option<File>,
     record_len: usize,
     records: u64,
@@ -93,6 +98,7 @@ impl CertStore {
     pub fn in_memory() -> Self {
         Self {
             recent: BTreeMap::new(),
+            by_first: std::collections::BTreeSet::new(),
             file: None,
             record_len: record_len(),
             records: 0,
@@ -161,9 +167,15 @@ impl CertStore {
             chunk.last_index = chunk.last_index.max(last);
         }
         self.records += 1;
-        self.recent.insert(last, *signed);
+        if let Some(replaced) = self.recent.insert(last, *signed) {
+            self.by_first
+                .remove(&(replaced.statement.first_index, last));
+        }
+        self.by_first.insert((first, last));
         while !self.keep_all && self.recent.len() > RECENT_MAX {
-            self.recent.pop_first();
+            if let Some((last, evicted)) = self.recent.pop_first() {
+                self.by_first.remove(&(evicted.statement.first_index, last));
+            }
         }
     }
 
@@ -237,15 +249,19 @@ impl CertStore {
                 && index <= signed.statement.last_index
         };
         // Statements overlap (a leader re-signs what its predecessor may
-        // have signed): the first ending at or after `index` may start
-        // after it while a later-ending one covers it.
-        if let Some((_, signed)) = self
-            .recent
-            .range(index..)
-            .take(LOOKUP_SCAN_MAX)
-            .find(|(_, signed)| usable(signed))
+        // have signed): the latest-starting one at or before `index` may
+        // end before it while an earlier-starting one covers it (runtime
+        // simulator, seed 3585: a scan by last index missed a re-signed
+        // 4,096-entry statement behind 64 shorter ones).
+        if floor <= index
+            && let Some(&(_, last)) = self
+                .by_first
+                .range((floor, 0)..=(index, Index::MAX))
+                .rev()
+                .take(LOOKUP_SCAN_MAX)
+                .find(|&&(_, last)| last >= index)
         {
-            return Some(*signed);
+            return self.recent.get(&last).copied();
         }
         let file = self.file.as_ref()?;
         for (k, chunk) in self.chunks.iter().enumerate() {
@@ -342,6 +358,23 @@ mod tests {
             assert_eq!(store.lookup(index).unwrap().statement.first_index, first);
         }
         assert!(store.lookup(21).is_none());
+    }
+
+    /// Runtime simulator, seed 3585: a leader re-signed [100, 4195] over
+    /// its predecessor's one-entry statements for 101..=300; a lookup for
+    /// 100 that scanned statements by last index gave up after 64.
+    #[test]
+    fn a_long_statement_behind_many_short_ones_is_found() {
+        let mut store = CertStore::in_memory();
+        for index in 101..=300 {
+            store.insert(statement(index, index)).unwrap();
+        }
+        store.insert(statement(100, 4195)).unwrap();
+        assert_eq!(store.lookup(100).unwrap().statement.first_index, 100);
+        assert_eq!(store.lookup(250).unwrap().statement.first_index, 250);
+        assert_eq!(store.lookup(301).unwrap().statement.first_index, 100);
+        assert!(store.lookup_from(100, 101).is_none());
+        assert!(store.lookup(4196).is_none());
     }
 
     #[test]

@@ -232,18 +232,7 @@ pub fn detect_loss(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(io_error("read", &repair_path)(error)),
     };
-    let key = NodeKey::path_in(data_dir);
-    let wiped = match member {
-        Member::Started => Some(format!(
-            "{} says this node ran here, but its log and hard state are gone",
-            data_dir.join(MEMBER_FILE).display()
-        )),
-        Member::Absent if key.exists() => Some(format!(
-            "{} exists without a log or a membership marker (a key restored onto an empty disk)",
-            key.display()
-        )),
-        Member::Absent | Member::Bootstrap => None,
-    };
+    let wiped = wiped_reason(data_dir, member);
     let found = assess_loss(
         pending,
         recovery,
@@ -320,6 +309,54 @@ pub fn assess_loss(
         loss.reason = reasons.join("; ");
     }
     lost.then_some(loss)
+}
+
+/// Why a fresh log in `data_dir` is a lost disk, if it is: this node ran
+/// here before (its membership marker says so), or its key was restored
+/// onto an empty disk.
+fn wiped_reason(data_dir: &Path, member: Member) -> Option<String> {
+    let key = NodeKey::path_in(data_dir);
+    match member {
+        Member::Started => Some(format!(
+            "{} says this node ran here, but its log and hard state are gone",
+            data_dir.join(MEMBER_FILE).display()
+        )),
+        Member::Absent if key.exists() => Some(format!(
+            "{} exists without a log or a membership marker (a key restored onto an empty disk)",
+            key.display()
+        )),
+        Member::Absent | Member::Bootstrap => None,
+    }
+}
+
+/// Before a log is created where none is (no hard state file): if that
+/// is a lost disk ([`wiped_reason`]), records the loss durably first. The
+/// new log's hard state file would otherwise make the next start, after a
+/// crash before this one assessed its storage, take the empty log for a
+/// healthy one (runtime simulator, seed 9916: a wiped node voted with
+/// term 0 and a stale candidate committed over acknowledged entries).
+pub fn record_if_wiped(data_dir: &Path) -> Result<(), String> {
+    match wiped_reason(data_dir, read_member(data_dir)?) {
+        Some(reason) => record_set_aside(data_dir, &reason),
+        None => Ok(()),
+    }
+}
+
+/// Records durably, before damaged storage is moved aside, that this node
+/// lost what it may have acknowledged (up to its watermark, term and vote
+/// included): the next start repairs even if it crashes before its own
+/// assessment. An unfinished repair already recorded is kept.
+pub fn record_set_aside(data_dir: &Path, reason: &str) -> Result<(), String> {
+    let path = data_dir.join(REPAIR_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let loss = Loss {
+        held_through: load_acked(data_dir)?,
+        hard_state_lost: true,
+        reason: reason.to_string(),
+    };
+    write_durably(&path, &encode_loss(&loss)).map_err(io_error("write", &path))
 }
 
 /// The core repaired the loss: forget it durably.
@@ -422,6 +459,53 @@ mod tests {
             .unwrap()
             .expect("durable damage");
         assert_eq!(loss.held_through, 210);
+    }
+
+    /// A crash between setting a damaged log aside and the start's own
+    /// assessment: the new log is valid and empty-looking, yet the next
+    /// start still repairs (runtime simulator, seed 3526 with misdirects).
+    #[test]
+    fn a_log_set_aside_is_a_loss_even_if_the_start_crashed_right_after() {
+        let dir = tempfile::tempdir().unwrap();
+        bootstrap_member(dir.path()).unwrap();
+        save_acked(dir.path(), 40).unwrap();
+        record_set_aside(dir.path(), "the log was damaged").unwrap();
+        // The next start finds a valid log (not fresh, nothing cut).
+        let loss = detect_loss(dir.path(), &report(None, false), 0)
+            .unwrap()
+            .expect("the set-aside log is remembered");
+        assert_eq!(loss.held_through, 40);
+        assert!(loss.hard_state_lost);
+        assert!(loss.reason.contains("damaged"), "{}", loss.reason);
+        // A recorded repair is kept, not replaced.
+        record_set_aside(dir.path(), "again").unwrap();
+        let loss = detect_loss(dir.path(), &report(None, false), 0)
+            .unwrap()
+            .unwrap();
+        assert!(loss.reason.contains("damaged"), "{}", loss.reason);
+    }
+
+    /// A wiped node whose start crashed after creating its new log (hard
+    /// state file included) and before its assessment: the next start
+    /// still repairs (runtime simulator, seed 9916).
+    #[test]
+    fn a_wiped_disk_is_a_loss_even_if_the_start_crashed_after_creating_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        bootstrap_member(dir.path()).unwrap();
+        // A first start: nothing to record.
+        record_if_wiped(dir.path()).unwrap();
+        assert_eq!(
+            detect_loss(dir.path(), &report(None, true), 0).unwrap(),
+            None
+        );
+        // Wiped (the marker survives here as a restored key would): the
+        // start records before it creates the log.
+        record_if_wiped(dir.path()).unwrap();
+        let loss = detect_loss(dir.path(), &report(None, false), 0)
+            .unwrap()
+            .expect("the record outlives the crash");
+        assert!(loss.hard_state_lost);
+        assert!(loss.reason.contains("ran here"), "{}", loss.reason);
     }
 
     #[test]

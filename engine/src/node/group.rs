@@ -235,7 +235,7 @@ impl<S: LogStore + 'static> Group<S> {
                 self.take(now, woken);
                 self.drain(now, turn_max);
             }
-            if self.local.failed() {
+            if self.local.failed() || self.log.store().failure().is_some() {
                 let reason = self
                     .log
                     .failure()

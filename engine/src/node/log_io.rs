@@ -80,7 +80,8 @@ impl<S: LogStore + 'static> LogIo<S> {
     /// Why the log failed, if it did (the node must stop: it can no longer
     /// keep its durability promises).
     pub fn failure(&self) -> Option<String> {
-        self.queue.borrow().failed.clone()
+        let failed = self.queue.borrow().failed.clone();
+        failed.or_else(|| self.store.failure())
     }
 
     fn push(&self, op: LogOp) {

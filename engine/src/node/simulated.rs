@@ -40,7 +40,7 @@ use super::input::InputSender;
 use super::log_io::LogIo;
 use super::peers::{InprocFrame, Peers, SimPeers};
 use super::snapshots::SnapshotIo;
-use super::start::{Storage, initial_status, open_storage};
+use super::start::{LossRecorder, Storage, initial_status, open_storage};
 use super::tokens::Certificates;
 use super::{NodeHandle, StateMachine, restore};
 use crate::core::{Loss, Raft, Status};
@@ -69,11 +69,54 @@ pub struct SimStart {
     /// Called when the core reports the repair finished (the simulator
     /// forgets its repair record).
     pub on_repaired: Box<dyn Fn()>,
+    /// Records a loss durably, where a real node writes `data/repair`:
+    /// before damaged storage is set aside, and once the start assessed
+    /// its storage (`durability::detect_loss`), before it goes on.
+    pub record_loss: Rc<dyn Fn(&Loss)>,
+    /// Records the membership marker ("this node ran here"), where a real
+    /// start writes `data/member` once it assessed its storage.
+    pub mark_started: Box<dyn FnOnce()>,
     /// Most messages waiting for the network before sends see `Full`.
     pub outbox_max: usize,
     /// The commit statements its certificates file held (a crash of the
     /// process keeps them; a wiped disk does not).
     pub statements: Vec<crate::token::SignedStatement>,
+}
+
+/// The simulator's durable records ([`SimStart::record_loss`]), as a
+/// start writes them before it changes storage.
+struct SimRecorder<'a> {
+    record_loss: &'a dyn Fn(&Loss),
+    /// A loss is recorded (an unfinished repair is kept, not replaced).
+    recorded: std::cell::Cell<bool>,
+    acked: Index,
+    started_before: bool,
+}
+
+impl SimRecorder<'_> {
+    fn record(&self, reason: String) {
+        if !self.recorded.replace(true) {
+            (self.record_loss)(&Loss {
+                held_through: self.acked,
+                hard_state_lost: true,
+                reason,
+            });
+        }
+    }
+}
+
+impl LossRecorder for SimRecorder<'_> {
+    fn setting_aside(&self, reason: &str) -> Result<(), String> {
+        self.record(reason.to_string());
+        Ok(())
+    }
+
+    fn creating_log(&self) -> Result<(), String> {
+        if self.started_before {
+            self.record("this node ran here, but its log and hard state are gone".into());
+        }
+        Ok(())
+    }
 }
 
 /// A running simulated voter: what the simulator talks to and looks at.
@@ -116,17 +159,25 @@ impl SimulatedNode {
             started_before,
             seed,
             on_repaired,
+            record_loss,
+            mark_started,
             outbox_max,
             statements,
         } = start;
         let config = Rc::new(config);
         vfs.create_dir_all(&config.data_dir)
             .map_err(|e| e.to_string())?;
+        let recorder = SimRecorder {
+            record_loss: &*record_loss,
+            recorded: std::cell::Cell::new(pending.is_some()),
+            acked,
+            started_before,
+        };
         let Storage {
             snapshot_store,
             latest,
             log,
-        } = open_storage(&vfs, &config.data_dir, Some(log_config)).await?;
+        } = open_storage(&vfs, &config.data_dir, Some(log_config), &recorder).await?;
         let log = log.expect("a disk log was asked for");
         let recovery = log.recovery();
         let wiped = started_before.then(|| {
@@ -143,6 +194,10 @@ impl SimulatedNode {
             wiped,
             "the acknowledgement watermark",
         );
+        if let Some(loss) = &loss {
+            record_loss(loss);
+        }
+        mark_started();
         let snapshot_meta = match latest {
             Some((meta, data)) => {
                 machine.restore(&data).map_err(|e| {

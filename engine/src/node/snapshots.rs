@@ -224,13 +224,32 @@ impl SnapshotIo {
         let Some(mut reader) = reader else {
             return Err("no snapshot to send".into());
         };
-        if reader.meta().last != meta.last {
+        let newer;
+        let meta = if reader.meta().last == meta.last {
+            meta
+        } else if reader.meta().last.index > meta.last.index {
+            // A snapshot received from an earlier leader is newer than the
+            // last one the core took or restored (its log already held the
+            // entries, so it kept them and restored nothing): send that one,
+            // with its own metadata (runtime simulator, seed 9809: every
+            // stream failed on the mismatch, and the follower never caught
+            // up).
+            let store = self.lock_shared().await.map_err(|e| e.to_string())?;
+            newer = Self::load_latest(&store)
+                .await?
+                .map(|(meta, _)| meta)
+                .ok_or("the latest snapshot disappeared")?;
+            if newer.last != reader.meta().last {
+                return Err("the latest snapshot changed while being sent".into());
+            }
+            &newer
+        } else {
             return Err(format!(
-                "latest snapshot is {:?}, not {:?}",
+                "latest snapshot is {:?}, older than {:?}",
                 reader.meta().last,
                 meta.last
             ));
-        }
+        };
         let mut offset = 0u64;
         let mut next = reader
             .next_chunk(CHUNK_BYTES)

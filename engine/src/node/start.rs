@@ -372,7 +372,13 @@ where
         snapshot_store,
         latest,
         log: disk_log,
-    } = open_storage(&vfs, &config.data_dir, log_config).await?;
+    } = open_storage(
+        &vfs,
+        &config.data_dir,
+        log_config,
+        &DataDirRecorder(&config.data_dir),
+    )
+    .await?;
     // Before anything takes part: did the disk lose what this node may
     // have acknowledged? (Recorded durably until repaired.)
     let loss = match &disk_log {
@@ -636,6 +642,30 @@ pub(crate) struct Storage {
     pub log: Option<DiskLog>,
 }
 
+/// Where a start records, durably and before it changes storage, a loss
+/// it is about to make permanent (`data/repair`): the next start repairs
+/// even if this one crashes before its own loss assessment.
+pub(crate) trait LossRecorder {
+    /// Damaged storage is about to be moved aside, for `reason`.
+    fn setting_aside(&self, reason: &str) -> Result<(), String>;
+    /// A log is about to be created where there is none (no hard state
+    /// file): a lost disk if this node ran here before.
+    fn creating_log(&self) -> Result<(), String>;
+}
+
+/// A real node's records, in its data directory.
+struct DataDirRecorder<'a>(&'a Path);
+
+impl LossRecorder for DataDirRecorder<'_> {
+    fn setting_aside(&self, reason: &str) -> Result<(), String> {
+        super::durability::record_set_aside(self.0, reason)
+    }
+
+    fn creating_log(&self) -> Result<(), String> {
+        super::durability::record_if_wiped(self.0)
+    }
+}
+
 /// Opens the snapshots in `data_dir/snapshots` and, given `log_config`,
 /// the durable log in `data_dir/log`, on `vfs` (the simulator passes its
 /// disk).
@@ -652,16 +682,27 @@ pub(crate) struct Storage {
 ///   segment is missing from the middle): the log goes to
 ///   `log.damaged[.N]`.
 ///
+/// Before anything is set aside, `record_loss` is called with why and
+/// must record the loss durably (`data/repair`): a crash between moving
+/// the log aside and the start's own loss assessment would otherwise leave
+/// a fresh, valid-looking log and no trace of what it replaced (runtime
+/// simulator, seed 3526 with misdirected writes: the node then led
+/// without the entries it had acknowledged).
+///
 /// [`detect_loss`]: super::durability::detect_loss
 pub(crate) async fn open_storage(
     vfs: &Rc<dyn Vfs>,
     data_dir: &Path,
     log_config: Option<DiskLogConfig>,
+    recorder: &dyn LossRecorder,
 ) -> Result<Storage, String> {
     let snapshot_dir = data_dir.join("snapshots");
     let (snapshot_store, latest) = match open_snapshots(vfs, &snapshot_dir).await {
         Ok(opened) => opened,
         Err(damage) if log_config.is_some() => {
+            recorder.setting_aside(&format!(
+                "the latest snapshot is damaged ({damage}); it and the log were set aside"
+            ))?;
             let snapshots_aside = set_aside(vfs, data_dir, "snapshots").await?;
             let log_aside = set_aside(vfs, data_dir, "log").await?;
             tracing::error!(
@@ -683,7 +724,7 @@ pub(crate) async fn open_storage(
         }
     };
     let log = match log_config {
-        Some(log_config) => Some(open_disk_log(vfs, data_dir, log_config).await?),
+        Some(log_config) => Some(open_disk_log(vfs, data_dir, log_config, recorder).await?),
         None => None,
     };
     Ok(Storage {
@@ -768,8 +809,12 @@ async fn open_disk_log(
     vfs: &Rc<dyn Vfs>,
     data_dir: &Path,
     log_config: DiskLogConfig,
+    recorder: &dyn LossRecorder,
 ) -> Result<DiskLog, String> {
     let dir = data_dir.join("log");
+    if !vfs.exists(&dir.join(ordo_storage::disk::HARD_STATE_FILE_NAME)) {
+        recorder.creating_log()?;
+    }
     match DiskLog::open_on(vfs.clone(), &dir, log_config.clone()).await {
         Ok(log) => return Ok(log),
         Err(ordo_storage::StorageError::Corrupt {
@@ -777,6 +822,10 @@ async fn open_disk_log(
             offset,
             reason,
         }) => {
+            recorder.setting_aside(&format!(
+                "the log was damaged beyond what recovery can cut ({}: offset {offset}: {reason}); it was set aside",
+                file.display()
+            ))?;
             let aside = set_aside(vfs, data_dir, "log").await?;
             tracing::error!(
                 file = %file.display(),
@@ -789,6 +838,7 @@ async fn open_disk_log(
         }
         Err(error) => return Err(format!("cannot open the log in {}: {error}", dir.display())),
     }
+    recorder.creating_log()?;
     DiskLog::open_on(vfs.clone(), &dir, log_config)
         .await
         .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))

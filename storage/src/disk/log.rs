@@ -564,6 +564,10 @@ impl LogStore for DiskLog {
         self.core.borrow().term_runs.clone()
     }
 
+    fn failure(&self) -> Option<String> {
+        self.core.borrow().failed.clone()
+    }
+
     async fn append(&self, batches: &[Batch]) -> Result<()> {
         self.append_now(batches)?;
         let unflushed = self.core.borrow().cache.unflushed_bytes();
@@ -610,9 +614,23 @@ impl LogStore for DiskLog {
                     .await
                     .map_err(|e| StorageError::Closed(e.to_string()))?;
             }
-            if let Some(batches) = self.read_once(from, bytes_max).await? {
-                debug_assert!(batches.first().is_some_and(|b| b.header().contains(from)));
-                return Ok(batches);
+            match self.read_once(from, bytes_max).await {
+                Ok(Some(batches)) => {
+                    debug_assert!(batches.first().is_some_and(|b| b.header().contains(from)));
+                    return Ok(batches);
+                }
+                Ok(None) => {}
+                Err(error @ StorageError::Corrupt { .. }) => {
+                    // Damage after recovery accepted these bytes (a
+                    // misdirected or decayed write): stop taking work, so
+                    // the node stops and its next start recovers from it.
+                    let mut core = self.core.borrow_mut();
+                    if core.failed.is_none() {
+                        core.failed = Some(format!("a read met damage in the log: {error}"));
+                    }
+                    return Err(error);
+                }
+                Err(error) => return Err(error),
             }
             // A truncation or compaction changed the layout under the read.
         }
