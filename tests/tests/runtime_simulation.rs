@@ -31,6 +31,8 @@ use ordo_tests::{env_u64, runtime_sim};
 ///   its core's; every stream failed on the mismatch.
 /// - 9916: a wiped node's start crashed after creating its new log; the
 ///   next start took the empty log for a healthy one and voted with term 0.
+/// - 11443: recovery cut acknowledged entries and the start crashed before
+///   recording the loss; the next start found a clean, shorter log.
 const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (351, false),
     (711, false),
@@ -41,6 +43,7 @@ const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (3526, true),
     (9809, false),
     (9916, false),
+    (11443, false),
 ];
 
 /// Runs `seed` (`misdirect`: `None` follows `ORDO_RUNTIME_SIM_MISDIRECT`),

@@ -342,6 +342,24 @@ pub fn record_if_wiped(data_dir: &Path) -> Result<(), String> {
     }
 }
 
+/// Records durably, before recovery cuts the log at `cut`, the loss the
+/// cut makes if it is one (durable bytes, or entries under the
+/// acknowledgement watermark), as [`assess_loss`] would judge it. An
+/// unfinished repair already recorded is kept.
+pub fn record_cut(data_dir: &Path, cut: &ordo_storage::LogCut) -> Result<(), String> {
+    let acked = load_acked(data_dir)?;
+    let path = data_dir.join(REPAIR_FILE);
+    if !(cut.durable || cut.from_index <= acked) || path.exists() {
+        return Ok(());
+    }
+    let loss = Loss {
+        held_through: cut.held_through.max(acked),
+        hard_state_lost: false,
+        reason: cut.to_string(),
+    };
+    write_durably(&path, &encode_loss(&loss)).map_err(io_error("write", &path))
+}
+
 /// Records durably, before damaged storage is moved aside, that this node
 /// lost what it may have acknowledged (up to its watermark, term and vote
 /// included): the next start repairs even if it crashes before its own
@@ -506,6 +524,33 @@ mod tests {
             .expect("the record outlives the crash");
         assert!(loss.hard_state_lost);
         assert!(loss.reason.contains("ran here"), "{}", loss.reason);
+    }
+
+    /// Recovery cut acknowledged entries and the start crashed before its
+    /// assessment: the cut is on disk, so the next start finds a clean,
+    /// shorter log, and must still repair (runtime simulator, seed 11443).
+    #[test]
+    fn a_cut_is_recorded_before_it_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        bootstrap_member(dir.path()).unwrap();
+        save_acked(dir.path(), 13).unwrap();
+        // A torn tail past the watermark is no loss: nothing recorded.
+        record_cut(dir.path(), &cut(14, false)).unwrap();
+        assert_eq!(
+            detect_loss(dir.path(), &report(None, false), 13).unwrap(),
+            None
+        );
+        record_cut(dir.path(), &cut(4, false)).unwrap();
+        let loss = detect_loss(dir.path(), &report(None, false), 3)
+            .unwrap()
+            .expect("the cut is remembered");
+        assert_eq!(loss.held_through, 14);
+        assert!(!loss.hard_state_lost);
+        assert!(
+            loss.reason.contains("batch crc mismatch"),
+            "{}",
+            loss.reason
+        );
     }
 
     #[test]

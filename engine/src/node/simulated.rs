@@ -95,12 +95,16 @@ struct SimRecorder<'a> {
 
 impl SimRecorder<'_> {
     fn record(&self, reason: String) {
+        self.record_once(Loss {
+            held_through: self.acked,
+            hard_state_lost: true,
+            reason,
+        });
+    }
+
+    fn record_once(&self, loss: Loss) {
         if !self.recorded.replace(true) {
-            (self.record_loss)(&Loss {
-                held_through: self.acked,
-                hard_state_lost: true,
-                reason,
-            });
+            (self.record_loss)(&loss);
         }
     }
 }
@@ -114,6 +118,17 @@ impl LossRecorder for SimRecorder<'_> {
     fn creating_log(&self) -> Result<(), String> {
         if self.started_before {
             self.record("this node ran here, but its log and hard state are gone".into());
+        }
+        Ok(())
+    }
+
+    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), String> {
+        if cut.durable || cut.from_index <= self.acked {
+            self.record_once(Loss {
+                held_through: cut.held_through.max(self.acked),
+                hard_state_lost: false,
+                reason: cut.to_string(),
+            });
         }
         Ok(())
     }

@@ -651,6 +651,9 @@ pub(crate) trait LossRecorder {
     /// A log is about to be created where there is none (no hard state
     /// file): a lost disk if this node ran here before.
     fn creating_log(&self) -> Result<(), String>;
+    /// Recovery is about to cut the log (`cut`): a loss if it cuts durable
+    /// bytes or entries under the acknowledgement watermark.
+    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), String>;
 }
 
 /// A real node's records, in its data directory.
@@ -663,6 +666,10 @@ impl LossRecorder for DataDirRecorder<'_> {
 
     fn creating_log(&self) -> Result<(), String> {
         super::durability::record_if_wiped(self.0)
+    }
+
+    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), String> {
+        super::durability::record_cut(self.0, cut)
     }
 }
 
@@ -815,7 +822,12 @@ async fn open_disk_log(
     if !vfs.exists(&dir.join(ordo_storage::disk::HARD_STATE_FILE_NAME)) {
         recorder.creating_log()?;
     }
-    match DiskLog::open_on(vfs.clone(), &dir, log_config.clone()).await {
+    let before_cut = |cut: &ordo_storage::LogCut| {
+        recorder
+            .cutting(cut)
+            .map_err(ordo_storage::StorageError::Closed)
+    };
+    match DiskLog::open_with(vfs.clone(), &dir, log_config.clone(), &before_cut).await {
         Ok(log) => return Ok(log),
         Err(ordo_storage::StorageError::Corrupt {
             file,
@@ -839,7 +851,7 @@ async fn open_disk_log(
         Err(error) => return Err(format!("cannot open the log in {}: {error}", dir.display())),
     }
     recorder.creating_log()?;
-    DiskLog::open_on(vfs.clone(), &dir, log_config)
+    DiskLog::open_with(vfs.clone(), &dir, log_config, &before_cut)
         .await
         .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))
 }

@@ -252,6 +252,20 @@ impl DiskLog {
         dir: impl AsRef<Path>,
         config: DiskLogConfig,
     ) -> Result<DiskLog> {
+        Self::open_with(vfs, dir, config, &|_| Ok(())).await
+    }
+
+    /// [`DiskLog::open_on`], calling `before_cut` with each cut recovery
+    /// makes before it makes it on disk (see [`BeforeCut`]): a node records
+    /// there what the cut may lose.
+    ///
+    /// [`BeforeCut`]: super::recovery::BeforeCut
+    pub async fn open_with(
+        vfs: Rc<dyn Vfs>,
+        dir: impl AsRef<Path>,
+        config: DiskLogConfig,
+        before_cut: super::recovery::BeforeCut<'_>,
+    ) -> Result<DiskLog> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         vfs.create_dir_all(&dir)?;
@@ -263,7 +277,7 @@ impl DiskLog {
             );
         }
         vfs.prepare_dir(&dir).await?;
-        let recovered = recover(&*vfs, &dir, config.segment_open_flags()).await?;
+        let recovered = recover(&*vfs, &dir, config.segment_open_flags(), before_cut).await?;
         let hard_state_path = dir.join(super::hard_state_file::HARD_STATE_FILE_NAME);
         let hard_state_existed = vfs.exists(&hard_state_path);
         let mut hard_state_lost = (!hard_state_existed && !recovered.empty).then(|| {

@@ -181,8 +181,19 @@ async fn open_segment(
     })
 }
 
+/// Called with each cut before recovery makes it on disk (truncates the
+/// damaged tail, moves later segments aside): the caller records durably
+/// what the cut loses, so that a crash right after it cannot hide the
+/// loss from the next start (runtime simulator, seed 11443).
+pub type BeforeCut<'a> = &'a dyn Fn(&LogCut) -> Result<()>;
+
 /// Recovers the log in `dir` (which must exist).
-pub async fn recover(vfs: &dyn Vfs, dir: &Path, flags: libc::c_int) -> Result<Recovered> {
+pub async fn recover(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    flags: libc::c_int,
+    before_cut: BeforeCut<'_>,
+) -> Result<Recovered> {
     let mut found = Vec::new();
     // A segment past the first whose header is damaged (both copies): the
     // log is cut where it starts, and it and every later segment go aside.
@@ -223,7 +234,7 @@ pub async fn recover(vfs: &dyn Vfs, dir: &Path, flags: libc::c_int) -> Result<Re
     }
     // Reading the next segment overlaps with scanning this one.
     let mut next_read = Some(spawn_read(vfs, &found[0], Vec::new()));
-    let result = scan_all(vfs, &found, &mut recovered, &mut next_read).await;
+    let result = scan_all(vfs, &found, &mut recovered, &mut next_read, before_cut).await;
     if let Some(pending) = next_read.take() {
         // Let a read started for a segment after the failure finish rather
         // than cancel it mid-IO.
@@ -237,6 +248,7 @@ pub async fn recover(vfs: &dyn Vfs, dir: &Path, flags: libc::c_int) -> Result<Re
             &mut recovered,
             (first_index, path, error),
             after_unreadable,
+            before_cut,
         )
         .await?;
     } else {
@@ -262,6 +274,7 @@ async fn set_aside_unreadable(
     recovered: &mut Recovered,
     (first_index, path, error): (Index, PathBuf, StorageError),
     later: Vec<(Index, PathBuf)>,
+    before_cut: BeforeCut<'_>,
 ) -> Result<()> {
     let from_index = recovered
         .segments
@@ -292,30 +305,31 @@ async fn set_aside_unreadable(
         held_through,
         "a segment header is damaged: cutting the log before it; the node repairs the rest from the cluster"
     );
+    let cut = match &recovered.cut {
+        // The scan cut the segment before: a later segment existed, so
+        // what it cut had been durable.
+        Some(cut) => LogCut {
+            durable: true,
+            held_through: cut.held_through.max(held_through),
+            ..cut.clone()
+        },
+        None => LogCut {
+            from_index,
+            held_through,
+            durable: true,
+            file: path,
+            offset,
+            reason: format!("segment header unreadable: {reason}"),
+        },
+    };
+    before_cut(&cut)?;
     for path in &aside {
         let to = path.with_extension("seg.damaged");
         tracing::warn!(file = %path.display(), aside = %to.display(), "moving a segment past the cut out of the log");
         vfs.rename(path, &to)?;
     }
     vfs.sync_dir(dir).await?;
-    match &mut recovered.cut {
-        // The scan cut the segment before: a later segment existed, so
-        // what it cut had been durable.
-        Some(cut) => {
-            cut.durable = true;
-            cut.held_through = cut.held_through.max(held_through);
-        }
-        None => {
-            recovered.cut = Some(LogCut {
-                from_index,
-                held_through,
-                durable: true,
-                file: path,
-                offset,
-                reason: format!("segment header unreadable: {reason}"),
-            });
-        }
-    }
+    recovered.cut = Some(cut);
     Ok(())
 }
 
@@ -326,6 +340,7 @@ async fn scan_all(
     found: &[Found],
     recovered: &mut Recovered,
     next_read: &mut Option<ReadAhead>,
+    before_cut: BeforeCut<'_>,
 ) -> Result<()> {
     let count = found.len();
     let mut expected_index: Index = found[0].header.first_index;
@@ -424,6 +439,7 @@ async fn scan_all(
                         "truncating a torn batch at the tail of the log"
                     );
                 }
+                before_cut(&cut)?;
                 cut_torn_tail(&*segment.file, *offset, segment.len).await?;
                 // Later segments no longer continue the log: keep them
                 // aside for inspection, out of the log's way.
