@@ -133,3 +133,33 @@ fn a_restore_that_could_not_run_is_asked_for_again() {
         "the next InstallSnapshot restores again"
     );
 }
+
+/// A leader whose latest snapshot is found damaged (a stream to a
+/// follower could not read it back) takes a new one at once, whatever the
+/// threshold (runtime simulator, seed 176: it streamed the damaged one
+/// forever).
+#[test]
+fn an_unreadable_snapshot_is_taken_again_at_once() {
+    let mut config = paper_config();
+    config.snapshot_entries_threshold = 1;
+    let mut leader = Node::new(1, &ids(1), config);
+    let commands = leader.elect();
+    let created = |commands: &[Command]| {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::CreateSnapshot(meta) => Some(meta.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = created(&commands);
+    assert_eq!(first.len(), 1, "the no-op's apply asks for a snapshot");
+    let meta = first[0].clone();
+    leader.turn([Event::SnapshotCreated(meta.clone())]);
+    // Nothing new applied: below the threshold, no snapshot is asked for.
+    assert!(created(&leader.advance(1)).is_empty());
+    let again = created(&leader.turn([Event::SnapshotUnreadable]));
+    assert_eq!(again.len(), 1, "a new snapshot at once");
+    assert_eq!(again[0].last, meta.last, "at the applied index");
+}

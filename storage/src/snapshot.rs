@@ -173,14 +173,16 @@ impl SnapshotStore {
     /// Installs a finished snapshot: header, fdatasync, rename, directory
     /// sync; then deletes the previous one. Durable on return.
     ///
-    /// A snapshot that covers no more than the installed one is discarded
+    /// A snapshot that covers less than the installed one is discarded
     /// with [`StorageError::SnapshotSuperseded`]: installed, it would
     /// replace (and delete) a newer snapshot whose log prefix may already
     /// be gone (runtime simulator, seed 711: a snapshot taken locally at 80
     /// finished after one received at 82, whose log reset was durable).
+    /// One at the same index replaces it (the same state, taken again
+    /// because the installed file was found damaged).
     pub async fn install(&mut self, mut writer: SnapshotWriter) -> Result<SnapshotMeta> {
         if let Some((latest, _)) = &self.latest
-            && latest.last.index >= writer.last.index
+            && latest.last.index > writer.last.index
         {
             let error = StorageError::SnapshotSuperseded {
                 snapshot: writer.last.index,

@@ -33,6 +33,9 @@ use ordo_tests::{env_u64, runtime_sim};
 ///   next start took the empty log for a healthy one and voted with term 0.
 /// - 11443: recovery cut acknowledged entries and the start crashed before
 ///   recording the loss; the next start found a clean, shorter log.
+/// - 176, 55641 (misdirects): a leader's snapshot file was damaged on
+///   disk; it streamed it to a follower behind its log forever (it now
+///   takes a new snapshot at once).
 const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (351, false),
     (711, false),
@@ -44,6 +47,8 @@ const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (9809, false),
     (9916, false),
     (11443, false),
+    (176, true),
+    (55641, true),
 ];
 
 /// Runs `seed` (`misdirect`: `None` follows `ORDO_RUNTIME_SIM_MISDIRECT`),

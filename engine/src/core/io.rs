@@ -91,6 +91,9 @@ pub enum Event {
     /// (yet) durable here, or the state machine refused it. The follower
     /// takes the leader's next `InstallSnapshot` again.
     SnapshotNotRestored(SnapshotMeta),
+    /// The latest snapshot could not be read back (damage on disk): the
+    /// core asks for a new one at once.
+    SnapshotUnreadable,
     /// A [`Command::SendSnapshot`] finished streaming (`ok`) or gave up.
     SnapshotSent {
         /// The follower.

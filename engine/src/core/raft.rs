@@ -385,6 +385,7 @@ impl Raft {
             Event::SnapshotCreated(meta) => self.snapshot_created(meta),
             Event::SnapshotNotCreated(_) => self.snapshot_in_progress = false,
             Event::SnapshotNotRestored(meta) => self.snapshot_not_restored(meta),
+            Event::SnapshotUnreadable => self.snapshot_unreadable(),
             Event::SnapshotSent { to, ok } => self.snapshot_sent(to, ok),
             Event::SnapshotRestored(meta) => self.snapshot_restored(meta),
             Event::Unreachable { to } => self.unreachable(to),

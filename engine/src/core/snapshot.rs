@@ -14,9 +14,27 @@ impl Raft {
     /// Asks for a snapshot once enough entries were applied since the last.
     pub(super) fn maybe_snapshot(&mut self) {
         let applied = self.log.applied();
-        if self.snapshot_in_progress
-            || applied < self.snapshot.last.index + self.config.snapshot_entries_threshold
-        {
+        if applied < self.snapshot.last.index + self.config.snapshot_entries_threshold {
+            return;
+        }
+        self.take_snapshot();
+    }
+
+    /// The latest snapshot cannot be read back (damaged on disk): take one
+    /// now, whatever the threshold, so that followers behind the compacted
+    /// log can be sent a sound one (runtime simulator, seed 176: a leader
+    /// streamed its damaged snapshot forever).
+    pub(super) fn snapshot_unreadable(&mut self) {
+        if self.snapshot.last.index > 0 {
+            self.take_snapshot();
+        }
+    }
+
+    /// Asks the runtime for a snapshot at the applied index, unless one is
+    /// being taken.
+    fn take_snapshot(&mut self) {
+        let applied = self.log.applied();
+        if self.snapshot_in_progress {
             return;
         }
         let Some(term) = self.log.term_at(applied) else {

@@ -214,13 +214,21 @@ impl SnapshotIo {
         term: Term,
         acks: &async_channel::Receiver<SnapshotAck>,
     ) -> Result<bool, String> {
+        // Damage met reading the snapshot back: the core takes a new one.
+        let damaged = |error: StorageError| {
+            if matches!(error, StorageError::Corrupt { .. }) {
+                tracing::error!(%error, "the latest snapshot is damaged: taking a new one");
+                self.inputs.completion(Event::SnapshotUnreadable);
+            }
+            error.to_string()
+        };
         let reader = self
             .lock_shared()
             .await
             .map_err(|e| e.to_string())?
             .reader()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(damaged)?;
         let Some(mut reader) = reader else {
             return Err("no snapshot to send".into());
         };
@@ -251,17 +259,11 @@ impl SnapshotIo {
             ));
         };
         let mut offset = 0u64;
-        let mut next = reader
-            .next_chunk(CHUNK_BYTES)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut next = reader.next_chunk(CHUNK_BYTES).await.map_err(damaged)?;
         loop {
             let data = next.take().unwrap_or_default();
             let len = data.len() as u64;
-            next = reader
-                .next_chunk(CHUNK_BYTES)
-                .await
-                .map_err(|e| e.to_string())?;
+            next = reader.next_chunk(CHUNK_BYTES).await.map_err(damaged)?;
             let done = next.is_none();
             let chunk = SnapshotChunk {
                 term,
