@@ -402,11 +402,18 @@ impl Certificates {
         if let Some(gap) = self.first_gap(floor, applied) {
             return Some(gap);
         }
-        let wanted = self.wanted.take()?;
-        (floor <= wanted && wanted <= applied).then(|| {
-            let last = applied.min(wanted + GAP_STATEMENT_ENTRIES_MAX - 1);
-            (wanted, last)
-        })
+        // Kept until a statement that fits arrives (or the log moves past
+        // it), so that each repair round asks again and the voter signs
+        // the entries itself once no one could help: taken once per ask, a
+        // reader's 5 s wait paced the rounds and the fallback came after a
+        // minute (runtime simulator, seed 44262).
+        let wanted = self.wanted.get()?;
+        if wanted < floor || wanted > applied || self.covers_from(wanted, floor) {
+            self.wanted.set(None);
+            return None;
+        }
+        let last = applied.min(wanted + GAP_STATEMENT_ENTRIES_MAX - 1);
+        Some((wanted, last))
     }
 
     /// Whether a statement that starts at or after `floor` covers `from`.

