@@ -42,6 +42,10 @@ use ordo_tests::{env_u64, runtime_sim};
 /// - 80531 (misdirects): a power loss right after a misdirected write of
 ///   entries acknowledged since the last watermark save; the fault model
 ///   now leaves that double fault out (docs/storage.md, residual risks).
+/// - 84710 (misdirects): delayed heartbeat answers made the leader reset a
+///   follower's progress 31,000 times ("log went backwards"), and the
+///   resends starved it; only an answer to a heartbeat sent after the
+///   acknowledgement now counts.
 const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (351, false),
     (711, false),
@@ -57,6 +61,7 @@ const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (55641, true),
     (44262, true),
     (80531, true),
+    (84710, true),
 ];
 
 /// Runs `seed` (`misdirect`: `None` follows `ORDO_RUNTIME_SIM_MISDIRECT`),

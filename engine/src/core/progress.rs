@@ -48,6 +48,10 @@ pub struct Progress {
     pub recent_active: bool,
     /// Highest read round the follower echoed.
     pub read_round: u64,
+    /// The leader's read round when `match_index` last advanced: a
+    /// heartbeat response echoing a round no later than this may have
+    /// been answered before the acknowledgement it seems to contradict.
+    pub match_round: u64,
     /// A log read for this follower is outstanding.
     pub log_read_pending: bool,
     /// When `match_index` last advanced or the state last changed, for
@@ -77,6 +81,7 @@ impl Progress {
             inflight_bytes: 0,
             recent_active: true,
             read_round: 0,
+            match_round: 0,
             log_read_pending: false,
             last_progress_us: now_us,
             commit_sent: 0,

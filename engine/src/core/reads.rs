@@ -26,6 +26,9 @@ pub enum ReadOrigin {
 pub struct ReadState {
     /// Leader: the latest read round; heartbeats carry it.
     pub(super) round: u64,
+    /// Leader: the latest round a heartbeat was sent with (every heartbeat
+    /// takes a fresh one). A read joins only a round not sent yet.
+    pub(super) sent_round: u64,
     /// Leader: a round was opened this turn and awaits its heartbeats.
     round_open: bool,
     /// Leader: reads with their index and round, in round order.
@@ -78,7 +81,9 @@ impl Raft {
             self.read_ready(origin, Ok(index));
             return;
         }
-        if !self.reads.round_open {
+        // A round already sent with a heartbeat (even to one follower)
+        // could be echoed by answers from before this read arrived.
+        if !self.reads.round_open || self.reads.round <= self.reads.sent_round {
             self.reads.round += 1;
             self.reads.round_open = true;
         }

@@ -201,6 +201,12 @@ impl Raft {
             }
             None => 0,
         };
+        // Every heartbeat gets a fresh round, so that its answer can be
+        // ordered against acknowledgements (`Progress::match_round`). A
+        // read still takes a round no heartbeat was sent with yet
+        // (`leader_read`), so confirmation is unchanged.
+        self.reads.round += 1;
+        self.reads.sent_round = self.reads.round;
         let message = Message::Heartbeat(Heartbeat {
             term: self.term,
             commit,
@@ -292,6 +298,7 @@ impl Raft {
         if barrier {
             self.append_repair_barrier();
         }
+        let round = self.reads.sent_round;
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
@@ -307,6 +314,10 @@ impl Raft {
                     return;
                 }
                 let advanced = progress.maybe_update(match_index, now);
+                if advanced {
+                    // No heartbeat sent before this point echoes a later round.
+                    progress.match_round = round;
+                }
                 match progress.state {
                     ReplicationState::Probe => progress.become_replicate(now),
                     ReplicationState::Snapshot { index } if progress.match_index >= index => {
@@ -363,7 +374,12 @@ impl Raft {
                 "a follower's acknowledgements no longer count towards commit"
             );
         }
-        if response.last_index < progress.match_index {
+        // Only a response to a heartbeat sent after the acknowledgement
+        // that set `match_index` shows the log went backwards; an older one,
+        // delayed or reordered, merely predates it (runtime simulator, seed
+        // 84710: 31,000 spurious resets under reordering starved a follower).
+        if response.last_index < progress.match_index && response.read_round > progress.match_round
+        {
             // The follower's log went backwards: it lost entries it had
             // acknowledged (a damaged or wiped disk). Replicate them again
             // from what it holds, now, rather than when new proposals come.

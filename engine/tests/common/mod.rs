@@ -479,10 +479,25 @@ pub fn accept(request: &AppendRequest) -> Message {
 }
 
 /// Every message sent, in order.
+///
+/// Heartbeats come with their read round zeroed: every heartbeat takes a
+/// fresh round (so that its answer can be ordered against
+/// acknowledgements), and the read tests check rounds through the reads
+/// they confirm.
 pub fn sends(commands: &[Command]) -> Vec<(NodeId, Message)> {
     commands
         .iter()
         .filter_map(|c| match c {
+            Command::Send {
+                to,
+                message: Message::Heartbeat(heartbeat),
+            } => Some((
+                *to,
+                Message::Heartbeat(Heartbeat {
+                    read_round: 0,
+                    ..heartbeat.clone()
+                }),
+            )),
             Command::Send { to, message } => Some((*to, message.clone())),
             _ => None,
         })

@@ -59,6 +59,12 @@ const ATTEMPT_TIMEOUT_US: u64 = 1_000_000;
 /// that makes no progress (passing seeds take 2–30 thousand).
 const STEPS_MAX: u64 = 300_000;
 
+/// [`STEPS_MAX`], or `ORDO_RUNTIME_SIM_STEPS_MAX` (to tell a busy seed from
+/// a loop).
+fn steps_max() -> u64 {
+    crate::env_u64("ORDO_RUNTIME_SIM_STEPS_MAX", STEPS_MAX)
+}
+
 /// After the faults heal, everything must settle within this long.
 const LIVENESS_BOUND_US: u64 = 30_000_000;
 
@@ -1222,6 +1228,7 @@ impl World {
     pub fn run(mut self) -> Result<Summary, Failure> {
         let fault_phase_end = self.plan.fault_phase_us;
         let deadline = fault_phase_end + LIVENESS_BOUND_US;
+        let steps_max = steps_max();
         loop {
             let now = self.now();
             let fault_phase = now < fault_phase_end;
@@ -1251,9 +1258,9 @@ impl World {
             if !fault_phase && self.settled() {
                 break;
             }
-            if self.summary.steps > STEPS_MAX {
+            if self.summary.steps > steps_max {
                 return Err(self.fail(format!(
-                    "liveness: {STEPS_MAX} steps without settling (messages loop without \
+                    "liveness: {steps_max} steps without settling (messages loop without \
                      progress): {}",
                     self.describe()
                 )));
