@@ -378,8 +378,10 @@ impl Raft {
         // that set `match_index` shows the log went backwards; an older one,
         // delayed or reordered, merely predates it (runtime simulator, seed
         // 84710: 31,000 spurious resets under reordering starved a follower).
-        if response.last_index < progress.match_index && response.read_round > progress.match_round
-        {
+        // A repairing follower echoes no round (it confirms no reads), and
+        // its log may go back again mid-repair: its answers always count.
+        let fresh = response.repairing || response.read_round > progress.match_round;
+        if response.last_index < progress.match_index && fresh {
             // The follower's log went backwards: it lost entries it had
             // acknowledged (a damaged or wiped disk). Replicate them again
             // from what it holds, now, rather than when new proposals come.
