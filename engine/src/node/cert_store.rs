@@ -167,6 +167,16 @@ impl CertStore {
             chunk.last_index = chunk.last_index.max(last);
         }
         self.records += 1;
+        // Of two statements ending at the same index, keep the one that
+        // covers more: replacing [196, 200] by [198, 200] left 196..=197
+        // uncovered behind the gap search's frontier (seed 22599).
+        if self
+            .recent
+            .get(&last)
+            .is_some_and(|kept| kept.statement.first_index <= first)
+        {
+            return;
+        }
         if let Some(replaced) = self.recent.insert(last, *signed) {
             self.by_first
                 .remove(&(replaced.statement.first_index, last));
