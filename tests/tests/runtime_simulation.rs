@@ -62,6 +62,7 @@ const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (44262, true),
     (80531, true),
     (84710, true),
+    (22599, true),
 ];
 
 /// Runs `seed` (`misdirect`: `None` follows `ORDO_RUNTIME_SIM_MISDIRECT`),

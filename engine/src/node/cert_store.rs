@@ -387,6 +387,21 @@ mod tests {
         assert!(store.lookup(4196).is_none());
     }
 
+    /// Runtime simulator, seed 22599: a narrower statement ending at the
+    /// same index replaced a wider one, and 196..=197 lost their cover.
+    #[test]
+    fn a_narrower_statement_ending_at_the_same_index_keeps_the_wider_one() {
+        let mut store = CertStore::in_memory();
+        store.insert(statement(196, 200)).unwrap();
+        store.insert(statement(198, 200)).unwrap();
+        assert_eq!(store.lookup(196).unwrap().statement.first_index, 196);
+        assert_eq!(store.lookup(199).unwrap().statement.first_index, 196);
+        // A wider one still replaces a narrower one.
+        store.insert(statement(190, 200)).unwrap();
+        assert_eq!(store.lookup(191).unwrap().statement.first_index, 190);
+        assert_eq!(store.recent().len(), 1);
+    }
+
     #[test]
     fn a_failed_write_abandons_the_file_and_keeps_serving_from_memory() {
         let dir = tempfile::tempdir().unwrap();
