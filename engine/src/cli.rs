@@ -6,11 +6,12 @@ use std::io::BufRead;
 use std::path::Path;
 
 use base64::Engine;
-use ordo_net::{CommittedMessage, NodeRole, NodeStatus};
+use ordo_net::{CommittedMessage, MemberEntry, NodeRole, NodeStatus};
 use serde_json::{Value, json};
 
 use crate::client::{ClientError, ClientReceipt};
 use crate::node::NodeConfig;
+use crate::node::members::MemberInfo;
 use crate::token::{ClusterId, ClusterKeys, NodeKey, Token, Verifier};
 
 /// A token's text form for JSON (empty when there is none).
@@ -160,6 +161,78 @@ pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, Str
     // not leave nodes without their config, key or membership marker.
     sync_tree(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
     Ok(written)
+}
+
+/// `ordo init --add ID`: lays out node `id` in `dir/node<ID>` (its
+/// `ordo.toml`, with `join = true`, and its key) on the port layout of
+/// `ordo init`, for the cluster whose `cluster.keys` is in `dir`. The keys
+/// file is left alone: the node's public key reaches verifiers through the
+/// configuration entry that adds it (docs/tokens.md).
+pub fn init_joining(id: u64, dir: &Path, base_port: u16) -> Result<Vec<String>, String> {
+    let keys_path = dir.join("cluster.keys");
+    let keys = ClusterKeys::load(&keys_path)
+        .map_err(|e| format!("{} is not a cluster's directory: {e}", dir.display()))?;
+    let transport_id = cluster_transport_id(&keys.cluster_id());
+    let config = NodeConfig::joining(id, base_port, transport_id).map_err(|e| e.to_string())?;
+    let node_dir = dir.join(format!("node{id}"));
+    if node_dir.exists() {
+        return Err(format!(
+            "{} exists: node {id} is laid out already",
+            node_dir.display()
+        ));
+    }
+    let data_dir = node_dir.join(&config.data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let key = NodeKey::generate().map_err(|e| e.to_string())?;
+    key.save(&NodeKey::path_in(&data_dir))
+        .map_err(|e| e.to_string())?;
+    crate::node::durability::bootstrap_member(&data_dir)?;
+    let path = node_dir.join("ordo.toml");
+    std::fs::write(&path, config.to_toml())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    sync_tree(&node_dir).map_err(|e| format!("cannot sync {}: {e}", node_dir.display()))?;
+    Ok(vec![path.display().to_string()])
+}
+
+/// What `ordo member add` tells the cluster about node `id` of `dir`: its
+/// addresses from `dir/node<ID>/ordo.toml` and its public key.
+pub fn member_info(dir: &Path, id: u64) -> Result<bytes::Bytes, String> {
+    let path = dir.join(format!("node{id}")).join("ordo.toml");
+    if !path.exists() {
+        return Err(format!(
+            "unknown node {id}: {} does not exist (lay it out with `ordo init --add {id}`)",
+            path.display()
+        ));
+    }
+    let config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
+    if config.id != id {
+        return Err(format!(
+            "{} is node {}, not {id}",
+            path.display(),
+            config.id
+        ));
+    }
+    let key = NodeKey::load(&NodeKey::path_in(&config.data_dir)).map_err(|e| e.to_string())?;
+    let info = MemberInfo {
+        peer_addr: config.peer_addr,
+        client_addr: config.client_addr,
+        gossip_addr: config.gossip_addr,
+        public_key: key.public_key().to_bytes(),
+    };
+    Ok(info.encode())
+}
+
+/// One member as `ordo member list` prints it.
+pub fn member_line(member: &MemberEntry) -> String {
+    json!({
+        "id": member.id,
+        "role": if member.voter { "voter" } else { "learner" },
+        "peer_addr": member.peer_addr,
+        "client_addr": member.client_addr,
+        "match_index": member.match_index,
+    })
+    .to_string()
 }
 
 /// fsyncs every file under `dir`, then every directory from the deepest

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::future;
 use ordo_net::transport::{ClientConfig, ClientConnection};
+pub use ordo_net::{AdminAnswer, AdminCommand};
 use ordo_net::{
-    ClientRequest, ClientResponse, CommittedMessage, LeaderHint, LogRequest, NodeStatus,
-    ProposeError, ProposeRequest, ReadRequest, StatusRequest,
+    AdminRequest, ClientRequest, ClientResponse, CommittedMessage, LeaderHint, LogRequest,
+    NodeStatus, ProposeError, ProposeRequest, ReadRequest, StatusRequest,
 };
 use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
 
@@ -413,6 +414,45 @@ impl Client {
             (ClientResponse::Status(status), _) => Ok((status.status, status.leader)),
             (ClientResponse::Error(error), _) => Err(ClientError::Node(error.error.to_string())),
             (other, _) => Err(ClientError::Node(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// An administrative request (`ordo member`, `ordo transfer`). Changes
+    /// and transfers follow the leader hint until the leader takes them
+    /// (or retry while no leader is known or the new leader is not ready),
+    /// within the timeout; a refusal comes back as [`ClientError::Node`].
+    /// A listing is answered by the first node reached.
+    pub async fn admin(&mut self, command: AdminCommand) -> Result<AdminAnswer, ClientError> {
+        let deadline = Instant::now() + self.options.timeout;
+        loop {
+            let command = command.clone();
+            let (response, _) = self
+                .call(move |request_id| {
+                    ClientRequest::Admin(AdminRequest {
+                        request_id,
+                        command: command.clone(),
+                    })
+                })
+                .await?;
+            let response = match response {
+                ClientResponse::Admin(response) => response,
+                ClientResponse::Error(error) => {
+                    return Err(ClientError::Node(error.error.to_string()));
+                }
+                other => return Err(ClientError::Node(format!("unexpected answer {other:?}"))),
+            };
+            match response.result {
+                Ok(answer) => return Ok(answer),
+                Err(failure) if failure.not_leader && Instant::now() < deadline => {
+                    if !self.follow_hint(&response.leader) {
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Err(failure) if failure.not_leader => {
+                    return Err(self.unavailable(failure.message));
+                }
+                Err(failure) => return Err(ClientError::Node(failure.message)),
+            }
         }
     }
 

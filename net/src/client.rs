@@ -23,6 +23,8 @@ pub enum ClientRequest {
     Status(StatusRequest),
     /// Stream committed messages in id order.
     Log(LogRequest),
+    /// Change or list the membership, or hand leadership over.
+    Admin(AdminRequest),
 }
 
 impl ClientRequest {
@@ -33,6 +35,7 @@ impl ClientRequest {
             ClientRequest::Read(r) => r.request_id,
             ClientRequest::Status(r) => r.request_id,
             ClientRequest::Log(r) => r.request_id,
+            ClientRequest::Admin(r) => r.request_id,
         }
     }
 }
@@ -94,6 +97,8 @@ pub enum ClientResponse {
     Log(LogResponse),
     /// A request that could not be served.
     Error(ErrorResponse),
+    /// Answers an [`AdminRequest`].
+    Admin(AdminResponse),
 }
 
 impl ClientResponse {
@@ -105,8 +110,120 @@ impl ClientResponse {
             ClientResponse::Status(r) => r.request_id,
             ClientResponse::Log(r) => r.request_id,
             ClientResponse::Error(r) => r.request_id,
+            ClientResponse::Admin(r) => r.request_id,
         }
     }
+}
+
+/// An administrative request (`ordo member`, `ordo transfer`). Changes
+/// and transfers must reach the leader: any other node answers
+/// [`AdminFailure::not_leader`] with a hint.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct AdminRequest {
+    /// The client's handle.
+    pub request_id: u64,
+    /// What to do.
+    pub command: AdminCommand,
+}
+
+/// One member as [`AdminAnswer::Members`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct MemberEntry {
+    /// Its id.
+    pub id: NodeId,
+    /// Voter (otherwise learner).
+    pub voter: bool,
+    /// Where members connect to it (empty if unknown).
+    pub peer_addr: String,
+    /// Where clients connect to it (empty if unknown).
+    pub client_addr: String,
+    /// How far its log matches the leader's; only the leader knows.
+    pub match_index: Option<Index>,
+}
+
+pub use admin::{AdminAnswer, AdminCommand};
+
+// As `errors` below: the rkyv derive's resolver enums carry no docs.
+#[allow(missing_docs)]
+mod admin {
+    use ordo_storage::{Index, NodeId};
+
+    use super::MemberEntry;
+
+    /// What an [`AdminRequest`] asks for.
+    #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub enum AdminCommand {
+        /// Add a member.
+        AddMember {
+            /// Its id.
+            id: NodeId,
+            /// As a learner (otherwise as a voter).
+            learner: bool,
+            /// Its addresses and public key, encoded by the engine.
+            info: Vec<u8>,
+        },
+        /// Promote a learner to voter.
+        PromoteMember {
+            /// The learner.
+            id: NodeId,
+        },
+        /// Remove a member.
+        RemoveMember {
+            /// The member.
+            id: NodeId,
+        },
+        /// List the configuration in force.
+        ListMembers,
+        /// Hand leadership to a voter.
+        TransferLeadership {
+            /// The voter.
+            to: NodeId,
+        },
+    }
+
+    /// What an [`AdminRequest`] achieved.
+    #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub enum AdminAnswer {
+        /// The change committed as the configuration entry at `index`.
+        Changed {
+            /// The entry's index.
+            index: Index,
+        },
+        /// The configuration in force.
+        Members {
+            /// Its entry's index (`0`: the bootstrap configuration).
+            index: Index,
+            /// Whether that entry is committed.
+            committed: bool,
+            /// The members, by id.
+            members: Vec<MemberEntry>,
+        },
+        /// `leader` leads now.
+        Transferred {
+            /// The new leader.
+            leader: NodeId,
+        },
+    }
+}
+
+/// Why an [`AdminRequest`] failed.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct AdminFailure {
+    /// The request must go to the leader ([`AdminResponse::leader`]).
+    pub not_leader: bool,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// Answers an [`AdminRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct AdminResponse {
+    /// The request's handle.
+    pub request_id: u64,
+    /// The outcome.
+    pub result: Result<AdminAnswer, AdminFailure>,
+    /// The current leader.
+    pub leader: LeaderHint,
 }
 
 /// Where the leader is, as far as the answering node knows.

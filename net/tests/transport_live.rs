@@ -581,6 +581,14 @@ fn clients_propose_read_status_and_stream_the_log() {
                             result: Ok(next_id),
                             leader: leader.clone(),
                         }),
+                        ClientRequest::Admin(a) => ClientResponse::Admin(ordo_net::AdminResponse {
+                            request_id: a.request_id,
+                            result: Err(ordo_net::AdminFailure {
+                                not_leader: false,
+                                message: format!("{:?}", a.command),
+                            }),
+                            leader: leader.clone(),
+                        }),
                         ClientRequest::Status(r) => ClientResponse::Status(StatusResponse {
                             request_id: r.request_id,
                             status: NodeStatus {

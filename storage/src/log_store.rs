@@ -80,6 +80,11 @@ pub trait LogStore {
     /// them in memory so that it can answer "term at index" without IO.
     fn term_runs(&self) -> Vec<TermRun>;
 
+    /// First indexes of the configuration batches held
+    /// ([`crate::BatchKind::Config`]), in order: a restarting node reads
+    /// them to learn the configuration in force without scanning its log.
+    fn config_indexes(&self) -> Vec<Index>;
+
     /// Appends batches that continue the log at `last.index + 1`. Visible to
     /// `read` on return, durable after the next `sync`.
     async fn append(&self, batches: &[Batch]) -> Result<()>;

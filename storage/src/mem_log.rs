@@ -306,6 +306,17 @@ impl MemLog {
         inner.prev = snapshot;
     }
 
+    /// Synchronous [`LogStore::config_indexes`].
+    pub fn config_indexes_now(&self) -> Vec<Index> {
+        self.inner
+            .borrow()
+            .batches
+            .iter()
+            .filter(|b| b.kind() == crate::frame::BatchKind::Config)
+            .map(|b| b.first_index())
+            .collect()
+    }
+
     /// Synchronous [`LogStore::term_runs`].
     pub fn term_runs_now(&self) -> Vec<TermRun> {
         term_runs_of(
@@ -340,6 +351,10 @@ impl LogStore for MemLog {
 
     fn term_runs(&self) -> Vec<TermRun> {
         self.term_runs_now()
+    }
+
+    fn config_indexes(&self) -> Vec<Index> {
+        self.config_indexes_now()
     }
 
     async fn append(&self, batches: &[Batch]) -> Result<()> {

@@ -190,6 +190,41 @@ impl ProcCluster {
         self.nodes[id as usize - 1] = Some(child);
     }
 
+    /// Lays out node `id` with `ordo init --add` and starts it: outside
+    /// the cluster until `ordo member add` adds it.
+    pub fn add_node(&mut self, id: u64) {
+        let init = Command::new(&self.binary)
+            .args(["init", "--add", &id.to_string(), "--dir"])
+            .arg(&self.dir)
+            .args(["--base-port", &self.base_port.to_string()])
+            .output()
+            .expect("ordo init --add");
+        assert!(
+            init.status.success(),
+            "ordo init --add failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        if self.nodes.len() < id as usize {
+            self.nodes.resize_with(id as usize, || None);
+        }
+        self.start_node(id);
+    }
+
+    /// Waits up to `timeout` for node `id`'s process to exit on its own;
+    /// returns whether it did (and whether cleanly).
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<bool> {
+        let deadline = Instant::now() + timeout;
+        let child = self.nodes[id as usize - 1].as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.nodes[id as usize - 1] = None;
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Node `id`'s process id.
     pub fn pid(&self, id: u64) -> i32 {
         self.nodes[id as usize - 1]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use ordo_engine::cli;
-use ordo_engine::client::{Client, ClientOptions};
+use ordo_engine::client::{AdminAnswer, AdminCommand, Client, ClientOptions};
 use ordo_engine::gossip_node::{GossipNodeConfig, GossipNodeProcess};
 use ordo_engine::node::{Node, NodeConfig, NullStateMachine};
 
@@ -29,11 +29,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Writes `DIR/node<i>/ordo.toml` for i = 1..N with a fresh key pair each,
-    /// and DIR/cluster.keys.
+    /// and DIR/cluster.keys; or, with `--add ID`, `DIR/node<ID>` for a node
+    /// that will join the cluster in DIR.
     Init {
         /// Voters in the cluster.
-        #[arg(long)]
-        nodes: usize,
+        #[arg(long, required_unless_present = "add", conflicts_with = "add")]
+        nodes: Option<usize>,
+        /// Lay out one node, `ID`, that joins the existing cluster in DIR
+        /// once `ordo member add` adds it.
+        #[arg(long, value_name = "ID")]
+        add: Option<u64>,
         /// Where to write the cluster's files.
         #[arg(long)]
         dir: PathBuf,
@@ -78,6 +83,23 @@ enum Command {
         #[arg(long)]
         follow: bool,
         /// Give up after this many seconds without an answer.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Changes or lists the cluster's members.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+    /// Hands leadership to voter `--to`; exits 0 once it leads.
+    Transfer {
+        /// Any member's client address (host:port).
+        #[arg(long)]
+        node: String,
+        /// The voter to hand leadership to.
+        #[arg(long)]
+        to: u64,
+        /// Give up after this many seconds.
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
@@ -137,18 +159,93 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Adds node `--id`, laid out by `ordo init --add` in DIR; prints
+    /// {"id","role","index"} once the change commits.
+    Add {
+        /// Any member's client address (host:port).
+        #[arg(long)]
+        node: String,
+        /// The cluster's directory (where `ordo init --add` wrote the node).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+        /// Add it as a learner: it receives the log but does not vote.
+        #[arg(long)]
+        learner: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Makes learner `--id` a voter, once it has caught up.
+    Promote {
+        /// Any member's client address (host:port).
+        #[arg(long)]
+        node: String,
+        /// The learner.
+        #[arg(long)]
+        id: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Removes member `--id`.
+    Remove {
+        /// Any member's client address (host:port).
+        #[arg(long)]
+        node: String,
+        /// The member.
+        #[arg(long)]
+        id: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Prints one JSON line per member:
+    /// {"id","role","peer_addr","client_addr","match_index"}.
+    List {
+        /// Any member's client address (host:port).
+        #[arg(long)]
+        node: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init {
             nodes,
+            add,
             dir,
             base_port,
-        } => cli::init(nodes, &dir, base_port).map(|written| {
+        } => match (nodes, add) {
+            (_, Some(id)) => cli::init_joining(id, &dir, base_port),
+            (Some(nodes), None) => cli::init(nodes, &dir, base_port),
+            (None, None) => Err("--nodes or --add is required".into()),
+        }
+        .map(|written| {
             for line in written {
                 println!("{line}");
             }
         }),
+        Command::Member { command } => member(command),
+        Command::Transfer { node, to, timeout } => admin(
+            &node,
+            timeout,
+            AdminCommand::TransferLeadership { to },
+            |answer| match answer {
+                AdminAnswer::Transferred { leader } => {
+                    println!("{}", serde_json::json!({ "leader": leader }));
+                }
+                other => println!("{other:?}"),
+            },
+        ),
         Command::Node { config } => run_node(config),
         Command::Send {
             node,
@@ -374,6 +471,85 @@ fn log(node: &str, from: u64, follow: bool, timeout: f64) -> Result<(), String> 
                 })
                 .await
                 .map_err(|e| e.to_string())
+        })
+    })
+}
+
+/// `ordo member …`.
+fn member(command: MemberCommand) -> Result<(), String> {
+    let changed = |id: u64, role: &'static str| {
+        move |answer: AdminAnswer| {
+            if let AdminAnswer::Changed { index } = answer {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": id, "role": role, "index": index })
+                );
+            }
+        }
+    };
+    match command {
+        MemberCommand::Add {
+            node,
+            dir,
+            id,
+            learner,
+            timeout,
+        } => {
+            let info = cli::member_info(&dir, id)?;
+            let role = if learner { "learner" } else { "voter" };
+            admin(
+                &node,
+                timeout,
+                AdminCommand::AddMember {
+                    id,
+                    learner,
+                    info: info.to_vec(),
+                },
+                changed(id, role),
+            )
+        }
+        MemberCommand::Promote { node, id, timeout } => admin(
+            &node,
+            timeout,
+            AdminCommand::PromoteMember { id },
+            changed(id, "voter"),
+        ),
+        MemberCommand::Remove { node, id, timeout } => admin(
+            &node,
+            timeout,
+            AdminCommand::RemoveMember { id },
+            changed(id, "removed"),
+        ),
+        MemberCommand::List { node, timeout } => {
+            admin(&node, timeout, AdminCommand::ListMembers, |answer| {
+                if let AdminAnswer::Members { members, .. } = answer {
+                    for member in members {
+                        println!("{}", cli::member_line(&member));
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// Sends one administrative request and prints its answer with `print`.
+fn admin(
+    node: &str,
+    timeout: f64,
+    command: AdminCommand,
+    print: impl FnOnce(AdminAnswer) + Send + 'static,
+) -> Result<(), String> {
+    let addr = parse_addr(node)?;
+    let options = ClientOptions {
+        timeout: timeout_of(timeout)?,
+        ..ClientOptions::default()
+    };
+    on_executor(move || {
+        Box::pin(async move {
+            let mut client = Client::new(vec![addr], options).map_err(|e| e.to_string())?;
+            let answer = client.admin(command).await.map_err(|e| e.to_string())?;
+            print(answer);
+            Ok(())
         })
     })
 }

@@ -60,6 +60,10 @@ pub struct CoreConfig {
     pub session_results_max: usize,
     /// A session without a proposal for this long (in log time) expires.
     pub session_ttl_ms: u64,
+    /// Most entries a learner may lag the leader's log by and still be
+    /// promoted to voter: a voter that far behind would hold back commits
+    /// (and, lacking a quorum's entries, elections) while it catches up.
+    pub learner_promote_lag_max: u64,
 }
 
 impl Default for CoreConfig {
@@ -86,6 +90,7 @@ impl Default for CoreConfig {
             sessions_max: 65_536,
             session_results_max: 128,
             session_ttl_ms: 3_600_000,
+            learner_promote_lag_max: 65_536,
         }
     }
 }

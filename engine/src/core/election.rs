@@ -69,7 +69,7 @@ impl Raft {
     }
 
     fn broadcast_vote(&mut self, request: VoteRequest) {
-        let peers: Vec<NodeId> = self.followers().collect();
+        let peers: Vec<NodeId> = self.other_voters().collect();
         for peer in peers {
             self.send(peer, Message::Vote(request.clone()));
         }
@@ -158,7 +158,7 @@ impl Raft {
             Role::Candidate => !response.pre_vote && response.term == self.term,
             _ => false,
         };
-        if !expected {
+        if !expected || !self.voters.contains(&from) {
             return;
         }
         if response.pre_vote && !response.granted && response.term > self.term {
@@ -192,14 +192,114 @@ impl Raft {
     }
 
     /// Hands leadership to `to` (thesis §3.10): stop taking proposals, bring
-    /// `to` up to date, then tell it to campaign at once.
-    pub(super) fn transfer_leadership(&mut self, to: NodeId) {
-        if self.role != Role::Leader || to == self.id || !self.voters.contains(&to) {
+    /// `to` up to date, then tell it to campaign at once. Answered with
+    /// [`Command::TransferResult`]: at once if the transfer cannot start,
+    /// when this node learns `to` leads, or after an election timeout
+    /// (`election_timeout_ms_max`), when this node takes proposals again
+    /// if it still leads.
+    pub(super) fn transfer_leadership(&mut self, to: NodeId, request_id: u64) {
+        let refused = if self.role != Role::Leader {
+            Some(TransferError::NotLeader {
+                leader: self.leader,
+            })
+        } else if to == self.id {
+            self.commands.push(Command::TransferResult {
+                request_id,
+                result: Ok(to),
+            });
+            return;
+        } else if !self.voters.contains(&to) {
+            Some(TransferError::NotAVoter(to))
+        } else if self.peers_repairing.contains(&to) {
+            Some(TransferError::Repairing(to))
+        } else if let Some((target, _)) = self.transfer {
+            Some(TransferError::InProgress(target))
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            self.commands.push(Command::TransferResult {
+                request_id,
+                result: Err(error),
+            });
             return;
         }
-        let deadline = self.now.mono_us + self.config.election_timeout_ms_min * 1_000;
+        let timeout_us = self.config.election_timeout_ms_max * 1_000;
+        let deadline = self.now.mono_us + timeout_us;
+        tracing::info!(
+            id = self.id,
+            term = self.term,
+            to,
+            "transferring leadership"
+        );
         self.transfer = Some((to, deadline));
+        if let Some(previous) = self.transfer_waiter.replace(TransferWaiter {
+            request_id,
+            to,
+            deadline_us: deadline,
+        }) {
+            // A waiter outlives leadership only until its deadline; a new
+            // transfer from a new term of leadership supersedes it.
+            self.commands.push(Command::TransferResult {
+                request_id: previous.request_id,
+                result: Err(TransferError::Superseded {
+                    to: previous.to,
+                    leader: self.id,
+                }),
+            });
+        }
         self.maybe_send_timeout_now(to);
+    }
+
+    /// This node learned who leads (as a follower): a waiting transfer
+    /// succeeded, or someone else took over.
+    pub(super) fn transfer_leader_known(&mut self, leader: NodeId) {
+        if leader == 0 || leader == self.id {
+            return;
+        }
+        if let Some(waiter) = self.transfer_waiter.take() {
+            let result = if leader == waiter.to {
+                tracing::info!(id = self.id, to = leader, "leadership transferred");
+                Ok(leader)
+            } else {
+                Err(TransferError::Superseded {
+                    to: waiter.to,
+                    leader,
+                })
+            };
+            self.commands.push(Command::TransferResult {
+                request_id: waiter.request_id,
+                result,
+            });
+        }
+    }
+
+    /// Fails a transfer whose deadline passed.
+    pub(super) fn expire_transfer_waiter(&mut self) {
+        let Some(waiter) = self.transfer_waiter else {
+            return;
+        };
+        if self.now.mono_us < waiter.deadline_us {
+            return;
+        }
+        self.transfer_waiter = None;
+        if self.role == Role::Leader {
+            self.transfer = None;
+        }
+        tracing::warn!(
+            id = self.id,
+            to = waiter.to,
+            leader = self.leader,
+            "leadership transfer timed out"
+        );
+        self.commands.push(Command::TransferResult {
+            request_id: waiter.request_id,
+            result: Err(TransferError::TimedOut {
+                to: waiter.to,
+                timeout_ms: self.config.election_timeout_ms_max,
+                leader: self.leader,
+            }),
+        });
     }
 
     pub(super) fn maybe_send_timeout_now(&mut self, to: NodeId) {
@@ -217,4 +317,53 @@ impl Raft {
             self.send_append(to);
         }
     }
+}
+
+/// A leadership transfer the runtime waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferWaiter {
+    /// The runtime's handle.
+    pub request_id: u64,
+    /// The voter leadership is handed to.
+    pub to: NodeId,
+    /// When the transfer fails if `to` has not been seen leading.
+    pub deadline_us: u64,
+}
+
+/// Why a leadership transfer did not happen.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// Only the leader hands leadership over.
+    #[error("not the leader (leader: {leader})")]
+    NotLeader {
+        /// The leader this node knows, `0` if none.
+        leader: NodeId,
+    },
+    /// The target does not vote.
+    #[error("node {0} is not a voter")]
+    NotAVoter(NodeId),
+    /// The target is repairing a loss and cannot lead.
+    #[error("node {0} is repairing a loss and cannot lead")]
+    Repairing(NodeId),
+    /// Another transfer runs.
+    #[error("a transfer to node {0} is in progress")]
+    InProgress(NodeId),
+    /// The target did not take over in time.
+    #[error("node {to} did not take over within {timeout_ms} ms (leader now: {leader})")]
+    TimedOut {
+        /// The target.
+        to: NodeId,
+        /// The timeout.
+        timeout_ms: u64,
+        /// The leader this node knows now, `0` if none.
+        leader: NodeId,
+    },
+    /// Another node leads now.
+    #[error("node {leader} leads instead of node {to}")]
+    Superseded {
+        /// The target.
+        to: NodeId,
+        /// Who leads.
+        leader: NodeId,
+    },
 }

@@ -4,6 +4,9 @@ use bytes::Bytes;
 use ordo_net::{Message, ProposeResult, ReadError, SnapshotMeta};
 use ordo_storage::{Batch, ClientId, HardState, Index, LogId, NodeId, Seq, Term};
 
+use super::election::TransferError;
+use super::membership::{ChangeError, Membership, MembershipChange};
+
 /// The time as the runtime sees it when it hands the core an event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Now {
@@ -109,10 +112,25 @@ pub enum Event {
         /// The peer.
         to: NodeId,
     },
-    /// Hand leadership to `to` (thesis §3.10).
+    /// Hand leadership to `to` (thesis §3.10); answered by
+    /// [`Command::TransferResult`].
     TransferLeadership {
         /// The voter to hand over to.
         to: NodeId,
+        /// The runtime's handle; the answer carries it.
+        request_id: u64,
+    },
+    /// Change the membership by one server (thesis §4.1); answered by
+    /// [`Command::MembershipResult`] once the change commits or fails.
+    ChangeMembership {
+        /// The runtime's handle; the answer carries it.
+        request_id: u64,
+        /// The change.
+        change: MembershipChange,
+        /// Runtime information for members whose entry carries none (the
+        /// bootstrap configuration's): written into the new entry, so
+        /// that every node learns how to reach every member.
+        known_info: Vec<(NodeId, Bytes)>,
     },
 }
 
@@ -276,5 +294,30 @@ pub enum Command {
         term: Term,
         /// The known leader, `0` if none.
         leader: NodeId,
+    },
+    /// The configuration in force changed (appended, truncated away, or
+    /// restored from a snapshot): connect to new members, drop removed
+    /// ones. It may still be undone until `index` commits.
+    MembershipChanged {
+        /// Index of its entry (`0`: the bootstrap configuration).
+        index: Index,
+        /// The configuration.
+        membership: Membership,
+    },
+    /// Answer to [`Event::ChangeMembership`]: the index of the committed
+    /// configuration entry, or why there is none.
+    MembershipResult {
+        /// The request's handle.
+        request_id: u64,
+        /// The outcome.
+        result: Result<Index, ChangeError>,
+    },
+    /// Answer to [`Event::TransferLeadership`]: the new leader, or why the
+    /// transfer failed (this node, or another, leads then).
+    TransferResult {
+        /// The request's handle.
+        request_id: u64,
+        /// The outcome.
+        result: Result<NodeId, TransferError>,
     },
 }

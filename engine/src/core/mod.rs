@@ -25,11 +25,13 @@ mod config;
 mod election;
 mod io;
 mod log;
+mod membership;
 mod outstanding;
 mod progress;
 mod proposals;
 mod raft;
 mod reads;
+mod reconfig;
 mod repair;
 mod replication;
 pub mod rng;
@@ -37,8 +39,13 @@ mod sessions;
 mod snapshot;
 
 pub use config::{ConfigError, CoreConfig};
+pub use election::{TransferError, TransferWaiter};
 pub use io::{ApplyBatch, Command, Event, Now, Proposal, ReadPurpose, Role};
 pub use log::{RaftLog, RestoredLog};
+pub use membership::{
+    ChangeError, Configurations, MEMBER_INFO_MAX, MEMBERS_MAX, Member, MemberRole, Membership,
+    MembershipChange, MembershipDecodeError, decode_core_state, encode_core_state,
+};
 pub use progress::{Progress, ReplicationState};
 pub use proposals::Origin;
 pub use raft::{Raft, RaftState, Status};

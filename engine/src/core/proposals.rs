@@ -11,6 +11,7 @@ use ordo_net::{
 use ordo_storage::{Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, NodeId, Seq};
 
 use super::io::{Command, Proposal, Role};
+use super::membership::ChangeError;
 use super::raft::Raft;
 use super::sessions::SessionLookup;
 
@@ -80,6 +81,13 @@ impl Raft {
         if self.role != Role::Leader && proposal.redirect {
             let leader = self.leader;
             self.answer(origin, Err(ProposeError::NotLeader { leader }));
+            return;
+        }
+        if self.leader == 0 && !self.configs.current().contains(self.id) {
+            // Outside the cluster (removed, or not yet added) and with no
+            // leader to forward to: no leader may ever come; the client
+            // must go elsewhere.
+            self.answer(origin, Err(ProposeError::NotLeader { leader: 0 }));
             return;
         }
         self.enqueue(QueuedProposal {
@@ -281,7 +289,14 @@ impl Raft {
         self.send_forward_results();
         self.fail_leader_reads();
         self.progress.clear();
+        self.departing.clear();
         self.transfer = None;
+        if let Some((request_id, _)) = self.membership_waiter.take() {
+            self.commands.push(Command::MembershipResult {
+                request_id,
+                result: Err(ChangeError::Unknown),
+            });
+        }
         self.term_start_index = 0;
         self.commit_notify_due_us = None;
     }

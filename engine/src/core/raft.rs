@@ -10,12 +10,17 @@ use ordo_storage::{ClientId, HardState, Index, NodeId, Seq, Term};
 use super::config::{ConfigError, CoreConfig};
 use super::io::{Command, Event, Now, ReadPurpose, Role};
 use super::log::{RaftLog, RestoredLog};
+use super::membership::{Configurations, Membership, decode_core_state};
 use super::progress::Progress;
 use super::proposals::{Origin, QueuedProposal};
 use super::reads::ReadState;
 use super::repair::{Loss, Repair};
 use super::rng::Rng;
 use super::sessions::{SessionLimits, Sessions};
+
+/// Most removed nodes a leader keeps sending the log to until they learn
+/// of their removal.
+pub const DEPARTING_MAX: usize = 16;
 
 /// What a node brings to its core at start, read from storage.
 #[derive(Clone, Debug, Default)]
@@ -29,6 +34,9 @@ pub struct RaftState {
     /// State the node may have acknowledged and lost (a damaged or wiped
     /// disk): it repairs before it takes part in elections.
     pub loss: Option<Loss>,
+    /// The configuration entries the log holds after the snapshot, in
+    /// index order (`LogStore::config_indexes`, decoded).
+    pub configs: Vec<(Index, Membership)>,
 }
 
 /// A snapshot of the core's externally visible state.
@@ -62,8 +70,26 @@ pub struct Status {
 pub struct Raft {
     pub(super) id: NodeId,
     pub(super) config: CoreConfig,
-    /// Every voter, this node included, sorted.
+    /// The configuration in force and those a truncation could restore
+    /// (core/membership.rs).
+    pub(super) configs: Configurations,
+    /// Voters of the configuration in force, sorted (from `configs`). This
+    /// node may be none of them: a learner, a node waiting to be added, or
+    /// one that was removed.
     pub(super) voters: Vec<NodeId>,
+    /// Learners of the configuration in force, sorted (from `configs`).
+    pub(super) learners: Vec<NodeId>,
+    /// Leader: nodes the configuration in force removed, still sent the
+    /// log until they hold the entry that removed them (so that they stop
+    /// campaigning and can tell their clients). Not members: they count
+    /// for nothing. Bounded by [`DEPARTING_MAX`].
+    pub(super) departing: std::collections::BTreeSet<NodeId>,
+    /// Leader: `(request id, entry index)` of the membership change it
+    /// appended and answers once committed.
+    pub(super) membership_waiter: Option<(u64, Index)>,
+    /// A leadership transfer the runtime waits on (any role: the old
+    /// leader hears who won as a follower).
+    pub(super) transfer_waiter: Option<super::election::TransferWaiter>,
     pub(super) rng: Rng,
     pub(super) now: Now,
 
@@ -156,7 +182,10 @@ pub struct Raft {
 }
 
 impl Raft {
-    /// A core for voter `id` of the cluster `voters`, resuming from `state`.
+    /// A core for node `id`, resuming from `state`. `voters` is the
+    /// bootstrap configuration, in force until the snapshot or a
+    /// configuration entry says otherwise; it is empty for a node that
+    /// waits to be added to a running cluster.
     pub fn new(
         id: NodeId,
         voters: &[NodeId],
@@ -166,25 +195,35 @@ impl Raft {
         now: Now,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let mut voters = voters.to_vec();
-        voters.sort_unstable();
-        voters.dedup();
-        if id == 0 || !voters.contains(&id) {
+        if id == 0 {
             return Err(ConfigError {
                 field: "id",
-                reason: format!("node {id} is not one of the voters {voters:?}"),
+                reason: "node id 0 is reserved".into(),
             });
         }
+        let (snapshot_membership, sessions_state) = decode_core_state(&state.snapshot.core_state)
+            .map_err(|e| ConfigError {
+            field: "snapshot",
+            reason: e.to_string(),
+        })?;
+        let (base_index, base) = match snapshot_membership {
+            Some(membership) => (state.snapshot.last.index, membership),
+            None if !state.snapshot.voters.is_empty() => (
+                state.snapshot.last.index,
+                Membership::of_voters(&state.snapshot.voters),
+            ),
+            None => (0, Membership::of_voters(voters)),
+        };
+        let configs = Configurations::new(base_index, base, state.configs);
         let limits = SessionLimits {
             sessions_max: config.sessions_max,
             results_max: config.session_results_max,
             ttl_us: config.session_ttl_ms * 1_000,
         };
-        let sessions =
-            Sessions::decode(limits, &state.snapshot.core_state).map_err(|e| ConfigError {
-                field: "snapshot",
-                reason: e.to_string(),
-            })?;
+        let sessions = Sessions::decode(limits, sessions_state).map_err(|e| ConfigError {
+            field: "snapshot",
+            reason: e.to_string(),
+        })?;
         let log = RaftLog::new(state.log, config.log_cache_bytes_max);
         let config_forward_inflight_max = config.forward_inflight_max;
         // A node whose log holds entries of term T has acknowledged in T, so
@@ -214,7 +253,12 @@ impl Raft {
         let mut raft = Self {
             id,
             config,
-            voters,
+            voters: configs.current().voters(),
+            learners: configs.current().learners(),
+            configs,
+            membership_waiter: None,
+            transfer_waiter: None,
+            departing: std::collections::BTreeSet::new(),
             rng: Rng::new(seed),
             now,
             term,
@@ -260,6 +304,7 @@ impl Raft {
         };
         raft.reset_election_deadline();
         raft.emit_role();
+        raft.membership_changed();
         raft.apply_committed();
         Ok(raft)
     }
@@ -289,9 +334,25 @@ impl Raft {
         &self.config
     }
 
-    /// The voters, sorted.
+    /// The voters of the configuration in force, sorted.
     pub fn voters(&self) -> &[NodeId] {
         &self.voters
+    }
+
+    /// The learners of the configuration in force, sorted.
+    pub fn learners(&self) -> &[NodeId] {
+        &self.learners
+    }
+
+    /// The configuration in force (the latest in the log) and the index of
+    /// its entry (`0`: the bootstrap configuration).
+    pub fn membership(&self) -> (Index, &Membership) {
+        (self.configs.current_index(), self.configs.current())
+    }
+
+    /// The latest configuration at or below the commit index.
+    pub fn committed_membership(&self) -> (Index, &Membership) {
+        self.configs.at(self.log.commit())
     }
 
     /// The vote cast in the current term, `0` if none.
@@ -342,6 +403,11 @@ impl Raft {
 
     /// The earliest time at which a [`Event::Tick`] has work to do.
     pub fn next_deadline_us(&self) -> u64 {
+        let transfer = self.transfer_waiter.map_or(u64::MAX, |w| w.deadline_us);
+        transfer.min(self.next_role_deadline_us())
+    }
+
+    fn next_role_deadline_us(&self) -> u64 {
         match self.role {
             Role::Leader => {
                 let mut deadline = self.heartbeat_deadline_us;
@@ -389,7 +455,14 @@ impl Raft {
             Event::SnapshotSent { to, ok } => self.snapshot_sent(to, ok),
             Event::SnapshotRestored(meta) => self.snapshot_restored(meta),
             Event::Unreachable { to } => self.unreachable(to),
-            Event::TransferLeadership { to } => self.transfer_leadership(to),
+            Event::TransferLeadership { to, request_id } => {
+                self.transfer_leadership(to, request_id)
+            }
+            Event::ChangeMembership {
+                request_id,
+                change,
+                known_info,
+            } => self.change_membership(request_id, change, known_info),
         }
     }
 
@@ -423,11 +496,33 @@ impl Raft {
     /// the simulator run it after every turn; a failure is a bug.
     pub fn check_invariants(&self) {
         self.log.check();
-        assert!(self.voters.contains(&self.id));
+        self.configs.check();
+        assert!(self.configs.current_index() <= self.log.last_index());
+        assert_eq!(self.voters, self.configs.current().voters());
         assert!(self.durable_hard_state.term <= self.term);
         if self.role == Role::Leader {
             assert_eq!(self.leader, self.id);
             assert_eq!(self.vote, self.id, "a leader voted for itself in its term");
+            let members: Vec<NodeId> = self
+                .configs
+                .current()
+                .members()
+                .iter()
+                .map(|m| m.id)
+                .filter(|&id| id != self.id)
+                .collect();
+            assert!(
+                self.progress
+                    .keys()
+                    .copied()
+                    .filter(|id| !self.departing.contains(id))
+                    .eq(members),
+                "a leader tracks exactly the other members, and departing nodes"
+            );
+            assert!(self.departing.len() <= DEPARTING_MAX);
+            for id in &self.departing {
+                assert!(self.progress.contains_key(id) && !self.configs.current().contains(*id));
+            }
             for progress in self.progress.values() {
                 progress.check();
                 assert!(progress.match_index <= self.log.last_index());
@@ -444,6 +539,10 @@ impl Raft {
         } else {
             assert!(self.pending.is_empty() && self.progress.is_empty());
             assert!(self.commit_notify_due_us.is_none());
+            assert!(self.membership_waiter.is_none() && self.departing.is_empty());
+        }
+        if matches!(self.role, Role::Candidate | Role::PreCandidate) {
+            assert!(self.voters.contains(&self.id), "a non-voter campaigned");
         }
         assert!(self.queue.len() <= self.config.proposal_queue_max);
         if self.repair.is_some() {
@@ -483,14 +582,20 @@ impl Raft {
                 {
                     self.transfer = None;
                 }
+                self.expire_transfer_waiter();
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {
+                self.expire_transfer_waiter();
                 if now >= self.election_deadline_us && self.repair.is_some() {
                     tracing::debug!(
                         id = self.id,
                         term = self.term,
                         "repairing: not campaigning; waiting for a leader"
                     );
+                    self.reset_election_deadline();
+                } else if now >= self.election_deadline_us && !self.voters.contains(&self.id) {
+                    // A learner, a node waiting to be added or a removed
+                    // one never campaigns.
                     self.reset_election_deadline();
                 } else if now >= self.election_deadline_us {
                     if self.voters.len() == 1 || !self.config.pre_vote {
@@ -505,14 +610,24 @@ impl Raft {
     }
 
     fn step_message(&mut self, from: NodeId, message: Message) {
-        if from == self.id || !self.voters.contains(&from) {
+        // Messages are processed whatever the sender's place in this
+        // node's configuration (thesis §4.1): a node being added must
+        // follow a leader it does not yet know of, and a voter whose log
+        // lags its configuration must still vote. Only votes from voters
+        // count, only members get progress, and a removed voter cannot
+        // disrupt: members in touch with a leader ignore its votes (lease)
+        // and its log lacks its own removal (pre-vote fails).
+        if from == self.id || from == 0 {
             tracing::debug!(
                 id = self.id,
                 from,
                 kind = message.kind(),
-                "message from a non-voter ignored"
+                "message with an invalid sender ignored"
             );
             return;
+        }
+        if matches!(message, Message::Vote(_)) && !self.configs.current().contains(from) {
+            self.remind_removed(from);
         }
         // Whether a voter is repairing is a fact whatever its term (a wiped
         // one answers from term 0): note it before stale terms are dropped.
@@ -608,6 +723,8 @@ impl Raft {
             Message::TimeoutNow(_) => {
                 if self.repair.is_some() {
                     tracing::warn!(id = self.id, from, "repairing: leadership not taken over");
+                } else if !self.voters.contains(&self.id) {
+                    tracing::warn!(id = self.id, from, "not a voter: leadership not taken over");
                 } else if self.role != Role::Leader {
                     tracing::info!(id = self.id, from, "leadership handed over; campaigning");
                     self.campaign(false, true);
@@ -633,8 +750,33 @@ impl Raft {
         self.voters.len() / 2 + 1
     }
 
+    /// Every other member, voter or learner: who the leader replicates to.
     pub(super) fn followers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.configs
+            .current()
+            .members()
+            .iter()
+            .map(|m| m.id)
+            .filter(move |&id| id != self.id)
+    }
+
+    /// Every other voter: who a candidate asks.
+    pub(super) fn other_voters(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.voters.iter().copied().filter(move |&v| v != self.id)
+    }
+
+    /// The value at which a quorum of voters stands: `own` for this node if
+    /// it votes, `of(progress)` for each other voter (the leader's view).
+    pub(super) fn quorum_value(&self, own: u64, of: impl Fn(&Progress) -> u64) -> u64 {
+        let mut values: Vec<u64> = self
+            .other_voters()
+            .map(|v| self.progress.get(&v).map_or(0, &of))
+            .collect();
+        if self.voters.contains(&self.id) {
+            values.push(own);
+        }
+        values.sort_unstable_by(|a, b| b.cmp(a));
+        values.get(self.quorum() - 1).copied().unwrap_or(0)
     }
 
     pub(super) fn send(&mut self, to: NodeId, message: Message) {
@@ -685,6 +827,7 @@ impl Raft {
         if was_leader {
             self.step_down_leader_state();
         }
+        self.transfer_leader_known(leader);
         if leader_changed {
             self.matched_leader_index = 0;
             self.acked_index = 0;

@@ -77,7 +77,7 @@ impl Raft {
             return;
         }
         let index = self.log.commit();
-        if self.voters.len() == 1 {
+        if self.voters == [self.id] {
             self.read_ready(origin, Ok(index));
             return;
         }
@@ -170,14 +170,13 @@ impl Raft {
         if self.reads.waiting.is_empty() {
             return;
         }
-        let mut rounds: Vec<u64> = self
-            .progress
-            .values()
-            .map(|p| if p.repairing { 0 } else { p.read_round })
-            .collect();
-        rounds.push(self.reads.round);
-        rounds.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = rounds[self.quorum() - 1];
+        let confirmed =
+            self.quorum_value(
+                self.reads.round,
+                |p| {
+                    if p.repairing { 0 } else { p.read_round }
+                },
+            );
         while self
             .reads
             .waiting

@@ -72,7 +72,7 @@ impl Raft {
 
     /// Sends whatever each follower's window allows.
     pub(super) fn broadcast_append(&mut self) {
-        let peers: Vec<NodeId> = self.followers().collect();
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
             self.send_append(peer);
         }
@@ -185,7 +185,7 @@ impl Raft {
     /// Heartbeats carry the commit index (bounded by each follower's match)
     /// and the current read round.
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let peers: Vec<NodeId> = self.followers().collect();
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
             self.send_heartbeat(peer);
         }
@@ -244,9 +244,10 @@ impl Raft {
     /// Check-quorum: whether a quorum (this leader included) was heard from
     /// since the last check; resets the marks.
     pub(super) fn quorum_active(&mut self) -> bool {
-        let mut active = 1;
-        for progress in self.progress.values_mut() {
-            if progress.recent_active && !progress.repairing {
+        let mut active = usize::from(self.is_voter(self.id));
+        let voters = &self.voters;
+        for (peer, progress) in self.progress.iter_mut() {
+            if progress.recent_active && !progress.repairing && voters.binary_search(peer).is_ok() {
                 active += 1;
             }
             progress.recent_active = false;
@@ -318,6 +319,20 @@ impl Raft {
                     // No heartbeat sent before this point echoes a later round.
                     progress.match_round = round;
                 }
+                if self.departing.contains(&from) && match_index >= self.configs.current_index() {
+                    // It holds the configuration that removed it.
+                    tracing::info!(
+                        id = self.id,
+                        node = from,
+                        "a removed member learned it was removed"
+                    );
+                    self.departing.remove(&from);
+                    self.progress.remove(&from);
+                    return;
+                }
+                let Some(progress) = self.progress.get_mut(&from) else {
+                    return;
+                };
                 match progress.state {
                     ReplicationState::Probe => progress.become_replicate(now),
                     ReplicationState::Snapshot { index } if progress.match_index >= index => {
@@ -479,22 +494,28 @@ impl Raft {
                 None => {}
             }
         }
+        let mut configs_changed = false;
         if let Some(from_index) = truncate_from {
             assert!(
                 from_index > self.matched_leader_index,
                 "the leader contradicted entries it sent in its own term"
             );
             self.log.truncate(from_index);
+            configs_changed |= self.configs.truncated(from_index);
             self.commands.push(Command::Truncate { from: from_index });
         }
         if !new_batches.is_empty() {
             for batch in &new_batches {
                 self.log.append(batch.clone());
             }
+            configs_changed |= self.configs_appended(&new_batches);
             self.commands.push(Command::Append {
                 batches: new_batches,
             });
             self.commands.push(Command::Sync);
+        }
+        if configs_changed {
+            self.membership_changed();
         }
         self.matched_leader_index = self.matched_leader_index.max(last_new);
         self.log.commit_to(request.commit.min(last_new));
@@ -581,19 +602,21 @@ impl Raft {
             return;
         }
         // A repairing follower counts as holding nothing: the leader must
-        // reach a quorum without it (core/repair.rs).
-        let mut matches: Vec<Index> = self
-            .progress
-            .values()
-            .map(|p| if p.repairing { 0 } else { p.match_index })
-            .collect();
-        matches.push(self.log.durable());
-        matches.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matches[self.quorum() - 1];
+        // reach a quorum without it (core/repair.rs). Only voters of the
+        // configuration in force count, this leader only if it is one.
+        let candidate = self.quorum_value(self.log.durable(), |p| {
+            if p.repairing { 0 } else { p.match_index }
+        });
         if candidate <= self.log.commit() || self.log.term_at(candidate) != Some(self.term) {
             return;
         }
         self.log.commit_to(candidate);
+        self.membership_committed();
+        if self.role != Role::Leader {
+            // Removed by the configuration that just committed.
+            self.apply_committed();
+            return;
+        }
         while self
             .uncommitted
             .front()
@@ -654,6 +677,7 @@ impl Raft {
     fn apply_batches(&mut self, batches: Vec<Batch>, from: Index, to: Index) {
         let last_index = to.min(batches.last().expect("non-empty").last_index());
         self.log.applied_to(last_index);
+        self.configs.committed(last_index);
         // The state machine sees the entries before their proposers hear back.
         self.commands.push(Command::Apply(ApplyBatch {
             batches: batches.clone(),

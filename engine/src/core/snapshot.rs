@@ -7,6 +7,7 @@ use ordo_net::{AppendResponse, AppendResult, InstallSnapshot, Message, SnapshotM
 use ordo_storage::{LogId, NodeId};
 
 use super::io::{Command, Role};
+use super::membership::{Membership, decode_core_state, encode_core_state};
 use super::raft::Raft;
 use super::sessions::{SessionLimits, Sessions};
 
@@ -41,12 +42,13 @@ impl Raft {
             return;
         };
         self.snapshot_in_progress = true;
+        let (_, membership) = self.configs.at(applied);
         let meta = SnapshotMeta {
             last: LogId::new(term, applied),
             last_id: self.applied_tail.0,
             last_ts: self.applied_tail.1,
-            voters: self.voters.clone(),
-            core_state: self.sessions.encode(),
+            voters: membership.voters(),
+            core_state: encode_core_state(membership, &self.sessions.encode()),
         };
         self.commands.push(Command::CreateSnapshot(meta));
     }
@@ -144,13 +146,25 @@ impl Raft {
             results_max: self.config.session_results_max,
             ttl_us: self.config.session_ttl_ms * 1_000,
         };
-        match Sessions::decode(limits, &meta.core_state) {
+        let (membership, sessions) = match decode_core_state(&meta.core_state) {
+            Ok((membership, sessions)) => (membership, sessions),
+            Err(error) => {
+                tracing::error!(id = self.id, %error, "snapshot carries an invalid configuration; keeping the one in force");
+                (None, &[][..])
+            }
+        };
+        match Sessions::decode(limits, sessions) {
             Ok(sessions) => self.sessions = sessions,
             Err(error) => {
                 tracing::error!(id = self.id, %error, "snapshot carries invalid session state; keeping the old table");
             }
         }
         self.log.reset(meta.last, (meta.last_id + 1, meta.last_ts));
+        let membership = membership
+            .or_else(|| (!meta.voters.is_empty()).then(|| Membership::of_voters(&meta.voters)));
+        let membership = membership.unwrap_or_else(|| self.configs.current().clone());
+        self.configs.reset(meta.last.index, membership);
+        self.membership_changed();
         self.applied_tail = (meta.last_id, meta.last_ts);
         self.matched_leader_index = meta.last.index;
         self.snapshot = meta;

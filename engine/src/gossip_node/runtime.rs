@@ -484,6 +484,9 @@ impl Runtime {
             ClientRequest::Read(r) => {
                 let _ = conn.try_send(&refuse(r.request_id));
             }
+            ClientRequest::Admin(a) => {
+                let _ = conn.try_send(&refuse(a.request_id));
+            }
             ClientRequest::Status(s) => {
                 let _ = conn.try_send(&ClientResponse::Status(StatusResponse {
                     request_id: s.request_id,

@@ -124,8 +124,13 @@ pub struct NodeConfig {
     /// The cluster's public keys file (`cluster.keys`).
     #[serde(default)]
     pub keys_file: Option<PathBuf>,
-    /// The other voters.
+    /// The other voters of the bootstrap configuration.
     pub peers: Vec<PeerConfig>,
+    /// Written by `ordo init --add`: the node starts outside the cluster
+    /// and waits for `ordo member add` (it never votes or campaigns before).
+    /// Once added, its log holds the configuration and this is ignored.
+    #[serde(default)]
+    pub join: bool,
     /// Cores and executors.
     #[serde(default)]
     pub runtime: RuntimeConfig,
@@ -272,6 +277,9 @@ impl NodeConfig {
 
     /// Every voter's id, this node's included, sorted.
     pub fn voters(&self) -> Vec<NodeId> {
+        if self.join {
+            return Vec::new();
+        }
         let mut voters: Vec<NodeId> = self.peers.iter().map(|p| p.id).collect();
         voters.push(self.id);
         voters.sort_unstable();
@@ -279,6 +287,14 @@ impl NodeConfig {
     }
 
     /// The client address of voter `id`, if known.
+    pub fn peer_addr_of(&self, id: NodeId) -> Option<SocketAddr> {
+        if id == self.id {
+            return Some(self.peer_addr);
+        }
+        self.peers.iter().find(|p| p.id == id).map(|p| p.peer_addr)
+    }
+
+    /// Where voter `id` of the bootstrap configuration listens for clients.
     pub fn client_addr_of(&self, id: NodeId) -> Option<SocketAddr> {
         if id == self.id {
             return Some(self.client_addr);
@@ -328,11 +344,27 @@ impl NodeConfig {
                 )),
                 keys_file: Some(PathBuf::from("../cluster.keys")),
                 peers: all.iter().filter(|p| p.id != me.id).cloned().collect(),
+                join: false,
                 runtime: RuntimeConfig::default(),
                 storage: StorageConfig::default(),
                 raft: CoreConfig::default(),
             })
             .collect())
+    }
+
+    /// The configuration `ordo init --add id --base-port base` writes: node
+    /// `id` on the same port layout as [`NodeConfig::cluster`], outside the
+    /// cluster until `ordo member add` adds it.
+    pub fn joining(id: NodeId, base_port: u16, cluster_id: u64) -> Result<Self, NodeConfigError> {
+        if id == 0 || id > VOTERS_MAX as u64 {
+            return Err(field("id", format!("{id} not in [1, {VOTERS_MAX}]")));
+        }
+        let mut config = Self::cluster(id as usize, base_port, cluster_id)?
+            .pop()
+            .expect("node id is the last of the layout");
+        config.peers.clear();
+        config.join = true;
+        Ok(config)
     }
 }
 

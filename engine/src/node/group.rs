@@ -14,7 +14,8 @@ use bytes::Bytes;
 use futures_lite::future;
 use ordo_net::transport::{ClientCall, ClientConn, ClientInbox, PeerEvent, SendError};
 use ordo_net::{
-    ClientError, ClientRequest, ClientResponse, Committed, ErrorResponse, LeaderHint, LogResponse,
+    AdminAnswer, AdminCommand, AdminFailure, AdminRequest, AdminResponse, ClientError,
+    ClientRequest, ClientResponse, Committed, ErrorResponse, LeaderHint, LogResponse, MemberEntry,
     Message, NodeRole, NodeStatus, PeerMessage, ProposeError, ProposeResponse, ProposeResult,
     ReadError, ReadResponse, StatusResponse,
 };
@@ -27,13 +28,17 @@ use super::gossip_bridge::GossipBridge;
 use super::inbox;
 use super::input::{External, InputSender, Reply};
 use super::log_io::LogIo;
+use super::members::{Directory, MemberView, MembersView};
 use super::peers::Peers;
 use super::shards::{ShardBatch, ShardReply};
 use super::snapshots::SnapshotIo;
 use super::ticker::Ticker;
 use super::tokens::Certificates;
 use super::{Receipt, StateMachine};
-use crate::core::{ApplyBatch, Command, Event, Proposal, Raft, Role, Status};
+use crate::core::{
+    ApplyBatch, ChangeError, Command, Event, MemberRole, Membership, MembershipChange, Proposal,
+    Raft, Role, Status, TransferError,
+};
 
 /// What ended a wait.
 enum Woken {
@@ -67,6 +72,34 @@ impl Responder {
         match self {
             Responder::Client { session, .. } | Responder::Shard { session, .. } => *session,
             Responder::Api(_, session) => *session,
+        }
+    }
+}
+
+/// Who waits for the outcome of an administrative request.
+enum AdminWaiter {
+    Membership(Reply<Result<Index, ChangeError>>),
+    Transfer(Reply<Result<NodeId, TransferError>>),
+    Client { sink: AdminSink, request_id: u64 },
+}
+
+/// Where the answer to a client's administrative request goes: its
+/// connection (shard 0), or the client shard that relayed it.
+enum AdminSink {
+    Conn(ClientConn),
+    Shard(Reply<AdminResponse>),
+}
+
+impl AdminSink {
+    fn send(self, response: AdminResponse) {
+        // The client may have gone away: nothing to answer then.
+        match self {
+            AdminSink::Conn(conn) => {
+                let _ = conn.try_send(&ClientResponse::Admin(response));
+            }
+            AdminSink::Shard(reply) => {
+                let _ = reply.send(response);
+            }
         }
     }
 }
@@ -115,6 +148,9 @@ pub struct Group<S: LogStore + 'static> {
     shard_out: Vec<Vec<ShardReply>>,
     status: Rc<std::cell::Cell<Status>>,
     shutting_down: bool,
+    /// A committed configuration listed this node since it started: one
+    /// that no longer lists it was removed (`stop_if_removed`).
+    was_member: bool,
     /// The voter's gossip endpoint, if it runs one (`gossip_bridge.rs`).
     gossip: Option<GossipBridge>,
     /// The last leader hint built, reused while the leader is the same:
@@ -138,6 +174,11 @@ pub struct Group<S: LogStore + 'static> {
     /// Answers whose token had to be built from the log or waited for
     /// ([`Group::find_token`]), ready to send.
     tokens_found: Rc<std::cell::RefCell<Vec<TokenFound>>>,
+    /// How to reach the members of the configuration in force.
+    directory: Directory,
+    /// Membership changes and transfers waiting for the core's answer, by
+    /// the request id handed to the core.
+    admin_waiters: FxHashMap<u64, AdminWaiter>,
 }
 
 impl<S: LogStore + 'static> Group<S> {
@@ -185,6 +226,7 @@ impl<S: LogStore + 'static> Group<S> {
             shard_replies,
             status,
             shutting_down: false,
+            was_member: false,
             gossip: None,
             leader_hint: std::cell::RefCell::new(LeaderHint {
                 id: 0,
@@ -196,6 +238,8 @@ impl<S: LogStore + 'static> Group<S> {
             repair_rounds: 0,
             repair_gap: (0, 0),
             tokens_found: Rc::default(),
+            directory: Directory::default(),
+            admin_waiters: FxHashMap::default(),
         }
     }
 
@@ -251,6 +295,7 @@ impl<S: LogStore + 'static> Group<S> {
             }
             self.answer_tokens_found();
             self.flush_shard_replies();
+            self.stop_if_removed(now);
             // After the answers: see `Certificates::send_signed`.
             let riding = std::mem::take(&mut self.sent_to_peers);
             self.certificates
@@ -540,8 +585,8 @@ impl<S: LogStore + 'static> Group<S> {
             *hint = LeaderHint {
                 id: leader,
                 client_addr: self
-                    .config
-                    .client_addr_of(leader)
+                    .directory
+                    .client_addr(&self.config, leader)
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
             };
@@ -609,7 +654,145 @@ impl<S: LogStore + 'static> Group<S> {
             ClientRequest::Log(log) => {
                 self.serve_log(conn, log.request_id, log.from_id, log.follow)
             }
+            ClientRequest::Admin(admin) => self.admin_request(now, admin, AdminSink::Conn(conn)),
         }
+    }
+
+    /// A client's `ordo member` or `ordo transfer`.
+    fn admin_request(&mut self, now: crate::core::Now, request: AdminRequest, sink: AdminSink) {
+        let AdminRequest {
+            request_id: client_request_id,
+            command,
+        } = request;
+        let change = match command {
+            AdminCommand::ListMembers
+                if self.raft.role() != Role::Leader && self.raft.leader() != 0 =>
+            {
+                // Only the leader knows how far each member is.
+                self.answer_admin(
+                    sink,
+                    client_request_id,
+                    Err((true, "the leader lists the members".into())),
+                );
+                return;
+            }
+            AdminCommand::ListMembers => {
+                let view = self.members_view();
+                let response = AdminResponse {
+                    request_id: client_request_id,
+                    result: Ok(AdminAnswer::Members {
+                        index: view.index,
+                        committed: view.committed,
+                        members: view
+                            .members
+                            .iter()
+                            .map(|m| MemberEntry {
+                                id: m.id,
+                                voter: m.role == MemberRole::Voter,
+                                peer_addr: m.peer_addr.map(|a| a.to_string()).unwrap_or_default(),
+                                client_addr: m
+                                    .client_addr
+                                    .map(|a| a.to_string())
+                                    .unwrap_or_default(),
+                                match_index: m.match_index,
+                            })
+                            .collect(),
+                    }),
+                    leader: self.leader_hint(),
+                };
+                sink.send(response);
+                return;
+            }
+            AdminCommand::TransferLeadership { to } => {
+                let request_id = self.request_id();
+                self.admin_waiters.insert(
+                    request_id,
+                    AdminWaiter::Client {
+                        sink,
+                        request_id: client_request_id,
+                    },
+                );
+                self.raft
+                    .step(now, Event::TransferLeadership { to, request_id });
+                return;
+            }
+            AdminCommand::AddMember { id, learner, info } => MembershipChange::Add {
+                id,
+                role: if learner {
+                    MemberRole::Learner
+                } else {
+                    MemberRole::Voter
+                },
+                info: Bytes::from(info),
+            },
+            AdminCommand::PromoteMember { id } => MembershipChange::Promote { id },
+            AdminCommand::RemoveMember { id } => MembershipChange::Remove { id },
+        };
+        let request_id = self.request_id();
+        self.admin_waiters.insert(
+            request_id,
+            AdminWaiter::Client {
+                sink,
+                request_id: client_request_id,
+            },
+        );
+        let known_info = self.known_info();
+        self.raft.step(
+            now,
+            Event::ChangeMembership {
+                request_id,
+                change,
+                known_info,
+            },
+        );
+    }
+
+    /// What this node knows of the members whose configuration carries no
+    /// information (the bootstrap voters): their addresses from
+    /// `ordo.toml`, their keys from `cluster.keys`.
+    fn known_info(&self) -> Vec<(NodeId, Bytes)> {
+        let keys = self
+            .config
+            .keys_file
+            .as_ref()
+            .and_then(|path| crate::token::ClusterKeys::load(path).ok());
+        self.directory
+            .members
+            .iter()
+            .filter(|(_, (_, info))| info.is_none())
+            .filter_map(|(&id, _)| {
+                let info = super::members::MemberInfo {
+                    peer_addr: self.config.peer_addr_of(id)?,
+                    client_addr: self.config.client_addr_of(id)?,
+                    gossip_addr: (id == self.config.id)
+                        .then_some(self.config.gossip_addr)
+                        .flatten(),
+                    public_key: keys
+                        .as_ref()
+                        .and_then(|k| k.get(id))
+                        .map_or([0; 32], |k| k.to_bytes()),
+                };
+                Some((id, info.encode()))
+            })
+            .collect()
+    }
+
+    /// Answers a client's administrative request.
+    fn answer_admin(
+        &self,
+        sink: AdminSink,
+        request_id: u64,
+        result: Result<AdminAnswer, (bool, String)>,
+    ) {
+        let response = AdminResponse {
+            request_id,
+            result: result.map_err(|(not_leader, message)| AdminFailure {
+                not_leader,
+                message,
+            }),
+            leader: self.leader_hint(),
+        };
+        sink.send(response);
     }
 
     /// Streams committed messages to a client of this shard.
@@ -842,8 +1025,35 @@ impl<S: LogStore + 'static> Group<S> {
                 follow,
                 sink,
             } => self.serve_log_into(request_id, from_id, follow, sink),
-            External::TransferLeadership { to } => {
-                self.raft.step(now, Event::TransferLeadership { to })
+            External::TransferLeadership { to, reply } => {
+                let request_id = self.request_id();
+                if let Some(reply) = reply {
+                    self.admin_waiters
+                        .insert(request_id, AdminWaiter::Transfer(reply));
+                }
+                self.raft
+                    .step(now, Event::TransferLeadership { to, request_id })
+            }
+            External::ChangeMembership { change, reply } => {
+                let request_id = self.request_id();
+                self.admin_waiters
+                    .insert(request_id, AdminWaiter::Membership(reply));
+                let known_info = self.known_info();
+                self.raft.step(
+                    now,
+                    Event::ChangeMembership {
+                        request_id,
+                        change,
+                        known_info,
+                    },
+                )
+            }
+            External::ClientAdmin { request, reply } => {
+                self.admin_request(now, request, AdminSink::Shard(reply))
+            }
+            External::Members { reply } => {
+                // The asker may have gone away: nothing to answer then.
+                let _ = reply.send(self.members_view());
             }
             External::Shutdown => self.begin_shutdown(now),
         }
@@ -866,7 +1076,9 @@ impl<S: LogStore + 'static> Group<S> {
                 .filter(|&v| v != self.config.id)
                 .max_by_key(|&v| self.raft.progress(v).map_or(0, |p| p.match_index));
             if let Some(to) = target {
-                self.raft.step(now, Event::TransferLeadership { to });
+                let request_id = self.request_id();
+                self.raft
+                    .step(now, Event::TransferLeadership { to, request_id });
             }
         }
     }
@@ -939,6 +1151,47 @@ impl<S: LogStore + 'static> Group<S> {
                     tracing::warn!(%error, "cannot clear the recorded repair");
                 }
             }
+            Command::MembershipChanged { index, membership } => {
+                self.membership_changed(index, &membership)
+            }
+            Command::MembershipResult { request_id, result } => {
+                match self.admin_waiters.remove(&request_id) {
+                    // The asker may have gone away.
+                    Some(AdminWaiter::Membership(reply)) => drop(reply.send(result)),
+                    Some(AdminWaiter::Client { sink, request_id }) => {
+                        let result =
+                            result
+                                .map(|index| AdminAnswer::Changed { index })
+                                .map_err(|e| {
+                                    // Retried: at the leader, or once the new
+                                    // leader committed its first entry.
+                                    let retry = matches!(
+                                        e,
+                                        ChangeError::NotLeader { .. }
+                                            | ChangeError::LeaderNotReady { .. }
+                                    );
+                                    (retry, e.to_string())
+                                });
+                        self.answer_admin(sink, request_id, result);
+                    }
+                    _ => {}
+                }
+            }
+            Command::TransferResult { request_id, result } => {
+                match self.admin_waiters.remove(&request_id) {
+                    // The asker may have gone away.
+                    Some(AdminWaiter::Transfer(reply)) => drop(reply.send(result)),
+                    Some(AdminWaiter::Client { sink, request_id }) => {
+                        let result = result
+                            .map(|leader| AdminAnswer::Transferred { leader })
+                            .map_err(|e| {
+                                (matches!(e, TransferError::NotLeader { .. }), e.to_string())
+                            });
+                        self.answer_admin(sink, request_id, result);
+                    }
+                    _ => {}
+                }
+            }
             Command::RoleChanged { role, term, leader } => {
                 tracing::info!(
                     id = self.config.id,
@@ -948,6 +1201,94 @@ impl<S: LogStore + 'static> Group<S> {
                     "role changed"
                 );
             }
+        }
+    }
+
+    /// The configuration in force changed: connect to new members, forget
+    /// removed ones.
+    fn membership_changed(&mut self, index: Index, membership: &Membership) {
+        let directory = Directory::new(index, membership);
+        if let Peers::Tcp { transport, .. } = &*self.peers {
+            for &id in self.directory.members.keys() {
+                if id != self.config.id && !directory.members.contains_key(&id) {
+                    transport.remove_peer(id);
+                }
+            }
+            for &id in directory.members.keys() {
+                if id == self.config.id {
+                    continue;
+                }
+                let addr = directory.peer_addr(&self.config, id);
+                if addr == self.directory.peer_addr(&self.config, id)
+                    && self.directory.members.contains_key(&id)
+                {
+                    continue;
+                }
+                match addr {
+                    Some(addr) => {
+                        if let Err(error) = transport.add_peer(id, addr) {
+                            tracing::error!(member = id, %error, "cannot add member as a peer");
+                        }
+                    }
+                    None => tracing::error!(member = id, "no address known for member"),
+                }
+            }
+        }
+        tracing::info!(
+            id = self.config.id,
+            index,
+            voters = ?membership.voters(),
+            learners = ?membership.learners(),
+            "membership changed"
+        );
+        self.leader_hint.borrow_mut().id = u64::MAX;
+        self.directory = directory;
+    }
+
+    /// A node a committed configuration removed stops, saying so: it has
+    /// nothing left to do, and it must not look like a member to
+    /// operators or clients. (A node that never was one waits to be added.)
+    fn stop_if_removed(&mut self, now: crate::core::Now) {
+        let member = self.raft.committed_membership().1.contains(self.config.id);
+        if member {
+            self.was_member = true;
+        } else if self.was_member && !self.shutting_down {
+            tracing::warn!(
+                id = self.config.id,
+                index = self.raft.committed_membership().0,
+                "removed from the cluster by a committed configuration; stopping"
+            );
+            self.begin_shutdown(now);
+        }
+    }
+
+    /// The configuration in force, for `ordo member list`.
+    fn members_view(&self) -> MembersView {
+        let (index, _) = self.raft.membership();
+        let leading = self.raft.role() == Role::Leader;
+        let members = self
+            .directory
+            .members
+            .iter()
+            .map(|(&id, &(role, _))| MemberView {
+                id,
+                role,
+                peer_addr: self.directory.peer_addr(&self.config, id),
+                client_addr: self.directory.client_addr(&self.config, id),
+                match_index: if !leading {
+                    None
+                } else if id == self.config.id {
+                    Some(self.raft.log().last_index())
+                } else {
+                    self.raft.progress(id).map(|p| p.match_index)
+                },
+            })
+            .collect();
+        MembersView {
+            index,
+            committed: index <= self.raft.log().commit(),
+            leader: self.raft.leader(),
+            members,
         }
     }
 

@@ -114,6 +114,27 @@ pub enum External {
     TransferLeadership {
         /// The voter.
         to: ordo_storage::NodeId,
+        /// Where the outcome goes, if anyone waits for it.
+        reply: Option<Reply<Result<ordo_storage::NodeId, crate::core::TransferError>>>,
+    },
+    /// Change the membership by one server.
+    ChangeMembership {
+        /// The change.
+        change: crate::core::MembershipChange,
+        /// Where the outcome goes: the committed entry's index, or why not.
+        reply: Reply<Result<ordo_storage::Index, crate::core::ChangeError>>,
+    },
+    /// A client shard relays a client's administrative request.
+    ClientAdmin {
+        /// The request.
+        request: ordo_net::AdminRequest,
+        /// Where the answer goes.
+        reply: Reply<ordo_net::AdminResponse>,
+    },
+    /// The configuration in force, as this node sees it.
+    Members {
+        /// Where the answer goes.
+        reply: Reply<super::members::MembersView>,
     },
     /// Stop the node cleanly.
     Shutdown,

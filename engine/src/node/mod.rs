@@ -28,6 +28,7 @@ mod group;
 mod inbox;
 mod input;
 mod log_io;
+pub mod members;
 pub(crate) mod notify;
 mod peers;
 pub(crate) mod restore;
@@ -54,7 +55,7 @@ pub use restore::raft_state;
 pub use start::{LocalNode, Node, NodeError, StartOptions};
 pub use tokens::TokenError;
 
-use crate::core::{ApplyBatch, Status};
+use crate::core::{ApplyBatch, ChangeError, MembershipChange, Status, TransferError};
 
 /// What a committed proposal gets back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +111,20 @@ pub enum HandleError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+}
+
+/// Why a membership change or a leadership transfer failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The core refused or lost the change.
+    #[error(transparent)]
+    Membership(#[from] ChangeError),
+    /// The transfer did not happen.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
 }
 
 /// A `Send` handle to a running node, usable from any thread: async methods
@@ -224,9 +239,45 @@ impl NodeHandle {
         stream
     }
 
-    /// Hands leadership to voter `to` (if this node leads).
-    pub fn transfer_leadership(&self, to: NodeId) {
-        let _ = self.external.try_send(External::TransferLeadership { to });
+    /// Hands leadership to voter `to` (thesis §3.10). Returns the new
+    /// leader once this node sees `to` lead, or why not: this node does
+    /// not lead, `to` is not a voter or is repairing, another transfer
+    /// runs, or `to` did not take over within an election timeout (then
+    /// this node, if it still leads, takes proposals again).
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<NodeId, AdminError> {
+        let (reply, answer) = oneshot::channel();
+        let request = External::TransferLeadership {
+            to,
+            reply: Some(reply),
+        };
+        self.external
+            .send(request)
+            .await
+            .map_err(|_| AdminError::Stopped)?;
+        let result = answer.await.map_err(|_| AdminError::Stopped)?;
+        result.map_err(AdminError::Transfer)
+    }
+
+    /// Changes the membership by one server (thesis §4.1), at the leader.
+    /// Returns the index of the configuration entry once it commits.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<Index, AdminError> {
+        let (reply, answer) = oneshot::channel();
+        self.external
+            .send(External::ChangeMembership { change, reply })
+            .await
+            .map_err(|_| AdminError::Stopped)?;
+        let result = answer.await.map_err(|_| AdminError::Stopped)?;
+        result.map_err(AdminError::Membership)
+    }
+
+    /// The configuration in force as this node sees it.
+    pub async fn members(&self) -> Result<members::MembersView, AdminError> {
+        let (reply, answer) = oneshot::channel();
+        self.external
+            .send(External::Members { reply })
+            .await
+            .map_err(|_| AdminError::Stopped)?;
+        answer.await.map_err(|_| AdminError::Stopped)
     }
 
     /// Asks the node to stop (see [`Node::shutdown`] to also wait for it).

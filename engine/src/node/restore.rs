@@ -1,9 +1,9 @@
 //! What a node hands its core at start, read from its log store.
 
 use ordo_net::SnapshotMeta;
-use ordo_storage::{LogStore, StorageError};
+use ordo_storage::{BatchKind, Index, LogStore, StorageError};
 
-use crate::core::{RaftState, RestoredLog};
+use crate::core::{Membership, RaftState, RestoredLog};
 
 /// The core's starting state from `store` and the latest durable snapshot
 /// (the state machine has been restored from it).
@@ -53,6 +53,7 @@ pub async fn raft_state<S: LogStore>(
         .last_header
         .map_or(prev_tail, |h| (h.next_id(), h.last_ts()));
     let hard_state = store.hard_state();
+    let configs = configurations(store, state.prev.index).await?;
     Ok(RaftState {
         hard_state,
         log: RestoredLog {
@@ -67,7 +68,39 @@ pub async fn raft_state<S: LogStore>(
         },
         snapshot,
         loss: None,
+        configs,
     })
+}
+
+/// The configuration entries `store` holds after `after`, decoded, in
+/// index order. One the node cannot decode (written by a newer version)
+/// is left out, saying so: the core then keeps the one before.
+async fn configurations<S: LogStore>(
+    store: &S,
+    after: Index,
+) -> Result<Vec<(Index, Membership)>, StorageError> {
+    let mut configs = Vec::new();
+    for index in store.config_indexes() {
+        if index <= after {
+            continue;
+        }
+        let batches = store.read(index, 1).await?;
+        let Some(entry) = batches
+            .iter()
+            .flat_map(|b| b.entries())
+            .find(|e| e.index == index && e.kind == BatchKind::Config)
+        else {
+            tracing::error!(index, "configuration entry missing from the log read");
+            continue;
+        };
+        match Membership::decode(entry.payload) {
+            Ok(membership) => configs.push((index, membership)),
+            Err(error) => {
+                tracing::error!(index, %error, "configuration entry unreadable; left out")
+            }
+        }
+    }
+    Ok(configs)
 }
 
 /// The term of the entry at `index` in `store`, if the log holds it (its

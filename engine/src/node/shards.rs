@@ -141,6 +141,25 @@ pub async fn run_client_shard(
                     })
                     .detach();
                 }
+                ClientRequest::Admin(admin) => {
+                    let external = link.external.clone();
+                    glommio::spawn_local(async move {
+                        let (reply, answer) = oneshot::channel();
+                        if external
+                            .send(External::ClientAdmin {
+                                request: admin,
+                                reply,
+                            })
+                            .await
+                            .is_ok()
+                            && let Ok(response) = answer.await
+                        {
+                            // The client may have gone away.
+                            let _ = conn.send(&ClientResponse::Admin(response)).await;
+                        }
+                    })
+                    .detach();
+                }
                 ClientRequest::Log(log) => {
                     let external = link.external.clone();
                     glommio::spawn_local(async move {

@@ -9,7 +9,9 @@ use ordo_net::{Message, ProposeResult, ReadError};
 use ordo_storage::{Index, NodeId};
 
 use super::host::{Effect, Host};
-use crate::core::{CoreConfig, Event, Now, Proposal, Role};
+use crate::core::{
+    ChangeError, CoreConfig, Event, MembershipChange, Now, Proposal, Role, TransferError,
+};
 
 /// Wall clock of the cluster's first instant (µs since the epoch).
 pub const WALL_START_US: u64 = 1_700_000_000_000_000;
@@ -62,6 +64,64 @@ impl Cluster {
             record: false,
             next_request_id: 1,
         }
+    }
+
+    /// Starts node `id`, not yet a member: it waits to be added.
+    pub fn add_node(&mut self, id: NodeId, config: CoreConfig, seed: u64) {
+        let host = Host::new(id, &[], config, seed ^ id.wrapping_mul(0x9E37), self.now);
+        self.hosts.insert(id, host);
+    }
+
+    /// Asks `node` to change the membership; returns the request id.
+    pub fn change_membership(&mut self, node: NodeId, change: MembershipChange) -> u64 {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.inject(
+            node,
+            Event::ChangeMembership {
+                request_id,
+                change,
+                known_info: Vec::new(),
+            },
+        );
+        request_id
+    }
+
+    /// The answer `node` gave to membership change `request_id`, if any
+    /// (taken).
+    pub fn membership_result(
+        &mut self,
+        node: NodeId,
+        request_id: u64,
+    ) -> Option<Result<Index, ChangeError>> {
+        let host = self.host(node);
+        let at = host
+            .membership_results
+            .iter()
+            .position(|(id, _)| *id == request_id)?;
+        host.membership_results.remove(at).map(|(_, result)| result)
+    }
+
+    /// Asks `node` to hand leadership to `to`; returns the request id.
+    pub fn transfer(&mut self, node: NodeId, to: NodeId) -> u64 {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.inject(node, Event::TransferLeadership { to, request_id });
+        request_id
+    }
+
+    /// The answer `node` gave to transfer `request_id`, if any (taken).
+    pub fn transfer_result(
+        &mut self,
+        node: NodeId,
+        request_id: u64,
+    ) -> Option<Result<NodeId, TransferError>> {
+        let host = self.host(node);
+        let at = host
+            .transfer_results
+            .iter()
+            .position(|(id, _)| *id == request_id)?;
+        host.transfer_results.remove(at).map(|(_, result)| result)
     }
 
     /// The host `id`.
@@ -201,15 +261,24 @@ impl Cluster {
     /// Runs turns until no node has anything left to do.
     pub fn deliver_all(&mut self) {
         for _round in 0..100_000 {
-            let Some((&id, _)) = self.inbox.iter().find(|(_, events)| !events.is_empty()) else {
+            if !self.deliver_one() {
                 return;
-            };
-            let events = std::mem::take(self.inbox.get_mut(&id).expect("found"));
-            let now = self.now;
-            let effects = self.host(id).turn(now, events);
-            self.route(id, effects);
+            }
         }
         panic!("cluster did not quiesce");
+    }
+
+    /// Runs one turn of the lowest-numbered node with events waiting;
+    /// returns whether there was one.
+    pub fn deliver_one(&mut self) -> bool {
+        let Some((&id, _)) = self.inbox.iter().find(|(_, events)| !events.is_empty()) else {
+            return false;
+        };
+        let events = std::mem::take(self.inbox.get_mut(&id).expect("found"));
+        let now = self.now;
+        let effects = self.host(id).turn(now, events);
+        self.route(id, effects);
+        true
     }
 
     fn route(&mut self, from: NodeId, effects: Vec<Effect>) {

@@ -92,6 +92,13 @@ pub struct Host {
     pub responses: VecDeque<(u64, ProposeResult)>,
     /// Answers to local reads.
     pub read_results: VecDeque<(u64, Result<Index, ReadError>)>,
+    /// Answers to membership changes, in the order given.
+    pub membership_results: VecDeque<(u64, Result<Index, crate::core::ChangeError>)>,
+    /// Answers to leadership transfers, in the order given.
+    pub transfer_results: VecDeque<(u64, Result<NodeId, crate::core::TransferError>)>,
+    /// Configurations put in force, in order: `(entry index, voters,
+    /// learners)`.
+    pub memberships: Vec<(Index, Vec<NodeId>, Vec<NodeId>)>,
     /// A loss not yet repaired: durable, as the node's `repair` record
     /// (`node/durability.rs`), so every restart until the core reports
     /// `Repaired` repairs again.
@@ -155,6 +162,9 @@ impl Host {
             applied_count: 0,
             responses: VecDeque::new(),
             read_results: VecDeque::new(),
+            membership_results: VecDeque::new(),
+            transfer_results: VecDeque::new(),
+            memberships: Vec::new(),
             pending_loss: None,
             acked_saved: 0,
             acked_saved_at_us: now.mono_us,
@@ -397,6 +407,16 @@ impl Host {
                 }
             }
             Command::RoleChanged { .. } => {}
+            Command::MembershipChanged { index, membership } => {
+                self.memberships
+                    .push((index, membership.voters(), membership.learners()))
+            }
+            Command::MembershipResult { request_id, result } => {
+                self.membership_results.push_back((request_id, result))
+            }
+            Command::TransferResult { request_id, result } => {
+                self.transfer_results.push_back((request_id, result))
+            }
         }
     }
 

@@ -228,6 +228,13 @@ impl LogStore for HostLog {
         self.term_runs_now()
     }
 
+    fn config_indexes(&self) -> Vec<Index> {
+        match self {
+            Self::Memory(log) => log.config_indexes_now(),
+            Self::Disk(disk) => disk.log.config_indexes(),
+        }
+    }
+
     async fn append(&self, batches: &[Batch]) -> Result<()> {
         self.append_now(batches)
     }

@@ -131,6 +131,7 @@ impl Node {
             log: restored,
             snapshot: Default::default(),
             loss,
+            configs: Vec::new(),
         };
         let raft =
             Raft::new(id, voters, config, raft_state, 0x5EED ^ id, START).expect("valid config");

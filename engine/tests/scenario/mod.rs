@@ -209,7 +209,10 @@ impl Interpreter {
             "transfer" => {
                 let (from, to) = (args.node(0)?, args.node(1)?);
                 let env = self.env()?;
-                env.inject(from, ordo_engine::core::Event::TransferLeadership { to });
+                env.inject(
+                    from,
+                    ordo_engine::core::Event::TransferLeadership { to, request_id: 0 },
+                );
                 env.run();
             }
             "propose" => {

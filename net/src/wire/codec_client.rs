@@ -17,6 +17,7 @@ impl Encode for ClientRequest {
             ClientRequest::Read(_) => FrameKind::ReadRequest,
             ClientRequest::Status(_) => FrameKind::StatusRequest,
             ClientRequest::Log(_) => FrameKind::LogRequest,
+            ClientRequest::Admin(_) => FrameKind::AdminRequest,
         }
     }
 
@@ -43,6 +44,7 @@ impl Encode for ClientRequest {
             ClientRequest::Read(r) => encode_plain(sink, kind, r),
             ClientRequest::Status(r) => encode_plain(sink, kind, r),
             ClientRequest::Log(r) => encode_plain(sink, kind, r),
+            ClientRequest::Admin(r) => encode_plain(sink, kind, r),
         }
     }
 }
@@ -69,6 +71,7 @@ impl Decode for ClientRequest {
             FrameKind::ReadRequest => ClientRequest::Read(decode_plain(frame)?),
             FrameKind::StatusRequest => ClientRequest::Status(decode_plain(frame)?),
             FrameKind::LogRequest => ClientRequest::Log(decode_plain(frame)?),
+            FrameKind::AdminRequest => ClientRequest::Admin(decode_plain(frame)?),
             _ => return Err(unexpected(frame, Self::EXPECTED)),
         })
     }
@@ -82,6 +85,7 @@ impl Encode for ClientResponse {
             ClientResponse::Status(_) => FrameKind::StatusResponse,
             ClientResponse::Log(_) => FrameKind::LogResponse,
             ClientResponse::Error(_) => FrameKind::ErrorResponse,
+            ClientResponse::Admin(_) => FrameKind::AdminResponse,
         }
     }
 
@@ -99,6 +103,7 @@ impl Encode for ClientResponse {
             ClientResponse::Read(r) => encode_plain(sink, kind, r),
             ClientResponse::Status(r) => encode_plain(sink, kind, r),
             ClientResponse::Error(r) => encode_plain(sink, kind, r),
+            ClientResponse::Admin(r) => encode_plain(sink, kind, r),
             ClientResponse::Log(r) => encode_log_response(sink, r),
         }
     }
@@ -163,6 +168,7 @@ impl Decode for ClientResponse {
             FrameKind::StatusResponse => ClientResponse::Status(decode_plain(frame)?),
             FrameKind::LogResponse => ClientResponse::Log(decode_log_response(frame)?),
             FrameKind::ErrorResponse => ClientResponse::Error(decode_plain(frame)?),
+            FrameKind::AdminResponse => ClientResponse::Admin(decode_plain(frame)?),
             _ => return Err(unexpected(frame, Self::EXPECTED)),
         })
     }

@@ -61,6 +61,8 @@ pub enum FrameKind {
     StatusRequest = 66,
     /// [`crate::LogRequest`].
     LogRequest = 67,
+    /// [`crate::AdminRequest`].
+    AdminRequest = 68,
     /// [`crate::ProposeResponse`].
     ProposeResponse = 80,
     /// [`crate::ReadResponse`].
@@ -71,6 +73,8 @@ pub enum FrameKind {
     LogResponse = 83,
     /// [`crate::ErrorResponse`].
     ErrorResponse = 84,
+    /// [`crate::AdminResponse`].
+    AdminResponse = 85,
     /// [`crate::GossipIntro`]: the first frame of a gossip connection.
     GossipIntro = 96,
     /// [`crate::Wire::Membership`]; the attachment is the SWIM packet.
@@ -114,7 +118,7 @@ pub enum KindClass {
 
 impl FrameKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [FrameKind; 39] = [
+    pub const ALL: [FrameKind; 41] = [
         FrameKind::Hello,
         FrameKind::HelloAck,
         FrameKind::HelloReject,
@@ -138,11 +142,13 @@ impl FrameKind {
         FrameKind::ReadRequest,
         FrameKind::StatusRequest,
         FrameKind::LogRequest,
+        FrameKind::AdminRequest,
         FrameKind::ProposeResponse,
         FrameKind::ReadResponse,
         FrameKind::StatusResponse,
         FrameKind::LogResponse,
         FrameKind::ErrorResponse,
+        FrameKind::AdminResponse,
         FrameKind::GossipIntro,
         FrameKind::GossipMembership,
         FrameKind::GossipNeighbor,
@@ -213,11 +219,13 @@ impl FrameKind {
             FrameKind::ReadRequest => "read_request",
             FrameKind::StatusRequest => "status_request",
             FrameKind::LogRequest => "log_request",
+            FrameKind::AdminRequest => "admin_request",
             FrameKind::ProposeResponse => "propose_response",
             FrameKind::ReadResponse => "read_response",
             FrameKind::StatusResponse => "status_response",
             FrameKind::LogResponse => "log_response",
             FrameKind::ErrorResponse => "error_response",
+            FrameKind::AdminResponse => "admin_response",
             FrameKind::GossipIntro => "gossip_intro",
             FrameKind::GossipMembership => "gossip_membership",
             FrameKind::GossipNeighbor => "gossip_neighbor",

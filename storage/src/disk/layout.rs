@@ -112,6 +112,7 @@ impl DiskLog {
             core.cache.truncate_from(loc.first_index);
             core.term_runs
                 .retain(|run| run.first_index < loc.first_index);
+            core.configs.retain(|&index| index < loc.first_index);
             core.last_header = new_last_header;
             core.op_seq += 1;
             if let Some(slice) = slice {
@@ -211,6 +212,7 @@ impl DiskLog {
             core.prev = LogId::new(next.prev_term, next.first_index - 1);
             let prev_index = core.prev.index;
             core.cache.drop_upto(prev_index);
+            core.configs.retain(|&index| index > prev_index);
             if core.last().index <= prev_index {
                 core.last_header = None;
                 core.term_runs.clear();
@@ -265,6 +267,7 @@ impl DiskLog {
             core.prev = snapshot;
             core.last_header = None;
             core.term_runs.clear();
+            core.configs.clear();
             core.cache.clear();
             core.durable_index = snapshot.index;
             core.op_seq += 1;

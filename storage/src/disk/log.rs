@@ -36,6 +36,8 @@ pub(super) struct Core {
     /// Header of the last batch; `None` when the log is empty.
     pub last_header: Option<BatchHeader>,
     pub term_runs: Vec<TermRun>,
+    /// First indexes of the configuration batches held, in order.
+    pub configs: Vec<Index>,
     pub cache: RecentBatches,
     /// The highest index known durable. Invariant: `prev.index <=
     /// durable_index <= last().index` (compaction removes only synced
@@ -147,6 +149,9 @@ impl Core {
                 term: batch.term(),
                 first_index: batch.first_index(),
             });
+        }
+        if batch.kind() == crate::frame::BatchKind::Config {
+            self.configs.push(batch.first_index());
         }
         self.last_header = Some(*batch.header());
         self.op_seq += 1;
@@ -374,6 +379,13 @@ impl DiskLog {
             prev,
             last_header,
             term_runs,
+            configs: {
+                // Only frames recovery kept (a cut may end the last scan).
+                let last = last_header.map_or(prev.index, |h| h.last_index());
+                let mut configs = recovered.configs;
+                configs.retain(|&index| index > prev.index && index <= last);
+                configs
+            },
             cache: RecentBatches::new(config.cache_bytes_max),
             durable_index,
             op_seq: 0,
@@ -576,6 +588,10 @@ impl LogStore for DiskLog {
 
     fn term_runs(&self) -> Vec<TermRun> {
         self.core.borrow().term_runs.clone()
+    }
+
+    fn config_indexes(&self) -> Vec<Index> {
+        self.core.borrow().configs.clone()
     }
 
     fn failure(&self) -> Option<String> {

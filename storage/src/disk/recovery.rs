@@ -77,6 +77,8 @@ pub struct Recovered {
     pub last_header: Option<BatchHeader>,
     /// Number of batches recovered.
     pub batches: u64,
+    /// First indexes of the configuration batches recovered, in order.
+    pub configs: Vec<Index>,
     /// Bytes of frames recovered.
     pub bytes: u64,
     /// What was cut off the log, if anything.
@@ -225,6 +227,7 @@ pub async fn recover(
         segments: Vec::with_capacity(found.len()),
         last_header: None,
         batches: 0,
+        configs: Vec::new(),
         bytes: 0,
         cut: None,
         empty: found.is_empty(),
@@ -469,6 +472,7 @@ async fn scan_all(
             recovered.last_header = Some(last);
         }
         recovered.batches += scan.batches.len() as u64;
+        recovered.configs.extend_from_slice(&scan.configs);
         recovered.bytes += end - SEGMENT_HEADER_BYTES;
         recovered.segments.push(Segment {
             header: segment.header,

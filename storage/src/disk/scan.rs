@@ -63,6 +63,8 @@ pub enum ScanEnd {
 pub struct SegmentScan {
     /// The valid frames, in order.
     pub batches: Vec<BatchLoc>,
+    /// First indexes of the valid configuration frames, in order.
+    pub configs: Vec<Index>,
     /// Header of the last valid frame, if any.
     pub last_header: Option<BatchHeader>,
     /// Offset just past the last valid frame.
@@ -85,6 +87,7 @@ pub struct ScanStart {
 /// Scans `file`, the whole contents of a segment whose header is `header`.
 pub fn scan_segment(file: &[u8], header: &SegmentHeader, start: ScanStart) -> SegmentScan {
     let mut batches = Vec::new();
+    let mut configs = Vec::new();
     let mut last_header = None;
     let mut offset = SEGMENT_HEADER_BYTES as usize;
     let mut expected_index = start.first_index;
@@ -100,6 +103,9 @@ pub fn scan_segment(file: &[u8], header: &SegmentHeader, start: ScanStart) -> Se
         }
         match check_frame(file, offset, expected_index, prev_term) {
             Ok(frame) => {
+                if frame.kind == crate::frame::BatchKind::Config {
+                    configs.push(frame.first_index);
+                }
                 batches.push(BatchLoc {
                     first_index: frame.first_index,
                     term: frame.term,
@@ -126,6 +132,7 @@ pub fn scan_segment(file: &[u8], header: &SegmentHeader, start: ScanStart) -> Se
     };
     SegmentScan {
         batches,
+        configs,
         last_header,
         end_offset: offset as u64,
         end,

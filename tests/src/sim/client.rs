@@ -184,9 +184,9 @@ impl Client {
                 Outcome::Acknowledged(done.seq, done.payload, committed)
             }
             Err(error) => {
-                if error.leader_hint() != 0 {
-                    self.leader_hint = error.leader_hint();
-                }
+                // A node that knows no leader (one outside the cluster,
+                // say, that never will) makes the hint worthless.
+                self.leader_hint = error.leader_hint();
                 let retry = |outstanding: &mut Outstanding, rng: &mut Rng| {
                     let after = rng.range(1_000, 20_000);
                     outstanding.retry_at_us = now_us + after;

@@ -69,6 +69,12 @@ pub struct Plan {
     /// byte of the node's log directory flipped (never while another node
     /// is repairing, as for wipes). Disk logs only.
     pub corrupt_ppm: u64,
+    /// Nodes beyond `nodes` that start outside the cluster, waiting to be
+    /// added (ids `nodes + 1 ..= nodes + spares`).
+    pub spares: u64,
+    /// Mean time between membership changes and leadership transfers in
+    /// the fault phase (0: none).
+    pub reconfigure_every_us: u64,
 }
 
 /// The log every node of a run uses.
@@ -140,6 +146,8 @@ impl Plan {
             corrupt_ppm: 0,
             client_drop_ppm: 0,
             client_window: 1,
+            spares: 0,
+            reconfigure_every_us: 0,
         };
         // Drawn last, so that the draws above (and the runs the regression
         // seeds replay) stay what they were before this knob existed.
@@ -173,6 +181,13 @@ impl Plan {
         if clients.chance(1, 2) {
             plan.client_window = clients.range(2, 9) as usize;
         }
+        // And membership: half the seeds add, promote and remove members
+        // and transfer leadership while the faults run.
+        let mut members = Rng::new(seed ^ MEMBERSHIP_SEED_SALT);
+        if members.chance(1, 2) {
+            plan.spares = members.range(1, 3);
+            plan.reconfigure_every_us = members.range(100_000, 600_000);
+        }
         plan
     }
 
@@ -183,9 +198,14 @@ impl Plan {
         self.corrupt_ppm = 0;
         self.client_drop_ppm = 0;
         self.client_window = 1;
+        self.spares = 0;
+        self.reconfigure_every_us = 0;
         self
     }
 }
+
+/// Mixed into the seed for the membership changes' own generator.
+pub const MEMBERSHIP_SEED_SALT: u64 = 0x00C0_4F16_0F0F;
 
 /// Mixed into the seed for the client network's own generator.
 pub const CLIENT_SEED_SALT: u64 = 0x00C1_1E47_0F0F;
@@ -218,6 +238,10 @@ pub struct Summary {
     pub losses_found: u64,
     /// Snapshots installed on followers.
     pub snapshots_installed: u64,
+    /// Membership changes committed.
+    pub membership_changes: u64,
+    /// Leadership transfers that completed.
+    pub transfers: u64,
     /// Linearizable reads checked.
     pub reads: u64,
     /// Virtual time the run took (µs).

@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use ordo_engine::core::{Event, Now, Proposal, Rng, Role};
+use ordo_engine::core::{Event, MemberRole, MembershipChange, Now, Proposal, Rng, Role};
 use ordo_engine::testkit::host_log::SIM_LOG_DIR;
 use ordo_engine::testkit::{AppliedEntry, Effect, Host, HostLog, WALL_START_US};
 use ordo_net::{InstallSnapshot, Message, ProposeError, ProposeResult, SnapshotMeta};
@@ -77,6 +77,7 @@ enum What {
         result: ProposeResult,
     },
     Reader,
+    Reconfigure,
 }
 
 struct Scheduled {
@@ -131,6 +132,9 @@ pub struct World {
     /// Draws the client network's faults (its own generator, so that seeds
     /// without them run as before).
     client_rng: Rng,
+    /// Draws membership changes and transfers (its own generator, as
+    /// above).
+    rng_membership: Rng,
     /// Per client, the nodes it cannot reach now.
     client_cut_off: Vec<std::collections::BTreeSet<NodeId>>,
     now: u64,
@@ -154,9 +158,12 @@ impl World {
     pub fn new(plan: Plan) -> Self {
         let mut rng = Rng::new(plan.seed);
         let voters: Vec<NodeId> = (1..=plan.nodes).collect();
-        let nodes = voters
+        let all: Vec<NodeId> = (1..=plan.nodes + plan.spares).collect();
+        let nodes = all
             .iter()
             .map(|&id| {
+                // Spares start outside the cluster, waiting to be added.
+                let voters: &[NodeId] = if id <= plan.nodes { &voters } else { &[] };
                 let drift_ppm =
                     rng.range(0, 2 * plan.drift_ppm_max + 1) as i64 - plan.drift_ppm_max as i64;
                 let skew_us = rng.range(0, 100_001) as i64 - 50_000;
@@ -166,12 +173,10 @@ impl World {
                 };
                 let seed = rng.next_u64();
                 let host = match plan.log {
-                    super::LogKind::Memory => {
-                        Host::new(id, &voters, plan.config.clone(), seed, now)
-                    }
+                    super::LogKind::Memory => Host::new(id, voters, plan.config.clone(), seed, now),
                     super::LogKind::Disk { keep_ppm } => Host::on_disk(
                         id,
-                        &voters,
+                        voters,
                         plan.config.clone(),
                         seed,
                         now,
@@ -211,6 +216,7 @@ impl World {
         let network = Network::new(plan.drop_ppm, plan.duplicate_ppm, plan.delay_us);
         Self {
             wipe_rng: Rng::new(plan.seed ^ super::WIPE_SEED_SALT ^ 1),
+            rng_membership: Rng::new(plan.seed ^ super::MEMBERSHIP_SEED_SALT ^ 1),
             client_rng: Rng::new(plan.seed ^ super::CLIENT_SEED_SALT ^ 1),
             client_cut_off: vec![Default::default(); plan.clients as usize],
             plan,
@@ -271,6 +277,83 @@ impl World {
         (mono_us as i128 * 1_000_000 / (1_000_000 + drift)) as u64 + 1
     }
 
+    /// Every node of the world: the initial voters and the spares.
+    fn all_ids(&self) -> Vec<NodeId> {
+        (1..=self.plan.nodes + self.plan.spares).collect()
+    }
+
+    /// Asks the leader for a membership change or a leadership transfer
+    /// (fault phase): add a spare as a learner or a voter, promote a
+    /// learner, remove a voter (never below three, so that the faults
+    /// stay survivable) or a learner, or hand leadership over.
+    fn reconfigure(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let every = self.plan.reconfigure_every_us;
+        let at = self.now + self.rng_membership.range(every / 2, every * 3 / 2);
+        self.schedule(at, What::Reconfigure);
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let (voters, learners) = {
+            let raft = &self.node(leader).host.raft;
+            (raft.voters().to_vec(), raft.learners().to_vec())
+        };
+        let outsiders: Vec<NodeId> = self
+            .all_ids()
+            .into_iter()
+            .filter(|id| !voters.contains(id) && !learners.contains(id))
+            .collect();
+        let rng = &mut self.rng_membership;
+        let pick = |rng: &mut Rng, ids: &[NodeId]| ids[rng.range(0, ids.len() as u64) as usize];
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let event = match rng.range(0, 5) {
+            0 if !outsiders.is_empty() => {
+                let role = if rng.chance(1, 3) {
+                    MemberRole::Voter
+                } else {
+                    MemberRole::Learner
+                };
+                let id = pick(rng, &outsiders);
+                Event::ChangeMembership {
+                    request_id,
+                    change: MembershipChange::Add {
+                        id,
+                        role,
+                        info: bytes::Bytes::new(),
+                    },
+                    known_info: Vec::new(),
+                }
+            }
+            1 if !learners.is_empty() => Event::ChangeMembership {
+                request_id,
+                change: MembershipChange::Promote {
+                    id: pick(rng, &learners),
+                },
+                known_info: Vec::new(),
+            },
+            2 if voters.len() > 3 || !learners.is_empty() => {
+                let id = if voters.len() > 3 && (learners.is_empty() || rng.chance(1, 2)) {
+                    pick(rng, &voters)
+                } else {
+                    pick(rng, &learners)
+                };
+                Event::ChangeMembership {
+                    request_id,
+                    change: MembershipChange::Remove { id },
+                    known_info: Vec::new(),
+                }
+            }
+            _ => Event::TransferLeadership {
+                to: pick(rng, &voters),
+                request_id,
+            },
+        };
+        self.enqueue(leader, event);
+    }
+
     fn up_nodes(&self) -> Vec<NodeId> {
         self.nodes
             .iter()
@@ -296,8 +379,13 @@ impl World {
     /// Runs the world to the end; returns what happened or the first broken
     /// invariant.
     pub fn run(mut self) -> Result<Summary, Failure> {
-        for id in 1..=self.plan.nodes {
+        for id in self.all_ids() {
             self.enqueue(id, Event::Tick);
+        }
+        if self.plan.reconfigure_every_us > 0 {
+            let every = self.plan.reconfigure_every_us;
+            let at = self.rng_membership.range(every / 2, every * 3 / 2);
+            self.schedule(at, What::Reconfigure);
         }
         for client in 0..self.clients.len() {
             let at = self.rng.range(0, 200_000);
@@ -330,11 +418,22 @@ impl World {
                     .clients
                     .iter()
                     .filter(|c| c.busy())
-                    .map(|c| c.client_id)
+                    .map(|c| {
+                        let waiting: Vec<_> = c
+                            .outstanding
+                            .iter()
+                            .map(|o| (o.seq, o.attempts.clone(), o.deadline_us, o.retry_at_us))
+                            .collect();
+                        format!(
+                            "{} (hint {}, waiting {waiting:?})",
+                            c.client_id, c.leader_hint
+                        )
+                    })
                     .collect();
                 return Err(self.fail(format!(
-                        "liveness: clients {stuck:?} still have uncommitted proposals {} µs after the faults healed",
-                        self.plan.liveness_bound_us
+                        "liveness: clients {stuck:?} still have uncommitted proposals {} µs after the faults healed\n{}",
+                        self.plan.liveness_bound_us,
+                        self.describe()
                     )));
             }
             if let Some(done) = self.clients_done_at
@@ -414,7 +513,7 @@ impl World {
             What::Restart { node } => self.restart(node),
             What::Repartition => {
                 if self.healed_at.is_none() {
-                    let nodes: Vec<NodeId> = (1..=self.plan.nodes).collect();
+                    let nodes = self.all_ids();
                     match self.current_leader() {
                         // Cutting the leader off forces elections with
                         // diverging logs (the Figure 8 situations).
@@ -446,7 +545,7 @@ impl World {
                     cut_off.clear();
                 }
                 self.healed_at = Some(self.now);
-                for id in 1..=self.plan.nodes {
+                for id in self.all_ids() {
                     if !self.node(id).up {
                         self.restart(id);
                     }
@@ -454,6 +553,7 @@ impl World {
                 self.check_all_done();
             }
             What::ClientWake { client } => self.client_wake(client),
+            What::Reconfigure => self.reconfigure(),
             What::ClientAnswer {
                 client,
                 request_id,
@@ -622,6 +722,14 @@ impl World {
                 );
             }
         }
+        let changes: Vec<_> = self.nodes[index]
+            .host
+            .membership_results
+            .drain(..)
+            .collect();
+        self.summary.membership_changes += changes.iter().filter(|(_, r)| r.is_ok()).count() as u64;
+        let transfers: Vec<_> = self.nodes[index].host.transfer_results.drain(..).collect();
+        self.summary.transfers += transfers.iter().filter(|(_, r)| r.is_ok()).count() as u64;
         let reads: Vec<_> = self.nodes[index].host.read_results.drain(..).collect();
         for (request_id, result) in reads {
             if let Some((node, floor)) = self.reads.remove(&request_id)
@@ -875,12 +983,14 @@ impl World {
         let mut out = String::new();
         for node in &self.nodes {
             out.push_str(&format!(
-                "  node {} up={} {:?}\n",
+                "  node {} up={} {:?} voters {:?} learners {:?}\n",
                 node.host.id,
                 node.up,
-                node.host.raft.status()
+                node.host.raft.status(),
+                node.host.raft.voters(),
+                node.host.raft.learners()
             ));
-            for peer in 1..=self.plan.nodes {
+            for peer in self.all_ids() {
                 if let Some(progress) = node.host.raft.progress(peer) {
                     out.push_str(&format!("    -> {peer}: {progress:?}\n"));
                 }
@@ -902,7 +1012,16 @@ impl World {
         self.checker.log_matching(&hosts)?;
         self.checker.finish()?;
         let committed = self.checker.ledger().len();
-        for node in &self.nodes {
+        // Members of the configuration committed last converge; nodes
+        // outside it (removed, or never added) receive nothing more.
+        let furthest = self
+            .nodes
+            .iter()
+            .max_by_key(|n| n.host.raft.log().commit())
+            .expect("nodes");
+        let (_, membership) = furthest.host.raft.committed_membership();
+        let members: Vec<NodeId> = membership.members().iter().map(|m| m.id).collect();
+        for node in self.nodes.iter().filter(|n| members.contains(&n.host.id)) {
             let applied = node.host.state_machine().last().map_or(0, |e| e.index) as usize;
             if applied != committed {
                 return Err(format!(
