@@ -137,22 +137,10 @@ pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, Str
     let mut keys = ClusterKeys::new(cluster);
     let mut written = Vec::new();
     for config in &configs {
-        let node_dir = dir.join(format!("node{}", config.id));
-        let data_dir = node_dir.join(&config.data_dir);
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-        let key = NodeKey::generate().map_err(|e| e.to_string())?;
-        key.save(&NodeKey::path_in(&data_dir))
-            .map_err(|e| e.to_string())?;
-        // Its first start may create a log; any later start that finds
-        // none has lost its disk (node/durability.rs).
-        crate::node::durability::bootstrap_member(&data_dir)?;
+        let (path, key) = lay_out_node(dir, config)?;
         keys.insert(config.id, key.public_key())
             .map_err(|e| e.to_string())?;
-        let path = node_dir.join("ordo.toml");
-        std::fs::write(&path, config.to_toml())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        written.push(path.display().to_string());
+        written.push(path);
     }
     let keys_path = dir.join("cluster.keys");
     keys.save(&keys_path).map_err(|e| e.to_string())?;
@@ -181,18 +169,28 @@ pub fn init_joining(id: u64, dir: &Path, base_port: u16) -> Result<Vec<String>, 
             node_dir.display()
         ));
     }
+    let (path, _) = lay_out_node(dir, &config)?;
+    sync_tree(&node_dir).map_err(|e| format!("cannot sync {}: {e}", node_dir.display()))?;
+    Ok(vec![path])
+}
+
+/// Writes `dir/node<ID>`: the data directory with a fresh key and the
+/// membership marker, and `ordo.toml`. Returns the config's path and the key.
+fn lay_out_node(dir: &Path, config: &NodeConfig) -> Result<(String, NodeKey), String> {
+    let node_dir = dir.join(format!("node{}", config.id));
     let data_dir = node_dir.join(&config.data_dir);
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let key = NodeKey::generate().map_err(|e| e.to_string())?;
     key.save(&NodeKey::path_in(&data_dir))
         .map_err(|e| e.to_string())?;
+    // Its first start may create a log; any later start that finds none
+    // has lost its disk (node/durability.rs).
     crate::node::durability::bootstrap_member(&data_dir)?;
     let path = node_dir.join("ordo.toml");
     std::fs::write(&path, config.to_toml())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    sync_tree(&node_dir).map_err(|e| format!("cannot sync {}: {e}", node_dir.display()))?;
-    Ok(vec![path.display().to_string()])
+    Ok((path.display().to_string(), key))
 }
 
 /// What `ordo member add` tells the cluster about node `id` of `dir`: its

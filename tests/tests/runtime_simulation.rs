@@ -105,6 +105,8 @@ fn run_seeds(from: u64, to: u64) {
         total.token_waits += s.token_waits;
         total.storage_stops += s.storage_stops;
         total.ambiguous += s.ambiguous;
+        total.membership_changes += s.membership_changes;
+        total.transfers += s.transfers;
         total.steps += s.steps;
     }
     eprintln!("{} seeds from {from}: {total:?}", to - from);

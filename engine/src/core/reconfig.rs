@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use ordo_net::{Message, TimeoutNow};
-use ordo_storage::{Batch, BatchKind, BatchMeta, EntryOut, Index, NodeId};
+use ordo_storage::{Batch, BatchKind, Index, NodeId};
 
 use super::io::{Command, Role};
 use super::membership::{ChangeError, Membership, MembershipChange};
@@ -96,24 +96,7 @@ impl Raft {
     /// Appends `membership` as a configuration entry of this leader's term
     /// and puts it in force; returns its index.
     fn append_config(&mut self, membership: Membership) -> Index {
-        let (next_id, last_ts) = self.log.tail().expect("a leader knows its tail");
-        let payload = membership.encode();
-        let batch = Batch::encode(
-            BatchMeta {
-                kind: BatchKind::Config,
-                term: self.term,
-                first_index: self.log.last_index() + 1,
-                first_id: next_id,
-                first_ts: self.now.wall_us.max(last_ts + 1),
-            },
-            vec![EntryOut {
-                client_id: 0,
-                seq: 0,
-                payload: &payload,
-            }],
-        );
-        let index = batch.first_index();
-        self.append_own(vec![batch]);
+        let index = self.append_internal(BatchKind::Config, &membership.encode());
         self.configs.appended(index, membership);
         self.membership_changed();
         self.broadcast_append();

@@ -21,10 +21,16 @@ impl Raft {
 
     /// Appends a no-op in this leader's term and returns its index.
     fn append_internal_noop(&mut self) -> Index {
-        let (next_id, last_ts) = self.log.tail().expect("a candidate knows its tail");
+        self.append_internal(BatchKind::Noop, &[])
+    }
+
+    /// Appends an internal entry (a no-op or a configuration: one entry,
+    /// no message id) in this leader's term; returns its index.
+    pub(super) fn append_internal(&mut self, kind: BatchKind, payload: &[u8]) -> Index {
+        let (next_id, last_ts) = self.log.tail().expect("a leader knows its tail");
         let batch = Batch::encode(
             BatchMeta {
-                kind: BatchKind::Noop,
+                kind,
                 term: self.term,
                 first_index: self.log.last_index() + 1,
                 first_id: next_id,
@@ -33,7 +39,7 @@ impl Raft {
             vec![EntryOut {
                 client_id: 0,
                 seq: 0,
-                payload: &[],
+                payload,
             }],
         );
         let first_index = batch.first_index();

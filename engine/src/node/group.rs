@@ -440,9 +440,8 @@ impl<S: LogStore + 'static> Group<S> {
     /// they were sent) or that do not fit its log (it starts at a snapshot
     /// point).
     fn repair_certificates(&mut self, now: crate::core::Now) {
-        if self.raft.role() == Role::Leader && !self.certificates.can_sign() {
-            // A keyless leader (tokens off) has nothing to sign gaps with;
-            // trying every turn spawned a task and logged a warning per turn.
+        if !self.certificates.enabled() {
+            // Without tokens there is nothing to repair.
             return;
         }
         let applied = self.feed.applied_index.get();
@@ -467,7 +466,9 @@ impl<S: LogStore + 'static> Group<S> {
         // disk and every other log had moved past them).
         let self_sign =
             self.repair_gap.1 > 2 * self.raft.voters().len() as u64 && self.certificates.can_sign();
-        let leading = self.raft.role() == Role::Leader;
+        // A leader without a key its verifiers know (a node added later,
+        // docs/tokens.md) asks the other voters, as a follower does.
+        let leading = self.raft.role() == Role::Leader && self.certificates.can_sign();
         if leading || self_sign {
             if !leading {
                 tracing::warn!(
@@ -505,7 +506,7 @@ impl<S: LogStore + 'static> Group<S> {
                 .filter(|&v| v != self.config.id)
                 .collect();
             let leader = self.raft.leader();
-            let target = if leader != 0 && self.repair_rounds % 2 == 1 {
+            let target = if leader != 0 && leader != self.config.id && self.repair_rounds % 2 == 1 {
                 leader
             } else if others.is_empty() {
                 return self.certificates.repair_done();
@@ -527,9 +528,12 @@ impl<S: LogStore + 'static> Group<S> {
 
     /// Sends the statements a voter asked for, those this node holds that
     /// fit the voter's log. A leader that holds none signs them from its
-    /// log; others send what they have, and the voter asks again.
+    /// log, and so does a voter the leader asks when the leader has no key
+    /// its verifiers know (a node added later, docs/tokens.md); others
+    /// send what they have, and the voter asks again.
     fn serve_certificates(&self, from: NodeId, request: ordo_net::CertificateRequest) {
-        let leader = self.raft.role() == Role::Leader;
+        let leader = (self.raft.role() == Role::Leader || from == self.raft.leader())
+            && self.certificates.can_sign();
         let to = request.to_index.min(self.feed.applied_index.get());
         if request.from_index > to {
             return;
@@ -704,14 +708,7 @@ impl<S: LogStore + 'static> Group<S> {
                 return;
             }
             AdminCommand::TransferLeadership { to } => {
-                let request_id = self.request_id();
-                self.admin_waiters.insert(
-                    request_id,
-                    AdminWaiter::Client {
-                        sink,
-                        request_id: client_request_id,
-                    },
-                );
+                let request_id = self.admin_waiter(sink, client_request_id);
                 self.raft
                     .step(now, Event::TransferLeadership { to, request_id });
                 return;
@@ -728,14 +725,7 @@ impl<S: LogStore + 'static> Group<S> {
             AdminCommand::PromoteMember { id } => MembershipChange::Promote { id },
             AdminCommand::RemoveMember { id } => MembershipChange::Remove { id },
         };
-        let request_id = self.request_id();
-        self.admin_waiters.insert(
-            request_id,
-            AdminWaiter::Client {
-                sink,
-                request_id: client_request_id,
-            },
-        );
+        let request_id = self.admin_waiter(sink, client_request_id);
         let known_info = self.known_info();
         self.raft.step(
             now,
@@ -745,6 +735,18 @@ impl<S: LogStore + 'static> Group<S> {
                 known_info,
             },
         );
+    }
+
+    /// Registers a client's administrative request; returns the request id
+    /// to hand the core.
+    fn admin_waiter(&mut self, sink: AdminSink, client_request_id: u64) -> u64 {
+        let request_id = self.request_id();
+        let waiter = AdminWaiter::Client {
+            sink,
+            request_id: client_request_id,
+        };
+        self.admin_waiters.insert(request_id, waiter);
+        request_id
     }
 
     /// What this node knows of the members whose configuration carries no

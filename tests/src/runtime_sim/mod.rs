@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ordo_engine::core::{ApplyBatch, CoreConfig, Loss, Rng, Role};
+use ordo_engine::core::{ApplyBatch, CoreConfig, Loss, MemberRole, MembershipChange, Rng, Role};
 use ordo_engine::node::simulated::{SimStart, SimulatedNode};
 use ordo_engine::node::{
     CommittedMessage, FeedError, NodeConfig, Receipt, StateMachine, StorageConfig,
@@ -97,6 +97,10 @@ pub struct Summary {
     pub storage_stops: u64,
     /// Subscriptions that gave up on a missing token and started again.
     pub token_waits: u64,
+    /// Membership changes committed.
+    pub membership_changes: u64,
+    /// Leadership transfers that completed.
+    pub transfers: u64,
     /// Virtual time (µs).
     pub duration_us: u64,
     /// Simulator steps.
@@ -279,6 +283,9 @@ struct Ledger {
     last_id: u64,
     /// Payloads answered "committed earlier, answer expired".
     expired: Vec<Vec<u8>>,
+    /// Members of the latest configuration in the committed log (the
+    /// initial voters until one commits).
+    members: Vec<NodeId>,
 }
 
 /// The simulation of one seed.
@@ -311,6 +318,11 @@ pub struct World {
     misdirecting: Option<NodeId>,
     /// Misdirected writes were asked for (half the seeds get them).
     misdirect: bool,
+    /// When the next membership change or transfer is asked for.
+    next_reconfigure: u64,
+    /// Outcomes of membership changes (true) and transfers (false) that
+    /// succeeded, reported by the client tasks.
+    reconfigured: Rc<RefCell<Vec<bool>>>,
 }
 
 impl World {
@@ -336,12 +348,16 @@ impl World {
             )
         });
         let mut slots = Vec::new();
-        for id in 1..=plan.nodes {
+        // Spares start outside the cluster (`ordo init --add`); their keys
+        // are not in the cluster's keys.
+        for id in 1..=plan.nodes + plan.spares {
             let mut secret = [0u8; 32];
             secret[..8].copy_from_slice(&(seed ^ id).to_le_bytes());
             secret[8] = id as u8;
             let key = NodeKey::from_secret_bytes(&secret);
-            keys.insert(id, key.public_key()).expect("distinct ids");
+            if id <= plan.nodes {
+                keys.insert(id, key.public_key()).expect("distinct ids");
+            }
             let drift = rng.range(0, 2 * plan.drift_ppm_max + 1) as i64 - plan.drift_ppm_max as i64;
             let disk = SimDisk::new(
                 seed ^ (id << 32),
@@ -381,6 +397,10 @@ impl World {
             }
         }
         let network = Network::new(plan.drop_ppm, plan.duplicate_ppm, plan.delay_us);
+        let ledger = Ledger {
+            members: (1..=plan.nodes).collect(),
+            ..Ledger::default()
+        };
         let mut world = World {
             seed,
             window: plan.client_window.max(1),
@@ -396,7 +416,7 @@ impl World {
             reads: Rc::default(),
             outstanding: BTreeMap::new(),
             to_start,
-            ledger: Ledger::default(),
+            ledger,
             verifier: Verifier::new(keys),
             cluster,
             summary: Summary::default(),
@@ -405,11 +425,16 @@ impl World {
             next_read: 0,
             misdirecting: misdirecting.map(|(node, _)| node),
             misdirect,
+            next_reconfigure: u64::MAX,
+            reconfigured: Rc::default(),
         };
+        if world.plan.reconfigure_every_us > 0 {
+            world.next_reconfigure = world.plan.reconfigure_every_us;
+        }
         world.next_partition = world.plan.partition_every_us;
         world.next_crash = world.crash_gap();
         world.next_read = 50_000;
-        for id in 1..=world.plan.nodes {
+        for id in world.all_ids() {
             world.start_node(id);
         }
         world
@@ -445,12 +470,21 @@ impl World {
         &mut self.slots[id as usize - 1]
     }
 
+    /// Every slot's id: the initial voters, then the spares.
+    fn all_ids(&self) -> Vec<NodeId> {
+        (1..=self.plan.nodes + self.plan.spares).collect()
+    }
+
     fn node_config(&self, id: NodeId) -> NodeConfig {
-        let mut config = NodeConfig::cluster(self.plan.nodes as usize, 20_000, 1)
-            .expect("a valid layout")
-            .into_iter()
-            .find(|c| c.id == id)
-            .expect("listed");
+        let mut config = if id <= self.plan.nodes {
+            NodeConfig::cluster(self.plan.nodes as usize, 20_000, 1)
+                .expect("a valid layout")
+                .into_iter()
+                .find(|c| c.id == id)
+                .expect("listed")
+        } else {
+            NodeConfig::joining(id, 20_000, 1).expect("a valid layout")
+        };
         config.data_dir = PathBuf::from(DATA_DIR);
         config.keys_file = Some(PathBuf::from("/sim/cluster.keys"));
         config.storage = StorageConfig {
@@ -486,7 +520,9 @@ impl World {
         let start = SimStart {
             config,
             log_config: SimDiskLog::config(),
-            key: Some(slot.key.clone()),
+            // A spare's key is not in the cluster's keys: it signs nothing
+            // (docs/tokens.md).
+            key: (id <= self.plan.nodes).then(|| slot.key.clone()),
             cluster: self.cluster,
             acked: slot.acked_saved,
             pending: slot.pending.borrow().clone(),
@@ -944,6 +980,14 @@ impl World {
                                     )));
                                 }
                             }
+                            if message_id == 0
+                                && !payload.is_empty()
+                                && let Ok(membership) =
+                                    ordo_engine::core::Membership::decode(&payload)
+                            {
+                                self.ledger.members =
+                                    membership.members().iter().map(|m| m.id).collect();
+                            }
                             if message_id != 0 {
                                 if !payload.is_empty()
                                     && !self.ledger.payloads.insert(payload.clone())
@@ -1063,8 +1107,16 @@ impl World {
     fn check_logs(&mut self) -> Result<(), Failure> {
         let mut runs: Vec<(NodeId, Index, Index, Vec<TermRun>)> = Vec::new();
         let mut stopped = Vec::new();
+        let mut removed = Vec::new();
         for slot in &self.slots {
             let Some(node) = &slot.node else { continue };
+            if let Some(Ok(())) = &*node.ended.borrow() {
+                // A committed configuration removed it and it stopped;
+                // its operator starts it again (it then waits, outside the
+                // cluster, to be added back).
+                removed.push(slot.id);
+                continue;
+            }
             if let Some(Err(error)) = &*node.ended.borrow() {
                 if self.misdirecting != Some(slot.id) {
                     return Err(self.fail(format!("node {} stopped: {error}", slot.id)));
@@ -1105,6 +1157,14 @@ impl World {
                 }
             }
         }
+        for id in removed {
+            tracing::info!(
+                node = id,
+                "sim: a removed node stopped; restarting it later"
+            );
+            let down = self.rng.range(50_000, 500_000);
+            self.crash(id, down);
+        }
         for id in stopped {
             self.summary.storage_stops += 1;
             // A node that stops saves its watermark a last time on its way
@@ -1137,7 +1197,19 @@ impl World {
     /// The faults of the fault phase that are due now.
     fn inject_faults(&mut self, fault_phase: bool) {
         let now = self.now();
-        let ids: Vec<NodeId> = (1..=self.plan.nodes).collect();
+        let ids = self.all_ids();
+        if fault_phase && now >= self.next_reconfigure {
+            self.reconfigure();
+            let every = self.plan.reconfigure_every_us;
+            self.next_reconfigure = now + self.rng.range(every / 2, every * 3 / 2);
+        }
+        for success in std::mem::take(&mut *self.reconfigured.borrow_mut()) {
+            if success {
+                self.summary.membership_changes += 1;
+            } else {
+                self.summary.transfers += 1;
+            }
+        }
         if fault_phase && now >= self.next_partition {
             self.network.repartition(&mut self.rng, &ids);
             self.next_partition = now + self.rng.range(1, self.plan.partition_every_us * 2);
@@ -1175,6 +1247,89 @@ impl World {
         }
     }
 
+    /// Asks a node that leads for a membership change or a transfer, as
+    /// the cluster simulator does (`sim::World::reconfigure`): add a spare
+    /// as a learner or a voter, promote a learner, remove a voter (never
+    /// below three) or a learner, or hand leadership to a voter.
+    fn reconfigure(&mut self) {
+        let leader = self.slots.iter().find_map(|s| {
+            s.node
+                .as_ref()
+                .filter(|n| n.status.get().role == Role::Leader)
+                .map(|n| n.handle.clone())
+        });
+        let Some(handle) = leader else {
+            return;
+        };
+        let spares: Vec<NodeId> = self.all_ids();
+        let mut rng = Rng::new(self.rng.next_u64());
+        let reconfigured = self.reconfigured.clone();
+        ordo_engine::node::env::Env::spawn(
+            &*self.clients,
+            Box::pin(async move {
+                let Ok(view) = handle.members().await else {
+                    return;
+                };
+                let voters: Vec<NodeId> = view
+                    .members
+                    .iter()
+                    .filter(|m| m.role == MemberRole::Voter)
+                    .map(|m| m.id)
+                    .collect();
+                let learners: Vec<NodeId> = view
+                    .members
+                    .iter()
+                    .filter(|m| m.role == MemberRole::Learner)
+                    .map(|m| m.id)
+                    .collect();
+                let outsiders: Vec<NodeId> = spares
+                    .into_iter()
+                    .filter(|id| !view.members.iter().any(|m| m.id == *id))
+                    .collect();
+                let pick =
+                    |rng: &mut Rng, ids: &[NodeId]| ids[rng.range(0, ids.len() as u64) as usize];
+                let change = match rng.range(0, 5) {
+                    0 if !outsiders.is_empty() => {
+                        let id = pick(&mut rng, &outsiders);
+                        let role = if rng.chance(1, 3) {
+                            MemberRole::Voter
+                        } else {
+                            MemberRole::Learner
+                        };
+                        Some(MembershipChange::Add {
+                            id,
+                            role,
+                            info: Bytes::new(),
+                        })
+                    }
+                    1 if !learners.is_empty() => Some(MembershipChange::Promote {
+                        id: pick(&mut rng, &learners),
+                    }),
+                    2 if voters.len() > 3 => Some(MembershipChange::Remove {
+                        id: pick(&mut rng, &voters),
+                    }),
+                    2 if !learners.is_empty() => Some(MembershipChange::Remove {
+                        id: pick(&mut rng, &learners),
+                    }),
+                    _ => None,
+                };
+                // Whether it succeeded, and whether it was a change (else
+                // a transfer).
+                let outcome = match change {
+                    Some(change) => Some((handle.change_membership(change).await.is_ok(), true)),
+                    None if !voters.is_empty() => {
+                        let to = pick(&mut rng, &voters);
+                        Some((handle.transfer_leadership(to).await.is_ok(), false))
+                    }
+                    None => None,
+                };
+                if let Some((true, change)) = outcome {
+                    reconfigured.borrow_mut().push(change);
+                }
+            }),
+        );
+    }
+
     /// The next time anything is due.
     fn next_event(&self, fault_phase_end: u64) -> u64 {
         let mut next = u64::MAX;
@@ -1202,7 +1357,8 @@ impl World {
             next = next
                 .min(fault_phase_end)
                 .min(self.next_partition)
-                .min(self.next_crash);
+                .min(self.next_crash)
+                .min(self.next_reconfigure);
         }
         next.max(self.now() + 1)
     }
@@ -1212,16 +1368,22 @@ impl World {
     fn settled(&self) -> bool {
         let end = self.ledger.entries.len() as u64;
         let last_id = self.ledger.by_id.keys().next_back().copied().unwrap_or(0);
+        // Members of the last committed configuration converge; a node
+        // outside it (removed, or never added) receives nothing more.
         self.outstanding.is_empty()
             && self.to_start.is_empty()
-            && self.slots.iter().all(|s| {
-                s.node.is_some()
-                    && s.applied_index >= end
-                    && s.served_next_id > last_id
-                    && s.node
-                        .as_ref()
-                        .is_some_and(|n| n.status.get().commit_index >= end)
-            })
+            && self
+                .slots
+                .iter()
+                .filter(|s| self.ledger.members.contains(&s.id))
+                .all(|s| {
+                    s.node.is_some()
+                        && s.applied_index >= end
+                        && s.served_next_id > last_id
+                        && s.node
+                            .as_ref()
+                            .is_some_and(|n| n.status.get().commit_index >= end)
+                })
     }
 
     /// Runs the seed to its end.
