@@ -63,6 +63,11 @@ const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (80531, true),
     (84710, true),
     (22599, true),
+    (963, true),
+    (93, true),
+    (1976, true),
+    (618, true),
+    (2112, true),
 ];
 
 /// Runs `seed` (`misdirect`: `None` follows `ORDO_RUNTIME_SIM_MISDIRECT`),

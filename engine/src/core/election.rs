@@ -38,7 +38,9 @@ impl Raft {
         if pre_vote {
             tracing::debug!(id = self.id, term = self.term, "pre-vote campaign");
             self.role = Role::PreCandidate;
-            self.votes.insert(self.id, true);
+            if self.voters.contains(&self.id) {
+                self.votes.insert(self.id, true);
+            }
             self.emit_role();
             let request = VoteRequest {
                 term: self.term + 1,
@@ -89,7 +91,7 @@ impl Raft {
         let term_durable = self.role == Role::Candidate
             && self.durable_hard_state.term == self.term
             && self.durable_hard_state.vote == self.id;
-        if term_durable {
+        if term_durable && self.voters.contains(&self.id) {
             granted += 1;
         }
         let quorum = self.quorum();

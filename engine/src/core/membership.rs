@@ -412,6 +412,14 @@ impl Configurations {
         self.entries.last().expect("non-empty").0
     }
 
+    /// The configuration before the one in force, if this node still
+    /// knows it (it may be undone by a truncation, or it is older than
+    /// the node's commit index).
+    pub fn previous(&self) -> Option<&Membership> {
+        let n = self.entries.len();
+        (n >= 2).then(|| &self.entries[n - 2].1)
+    }
+
     /// The latest configuration at or below `index`, and its index.
     pub fn at(&self, index: Index) -> (Index, &Membership) {
         let (i, m) = self

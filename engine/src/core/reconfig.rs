@@ -181,9 +181,7 @@ impl Raft {
             learners = ?self.learners,
             "configuration in force"
         );
-        if matches!(self.role, Role::PreCandidate | Role::Candidate)
-            && !self.voters.contains(&self.id)
-        {
+        if matches!(self.role, Role::PreCandidate | Role::Candidate) && !self.may_campaign() {
             let term = self.term;
             self.become_follower(term, 0);
         }

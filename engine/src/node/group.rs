@@ -76,6 +76,10 @@ impl Responder {
     }
 }
 
+/// Election timeouts a node waits, removed by a committed configuration,
+/// before it stops (`Group::stop_if_removed`).
+const REMOVED_STOP_DELAY_TIMEOUTS: u64 = 4;
+
 /// Who waits for the outcome of an administrative request.
 enum AdminWaiter {
     Membership(Reply<Result<Index, ChangeError>>),
@@ -148,9 +152,11 @@ pub struct Group<S: LogStore + 'static> {
     shard_out: Vec<Vec<ShardReply>>,
     status: Rc<std::cell::Cell<Status>>,
     shutting_down: bool,
-    /// A committed configuration listed this node since it started: one
-    /// that no longer lists it was removed (`stop_if_removed`).
+    /// A configuration listed this node since it started: one that no
+    /// longer lists it, committed, removed it (`stop_if_removed`).
     was_member: bool,
+    /// Since when a committed configuration has left this node out.
+    removed_since_us: Option<u64>,
     /// The voter's gossip endpoint, if it runs one (`gossip_bridge.rs`).
     gossip: Option<GossipBridge>,
     /// The last leader hint built, reused while the leader is the same:
@@ -227,6 +233,7 @@ impl<S: LogStore + 'static> Group<S> {
             status,
             shutting_down: false,
             was_member: false,
+            removed_since_us: None,
             gossip: None,
             leader_hint: std::cell::RefCell::new(LeaderHint {
                 id: 0,
@@ -527,20 +534,21 @@ impl<S: LogStore + 'static> Group<S> {
     }
 
     /// Sends the statements a voter asked for, those this node holds that
-    /// fit the voter's log. A leader that holds none signs them from its
-    /// log, and so does a voter the leader asks when the leader has no key
-    /// its verifiers know (a node added later, docs/tokens.md); others
-    /// send what they have, and the voter asks again.
+    /// fit the voter's log. A node that holds none signs them from its log
+    /// if it has a key verifiers know: the entries are applied here, so
+    /// committed, and a statement asserts nothing more. (The leader alone
+    /// did once; a leader added later has no such key, and a member whose
+    /// log starts at a snapshot then had no one to sign for it: runtime
+    /// simulator, seeds 28 and 618.)
     fn serve_certificates(&self, from: NodeId, request: ordo_net::CertificateRequest) {
-        let leader = (self.raft.role() == Role::Leader || from == self.raft.leader())
-            && self.certificates.can_sign();
+        let may_sign = self.certificates.can_sign();
         let to = request.to_index.min(self.feed.applied_index.get());
         if request.from_index > to {
             return;
         }
         let floor = request.floor_index.min(request.from_index);
         if !self.certificates.covers_from(request.from_index, floor) {
-            if !leader {
+            if !may_sign {
                 return;
             }
             // No statement that fits the voter's log covers where it needs
@@ -1250,14 +1258,31 @@ impl<S: LogStore + 'static> Group<S> {
     /// A node a committed configuration removed stops, saying so: it has
     /// nothing left to do, and it must not look like a member to
     /// operators or clients. (A node that never was one waits to be added.)
+    /// It waits [`REMOVED_STOP_DELAY_TIMEOUTS`] election timeouts first: a
+    /// node catching up on its log meets its own removal before it meets a
+    /// later entry that added it back, which the leader sends at once
+    /// (runtime simulator, seed 1976: a re-added node stopped on every
+    /// restart). The leader sends a removed node nothing once it holds its
+    /// removal.
     fn stop_if_removed(&mut self, now: crate::core::Now) {
-        let member = self.raft.committed_membership().1.contains(self.config.id);
-        if member {
+        let (index, membership) = self.raft.membership();
+        let id = self.config.id;
+        if membership.contains(id) {
             self.was_member = true;
-        } else if self.was_member && !self.shutting_down {
+            self.removed_since_us = None;
+            return;
+        }
+        if !self.was_member || index == 0 || index > self.raft.log().commit() || self.shutting_down
+        {
+            return;
+        }
+        let since = *self.removed_since_us.get_or_insert(now.mono_us);
+        let delay =
+            REMOVED_STOP_DELAY_TIMEOUTS * self.raft.config().election_timeout_ms_max * 1_000;
+        if now.mono_us >= since + delay {
             tracing::warn!(
-                id = self.config.id,
-                index = self.raft.committed_membership().0,
+                id,
+                index,
                 "removed from the cluster by a committed configuration; stopping"
             );
             self.begin_shutdown(now);

@@ -1469,11 +1469,12 @@ impl World {
 
     fn describe(&self) -> String {
         let mut out = format!(
-            "{} steps; committed log ends at {}, {} proposals outstanding, {} not started;",
+            "{} steps; committed log ends at {}, {} proposals outstanding, {} not started; members {:?};",
             self.summary.steps,
             self.ledger.entries.len(),
             self.outstanding.len(),
-            self.to_start.len()
+            self.to_start.len(),
+            self.ledger.members
         );
         for proposal in self.outstanding.values().take(3) {
             out.push_str(&format!(
