@@ -94,6 +94,8 @@ pub struct RunResult {
     pub rss_trace_mib: Vec<f64>,
     /// The run's label (file names of its plots).
     pub label: String,
+    /// Leadership transfers made while measuring (`--transfer-every`).
+    pub transfers: u64,
 }
 
 /// Resident memory samples over the measured window.
@@ -160,6 +162,7 @@ impl RunResult {
             rss_max_mib: round1(memory.max_mib),
             rss_trace_mib: trace(&memory.samples_mib, 10),
             label: spec.label(),
+            transfers: 0,
         }
     }
 

@@ -47,12 +47,26 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             (Some(running), pids)
         }
     };
+    let transfers = spec.transfer_every.map(|every| {
+        transfer_loop(
+            every,
+            layout.client_addrs(),
+            layout.cluster_id(),
+            window.clone(),
+        )
+    });
     let monitor = Monitor::start(spec, pids, answered, window, progress);
     let tally = match spec.transport {
         TransportKind::Inproc => load::inproc(layout.configs.clone(), load),
         TransportKind::Tcp => load::tcp(layout.client_addrs(), layout.cluster_id(), load),
     };
     let memory = monitor.stop();
+    let transfers = match transfers {
+        Some(thread) => thread
+            .join()
+            .map_err(|_| "the transfer thread panicked".to_string())??,
+        None => 0,
+    };
     let alive = match running.as_mut() {
         Some(running) => running.check_alive(layout.dir.path()),
         None => Ok(()),
@@ -61,9 +75,68 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
     let tally = tally?;
     alive?;
     stopped?;
+    let mut result = RunResult::new(spec, floor, &tally, memory);
+    result.transfers = transfers;
     Ok(RunOutcome {
-        result: RunResult::new(spec, floor, &tally, memory),
+        result,
         histogram: tally.histogram,
+    })
+}
+
+/// `--transfer-every`: from the start of the measured window to its end,
+/// hands leadership to the voter after the current leader every `every`,
+/// as `ordo transfer` does; returns how many transfers succeeded.
+fn transfer_loop(
+    every: Duration,
+    addrs: Vec<std::net::SocketAddr>,
+    cluster_id: u64,
+    window: Arc<std::sync::OnceLock<Phases>>,
+) -> std::thread::JoinHandle<Result<u64, String>> {
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name("ordo-bench-transfer")
+            .io_memory(256 << 10)
+            .spawn(move || async move {
+                let phases = loop {
+                    if let Some(phases) = window.get() {
+                        break *phases;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                };
+                let nodes = addrs.len() as u64;
+                let options = ordo_engine::client::ClientOptions {
+                    cluster_id,
+                    timeout: Duration::from_secs(5),
+                    ..Default::default()
+                };
+                let mut client =
+                    ordo_engine::client::Client::new(addrs, options).map_err(|e| e.to_string())?;
+                let mut done = 0;
+                loop {
+                    let now = Instant::now();
+                    let at = if now < phases.measure_start {
+                        phases.measure_start + every / 2
+                    } else {
+                        now + every
+                    };
+                    if at >= phases.end {
+                        return Ok(done);
+                    }
+                    glommio::timer::sleep(at - now).await;
+                    let (_, leader) = client.status().await.map_err(|e| e.to_string())?;
+                    let to = leader.id % nodes + 1;
+                    let command = ordo_engine::client::AdminCommand::TransferLeadership { to };
+                    match client.admin(command).await {
+                        Ok(_) => done += 1,
+                        Err(error) => {
+                            eprintln!("ordo-bench: transfer to node {to} failed: {error}")
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the transfer executor: {e}"))?
+            .join()
+            .map_err(|e| format!("the transfer executor failed: {e}"))?
     })
 }
 

@@ -79,6 +79,9 @@ pub struct RunSpec {
     /// Where the nodes' data directories go (a fresh temporary directory
     /// under it); `None`: the system's temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// Hand leadership to the next voter this often while measuring
+    /// (TCP only); `None`: never.
+    pub transfer_every: Option<Duration>,
 }
 
 impl RunSpec {
@@ -126,6 +129,17 @@ impl RunSpec {
     }
 
     fn check(&self) -> Result<(), String> {
+        if let Some(every) = self.transfer_every {
+            if every < Duration::from_millis(100) {
+                return Err(format!(
+                    "--transfer-every: {} ms is below 100 ms",
+                    every.as_millis()
+                ));
+            }
+            if self.transport != TransportKind::Tcp || self.nodes < 2 {
+                return Err("--transfer-every needs --transport tcp and at least 2 nodes".into());
+            }
+        }
         if self.nodes == 0 || self.nodes > 9 {
             return Err(format!("--nodes: {} not in [1, 9]", self.nodes));
         }
@@ -254,6 +268,11 @@ pub struct Knobs {
     /// temporary directory. The fsync floor is measured on its filesystem.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Hand leadership to the next voter every this many milliseconds
+    /// while measuring (`ordo transfer`'s request; TCP only): the latency
+    /// a transfer costs, against the same run without.
+    #[arg(long, value_name = "MS")]
+    pub transfer_every: Option<u64>,
 }
 
 impl Knobs {
@@ -296,6 +315,9 @@ impl Knobs {
                                                         tokens: self.tokens,
                                                         gossip: self.gossip,
                                                         data_dir: self.data_dir.clone(),
+                                                        transfer_every: self
+                                                            .transfer_every
+                                                            .map(Duration::from_millis),
                                                     });
                                                 }
                                             }
