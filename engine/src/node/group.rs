@@ -734,15 +734,24 @@ impl<S: LogStore + 'static> Group<S> {
             AdminCommand::RemoveMember { id } => MembershipChange::Remove { id },
         };
         let request_id = self.admin_waiter(sink, client_request_id);
+        self.change_membership(now, request_id, change);
+    }
+
+    /// Hands the core a membership change, with what this node knows of
+    /// members whose configuration carries no information.
+    fn change_membership(
+        &mut self,
+        now: crate::core::Now,
+        request_id: u64,
+        change: MembershipChange,
+    ) {
         let known_info = self.known_info();
-        self.raft.step(
-            now,
-            Event::ChangeMembership {
-                request_id,
-                change,
-                known_info,
-            },
-        );
+        let event = Event::ChangeMembership {
+            request_id,
+            change,
+            known_info,
+        };
+        self.raft.step(now, event);
     }
 
     /// Registers a client's administrative request; returns the request id
@@ -1048,15 +1057,7 @@ impl<S: LogStore + 'static> Group<S> {
                 let request_id = self.request_id();
                 self.admin_waiters
                     .insert(request_id, AdminWaiter::Membership(reply));
-                let known_info = self.known_info();
-                self.raft.step(
-                    now,
-                    Event::ChangeMembership {
-                        request_id,
-                        change,
-                        known_info,
-                    },
-                )
+                self.change_membership(now, request_id, change)
             }
             External::ClientAdmin { request, reply } => {
                 self.admin_request(now, request, AdminSink::Shard(reply))
