@@ -72,6 +72,24 @@ pub fn log_line(message: &CommittedMessage) -> String {
     Value::Object(line).to_string()
 }
 
+/// One line of `ordo chain` (and the first lines of `ordo log`): a
+/// configuration link, with the configuration it starts for people to
+/// read. `ordo verify` learns the link from its `"link"` field only.
+pub fn link_line(link: &crate::token::ConfigLink) -> String {
+    let (voters, learners) = match link.membership() {
+        Ok(membership) => (membership.voters(), membership.learners()),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    json!({
+        "link": link.to_text(),
+        "index": link.index,
+        "term": link.term,
+        "voters": voters,
+        "learners": learners,
+    })
+    .to_string()
+}
+
 /// `ordo status`'s object.
 pub fn status_line(status: &NodeStatus) -> String {
     let role = match status.role {
@@ -267,6 +285,13 @@ fn field_u64(line: &Value, name: &str) -> Result<u64, String> {
 /// Verifies one JSON line as printed by `ordo send` or `ordo log`.
 pub fn verify_line(verifier: &mut Verifier, text: &str) -> Result<(), String> {
     let line: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if let Some(link) = line.get("link") {
+        // A configuration link (`ordo chain`, the head of `ordo log`):
+        // checked against the configurations before it and learned.
+        let text = link.as_str().ok_or("\"link\" is not a string")?;
+        let link = crate::token::ConfigLink::from_text(text).map_err(|e| e.to_string())?;
+        return verifier.learn(&link).map(|_| ()).map_err(|e| e.to_string());
+    }
     let token = line
         .get("token")
         .and_then(Value::as_str)

@@ -456,6 +456,38 @@ impl Client {
         }
     }
 
+    /// The configuration links the connected node holds, from
+    /// `cluster.keys` on (`token::ConfigLink`): what a verifier learns to
+    /// check tokens signed after membership changes. Each link is checked
+    /// by the verifier that learns it, not here.
+    pub async fn chain(&mut self) -> Result<Vec<crate::token::ConfigLink>, ClientError> {
+        let mut links = Vec::new();
+        let mut after = 0;
+        loop {
+            let answer = self.admin(AdminCommand::Chain { after }).await?;
+            let AdminAnswer::Chain { links: page, more } = answer else {
+                return Err(ClientError::Node(format!(
+                    "unexpected answer to a chain request: {answer:?}"
+                )));
+            };
+            for bytes in page {
+                let link = crate::token::ConfigLink::from_bytes(&bytes)
+                    .map_err(|e| ClientError::Node(e.to_string()))?;
+                if link.index <= after {
+                    return Err(ClientError::Node(format!(
+                        "chain answer out of order: link {} after {after}",
+                        link.index
+                    )));
+                }
+                after = link.index;
+                links.push(link);
+            }
+            if !more {
+                return Ok(links);
+            }
+        }
+    }
+
     /// A linearizable read barrier at the connected node: its read index.
     pub async fn read(&mut self) -> Result<Index, ClientError> {
         let deadline = Instant::now() + self.options.timeout;

@@ -48,7 +48,7 @@ fn committed(cluster: &mut Cluster, node: NodeId, payload: &[u8]) -> bool {
 }
 
 #[test]
-fn a_learner_receives_the_log_but_neither_votes_nor_counts() {
+fn a_learner_receives_the_log_does_not_count_and_does_not_disrupt() {
     let mut cluster = cluster(5);
     cluster.add_node(4, CoreConfig::default(), 7);
     let index = change(&mut cluster, 1, add(4, MemberRole::Learner)).unwrap();
@@ -62,11 +62,18 @@ fn a_learner_receives_the_log_but_neither_votes_nor_counts() {
     assert_eq!(learner.raft.learners(), &[4]);
     assert_eq!(learner.raft.voters(), &[1, 2, 3]);
     assert!(learner.raft.membership().0 == index);
-    // It never campaigns, however long it hears nothing.
+    // Cut off, it stands (it may have been promoted by a configuration it
+    // has not received: thesis §4.2.1), but only by pre-vote: it never
+    // raises its term, so the cluster is not disrupted when it returns.
+    let term = cluster.hosts[&1].raft.term();
     cluster.isolate(4);
     cluster.advance(10_000);
-    assert_eq!(cluster.hosts[&4].role(), Role::Follower);
+    assert_ne!(cluster.hosts[&4].role(), Role::Leader);
+    assert_eq!(cluster.hosts[&4].raft.term(), term);
     cluster.heal();
+    cluster.advance(1_000);
+    assert_eq!(cluster.hosts[&1].role(), Role::Leader);
+    assert_eq!(cluster.hosts[&1].raft.term(), term);
     // It does not count towards commit: with 2 and 3 cut off, the leader
     // and the learner are not a quorum.
     cluster.isolate(2);

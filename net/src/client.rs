@@ -179,6 +179,13 @@ mod admin {
             /// The voter.
             to: NodeId,
         },
+        /// The configuration links (committed configuration entries with
+        /// their tokens) after index `after`: the chain a verifier follows
+        /// from `cluster.keys`. Any member answers from what it holds.
+        Chain {
+            /// Only links of entries after this index.
+            after: Index,
+        },
     }
 
     /// What an [`AdminRequest`] achieved.
@@ -202,6 +209,13 @@ mod admin {
         Transferred {
             /// The new leader.
             leader: NodeId,
+        },
+        /// Configuration links, by index, each encoded by the engine.
+        Chain {
+            /// The links.
+            links: Vec<Vec<u8>>,
+            /// More follow: ask again after the last one.
+            more: bool,
         },
     }
 }

@@ -118,6 +118,14 @@ pub enum Wire {
         /// The highest id the sender knows to be committed or delivered.
         delivered: MessageId,
     },
+    /// The configuration links the sender holds (encoded by the engine's
+    /// `token::ConfigLink`), oldest first: the chain from `cluster.keys`
+    /// to the voters whose statements its messages carry. Sent when a
+    /// link to a neighbour is made and when the sender learns new links.
+    Chain {
+        /// The links.
+        links: Vec<Bytes>,
+    },
 }
 
 impl Wire {
@@ -140,6 +148,7 @@ impl Wire {
             Wire::Prune => "prune",
             Wire::Pull { .. } => "pull",
             Wire::PullReply { .. } => "pull_reply",
+            Wire::Chain { .. } => "chain",
         }
     }
 }

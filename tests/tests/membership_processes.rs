@@ -33,7 +33,8 @@ fn admin(cluster: &ProcCluster, args: &[&str]) -> Result<Value, String> {
 }
 
 /// Every acknowledged message is on node `id`, at its id, and its log
-/// verifies against the original `cluster.keys`.
+/// verifies against the original `cluster.keys` once `ordo verify` has
+/// followed the chain of configuration changes.
 fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
     let log = cluster.wait_log_len(id, acks.len(), Duration::from_secs(30));
     let by_id: BTreeMap<u64, &Value> = log
@@ -49,12 +50,43 @@ fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
     }
     let text: String = log.iter().map(|l| format!("{l}\n")).collect();
     let keys = cluster.keys();
-    let verified = cluster.ordo(&["verify", "--keys", keys.to_str().unwrap()], Some(&text));
+    let keys = keys.to_str().unwrap();
+    // Node 4 led after the transfer: its statements verify only through
+    // the configuration change that added it.
+    let bare = cluster.ordo(&["verify", "--keys", keys], Some(&text));
+    assert!(
+        !bare.ok,
+        "node {id}: node 4's tokens verified without the chain"
+    );
+    assert!(bare.stderr.contains("node 4"), "{}", bare.stderr);
+    // The chain of configuration changes: add 4, promote it, remove 1.
+    let chain = cluster.ordo(&["chain", "--node", &cluster.addr(id)], None);
+    assert!(chain.ok, "ordo chain on node {id}: {}", chain.stderr);
+    let links = chain.json_lines();
+    let voters: Vec<Value> = links.iter().map(|l| l["voters"].clone()).collect();
+    assert_eq!(
+        voters,
+        vec![
+            serde_json::json!([1, 2, 3]),
+            serde_json::json!([1, 2, 3, 4]),
+            serde_json::json!([2, 3, 4])
+        ],
+        "node {id}'s chain"
+    );
+    let verified = cluster.ordo(
+        &["verify", "--keys", keys],
+        Some(&format!("{}{text}", chain.stdout)),
+    );
     assert!(
         verified.ok,
         "node {id}'s log does not verify: {}",
         verified.stderr
     );
+    // So does `ordo log --chain`, whole.
+    let whole = cluster.ordo(&["log", "--chain", "--node", &cluster.addr(id)], None);
+    assert!(whole.ok, "{}", whole.stderr);
+    let verified = cluster.ordo(&["verify", "--keys", keys], Some(&whole.stdout));
+    assert!(verified.ok, "node {id}: {}", verified.stderr);
 }
 
 /// The scenario: add a learner and promote it, transfer leadership

@@ -46,6 +46,21 @@ use ordo_tests::{env_u64, runtime_sim};
 ///   follower's progress 31,000 times ("log went backwards"), and the
 ///   resends starved it; only an answer to a heartbeat sent after the
 ///   acknowledgement now counts.
+/// - 7293, 16241 (misdirects): removed nodes kept running forwarded
+///   proposals to a leader that had no connection back to them; each
+///   such attempt hung until the client gave up. Outside the
+///   configuration a node now redirects.
+/// - 9368 (misdirects): voters added later signed nothing; once the
+///   original voters had compacted their logs, committed entries only
+///   added voters held had no statement at all. Added voters now sign
+///   with their own keys (the chain of configuration links).
+/// - 1722: a promotion reached one voter only, the learner held an entry
+///   of a later term and the fourth voter repaired a wiped disk: no voter
+///   could win. A learner may now stand for election.
+/// - 710, 2091: a node restarted from a snapshot, with entries before it
+///   still in its log, did not know a configuration inside them and
+///   signed a statement past it. Nodes now record every configuration
+///   they apply (`data_dir/chain`).
 const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (351, false),
     (711, false),
@@ -68,6 +83,12 @@ const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (1976, true),
     (618, true),
     (2112, true),
+    (7293, true),
+    (16241, true),
+    (9368, true),
+    (1722, true),
+    (710, true),
+    (2091, true),
 ];
 
 /// Runs `seed` (`misdirect`: `None` follows `ORDO_RUNTIME_SIM_MISDIRECT`),

@@ -82,6 +82,11 @@ enum Command {
         /// Keep printing new messages as they commit.
         #[arg(long)]
         follow: bool,
+        /// Print the configuration links first (as `ordo chain` does), so
+        /// that `ordo verify` can check tokens signed by voters added
+        /// after `ordo init`.
+        #[arg(long)]
+        chain: bool,
         /// Give up after this many seconds without an answer.
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
@@ -112,8 +117,22 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
     },
-    /// Verifies JSON lines from `send` or `log` on stdin against the
-    /// cluster's public keys; exits non-zero at the first failure.
+    /// Prints the chain of configuration changes from cluster.keys to the
+    /// voters in force, one JSON line per committed configuration entry
+    /// with its token: {"link","index","term","voters","learners"}.
+    /// `ordo verify` learns these lines before it checks tokens signed by
+    /// voters added later.
+    Chain {
+        /// Any member's client address (host:port).
+        #[arg(long)]
+        node: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// Verifies JSON lines from `send`, `log` or `chain` on stdin against
+    /// the cluster's public keys (learning the configuration links among
+    /// them); exits non-zero at the first failure.
     Verify {
         /// The cluster.keys file.
         #[arg(long)]
@@ -258,9 +277,11 @@ fn main() -> ExitCode {
             node,
             from,
             follow,
+            chain,
             timeout,
-        } => log(&node, from, follow, timeout),
+        } => log(&node, from, follow, chain, timeout),
         Command::Status { node, timeout } => status(&node, timeout),
+        Command::Chain { node, timeout } => chain(&node, timeout),
         Command::Verify { keys } => cli::verify_stdin(&keys),
         Command::Gossip {
             listen,
@@ -454,7 +475,24 @@ async fn why_no_leader(addr: SocketAddr, options: ClientOptions) -> Option<Strin
     })
 }
 
-fn log(node: &str, from: u64, follow: bool, timeout: f64) -> Result<(), String> {
+fn chain(node: &str, timeout: f64) -> Result<(), String> {
+    log_or_chain(node, None, true, timeout)
+}
+
+fn log(node: &str, from: u64, follow: bool, chain: bool, timeout: f64) -> Result<(), String> {
+    log_or_chain(node, Some((from, follow)), chain, timeout)
+}
+
+/// `ordo chain` (`log`: `None`) and `ordo log` (`log`: the first id and
+/// whether to follow): the configuration links first if `chain`, so that
+/// `ordo verify` can check tokens signed by voters added later, then the
+/// messages.
+fn log_or_chain(
+    node: &str,
+    log: Option<(u64, bool)>,
+    chain: bool,
+    timeout: f64,
+) -> Result<(), String> {
     let addr = parse_addr(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
@@ -463,6 +501,14 @@ fn log(node: &str, from: u64, follow: bool, timeout: f64) -> Result<(), String> 
     on_executor(move || {
         Box::pin(async move {
             let mut client = Client::new(vec![addr], options).map_err(|e| e.to_string())?;
+            if chain {
+                for link in client.chain().await.map_err(|e| e.to_string())? {
+                    println!("{}", cli::link_line(&link));
+                }
+            }
+            let Some((from, follow)) = log else {
+                return Ok(());
+            };
             let stdout = std::io::stdout();
             client
                 .log(from, follow, |message| {

@@ -83,11 +83,14 @@ impl Raft {
             self.answer(origin, Err(ProposeError::NotLeader { leader }));
             return;
         }
-        if self.leader == 0 && !self.configs.current().contains(self.id) {
-            // Outside the cluster (removed, or not yet added) and with no
-            // leader to forward to: no leader may ever come; the client
-            // must go elsewhere.
-            self.answer(origin, Err(ProposeError::NotLeader { leader: 0 }));
+        if !self.configs.current().contains(self.id) {
+            // Outside the cluster (removed, or not yet added): the leader
+            // keeps no connection to this node, so a forwarded proposal's
+            // answer could never come back, and with no leader none may
+            // ever come. The client must go elsewhere (runtime simulator,
+            // seeds 7293 and 16241).
+            let leader = self.leader;
+            self.answer(origin, Err(ProposeError::NotLeader { leader }));
             return;
         }
         self.enqueue(QueuedProposal {

@@ -542,10 +542,7 @@ impl Raft {
             assert!(self.membership_waiter.is_none() && self.departing.is_empty());
         }
         if matches!(self.role, Role::Candidate | Role::PreCandidate) {
-            assert!(
-                self.voters.contains(&self.id) || self.configs.current_index() > self.log.commit(),
-                "a non-voter campaigned"
-            );
+            assert!(self.may_campaign(), "a node that may not stand campaigned");
         }
         assert!(self.queue.len() <= self.config.proposal_queue_max);
         if self.repair.is_some() {
@@ -597,8 +594,8 @@ impl Raft {
                     );
                     self.reset_election_deadline();
                 } else if now >= self.election_deadline_us && !self.may_campaign() {
-                    // A learner, a node waiting to be added or a removed
-                    // one never campaigns.
+                    // A node waiting to be added, or one the committed
+                    // configuration removed, never campaigns.
                     self.reset_election_deadline();
                 } else if now >= self.election_deadline_us {
                     if self.voters == [self.id] || !self.config.pre_vote {
@@ -773,8 +770,25 @@ impl Raft {
     /// configuration manage it (§4.2.2): asking and counting only the new
     /// configuration's voters, so the usual overlap of majorities keeps
     /// elections safe. Once the change commits it steps down.
+    ///
+    /// A learner stands too, on the same terms (the thesis, §4.2.1: "a
+    /// server that is not part of its own latest configuration should
+    /// still start new elections, as it might still be needed"): it may
+    /// have been promoted by a configuration it has not received, and
+    /// hold the newest entries of the voters that can vote (runtime
+    /// simulator, seed 1722: the promotion reached one voter only, the
+    /// learner held an entry of a later term, and the fourth voter was
+    /// repairing a wiped disk: no voter could win). Pre-vote and the
+    /// check-quorum lease keep a learner from disrupting a live leader,
+    /// and one behind the voters fails the log check.
     pub(super) fn may_campaign(&self) -> bool {
         self.voters.contains(&self.id)
+            || (!self.voters.is_empty()
+                && self
+                    .configs
+                    .current()
+                    .get(self.id)
+                    .is_some_and(|m| m.role == crate::core::MemberRole::Learner))
             || (self.configs.current_index() > self.log.commit()
                 && self.configs.previous().is_some_and(|m| m.is_voter(self.id))
                 && !self.voters.is_empty())

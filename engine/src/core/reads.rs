@@ -63,6 +63,14 @@ impl Raft {
         }
         match self.role {
             Role::Leader => self.leader_read(ReadOrigin::Local(request_id)),
+            // Outside the configuration the leader has no connection back
+            // to this node: redirect instead of asking it.
+            _ if !self.configs.current().contains(self.id) => self.read_ready(
+                ReadOrigin::Local(request_id),
+                Err(ReadError::NotLeader {
+                    leader: self.leader,
+                }),
+            ),
             _ if self.leader != 0 => self.reads.buffer.push(request_id),
             _ => self.read_ready(
                 ReadOrigin::Local(request_id),

@@ -212,9 +212,10 @@ impl Raft {
         }
     }
 
-    /// A leader the committed configuration removed hands leadership to
-    /// the most up-to-date voter and steps down, so the cluster waits for
-    /// no election timeout.
+    /// A leader the committed configuration removed (or keeps as a
+    /// learner: one that stood for election, `Raft::may_campaign`) hands
+    /// leadership to the most up-to-date voter and steps down, so the
+    /// cluster waits for no election timeout.
     fn step_down_removed(&mut self) {
         let last = self.log.last_index();
         let successor = self
@@ -227,7 +228,7 @@ impl Raft {
             id = self.id,
             term = self.term,
             ?successor,
-            "removed from the configuration; stepping down"
+            "not a voter of the committed configuration; stepping down"
         );
         if let Some(to) = successor {
             let term = self.term;

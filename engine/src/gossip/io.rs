@@ -55,6 +55,13 @@ pub enum Event {
         /// empty if the read failed.
         messages: Vec<GossipMessage>,
     },
+    /// Voter only: the configuration links its node holds (encoded
+    /// `token::ConfigLink`s, oldest first); new ones are learned and sent
+    /// to the gossip nodes it feeds.
+    Chain {
+        /// The links.
+        links: Vec<bytes::Bytes>,
+    },
     /// The transport could not reach `peer` (connect failed, connection
     /// lost, or its send queue overflowed): it is dropped from the links.
     Unreachable {

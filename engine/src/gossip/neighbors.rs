@@ -97,6 +97,7 @@ impl<V: Verify> GossipNode<V> {
     fn new_link(&mut self, peer: PeerAddr) {
         self.links.announced(peer, (0, 0), 0);
         self.next_lazy_flush_us = self.now_us;
+        self.send_chain(peer);
     }
 
     /// Forgets the link to `peer` (it disconnected, is unreachable or down).

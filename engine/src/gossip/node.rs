@@ -231,6 +231,7 @@ impl<V: Verify> GossipNode<V> {
             Event::Publish(message) => self.publish(message),
             Event::CommitAdvanced { id } => self.commit_advanced(id),
             Event::CommittedRead { peer, messages } => self.committed_read(peer, messages),
+            Event::Chain { links } => self.learn_chain(None, links),
             Event::Unreachable { peer } => self.drop_link(peer),
         }
         if self.kind == PeerKind::Gossip {
@@ -372,6 +373,53 @@ impl<V: Verify> GossipNode<V> {
                 messages,
                 delivered,
             } => self.on_pull_reply(from, messages, delivered),
+            Wire::Chain { links } => self.learn_chain(Some(from), links),
+        }
+    }
+
+    /// Learns configuration links (from a peer, or a voter's own node);
+    /// if any was new, every link but `from` hears the whole chain, so it
+    /// spreads as far as it is news and no further.
+    fn learn_chain(&mut self, from: Option<PeerAddr>, links: Vec<bytes::Bytes>) {
+        let mut learned = false;
+        for link in links.iter().take(crate::token::CHAIN_CONFIGS_MAX) {
+            match self.verifier.learn(link) {
+                Ok(true) => {
+                    learned = true;
+                    self.stats.links_learned += 1;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    self.stats.links_refused += 1;
+                    tracing::debug!(?from, %error, "configuration link refused");
+                }
+            }
+        }
+        if !learned {
+            return;
+        }
+        let chain = self.verifier.links();
+        let peers: Vec<PeerAddr> = self
+            .links
+            .iter()
+            .map(|(peer, _)| peer)
+            .filter(|&peer| Some(peer) != from)
+            .collect();
+        for peer in peers {
+            self.send(
+                peer,
+                Wire::Chain {
+                    links: chain.clone(),
+                },
+            );
+        }
+    }
+
+    /// A link to `peer` was made: it hears the chain this node knows.
+    pub(super) fn send_chain(&mut self, peer: PeerAddr) {
+        let links = self.verifier.links();
+        if !links.is_empty() {
+            self.send(peer, Wire::Chain { links });
         }
     }
 

@@ -17,6 +17,10 @@ pub struct GossipStats {
     pub duplicates: u64,
     /// Messages whose verification failed (or that were too large).
     pub rejected: u64,
+    /// Configuration links learned.
+    pub links_learned: u64,
+    /// Configuration links refused (they did not extend the chain).
+    pub links_refused: u64,
     /// New messages dropped because they were beyond the reorder window.
     pub out_of_window: u64,
     /// Grafts sent (tree repairs).

@@ -14,4 +14,17 @@ use super::GossipMessage;
 pub trait Verify {
     /// `Ok` if the token proves the message; otherwise why not.
     fn verify(&mut self, message: &GossipMessage) -> Result<(), String>;
+
+    /// Learns a configuration link (an encoded `token::ConfigLink`, from
+    /// a peer: untrusted): `Ok(true)` if it extended the chain of voters
+    /// this verifier trusts, `Ok(false)` if it was known.
+    fn learn(&mut self, link: &[u8]) -> Result<bool, String> {
+        let _ = link;
+        Ok(false)
+    }
+
+    /// The links learned, oldest first (what a new neighbour is sent).
+    fn links(&self) -> Vec<bytes::Bytes> {
+        Vec::new()
+    }
 }

@@ -106,6 +106,7 @@ impl<V: Verify> GossipNode<V> {
                 let peer = candidates.swap_remove(at);
                 self.links.add(peer, now);
                 self.links.announced(peer, (0, 0), 0);
+                self.send_chain(peer);
             }
         }
         if self.entry.is_none() {

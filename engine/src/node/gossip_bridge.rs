@@ -293,6 +293,7 @@ async fn run<S: LogStore + 'static>(
     feed: Rc<FeedState>,
     certificates: Rc<Certificates>,
 ) {
+    let mut links_sent = 0;
     loop {
         let generation = shared.notify.generation();
         let feed_generation = feed.closing.generation();
@@ -344,6 +345,18 @@ async fn run<S: LogStore + 'static>(
         }
         if let Some(id) = shared.committed.take() {
             driver.step(Event::CommitAdvanced { id });
+        }
+        // New configuration links of this voter's node: the gossip nodes
+        // it feeds learn them (and spread them) before messages signed by
+        // the voters they add.
+        if certificates.chain_len() != links_sent {
+            let links: Vec<Bytes> = certificates
+                .links_held()
+                .iter()
+                .map(|link| Bytes::from(link.to_bytes()))
+                .collect();
+            links_sent = links.len();
+            driver.step(Event::Chain { links });
         }
         let mut taken = driver.drain_transport(TURN_EVENTS_MAX);
         while taken < TURN_EVENTS_MAX {

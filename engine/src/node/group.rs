@@ -39,6 +39,7 @@ use crate::core::{
     ApplyBatch, ChangeError, Command, Event, MemberRole, Membership, MembershipChange, Proposal,
     Raft, Role, Status, TransferError,
 };
+use crate::token::ConfigLink;
 
 /// What ended a wait.
 enum Woken {
@@ -66,6 +67,10 @@ enum Responder {
     },
     Api(Reply<Result<Receipt, ProposeError>>, Session),
 }
+
+/// Bytes of configuration links one `Chain` answer carries at most (the
+/// client asks again for the rest).
+const CHAIN_ANSWER_BYTES: usize = 1 << 20;
 
 impl Responder {
     fn session(&self) -> Session {
@@ -452,6 +457,11 @@ impl<S: LogStore + 'static> Group<S> {
             return;
         }
         let applied = self.feed.applied_index.get();
+        if self.certificates.links_due(applied, now.mono_us) {
+            let certificates = self.certificates.clone();
+            let store = self.log.store().clone();
+            super::env::spawn(async move { certificates.form_links(&*store, applied).await });
+        }
         let floor = self.log.store().state().first_index();
         let Some((from, to)) = self.certificates.first_unservable(floor, applied) else {
             return;
@@ -471,11 +481,12 @@ impl<S: LogStore + 'static> Group<S> {
         // asserts only that its entries are committed (runtime simulator,
         // seed 947: the one statement for 69..=70 was lost with a wiped
         // disk and every other log had moved past them).
-        let self_sign =
-            self.repair_gap.1 > 2 * self.raft.voters().len() as u64 && self.certificates.can_sign();
-        // A leader without a key its verifiers know (a node added later,
-        // docs/tokens.md) asks the other voters, as a follower does.
-        let leading = self.raft.role() == Role::Leader && self.certificates.can_sign();
+        let self_sign = self.repair_gap.1 > 2 * self.raft.voters().len() as u64
+            && self.certificates.may_sign(from);
+        // A leader that may not sign these entries (it was no voter of the
+        // configuration they were committed under: docs/tokens.md) asks
+        // the other voters, as a follower does.
+        let leading = self.raft.role() == Role::Leader && self.certificates.may_sign(from);
         if leading || self_sign {
             if !leading {
                 tracing::warn!(
@@ -541,7 +552,7 @@ impl<S: LogStore + 'static> Group<S> {
     /// log starts at a snapshot then had no one to sign for it: runtime
     /// simulator, seeds 28 and 618.)
     fn serve_certificates(&self, from: NodeId, request: ordo_net::CertificateRequest) {
-        let may_sign = self.certificates.can_sign();
+        let may_sign = self.certificates.may_sign(request.from_index);
         let to = request.to_index.min(self.feed.applied_index.get());
         if request.from_index > to {
             return;
@@ -732,6 +743,21 @@ impl<S: LogStore + 'static> Group<S> {
             },
             AdminCommand::PromoteMember { id } => MembershipChange::Promote { id },
             AdminCommand::RemoveMember { id } => MembershipChange::Remove { id },
+            AdminCommand::Chain { after } => {
+                // Links are self-authenticating: any node answers with
+                // what it holds.
+                let (links, more) = self.certificates.chain_after(after, CHAIN_ANSWER_BYTES);
+                let response = AdminResponse {
+                    request_id: client_request_id,
+                    result: Ok(AdminAnswer::Chain {
+                        links: links.iter().map(ConfigLink::to_bytes).collect(),
+                        more,
+                    }),
+                    leader: self.leader_hint(),
+                };
+                sink.send(response);
+                return;
+            }
         };
         let request_id = self.admin_waiter(sink, client_request_id);
         self.change_membership(now, request_id, change);
@@ -768,13 +794,9 @@ impl<S: LogStore + 'static> Group<S> {
 
     /// What this node knows of the members whose configuration carries no
     /// information (the bootstrap voters): their addresses from
-    /// `ordo.toml`, their keys from `cluster.keys`.
+    /// `ordo.toml`, their keys from `cluster.keys` (as the key schedule
+    /// holds them).
     fn known_info(&self) -> Vec<(NodeId, Bytes)> {
-        let keys = self
-            .config
-            .keys_file
-            .as_ref()
-            .and_then(|path| crate::token::ClusterKeys::load(path).ok());
         self.directory
             .members
             .iter()
@@ -786,10 +808,7 @@ impl<S: LogStore + 'static> Group<S> {
                     gossip_addr: (id == self.config.id)
                         .then_some(self.config.gossip_addr)
                         .flatten(),
-                    public_key: keys
-                        .as_ref()
-                        .and_then(|k| k.get(id))
-                        .map_or([0; 32], |k| k.to_bytes()),
+                    public_key: self.certificates.voter_key(id).unwrap_or([0; 32]),
                 };
                 Some((id, info.encode()))
             })
@@ -1062,6 +1081,10 @@ impl<S: LogStore + 'static> Group<S> {
             External::ClientAdmin { request, reply } => {
                 self.admin_request(now, request, AdminSink::Shard(reply))
             }
+            External::Chain { reply } => {
+                // The asker may have gone away: nothing to answer then.
+                let _ = reply.send(self.certificates.links_held());
+            }
             External::Members { reply } => {
                 // The asker may have gone away: nothing to answer then.
                 let _ = reply.send(self.members_view());
@@ -1132,6 +1155,8 @@ impl<S: LogStore + 'static> Group<S> {
                 Some(data) => match self.state_machine.restore(&data) {
                     Ok(()) => {
                         self.log.reset(meta.last);
+                        self.certificates
+                            .start_schedule(meta.last.index, &snapshot_membership(&meta));
                         self.feed.applied_index.set(meta.last.index);
                         self.feed.applied_id.set(meta.last_id);
                         // Streams waiting for the next apply move on (and
@@ -1332,6 +1357,12 @@ impl<S: LogStore + 'static> Group<S> {
             return upto;
         }
         let floor = self.log.store().state().first_index();
+        // Not past a configuration entry whose link has not formed: after
+        // compaction only the chain file would hold it.
+        let upto = match self.certificates.first_pending_link() {
+            Some(index) => upto.min(index.saturating_sub(1)),
+            None => upto,
+        };
         match self.certificates.first_gap(floor, upto) {
             Some((from, _)) => upto.min(from.saturating_sub(1)),
             None => upto,
@@ -1370,6 +1401,7 @@ impl<S: LogStore + 'static> Group<S> {
         if leader {
             self.certificates.sign_commit(&apply, self.raft.term());
         }
+        self.certificates.applied(&apply);
         self.state_machine.apply(&apply);
         self.feed.applied_index.set(apply.last_index);
         self.feed.applied_id.set(apply.last_id());
@@ -1605,5 +1637,14 @@ pub fn node_status(status: &Status, repair: Option<&str>, peers_repairing: Vec<u
         repairing: status.repairing,
         repair: repair.unwrap_or_default().to_string(),
         peers_repairing,
+    }
+}
+
+/// The configuration a snapshot holds (its core state's; a snapshot
+/// written before configurations were kept there names only its voters).
+pub(super) fn snapshot_membership(meta: &ordo_net::SnapshotMeta) -> crate::core::Membership {
+    match crate::core::decode_core_state(&meta.core_state) {
+        Ok((Some(membership), _)) => membership,
+        _ => crate::core::Membership::of_voters(&meta.voters),
     }
 }

@@ -131,6 +131,11 @@ pub enum External {
         /// Where the answer goes.
         reply: Reply<ordo_net::AdminResponse>,
     },
+    /// The configuration links this node holds.
+    Chain {
+        /// Where the answer goes.
+        reply: Reply<Vec<crate::token::ConfigLink>>,
+    },
     /// The configuration in force, as this node sees it.
     Members {
         /// Where the answer goes.

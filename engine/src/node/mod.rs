@@ -18,6 +18,7 @@
 //! and talks to shard 0 over a bounded channel, from any thread.
 
 mod cert_store;
+mod chain_store;
 mod clock;
 mod config;
 pub mod durability;
@@ -275,6 +276,18 @@ impl NodeHandle {
         let (reply, answer) = oneshot::channel();
         self.external
             .send(External::Members { reply })
+            .await
+            .map_err(|_| AdminError::Stopped)?;
+        answer.await.map_err(|_| AdminError::Stopped)
+    }
+
+    /// The configuration links this node holds: committed configuration
+    /// entries with their tokens, from `cluster.keys` on
+    /// ([`crate::token::Verifier::learn`] checks and learns each).
+    pub async fn chain(&self) -> Result<Vec<crate::token::ConfigLink>, AdminError> {
+        let (reply, answer) = oneshot::channel();
+        self.external
+            .send(External::Chain { reply })
             .await
             .map_err(|_| AdminError::Stopped)?;
         answer.await.map_err(|_| AdminError::Stopped)

@@ -44,7 +44,7 @@ use super::start::{LossRecorder, Storage, initial_status, open_storage};
 use super::tokens::Certificates;
 use super::{NodeHandle, StateMachine, restore};
 use crate::core::{Loss, Raft, Status};
-use crate::token::{ClusterId, NodeKey};
+use crate::token::{ClusterKeys, NodeKey};
 
 /// What a simulated start needs besides its disk.
 pub struct SimStart {
@@ -55,8 +55,8 @@ pub struct SimStart {
     pub log_config: DiskLogConfig,
     /// The node's signing key (`None`: it signs nothing).
     pub key: Option<NodeKey>,
-    /// The cluster id the keys belong to.
-    pub cluster: ClusterId,
+    /// The cluster's keys (`cluster.keys`).
+    pub keys: ClusterKeys,
     /// The acknowledgement watermark as last saved.
     pub acked: Index,
     /// A repair recorded and not finished.
@@ -81,6 +81,10 @@ pub struct SimStart {
     /// The commit statements its certificates file held (a crash of the
     /// process keeps them; a wiped disk does not).
     pub statements: Vec<crate::token::SignedStatement>,
+    /// The configuration links its chain file held.
+    pub links: Vec<crate::token::ConfigLink>,
+    /// The configurations its chain file recorded.
+    pub configs: Vec<(Index, bytes::Bytes)>,
 }
 
 /// The simulator's durable records ([`SimStart::record_loss`]), as a
@@ -168,7 +172,7 @@ impl SimulatedNode {
             config,
             log_config,
             key,
-            cluster,
+            keys,
             acked,
             pending,
             started_before,
@@ -178,6 +182,8 @@ impl SimulatedNode {
             mark_started,
             outbox_max,
             statements,
+            links,
+            configs,
         } = start;
         let config = Rc::new(config);
         vfs.create_dir_all(&config.data_dir)
@@ -229,6 +235,10 @@ impl SimulatedNode {
         state.loss = loss.clone();
         let applied = state.log.applied;
         let applied_id = state.snapshot.last_id;
+        let schedule_base = (
+            state.snapshot.last.index,
+            super::group::snapshot_membership(&state.snapshot),
+        );
         let raft = Raft::new(
             config.id,
             &config.voters(),
@@ -247,7 +257,15 @@ impl SimulatedNode {
             outbox_max,
             inbox: inbox_rx,
         }));
-        let certificates = Rc::new(Certificates::in_memory(&config, key, cluster, statements));
+        let certificates = Rc::new(Certificates::in_memory(
+            &config,
+            key,
+            Some(&keys),
+            statements,
+            links,
+            configs,
+        ));
+        certificates.start_schedule(schedule_base.0, &schedule_base.1);
         let snapshots = Rc::new(SnapshotIo::new(
             snapshot_store,
             peers.clone(),
@@ -298,6 +316,16 @@ impl SimulatedNode {
             ended,
             certificates,
         })
+    }
+
+    /// The configuration links it holds (what its chain file would).
+    pub fn links(&self) -> Vec<crate::token::ConfigLink> {
+        self.certificates.links_held()
+    }
+
+    /// The configurations it recorded (what its chain file would).
+    pub fn configs(&self) -> Vec<(Index, bytes::Bytes)> {
+        self.certificates.configs_held()
     }
 
     /// The commit statements it holds (what its certificates file would).

@@ -464,6 +464,12 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     state.loss = loss;
     let applied = state.log.applied;
     let applied_id = state.snapshot.last_id;
+    // The configuration the applies start from (the snapshot's): the key
+    // schedule takes the later ones as they apply again.
+    let schedule_base = (
+        state.snapshot.last.index,
+        super::group::snapshot_membership(&state.snapshot),
+    );
     let mut core_config = config.raft.clone();
     if config.storage.retain_log {
         core_config.snapshot_entries_threshold = u64::MAX;
@@ -505,6 +511,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         (Some(server), Some(inbox))
     };
     let certificates = Rc::new(Certificates::open(&config)?);
+    certificates.start_schedule(schedule_base.0, &schedule_base.1);
     let snapshots = Rc::new(SnapshotIo::new(
         snapshot_store,
         peers.clone(),

@@ -18,14 +18,17 @@ use ordo_net::{Certificate, Committed, ForwardResults, PeerMessage};
 use ordo_storage::{Index, LogStore, NodeId};
 
 use super::cert_store::{CertStore, decode_statement, encode_statement};
+use super::chain_store::{CHAIN_FILE, ChainStore};
 use super::config::NodeConfig;
 use super::notify::Notify;
 use super::peers::Peers;
 use crate::core::ApplyBatch;
+use crate::core::Membership;
 use crate::token::{
-    ClusterId, ClusterKeys, CommitProof, MerkleTree, NodeKey, SignedStatement, Signer, Token,
-    TokenHash, entry_leaf,
+    ClusterId, ClusterKeys, CommitProof, ConfigLink, KeySchedule, MerkleTree, NodeKey,
+    SignedStatement, Signer, Token, TokenHash, entry_leaf,
 };
+use ordo_storage::{BatchKind, EntryView};
 
 /// Proofs kept to cut tokens for just-committed entries without rehashing.
 const RECENT_PROOFS_MAX: usize = 256;
@@ -69,6 +72,20 @@ pub enum TokenError {
 pub struct Certificates {
     id: NodeId,
     signer: Option<Signer>,
+    /// Whose key may sign which statement: `cluster.keys`, then every
+    /// configuration this node applied (`token::KeySchedule`). `None`
+    /// without a keys file (no tokens: nothing to check).
+    schedule: RefCell<Option<KeySchedule>>,
+    /// The configuration links this node holds (`data_dir/chain`).
+    chain: RefCell<ChainStore>,
+    /// Committed configuration entries whose link has not formed yet (no
+    /// statement ending at them has arrived); the log is not compacted
+    /// past the first.
+    pending_links: RefCell<std::collections::BTreeSet<Index>>,
+    /// Links are being formed (one task at a time).
+    forming_links: std::cell::Cell<bool>,
+    /// When links were last tried (µs, monotonic).
+    links_tried_us: std::cell::Cell<u64>,
     /// Statements this node holds (bounded memory; older ones in a file).
     statements: RefCell<CertStore>,
     recent: RefCell<VecDeque<CommitProof>>,
@@ -106,6 +123,8 @@ pub struct Certificates {
     enabled: bool,
 }
 
+/// How often forming a pending configuration link is tried (µs).
+const LINK_RETRY_US: u64 = 20_000;
 /// Entries signed per statement when filling a gap.
 const GAP_STATEMENT_ENTRIES_MAX: u64 = 4096;
 /// How long a gap repair may take before it is tried again.
@@ -129,17 +148,14 @@ impl Certificates {
             match keys.get(config.id) {
                 Some(public) if *public == key.public_key() => {}
                 None if config.join => {
-                    // Verifiers holding `cluster.keys` cannot check this
-                    // key yet: statements signed with it would not verify.
-                    // Until tokens carry the configuration changes back to
-                    // `cluster.keys` (docs/tokens.md), a node added later
-                    // signs nothing; the original voters' keys do.
-                    tracing::warn!(
+                    // Not in `cluster.keys`: verifiers learn this key from
+                    // the configuration entry that adds the node (the chain
+                    // of configuration links, docs/tokens.md). It signs
+                    // once it is a voter of the configuration in force.
+                    tracing::info!(
                         id = config.id,
-                        keys = %keys_path.display(),
-                        "joining node: its key is not in the cluster's keys file, so it signs no commit statements"
+                        "joining node: its key will be trusted through the configuration that adds it"
                     );
-                    return Self::open_with(config, None);
                 }
                 _ => {
                     return Err(format!(
@@ -151,18 +167,26 @@ impl Certificates {
                 }
             }
             let signer = Signer::new(keys.cluster_id(), config.id, key);
+            let schedule = KeySchedule::new(&keys);
             // Nonces prepared on a thread of their own take the signature's
             // base-point multiplication off the commit path.
-            Some(
+            Some((
                 signer
                     .with_nonce_pool(format!("ordo-{}-nonces", config.id))
                     .map_err(|e| format!("cannot start the signing nonce thread: {e}"))?,
-            )
+                schedule,
+            ))
         } else {
             tracing::warn!(id = config.id, path = %key_path.display(), "no node key: this node will not sign commit statements");
             None
         };
-        Self::open_with(config, signer)
+        let (signer, schedule) = match signer {
+            Some((signer, schedule)) => (Some(signer), Some(schedule)),
+            None => (None, None),
+        };
+        let certificates = Self::open_with(config, signer)?;
+        certificates.rebuild_schedule(schedule);
+        Ok(certificates)
     }
 
     /// The statements stored in the node's data directory, signed from now
@@ -175,7 +199,11 @@ impl Certificates {
         // keys file that is not there (a test cluster without keys) serves
         // empty tokens rather than waiting for statements no one signs.
         let enabled = config.keys_file.as_ref().is_some_and(|path| path.exists());
-        Ok(Self::assemble(config, signer, store, ranges, enabled))
+        let chain =
+            ChainStore::open(&config.data_dir.join(CHAIN_FILE)).map_err(|e| e.to_string())?;
+        Ok(Self::assemble(
+            config, signer, store, ranges, enabled, chain,
+        ))
     }
 
     /// Certificates kept in memory only, starting from `statements` (the
@@ -184,9 +212,12 @@ impl Certificates {
     pub fn in_memory(
         config: &NodeConfig,
         key: Option<NodeKey>,
-        cluster: ClusterId,
+        keys: Option<&ClusterKeys>,
         statements: Vec<SignedStatement>,
+        links: Vec<ConfigLink>,
+        configs: Vec<(Index, Bytes)>,
     ) -> Self {
+        let cluster = keys.map_or(ClusterId([0; 16]), ClusterKeys::cluster_id);
         let signer = key.map(|key| Signer::new(cluster, config.id, key));
         let mut store = CertStore::in_memory_complete();
         let mut ranges = Vec::with_capacity(statements.len());
@@ -195,7 +226,56 @@ impl Certificates {
             // In memory only: cannot fail.
             let _ = store.insert(signed);
         }
-        Self::assemble(config, signer, store, ranges, true)
+        let certificates = Self::assemble(
+            config,
+            signer,
+            store,
+            ranges,
+            true,
+            ChainStore::in_memory(links, configs),
+        );
+        certificates.rebuild_schedule(keys.map(KeySchedule::new));
+        certificates
+    }
+
+    /// The key schedule from `cluster.keys` (`schedule`) and every
+    /// configuration the chain file recorded.
+    fn rebuild_schedule(&self, schedule: Option<KeySchedule>) {
+        let Some(mut schedule) = schedule else {
+            return;
+        };
+        for (index, encoded) in self.chain.borrow().configs() {
+            match Membership::decode(encoded) {
+                Ok(membership) => {
+                    schedule.push_trusted(index, &membership);
+                }
+                Err(error) => {
+                    tracing::error!(id = self.id, index, %error, "recorded configuration unreadable")
+                }
+            }
+        }
+        *self.schedule.borrow_mut() = Some(schedule);
+    }
+
+    /// Every configuration recorded (the simulator carries them across a
+    /// restart).
+    pub fn configs_held(&self) -> Vec<(Index, Bytes)> {
+        self.chain
+            .borrow()
+            .configs()
+            .map(|(index, encoded)| (index, encoded.clone()))
+            .collect()
+    }
+
+    /// Number of configuration links held.
+    pub fn chain_len(&self) -> usize {
+        self.chain.borrow().links().count()
+    }
+
+    /// Every configuration link held (the simulator carries them across a
+    /// restart).
+    pub fn links_held(&self) -> Vec<ConfigLink> {
+        self.chain.borrow().links().cloned().collect()
     }
 
     /// Every statement held in memory (the simulator carries them across
@@ -215,6 +295,7 @@ impl Certificates {
         store: CertStore,
         mut ranges: Vec<(Index, Index)>,
         enabled: bool,
+        chain: ChainStore,
     ) -> Self {
         // The coverage frontier from every statement ever stored (memory
         // keeps only the newest).
@@ -228,6 +309,11 @@ impl Certificates {
         Self {
             id: config.id,
             signer,
+            schedule: RefCell::new(None),
+            chain: RefCell::new(chain),
+            pending_links: RefCell::default(),
+            forming_links: std::cell::Cell::new(false),
+            links_tried_us: std::cell::Cell::new(0),
             statements: RefCell::new(store),
             recent: RefCell::default(),
             forwarded: RefCell::default(),
@@ -252,13 +338,245 @@ impl Certificates {
         self.stored.notify();
     }
 
+    /// The node starts from the configuration in force at `index` (its
+    /// snapshot's; `0`: the bootstrap one): the configurations after it
+    /// come with the applies.
+    pub fn start_schedule(&self, index: Index, membership: &Membership) {
+        // Entries at or below a snapshot point are gone from the log: their
+        // links come from the chain file or not at all.
+        self.pending_links.borrow_mut().retain(|&i| i > index);
+        if let Some(schedule) = &mut *self.schedule.borrow_mut()
+            && index > 0
+            && schedule.push_trusted(index, membership)
+        {
+            self.record_configuration(index, membership.encode());
+        }
+    }
+
+    /// Every node, for each apply (after [`Certificates::sign_commit`] on
+    /// the leader): the configurations it commits join the schedule.
+    pub fn applied(&self, apply: &ApplyBatch) {
+        for entry in apply.entries() {
+            self.note_configuration(&entry);
+        }
+    }
+
+    fn note_configuration(&self, entry: &EntryView<'_>) {
+        if entry.kind != BatchKind::Config {
+            return;
+        }
+        if self.enabled && !self.chain.borrow().contains(entry.index) {
+            self.pending_links.borrow_mut().insert(entry.index);
+        }
+        if let Some(schedule) = &mut *self.schedule.borrow_mut() {
+            match Membership::decode(entry.payload) {
+                Ok(membership) => {
+                    if schedule.push_trusted(entry.index, &membership) {
+                        self.record_configuration(
+                            entry.index,
+                            Bytes::copy_from_slice(entry.payload),
+                        );
+                    }
+                }
+                Err(error) => tracing::error!(
+                    id = self.id,
+                    index = entry.index,
+                    %error,
+                    "committed configuration entry unreadable: its voters cannot sign"
+                ),
+            }
+        }
+    }
+
+    /// The key the newest configuration this node applied names for voter
+    /// `id` (for the bootstrap voters, `cluster.keys`'s).
+    pub fn voter_key(&self, id: NodeId) -> Option<[u8; 32]> {
+        let schedule = self.schedule.borrow();
+        let schedule = schedule.as_ref()?;
+        schedule
+            .configs()
+            .iter()
+            .rev()
+            .find_map(|config| config.voters.get(&id).copied().flatten())
+            .map(|key| key.to_bytes())
+    }
+
+    /// Keeps a configuration in the chain file, so that a start after the
+    /// log was compacted past it still knows whose key signs what.
+    fn record_configuration(&self, index: Index, encoded: Bytes) {
+        if let Err(error) = self.chain.borrow_mut().insert_config(index, encoded) {
+            tracing::error!(id = self.id, index, %error, "cannot record a configuration");
+        }
+    }
+
+    /// Whether this node may sign a statement starting at `first`: it
+    /// holds a key, and the configuration in force after `first - 1` names
+    /// it as a voter with that key (`token::KeySchedule`).
+    pub fn may_sign(&self, first: Index) -> bool {
+        let Some(signer) = &self.signer else {
+            return false;
+        };
+        match &*self.schedule.borrow() {
+            Some(schedule) => matches!(
+                schedule.at(first.saturating_sub(1)).voters.get(&self.id),
+                Some(Some(key)) if *key == signer.public_key()
+            ),
+            None => true,
+        }
+    }
+
+    /// The first committed configuration entry whose link has not formed
+    /// (the log must keep it).
+    pub fn first_pending_link(&self) -> Option<Index> {
+        self.pending_links.borrow().first().copied()
+    }
+
+    /// Whether links should be formed now (`now_us`, monotonic): one is
+    /// pending at or below `applied`, no task is forming them, and the
+    /// last try was `LINK_RETRY_US` ago (a statement that does not end at
+    /// the entry costs a log read and its hashes per try).
+    pub fn links_due(&self, applied: Index, now_us: u64) -> bool {
+        let due = !self.forming_links.get()
+            && self
+                .first_pending_link()
+                .is_some_and(|index| index <= applied)
+            && now_us >= self.links_tried_us.get().saturating_add(LINK_RETRY_US);
+        if due {
+            self.links_tried_us.set(now_us);
+        }
+        due
+    }
+
+    /// Links from index `after` on (exclusive), at most `bytes_max` of
+    /// them encoded (at least one); and whether more follow.
+    pub fn chain_after(&self, after: Index, bytes_max: usize) -> (Vec<ConfigLink>, bool) {
+        let chain = self.chain.borrow();
+        let mut links = Vec::new();
+        let mut bytes = 0;
+        for link in chain.links().filter(|link| link.index > after) {
+            let len = link.to_bytes().len();
+            if !links.is_empty() && bytes + len > bytes_max {
+                return (links, true);
+            }
+            bytes += len;
+            links.push(link.clone());
+        }
+        (links, false)
+    }
+
+    /// Forms the links of committed configuration entries up to `applied`
+    /// whose statement has arrived: the entry and its token, checked
+    /// against the schedule (the statement must end at the entry and be
+    /// signed under the configuration before it), kept in the chain file.
+    pub async fn form_links<S: LogStore>(&self, store: &S, applied: Index) {
+        if self.forming_links.replace(true) {
+            return;
+        }
+        let pending: Vec<Index> = self
+            .pending_links
+            .borrow()
+            .range(..=applied)
+            .copied()
+            .collect();
+        for index in pending {
+            match self.form_link(store, index).await {
+                Ok(Some(link)) => {
+                    if let Err(error) = self.chain.borrow_mut().insert(link) {
+                        tracing::warn!(id = self.id, index, %error, "cannot keep a configuration link");
+                        continue;
+                    }
+                    tracing::info!(id = self.id, index, "configuration link formed");
+                    self.pending_links.borrow_mut().remove(&index);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(id = self.id, index, %error, "cannot form a configuration link");
+                    if index < store.state().first_index() {
+                        self.pending_links.borrow_mut().remove(&index);
+                    }
+                }
+            }
+        }
+        self.forming_links.set(false);
+    }
+
+    /// The link of the configuration entry at `index`, if a statement
+    /// fitting it is held (`None`: not yet).
+    async fn form_link<S: LogStore>(
+        &self,
+        store: &S,
+        index: Index,
+    ) -> Result<Option<ConfigLink>, String> {
+        let token = match self.token_at(store, index).await {
+            Ok(bytes) => Token::from_bytes(&bytes).map_err(|e| e.to_string())?,
+            Err(TokenError::Missing { .. }) => return Ok(None),
+            Err(error) => return Err(error.to_string()),
+        };
+        let statement = token.signed.statement;
+        if statement.last_index != index {
+            // Signed before statements ended at configuration entries:
+            // wait for one that does (the repair asks for it).
+            return Ok(None);
+        }
+        if let Some(schedule) = &*self.schedule.borrow()
+            && let Err(error) = schedule.signer_key(&statement)
+        {
+            return Err(format!("its statement does not fit the chain: {error}"));
+        }
+        let batches = store.read(index, 1).await.map_err(|e| e.to_string())?;
+        let entry = batches
+            .iter()
+            .flat_map(|b| b.entries())
+            .find(|e| e.index == index && e.kind == BatchKind::Config)
+            .ok_or_else(|| format!("no configuration entry at index {index}"))?;
+        Ok(Some(ConfigLink {
+            index,
+            term: entry.term,
+            id: entry.id,
+            ts: entry.ts,
+            payload: Bytes::copy_from_slice(entry.payload),
+            token,
+        }))
+    }
+
     /// Leader: signs the entries of a commit advance (all of them, no-ops
     /// included, so the statement covers a contiguous range); the turn's
     /// end sends the signed statement to every voter
-    /// ([`Certificates::send_signed`]).
+    /// ([`Certificates::send_signed`]). A configuration entry ends a
+    /// statement: the entries after it are signed under the configuration
+    /// it starts, by a voter of that one (`token::chain`). A part this
+    /// node may not sign is left to the voters that may (the repair).
     pub fn sign_commit(&self, apply: &ApplyBatch, term: u64) {
-        let Some(signer) = &self.signer else { return };
-        let proof = match signer.sign_entries(term, apply.entries()) {
+        if self.signer.is_none() {
+            return;
+        }
+        let mut part: Vec<EntryView<'_>> = Vec::new();
+        for entry in apply.entries() {
+            let ends = entry.kind == BatchKind::Config;
+            part.push(entry);
+            if ends {
+                self.sign_part(std::mem::take(&mut part), term);
+                self.note_configuration(&entry);
+            }
+        }
+        if !part.is_empty() {
+            self.sign_part(part, term);
+        }
+    }
+
+    fn sign_part(&self, entries: Vec<EntryView<'_>>, term: u64) {
+        let (Some(signer), Some(first)) = (&self.signer, entries.first()) else {
+            return;
+        };
+        if !self.may_sign(first.index) {
+            tracing::debug!(
+                id = self.id,
+                first = first.index,
+                "not a voter of the configuration these entries were committed under: leaving them to one"
+            );
+            return;
+        }
+        let proof = match signer.sign_entries(term, entries) {
             Ok(proof) => proof,
             Err(error) => {
                 tracing::error!(id = self.id, %error, "cannot sign a commit advance");
@@ -330,11 +648,6 @@ impl Certificates {
         if let Err(error) = self.statements.borrow_mut().flush_stale(now) {
             tracing::warn!(id = self.id, %error, "cannot store commit statements");
         }
-    }
-
-    /// Whether this node holds a key (it signs when leader).
-    pub fn can_sign(&self) -> bool {
-        self.signer.is_some()
     }
 
     /// A voter stores a statement the leader replicated.
@@ -504,35 +817,61 @@ impl Certificates {
         let Some(signer) = &self.signer else {
             return Err("no key to sign with".into());
         };
+        let cuts = match &*self.schedule.borrow() {
+            Some(schedule) => schedule.cuts(from, to),
+            None => vec![to],
+        };
         let mut next = from;
-        while next <= to {
-            let last = to.min(next + GAP_STATEMENT_ENTRIES_MAX - 1);
-            let batches = store.read(next, 4 << 20).await.map_err(|e| e.to_string())?;
-            let entries: Vec<_> = batches
-                .iter()
-                .flat_map(|b| b.entries())
-                .filter(|e| e.index >= next && e.index <= last)
-                .collect();
-            let Some(end) = entries.last().map(|e| e.index) else {
-                return Err(format!("entries from {next} are not in the log"));
-            };
-            let proof = signer
-                .sign_entries(term, entries)
-                .map_err(|e| e.to_string())?;
-            let signed = *proof.signed();
-            self.store(signed);
-            let certificate = Certificate {
-                term,
-                statement: encode_statement(&signed),
-            };
-            for &voter in voters {
-                if voter != self.id {
-                    let _ = peers.try_send(voter, PeerMessage::Certificate(certificate.clone()));
+        let mut refused = None;
+        for cut in cuts {
+            while next <= cut {
+                let last = cut.min(next + GAP_STATEMENT_ENTRIES_MAX - 1);
+                if !self.may_sign(next) {
+                    // Not a voter of the configuration these entries were
+                    // committed under: one of its voters signs them.
+                    refused.get_or_insert((next, cut));
+                    next = cut + 1;
+                    break;
                 }
+                let batches = store.read(next, 4 << 20).await.map_err(|e| e.to_string())?;
+                let entries: Vec<_> = batches
+                    .iter()
+                    .flat_map(|b| b.entries())
+                    .filter(|e| e.index >= next && e.index <= last)
+                    .collect();
+                let Some(end) = entries.last().map(|e| e.index) else {
+                    return Err(format!("entries from {next} are not in the log"));
+                };
+                let proof = signer
+                    .sign_entries(term, entries)
+                    .map_err(|e| e.to_string())?;
+                let signed = *proof.signed();
+                tracing::debug!(
+                    id = self.id,
+                    first = signed.statement.first_index,
+                    last = signed.statement.last_index,
+                    "signed a gap"
+                );
+                self.store(signed);
+                let certificate = Certificate {
+                    term,
+                    statement: encode_statement(&signed),
+                };
+                for &voter in voters {
+                    if voter != self.id {
+                        let _ =
+                            peers.try_send(voter, PeerMessage::Certificate(certificate.clone()));
+                    }
+                }
+                next = end + 1;
             }
-            next = end + 1;
         }
-        Ok(())
+        match refused {
+            Some((first, last)) => Err(format!(
+                "entries {first}..={last} were committed under a configuration this node is no voter of"
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The token of any committed entry this node holds a statement for:
@@ -620,7 +959,7 @@ mod tests {
 
     fn certificates() -> Certificates {
         let config = NodeConfig::cluster(3, 20_000, 1).unwrap().remove(0);
-        Certificates::in_memory(&config, None, ClusterId([1; 16]), Vec::new())
+        Certificates::in_memory(&config, None, None, Vec::new(), Vec::new(), Vec::new())
     }
 
     #[test]

@@ -53,6 +53,7 @@
 //! assert!(verifier.verify_text(&text, b"w0rld", 5, 11, 3, 1_011).is_err());
 //! ```
 
+mod chain;
 mod cluster_keys;
 mod encoding;
 mod hash;
@@ -67,6 +68,9 @@ mod verifier;
 #[cfg(test)]
 mod tests;
 
+pub use chain::{
+    CHAIN_CONFIGS_MAX, ChainError, ConfigLink, KeySchedule, LINK_BYTES_MAX, TrustedConfig,
+};
 pub use cluster_keys::{
     CLUSTER_KEYS_FILE, CLUSTER_KEYS_FILE_BYTES_MAX, ClusterKeys, ClusterKeysEntryError,
 };

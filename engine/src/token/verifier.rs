@@ -4,7 +4,8 @@
 //! statement's range; the path has the length the tree's shape implies; the
 //! entry's leaf folded with the path gives the statement's root; the
 //! statement is signed (`verify_strict`) by the key `cluster.keys` lists for
-//! its leader. The last check is skipped for a statement this verifier has
+//! its leader (a voter of the configuration in force before its first
+//! entry: [`KeySchedule`]). The last check is skipped for a statement this verifier has
 //! already checked (same statement bytes and signature), so the other
 //! entries of a commit advance cost only hashing.
 
@@ -14,10 +15,11 @@ use std::path::Path;
 use ed25519_dalek::Signature;
 use ordo_storage::{Index, MessageId, NodeId, Term, TimestampUs};
 
+use super::chain::{ChainError, ConfigLink, KeySchedule};
 use super::cluster_keys::ClusterKeys;
 use super::encoding::{Token, TokenDecodeError};
 use super::hash::{Digest, TokenHash, TreeHash};
-use super::keys::{ClusterId, KeyError};
+use super::keys::{ClusterId, KeyError, PublicKey};
 use super::merkle::{leaf, path_len, root_from_path};
 
 /// Statements remembered by default: a gossip node sees a few commit
@@ -82,6 +84,42 @@ pub enum VerifyError {
         /// The claimed leader.
         leader_id: NodeId,
     },
+    /// The signer is not a voter of the configuration in force before the
+    /// statement's first entry (it was removed, or never added, as far as
+    /// this verifier's chain knows).
+    #[error(
+        "statement signed as node {leader_id}, which is not a voter of the configuration at index {config_index} (removed, or the verifier lacks a later configuration link)"
+    )]
+    NotAVoter {
+        /// The claimed leader.
+        leader_id: NodeId,
+        /// Index of the configuration in force.
+        config_index: Index,
+    },
+    /// The signer is a voter that holds no key.
+    #[error(
+        "statement signed as node {leader_id}, a voter without a key in the configuration at index {config_index}"
+    )]
+    NoKey {
+        /// The claimed leader.
+        leader_id: NodeId,
+        /// Index of the configuration in force.
+        config_index: Index,
+    },
+    /// The statement covers entries on both sides of a configuration
+    /// entry: the ones after it would be signed under the configuration
+    /// before it.
+    #[error(
+        "statement {first_index}..={last_index} extends past the configuration entry at index {config_index}"
+    )]
+    SpansConfiguration {
+        /// The statement's first index.
+        first_index: Index,
+        /// The statement's last index.
+        last_index: Index,
+        /// The configuration entry inside it.
+        config_index: Index,
+    },
 }
 
 /// Checks tokens against a cluster's public keys. Owns a bounded LRU cache
@@ -90,6 +128,7 @@ pub enum VerifyError {
 #[derive(Debug)]
 pub struct Verifier {
     keys: ClusterKeys,
+    schedule: KeySchedule,
     cache: StatementCache,
 }
 
@@ -104,6 +143,7 @@ impl Verifier {
     /// (0 checks every signature).
     pub fn with_cache_entries(keys: ClusterKeys, entries_max: usize) -> Self {
         Self {
+            schedule: KeySchedule::new(&keys),
             keys,
             cache: StatementCache::new(entries_max),
         }
@@ -117,6 +157,25 @@ impl Verifier {
     /// The keys it checks against.
     pub fn keys(&self) -> &ClusterKeys {
         &self.keys
+    }
+
+    /// The configurations this verifier trusts: `cluster.keys` and the
+    /// links it learned.
+    pub fn schedule(&self) -> &KeySchedule {
+        &self.schedule
+    }
+
+    /// Learns a configuration change ([`KeySchedule::learn`]): later
+    /// statements are checked against the voters it names. Returns
+    /// `Ok(false)` for a link already known.
+    pub fn learn(&mut self, link: &ConfigLink) -> Result<bool, ChainError> {
+        let learned = self.schedule.learn(link)?;
+        if learned {
+            // A statement checked before may extend past the new
+            // configuration entry.
+            self.cache = StatementCache::new(self.cache.entries_max);
+        }
+        Ok(learned)
     }
 
     /// Number of statements currently remembered.
@@ -182,32 +241,7 @@ impl Verifier {
     /// The cluster, the index's place in the statement and the path's
     /// length; returns the entry's position and the statement's entry count.
     fn check_place(&self, token: &Token, index: Index) -> Result<(u64, u64), VerifyError> {
-        let statement = &token.signed.statement;
-        let entry_count = statement
-            .entry_count()
-            .ok_or(VerifyError::MalformedStatement)?;
-        if statement.cluster_id != self.keys.cluster_id() {
-            return Err(VerifyError::WrongCluster {
-                expected: self.keys.cluster_id(),
-                found: statement.cluster_id,
-            });
-        }
-        if index < statement.first_index || index > statement.last_index {
-            return Err(VerifyError::IndexOutOfRange {
-                index,
-                first_index: statement.first_index,
-                last_index: statement.last_index,
-            });
-        }
-        let position = index - statement.first_index;
-        let expected = path_len(position, entry_count).ok_or(VerifyError::MalformedStatement)?;
-        if token.path.len() != expected {
-            return Err(VerifyError::WrongPathLength {
-                expected,
-                found: token.path.len(),
-            });
-        }
-        Ok((position, entry_count))
+        check_place(token, self.keys.cluster_id(), index)
     }
 
     /// The leaf folded with the path gives the root; then the signature.
@@ -225,7 +259,7 @@ impl Verifier {
         self.check_signature(token)
     }
 
-    /// The statement's signature, unless already checked.
+    /// The statement's signer and signature, unless already checked.
     fn check_signature(&mut self, token: &Token) -> Result<(), VerifyError> {
         let signed = &token.signed;
         let message = signed.statement.to_bytes();
@@ -233,19 +267,76 @@ impl Verifier {
         if self.cache.touch(&cache_key) {
             return Ok(());
         }
-        let leader_id = signed.statement.leader_id;
-        let key = self
-            .keys
-            .get(leader_id)
-            .ok_or(VerifyError::UnknownSigner { leader_id })?;
-        // Strict: rejects non-canonical and small-order signature parts, so
-        // a signature cannot be altered into another valid one.
-        key.verifying_key()
-            .verify_strict(&message, &Signature::from_bytes(&signed.signature))
-            .map_err(|_| VerifyError::BadSignature { leader_id })?;
+        let key = self.schedule.signer_key(&signed.statement)?;
+        check_signed(token, &key)?;
         self.cache.insert(cache_key);
         Ok(())
     }
+}
+
+/// The cluster, the index's place in the statement and the path's length;
+/// returns the entry's position and the statement's entry count.
+fn check_place(token: &Token, cluster: ClusterId, index: Index) -> Result<(u64, u64), VerifyError> {
+    let statement = &token.signed.statement;
+    let entry_count = statement
+        .entry_count()
+        .ok_or(VerifyError::MalformedStatement)?;
+    if statement.cluster_id != cluster {
+        return Err(VerifyError::WrongCluster {
+            expected: cluster,
+            found: statement.cluster_id,
+        });
+    }
+    if index < statement.first_index || index > statement.last_index {
+        return Err(VerifyError::IndexOutOfRange {
+            index,
+            first_index: statement.first_index,
+            last_index: statement.last_index,
+        });
+    }
+    let position = index - statement.first_index;
+    let expected = path_len(position, entry_count).ok_or(VerifyError::MalformedStatement)?;
+    if token.path.len() != expected {
+        return Err(VerifyError::WrongPathLength {
+            expected,
+            found: token.path.len(),
+        });
+    }
+    Ok((position, entry_count))
+}
+
+/// Everything but the signature: `token` proves the entry
+/// `(index, term, id, ts, payload)` under its statement's root.
+pub(super) fn check_entry(
+    token: &Token,
+    cluster: ClusterId,
+    index: Index,
+    term: Term,
+    id: MessageId,
+    ts: TimestampUs,
+    payload: &[u8],
+) -> Result<(), VerifyError> {
+    let (position, entry_count) = check_place(token, cluster, index)?;
+    let leaf = leaf::<TokenHash>(index, term, id, ts, payload);
+    let root = root_from_path::<TokenHash>(leaf, position, entry_count, &token.path);
+    if root != Some(token.signed.statement.root) {
+        return Err(VerifyError::EntryMismatch { index });
+    }
+    Ok(())
+}
+
+/// The statement's signature by `key` (strict: rejects non-canonical and
+/// small-order signature parts, so a signature cannot be altered into
+/// another valid one).
+pub(super) fn check_signed(token: &Token, key: &PublicKey) -> Result<(), VerifyError> {
+    let signed = &token.signed;
+    let leader_id = signed.statement.leader_id;
+    key.verifying_key()
+        .verify_strict(
+            &signed.statement.to_bytes(),
+            &Signature::from_bytes(&signed.signature),
+        )
+        .map_err(|_| VerifyError::BadSignature { leader_id })
 }
 
 /// A bounded LRU set of checked statements, keyed by a digest of the

@@ -150,6 +150,12 @@ pub(crate) struct GossipRangeBody {
     pub to: MessageId,
 }
 
+/// Configuration links: attachments are the links, of these lengths.
+#[derive(rkyv::Archive, rkyv::Serialize)]
+pub(crate) struct GossipChainBody {
+    pub link_lens: Vec<u32>,
+}
+
 /// A pull reply: attachments are each message's payload then token.
 #[derive(rkyv::Archive, rkyv::Serialize)]
 pub(crate) struct GossipPullReplyBody {

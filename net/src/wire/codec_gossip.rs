@@ -11,11 +11,11 @@ use std::net::SocketAddr;
 
 use crate::gossip::{GossipFrame, GossipIntro, GossipMessage, Wire};
 use crate::wire::body::{
-    ArchivedCommittedBody, ArchivedGossipFlagBody, ArchivedGossipIHaveBody,
-    ArchivedGossipIntroBody, ArchivedGossipMembershipBody, ArchivedGossipPullReplyBody,
-    ArchivedGossipPushBody, ArchivedGossipRangeBody, CommittedBody, GossipEmptyBody,
-    GossipFlagBody, GossipIHaveBody, GossipIntroBody, GossipMembershipBody, GossipPullReplyBody,
-    GossipPushBody, GossipRangeBody,
+    ArchivedCommittedBody, ArchivedGossipChainBody, ArchivedGossipFlagBody,
+    ArchivedGossipIHaveBody, ArchivedGossipIntroBody, ArchivedGossipMembershipBody,
+    ArchivedGossipPullReplyBody, ArchivedGossipPushBody, ArchivedGossipRangeBody, CommittedBody,
+    GossipChainBody, GossipEmptyBody, GossipFlagBody, GossipIHaveBody, GossipIntroBody,
+    GossipMembershipBody, GossipPullReplyBody, GossipPushBody, GossipRangeBody,
 };
 use crate::wire::codec::{Attachments, Decode, Encode, Lane, access, len_u32, unexpected};
 use crate::wire::{EncodeError, FrameKind, FrameSink, ValidFrame, WireError};
@@ -65,6 +65,7 @@ impl Encode for GossipFrame {
                 Wire::Prune => FrameKind::GossipPrune,
                 Wire::Pull { .. } => FrameKind::GossipPull,
                 Wire::PullReply { .. } => FrameKind::GossipPullReply,
+                Wire::Chain { .. } => FrameKind::GossipChain,
             },
         }
     }
@@ -136,6 +137,12 @@ impl Encode for GossipFrame {
                     };
                     let attachments = messages.iter().flat_map(|m| [&m.payload, &m.token]);
                     sink.frame(kind, &body, attachments)
+                }
+                Wire::Chain { links } => {
+                    let body = GossipChainBody {
+                        link_lens: links.iter().map(len_u32).collect(),
+                    };
+                    sink.frame(kind, &body, links.iter())
                 }
             },
         }
@@ -238,6 +245,22 @@ impl Decode for GossipFrame {
                     messages,
                     delivered: body.delivered.to_native(),
                 }
+            }
+            FrameKind::GossipChain => {
+                let body = access::<ArchivedGossipChainBody>(frame)?;
+                let listed = body
+                    .link_lens
+                    .iter()
+                    .map(|len| u64::from(len.to_native()))
+                    .sum();
+                let mut attachments = Attachments::new(frame, listed)?;
+                let links = body
+                    .link_lens
+                    .iter()
+                    .map(|len| attachments.take(len.to_native()))
+                    .collect();
+                attachments.finish()?;
+                Wire::Chain { links }
             }
             _ => return Err(unexpected(frame, Self::EXPECTED)),
         };

@@ -98,6 +98,8 @@ pub enum FrameKind {
     /// [`crate::Wire::PullReply`]; attachments are each message's payload
     /// and token.
     GossipPullReply = 106,
+    /// [`crate::Wire::Chain`]; attachments are the configuration links.
+    GossipChain = 107,
 }
 
 /// Which family of messages a kind belongs to; a connection accepts one
@@ -118,7 +120,7 @@ pub enum KindClass {
 
 impl FrameKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [FrameKind; 41] = [
+    pub const ALL: [FrameKind; 42] = [
         FrameKind::Hello,
         FrameKind::HelloAck,
         FrameKind::HelloReject,
@@ -160,6 +162,7 @@ impl FrameKind {
         FrameKind::GossipPrune,
         FrameKind::GossipPull,
         FrameKind::GossipPullReply,
+        FrameKind::GossipChain,
     ];
 
     /// Parses the kind byte of an untrusted header.
@@ -237,6 +240,7 @@ impl FrameKind {
             FrameKind::GossipPrune => "gossip_prune",
             FrameKind::GossipPull => "gossip_pull",
             FrameKind::GossipPullReply => "gossip_pull_reply",
+            FrameKind::GossipChain => "gossip_chain",
         }
     }
 }

@@ -512,6 +512,7 @@ pub fn arb_gossip_wire() -> impl Strategy<Value = Wire> {
                 messages,
                 delivered
             }),
+        prop::collection::vec(arb_bytes(600), 0..5).prop_map(|links| Wire::Chain { links }),
     ]
 }
 

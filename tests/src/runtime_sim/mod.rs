@@ -21,6 +21,7 @@ pub mod executor;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -32,7 +33,9 @@ use ordo_engine::node::{
     CommittedMessage, FeedError, NodeConfig, Receipt, StateMachine, StorageConfig,
 };
 use ordo_engine::testkit::host_log::SimDiskLog;
-use ordo_engine::token::{ClusterId, ClusterKeys, NodeKey, Token, Verifier};
+use ordo_engine::token::{
+    ClusterId, ClusterKeys, ConfigLink, NodeKey, Token, Verifier, VerifyError,
+};
 use ordo_net::transport::PeerEvent;
 use ordo_net::{ProposeError, ReadError};
 use ordo_storage::disk::{SimDisk, SimDiskFaults};
@@ -54,6 +57,10 @@ const MISDIRECT_SEED_SALT: u64 = 0x0051_5D1E_C7ED;
 
 /// A client gives up on an attempt after this long and retries.
 const ATTEMPT_TIMEOUT_US: u64 = 1_000_000;
+/// Tokens waiting for configuration links, at most.
+const DEFERRED_TOKENS_MAX: usize = 1 << 20;
+/// How often links are fetched while the verifier's chain is behind (µs).
+const LINKS_FETCH_EVERY_US: u64 = 50_000;
 
 /// A run that takes more steps than this is stuck in a loop of messages
 /// that makes no progress (passing seeds take 2–30 thousand).
@@ -232,6 +239,11 @@ struct Slot {
     /// (the file is written without fsync; see docs/storage.md for what a
     /// power cut of every node does to it).
     statements: Vec<ordo_engine::token::SignedStatement>,
+    /// The configuration links its chain file holds across a crash.
+    links: Vec<ConfigLink>,
+    /// The configurations its chain file recorded (synced: they survive a
+    /// crash).
+    configs: Vec<(Index, Bytes)>,
 }
 
 impl Slot {
@@ -256,6 +268,18 @@ struct Proposal {
 }
 
 /// An answer a client task received.
+/// A token that names a signer the verifier does not know yet.
+struct DeferredToken {
+    token: Vec<u8>,
+    payload: Vec<u8>,
+    id: u64,
+    index: Index,
+    term: u64,
+    ts: u64,
+    /// Where it came from, for the failure message.
+    what: String,
+}
+
 struct Answer {
     client: u64,
     seq: u64,
@@ -286,6 +310,8 @@ struct Ledger {
     /// Members of the latest configuration in the committed log (the
     /// initial voters until one commits).
     members: Vec<NodeId>,
+    /// Indexes of the configuration entries in the committed log.
+    configs: Vec<Index>,
 }
 
 /// The simulation of one seed.
@@ -309,7 +335,17 @@ pub struct World {
     window: usize,
     ledger: Ledger,
     verifier: Verifier,
-    cluster: ClusterId,
+    /// The cluster's keys (`cluster.keys`), for the nodes.
+    keys: ClusterKeys,
+    /// Configuration links the nodes served (fetched by client tasks),
+    /// learned by `verifier` in index order.
+    links: Rc<RefCell<BTreeMap<Index, ConfigLink>>>,
+    /// When links are next fetched from a node.
+    next_links_fetch: u64,
+    /// Tokens signed by a voter the verifier does not know yet (its
+    /// configuration's link has not been learned): checked again as links
+    /// arrive; none may be left when the run settles.
+    deferred: Vec<DeferredToken>,
     summary: Summary,
     next_partition: u64,
     next_crash: u64,
@@ -388,6 +424,8 @@ impl World {
                 down_until: None,
                 restarts: 0,
                 statements: Vec::new(),
+                links: Vec::new(),
+                configs: Vec::new(),
             });
         }
         let mut to_start = VecDeque::new();
@@ -417,8 +455,11 @@ impl World {
             outstanding: BTreeMap::new(),
             to_start,
             ledger,
-            verifier: Verifier::new(keys),
-            cluster,
+            verifier: Verifier::new(keys.clone()),
+            keys,
+            links: Rc::default(),
+            next_links_fetch: 0,
+            deferred: Vec::new(),
             summary: Summary::default(),
             next_partition: 0,
             next_crash: 0,
@@ -520,10 +561,10 @@ impl World {
         let start = SimStart {
             config,
             log_config: SimDiskLog::config(),
-            // A spare's key is not in the cluster's keys: it signs nothing
-            // (docs/tokens.md).
-            key: (id <= self.plan.nodes).then(|| slot.key.clone()),
-            cluster: self.cluster,
+            // A spare's key is not in the cluster's keys: verifiers learn it
+            // from the configuration entry that adds it (docs/tokens.md).
+            key: Some(slot.key.clone()),
+            keys: self.keys.clone(),
             acked: slot.acked_saved,
             pending: slot.pending.borrow().clone(),
             started_before: slot.started_before.get(),
@@ -537,6 +578,8 @@ impl World {
             mark_started: Box::new(move || started.set(true)),
             outbox_max: 4096,
             statements: slot.statements.clone(),
+            links: slot.links.clone(),
+            configs: slot.configs.clone(),
         };
         let applied = slot.applied.clone();
         let machine = Box::new(DigestMachine {
@@ -596,6 +639,8 @@ impl World {
         let slot = self.slot(id);
         if let Some(node) = &slot.node {
             slot.statements = node.statements();
+            slot.links = node.links();
+            slot.configs = node.configs();
         }
         slot.node = None;
         slot.starting = None;
@@ -624,6 +669,8 @@ impl World {
             let slot = self.slot(id);
             slot.disk.wipe();
             slot.statements.clear();
+            slot.links.clear();
+            slot.configs.clear();
             slot.acked_saved = 0;
             slot.served_next_id = 1;
             self.summary.wipes += 1;
@@ -809,6 +856,12 @@ impl World {
                         receipt.index,
                         receipt.term,
                         receipt.ts,
+                        || {
+                            format!(
+                                "the receipt for client {} seq {}",
+                                answer.client, answer.seq
+                            )
+                        },
                     )
                     .map_err(|e| {
                         self.fail(format!(
@@ -878,16 +931,21 @@ impl World {
         (!up.is_empty()).then(|| up[self.rng.range(0, up.len() as u64) as usize])
     }
 
-    fn start_read(&mut self) {
-        let Some(target) = self.random_up_node() else {
-            return;
-        };
-        let handle = self.slots[target as usize - 1]
+    /// The handle of node `id`, which is up.
+    fn handle_of(&self, id: NodeId) -> ordo_engine::node::NodeHandle {
+        self.slots[id as usize - 1]
             .node
             .as_ref()
             .expect("up")
             .handle
-            .clone();
+            .clone()
+    }
+
+    fn start_read(&mut self) {
+        let Some(target) = self.random_up_node() else {
+            return;
+        };
+        let handle = self.handle_of(target);
         let floor = self.ledger.acked_max_index;
         let reads = self.reads.clone();
         ordo_engine::node::env::Env::spawn(
@@ -899,6 +957,10 @@ impl World {
         );
     }
 
+    /// Checks a token the verifier can judge now; one signed by a voter
+    /// whose configuration's link the verifier has not learned yet waits
+    /// in `deferred` (`what` names it in a later failure).
+    #[allow(clippy::too_many_arguments)]
     fn check_token(
         &mut self,
         token: &[u8],
@@ -907,14 +969,121 @@ impl World {
         index: Index,
         term: u64,
         ts: u64,
+        what: impl FnOnce() -> String,
     ) -> Result<(), String> {
         if token.is_empty() {
             return Err("empty token".into());
         }
-        let token = Token::from_bytes(token).map_err(|e| e.to_string())?;
-        self.verifier
-            .verify(&token, payload, id, index, term, ts)
-            .map_err(|e| e.to_string())
+        let decoded = Token::from_bytes(token).map_err(|e| e.to_string())?;
+        match self.verifier.verify(&decoded, payload, id, index, term, ts) {
+            Ok(()) => Ok(()),
+            Err(
+                VerifyError::UnknownSigner { .. }
+                | VerifyError::NotAVoter { .. }
+                | VerifyError::NoKey { .. },
+            ) if self.chain_behind(decoded.signed().statement.first_index) => {
+                if self.deferred.len() >= DEFERRED_TOKENS_MAX {
+                    return Err(format!(
+                        "{DEFERRED_TOKENS_MAX} tokens wait for configuration links that never came"
+                    ));
+                }
+                self.deferred.push(DeferredToken {
+                    token: token.to_vec(),
+                    payload: payload.to_vec(),
+                    id,
+                    index,
+                    term,
+                    ts,
+                    what: what(),
+                });
+                Ok(())
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Whether the committed log holds a configuration entry before
+    /// `first` whose link the verifier has not learned.
+    fn chain_behind(&self, first: Index) -> bool {
+        let learned = self.verifier.schedule().latest().index;
+        self.ledger
+            .configs
+            .iter()
+            .any(|&c| c > learned && c < first)
+            || self.ledger.entries.len() < first as usize
+    }
+
+    /// Learns the links the nodes served, in index order, each only once
+    /// the one before it in the committed log is known; then checks the
+    /// deferred tokens again. A link that does not verify, or does not
+    /// match the committed entry at its index, fails the run.
+    fn learn_links(&mut self) -> Result<(), Failure> {
+        loop {
+            let learned = self.verifier.schedule().latest().index;
+            let Some(&next) = self.ledger.configs.iter().find(|&&c| c > learned) else {
+                break;
+            };
+            let Some(link) = self.links.borrow().get(&next).cloned() else {
+                break;
+            };
+            let entry = &self.ledger.entries[next as usize - 1];
+            if (link.term, link.id, link.ts, &link.payload[..])
+                != (entry.0, entry.1, entry.2, &entry.3[..])
+            {
+                return Err(self.fail(format!(
+                    "configuration links: the link served for index {next} is not the committed entry"
+                )));
+            }
+            if let Err(error) = self.verifier.learn(&link) {
+                return Err(self.fail(format!(
+                    "configuration links: the link for index {next} does not verify: {error}"
+                )));
+            }
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        for item in deferred {
+            let DeferredToken {
+                token,
+                payload,
+                id,
+                index,
+                term,
+                ts,
+                what,
+            } = item;
+            let what_again = what.clone();
+            self.check_token(&token, &payload, id, index, term, ts, move || what_again)
+                .map_err(|e| self.fail(format!("{what} has an invalid token: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Asks a random node for its configuration links, now and then while
+    /// the verifier's chain is behind the committed log.
+    fn fetch_links(&mut self) {
+        let now = self.now();
+        let learned = self.verifier.schedule().latest().index;
+        let behind = self.ledger.configs.iter().any(|&c| c > learned);
+        if !behind || now < self.next_links_fetch {
+            return;
+        }
+        self.next_links_fetch = now + LINKS_FETCH_EVERY_US;
+        let Some(target) = self.random_up_node() else {
+            return;
+        };
+        let handle = self.handle_of(target);
+        let links = self.links.clone();
+        ordo_engine::node::env::Env::spawn(
+            &*self.clients,
+            Box::pin(async move {
+                if let Ok(chain) = handle.chain().await {
+                    let mut links = links.borrow_mut();
+                    for link in chain {
+                        links.entry(link.index).or_insert(link);
+                    }
+                }
+            }),
+        );
     }
 
     /// State machine safety, dense ids, increasing timestamps and
@@ -987,6 +1156,7 @@ impl World {
                             {
                                 self.ledger.members =
                                     membership.members().iter().map(|m| m.id).collect();
+                                self.ledger.configs.push(at);
                             }
                             if message_id != 0 {
                                 if !payload.is_empty()
@@ -1058,6 +1228,12 @@ impl World {
                             message.index,
                             message.term,
                             message.ts,
+                            || {
+                                format!(
+                                    "served entries: node {id}'s id {} at index {}",
+                                    message.id, message.index
+                                )
+                            },
                         )
                         .map_err(|e| {
                             self.fail(format!(
@@ -1262,6 +1438,22 @@ impl World {
             return;
         };
         let spares: Vec<NodeId> = self.all_ids();
+        // What `ordo member add` sends: the node's addresses (unused by the
+        // simulated network) and its public key, which verifiers learn from
+        // the configuration entry.
+        let infos: BTreeMap<NodeId, Bytes> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let info = ordo_engine::node::members::MemberInfo {
+                    peer_addr: SocketAddr::from(([127, 0, 0, 1], 20_000 + slot.id as u16)),
+                    client_addr: SocketAddr::from(([127, 0, 0, 1], 21_000 + slot.id as u16)),
+                    gossip_addr: None,
+                    public_key: slot.key.public_key().to_bytes(),
+                };
+                (slot.id, info.encode())
+            })
+            .collect();
         let mut rng = Rng::new(self.rng.next_u64());
         let reconfigured = self.reconfigured.clone();
         ordo_engine::node::env::Env::spawn(
@@ -1299,7 +1491,7 @@ impl World {
                         Some(MembershipChange::Add {
                             id,
                             role,
-                            info: Bytes::new(),
+                            info: infos[&id].clone(),
                         })
                     }
                     1 if !learners.is_empty() => Some(MembershipChange::Promote {
@@ -1370,8 +1562,11 @@ impl World {
         let last_id = self.ledger.by_id.keys().next_back().copied().unwrap_or(0);
         // Members of the last committed configuration converge; a node
         // outside it (removed, or never added) receives nothing more.
+        let learned = self.verifier.schedule().latest().index;
         self.outstanding.is_empty()
             && self.to_start.is_empty()
+            && self.deferred.is_empty()
+            && self.ledger.configs.iter().all(|&c| c <= learned)
             && self
                 .slots
                 .iter()
@@ -1412,6 +1607,8 @@ impl World {
             self.take_answers()?;
             self.check_applied()?;
             self.check_served()?;
+            self.learn_links()?;
+            self.fetch_links();
             self.run_ready()?;
             self.collect_sends();
             self.check_logs()?;
@@ -1476,6 +1673,13 @@ impl World {
             self.to_start.len(),
             self.ledger.members
         );
+        out.push_str(&format!(
+            " configurations committed at {:?}, links learned up to {}, {} links held, {} tokens waiting for links;",
+            self.ledger.configs,
+            self.verifier.schedule().latest().index,
+            self.links.borrow().len(),
+            self.deferred.len()
+        ));
         for proposal in self.outstanding.values().take(3) {
             out.push_str(&format!(
                 " client {} seq {}: {} attempts, deadline {}, retry at {}, refused: {:?};",

@@ -4,6 +4,7 @@
 //! - `examples.rs`: one test per claim, with named failures;
 //! - `properties.rs`: proptest over random advances and random bytes.
 
+mod chain;
 mod examples;
 mod properties;
 

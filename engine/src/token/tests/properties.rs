@@ -110,4 +110,24 @@ proptest! {
             prop_assert_eq!(token.to_bytes(), bytes);
         }
     }
+
+    #[test]
+    fn decoding_random_links_never_panics(
+        bytes in prop::collection::vec(any::<u8>(), 0..3000),
+        payload_len in 0u32..2000,
+        text in ".{0,400}|[A-Za-z0-9_-]{50,3000}",
+    ) {
+        let _ = ConfigLink::from_bytes(&bytes);
+        let _ = ConfigLink::from_text(&text);
+        // Near valid: a version byte, a header, a claimed payload length.
+        let mut near = vec![1u8];
+        near.extend_from_slice(&[0u8; 32]);
+        near.extend_from_slice(&payload_len.to_le_bytes());
+        near.extend_from_slice(&bytes);
+        if let Ok(link) = ConfigLink::from_bytes(&near) {
+            prop_assert_eq!(link.to_bytes(), near);
+            // Learning it never panics either (it proves nothing).
+            let _ = Verifier::new(cluster_keys()).learn(&link);
+        }
+    }
 }

@@ -1,0 +1,286 @@
+//! The configurations a node applied and the configuration links it holds
+//! (`token::ConfigLink`: a committed configuration entry with its token),
+//! so that both survive the compaction of the entries themselves:
+//!
+//! - the configurations rebuild, at a start, whose key may sign which
+//!   statement (`token::KeySchedule`): the log alone may no longer hold
+//!   the configuration in force before its first entry;
+//! - the links are the chain from `cluster.keys` to the voters in force
+//!   that `ordo chain` serves.
+//!
+//! File `data_dir/chain`: records of `len u32 LE ‖ crc32 u32 LE ‖ body`,
+//! the body a kind byte (1: a link's bytes follow; 2: a configuration,
+//! `index u64 LE` then its encoding), appended and synced as they come
+//! (a configuration change, a rare event). A torn or damaged tail is cut
+//! at the last good record and reported: a lost configuration record is
+//! applied again from the log, a lost link forms again while the log
+//! holds its entry (the group does not compact past a configuration entry
+//! without its link).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use ordo_storage::Index;
+
+use crate::token::{CHAIN_CONFIGS_MAX, ConfigLink, LINK_BYTES_MAX};
+
+/// The chain file's name in the data directory.
+pub const CHAIN_FILE: &str = "chain";
+/// Record header: length and checksum.
+const RECORD_HEADER_LEN: usize = 8;
+/// Body kind: a configuration link.
+const KIND_LINK: u8 = 1;
+/// Body kind: a configuration the node applied (or took from a snapshot).
+const KIND_CONFIG: u8 = 2;
+/// Configurations kept at most (as many as links).
+const CONFIGS_MAX: usize = CHAIN_CONFIGS_MAX;
+
+/// Why the chain file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainStoreError {
+    /// Reading, writing or syncing the file failed.
+    #[error("chain file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The links of one node, by index. Lives on the group's shard.
+pub struct ChainStore {
+    links: BTreeMap<Index, ConfigLink>,
+    /// Configurations applied, by the index they are in force from
+    /// (encoded `core::Membership`).
+    configs: BTreeMap<Index, Bytes>,
+    /// The file and its path; `None` in memory (the simulator).
+    file: Option<(File, PathBuf)>,
+}
+
+impl ChainStore {
+    /// Opens (or creates) the chain file at `path` and reads every whole,
+    /// undamaged record; a damaged tail is cut off.
+    pub fn open(path: &Path) -> Result<Self, ChainStoreError> {
+        let io = |source| ChainStoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let (links, configs, good) = decode_records(&bytes);
+        if good < bytes.len() {
+            tracing::warn!(
+                path = %path.display(),
+                kept = links.len(),
+                cut_bytes = bytes.len() - good,
+                "chain file: damaged or torn tail cut off; its links form again from the log"
+            );
+            file.set_len(good as u64).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(Self {
+            links,
+            configs,
+            file: Some((file, path.to_path_buf())),
+        })
+    }
+
+    /// A store in memory only, holding `links` (the simulator carries them
+    /// across a restart, as the file survives one).
+    pub fn in_memory(links: Vec<ConfigLink>, configs: Vec<(Index, Bytes)>) -> Self {
+        Self {
+            links: links.into_iter().map(|link| (link.index, link)).collect(),
+            configs: configs.into_iter().collect(),
+            file: None,
+        }
+    }
+
+    /// The configurations recorded, by index.
+    pub fn configs(&self) -> impl Iterator<Item = (Index, &Bytes)> {
+        self.configs.iter().map(|(&index, bytes)| (index, bytes))
+    }
+
+    /// Records the configuration in force from `index` (already applied
+    /// or installed by the caller) and syncs it. One already held is left.
+    pub fn insert_config(&mut self, index: Index, encoded: Bytes) -> Result<(), ChainStoreError> {
+        if self.configs.contains_key(&index) || self.configs.len() >= CONFIGS_MAX {
+            return Ok(());
+        }
+        self.append(&config_body(index, &encoded))?;
+        self.configs.insert(index, encoded);
+        Ok(())
+    }
+
+    fn append(&mut self, body: &[u8]) -> Result<(), ChainStoreError> {
+        if let Some((file, path)) = &mut self.file {
+            let io = |source| ChainStoreError::Io {
+                path: path.clone(),
+                source,
+            };
+            file.write_all(&encode_record(body)).map_err(io)?;
+            file.sync_data().map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the link of the configuration entry at `index` is held.
+    pub fn contains(&self, index: Index) -> bool {
+        self.links.contains_key(&index)
+    }
+
+    /// Every link held, by index.
+    pub fn links(&self) -> impl Iterator<Item = &ConfigLink> {
+        self.links.values()
+    }
+
+    /// Adds a link (already checked by the caller) and syncs it to the
+    /// file. A link already held is left as it is.
+    pub fn insert(&mut self, link: ConfigLink) -> Result<(), ChainStoreError> {
+        if self.links.contains_key(&link.index) || self.links.len() >= CHAIN_CONFIGS_MAX {
+            return Ok(());
+        }
+        self.append(&link_body(&link))?;
+        self.links.insert(link.index, link);
+        Ok(())
+    }
+}
+
+fn link_body(link: &ConfigLink) -> Vec<u8> {
+    let mut body = vec![KIND_LINK];
+    body.extend_from_slice(&link.to_bytes());
+    body
+}
+
+fn config_body(index: Index, encoded: &[u8]) -> Vec<u8> {
+    let mut body = vec![KIND_CONFIG];
+    body.extend_from_slice(&index.to_le_bytes());
+    body.extend_from_slice(encoded);
+    body
+}
+
+fn encode_record(body: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(RECORD_HEADER_LEN + body.len());
+    record.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    record.extend_from_slice(body);
+    record
+}
+
+/// The links and configurations of every whole, undamaged record from the
+/// start, and the length of that good prefix. Untrusted bytes.
+#[allow(clippy::type_complexity)]
+fn decode_records(bytes: &[u8]) -> (BTreeMap<Index, ConfigLink>, BTreeMap<Index, Bytes>, usize) {
+    let mut links = BTreeMap::new();
+    let mut configs = BTreeMap::new();
+    let mut at = 0;
+    while bytes.len() - at >= RECORD_HEADER_LEN {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+        let start = at + RECORD_HEADER_LEN;
+        if len > LINK_BYTES_MAX || bytes.len() - start < len {
+            break;
+        }
+        let body = &bytes[start..start + len];
+        if crc32fast::hash(body) != crc {
+            break;
+        }
+        match body.split_first() {
+            Some((&KIND_LINK, link)) => {
+                let Ok(link) = ConfigLink::from_bytes(link) else {
+                    break;
+                };
+                links.insert(link.index, link);
+            }
+            Some((&KIND_CONFIG, config)) if config.len() >= 8 => {
+                let index = Index::from_le_bytes(config[..8].try_into().expect("8 bytes"));
+                configs.insert(index, Bytes::copy_from_slice(&config[8..]));
+            }
+            _ => break,
+        }
+        at = start + len;
+    }
+    (links, configs, at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A structurally valid link (its token proves nothing: the store
+    /// does not check links, its callers do).
+    fn link(index: Index) -> ConfigLink {
+        let statement = crate::node::cert_store::test_statement(index, index);
+        ConfigLink {
+            index,
+            term: 1,
+            id: 0,
+            ts: 5,
+            payload: crate::core::Membership::of_voters(&[1, 2, 3]).encode(),
+            token: crate::token::Token::from_bytes(&crate::node::cert_store::encode_statement(
+                &statement,
+            ))
+            .unwrap(),
+        }
+    }
+
+    #[test]
+    fn links_survive_a_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHAIN_FILE);
+        let mut store = ChainStore::open(&path).unwrap();
+        assert!(store.links().next().is_none());
+        store.insert(link(10)).unwrap();
+        store
+            .insert_config(10, crate::core::Membership::of_voters(&[1, 2]).encode())
+            .unwrap();
+        store.insert(link(20)).unwrap();
+        store.insert(link(10)).unwrap();
+        drop(store);
+        let good = std::fs::metadata(&path).unwrap().len();
+        // A torn third record.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&encode_record(&link_body(&link(30)))[..40])
+            .unwrap();
+        drop(file);
+        let store = ChainStore::open(&path).unwrap();
+        assert_eq!(
+            store.links().map(|l| l.index).collect::<Vec<_>>(),
+            vec![10, 20]
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+        assert_eq!(
+            store.configs().map(|(i, _)| i).collect::<Vec<_>>(),
+            vec![10]
+        );
+    }
+
+    #[test]
+    fn a_flipped_byte_ends_the_good_prefix() {
+        let mut bytes = encode_record(&link_body(&link(10)));
+        let second = encode_record(&link_body(&link(20)));
+        let at = bytes.len() + 20;
+        bytes.extend_from_slice(&second);
+        bytes[at] ^= 1;
+        let (links, _, good) = decode_records(&bytes);
+        assert_eq!(links.keys().copied().collect::<Vec<_>>(), vec![10]);
+        assert_eq!(good, bytes.len() - second.len());
+        // Random bytes never panic.
+        for seed in 0..200u64 {
+            let noise: Vec<u8> = (0..(seed * 7 % 300))
+                .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 17) % 251) as u8)
+                .collect();
+            let _ = decode_records(&noise);
+        }
+    }
+}
