@@ -96,6 +96,8 @@ pub struct RunResult {
     pub label: String,
     /// Leadership transfers made while measuring (`--transfer-every`).
     pub transfers: u64,
+    /// Membership changes committed while measuring (`--change-every`).
+    pub changes: u64,
 }
 
 /// Resident memory samples over the measured window.
@@ -163,6 +165,7 @@ impl RunResult {
             rss_trace_mib: trace(&memory.samples_mib, 10),
             label: spec.label(),
             transfers: 0,
+            changes: 0,
         }
     }
 

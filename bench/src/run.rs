@@ -55,6 +55,15 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             window.clone(),
         )
     });
+    let changes = spec.change_every.map(|every| {
+        change_loop(
+            every,
+            spec.nodes as u64 + 1,
+            layout.client_addrs(),
+            layout.cluster_id(),
+            window.clone(),
+        )
+    });
     let monitor = Monitor::start(spec, pids, answered, window, progress);
     let tally = match spec.transport {
         TransportKind::Inproc => load::inproc(layout.configs.clone(), load),
@@ -67,6 +76,12 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             .map_err(|_| "the transfer thread panicked".to_string())??,
         None => 0,
     };
+    let changes = match changes {
+        Some(thread) => thread
+            .join()
+            .map_err(|_| "the membership thread panicked".to_string())??,
+        None => 0,
+    };
     let alive = match running.as_mut() {
         Some(running) => running.check_alive(layout.dir.path()),
         None => Ok(()),
@@ -77,6 +92,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
     stopped?;
     let mut result = RunResult::new(spec, floor, &tally, memory);
     result.transfers = transfers;
+    result.changes = changes;
     Ok(RunOutcome {
         result,
         histogram: tally.histogram,
@@ -92,9 +108,112 @@ fn transfer_loop(
     cluster_id: u64,
     window: Arc<std::sync::OnceLock<Phases>>,
 ) -> std::thread::JoinHandle<Result<u64, String>> {
+    let nodes = addrs.len() as u64;
+    admin_loop(
+        "transfer",
+        false,
+        every,
+        addrs,
+        cluster_id,
+        window,
+        move |_| {
+            Box::new(move |client: &mut Client| {
+                Box::pin(async move {
+                    let (_, leader) = client.status().await.map_err(|e| e.to_string())?;
+                    let to = leader.id % nodes + 1;
+                    client
+                        .admin(AdminCommand::TransferLeadership { to })
+                        .await
+                        .map(|_| ())
+                        .map_err(|error| format!("transfer to node {to}: {error}"))
+                })
+            })
+        },
+    )
+}
+
+/// `--change-every`: from the start of the measured window to its end,
+/// alternately adds node `id` as a learner and removes it, every `every`,
+/// as `ordo member add --learner` and `ordo member remove` do; returns how
+/// many changes committed (the last add is undone after the window). Node
+/// `id` is never started: the change is the configuration entry committed
+/// under load (and the leader's probes of an unreachable learner), not a
+/// learner's catch-up.
+fn change_loop(
+    every: Duration,
+    id: u64,
+    addrs: Vec<std::net::SocketAddr>,
+    cluster_id: u64,
+    window: Arc<std::sync::OnceLock<Phases>>,
+) -> std::thread::JoinHandle<Result<u64, String>> {
+    // Port 1 on loopback: nothing listens, the leader's connection
+    // attempts fail at once.
+    let info = ordo_engine::node::members::MemberInfo {
+        peer_addr: "127.0.0.1:1".parse().expect("an address"),
+        client_addr: "127.0.0.1:1".parse().expect("an address"),
+        gossip_addr: None,
+        public_key: [0; 32],
+    }
+    .encode()
+    .to_vec();
+    admin_loop(
+        "members",
+        true,
+        every,
+        addrs,
+        cluster_id,
+        window,
+        move |n| {
+            let command = match n % 2 {
+                0 => AdminCommand::AddMember {
+                    id,
+                    learner: true,
+                    info: info.clone(),
+                },
+                _ => AdminCommand::RemoveMember { id },
+            };
+            Box::new(move |client: &mut Client| {
+                Box::pin(async move {
+                    client
+                        .admin(command)
+                        .await
+                        .map(|_| ())
+                        .map_err(|error| format!("membership change: {error}"))
+                })
+            })
+        },
+    )
+}
+
+type Client = ordo_engine::client::Client;
+type AdminCommand = ordo_engine::client::AdminCommand;
+/// One administrative action on a client.
+type AdminStep = Box<
+    dyn for<'a> FnOnce(
+        &'a mut Client,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), String>> + 'a>,
+    >,
+>;
+
+/// Runs `step(n)` for n = 0, 1, … every `every` from the start of the
+/// measured window (half an interval in) to its end, on a thread and
+/// executor of its own (`name`); each action that fails is reported and
+/// not counted. With `pairs`, one more action runs after the window if
+/// the count is odd (`--change-every` removes the learner it added last).
+/// Returns how many actions succeeded.
+fn admin_loop(
+    name: &'static str,
+    pairs: bool,
+    every: Duration,
+    addrs: Vec<std::net::SocketAddr>,
+    cluster_id: u64,
+    window: Arc<std::sync::OnceLock<Phases>>,
+    mut step: impl FnMut(u64) -> AdminStep + Send + 'static,
+) -> std::thread::JoinHandle<Result<u64, String>> {
     std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .name("ordo-bench-transfer")
+            .name(&format!("ordo-bench-{name}"))
             .io_memory(256 << 10)
             .spawn(move || async move {
                 let phases = loop {
@@ -103,14 +222,12 @@ fn transfer_loop(
                     }
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                 };
-                let nodes = addrs.len() as u64;
                 let options = ordo_engine::client::ClientOptions {
                     cluster_id,
                     timeout: Duration::from_secs(5),
                     ..Default::default()
                 };
-                let mut client =
-                    ordo_engine::client::Client::new(addrs, options).map_err(|e| e.to_string())?;
+                let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
                 let mut done = 0;
                 loop {
                     let now = Instant::now();
@@ -120,23 +237,25 @@ fn transfer_loop(
                         now + every
                     };
                     if at >= phases.end {
-                        return Ok(done);
+                        break;
                     }
                     glommio::timer::sleep(at - now).await;
-                    let (_, leader) = client.status().await.map_err(|e| e.to_string())?;
-                    let to = leader.id % nodes + 1;
-                    let command = ordo_engine::client::AdminCommand::TransferLeadership { to };
-                    match client.admin(command).await {
-                        Ok(_) => done += 1,
-                        Err(error) => {
-                            eprintln!("ordo-bench: transfer to node {to} failed: {error}")
-                        }
+                    match step(done)(&mut client).await {
+                        Ok(()) => done += 1,
+                        Err(error) => eprintln!("ordo-bench: {error}"),
                     }
                 }
+                if pairs
+                    && done % 2 == 1
+                    && let Err(error) = step(done)(&mut client).await
+                {
+                    eprintln!("ordo-bench: {error}");
+                }
+                Ok(done)
             })
-            .map_err(|e| format!("cannot start the transfer executor: {e}"))?
+            .map_err(|e| format!("cannot start the {name} executor: {e}"))?
             .join()
-            .map_err(|e| format!("the transfer executor failed: {e}"))?
+            .map_err(|e| format!("the {name} executor failed: {e}"))?
     })
 }
 

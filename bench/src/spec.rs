@@ -82,6 +82,9 @@ pub struct RunSpec {
     /// Hand leadership to the next voter this often while measuring
     /// (TCP only); `None`: never.
     pub transfer_every: Option<Duration>,
+    /// Change the membership this often while measuring (TCP only):
+    /// alternately add a learner and remove it; `None`: never.
+    pub change_every: Option<Duration>,
 }
 
 impl RunSpec {
@@ -138,6 +141,17 @@ impl RunSpec {
             }
             if self.transport != TransportKind::Tcp || self.nodes < 2 {
                 return Err("--transfer-every needs --transport tcp and at least 2 nodes".into());
+            }
+        }
+        if let Some(every) = self.change_every {
+            if every < Duration::from_millis(100) {
+                return Err(format!(
+                    "--change-every: {} ms is below 100 ms",
+                    every.as_millis()
+                ));
+            }
+            if self.transport != TransportKind::Tcp {
+                return Err("--change-every needs --transport tcp".into());
             }
         }
         if self.nodes == 0 || self.nodes > 9 {
@@ -273,6 +287,13 @@ pub struct Knobs {
     /// a transfer costs, against the same run without.
     #[arg(long, value_name = "MS")]
     pub transfer_every: Option<u64>,
+    /// Change the membership every this many milliseconds while
+    /// measuring (TCP only): alternately add a learner (`ordo member add
+    /// --learner`, for a node that is never started) and remove it. Each
+    /// change is a configuration entry committed under load: the latency
+    /// a change costs, against the same run without.
+    #[arg(long, value_name = "MS")]
+    pub change_every: Option<u64>,
 }
 
 impl Knobs {
@@ -317,6 +338,9 @@ impl Knobs {
                                                         data_dir: self.data_dir.clone(),
                                                         transfer_every: self
                                                             .transfer_every
+                                                            .map(Duration::from_millis),
+                                                        change_every: self
+                                                            .change_every
                                                             .map(Duration::from_millis),
                                                     });
                                                 }
