@@ -82,6 +82,7 @@ fn apply_knobs(spec: &RunSpec, config: &mut NodeConfig) {
     // An in-memory log must compact, or a fast run fills the machine's
     // memory; the disk log keeps every entry as `ordo node` does.
     config.storage.retain_log = spec.storage == StorageKind::Disk;
+    config.storage.retain_bytes = spec.retain_bytes;
     config.raft = spec.core_config();
     config.runtime.batch_delay_us = spec.batch_delay_us;
     config.runtime.shards = spec.shards;

@@ -85,6 +85,8 @@ pub struct RunSpec {
     /// Change the membership this often while measuring (TCP only):
     /// alternately add a learner and remove it; `None`: never.
     pub change_every: Option<Duration>,
+    /// `storage.retain_bytes` of every node (0: keep every entry).
+    pub retain_bytes: u64,
 }
 
 impl RunSpec {
@@ -294,6 +296,12 @@ pub struct Knobs {
     /// a change costs, against the same run without.
     #[arg(long, value_name = "MS")]
     pub change_every: Option<u64>,
+    /// Each node's `storage.retain_bytes`: its log directory stays under
+    /// this many bytes (at least 5 segments of 64 MiB); 0 keeps every
+    /// entry. With `--duration 10m --procs`, the resident memory trace
+    /// shows whether a node's memory stays flat under sustained load.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub retain_bytes: u64,
 }
 
 impl Knobs {
@@ -342,6 +350,7 @@ impl Knobs {
                                                         change_every: self
                                                             .change_every
                                                             .map(Duration::from_millis),
+                                                        retain_bytes: self.retain_bytes,
                                                     });
                                                 }
                                             }

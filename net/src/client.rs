@@ -433,7 +433,9 @@ mod errors {
     pub enum ClientError {
         /// The requested ids were compacted into a snapshot; the stream can
         /// start at `first_id` at the earliest.
-        #[error("message ids before {first_id} were compacted away")]
+        #[error(
+            "message ids before {first_id} are no longer retained: the first retained message id is {first_id}"
+        )]
         Compacted {
             /// The first id still in the log.
             first_id: MessageId,

@@ -32,10 +32,29 @@ fn admin(cluster: &ProcCluster, args: &[&str]) -> Result<Value, String> {
     }
 }
 
-/// Every acknowledged message is on node `id`, at its id, and its log
-/// verifies against the original `cluster.keys` once `ordo verify` has
-/// followed the chain of configuration changes.
-fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
+/// `ordo member add --learner` of node `id` (laid out in the cluster's
+/// directory), asked of node `via`.
+fn add_learner(cluster: &ProcCluster, via: u64, id: u64) -> Value {
+    admin(
+        cluster,
+        &[
+            "member",
+            "add",
+            "--node",
+            &cluster.addr(via),
+            "--dir",
+            cluster.dir.to_str().unwrap(),
+            "--id",
+            &id.to_string(),
+            "--learner",
+        ],
+    )
+    .expect("member add")
+}
+
+/// Every acknowledged message is on node `id` at its id with its payload,
+/// and `ordo log --chain` of it verifies with the original `cluster.keys`.
+fn check_acknowledged_and_verified(cluster: &ProcCluster, id: u64, acks: &[Value]) -> Vec<Value> {
     let log = cluster.wait_log_len(id, acks.len(), Duration::from_secs(30));
     let by_id: BTreeMap<u64, &Value> = log
         .iter()
@@ -43,11 +62,28 @@ fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
         .collect();
     for ack in acks {
         let ack_id = ack["id"].as_u64().expect("acknowledged");
-        let entry = by_id
-            .get(&ack_id)
-            .unwrap_or_else(|| panic!("node {id} lacks acknowledged id {ack_id}"));
-        assert_eq!(entry["payload"], ack["payload"], "node {id}, id {ack_id}");
+        assert_eq!(
+            by_id.get(&ack_id).map(|e| &e["payload"]),
+            Some(&ack["payload"]),
+            "node {id}, id {ack_id}"
+        );
     }
+    let whole = cluster.ordo(&["log", "--chain", "--node", &cluster.addr(id)], None);
+    assert!(whole.ok, "{}", whole.stderr);
+    let keys = cluster.keys();
+    let verified = cluster.ordo(
+        &["verify", "--keys", keys.to_str().unwrap()],
+        Some(&whole.stdout),
+    );
+    assert!(verified.ok, "node {id}: {}", verified.stderr);
+    log
+}
+
+/// Every acknowledged message is on node `id`, at its id, and its log
+/// verifies against the original `cluster.keys` once `ordo verify` has
+/// followed the chain of configuration changes.
+fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
+    let log = check_acknowledged_and_verified(cluster, id, acks);
     let text: String = log.iter().map(|l| format!("{l}\n")).collect();
     let keys = cluster.keys();
     let keys = keys.to_str().unwrap();
@@ -82,11 +118,6 @@ fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
         "node {id}'s log does not verify: {}",
         verified.stderr
     );
-    // So does `ordo log --chain`, whole.
-    let whole = cluster.ordo(&["log", "--chain", "--node", &cluster.addr(id)], None);
-    assert!(whole.ok, "{}", whole.stderr);
-    let verified = cluster.ordo(&["verify", "--keys", keys], Some(&whole.stdout));
-    assert!(verified.ok, "node {id}: {}", verified.stderr);
 }
 
 /// The scenario: add a learner and promote it, transfer leadership
@@ -104,21 +135,7 @@ fn a_learner_is_added_promoted_given_leadership_and_an_original_voter_removed() 
     // 1. Add node 4 as a learner (asking a follower: it redirects), then
     // promote it.
     cluster.add_node(4);
-    let added = admin(
-        &cluster,
-        &[
-            "member",
-            "add",
-            "--node",
-            &cluster.addr(3),
-            "--dir",
-            cluster.dir.to_str().unwrap(),
-            "--id",
-            "4",
-            "--learner",
-        ],
-    )
-    .expect("member add");
+    let added = add_learner(&cluster, 3, 4);
     assert_eq!(added["id"], 4);
     assert_eq!(added["role"], "learner");
     assert!(added["index"].as_u64().unwrap() > 50);
@@ -240,4 +257,67 @@ fn refused_changes_exit_non_zero_with_a_clear_error() {
     );
     let transfer = admin(&cluster, &["transfer", "--node", &node, "--to", "2"]);
     assert!(transfer.unwrap_err().contains("node 2 is not a voter"));
+}
+
+/// docs/operations.md "Replace a machine", exactly: node 3's disk dies;
+/// `ordo member remove` it, lay out node 4 with `ordo init --add`, start
+/// it, `ordo member add --learner`, wait until `ordo member list` shows it
+/// caught up, `ordo member promote`. Every acknowledged message is on the
+/// final members, whose logs verify with the original `cluster.keys`.
+#[test]
+fn a_machine_whose_disk_died_is_replaced_as_the_operations_guide_says() {
+    let mut cluster = ProcCluster::start(3, 28_200);
+    let (leader, _) = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    let via = if leader == 3 { 1 } else { leader };
+    let mut acks = cluster.send_lines(via, &payloads("before", 50));
+    // The disk of node 3 dies with the machine.
+    cluster.kill(3);
+    std::fs::remove_dir_all(cluster.dir.join("node3/data")).unwrap();
+    acks.extend(cluster.send_lines(via, &payloads("degraded", 20)));
+    // 1. Remove the dead member.
+    admin(
+        &cluster,
+        &["member", "remove", "--node", &cluster.addr(1), "--id", "3"],
+    )
+    .expect("member remove");
+    // 2. Lay out and start the new machine (a new id, a new key).
+    cluster.add_node(4);
+    // 3. Add it as a learner, wait until it caught up, promote it.
+    let added = add_learner(&cluster, 2, 4);
+    let added_at = added["index"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = members(&cluster, 1);
+        if listed[&4]["match_index"]
+            .as_u64()
+            .is_some_and(|m| m >= added_at)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 4 never caught up: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    admin(
+        &cluster,
+        &["member", "promote", "--node", &cluster.addr(1), "--id", "4"],
+    )
+    .expect("member promote");
+    let listed = members(&cluster, 2);
+    assert_eq!(listed.keys().copied().collect::<Vec<_>>(), vec![1, 2, 4]);
+    assert!(listed.values().all(|m| m["role"] == "voter"));
+    // The new voter counts: with node 1 down, 2 and 4 commit.
+    cluster.kill(1);
+    cluster
+        .wait_leader(&[2, 4], Duration::from_secs(10))
+        .expect("a leader among 2 and 4");
+    acks.extend(cluster.send_lines(2, &payloads("replaced", 20)));
+    cluster.start_node(1);
+    for id in [1, 2, 4] {
+        check_acknowledged_and_verified(&cluster, id, &acks);
+    }
 }

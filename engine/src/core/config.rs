@@ -53,6 +53,12 @@ pub struct CoreConfig {
     pub log_cache_bytes_max: usize,
     /// Take a snapshot once this many entries were applied since the last.
     pub snapshot_entries_threshold: u64,
+    /// Compact the log to the snapshot before the latest one, not to the
+    /// latest: the entries between stay, so that a follower or a reader a
+    /// little behind is served entries instead of a snapshot (the `ordo`
+    /// binary's retention, `storage.retain_bytes`). Costs the log one
+    /// snapshot interval of entries more.
+    pub compact_to_previous_snapshot: bool,
     /// Client sessions kept (least recently used expire first).
     pub sessions_max: usize,
     /// Answers kept per client session: a client keeps at most this many
@@ -87,6 +93,7 @@ impl Default for CoreConfig {
             reads_pending_max: 65_536,
             log_cache_bytes_max: 64 << 20,
             snapshot_entries_threshold: 1_000_000,
+            compact_to_previous_snapshot: false,
             sessions_max: 65_536,
             session_results_max: 128,
             session_ttl_ms: 3_600_000,

@@ -97,6 +97,9 @@ pub enum Event {
     /// The latest snapshot could not be read back (damage on disk): the
     /// core asks for a new one at once.
     SnapshotUnreadable,
+    /// Take a snapshot at the applied index now, whatever the entry
+    /// threshold (the runtime's retention bound was reached).
+    TakeSnapshot,
     /// A [`Command::SendSnapshot`] finished streaming (`ok`) or gave up.
     SnapshotSent {
         /// The follower.

@@ -105,6 +105,9 @@ pub struct Raft {
     pub(super) log: RaftLog,
     pub(super) sessions: Sessions,
     pub(super) snapshot: SnapshotMeta,
+    /// With `compact_to_previous_snapshot`: the snapshot before
+    /// `snapshot`, the point the log is compacted to.
+    pub(super) previous_snapshot: Option<SnapshotMeta>,
     pub(super) snapshot_in_progress: bool,
     /// A follower restoring a snapshot ignores appends until it is done.
     pub(super) restoring: Option<SnapshotMeta>,
@@ -270,6 +273,7 @@ impl Raft {
             log,
             sessions,
             snapshot: state.snapshot,
+            previous_snapshot: None,
             snapshot_in_progress: false,
             restoring: None,
             apply_read_pending: false,
@@ -452,6 +456,7 @@ impl Raft {
             Event::SnapshotNotCreated(_) => self.snapshot_in_progress = false,
             Event::SnapshotNotRestored(meta) => self.snapshot_not_restored(meta),
             Event::SnapshotUnreadable => self.snapshot_unreadable(),
+            Event::TakeSnapshot => self.take_snapshot(),
             Event::SnapshotSent { to, ok } => self.snapshot_sent(to, ok),
             Event::SnapshotRestored(meta) => self.snapshot_restored(meta),
             Event::Unreachable { to } => self.unreachable(to),

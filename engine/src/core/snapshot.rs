@@ -15,7 +15,13 @@ impl Raft {
     /// Asks for a snapshot once enough entries were applied since the last.
     pub(super) fn maybe_snapshot(&mut self) {
         let applied = self.log.applied();
-        if applied < self.snapshot.last.index + self.config.snapshot_entries_threshold {
+        if applied
+            < self
+                .snapshot
+                .last
+                .index
+                .saturating_add(self.config.snapshot_entries_threshold)
+        {
             return;
         }
         self.take_snapshot();
@@ -33,7 +39,7 @@ impl Raft {
 
     /// Asks the runtime for a snapshot at the applied index, unless one is
     /// being taken.
-    fn take_snapshot(&mut self) {
+    pub(super) fn take_snapshot(&mut self) {
         let applied = self.log.applied();
         if self.snapshot_in_progress {
             return;
@@ -58,10 +64,27 @@ impl Raft {
         if meta.last.index <= self.snapshot.last.index || !self.log.matches(meta.last) {
             return;
         }
-        let upto = meta.last;
-        self.log.compact(upto, (meta.last_id + 1, meta.last_ts));
+        // With `compact_to_previous_snapshot` the log keeps the entries
+        // since the snapshot before this one: a follower a little behind
+        // (or a reader) gets entries, not the snapshot.
+        // The first snapshot since the start has no predecessor known:
+        // it compacts to itself (the bound matters more than a follower
+        // served a snapshot once).
+        let point = if self.config.compact_to_previous_snapshot {
+            self.previous_snapshot
+                .replace(meta.clone())
+                .unwrap_or_else(|| meta.clone())
+        } else {
+            meta.clone()
+        };
         self.snapshot = meta;
-        self.commands.push(Command::CompactLog { upto: upto.index });
+        if self.log.matches(point.last) {
+            self.log
+                .compact(point.last, (point.last_id + 1, point.last_ts));
+            self.commands.push(Command::CompactLog {
+                upto: point.last.index,
+            });
+        }
     }
 
     /// The follower needs entries before the log's start: send the snapshot.

@@ -57,6 +57,30 @@ fn record_len() -> usize {
     .len()
 }
 
+/// Holes are punched in whole blocks of this many bytes.
+const PUNCH_ALIGN: u64 = 4096;
+
+/// The records of the file at `path` after its freed prefix (a hole left
+/// by [`CertStore::compact`]): how many records the hole held, and the
+/// bytes from the first whole record after it. `None` if there is no
+/// file.
+fn read_after_hole(path: &Path, record_len: usize) -> Option<(u64, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::fd::AsRawFd;
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    // The first byte of data; ENXIO: none at all (the whole file is a
+    // hole, or empty). A filesystem without SEEK_DATA reports 0.
+    let data = nix::unistd::lseek(file.as_raw_fd(), 0, nix::unistd::Whence::SeekData)
+        .map_or(len, |offset| offset.max(0) as u64);
+    let record_len = record_len as u64;
+    let skipped = data.div_ceil(record_len).min(len / record_len);
+    file.seek(SeekFrom::Start(skipped * record_len)).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some((skipped, bytes))
+}
+
 /// Statements in memory a lookup looks through for one covering an index
 /// before it reads the file: those starting between the covering one and
 /// the index (a leader re-signs up to 4,096 entries in one statement, over
@@ -80,8 +104,13 @@ pub struct CertStore {
     file: Option<File>,
     record_len: usize,
     records: u64,
-    /// One per full chunk, plus the chunk being filled (last).
-    chunks: Vec<ChunkSummary>,
+    /// One per full chunk, plus the chunk being filled (last), from chunk
+    /// number `chunks_dropped` on.
+    chunks: std::collections::VecDeque<ChunkSummary>,
+    /// Chunks before these were compacted away (their file range freed).
+    chunks_dropped: u64,
+    /// The file's bytes before this offset were freed (a hole).
+    punched: u64,
     /// Encoded records not yet written to the file (the newest; they are
     /// also in `recent`, which holds far more than a buffer's worth).
     pending: Vec<u8>,
@@ -102,7 +131,9 @@ impl CertStore {
             file: None,
             record_len: record_len(),
             records: 0,
-            chunks: Vec::new(),
+            chunks: std::collections::VecDeque::new(),
+            chunks_dropped: 0,
+            punched: 0,
             pending: Vec::new(),
             pending_since: None,
             keep_all: false,
@@ -123,7 +154,12 @@ impl CertStore {
     pub fn open(path: &Path) -> Result<(Self, Vec<(Index, Index)>), String> {
         let mut store = Self::in_memory();
         let mut ranges = Vec::new();
-        if let Ok(bytes) = std::fs::read(path) {
+        if let Some((skipped, bytes)) = read_after_hole(path, store.record_len) {
+            // Records in the freed prefix are counted, not read: offsets
+            // stay those of the whole file.
+            store.records = skipped;
+            store.chunks_dropped = skipped / CHUNK_RECORDS;
+            store.punched = skipped * store.record_len as u64;
             let whole = bytes.len() / store.record_len * store.record_len;
             for chunk in bytes[..whole].chunks_exact(store.record_len) {
                 let Some(signed) = decode_statement(chunk) else {
@@ -132,7 +168,8 @@ impl CertStore {
                 ranges.push((signed.statement.first_index, signed.statement.last_index));
                 store.note(&signed);
             }
-            if whole != bytes.len() || store.records * store.record_len as u64 != whole as u64 {
+            let read = (store.records - skipped) * store.record_len as u64;
+            if whole != bytes.len() || read != whole as u64 {
                 // A torn or damaged tail: drop it so appends stay aligned.
                 let keep = store.records * store.record_len as u64;
                 let file = std::fs::OpenOptions::new()
@@ -157,12 +194,12 @@ impl CertStore {
     /// Records a statement in memory and in the chunk index.
     fn note(&mut self, signed: &SignedStatement) {
         let (first, last) = (signed.statement.first_index, signed.statement.last_index);
-        if self.records.is_multiple_of(CHUNK_RECORDS) {
-            self.chunks.push(ChunkSummary {
+        if self.records.is_multiple_of(CHUNK_RECORDS) || self.chunks.is_empty() {
+            self.chunks.push_back(ChunkSummary {
                 first_index: first,
                 last_index: last,
             });
-        } else if let Some(chunk) = self.chunks.last_mut() {
+        } else if let Some(chunk) = self.chunks.back_mut() {
             chunk.first_index = chunk.first_index.min(first);
             chunk.last_index = chunk.last_index.max(last);
         }
@@ -278,6 +315,7 @@ impl CertStore {
             if chunk.first_index > index || chunk.last_index < index {
                 continue;
             }
+            let k = self.chunks_dropped as usize + k;
             let records = CHUNK_RECORDS.min(self.records - k as u64 * CHUNK_RECORDS) as usize;
             let mut bytes = vec![0u8; records * self.record_len];
             let offset = k as u64 * CHUNK_RECORDS * self.record_len as u64;
@@ -305,6 +343,58 @@ impl CertStore {
             }
         }
         None
+    }
+
+    /// The log was compacted through `upto` (retention): statements that
+    /// end there or before are of no use any more. Memory forgets them,
+    /// and the file frees (punches a hole over) its whole written chunks
+    /// that hold only such statements, so that its disk stays bounded
+    /// while offsets stay those of the whole file. Returns the bytes
+    /// freed.
+    pub fn compact(&mut self, upto: Index) -> Result<u64, String> {
+        while let Some((&last, _)) = self.recent.first_key_value() {
+            if last > upto {
+                break;
+            }
+            if let Some((last, gone)) = self.recent.pop_first() {
+                self.by_first.remove(&(gone.statement.first_index, last));
+            }
+        }
+        let written = self.records * self.record_len as u64 - self.pending.len() as u64;
+        let chunk_bytes = CHUNK_RECORDS * self.record_len as u64;
+        let mut drop = 0;
+        while drop + 1 < self.chunks.len()
+            && self.chunks[drop].last_index <= upto
+            && (self.chunks_dropped + drop as u64 + 1) * chunk_bytes <= written
+        {
+            drop += 1;
+        }
+        if drop == 0 {
+            return Ok(0);
+        }
+        self.chunks.drain(..drop);
+        self.chunks_dropped += drop as u64;
+        let Some(file) = &self.file else {
+            return Ok(0);
+        };
+        // Whole filesystem blocks only: the block that holds the first
+        // live record keeps its bytes.
+        let end = self.chunks_dropped * chunk_bytes / PUNCH_ALIGN * PUNCH_ALIGN;
+        if end <= self.punched {
+            return Ok(0);
+        }
+        use std::os::fd::AsRawFd;
+        nix::fcntl::fallocate(
+            file.as_raw_fd(),
+            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            self.punched as i64,
+            (end - self.punched) as i64,
+        )
+        .map_err(|error| format!("cannot free compacted statements: {error}"))?;
+        let freed = end - self.punched;
+        self.punched = end;
+        Ok(freed)
     }
 
     /// Statements covering `[from, to]` in index order, at most `max`,
@@ -368,6 +458,62 @@ mod tests {
             assert_eq!(store.lookup(index).unwrap().statement.first_index, first);
         }
         assert!(store.lookup(21).is_none());
+    }
+
+    /// Retention: compacting frees the file's dead prefix (a hole: the
+    /// disk shrinks, offsets stay), lookups still find the live
+    /// statements from the file, and a reopen skips the hole.
+    #[test]
+    fn compaction_frees_the_dead_prefix_and_a_reopen_skips_it() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certificates");
+        let (mut store, _) = CertStore::open(&path).unwrap();
+        let count = 40 * CHUNK_RECORDS;
+        for index in 1..=count {
+            store.insert(statement(index, index)).unwrap();
+        }
+        store.flush().unwrap();
+        let allocated = |path: &Path| std::fs::metadata(path).unwrap().blocks() * 512;
+        let before = allocated(&path);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let upto = 30 * CHUNK_RECORDS + 7;
+        let freed = store.compact(upto).unwrap();
+        assert!(freed > 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "offsets stay");
+        assert!(
+            allocated(&path) < before / 2,
+            "{} of {before} bytes still allocated",
+            allocated(&path)
+        );
+        // Live statements older than memory's window still come from the
+        // file; dropped ones are gone.
+        assert!(
+            store.lookup(upto).is_none()
+                || store.lookup(upto).unwrap().statement.last_index == upto
+        );
+        assert_eq!(
+            store.lookup(count - 5).unwrap().statement.first_index,
+            count - 5
+        );
+        assert!(store.lookup(10).is_none());
+        drop(store);
+        let (store, ranges) = CertStore::open(&path).unwrap();
+        assert!(ranges.iter().all(|&(first, _)| first > 29 * CHUNK_RECORDS));
+        assert_eq!(ranges.last(), Some(&(count, count)));
+        assert_eq!(
+            store.lookup(count - 100).unwrap().statement.last_index,
+            count - 100
+        );
+        // Appends continue at the old offsets.
+        drop(store);
+        let (mut store, _) = CertStore::open(&path).unwrap();
+        store.insert(statement(count + 1, count + 1)).unwrap();
+        store.flush().unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len + store.record_len as u64
+        );
     }
 
     /// Runtime simulator, seed 3585: a leader re-signed [100, 4195] over

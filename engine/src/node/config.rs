@@ -84,6 +84,12 @@ pub struct StorageConfig {
     /// Keep every entry (no snapshots, no compaction): `ordo log --from 1`
     /// works forever. Embedders with a state machine turn it off.
     pub retain_log: bool,
+    /// With `retain_log`: bound the log's disk (its directory, segments
+    /// and the prepared spare included) to this many bytes by dropping
+    /// the oldest entries (`0`: keep every entry). At least 5
+    /// `segment_bytes`. The node keeps the entries since its snapshot
+    /// before last (docs/operations.md, "Retention").
+    pub retain_bytes: u64,
     /// Segment files are opened with `O_DSYNC`, so a group-commit round is
     /// one write that is durable when it completes (default). `false`:
     /// a write followed by an fdatasync (docs/storage.md). Either way an
@@ -98,6 +104,7 @@ impl Default for StorageConfig {
             kind: "disk".into(),
             segment_bytes: 64 << 20,
             retain_log: true,
+            retain_bytes: 0,
             write_through: true,
         }
     }
@@ -265,6 +272,17 @@ impl NodeConfig {
                     format!("{other:?} is not `disk` or `memory`"),
                 ));
             }
+        }
+        if self.storage.retain_bytes != 0
+            && self.storage.retain_bytes < 5 * self.storage.segment_bytes
+        {
+            return Err(field(
+                "storage.retain_bytes",
+                format!(
+                    "{} is below 5 segments of storage.segment_bytes ({}): 0 keeps every entry",
+                    self.storage.retain_bytes, self.storage.segment_bytes
+                ),
+            ));
         }
         if self.storage.segment_bytes < 1 << 20 {
             return Err(field("storage.segment_bytes", "must be at least 1 MiB"));

@@ -390,6 +390,22 @@ pub fn repaired(data_dir: &Path) -> Result<(), String> {
         .map_err(io_error("sync", data_dir))
 }
 
+/// Bytes the files directly in `dir` occupy on disk (blocks allocated,
+/// as `du` counts them: a preallocated segment counts whole); `0` for a
+/// directory that cannot be read.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.metadata().ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|metadata| metadata.blocks() * 512)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;

@@ -34,7 +34,9 @@ pub struct FeedState {
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
     /// The requested ids were compacted away.
-    #[error("message ids before {first_id} were compacted away")]
+    #[error(
+        "message ids before {first_id} are no longer retained: the first retained message id is {first_id}"
+    )]
     Compacted {
         /// The first id still held.
         first_id: MessageId,

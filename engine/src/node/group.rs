@@ -68,6 +68,12 @@ enum Responder {
     Api(Reply<Result<Receipt, ProposeError>>, Session),
 }
 
+/// How often the log's disk is measured against `storage.retain_bytes`
+/// (µs).
+const RETAIN_CHECK_US: u64 = 20_000;
+/// The log directory's files besides segments (the hard state), with room
+/// to spare.
+const RETAIN_SLACK_BYTES: u64 = 64 << 10;
 /// Bytes of configuration links one `Chain` answer carries at most (the
 /// client asks again for the rest).
 const CHAIN_ANSWER_BYTES: usize = 1 << 20;
@@ -162,6 +168,9 @@ pub struct Group<S: LogStore + 'static> {
     was_member: bool,
     /// Since when a committed configuration has left this node out.
     removed_since_us: Option<u64>,
+    /// When the log's disk is next measured against
+    /// `storage.retain_bytes` (µs, monotonic).
+    retain_next_us: u64,
     /// The voter's gossip endpoint, if it runs one (`gossip_bridge.rs`).
     gossip: Option<GossipBridge>,
     /// The last leader hint built, reused while the leader is the same:
@@ -239,6 +248,7 @@ impl<S: LogStore + 'static> Group<S> {
             shutting_down: false,
             was_member: false,
             removed_since_us: None,
+            retain_next_us: 0,
             gossip: None,
             leader_hint: std::cell::RefCell::new(LeaderHint {
                 id: 0,
@@ -300,6 +310,7 @@ impl<S: LogStore + 'static> Group<S> {
                 return Err(reason);
             }
             self.raft.step(now, Event::Tick);
+            self.retain(now);
             self.raft.end_turn(now, &mut self.commands);
             let commands = std::mem::take(&mut self.commands);
             for command in commands {
@@ -1146,7 +1157,13 @@ impl<S: LogStore + 'static> Group<S> {
             }
             Command::CompactLog { upto } => {
                 let upto = self.compaction_point(upto);
-                if upto >= self.log.store().state().first_index() {
+                let first = self.log.store().state().first_index();
+                // Statements go once their entries are gone from the log:
+                // the store drops whole segments only, and after the
+                // compaction asked for here completes (a compaction
+                // behind, so tokens are never cut short).
+                self.certificates.compact(first.saturating_sub(1));
+                if upto >= first {
                     self.log.compact(upto);
                 }
             }
@@ -1366,6 +1383,40 @@ impl<S: LogStore + 'static> Group<S> {
         match self.certificates.first_gap(floor, upto) {
             Some((from, _)) => upto.min(from.saturating_sub(1)),
             None => upto,
+        }
+    }
+
+    /// `storage.retain_bytes`: every `RETAIN_CHECK_US`, measures the log's
+    /// directory (blocks allocated: its segments and the prepared spare)
+    /// and takes a snapshot once it reaches the bound less three segments
+    /// and the hard state. The core compacts to the
+    /// snapshot before (`compact_to_previous_snapshot`), so the entries of
+    /// the last interval stay for followers and readers a little behind.
+    fn retain(&mut self, now: crate::core::Now) {
+        let storage = &self.config.storage;
+        if storage.retain_bytes == 0
+            || !storage.retain_log
+            || storage.kind != "disk"
+            || now.mono_us < self.retain_next_us
+        {
+            return;
+        }
+        self.retain_next_us = now.mono_us + RETAIN_CHECK_US;
+        let used = super::durability::dir_bytes(&self.config.data_dir.join("log"));
+        // Room for the segment being filled, the prepared spare, one more
+        // segment by which compaction (whole segments only) may lag, and
+        // the hard state.
+        let trigger = storage
+            .retain_bytes
+            .saturating_sub(3 * storage.segment_bytes + RETAIN_SLACK_BYTES);
+        if used >= trigger {
+            tracing::debug!(
+                id = self.config.id,
+                used,
+                bound = storage.retain_bytes,
+                "log at its retention bound: taking a snapshot"
+            );
+            self.raft.step(now, Event::TakeSnapshot);
         }
     }
 

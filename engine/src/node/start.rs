@@ -473,6 +473,9 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     let mut core_config = config.raft.clone();
     if config.storage.retain_log {
         core_config.snapshot_entries_threshold = u64::MAX;
+        // Retention takes snapshots when the log's disk nears its bound
+        // (`Group::retain`), and keeps one interval of entries behind.
+        core_config.compact_to_previous_snapshot = config.storage.retain_bytes > 0;
     }
     let raft = Raft::new(
         config.id,

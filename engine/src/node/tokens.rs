@@ -267,6 +267,19 @@ impl Certificates {
             .collect()
     }
 
+    /// The log was compacted through `upto`: statements ending there or
+    /// before are dropped from memory and their file space freed
+    /// (`CertStore::compact`).
+    pub fn compact(&self, upto: Index) {
+        match self.statements.borrow_mut().compact(upto) {
+            Ok(0) => {}
+            Ok(freed) => tracing::debug!(id = self.id, upto, freed, "freed compacted statements"),
+            Err(error) => {
+                tracing::warn!(id = self.id, upto, %error, "cannot free compacted statements")
+            }
+        }
+    }
+
     /// Number of configuration links held.
     pub fn chain_len(&self) -> usize {
         self.chain.borrow().links().count()

@@ -117,6 +117,10 @@ impl Plan {
             sessions_max: 64,
             session_results_max: 16,
             session_ttl_ms: 3_600_000,
+            // Half the seeds compact to the snapshot before the latest
+            // (`ordo`'s retention); drawn from a sequence of its own, so
+            // that every other draw stays what it was.
+            compact_to_previous_snapshot: Rng::new(seed ^ 0x00C0_4BAC_1E11).chance(1, 2),
             ..CoreConfig::default()
         };
         let fault_phase_us = rng.range(2_000_000, 5_000_000);

@@ -1,0 +1,130 @@
+//! Retention (`storage.retain_bytes`) on real processes: the log's disk
+//! and the certificates file stay under the bound while messages keep
+//! coming, a reader asking for a message no longer retained is told the
+//! first id that is, and what is retained still verifies.
+
+use std::time::Duration;
+
+use ordo_tests::procs::ProcCluster;
+
+const SEGMENT_BYTES: u64 = 1 << 20;
+const RETAIN_BYTES: u64 = 12 << 20;
+
+/// Bytes the files directly in `dir` occupy on disk.
+fn allocated(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_log_stays_under_its_bound_and_readers_are_told_what_is_gone() {
+    let mut cluster = ProcCluster::start_with(3, 27_800, |config| {
+        config.storage.segment_bytes = SEGMENT_BYTES;
+        config.storage.retain_bytes = RETAIN_BYTES;
+    });
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    // 12 rounds of 2,000 messages of 1 KiB: about 3 times the bound.
+    let payload = "x".repeat(1024);
+    let mut peak = [0u64; 3];
+    let mut acks = Vec::new();
+    for round in 0..12 {
+        let text: String = (0..2_000)
+            .map(|i| format!("{round}-{i}-{payload}\n"))
+            .collect();
+        acks = cluster.send_lines(1 + round % 3, &text);
+        std::thread::sleep(Duration::from_millis(300));
+        for id in 1..=3u64 {
+            let log = cluster.dir.join(format!("node{id}/data/log"));
+            let used = allocated(&log);
+            peak[id as usize - 1] = peak[id as usize - 1].max(used);
+            assert!(
+                used <= RETAIN_BYTES,
+                "node {id}'s log uses {used} bytes, over its bound of {RETAIN_BYTES}"
+            );
+        }
+    }
+    let last_id = acks.last().unwrap()["id"].as_u64().unwrap();
+    for id in 1..=3u64 {
+        // The beginning is gone, and the reader is told where the log now
+        // starts.
+        let output = cluster.ordo(&["log", "--node", &cluster.addr(id), "--from", "1"], None);
+        assert!(!output.ok, "node {id} served message 1 after retention");
+        let first: u64 = output
+            .stderr
+            .split("the first retained message id is ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("node {id}: {}", output.stderr));
+        assert!(first > 1 && first <= last_id, "node {id}: first {first}");
+        // From there on everything is served, and verifies.
+        let output = cluster.ordo(
+            &[
+                "log",
+                "--node",
+                &cluster.addr(id),
+                "--from",
+                &first.to_string(),
+            ],
+            None,
+        );
+        assert!(output.ok, "node {id}: {}", output.stderr);
+        let lines = output.json_lines();
+        assert_eq!(lines.first().unwrap()["id"].as_u64(), Some(first));
+        assert!(lines.last().unwrap()["id"].as_u64().unwrap() >= last_id);
+        let keys = cluster.keys();
+        let verified = cluster.ordo(
+            &["verify", "--keys", keys.to_str().unwrap()],
+            Some(&output.stdout),
+        );
+        assert!(verified.ok, "node {id}: {}", verified.stderr);
+        // The certificates file's dead prefix was freed too.
+        let certificates = cluster.dir.join(format!("node{id}/data/certificates"));
+        let apparent = std::fs::metadata(&certificates).unwrap().len();
+        let used = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&certificates).unwrap().blocks() * 512
+        };
+        assert!(
+            used < apparent,
+            "node {id}: certificates use {used} of {apparent} bytes"
+        );
+    }
+    eprintln!("peak log bytes per node: {peak:?} (bound {RETAIN_BYTES})");
+    // A restarted node starts from what it retained, and serves it.
+    cluster.kill(2);
+    cluster.start_node(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = cluster.ordo(
+            &[
+                "log",
+                "--node",
+                &cluster.addr(2),
+                "--from",
+                &last_id.to_string(),
+            ],
+            None,
+        );
+        if output.ok && !output.json_lines().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted node does not serve its retained log: {}",
+            output.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
