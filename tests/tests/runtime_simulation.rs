@@ -61,6 +61,10 @@ use ordo_tests::{env_u64, runtime_sim};
 ///   still in its log, did not know a configuration inside them and
 ///   signed a statement past it. Nodes now record every configuration
 ///   they apply (`data_dir/chain`).
+/// - 29, 1502 (with `compact_to_previous_snapshot`): statements were
+///   dropped when a compaction was asked for, while the log, which drops
+///   whole segments only, still held their entries; answers then waited
+///   for tokens forever. Statements now go once their entries are gone.
 const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (351, false),
     (711, false),
@@ -89,6 +93,8 @@ const REGRESSION_SEEDS: &[(u64, bool)] = &[
     (1722, true),
     (710, true),
     (2091, true),
+    (29, true),
+    (1502, true),
 ];
 
 /// Runs `seed` (`misdirect`: `None` follows `ORDO_RUNTIME_SIM_MISDIRECT`),
