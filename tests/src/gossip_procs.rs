@@ -26,6 +26,9 @@ pub struct GossipCluster {
     /// Seeds every gossip node starts with (the voters' gossip addresses,
     /// unless a test says otherwise).
     pub seeds: Vec<String>,
+    /// More arguments for `ordo gossip` (e.g. `--retain-bytes`), used by
+    /// the next [`GossipCluster::start_gossip`].
+    pub extra_args: Vec<String>,
     binary: PathBuf,
 }
 
@@ -41,6 +44,7 @@ impl GossipCluster {
             voters: cluster,
             gossip: (0..gossip).map(|_| None).collect(),
             seeds,
+            extra_args: Vec::new(),
             binary: ordo_binary(),
         };
         for j in 1..=gossip {
@@ -81,6 +85,7 @@ impl GossipCluster {
             .arg(self.voters.keys())
             .arg("--data-dir")
             .arg(self.gossip_dir(j))
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

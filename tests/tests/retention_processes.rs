@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use ordo_tests::gossip_procs::GossipCluster;
 use ordo_tests::procs::ProcCluster;
 
 const SEGMENT_BYTES: u64 = 1 << 20;
@@ -127,4 +128,89 @@ fn the_log_stays_under_its_bound_and_readers_are_told_what_is_gone() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `ordo gossip --retain-bytes`: a gossip node's delivered messages stay
+/// under the bound too, and its readers are told the first id it holds.
+#[test]
+fn a_gossip_node_keeps_its_delivered_file_under_its_bound() {
+    const GOSSIP_RETAIN: u64 = 1 << 20;
+    let mut cluster = GossipCluster::start(3, 0, 29_000);
+    cluster.extra_args = vec!["--retain-bytes".into(), GOSSIP_RETAIN.to_string()];
+    cluster.start_gossip(1);
+    cluster
+        .voters
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    let payload = "g".repeat(1024);
+    let mut last_id = 0;
+    for round in 0..4 {
+        let text: String = (0..2_000)
+            .map(|i| format!("{round}-{i}-{payload}\n"))
+            .collect();
+        let acks = cluster.voters.send_lines(1, &text);
+        last_id = acks.last().unwrap()["id"].as_u64().unwrap();
+    }
+    let file = cluster.gossip_dir(1).join("delivered.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let output = cluster.voters.ordo(
+            &["log", "--node", &cluster.gossip_addr(1), "--from", "1"],
+            None,
+        );
+        let first = output
+            .stderr
+            .split("message ids before ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<u64>().ok());
+        let tail = cluster.voters.ordo(
+            &[
+                "log",
+                "--node",
+                &cluster.gossip_addr(1),
+                "--from",
+                &last_id.to_string(),
+            ],
+            None,
+        );
+        if let Some(first) = first
+            && tail.ok
+            && !tail.json_lines().is_empty()
+        {
+            break first;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gossip node did not deliver and drop: {} / {}",
+            output.stderr,
+            tail.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(first > 1 && first <= last_id);
+    let used = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&file).unwrap().blocks() * 512
+    };
+    assert!(
+        used <= GOSSIP_RETAIN + (64 << 10),
+        "the gossip node's delivered file uses {used} bytes, over {GOSSIP_RETAIN}"
+    );
+    let output = cluster.voters.ordo(
+        &[
+            "log",
+            "--node",
+            &cluster.gossip_addr(1),
+            "--from",
+            &first.to_string(),
+        ],
+        None,
+    );
+    assert!(output.ok, "{}", output.stderr);
+    let lines = output.json_lines();
+    assert_eq!(lines.first().unwrap()["id"].as_u64(), Some(first));
+    cluster
+        .verify(&lines)
+        .expect("what the gossip node kept verifies");
 }

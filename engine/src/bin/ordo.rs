@@ -157,6 +157,10 @@ enum Command {
         /// window of recent ones, in memory).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// With --data-dir: keep the delivered messages' file under this
+        /// many bytes, dropping the oldest (0: keep every message).
+        #[arg(long, default_value_t = 0, value_name = "BYTES")]
+        retain_bytes: u64,
     },
     /// Runs a local cluster in the foreground: N voters and M gossip nodes
     /// as child processes (laid out by `init` in DIR unless DIR has one
@@ -288,7 +292,8 @@ fn main() -> ExitCode {
             seeds,
             keys,
             data_dir,
-        } => run_gossip(&listen, &seeds, keys, data_dir),
+            retain_bytes,
+        } => run_gossip(&listen, &seeds, keys, data_dir, retain_bytes),
         Command::Cluster {
             nodes,
             gossip,
@@ -337,6 +342,7 @@ fn run_gossip(
     seeds: &[String],
     keys: PathBuf,
     data_dir: Option<PathBuf>,
+    retain_bytes: u64,
 ) -> Result<(), String> {
     cli::init_tracing();
     let listen = parse_addr_of("--listen", listen)?;
@@ -348,6 +354,7 @@ fn run_gossip(
     let signals = cli::termination_signals()?;
     let mut config = GossipNodeConfig::new(listen, seeds, keys);
     config.data_dir = data_dir;
+    config.store.retain_bytes = retain_bytes;
     if let Some(dir) = std::env::var_os("ORDO_GOSSIP_TIMINGS_DIR") {
         let name = format!("deliver-{}.txt", listen.port());
         config.timings_file = Some(PathBuf::from(dir).join(name));

@@ -43,6 +43,9 @@ use crate::gossip::GossipMessage;
 
 /// The delivered messages' file in the data directory.
 pub const DELIVERED_FILE: &str = "delivered.log";
+/// Where the file's retained part starts: `first_id offset`, written (and
+/// synced, then renamed into place) before the part before it is freed.
+pub const START_FILE: &str = "delivered.start";
 /// Bytes of a record before its payload.
 const RECORD_HEADER_BYTES: usize = 4 + 4 + 8 * 4 + 4 + 4;
 
@@ -55,6 +58,11 @@ pub struct StoreLimits {
     pub recent_bytes_max: usize,
     /// Largest record accepted on recovery (a bigger length is damage).
     pub record_bytes_max: usize,
+    /// Bound the file's live bytes (`ordo gossip --retain-bytes`; `0`:
+    /// keep every message): past it, the oldest durable half is dropped
+    /// (its blocks freed, a hole) and readers asking for it are told the
+    /// first id held.
+    pub retain_bytes: u64,
 }
 
 impl Default for StoreLimits {
@@ -63,6 +71,7 @@ impl Default for StoreLimits {
             recent_messages_max: 65_536,
             recent_bytes_max: 128 << 20,
             record_bytes_max: (1 << 20) + 8192,
+            retain_bytes: 0,
         }
     }
 }
@@ -89,8 +98,12 @@ pub enum StoreError {
 struct Disk {
     path: PathBuf,
     file: Arc<File>,
-    /// Offset of the record of id `i + 1` (ids start at 1).
-    offsets: Vec<u64>,
+    /// The first id the file holds (retention dropped those before).
+    first_id: MessageId,
+    /// Offset of the record of id `first_id + i`.
+    offsets: VecDeque<u64>,
+    /// The file's bytes before this offset were freed (a hole).
+    punched: u64,
     /// Bytes of the file that are durable.
     durable_len: u64,
     /// Bytes the file will have once everything appended is written.
@@ -212,11 +225,14 @@ impl DeliveredStore {
             .open(&path)
             .map_err(io(&path))?;
         let file_len = file.metadata().map_err(io(&path))?.len();
+        let (first_id, start) = read_start(dir)?;
+        let start = start.min(file_len);
         let mut reader = BufReader::with_capacity(1 << 20, &file);
-        let mut offsets = Vec::new();
+        std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(start)).map_err(io(&path))?;
+        let mut offsets = VecDeque::new();
         let mut recent: VecDeque<GossipMessage> = VecDeque::new();
         let mut recent_bytes = 0;
-        let mut at = 0u64;
+        let mut at = start;
         let mut reason = None;
         loop {
             let mut head = [0u8; 8];
@@ -248,7 +264,7 @@ impl DeliveredStore {
                 reason = Some("a record failing its CRC".to_string());
                 break;
             }
-            let expected = offsets.len() as u64 + 1;
+            let expected = first_id + offsets.len() as u64;
             let Some(message) = decode_body(Bytes::from(body)) else {
                 reason = Some("a malformed record".to_string());
                 break;
@@ -257,7 +273,7 @@ impl DeliveredStore {
                 reason = Some(format!("id {} where {expected} was due", message.id));
                 break;
             }
-            offsets.push(at);
+            offsets.push_back(at);
             at += 8 + body_len as u64;
             recent_bytes += message.size_bytes();
             recent.push_back(message);
@@ -275,13 +291,15 @@ impl DeliveredStore {
             file.set_len(at).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
         }
-        let last_id = offsets.len() as u64;
+        let last_id = first_id + offsets.len() as u64 - 1;
         let recent_first = last_id + 1 - recent.len() as u64;
         Ok(Self {
             disk: Some(Disk {
                 path,
                 file: Arc::new(file),
+                first_id,
                 offsets,
+                punched: start / PUNCH_ALIGN * PUNCH_ALIGN,
                 durable_len: at,
                 end: at,
                 pending: Vec::new(),
@@ -314,10 +332,9 @@ impl DeliveredStore {
 
     /// The first id a reader can get.
     pub fn first_id(&self) -> MessageId {
-        if self.disk.is_some() {
-            1
-        } else {
-            self.recent_first
+        match &self.disk {
+            Some(disk) => disk.first_id,
+            None => self.recent_first,
         }
     }
 
@@ -340,7 +357,7 @@ impl DeliveredStore {
             }
             self.last_id = message.id;
             if let Some(disk) = &mut self.disk {
-                disk.offsets.push(disk.end + disk.pending.len() as u64);
+                disk.offsets.push_back(disk.end + disk.pending.len() as u64);
                 encode_record(&mut disk.pending, &message);
                 disk.pending_last = message.id;
             }
@@ -402,6 +419,69 @@ impl DeliveredStore {
         }
         self.durable_id = self.durable_id.max(job.last_id);
         self.trim();
+        self.retain()
+    }
+
+    /// `retain_bytes`: once the file's live part exceeds it, drops the
+    /// oldest durable records until half of it remains: records where the
+    /// new start is (`delivered.start`, synced and renamed into place
+    /// first, so that a crash finds either start), then frees the blocks
+    /// before it (a hole: offsets stay those of the whole file). Blocking
+    /// file IO, once per half a bound of messages.
+    fn retain(&mut self) -> Result<(), StoreError> {
+        let bound = self.limits.retain_bytes;
+        let Some(disk) = &mut self.disk else {
+            return Ok(());
+        };
+        let Some(&start) = disk.offsets.front() else {
+            return Ok(());
+        };
+        if bound == 0 || disk.durable_len - start <= bound {
+            return Ok(());
+        }
+        // The first durable id whose record starts within the newest half.
+        let keep_from = disk.durable_len - bound / 2;
+        let durable = (self.durable_id + 1 - disk.first_id) as usize;
+        let skip = disk
+            .offsets
+            .iter()
+            .take(durable)
+            .position(|&offset| offset >= keep_from)
+            .unwrap_or(durable.saturating_sub(1));
+        if skip == 0 {
+            return Ok(());
+        }
+        let first_id = disk.first_id + skip as u64;
+        let offset = disk.offsets[skip];
+        let dir = disk.path.parent().unwrap_or(Path::new("."));
+        write_start(dir, first_id, offset)?;
+        disk.offsets.drain(..skip);
+        disk.first_id = first_id;
+        let end = offset / PUNCH_ALIGN * PUNCH_ALIGN;
+        if end > disk.punched {
+            use std::os::fd::AsRawFd;
+            nix::fcntl::fallocate(
+                disk.file.as_raw_fd(),
+                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                    | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                disk.punched as i64,
+                (end - disk.punched) as i64,
+            )
+            .map_err(|e| StoreError::Io {
+                path: disk.path.clone(),
+                source: std::io::Error::from(e),
+            })?;
+            disk.punched = end;
+        }
+        // The window in memory keeps nothing the file no longer does.
+        while self.recent_first < first_id {
+            let Some(old) = self.recent.pop_front() else {
+                break;
+            };
+            self.recent_bytes -= old.size_bytes();
+            self.recent_first += 1;
+        }
+        self.recent_first = self.recent_first.max(first_id);
         Ok(())
     }
 
@@ -455,9 +535,9 @@ fn read_record(disk: &Disk, id: MessageId, record_max: usize) -> Result<GossipMe
             format!("record of id {id}: {what}"),
         ),
     };
-    let offset = *disk
-        .offsets
-        .get((id - 1) as usize)
+    let offset = *id
+        .checked_sub(disk.first_id)
+        .and_then(|i| disk.offsets.get(i as usize))
         .ok_or_else(|| corrupt("not indexed"))?;
     if offset >= disk.durable_len {
         return Err(corrupt("not durable yet"));
@@ -482,6 +562,42 @@ fn read_record(disk: &Disk, id: MessageId, record_max: usize) -> Result<GossipMe
         return Err(corrupt("wrong id"));
     }
     Ok(message)
+}
+
+/// Holes are punched in whole blocks of this many bytes.
+const PUNCH_ALIGN: u64 = 4096;
+
+/// The retained part's start, `(first id, offset)`: `(1, 0)` without a
+/// start file. A start file that does not parse is damage: an error that
+/// names it (deleting it makes the node pull what it lacks again).
+fn read_start(dir: &Path) -> Result<(MessageId, u64), StoreError> {
+    let path = dir.join(START_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((1, 0)),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let mut words = text.split_whitespace().map(str::parse::<u64>);
+    match (words.next(), words.next(), words.next()) {
+        (Some(Ok(first_id)), Some(Ok(offset)), None) if first_id >= 1 => Ok((first_id, offset)),
+        _ => Err(io(&path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("expected \"<first id> <offset>\", found {:?}", text.trim()),
+        ))),
+    }
+}
+
+/// Replaces the start file durably (temporary file, sync, rename, sync of
+/// the directory).
+fn write_start(dir: &Path, first_id: MessageId, offset: u64) -> Result<(), StoreError> {
+    let path = dir.join(START_FILE);
+    let temporary = dir.join(format!("{START_FILE}.tmp"));
+    let mut file = File::create(&temporary).map_err(io(&temporary))?;
+    std::io::Write::write_all(&mut file, format!("{first_id} {offset}\n").as_bytes())
+        .map_err(io(&temporary))?;
+    file.sync_all().map_err(io(&temporary))?;
+    std::fs::rename(&temporary, &path).map_err(io(&path))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 /// A write of appended records and its `fdatasync`, to run off the
@@ -560,6 +676,54 @@ mod tests {
         if let Some(job) = store.take_sync() {
             store.synced(job.run()).unwrap();
         }
+    }
+
+    /// `retain_bytes`: the file's live part stays under the bound, the
+    /// freed part is a hole, readers are told the first id held, and a
+    /// reopen starts there.
+    #[test]
+    fn retention_bounds_the_file_and_a_reopen_starts_where_it_left() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let limits = StoreLimits {
+            recent_messages_max: 16,
+            retain_bytes: 256 << 10,
+            ..StoreLimits::default()
+        };
+        let big = |id: u64| GossipMessage {
+            payload: Bytes::from(vec![b'p'; 1000]),
+            ..message(id)
+        };
+        let mut store = DeliveredStore::open(dir.path(), limits).unwrap();
+        for batch in 0..100u64 {
+            store.append((batch * 20 + 1..=batch * 20 + 20).map(big).collect());
+            sync(&mut store);
+        }
+        assert_eq!(store.last_id(), 2000);
+        let first = store.first_id();
+        assert!(first > 1000, "first id held {first}");
+        let path = dir.path().join(DELIVERED_FILE);
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(
+            allocated <= (256 << 10) + (64 << 10),
+            "{allocated} bytes allocated"
+        );
+        assert!(matches!(
+            store.read(1, 10, usize::MAX),
+            Err(StoreError::Compacted { first_id }) if first_id == first
+        ));
+        assert_eq!(store.read(first, 1, usize::MAX).unwrap(), vec![big(first)]);
+        drop(store);
+        let mut store = DeliveredStore::open(dir.path(), limits).unwrap();
+        assert_eq!((store.first_id(), store.last_id()), (first, 2000));
+        assert_eq!(store.read(first, 3, usize::MAX).unwrap()[2], big(first + 2));
+        store.append(vec![big(2001)]);
+        sync(&mut store);
+        assert_eq!(store.read(2001, 1, usize::MAX).unwrap(), vec![big(2001)]);
+        // A damaged start file is an error that names it.
+        std::fs::write(dir.path().join(START_FILE), "garbage").unwrap();
+        let error = DeliveredStore::open(dir.path(), limits).unwrap_err();
+        assert!(error.to_string().contains(START_FILE), "{error}");
     }
 
     #[test]
