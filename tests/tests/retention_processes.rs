@@ -26,6 +26,15 @@ fn allocated(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The first retained message id an `ordo log --from` refusal names.
+fn first_retained(stderr: &str) -> Option<u64> {
+    stderr
+        .split("the first retained message id is ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+}
+
 #[test]
 fn the_log_stays_under_its_bound_and_readers_are_told_what_is_gone() {
     let mut cluster = ProcCluster::start_with(3, 27_800, |config| {
@@ -61,12 +70,7 @@ fn the_log_stays_under_its_bound_and_readers_are_told_what_is_gone() {
         // starts.
         let output = cluster.ordo(&["log", "--node", &cluster.addr(id), "--from", "1"], None);
         assert!(!output.ok, "node {id} served message 1 after retention");
-        let first: u64 = output
-            .stderr
-            .split("the first retained message id is ")
-            .nth(1)
-            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse().ok())
+        let first = first_retained(&output.stderr)
             .unwrap_or_else(|| panic!("node {id}: {}", output.stderr));
         assert!(first > 1 && first <= last_id, "node {id}: first {first}");
         // From there on everything is served, and verifies.
@@ -158,12 +162,7 @@ fn a_gossip_node_keeps_its_delivered_file_under_its_bound() {
             &["log", "--node", &cluster.gossip_addr(1), "--from", "1"],
             None,
         );
-        let first = output
-            .stderr
-            .split("message ids before ")
-            .nth(1)
-            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|n| n.parse::<u64>().ok());
+        let first = first_retained(&output.stderr);
         let tail = cluster.voters.ordo(
             &[
                 "log",
@@ -213,4 +212,94 @@ fn a_gossip_node_keeps_its_delivered_file_under_its_bound() {
     cluster
         .verify(&lines)
         .expect("what the gossip node kept verifies");
+}
+
+/// A node that joins after retention dropped the early configuration
+/// changes gets them with the snapshot it installs: its chain still
+/// reaches `cluster.keys`, and what it serves verifies.
+#[test]
+fn a_node_that_joins_from_a_snapshot_serves_the_whole_chain() {
+    let mut cluster = ProcCluster::start_with(3, 28_500, |config| {
+        config.storage.segment_bytes = SEGMENT_BYTES;
+        config.storage.retain_bytes = RETAIN_BYTES;
+    });
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(10))
+        .expect("a leader");
+    let dir = cluster.dir.to_str().unwrap().to_string();
+    let add = |cluster: &ProcCluster, id: &str| {
+        let out = cluster.ordo(
+            &[
+                "member",
+                "add",
+                "--node",
+                &cluster.addr(1),
+                "--dir",
+                &dir,
+                "--id",
+                id,
+                "--learner",
+            ],
+            None,
+        );
+        assert!(out.ok, "member add {id}: {}", out.stderr);
+    };
+    // A change early on, then three times the bound of messages.
+    cluster.add_node(4);
+    add(&cluster, "4");
+    let payload = "z".repeat(1024);
+    for round in 0..12 {
+        let text: String = (0..2_000)
+            .map(|i| format!("{round}-{i}-{payload}\n"))
+            .collect();
+        cluster.send_lines(1 + round % 3, &text);
+    }
+    // Node 5 joins: the entry that added node 4 is long gone from the
+    // leader's log, so node 5 starts from a snapshot.
+    cluster.add_node(5);
+    add(&cluster, "5");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let links = loop {
+        let chain = cluster.ordo(&["chain", "--node", &cluster.addr(5)], None);
+        let links = if chain.ok {
+            chain.json_lines()
+        } else {
+            Vec::new()
+        };
+        if links.len() >= 2 {
+            break links;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 5's chain: {} {}",
+            chain.stdout,
+            chain.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(links[0]["learners"], serde_json::json!([4]));
+    assert_eq!(links[1]["learners"], serde_json::json!([4, 5]));
+    let first = {
+        let output = cluster.ordo(&["log", "--node", &cluster.addr(5), "--from", "1"], None);
+        assert!(!output.ok, "node 5 holds message 1");
+        first_retained(&output.stderr).unwrap_or_else(|| panic!("{}", output.stderr))
+    };
+    let output = cluster.ordo(
+        &[
+            "log",
+            "--chain",
+            "--node",
+            &cluster.addr(5),
+            "--from",
+            &first.to_string(),
+        ],
+        None,
+    );
+    assert!(output.ok, "{}", output.stderr);
+    let keys = cluster.keys();
+    let verified = cluster.ordo(
+        &["verify", "--keys", keys.to_str().unwrap()],
+        Some(&output.stdout),
+    );
+    assert!(verified.ok, "node 5: {}", verified.stderr);
 }

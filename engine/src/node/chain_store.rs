@@ -156,6 +156,60 @@ impl ChainStore {
     }
 }
 
+/// Marks snapshot data that carries the sender's configuration links in
+/// front of the state machine's bytes ([`wrap_snapshot`]).
+const SNAPSHOT_LINKS_MAGIC: &[u8] = b"ordo-snapshot-links-v1\0";
+
+/// A snapshot's data as stored and streamed: the node's configuration
+/// links, then the state machine's bytes. A node that installs it (a
+/// learner behind the compacted log) gets the chain back to `cluster.keys`
+/// with the state, so the chain survives even once every member that saw
+/// the early changes is gone.
+pub fn wrap_snapshot(links: &[ConfigLink], data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(SNAPSHOT_LINKS_MAGIC.len() + 4 + data.len());
+    out.extend_from_slice(SNAPSHOT_LINKS_MAGIC);
+    out.extend_from_slice(&(links.len() as u32).to_le_bytes());
+    for link in links {
+        let bytes = link.to_bytes();
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(data);
+    Bytes::from(out)
+}
+
+/// The links and the state machine's bytes of snapshot data (untrusted:
+/// it may come from a peer). Data written before snapshots carried links
+/// is all state machine bytes.
+pub fn unwrap_snapshot(data: Bytes) -> Result<(Vec<ConfigLink>, Bytes), String> {
+    if !data.starts_with(SNAPSHOT_LINKS_MAGIC) {
+        return Ok((Vec::new(), data));
+    }
+    let u32_at = |at: usize| -> Result<usize, String> {
+        let bytes = data.get(at..at + 4).ok_or("snapshot links: truncated")?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize)
+    };
+    let mut at = SNAPSHOT_LINKS_MAGIC.len();
+    let count = u32_at(at)?;
+    at += 4;
+    if count > CHAIN_CONFIGS_MAX {
+        return Err(format!(
+            "snapshot links: {count} links, at most {CHAIN_CONFIGS_MAX}"
+        ));
+    }
+    let mut links = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = u32_at(at)?;
+        at += 4;
+        let bytes = data
+            .get(at..at.saturating_add(len))
+            .ok_or("snapshot links: truncated link")?;
+        links.push(ConfigLink::from_bytes(bytes).map_err(|e| format!("snapshot links: {e}"))?);
+        at += len;
+    }
+    Ok((links, data.slice(at..)))
+}
+
 fn link_body(link: &ConfigLink) -> Vec<u8> {
     let mut body = vec![KIND_LINK];
     body.extend_from_slice(&link.to_bytes());
@@ -263,6 +317,23 @@ mod tests {
             store.configs().map(|(i, _)| i).collect::<Vec<_>>(),
             vec![10]
         );
+    }
+
+    #[test]
+    fn snapshots_carry_links_and_old_snapshots_still_read() {
+        let wrapped = wrap_snapshot(&[link(10), link(20)], b"state");
+        let (links, data) = unwrap_snapshot(wrapped.clone()).unwrap();
+        assert_eq!(links, vec![link(10), link(20)]);
+        assert_eq!(&data[..], b"state");
+        let (links, data) = unwrap_snapshot(Bytes::from_static(b"old state")).unwrap();
+        assert!(links.is_empty());
+        assert_eq!(&data[..], b"old state");
+        for len in SNAPSHOT_LINKS_MAGIC.len()..wrapped.len() - 5 {
+            assert!(
+                unwrap_snapshot(wrapped.slice(..len)).is_err(),
+                "prefix {len}"
+            );
+        }
     }
 
     #[test]

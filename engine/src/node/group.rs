@@ -1152,7 +1152,10 @@ impl<S: LogStore + 'static> Group<S> {
                 result => self.answer_read(request_id, result),
             },
             Command::CreateSnapshot(meta) => {
-                let data = self.state_machine.snapshot();
+                let data = super::chain_store::wrap_snapshot(
+                    &self.certificates.links_held(),
+                    &self.state_machine.snapshot(),
+                );
                 self.snapshots.save(meta, data);
             }
             Command::CompactLog { upto } => {
@@ -1168,10 +1171,19 @@ impl<S: LogStore + 'static> Group<S> {
                 }
             }
             Command::SendSnapshot { to, meta, term } => self.snapshots.send(to, meta, term),
-            Command::RestoreSnapshot(meta) => match self.snapshots.take_received(&meta) {
-                Some(data) => match self.state_machine.restore(&data) {
+            Command::RestoreSnapshot(meta) => match self
+                .snapshots
+                .take_received(&meta)
+                .map(super::chain_store::unwrap_snapshot)
+            {
+                Some(Err(error)) => {
+                    tracing::error!(%error, "a received snapshot is malformed");
+                    self.local.completion(Event::SnapshotNotRestored(meta));
+                }
+                Some(Ok((links, data))) => match self.state_machine.restore(&data) {
                     Ok(()) => {
                         self.log.reset(meta.last);
+                        self.certificates.adopt_links(links);
                         self.certificates
                             .start_schedule(meta.last.index, &snapshot_membership(&meta));
                         self.feed.applied_index.set(meta.last.index);

@@ -219,14 +219,16 @@ impl SimulatedNode {
             record_loss(loss);
         }
         mark_started();
-        let snapshot_meta = match latest {
+        let (snapshot_meta, snapshot_links) = match latest {
             Some((meta, data)) => {
+                let (links, data) = super::chain_store::unwrap_snapshot(data)
+                    .map_err(|e| format!("snapshot {:?}: {e}", meta.last))?;
                 machine.restore(&data).map_err(|e| {
                     format!("the state machine refused snapshot {:?}: {e}", meta.last)
                 })?;
-                Some(meta)
+                (Some(meta), links)
             }
-            None => None,
+            None => (None, Vec::new()),
         };
         let store = Rc::new(log);
         let mut state = restore::raft_state(&*store, snapshot_meta)
@@ -265,6 +267,7 @@ impl SimulatedNode {
             links,
             configs,
         ));
+        certificates.adopt_links(snapshot_links);
         certificates.start_schedule(schedule_base.0, &schedule_base.1);
         let snapshots = Rc::new(SnapshotIo::new(
             snapshot_store,

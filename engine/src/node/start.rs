@@ -390,14 +390,16 @@ where
         None => None,
     };
     let mut machine = state_machine();
-    let snapshot_meta = match latest {
+    let (snapshot_meta, snapshot_links) = match latest {
         Some((meta, data)) => {
+            let (links, data) = super::chain_store::unwrap_snapshot(data)
+                .map_err(|e| format!("snapshot {:?}: {e}", meta.last))?;
             machine
                 .restore(&data)
                 .map_err(|e| format!("the state machine refused snapshot {:?}: {e}", meta.last))?;
-            Some(meta)
+            (Some(meta), links)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     match config.storage.kind.as_str() {
         "memory" => {
@@ -405,6 +407,7 @@ where
                 config,
                 machine,
                 snapshot_meta,
+                snapshot_links,
                 snapshot_store,
                 options,
                 external,
@@ -420,6 +423,7 @@ where
                 config,
                 machine,
                 snapshot_meta,
+                snapshot_links,
                 snapshot_store,
                 options,
                 external,
@@ -436,6 +440,8 @@ struct Parts {
     config: Rc<NodeConfig>,
     machine: Box<dyn StateMachine>,
     snapshot_meta: Option<ordo_net::SnapshotMeta>,
+    /// The configuration links the snapshot carried.
+    snapshot_links: Vec<crate::token::ConfigLink>,
     snapshot_store: SnapshotStore,
     options: StartOptions,
     external: inbox::Receiver<External>,
@@ -449,6 +455,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         config,
         machine,
         snapshot_meta,
+        snapshot_links,
         snapshot_store,
         options,
         external,
@@ -514,6 +521,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         (Some(server), Some(inbox))
     };
     let certificates = Rc::new(Certificates::open(&config)?);
+    certificates.adopt_links(snapshot_links);
     certificates.start_schedule(schedule_base.0, &schedule_base.1);
     let snapshots = Rc::new(SnapshotIo::new(
         snapshot_store,

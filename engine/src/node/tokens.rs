@@ -76,6 +76,9 @@ pub struct Certificates {
     /// configuration this node applied (`token::KeySchedule`). `None`
     /// without a keys file (no tokens: nothing to check).
     schedule: RefCell<Option<KeySchedule>>,
+    /// `cluster.keys` alone: what links from a peer's snapshot are checked
+    /// against before they are kept.
+    bootstrap: RefCell<Option<KeySchedule>>,
     /// The configuration links this node holds (`data_dir/chain`).
     chain: RefCell<ChainStore>,
     /// Committed configuration entries whose link has not formed yet (no
@@ -244,6 +247,7 @@ impl Certificates {
         let Some(mut schedule) = schedule else {
             return;
         };
+        *self.bootstrap.borrow_mut() = Some(schedule.clone());
         for (index, encoded) in self.chain.borrow().configs() {
             match Membership::decode(encoded) {
                 Ok(membership) => {
@@ -255,6 +259,38 @@ impl Certificates {
             }
         }
         *self.schedule.borrow_mut() = Some(schedule);
+    }
+
+    /// Links that came with a snapshot (`chain_store::unwrap_snapshot`):
+    /// each is checked from `cluster.keys` on, in order, and the ones that
+    /// verify are kept, so that a node that joined from a snapshot can
+    /// serve the whole chain. The first that does not verify ends it.
+    pub fn adopt_links(&self, mut links: Vec<ConfigLink>) {
+        let Some(mut check) = self.bootstrap.borrow().clone() else {
+            return;
+        };
+        links.sort_by_key(|link| link.index);
+        let mut kept = 0;
+        for link in links {
+            if let Err(error) = check.learn(&link) {
+                tracing::warn!(id = self.id, index = link.index, %error, "a snapshot's configuration link does not verify; the chain it carries ends before it");
+                break;
+            }
+            if !self.chain.borrow().contains(link.index) {
+                if let Err(error) = self.chain.borrow_mut().insert(link) {
+                    tracing::warn!(id = self.id, %error, "cannot keep a configuration link");
+                    break;
+                }
+                kept += 1;
+            }
+        }
+        if kept > 0 {
+            tracing::info!(
+                id = self.id,
+                kept,
+                "configuration links taken from a snapshot"
+            );
+        }
     }
 
     /// Every configuration recorded (the simulator carries them across a
@@ -323,6 +359,7 @@ impl Certificates {
             id: config.id,
             signer,
             schedule: RefCell::new(None),
+            bootstrap: RefCell::new(None),
             chain: RefCell::new(chain),
             pending_links: RefCell::default(),
             forming_links: std::cell::Cell::new(false),
