@@ -390,20 +390,44 @@ pub fn repaired(data_dir: &Path) -> Result<(), String> {
         .map_err(io_error("sync", data_dir))
 }
 
-/// Bytes the files directly in `dir` occupy on disk (blocks allocated,
-/// as `du` counts them: a preallocated segment counts whole); `0` for a
-/// directory that cannot be read.
-pub fn dir_bytes(dir: &Path) -> u64 {
+/// What a log directory occupies on disk ([`log_usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogUsage {
+    /// Every file's allocated blocks.
+    pub total: u64,
+    /// The segments that start after the given index (named by their
+    /// first index, `<20 digits>.seg`), in allocated bytes.
+    pub since: u64,
+}
+
+/// The disk a log directory occupies: in all, and in the segments that
+/// start after index `after` (what was written since a snapshot there,
+/// to a segment).
+pub fn log_usage(dir: &Path, after: Index) -> LogUsage {
     use std::os::unix::fs::MetadataExt;
+    let mut usage = LogUsage::default();
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+        return usage;
     };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.metadata().ok())
-        .filter(std::fs::Metadata::is_file)
-        .map(|metadata| metadata.blocks() * 512)
-        .sum()
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if !metadata.is_file() {
+            continue;
+        }
+        let bytes = metadata.blocks() * 512;
+        usage.total += bytes;
+        let name = entry.file_name();
+        let first = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(".seg"))
+            .and_then(|digits| digits.parse::<Index>().ok());
+        if first.is_some_and(|first| first > after) {
+            usage.since += bytes;
+        }
+    }
+    usage
 }
 
 #[cfg(test)]

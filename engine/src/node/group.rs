@@ -1399,11 +1399,16 @@ impl<S: LogStore + 'static> Group<S> {
     }
 
     /// `storage.retain_bytes`: every `RETAIN_CHECK_US`, measures the log's
-    /// directory (blocks allocated: its segments and the prepared spare)
-    /// and takes a snapshot once it reaches the bound less three segments
-    /// and the hard state. The core compacts to the
-    /// snapshot before (`compact_to_previous_snapshot`), so the entries of
-    /// the last interval stay for followers and readers a little behind.
+    /// directory (blocks allocated: its segments, the prepared spare and
+    /// the hard state). With the bound less three segments and the hard
+    /// state as `room`, it takes a snapshot once the segments after the
+    /// latest snapshot hold half of `room` (or the whole directory reaches
+    /// `room`, whatever the snapshots did). The core compacts to the
+    /// snapshot before (`compact_to_previous_snapshot`), so the log keeps
+    /// between half and all of `room`: the entries of the last interval
+    /// stay for followers and readers a little behind. (A single
+    /// threshold on the whole directory took snapshots in pairs, and the
+    /// second compacted to the first, a few milliseconds back.)
     fn retain(&mut self, now: crate::core::Now) {
         let storage = &self.config.storage;
         if storage.retain_bytes == 0
@@ -1414,19 +1419,18 @@ impl<S: LogStore + 'static> Group<S> {
             return;
         }
         self.retain_next_us = now.mono_us + RETAIN_CHECK_US;
-        let used = super::durability::dir_bytes(&self.config.data_dir.join("log"));
-        // Room for the segment being filled, the prepared spare, one more
-        // segment by which compaction (whole segments only) may lag, and
-        // the hard state.
-        let trigger = storage
+        let room = storage
             .retain_bytes
             .saturating_sub(3 * storage.segment_bytes + RETAIN_SLACK_BYTES);
-        if used >= trigger {
+        let snapshot = self.raft.snapshot_meta().last.index;
+        let usage = super::durability::log_usage(&self.config.data_dir.join("log"), snapshot);
+        if usage.since >= room / 2 || usage.total >= room {
             tracing::debug!(
                 id = self.config.id,
-                used,
+                used = usage.total,
+                since_snapshot = usage.since,
                 bound = storage.retain_bytes,
-                "log at its retention bound: taking a snapshot"
+                "log at its retention interval: taking a snapshot"
             );
             self.raft.step(now, Event::TakeSnapshot);
         }
