@@ -81,6 +81,8 @@ fn start(dir: &std::path::Path, base_port: u16) -> Result<(Vec<Node>, Vec<KvNode
         config.data_dir = dir.join(format!("node{}", config.id));
         config.storage.retain_log = false;
         config.raft.snapshot_entries_threshold = 1_000;
+        // An embedded store without tokens: no cluster.keys, no gossip tier.
+        config.gossip_addr = None;
         let store = Store::default();
         let machine = store.clone();
         let node = Node::start(config, move || Box::new(machine)).map_err(|e| e.to_string())?;

@@ -147,15 +147,30 @@ impl InOrder {
 /// `ordo init`: writes `dir/node<i>/ordo.toml` and `dir/node<i>/node.key`
 /// for each voter and `dir/cluster.keys`; returns what it wrote.
 pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, String> {
+    init_layout(
+        dir,
+        |transport_id| NodeConfig::cluster(nodes, base_port, transport_id),
+        &[],
+    )
+}
+
+/// Writes the configs `layout` makes for a fresh cluster id, a key per
+/// node and `cluster.keys`; `names` are the text substitutions that write
+/// DNS names for their placeholder addresses.
+fn init_layout(
+    dir: &Path,
+    layout: impl FnOnce(u64) -> Result<Vec<NodeConfig>, crate::node::NodeConfigError>,
+    names: &[(String, String)],
+) -> Result<Vec<String>, String> {
     let cluster =
         ClusterId::generate().map_err(|e| format!("no randomness for the cluster id: {e}"))?;
     let transport_id = cluster_transport_id(&cluster);
-    let configs = NodeConfig::cluster(nodes, base_port, transport_id).map_err(|e| e.to_string())?;
+    let configs = layout(transport_id).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut keys = ClusterKeys::new(cluster);
     let mut written = Vec::new();
     for config in &configs {
-        let (path, key) = lay_out_node(dir, config)?;
+        let (path, key) = lay_out_node(dir, config, names)?;
         keys.insert(config.id, key.public_key())
             .map_err(|e| e.to_string())?;
         written.push(path);
@@ -167,6 +182,70 @@ pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, Str
     // not leave nodes without their config, key or membership marker.
     sync_tree(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
     Ok(written)
+}
+
+/// `ordo init --hosts h1,h2,..`: one voter per host, each on the same
+/// ports of its own host (`NodeConfig::cluster_on_hosts`). A host is an IP
+/// address or a DNS name; names are written as they are and resolved by
+/// each node when it starts. `nodes`, when given, must be the host count.
+pub fn init_on_hosts(
+    nodes: Option<usize>,
+    hosts: &[String],
+    dir: &Path,
+    base_port: u16,
+) -> Result<Vec<String>, String> {
+    if let Some(n) = nodes
+        && n != hosts.len()
+    {
+        return Err(format!(
+            "--nodes {n} but --hosts names {} hosts: one node per host",
+            hosts.len()
+        ));
+    }
+    let mut ips = Vec::new();
+    let mut names = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let host = host.trim();
+        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+            if ip.is_unspecified() {
+                return Err(format!(
+                    "--hosts: {host} is not an address other nodes can reach"
+                ));
+            }
+            ips.push(ip);
+            continue;
+        }
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !valid {
+            return Err(format!(
+                "--hosts: {host:?} is not an IP address or a DNS name"
+            ));
+        }
+        // A name stands in the layout as 192.0.2.<i> (TEST-NET-1, never a
+        // real host) and is written back as the name.
+        let placeholder = std::net::IpAddr::from([192, 0, 2, i as u8 + 1]);
+        ips.push(placeholder);
+        names.push((format!("\"{placeholder}:"), format!("\"{host}:")));
+    }
+    let documentation_range = |ip: &std::net::IpAddr| matches!(ip, std::net::IpAddr::V4(v4) if v4.octets()[..3] == [192, 0, 2]);
+    if !names.is_empty()
+        && hosts
+            .iter()
+            .any(|h| h.trim().parse().is_ok_and(|ip| documentation_range(&ip)))
+    {
+        return Err("--hosts: 192.0.2.0/24 is a documentation range, not a host".into());
+    }
+    init_layout(
+        dir,
+        |transport_id| NodeConfig::cluster_on_hosts(&ips, base_port, transport_id),
+        &names,
+    )
 }
 
 /// `ordo init --add ID`: lays out node `id` in `dir/node<ID>` (its
@@ -187,14 +266,18 @@ pub fn init_joining(id: u64, dir: &Path, base_port: u16) -> Result<Vec<String>, 
             node_dir.display()
         ));
     }
-    let (path, _) = lay_out_node(dir, &config)?;
+    let (path, _) = lay_out_node(dir, &config, &[])?;
     sync_tree(&node_dir).map_err(|e| format!("cannot sync {}: {e}", node_dir.display()))?;
     Ok(vec![path])
 }
 
 /// Writes `dir/node<ID>`: the data directory with a fresh key and the
 /// membership marker, and `ordo.toml`. Returns the config's path and the key.
-fn lay_out_node(dir: &Path, config: &NodeConfig) -> Result<(String, NodeKey), String> {
+fn lay_out_node(
+    dir: &Path,
+    config: &NodeConfig,
+    names: &[(String, String)],
+) -> Result<(String, NodeKey), String> {
     let node_dir = dir.join(format!("node{}", config.id));
     let data_dir = node_dir.join(&config.data_dir);
     std::fs::create_dir_all(&data_dir)
@@ -206,8 +289,11 @@ fn lay_out_node(dir: &Path, config: &NodeConfig) -> Result<(String, NodeKey), St
     // has lost its disk (node/durability.rs).
     crate::node::durability::bootstrap_member(&data_dir)?;
     let path = node_dir.join("ordo.toml");
-    std::fs::write(&path, config.to_toml())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let mut text = config.to_toml_minimal();
+    for (placeholder, name) in names {
+        text = text.replace(placeholder.as_str(), name);
+    }
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok((path.display().to_string(), key))
 }
 
@@ -335,14 +421,39 @@ pub fn verify_stdin(keys: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Logs through `tracing` to stderr; `RUST_LOG` filters (default `info`).
+/// How [`init_tracing`] writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event for people: time, level, target, message, fields.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`
+    /// with `message` and every structured field), for log collectors.
+    Json,
+}
+
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Chooses the format of every later [`init_tracing`] (the first call wins).
+pub fn set_log_format(format: LogFormat) {
+    // A second call keeps the first choice, as documented.
+    let _ = LOG_FORMAT.set(format);
+}
+
+/// Logs through `tracing` to stderr, in the format [`set_log_format`]
+/// chose; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // `try_init` fails only when a subscriber is set already (tests that
+    // start several nodes): the first one keeps logging.
+    let _ = match LOG_FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(false).try_init(),
+    };
 }
 
 /// SIGTERM and SIGINT, to be waited for on a thread.

@@ -12,6 +12,8 @@ pub mod client;
 pub mod core;
 pub mod gossip;
 pub mod gossip_node;
+pub mod metrics;
 pub mod node;
+pub mod preflight;
 pub mod testkit;
 pub mod token;

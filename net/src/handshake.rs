@@ -70,6 +70,19 @@ pub enum RejectReason {
     Unavailable,
 }
 
+impl RejectReason {
+    /// A short, fixed name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RejectReason::ClusterMismatch => "cluster_mismatch",
+            RejectReason::VersionMismatch => "version_mismatch",
+            RejectReason::RoleMismatch => "role_mismatch",
+            RejectReason::DialRule => "dial_rule",
+            RejectReason::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// The acceptor refuses, then closes the connection.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct HelloReject {

@@ -73,6 +73,11 @@ pub trait LogStore {
     /// Bounds and durability now.
     fn state(&self) -> LogState;
 
+    /// The disk log's counters, for metrics (`None`: not a disk log).
+    fn disk_stats(&self) -> Option<crate::DiskLogStats> {
+        None
+    }
+
     /// The persisted hard state (default when none was ever saved).
     fn hard_state(&self) -> HardState;
 

@@ -43,6 +43,72 @@ pub fn lines(prefix: &str, count: usize, bytes: usize) -> String {
     text
 }
 
+/// A base port `P` for a cluster laid out by `ordo init --base-port P`
+/// (and `ordo cluster`): every port of the layout (`P + k`, `P + 100 + k`,
+/// `P + 200 + k`, `P + 300 + k` and `P + 400 + k` for `k < 16`) is free
+/// now and handed to no other test of this process.
+///
+/// The ports are drawn below Linux's ephemeral range (32768 on): a port
+/// the OS hands out for `bind(0)` is also one it may give an outgoing
+/// connection as its source port, and a node that then binds it fails.
+/// Free ports are checked by binding them; tests running at once in other
+/// processes draw other bases with high probability, and a clash fails
+/// the node's start with an error naming the port, not a shared listener.
+pub fn free_base_port() -> u16 {
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    seed ^= std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    for _ in 0..1_000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // [10_000, 32_000), in steps of 32 so that bases never overlap.
+        let base = 10_000 + ((seed >> 33) % 687) as u16 * 32;
+        if taken.iter().any(|&t| t.abs_diff(base) < 32) {
+            continue;
+        }
+        let free = (0..5u16)
+            .flat_map(|offset| (0..16u16).map(move |k| base + offset * 100 + k))
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if free {
+            taken.push(base);
+            return base;
+        }
+    }
+    panic!("no free base port found")
+}
+
+/// Kills a process group when dropped: a test that fails (panics) stops
+/// every process it started, children of `ordo cluster` included.
+pub struct GroupGuard {
+    pgid: i32,
+}
+
+impl GroupGuard {
+    /// Guards `child`, which must have been spawned as a process group
+    /// leader (`CommandExt::process_group(0)`).
+    pub fn new(child: &Child) -> Self {
+        Self {
+            pgid: child.id() as i32,
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        // The group may be gone already (ESRCH): nothing left to stop.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// The longest any `ordo` command of a test may run.
 pub const COMMAND_DEADLINE: Duration = Duration::from_secs(180);
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use ordo_tests::procs::ProcCluster;
+use ordo_tests::procs::{ProcCluster, free_base_port};
 use serde_json::Value;
 
 /// Election timeout upper bound of the default config (ms).
@@ -53,7 +53,7 @@ fn check_acknowledged(acks: &[Value], log: &BTreeMap<u64, Value>, node: u64) {
 
 #[test]
 fn a_message_sent_to_a_follower_commits_and_verifies_everywhere() {
-    let cluster = ProcCluster::start(3, 21_000);
+    let cluster = ProcCluster::start(3, free_base_port());
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -122,7 +122,7 @@ fn a_message_sent_to_a_follower_commits_and_verifies_everywhere() {
 
 #[test]
 fn concurrent_senders_to_every_node_get_dense_ids_and_increasing_timestamps() {
-    let cluster = ProcCluster::start(3, 21_400);
+    let cluster = ProcCluster::start(3, free_base_port());
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -171,7 +171,7 @@ fn concurrent_senders_to_every_node_get_dense_ids_and_increasing_timestamps() {
 
 #[test]
 fn a_killed_leader_is_replaced_and_loses_nothing_acknowledged() {
-    let mut cluster = ProcCluster::start(3, 21_800);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     let (leader, term) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -252,7 +252,7 @@ fn a_killed_leader_is_replaced_and_loses_nothing_acknowledged() {
 
 #[test]
 fn a_paused_leader_steps_down_and_no_term_has_two_leaders() {
-    let mut cluster = ProcCluster::start(3, 22_200);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -334,7 +334,7 @@ fn a_paused_leader_steps_down_and_no_term_has_two_leaders() {
 
 #[test]
 fn client_shards_accept_connections_and_hand_proposals_to_the_group() {
-    let cluster = ProcCluster::start_with(3, 22_600, |config| config.runtime.shards = 2);
+    let cluster = ProcCluster::start_with(3, free_base_port(), |config| config.runtime.shards = 2);
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -375,7 +375,7 @@ fn client_shards_accept_connections_and_hand_proposals_to_the_group() {
 
 #[test]
 fn commands_that_reach_no_leader_exit_non_zero_naming_what_they_tried() {
-    let mut cluster = ProcCluster::start(3, 23_000);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");

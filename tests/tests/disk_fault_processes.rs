@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ordo_tests::procs::{ProcCluster, lines};
+use ordo_tests::procs::{ProcCluster, free_base_port, lines};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -93,7 +93,7 @@ fn last_index(acks: &[Value]) -> u64 {
 #[test]
 fn a_follower_with_a_flipped_byte_mid_log_repairs_without_new_proposals() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cluster = ProcCluster::start(3, 25_000);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -125,7 +125,7 @@ fn a_follower_with_a_flipped_byte_mid_log_repairs_without_new_proposals() {
 #[test]
 fn a_follower_whose_first_segment_header_is_unreadable_moves_the_log_aside_and_repairs() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cluster = ProcCluster::start(3, 26_200);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -162,7 +162,7 @@ fn a_follower_whose_first_segment_header_is_unreadable_moves_the_log_aside_and_r
 #[test]
 fn a_follower_with_a_damaged_snapshot_sets_it_aside_and_repairs() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cluster = ProcCluster::start_with(3, 26_400, |config| {
+    let mut cluster = ProcCluster::start_with(3, free_base_port(), |config| {
         config.storage.retain_log = false;
         config.raft.snapshot_entries_threshold = 300;
     });
@@ -211,7 +211,7 @@ fn a_follower_with_a_damaged_snapshot_sets_it_aside_and_repairs() {
 #[test]
 fn a_wiped_follower_and_a_lagging_one_do_not_elect_a_leader_without_acknowledged_messages() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cluster = ProcCluster::start(3, 25_400);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -288,7 +288,7 @@ fn a_wiped_follower_and_a_lagging_one_do_not_elect_a_leader_without_acknowledged
 #[test]
 fn a_wiped_leader_rejoins_as_a_repairing_follower_and_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut cluster = ProcCluster::start(3, 25_800);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use ordo_tests::gossip_procs::{GossipCluster, parse_fields};
+use ordo_tests::procs::free_base_port;
 use serde_json::Value;
 
 /// Fields every copy of a committed message must agree on.
@@ -50,7 +51,7 @@ fn starts(cluster: &GossipCluster, j: usize) -> Vec<u64> {
 #[test]
 fn every_live_gossip_node_delivers_every_message_across_kills_and_a_restart() {
     let began = Instant::now();
-    let mut cluster = GossipCluster::start(3, 8, 23_000);
+    let mut cluster = GossipCluster::start(3, 8, free_base_port());
     cluster
         .voters
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
@@ -185,7 +186,7 @@ mod forgery {
 
     #[test]
     fn forged_messages_are_rejected_and_never_forwarded() {
-        let base = 23_400;
+        let base = free_base_port();
         let mut cluster = GossipCluster::start(3, 0, base);
         cluster
             .voters
@@ -363,9 +364,10 @@ mod forgery {
 
 mod launcher {
     use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
 
-    use ordo_tests::procs::ordo_binary;
+    use ordo_tests::procs::{GroupGuard, ordo_binary};
 
     use super::*;
 
@@ -401,6 +403,8 @@ mod launcher {
     fn ordo_cluster_runs_voters_and_gossip_nodes_and_stops_them_all() {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().join("cluster");
+        let base = super::free_base_port();
+        let at = |offset: u16| format!("127.0.0.1:{}", base + offset);
         let mut launcher = Command::new(ordo_binary())
             .args([
                 "cluster",
@@ -409,14 +413,17 @@ mod launcher {
                 "--gossip",
                 "2",
                 "--base-port",
-                "23800",
+                &base.to_string(),
             ])
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("ordo cluster");
+        // A failed assertion below stops the launcher and its children.
+        let _guard = GroupGuard::new(&launcher);
         let stdout = launcher.stdout.take().unwrap();
         let (lines_tx, lines_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -440,13 +447,14 @@ mod launcher {
             7,
             "every address, the keys, then running: {printed:?}"
         );
-        assert!(printed[0].starts_with("voter 1: client 127.0.0.1:23800 gossip 127.0.0.1:24000"));
-        assert!(printed[3].starts_with("gossip 1: 127.0.0.1:24100"));
+        let voter1 = format!("voter 1: client {} gossip {}", at(0), at(200));
+        assert!(printed[0].starts_with(&voter1), "{printed:?}");
+        assert!(printed[3].starts_with(&format!("gossip 1: {}", at(300))));
         // Send through a voter once one leads, read from a gossip node.
         let deadline = Instant::now() + Duration::from_secs(10);
         let sent = loop {
             let sent = ordo(
-                &["send", "--node", "127.0.0.1:23801", "--stdin"],
+                &["send", "--node", &at(1), "--stdin"],
                 Some(&payloads("launched", 10)),
             );
             if sent.0 || Instant::now() >= deadline {
@@ -457,7 +465,7 @@ mod launcher {
         assert!(sent.0, "{}", sent.2);
         let deadline = Instant::now() + Duration::from_secs(10);
         let log = loop {
-            let (ok, out, _) = ordo(&["log", "--node", "127.0.0.1:24101"], None);
+            let (ok, out, _) = ordo(&["log", "--node", &at(301)], None);
             let lines: Vec<Value> = out
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
@@ -474,14 +482,7 @@ mod launcher {
         assert!(verified.0, "{}", verified.2);
         // --follow streams what it has, then every new message.
         let mut follower = Command::new(ordo_binary())
-            .args([
-                "log",
-                "--node",
-                "127.0.0.1:24100",
-                "--from",
-                "9",
-                "--follow",
-            ])
+            .args(["log", "--node", &at(300), "--from", "9", "--follow"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -496,7 +497,7 @@ mod launcher {
                 let _ = follow_tx.send(line);
             }
         });
-        let more = ordo(&["send", "--node", "127.0.0.1:23800", "one-more"], None);
+        let more = ordo(&["send", "--node", &at(0), "one-more"], None);
         assert!(more.0, "{}", more.2);
         let followed: Vec<Value> = (0..3)
             .filter_map(|_| follow_rx.recv_timeout(Duration::from_secs(10)).ok())
@@ -511,7 +512,7 @@ mod launcher {
             "followed from id 9 into the new message"
         );
         assert_eq!(followed[2]["payload"], "one-more");
-        let (ok, status, _) = ordo(&["status", "--node", "127.0.0.1:24100"], None);
+        let (ok, status, _) = ordo(&["status", "--node", &at(300)], None);
         assert!(ok && status.contains("\"role\":\"gossip\""), "{status}");
         // SIGTERM stops the launcher and every process it started.
         // SAFETY: signalling the child this test started.
@@ -531,14 +532,9 @@ mod launcher {
             status.is_some_and(|s| s.success()),
             "the launcher exits cleanly"
         );
-        for addr in [
-            "127.0.0.1:23800",
-            "127.0.0.1:23802",
-            "127.0.0.1:24100",
-            "127.0.0.1:24101",
-        ] {
+        for addr in [at(0), at(2), at(300), at(301)] {
             assert!(
-                std::net::TcpStream::connect(addr).is_err(),
+                std::net::TcpStream::connect(&addr).is_err(),
                 "{addr} still listens after the launcher stopped"
             );
         }

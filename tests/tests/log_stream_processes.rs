@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ordo_tests::procs::{ProcCluster, lines};
+use ordo_tests::procs::{ProcCluster, free_base_port, lines};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -113,23 +113,23 @@ fn through_follower_and_leader(base_port: u16, count: usize, bytes: usize) {
 /// silence.
 #[test]
 fn large_messages_read_back_from_every_node() {
-    through_follower_and_leader(23_000, 3_000, 65_000);
+    through_follower_and_leader(free_base_port(), 3_000, 65_000);
 }
 
 /// Messages of 64 KiB exactly.
 #[test]
 fn messages_of_64_kib_read_back_from_every_node() {
-    through_follower_and_leader(23_400, 600, 64 << 10);
+    through_follower_and_leader(free_base_port(), 600, 64 << 10);
 }
 
 /// Messages just under the proposal maximum (1 MiB): one per response.
 #[test]
 fn messages_just_under_the_proposal_maximum_read_back_from_every_node() {
-    through_follower_and_leader(23_800, 40, (1 << 20) - 1);
+    through_follower_and_leader(free_base_port(), 40, (1 << 20) - 1);
 }
 
 /// Many small messages: 200,000 of 64 B.
 #[test]
 fn many_small_messages_read_back_from_every_node() {
-    through_follower_and_leader(24_200, 200_000, 64);
+    through_follower_and_leader(free_base_port(), 200_000, 64);
 }

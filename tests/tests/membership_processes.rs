@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ordo_tests::procs::ProcCluster;
+use ordo_tests::procs::{ProcCluster, free_base_port};
 use serde_json::Value;
 
 fn payloads(prefix: &str, count: usize) -> String {
@@ -126,7 +126,7 @@ fn check_node(cluster: &ProcCluster, id: u64, acks: &[Value]) {
 /// verifies with the original `cluster.keys`.
 #[test]
 fn a_learner_is_added_promoted_given_leadership_and_an_original_voter_removed() {
-    let mut cluster = ProcCluster::start(3, 27_000);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -196,7 +196,7 @@ fn a_learner_is_added_promoted_given_leadership_and_an_original_voter_removed() 
 /// Each refusal exits non-zero and says why.
 #[test]
 fn refused_changes_exit_non_zero_with_a_clear_error() {
-    let mut cluster = ProcCluster::start_with(1, 27_400, |config| {
+    let mut cluster = ProcCluster::start_with(1, free_base_port(), |config| {
         config.raft.learner_promote_lag_max = 100;
     });
     cluster
@@ -266,7 +266,7 @@ fn refused_changes_exit_non_zero_with_a_clear_error() {
 /// final members, whose logs verify with the original `cluster.keys`.
 #[test]
 fn a_machine_whose_disk_died_is_replaced_as_the_operations_guide_says() {
-    let mut cluster = ProcCluster::start(3, 28_200);
+    let mut cluster = ProcCluster::start(3, free_base_port());
     let (leader, _) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");

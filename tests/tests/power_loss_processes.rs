@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ordo_tests::power_loss_fs::PowerLossFs;
-use ordo_tests::procs::ProcCluster;
+use ordo_tests::procs::{ProcCluster, free_base_port};
 use serde_json::Value;
 
 /// Why the test cannot run here, if it cannot.
@@ -154,8 +154,13 @@ fn a_whole_cluster_power_loss_mid_stream_loses_no_acknowledged_message() {
         }
         Err(error) => panic!("mount the power-loss file system: {error}"),
     };
-    let mut cluster =
-        ProcCluster::start_in(mount.path().join("cluster"), logs_dir, 3, 26_600, |_| {});
+    let mut cluster = ProcCluster::start_in(
+        mount.path().join("cluster"),
+        logs_dir,
+        3,
+        free_base_port(),
+        |_| {},
+    );
     let mut acked: Vec<Value> = Vec::new();
     let rounds = 3;
     for round in 0..rounds {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ordo_tests::gossip_procs::GossipCluster;
-use ordo_tests::procs::{Output, ProcCluster};
+use ordo_tests::procs::{Output, ProcCluster, free_base_port};
 
 const SEGMENT_BYTES: u64 = 1 << 20;
 const RETAIN_BYTES: u64 = 12 << 20;
@@ -52,7 +52,7 @@ fn log_from_first_retained(cluster: &ProcCluster, addr: &str) -> (u64, Output) {
 
 #[test]
 fn the_log_stays_under_its_bound_and_readers_are_told_what_is_gone() {
-    let mut cluster = ProcCluster::start_with(3, 27_800, |config| {
+    let mut cluster = ProcCluster::start_with(3, free_base_port(), |config| {
         config.storage.segment_bytes = SEGMENT_BYTES;
         config.storage.retain_bytes = RETAIN_BYTES;
     });
@@ -140,7 +140,7 @@ fn the_log_stays_under_its_bound_and_readers_are_told_what_is_gone() {
 #[test]
 fn a_gossip_node_keeps_its_delivered_file_under_its_bound() {
     const GOSSIP_RETAIN: u64 = 1 << 20;
-    let mut cluster = GossipCluster::start(3, 0, 29_000);
+    let mut cluster = GossipCluster::start(3, 0, free_base_port());
     cluster.extra_args = vec!["--retain-bytes".into(), GOSSIP_RETAIN.to_string()];
     cluster.start_gossip(1);
     cluster
@@ -213,7 +213,7 @@ fn a_gossip_node_keeps_its_delivered_file_under_its_bound() {
 /// reaches `cluster.keys`, and what it serves verifies.
 #[test]
 fn a_node_that_joins_from_a_snapshot_serves_the_whole_chain() {
-    let mut cluster = ProcCluster::start_with(3, 28_500, |config| {
+    let mut cluster = ProcCluster::start_with(3, free_base_port(), |config| {
         config.storage.segment_bytes = SEGMENT_BYTES;
         config.storage.retain_bytes = RETAIN_BYTES;
     });

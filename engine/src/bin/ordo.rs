@@ -22,6 +22,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "ordo", version, about = "ordo: a Raft log replication engine")]
 struct Cli {
+    /// How `node`, `gossip` and `cluster` write their logs to stderr:
+    /// `text` for people, `json` (one object per line) for collectors.
+    #[arg(long, global = true, value_enum, default_value_t = cli::LogFormat::Text, env = "ORDO_LOG_FORMAT")]
+    log_format: cli::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,15 +47,25 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Node i's client address is 127.0.0.1:(P + i - 1); its peer port
-        /// is P + 100 + i - 1 and its gossip port P + 200 + i - 1.
+        /// is P + 100 + i - 1, its gossip port P + 200 + i - 1 and its
+        /// metrics port P + 400 + i - 1. With --hosts, every node uses
+        /// P, P + 100, P + 200 and P + 400 on its own host.
         #[arg(long, default_value_t = 7000)]
         base_port: u16,
+        /// One node per host, comma-separated (IP addresses or DNS names,
+        /// resolved when each node starts): node i runs on the i-th.
+        #[arg(long, value_delimiter = ',', conflicts_with = "add")]
+        hosts: Vec<String>,
     },
     /// Runs one voter in the foreground until SIGTERM or SIGINT.
     Node {
         /// The node's ordo.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Only check the file (every key, its range, and that each
+        /// address resolves) and exit: 0 and `valid` when it is.
+        #[arg(long)]
+        check: bool,
     },
     /// Sends a message (or one per stdin line) and prints where it committed.
     Send {
@@ -143,9 +157,16 @@ enum Command {
     /// forwards it; `ordo log --node ADDR` reads it, like a voter's log.
     Gossip {
         /// Where to listen for gossip peers and clients (ip:port; the
-        /// address peers know this node by).
+        /// address peers know this node by unless --advertise names one).
         #[arg(long)]
         listen: String,
+        /// The address peers know this node by, when --listen is not it
+        /// (for example --listen 0.0.0.0:7300).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Serve /metrics, /health and /status over HTTP here (host:port).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
         /// Members to join through, comma-separated (voters' gossip
         /// addresses serve).
         #[arg(long, value_delimiter = ',', required = true)]
@@ -241,16 +262,27 @@ enum MemberCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::set_log_format(cli.log_format);
+    if cli.command.needs_executor()
+        && let Err(error) = ordo_engine::preflight::check_machine(1, 256 << 10)
+    {
+        eprintln!("ordo: {error}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Init {
             nodes,
             add,
             dir,
             base_port,
+            hosts,
         } => match (nodes, add) {
             (_, Some(id)) => cli::init_joining(id, &dir, base_port),
+            (nodes, None) if !hosts.is_empty() => {
+                cli::init_on_hosts(nodes, &hosts, &dir, base_port)
+            }
             (Some(nodes), None) => cli::init(nodes, &dir, base_port),
-            (None, None) => Err("--nodes or --add is required".into()),
+            (None, None) => Err("--nodes, --hosts or --add is required".into()),
         }
         .map(|written| {
             for line in written {
@@ -269,7 +301,12 @@ fn main() -> ExitCode {
                 other => println!("{other:?}"),
             },
         ),
-        Command::Node { config } => run_node(config),
+        Command::Node { config, check } => match check {
+            true => NodeConfig::load(&config)
+                .map(|_| println!("{}: valid", config.display()))
+                .map_err(|e| e.to_string()),
+            false => run_node(config),
+        },
         Command::Send {
             node,
             redirect,
@@ -289,11 +326,21 @@ fn main() -> ExitCode {
         Command::Verify { keys } => cli::verify_stdin(&keys),
         Command::Gossip {
             listen,
+            advertise,
+            metrics,
             seeds,
             keys,
             data_dir,
             retain_bytes,
-        } => run_gossip(&listen, &seeds, keys, data_dir, retain_bytes),
+        } => run_gossip(
+            &listen,
+            advertise.as_deref(),
+            metrics.as_deref(),
+            &seeds,
+            keys,
+            data_dir,
+            retain_bytes,
+        ),
         Command::Cluster {
             nodes,
             gossip,
@@ -337,8 +384,21 @@ fn parse_addr_of(flag: &str, text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("invalid {flag} {text:?}: no address"))
 }
 
+impl Command {
+    /// Whether the command runs a glommio executor (everything but the
+    /// file-only commands), and so needs io_uring and locked memory.
+    fn needs_executor(&self) -> bool {
+        !matches!(
+            self,
+            Command::Init { .. } | Command::Verify { .. } | Command::Node { check: true, .. }
+        )
+    }
+}
+
 fn run_gossip(
     listen: &str,
+    advertise: Option<&str>,
+    metrics: Option<&str>,
     seeds: &[String],
     keys: PathBuf,
     data_dir: Option<PathBuf>,
@@ -346,6 +406,10 @@ fn run_gossip(
 ) -> Result<(), String> {
     cli::init_tracing();
     let listen = parse_addr_of("--listen", listen)?;
+    let advertise = advertise
+        .map(|a| parse_addr_of("--advertise", a))
+        .transpose()?;
+    let metrics = metrics.map(|a| parse_addr_of("--metrics", a)).transpose()?;
     let seeds = seeds
         .iter()
         .filter(|s| !s.trim().is_empty())
@@ -353,6 +417,8 @@ fn run_gossip(
         .collect::<Result<Vec<_>, _>>()?;
     let signals = cli::termination_signals()?;
     let mut config = GossipNodeConfig::new(listen, seeds, keys);
+    config.advertise = advertise;
+    config.metrics = metrics;
     config.data_dir = data_dir;
     config.store.retain_bytes = retain_bytes;
     if let Some(dir) = std::env::var_os("ORDO_GOSSIP_TIMINGS_DIR") {
@@ -753,8 +819,13 @@ mod cluster {
                     path.display().to_string(),
                 ];
                 procs.push(spawn(&binary, &args, &log, format!("voter {i}"))?);
+                let metrics = config
+                    .metrics
+                    .listen
+                    .map(|addr| format!(" metrics http://{addr}/metrics"))
+                    .unwrap_or_default();
                 lines.push(format!(
-                    "voter {i}: client {} gossip {gossip_addr} log {}",
+                    "voter {i}: client {} gossip {gossip_addr} log {}{metrics}",
                     config.client_addr,
                     log.display()
                 ));

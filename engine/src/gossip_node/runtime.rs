@@ -49,6 +49,11 @@ pub struct GossipNodeConfig {
     /// Where it listens for gossip peers and clients; also the address
     /// peers know it by (a concrete IP).
     pub listen_addr: SocketAddr,
+    /// The address peers know it by, when `listen_addr` is not it (a
+    /// wildcard bind, NAT).
+    pub advertise: Option<SocketAddr>,
+    /// Where to serve `/metrics`, `/health` and `/status` over HTTP.
+    pub metrics: Option<SocketAddr>,
     /// Members to join through (voters' gossip addresses serve).
     pub seeds: Vec<SocketAddr>,
     /// The cluster's public keys (`cluster.keys`).
@@ -72,6 +77,8 @@ impl GossipNodeConfig {
     pub fn new(listen_addr: SocketAddr, seeds: Vec<SocketAddr>, keys_file: PathBuf) -> Self {
         Self {
             listen_addr,
+            advertise: None,
+            metrics: None,
             seeds,
             keys_file,
             data_dir: None,
@@ -83,11 +90,67 @@ impl GossipNodeConfig {
     }
 }
 
+/// What a gossip node's metrics endpoint reads: its metrics, and its
+/// status with the members it knows, refreshed by the loop.
+#[derive(Clone, Default)]
+struct Probe {
+    metrics: crate::metrics::GossipMetrics,
+    status: std::sync::Arc<std::sync::Mutex<Option<(NodeStatus, usize)>>>,
+}
+
+impl Probe {
+    fn handler(&self) -> crate::metrics::Handler {
+        let registry = self.metrics.registry();
+        let status = self.status.clone();
+        std::sync::Arc::new(move |path: &str| {
+            use crate::metrics::{Answer, OPENMETRICS};
+            let snapshot = status.lock().map(|s| s.clone()).unwrap_or(None);
+            match (path, snapshot) {
+                ("/metrics", _) => Answer {
+                    status: 200,
+                    content_type: OPENMETRICS,
+                    body: crate::metrics::render(&registry),
+                },
+                ("/status" | "/health", None) => Answer::json(
+                    503,
+                    serde_json::json!({"healthy": false, "reason": "starting"}).to_string(),
+                ),
+                ("/status", Some((status, _))) => {
+                    Answer::json(200, crate::cli::status_line(&status))
+                }
+                ("/health", Some((status, members))) => {
+                    let healthy = members > 0;
+                    let reason = if healthy {
+                        format!(
+                            "{members} gossip members known; delivered up to {}",
+                            status.last_index
+                        )
+                    } else {
+                        "no gossip member or voter reachable: nothing is delivered".to_string()
+                    };
+                    let value: serde_json::Value =
+                        serde_json::from_str(&crate::cli::status_line(&status)).unwrap_or_default();
+                    Answer::json(
+                        if healthy { 200 } else { 503 },
+                        serde_json::json!({"healthy": healthy, "reason": reason, "status": value})
+                            .to_string(),
+                    )
+                }
+                (other, _) => crate::metrics::not_found(other),
+            }
+        })
+    }
+}
+
 /// A running gossip node (its executor thread).
 pub struct GossipNodeProcess {
     stop: async_channel::Sender<()>,
     join: Option<glommio::ExecutorJoinHandle<Result<(), String>>>,
     listen_addr: SocketAddr,
+    /// This process's hold on the data directory.
+    _dir_lock: Option<crate::preflight::DirLock>,
+    /// The metrics endpoint.
+    _metrics_server: Option<crate::metrics::MetricsServer>,
 }
 
 impl GossipNodeProcess {
@@ -97,7 +160,24 @@ impl GossipNodeProcess {
             .gossip
             .validate()
             .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
-        let listen_addr = config.listen_addr;
+        crate::preflight::check_machine(1, config.io_memory_bytes).map_err(|e| e.to_string())?;
+        let dir_lock = match &config.data_dir {
+            Some(dir) => Some(crate::preflight::DirLock::acquire(dir).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        crate::preflight::check_port("gossip", config.listen_addr).map_err(|e| e.to_string())?;
+        if let Some(metrics) = config.metrics {
+            crate::preflight::check_port("metrics", metrics).map_err(|e| e.to_string())?;
+        }
+        let listen_addr = config.advertise.unwrap_or(config.listen_addr);
+        let probe = Probe::default();
+        let metrics_server = match config.metrics {
+            Some(addr) => Some(
+                crate::metrics::MetricsServer::start(addr, probe.handler())
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
         let (stop_tx, stop_rx) = async_channel::bounded(1);
         let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let join = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -105,7 +185,7 @@ impl GossipNodeProcess {
             .io_memory(config.io_memory_bytes)
             .spawn(move || async move {
                 let started = started_tx.clone();
-                let result = run(config, stop_rx, started_tx).await;
+                let result = run(config, stop_rx, started_tx, probe).await;
                 if let Err(reason) = &result {
                     let _ = started.send(Err(reason.clone()));
                 }
@@ -117,6 +197,8 @@ impl GossipNodeProcess {
                 stop: stop_tx,
                 join: Some(join),
                 listen_addr,
+                _dir_lock: dir_lock,
+                _metrics_server: metrics_server,
             }),
             Ok(Err(reason)) => {
                 let _ = join.join();
@@ -176,6 +258,7 @@ async fn run(
     config: GossipNodeConfig,
     stop: async_channel::Receiver<()>,
     started: std::sync::mpsc::Sender<Result<(), String>>,
+    probe: Probe,
 ) -> Result<(), String> {
     let verifier = Verifier::load(&config.keys_file).map_err(|e| e.to_string())?;
     // Every message the core accepts must fit a record the store takes
@@ -204,6 +287,7 @@ async fn run(
     };
     let delivered = store.last_id();
     let mut transport_config = GossipTransportConfig::new(cluster_id, 0, config.listen_addr);
+    transport_config.advertise_addr = config.advertise;
     transport_config.limits.frame_bytes_max = transport_config
         .limits
         .frame_bytes_max
@@ -264,6 +348,8 @@ async fn run(
         syncs: async_channel::bounded(1),
         timings: timings.map(std::io::BufWriter::new),
         stopping: false,
+        probe,
+        probe_next: std::time::Instant::now(),
     };
     let result = runtime.run().await;
     shared.closed.set(true);
@@ -315,9 +401,27 @@ struct Runtime {
     ),
     timings: Option<std::io::BufWriter<std::fs::File>>,
     stopping: bool,
+    probe: Probe,
+    probe_next: std::time::Instant,
 }
 
 impl Runtime {
+    /// Refreshes what the metrics endpoint reads, every 100 ms.
+    fn refresh_probe(&mut self) {
+        let now = std::time::Instant::now();
+        if now < self.probe_next {
+            return;
+        }
+        self.probe_next = now + Duration::from_millis(100);
+        let core = self.driver.core();
+        let delivered = self.shared.store.borrow().last_id();
+        self.probe.metrics.update(core.stats(), delivered);
+        let snapshot = (self.status(), core.members().len());
+        if let Ok(mut status) = self.probe.status.lock() {
+            *status = Some(snapshot);
+        }
+    }
+
     async fn run(&mut self) -> Result<(), String> {
         let mut next_stats = std::time::Instant::now() + STATS_INTERVAL;
         loop {
@@ -344,6 +448,7 @@ impl Runtime {
             }
             self.shared.known_max.set(self.driver.core().known_max());
             self.start_sync();
+            self.refresh_probe();
             if std::time::Instant::now() >= next_stats {
                 next_stats += STATS_INTERVAL;
                 log_stats(self.driver.core().stats(), &self.shared.store.borrow());

@@ -17,8 +17,115 @@ use crate::core::CoreConfig;
 pub const PEER_PORT_OFFSET: u16 = 100;
 /// See [`PEER_PORT_OFFSET`].
 pub const GOSSIP_PORT_OFFSET: u16 = 200;
+/// See [`PEER_PORT_OFFSET`]: node `i`'s metrics endpoint.
+pub const METRICS_PORT_OFFSET: u16 = 400;
 /// Largest cluster `ordo init` lays out.
 pub const VOTERS_MAX: usize = 100;
+
+/// Addresses in `ordo.toml` are `HOST:PORT`, where HOST is an IP address or
+/// a DNS name; names are resolved when the file is loaded (at node start).
+mod address {
+    use std::net::{SocketAddr, ToSocketAddrs};
+
+    use serde::{Deserialize, Deserializer};
+
+    /// `text` as a socket address, resolving a name (the first IPv4
+    /// answer, else the first answer).
+    pub fn resolve(text: &str) -> Result<SocketAddr, String> {
+        if let Ok(addr) = text.parse() {
+            return Ok(addr);
+        }
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!("{text:?} is not HOST:PORT"));
+        };
+        if port.parse::<u16>().is_err() {
+            return Err(format!("{text:?}: port {port:?} is not in [0, 65535]"));
+        }
+        if host.is_empty() {
+            return Err(format!("{text:?} names no host"));
+        }
+        let answers: Vec<SocketAddr> = text
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+            .collect();
+        answers
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(answers.first())
+            .copied()
+            .ok_or_else(|| format!("{host:?} resolves to no address"))
+    }
+
+    pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        resolve(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => resolve(&text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Where the node binds its listeners, when that differs from the
+/// addresses the other voters, clients and gossip nodes reach it by (the
+/// `client_addr`, `peer_addr` and `gossip_addr` keys): `0.0.0.0:7000` on a
+/// machine behind NAT or with several interfaces. Unset: the advertised
+/// address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Bind address of the client listener.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "address::optional"
+    )]
+    pub client: Option<SocketAddr>,
+    /// Bind address of the peer listener.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "address::optional"
+    )]
+    pub peer: Option<SocketAddr>,
+    /// Bind address of the gossip endpoint.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "address::optional"
+    )]
+    pub gossip: Option<SocketAddr>,
+}
+
+impl ListenConfig {
+    /// Where the client listener binds, given the advertised address.
+    pub fn client_or(&self, advertised: SocketAddr) -> SocketAddr {
+        self.client.unwrap_or(advertised)
+    }
+
+    /// Where the peer listener binds.
+    pub fn peer_or(&self, advertised: SocketAddr) -> SocketAddr {
+        self.peer.unwrap_or(advertised)
+    }
+
+    /// Where the gossip endpoint binds.
+    pub fn gossip_or(&self, advertised: SocketAddr) -> SocketAddr {
+        self.gossip.unwrap_or(advertised)
+    }
+}
+
+/// The metrics endpoint (`[metrics]`): `GET /metrics` (Prometheus text),
+/// `/health` and `/status` over HTTP (docs/operations.md, "Monitoring").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where the endpoint listens; unset: no endpoint runs.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "address::optional"
+    )]
+    pub listen: Option<SocketAddr>,
+}
 
 /// One voter of the cluster as the other voters see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,8 +134,10 @@ pub struct PeerConfig {
     /// The voter's id.
     pub id: NodeId,
     /// Where it listens for voters.
+    #[serde(deserialize_with = "address::one")]
     pub peer_addr: SocketAddr,
     /// Where it listens for clients.
+    #[serde(deserialize_with = "address::one")]
     pub client_addr: SocketAddr,
 }
 
@@ -122,11 +231,13 @@ pub struct NodeConfig {
     /// Where the log, hard state, snapshots, keys and certificates live.
     pub data_dir: PathBuf,
     /// Where clients connect (the `ordo` commands' ADDR).
+    #[serde(deserialize_with = "address::one")]
     pub client_addr: SocketAddr,
     /// Where the other voters connect.
+    #[serde(deserialize_with = "address::one")]
     pub peer_addr: SocketAddr,
     /// Where gossip nodes may use this voter as a seed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "address::optional")]
     pub gossip_addr: Option<SocketAddr>,
     /// The cluster's public keys file (`cluster.keys`).
     #[serde(default)]
@@ -144,6 +255,12 @@ pub struct NodeConfig {
     /// The log.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Bind addresses, when they differ from the advertised ones.
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// The metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The Raft core's knobs.
     #[serde(default)]
     pub raft: CoreConfig,
@@ -214,9 +331,51 @@ impl NodeConfig {
         Ok(config)
     }
 
-    /// The TOML text of this configuration.
+    /// The TOML text of this configuration, every key written.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a node config serializes")
+    }
+
+    /// The TOML text `ordo init` writes: a header naming the ordo version
+    /// that wrote it, and only the keys whose values differ from the
+    /// defaults, so that a later version's better defaults reach the node.
+    pub fn to_toml_minimal(&self) -> String {
+        // Through JSON values: TOML values hold no u64 above i64::MAX,
+        // and a cluster id may be one (the text form takes it).
+        let mut value = serde_json::to_value(self).expect("a node config serializes");
+        let defaults = serde_json::to_value(Self {
+            runtime: RuntimeConfig::default(),
+            storage: StorageConfig::default(),
+            raft: CoreConfig::default(),
+            ..self.clone()
+        })
+        .expect("a node config serializes");
+        if let (Some(table), Some(defaults)) = (value.as_object_mut(), defaults.as_object()) {
+            for section in ["runtime", "storage", "raft"] {
+                let Some(serde_json::Value::Object(keys)) = table.get_mut(section) else {
+                    continue;
+                };
+                if let Some(serde_json::Value::Object(default_keys)) = defaults.get(section) {
+                    keys.retain(|key, v| default_keys.get(key) != Some(v));
+                }
+                if keys.is_empty() {
+                    table.remove(section);
+                }
+            }
+            for section in ["listen", "metrics"] {
+                if matches!(table.get(section), Some(serde_json::Value::Object(t)) if t.is_empty())
+                {
+                    table.remove(section);
+                }
+            }
+        }
+        format!(
+            "# Written by ordo {} (`ordo init`). Keys left out take their defaults:\n\
+             # docs/configuration.md lists every key. `ordo node --config FILE --check`\n\
+             # checks an edited file.\n\n{}",
+            env!("CARGO_PKG_VERSION"),
+            toml::to_string_pretty(&value).expect("a TOML table serializes")
+        )
     }
 
     /// Checks every field and the relations between them.
@@ -241,6 +400,24 @@ impl NodeConfig {
         }
         if self.client_addr == self.peer_addr {
             return Err(field("peer_addr", "must differ from client_addr"));
+        }
+        let advertised = [
+            ("client_addr", Some(self.client_addr)),
+            ("peer_addr", Some(self.peer_addr)),
+            ("gossip_addr", self.gossip_addr),
+        ];
+        for (key, addr) in advertised {
+            if let Some(addr) = addr
+                && addr.ip().is_unspecified()
+            {
+                return Err(field(
+                    key,
+                    format!(
+                        "{addr} is not an address others can reach: set listen.{} to bind to all interfaces",
+                        key.trim_end_matches("_addr")
+                    ),
+                ));
+            }
         }
         if self.runtime.shards == 0 || self.runtime.shards > 256 {
             return Err(field(
@@ -325,28 +502,56 @@ impl NodeConfig {
 
     /// The configurations `ordo init --nodes n --base-port base` writes,
     /// with data directories `dir/node<i>` (relative to each config file,
-    /// which lives in that directory).
+    /// which lives in that directory): every node on 127.0.0.1, node `i`'s
+    /// ports at `base + offset + i - 1`.
     pub fn cluster(
         n: usize,
         base_port: u16,
         cluster_id: u64,
     ) -> Result<Vec<NodeConfig>, NodeConfigError> {
+        let loopback = vec![std::net::IpAddr::from([127, 0, 0, 1]); n];
+        Self::layout(&loopback, base_port, cluster_id, true)
+    }
+
+    /// The configurations `ordo init --hosts h1,h2,.. --base-port base`
+    /// writes: node `i` on `hosts[i - 1]`, every node on the same ports
+    /// (`base`, `base + 100`, `base + 200`, `base + 400`).
+    pub fn cluster_on_hosts(
+        hosts: &[std::net::IpAddr],
+        base_port: u16,
+        cluster_id: u64,
+    ) -> Result<Vec<NodeConfig>, NodeConfigError> {
+        Self::layout(hosts, base_port, cluster_id, false)
+    }
+
+    fn layout(
+        hosts: &[std::net::IpAddr],
+        base_port: u16,
+        cluster_id: u64,
+        one_host: bool,
+    ) -> Result<Vec<NodeConfig>, NodeConfigError> {
+        let n = hosts.len();
         if n == 0 || n > VOTERS_MAX {
             return Err(field("nodes", format!("{n} not in [1, {VOTERS_MAX}]")));
         }
-        let top = u32::from(base_port) + u32::from(GOSSIP_PORT_OFFSET) + n as u32;
+        let spread = if one_host { n as u32 } else { 1 };
+        let top = u32::from(base_port) + u32::from(METRICS_PORT_OFFSET) + spread - 1;
         if base_port < 1024 || top > u32::from(u16::MAX) {
             return Err(field(
                 "base-port",
-                format!("{base_port}: ports {base_port}..{top} must lie in [1024, 65535]"),
+                format!("{base_port}: ports {base_port}..={top} must lie in [1024, 65535]"),
             ));
         }
-        let addr = |port: u32| SocketAddr::from(([127, 0, 0, 1], port as u16));
+        let addr = |i: u64, offset: u16| {
+            let step = if one_host { i as u32 - 1 } else { 0 };
+            let port = u32::from(base_port) + u32::from(offset) + step;
+            SocketAddr::new(hosts[i as usize - 1], port as u16)
+        };
         let all: Vec<PeerConfig> = (1..=n as u64)
             .map(|i| PeerConfig {
                 id: i,
-                peer_addr: addr(u32::from(base_port) + u32::from(PEER_PORT_OFFSET) + i as u32 - 1),
-                client_addr: addr(u32::from(base_port) + i as u32 - 1),
+                peer_addr: addr(i, PEER_PORT_OFFSET),
+                client_addr: addr(i, 0),
             })
             .collect();
         Ok(all
@@ -357,14 +562,16 @@ impl NodeConfig {
                 data_dir: PathBuf::from("data"),
                 client_addr: me.client_addr,
                 peer_addr: me.peer_addr,
-                gossip_addr: Some(addr(
-                    u32::from(base_port) + u32::from(GOSSIP_PORT_OFFSET) + me.id as u32 - 1,
-                )),
+                gossip_addr: Some(addr(me.id, GOSSIP_PORT_OFFSET)),
                 keys_file: Some(PathBuf::from("../cluster.keys")),
                 peers: all.iter().filter(|p| p.id != me.id).cloned().collect(),
                 join: false,
                 runtime: RuntimeConfig::default(),
                 storage: StorageConfig::default(),
+                listen: ListenConfig::default(),
+                metrics: MetricsConfig {
+                    listen: Some(addr(me.id, METRICS_PORT_OFFSET)),
+                },
                 raft: CoreConfig::default(),
             })
             .collect())

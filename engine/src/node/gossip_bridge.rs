@@ -89,6 +89,8 @@ struct Shared {
     notify: Notify,
     /// Appends `publish id wall_us` lines (measurements).
     timings: RefCell<Option<std::io::BufWriter<std::fs::File>>>,
+    /// The endpoint's metrics, when the node exports them.
+    metrics: Option<crate::metrics::GossipMetrics>,
 }
 
 /// The group's handle on the voter's gossip endpoint. Lives on the group's
@@ -99,22 +101,22 @@ pub struct GossipBridge {
 
 impl GossipBridge {
     /// Starts the endpoint on `config.gossip_addr`, if the config has one.
-    /// A voter whose endpoint cannot start (no keys file, port taken) runs
-    /// without it, saying so: gossip nodes then use the other voters.
+    /// An endpoint the config names that cannot start (no keys file, port
+    /// taken) is an error: the node does not run without a listener its
+    /// config promises.
     pub fn start<S: LogStore + 'static>(
         config: &NodeConfig,
         store: Rc<S>,
         feed: Rc<FeedState>,
         certificates: Rc<Certificates>,
-    ) -> Option<GossipBridge> {
-        let addr = config.gossip_addr?;
-        match Self::try_start(config, addr, store, feed, certificates) {
-            Ok(bridge) => Some(bridge),
-            Err(reason) => {
-                tracing::warn!(id = config.id, %addr, %reason, "gossip endpoint disabled");
-                None
-            }
-        }
+        metrics: Option<crate::metrics::GossipMetrics>,
+    ) -> Result<Option<GossipBridge>, String> {
+        let Some(addr) = config.gossip_addr else {
+            return Ok(None);
+        };
+        Self::try_start(config, addr, store, feed, certificates, metrics)
+            .map(Some)
+            .map_err(|reason| format!("gossip endpoint {addr} (gossip_addr): {reason}"))
     }
 
     fn try_start<S: LogStore + 'static>(
@@ -123,6 +125,7 @@ impl GossipBridge {
         store: Rc<S>,
         feed: Rc<FeedState>,
         certificates: Rc<Certificates>,
+        metrics: Option<crate::metrics::GossipMetrics>,
     ) -> Result<GossipBridge, String> {
         let keys = config
             .keys_file
@@ -130,7 +133,9 @@ impl GossipBridge {
             .ok_or("no keys_file in the config")?;
         let verifier = Verifier::load(keys).map_err(|e| e.to_string())?;
         let gossip_config = GossipConfig::default();
-        let mut transport_config = GossipTransportConfig::new(config.cluster_id, config.id, addr);
+        let mut transport_config =
+            GossipTransportConfig::new(config.cluster_id, config.id, config.listen.gossip_or(addr));
+        transport_config.advertise_addr = Some(addr);
         transport_config.limits.frame_bytes_max = transport_config
             .limits
             .frame_bytes_max
@@ -166,6 +171,7 @@ impl GossipBridge {
             applied: RefCell::new(BTreeMap::new()),
             applied_id: Cell::new(feed.applied_id.get()),
             gossip_peers: Cell::new(false),
+            metrics,
             late: RefCell::new(Vec::new()),
             late_reads: Cell::new(0),
             answered: RefCell::new(BTreeMap::new()),
@@ -372,6 +378,9 @@ async fn run<S: LogStore + 'static>(
         shared
             .gossip_peers
             .set(driver.core().has_member(PeerKind::Gossip));
+        if let Some(metrics) = &shared.metrics {
+            metrics.update(driver.core().stats(), shared.applied_id.get());
+        }
         for command in driver.end_turn() {
             if let Command::ReadCommitted {
                 peer,

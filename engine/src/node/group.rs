@@ -199,6 +199,8 @@ pub struct Group<S: LogStore + 'static> {
     /// Membership changes and transfers waiting for the core's answer, by
     /// the request id handed to the core.
     admin_waiters: FxHashMap<u64, AdminWaiter>,
+    /// Leader-change log lines and the metrics (`observe.rs`).
+    observer: super::observe::Observer,
 }
 
 impl<S: LogStore + 'static> Group<S> {
@@ -224,6 +226,7 @@ impl<S: LogStore + 'static> Group<S> {
         // forwarded proposal whose (node, request id) it saw recently):
         // start from the wall clock in microseconds, shifted for headroom.
         let next_request_id = clock.now().wall_us << 8;
+        let raft_id = raft.id();
         Self {
             raft,
             config,
@@ -262,6 +265,7 @@ impl<S: LogStore + 'static> Group<S> {
             tokens_found: Rc::default(),
             directory: Directory::default(),
             admin_waiters: FxHashMap::default(),
+            observer: super::observe::Observer::new(raft_id, None),
         }
     }
 
@@ -281,7 +285,18 @@ impl<S: LogStore + 'static> Group<S> {
 
     fn request_id(&mut self) -> u64 {
         self.next_request_id += 1;
+        self.observer.request(self.next_request_id);
         self.next_request_id
+    }
+
+    /// Exports the group's values to `metrics` (`[metrics] listen`).
+    pub fn with_metrics(mut self, metrics: Option<crate::metrics::NodeMetrics>) -> Self {
+        if let Some(metrics) = &metrics {
+            self.log
+                .set_sync_latency(metrics.durable_write_latency.clone());
+        }
+        self.observer = super::observe::Observer::new(self.config.id, metrics);
+        self
     }
 
     /// Runs until shutdown or a fatal storage failure.
@@ -292,12 +307,14 @@ impl<S: LogStore + 'static> Group<S> {
         loop {
             let woken = self.wait(None).await;
             let mut now = self.clock.now();
+            self.observer.turn(now.mono_us);
             self.take(now, woken);
             self.drain(now, turn_max);
             if !batch_delay.is_zero() && self.wants_fuller_batch() {
                 // Gather more proposals into this batch (batch_delay_us).
                 let woken = self.wait(Some(batch_delay)).await;
                 now = self.clock.now();
+                self.observer.turn(now.mono_us);
                 self.take(now, woken);
                 self.drain(now, turn_max);
             }
@@ -643,6 +660,7 @@ impl<S: LogStore + 'static> Group<S> {
                     return;
                 }
                 let request_id = self.request_id();
+                self.observer.proposed(1);
                 self.responders.insert(
                     request_id,
                     Responder::Client {
@@ -937,6 +955,7 @@ impl<S: LogStore + 'static> Group<S> {
 
     /// A client shard's proposals and reads of one turn.
     fn shard_batch(&mut self, now: crate::core::Now, shard: usize, batch: ShardBatch) {
+        self.observer.proposed(batch.proposals.len() as u64);
         for proposal in batch.proposals {
             let request_id = self.request_id();
             self.responders.insert(
@@ -1133,7 +1152,11 @@ impl<S: LogStore + 'static> Group<S> {
             Command::Send { to, message } => self.send(to, message),
             Command::PersistHardState(hard_state) => self.log.persist_hard_state(hard_state),
             Command::Truncate { from } => self.log.truncate(from),
-            Command::Append { batches } => self.log.append(batches),
+            Command::Append { batches } => {
+                self.observer
+                    .appended(batches.iter().map(|b| b.entries().len() as u64));
+                self.log.append(batches)
+            }
             Command::Sync => self.log.sync(),
             Command::ReadLog {
                 purpose,
@@ -1579,6 +1602,7 @@ impl<S: LogStore + 'static> Group<S> {
         let Some(responder) = self.responders.remove(&request_id) else {
             return;
         };
+        self.observer.answered(request_id);
         if let (Some(gossip), Ok(committed)) = (&self.gossip, &result) {
             gossip.answered(committed, &token);
         }
@@ -1677,10 +1701,16 @@ impl<S: LogStore + 'static> Group<S> {
         self.flush_shard_replies();
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
         let mut status = self.raft.status();
         status.applied_index = self.feed.applied_index.get();
         self.status.set(status);
+        self.observer.end_turn(
+            &self.raft,
+            status.applied_index,
+            &**self.log.store(),
+            &self.peers,
+        );
     }
 }
 

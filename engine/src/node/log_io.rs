@@ -43,6 +43,8 @@ pub struct LogIo<S: LogStore + 'static> {
     queue: Rc<RefCell<Queue>>,
     wake: Rc<super::notify::Notify>,
     inputs: InputSender,
+    /// Each sync's latency, when the node exports metrics.
+    sync_latency: Rc<RefCell<Option<crate::metrics::Spread>>>,
 }
 
 impl<S: LogStore + 'static> Clone for LogIo<S> {
@@ -51,6 +53,7 @@ impl<S: LogStore + 'static> Clone for LogIo<S> {
             store: self.store.clone(),
             queue: self.queue.clone(),
             wake: self.wake.clone(),
+            sync_latency: self.sync_latency.clone(),
             inputs: self.inputs.clone(),
         }
     }
@@ -64,6 +67,7 @@ impl<S: LogStore + 'static> LogIo<S> {
             queue: Rc::default(),
             wake: Rc::default(),
             inputs,
+            sync_latency: Rc::default(),
         };
         let writer = io.clone();
         super::env::spawn(async move { writer.run().await });
@@ -107,6 +111,11 @@ impl<S: LogStore + 'static> LogIo<S> {
     /// Resets the log to a snapshot point (after the ops before it).
     pub fn reset(&self, point: LogId) {
         self.push(LogOp::Reset(point));
+    }
+
+    /// Records every sync's latency (µs) in `spread`.
+    pub fn set_sync_latency(&self, spread: crate::metrics::Spread) {
+        *self.sync_latency.borrow_mut() = Some(spread);
     }
 
     /// `Command::Sync`.
@@ -205,7 +214,12 @@ impl<S: LogStore + 'static> LogIo<S> {
         // last entry as it stood then. The core ignores the report if the
         // log changed under it.
         let last = self.store.state().last;
-        match self.store.sync().await {
+        let started = std::time::Instant::now();
+        let synced = self.store.sync().await;
+        if let Some(spread) = self.sync_latency.borrow().as_ref() {
+            spread.observe(started.elapsed().as_micros() as u64);
+        }
+        match synced {
             Ok(_) => self.inputs.completion(Event::LogSynced { last }),
             Err(error) => self.fail(error.to_string()),
         }

@@ -26,11 +26,13 @@ pub mod env;
 mod feed;
 mod gossip_bridge;
 mod group;
+pub mod health;
 mod inbox;
 mod input;
 mod log_io;
 pub mod members;
 pub(crate) mod notify;
+mod observe;
 mod peers;
 pub(crate) mod restore;
 mod shards;
@@ -112,6 +114,12 @@ pub enum HandleError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The node's request queue is full.
+    #[error("the node's request queue is full")]
+    Busy,
+    /// The node did not answer in time.
+    #[error("the node did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// Why a membership change or a leadership transfer failed.
@@ -199,6 +207,26 @@ impl NodeHandle {
             .await
             .map_err(|_| HandleError::Stopped)?;
         answer.await.map_err(|_| HandleError::Stopped)
+    }
+
+    /// What `ordo status` prints for this node, from a plain thread,
+    /// waiting at most `limit` for the group to answer.
+    pub fn node_status_blocking(
+        &self,
+        limit: std::time::Duration,
+    ) -> Result<ordo_net::NodeStatus, HandleError> {
+        let (reply, answer) = oneshot::channel();
+        self.external
+            .try_send(External::ClientStatus { reply })
+            .map_err(|error| match error {
+                inbox::TrySendError::Full(_) => HandleError::Busy,
+                inbox::TrySendError::Closed(_) => HandleError::Stopped,
+            })?;
+        match answer.recv_timeout(limit) {
+            Ok((status, _)) => Ok(status),
+            Err(oneshot::RecvTimeoutError::Timeout) => Err(HandleError::Timeout(limit)),
+            Err(oneshot::RecvTimeoutError::Disconnected) => Err(HandleError::Stopped),
+        }
     }
 
     /// [`NodeHandle::status`] from a plain thread.

@@ -38,6 +38,10 @@ pub enum NodeError {
         /// What failed.
         reason: String,
     },
+    /// The machine or another process stands in the way (io_uring,
+    /// locked memory, the data directory or a port is taken).
+    #[error(transparent)]
+    Preflight(#[from] crate::preflight::PreflightError),
     /// The node stopped because of a failure after starting.
     #[error("node {id} failed: {reason}")]
     Failed {
@@ -56,6 +60,9 @@ pub struct StartOptions {
     pub inproc: Option<InprocPeers>,
     /// Do not listen for clients (in-process use through the handle only).
     pub no_client_server: bool,
+    /// Export the node's values here. [`Node::start_with`] makes one when
+    /// the config has `[metrics] listen` (and serves it there).
+    pub metrics: Option<crate::metrics::NodeMetrics>,
 }
 
 /// A running node. Dropping it does not stop it; call
@@ -66,6 +73,35 @@ pub struct Node {
     /// Client shards (`runtime.shards - 1` executors).
     shards: Vec<glommio::ExecutorJoinHandle<Result<(), String>>>,
     id: u64,
+    /// This process's hold on the data directory, released on drop.
+    _dir_lock: Option<crate::preflight::DirLock>,
+    /// The `/metrics`, `/health` and `/status` endpoint.
+    _metrics_server: Option<crate::metrics::MetricsServer>,
+}
+
+/// Checks the machine, locks the data directory and checks that every
+/// port the config names is free, before any executor starts. A node in a
+/// simulation or with in-process peers skips the machine and the ports.
+fn preflight(
+    config: &NodeConfig,
+    options: &StartOptions,
+) -> Result<Option<crate::preflight::DirLock>, NodeError> {
+    use crate::preflight::{DirLock, check_machine, check_port};
+    check_machine(config.runtime.shards, config.runtime.io_memory_bytes)?;
+    let lock = DirLock::acquire(&config.data_dir)?;
+    if options.inproc.is_none() {
+        check_port("peers", config.listen.peer_or(config.peer_addr))?;
+    }
+    if !options.no_client_server {
+        check_port("clients", config.listen.client_or(config.client_addr))?;
+    }
+    if let Some(gossip) = config.gossip_addr {
+        check_port("gossip", config.listen.gossip_or(gossip))?;
+    }
+    if let Some(metrics) = config.metrics.listen {
+        check_port("metrics", metrics)?;
+    }
+    Ok(Some(lock))
 }
 
 impl Node {
@@ -88,15 +124,35 @@ impl Node {
         F: FnOnce() -> Box<dyn StateMachine> + Send + 'static,
     {
         config.validate()?;
+        let mut options = options;
+        let dir_lock = preflight(&config, &options)?;
         let id = config.id;
         let (external_tx, external_rx) = inbox(config.runtime.input_queue_max);
+        let metrics_server = match config.metrics.listen {
+            Some(addr) => {
+                let metrics = options.metrics.get_or_insert_with(Default::default).clone();
+                let handle = NodeHandle {
+                    id,
+                    external: external_tx.clone(),
+                };
+                let handler = super::health::handler(metrics, handle, &config);
+                let server = crate::metrics::MetricsServer::start(addr, handler).map_err(|e| {
+                    NodeError::Start {
+                        id,
+                        reason: format!("metrics.listen: {e}"),
+                    }
+                })?;
+                Some(server)
+            }
+            None => None,
+        };
         let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let shard_count = config.runtime.shards;
         let (shard_reply_txs, shard_reply_rxs): (Vec<_>, Vec<_>) =
             (1..shard_count).map(|_| async_channel::unbounded()).unzip();
         let shard_setup = (
             config.cluster_id,
-            config.client_addr,
+            config.listen.client_or(config.client_addr),
             config.runtime.pin_cpus,
             config.runtime.io_memory_bytes,
             config.runtime.turn_events_max,
@@ -161,6 +217,8 @@ impl Node {
                     join: Some(join),
                     shards,
                     id,
+                    _dir_lock: dir_lock,
+                    _metrics_server: metrics_server,
                 })
             }
             Ok(Err(reason)) => {
@@ -498,10 +556,10 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     let peers = match options.inproc {
         Some(inproc) => Peers::Inproc(inproc),
         None => {
-            let transport_config =
-                TransportConfig::new(config.cluster_id, config.id, config.peer_addr);
+            let listen = config.listen.peer_or(config.peer_addr);
+            let transport_config = TransportConfig::new(config.cluster_id, config.id, listen);
             let (transport, inbox) = PeerTransport::start(transport_config)
-                .map_err(|e| format!("cannot listen for peers on {}: {e}", config.peer_addr))?;
+                .map_err(|e| format!("cannot listen for peers on {listen}: {e}"))?;
             for peer in &config.peers {
                 transport
                     .add_peer(peer.id, peer.peer_addr)
@@ -514,10 +572,10 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     let (server, clients) = if options.no_client_server {
         (None, None)
     } else {
-        let server_config =
-            ClientServerConfig::new(config.cluster_id, config.id, config.client_addr);
+        let listen = config.listen.client_or(config.client_addr);
+        let server_config = ClientServerConfig::new(config.cluster_id, config.id, listen);
         let (server, inbox) = ClientServer::start(server_config)
-            .map_err(|e| format!("cannot listen for clients on {}: {e}", config.client_addr))?;
+            .map_err(|e| format!("cannot listen for clients on {listen}: {e}"))?;
         (Some(server), Some(inbox))
     };
     let certificates = Rc::new(Certificates::open(&config)?);
@@ -546,7 +604,8 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         log.store().clone(),
         feed.clone(),
         certificates.clone(),
-    );
+        options.metrics.as_ref().map(|m| m.gossip.clone()),
+    )?;
     started.report(Ok(()));
     let group = Group::new(
         raft,
@@ -563,7 +622,8 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         status,
         shard_replies,
     )
-    .with_gossip(gossip);
+    .with_gossip(gossip)
+    .with_metrics(options.metrics.clone());
     let watermark = durable_storage.then(|| {
         glommio::spawn_local(save_acked_watermark(
             config.data_dir.clone(),

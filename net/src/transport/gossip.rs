@@ -63,6 +63,10 @@ pub struct GossipTransportConfig {
     /// must be a concrete IP (not `0.0.0.0`) and, after binding, a concrete
     /// port.
     pub listen_addr: SocketAddr,
+    /// The address other members know this one by, when it differs from
+    /// `listen_addr` (listening on `0.0.0.0`, or behind a NAT). `None`:
+    /// the bound address.
+    pub advertise_addr: Option<SocketAddr>,
     /// Per-connection bounds.
     pub limits: ConnectionLimits,
     /// Dial, handshake and backoff timings.
@@ -90,6 +94,7 @@ impl GossipTransportConfig {
             cluster_id,
             node_id,
             listen_addr,
+            advertise_addr: None,
             limits: ConnectionLimits {
                 bulk_queue_bytes_max: 32 << 20,
                 ..ConnectionLimits::default()
@@ -116,9 +121,9 @@ impl GossipTransportConfig {
         self.limits.validate()?;
         self.timings.validate()?;
         check(
-            !self.listen_addr.ip().is_unspecified(),
+            !self.listen_addr.ip().is_unspecified() || self.advertise_addr.is_some(),
             "listen_addr",
-            "must be a concrete IP: it is the address peers know this member by",
+            "must be a concrete IP unless advertise_addr is set: it is the address peers know this member by",
         )?;
         check(
             self.outbound_peers_max >= 1,
@@ -250,7 +255,8 @@ impl GossipTransport {
     ) -> Result<GossipStarted, TransportError> {
         config.validate()?;
         let listener = TcpListener::bind(config.listen_addr).map_err(std::io::Error::from)?;
-        let local_addr = listener.local_addr().map_err(std::io::Error::from)?;
+        let bound = listener.local_addr().map_err(std::io::Error::from)?;
+        let local_addr = config.advertise_addr.unwrap_or(bound);
         let clients = match clients {
             Some(client_config) => Some(ClientServer::without_listener(client_config, local_addr)?),
             None => None,

@@ -40,6 +40,21 @@ pub enum ConnectionError {
     Encode(#[from] crate::wire::EncodeError),
 }
 
+impl ConnectionError {
+    /// A short, fixed name for metrics (`ordo_frame_errors{reason}`,
+    /// `ordo_handshake_errors{reason}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ConnectionError::Io(_) => "io",
+            ConnectionError::Wire(wire) => wire.label(),
+            ConnectionError::Eof => "eof",
+            ConnectionError::Handshake(_) => "handshake",
+            ConnectionError::Closed => "closed",
+            ConnectionError::Encode(_) => "encode",
+        }
+    }
+}
+
 /// Most iovecs per `sendmsg` (Linux's `IOV_MAX` is 1024).
 const IOVECS_MAX: usize = 512;
 

@@ -36,7 +36,7 @@ pub use gossip::{
 };
 pub use io::ConnectionError;
 pub use outbound::{QueueStats, SendError};
-pub use peers::{LinkState, PeerEvent, PeerInbox, PeerStats, PeerTransport};
+pub use peers::{ConnectionErrors, LinkState, PeerEvent, PeerInbox, PeerStats, PeerTransport};
 
 use ordo_storage::NodeId;
 

@@ -90,6 +90,19 @@ pub struct PeerStats {
     pub connections: u64,
     /// The outbound queue.
     pub queue: QueueStats,
+    /// Frame bytes received from the peer.
+    pub bytes_received: u64,
+}
+
+/// Connections the transport closed or refused, by what went wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionErrors {
+    /// Connections closed for a bad frame, by [`crate::wire::WireError::label`].
+    pub frame: std::collections::BTreeMap<&'static str, u64>,
+    /// Inbound or outbound handshakes that failed or were refused, by
+    /// reason (`cluster_mismatch`, `version_mismatch`, `role_mismatch`,
+    /// `dial_rule`, `unavailable`, `expected_hello`, `timeout`, `io`, ...).
+    pub handshake: std::collections::BTreeMap<&'static str, u64>,
 }
 
 struct Peer {
@@ -104,6 +117,7 @@ struct Peer {
     /// Dropping it cancels it.
     task: RefCell<Option<Task<()>>>,
     removed: Cell<bool>,
+    bytes_received: Cell<u64>,
 }
 
 struct Shared {
@@ -119,6 +133,7 @@ struct Shared {
     accept_task: RefCell<Option<Task<()>>>,
     handshakes_pending: Cell<usize>,
     rng: RefCell<fastrand::Rng>,
+    errors: RefCell<ConnectionErrors>,
 }
 
 /// The sending side and the control surface of the peer transport.
@@ -149,6 +164,7 @@ impl PeerTransport {
             accept_task: RefCell::new(None),
             handshakes_pending: Cell::new(0),
             rng: RefCell::new(fastrand::Rng::new()),
+            errors: RefCell::new(ConnectionErrors::default()),
         });
         let task = glommio::spawn_local(accept_loop(shared.clone(), listener));
         *shared.accept_task.borrow_mut() = Some(task);
@@ -241,7 +257,13 @@ impl PeerTransport {
             state: peer.state.get(),
             connections: peer.generation.get(),
             queue: peer.queue.stats(),
+            bytes_received: peer.bytes_received.get(),
         })
+    }
+
+    /// Connections closed or refused so far, by reason.
+    pub fn connection_errors(&self) -> ConnectionErrors {
+        self.shared.errors.borrow().clone()
     }
 
     /// Stops: refuses new sends, stops accepting, gives queued frames up to
@@ -306,6 +328,15 @@ impl PeerInbox {
 }
 
 impl Shared {
+    fn count_handshake_error(&self, reason: &'static str) {
+        *self
+            .errors
+            .borrow_mut()
+            .handshake
+            .entry(reason)
+            .or_default() += 1;
+    }
+
     fn peer_entry(&self, id: NodeId) -> Rc<Peer> {
         self.peers
             .borrow_mut()
@@ -319,6 +350,7 @@ impl Shared {
                     generation: Cell::new(0),
                     task: RefCell::new(None),
                     removed: Cell::new(false),
+                    bytes_received: Cell::new(0),
                 })
             })
             .clone()
@@ -355,11 +387,7 @@ impl Shared {
         mut splitter: FrameSplitter,
     ) {
         peer.state.set(LinkState::Connected);
-        tracing::debug!(
-            node = self.config.node_id,
-            peer = peer.id,
-            "peer connection up"
-        );
+        tracing::info!(node = self.config.node_id, peer = peer.id, "peer connected");
         let reader = async {
             let mut until_yield = READER_YIELD_FRAMES;
             loop {
@@ -367,6 +395,8 @@ impl Shared {
                     .await?
                     .ok_or(ConnectionError::Eof)?;
                 let bytes = frame.header().frame_len as usize;
+                peer.bytes_received
+                    .set(peer.bytes_received.get() + bytes as u64);
                 let message = PeerMessage::decode(&frame)?;
                 self.inbox
                     .push((peer.id, message), bytes)
@@ -387,10 +417,16 @@ impl Shared {
                 "peer connection closed after flush"
             ),
             Err(ConnectionError::Wire(reason)) => {
-                tracing::warn!(node = self.config.node_id, peer = peer.id, %reason, "closing peer connection: bad frame");
+                *self
+                    .errors
+                    .borrow_mut()
+                    .frame
+                    .entry(reason.label())
+                    .or_default() += 1;
+                tracing::warn!(node = self.config.node_id, peer = peer.id, %reason, "peer disconnected: bad frame");
             }
             Err(reason) => {
-                tracing::info!(node = self.config.node_id, peer = peer.id, %reason, "peer connection closed")
+                tracing::info!(node = self.config.node_id, peer = peer.id, %reason, "peer disconnected")
             }
         }
     }
@@ -490,10 +526,12 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
     let hello = match received {
         Ok(Handshake::Hello(hello)) => hello,
         Ok(other) => {
+            shared.count_handshake_error("expected_hello");
             tracing::warn!(node = shared.config.node_id, ?remote, frame = ?other, "closing inbound connection: expected hello");
             return;
         }
         Err(reason) => {
+            shared.count_handshake_error(reason.label());
             tracing::warn!(node = shared.config.node_id, ?remote, %reason, "closing inbound connection: handshake failed");
             return;
         }
@@ -521,6 +559,7 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
             }
         });
     if let Some(reject) = reject {
+        shared.count_handshake_error(reject.reason.label());
         tracing::warn!(node = own, peer = hello.node_id, ?remote, reason = ?reject.reason, detail = %reject.detail, "refusing peer connection");
         let _ = with_timeout(
             shared.config.timings.handshake_timeout,

@@ -96,6 +96,26 @@ pub enum WireError {
     },
 }
 
+impl WireError {
+    /// A short, fixed name for metrics (`ordo_frame_errors{reason}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            WireError::TooLarge { .. } => "too_large",
+            WireError::TooShort { .. } => "too_short",
+            WireError::Truncated { .. } => "truncated",
+            WireError::BadBodyLen { .. } => "bad_body_len",
+            WireError::UnknownKind(_) => "unknown_kind",
+            WireError::Reserved { .. } => "reserved",
+            WireError::BadCrc { .. } => "bad_crc",
+            WireError::BadBody { .. } => "bad_body",
+            WireError::AttachmentMismatch { .. } => "attachment_mismatch",
+            WireError::BadBatch(_) => "bad_batch",
+            WireError::Invalid { .. } => "invalid",
+            WireError::UnexpectedKind { .. } => "unexpected_kind",
+        }
+    }
+}
+
 /// Why a value could not be framed. These are the sender's mistakes (a
 /// message larger than the limits it was configured with), never the
 /// network's.

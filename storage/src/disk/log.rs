@@ -571,6 +571,10 @@ fn decode_at(path: &Path, loc: BatchLoc, bytes: Bytes) -> Result<Batch> {
 }
 
 impl LogStore for DiskLog {
+    fn disk_stats(&self) -> Option<DiskLogStats> {
+        Some(self.stats())
+    }
+
     fn state(&self) -> LogState {
         let core = self.core.borrow();
         let last = core.last();
