@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod data_dir;
 pub mod floor;
 pub mod load;
 pub mod plot;

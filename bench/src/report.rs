@@ -231,49 +231,74 @@ impl RunResult {
         text
     }
 
-    /// The CSV header matching [`RunResult::csv_row`].
-    pub fn csv_header() -> &'static str {
-        "label,nodes,concurrency,payload_bytes,fsync,storage,transport,procs,tokens,gossip,batch_entries_max,\
-         batch_bytes_max,batch_delay_us,commit_notify_delay_us,inflight_max,shards,duration_s,commits,commits_per_s,p50_us,\
-         p90_us,p99_us,p999_us,max_us,floor_fsync_us,floor_rtt_us,floor_commit_us,p50_over_floor,\
-         errors,rss_max_mib"
-    }
+    /// The CSV columns, in the order of [`RunResult::csv_record`].
+    pub const CSV_COLUMNS: [&'static str; 30] = [
+        "label",
+        "nodes",
+        "concurrency",
+        "payload_bytes",
+        "fsync",
+        "storage",
+        "transport",
+        "procs",
+        "tokens",
+        "gossip",
+        "batch_entries_max",
+        "batch_bytes_max",
+        "batch_delay_us",
+        "commit_notify_delay_us",
+        "inflight_max",
+        "shards",
+        "duration_s",
+        "commits",
+        "commits_per_s",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "floor_fsync_us",
+        "floor_rtt_us",
+        "floor_commit_us",
+        "p50_over_floor",
+        "errors",
+        "rss_max_mib",
+    ];
 
-    /// One CSV row.
-    pub fn csv_row(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            self.label,
-            self.nodes,
-            self.concurrency,
-            self.payload_bytes,
-            self.fsync,
-            self.storage,
-            self.transport,
-            self.procs,
-            self.tokens,
-            self.gossip,
-            self.batch_entries_max,
-            self.batch_bytes_max,
-            self.batch_delay_us,
-            self.commit_notify_delay_us,
-            self.inflight_max,
-            self.shards,
-            self.duration_s,
-            self.commits,
-            self.commits_per_s,
-            self.p50_us,
-            self.p90_us,
-            self.p99_us,
-            self.p999_us,
-            self.max_us,
-            self.floor_fsync_us,
-            self.floor_rtt_us,
-            self.floor_commit_us,
-            self.p50_over_floor,
-            self.errors,
-            self.rss_max_mib
-        )
+    /// One CSV record: the fields named by [`RunResult::CSV_COLUMNS`].
+    pub fn csv_record(&self) -> [String; 30] {
+        [
+            self.label.to_string(),
+            self.nodes.to_string(),
+            self.concurrency.to_string(),
+            self.payload_bytes.to_string(),
+            self.fsync.to_string(),
+            self.storage.to_string(),
+            self.transport.to_string(),
+            self.procs.to_string(),
+            self.tokens.to_string(),
+            self.gossip.to_string(),
+            self.batch_entries_max.to_string(),
+            self.batch_bytes_max.to_string(),
+            self.batch_delay_us.to_string(),
+            self.commit_notify_delay_us.to_string(),
+            self.inflight_max.to_string(),
+            self.shards.to_string(),
+            self.duration_s.to_string(),
+            self.commits.to_string(),
+            self.commits_per_s.to_string(),
+            self.p50_us.to_string(),
+            self.p90_us.to_string(),
+            self.p99_us.to_string(),
+            self.p999_us.to_string(),
+            self.max_us.to_string(),
+            self.floor_fsync_us.to_string(),
+            self.floor_rtt_us.to_string(),
+            self.floor_commit_us.to_string(),
+            self.p50_over_floor.to_string(),
+            self.errors.to_string(),
+            self.rss_max_mib.to_string(),
+        ]
     }
 }
 

@@ -281,9 +281,15 @@ pub struct Knobs {
     pub gossip: bool,
     /// Put the nodes' data under this directory (a fresh temporary
     /// directory inside it, removed afterwards). Default: the system's
-    /// temporary directory. The fsync floor is measured on its filesystem.
+    /// temporary directory, or /var/tmp or target/ordo-bench where that is
+    /// tmpfs. The fsync floor is measured on its filesystem. A directory
+    /// on tmpfs is refused for disk runs (O_DIRECT is off there).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Accept a --data-dir on tmpfs for disk runs (O_DIRECT is then off:
+    /// the run measures memory, not a disk).
+    #[arg(long)]
+    pub allow_tmpfs: bool,
     /// Hand leadership to the next voter every this many milliseconds
     /// while measuring (`ordo transfer`'s request; TCP only): the latency
     /// a transfer costs, against the same run without.
@@ -305,8 +311,26 @@ pub struct Knobs {
 }
 
 impl Knobs {
+    /// `--data-dir`, checked for disk runs: refused on tmpfs unless
+    /// `--allow-tmpfs`; without it, a default place that is not tmpfs
+    /// (with a warning when the system's temporary directory was).
+    fn data_dir_checked(&self) -> Result<Option<PathBuf>, String> {
+        if !self.storage.contains(&StorageKind::Disk) {
+            return Ok(self.data_dir.clone());
+        }
+        let candidates = crate::data_dir::default_candidates();
+        let chosen =
+            crate::data_dir::choose(self.data_dir.as_deref(), self.allow_tmpfs, &candidates)
+                .map_err(|e| e.to_string())?;
+        if let Some(warning) = chosen.warning {
+            eprintln!("ordo-bench: {warning}");
+        }
+        Ok(Some(chosen.dir))
+    }
+
     /// Every combination of the lists, concurrency varying fastest.
     pub fn expand(&self) -> Result<Vec<RunSpec>, String> {
+        let data_dir = self.data_dir_checked()?;
         let mut specs = Vec::new();
         for &nodes in &self.nodes {
             for &transport in &self.transport {
@@ -343,7 +367,7 @@ impl Knobs {
                                                         shards,
                                                         tokens: self.tokens,
                                                         gossip: self.gossip,
-                                                        data_dir: self.data_dir.clone(),
+                                                        data_dir: data_dir.clone(),
                                                         transfer_every: self
                                                             .transfer_every
                                                             .map(Duration::from_millis),
@@ -436,24 +460,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// A duration with an optional unit, in microseconds; a bare number is in
-/// `bare_unit_us`.
+/// `bare_unit_us`. Units are humantime's (`us`, `µs`, `ms`, `s`, `min`,
+/// fractions such as `1.5ms`).
 fn parse_micros_with(text: &str, bare_unit_us: f64) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 200us)"))?;
-    let unit_us = match unit {
-        "" => bare_unit_us,
-        "us" | "µs" => 1.0,
-        "ms" => 1_000.0,
-        "s" => 1_000_000.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (us, ms, s)")),
+    let micros = match text.parse::<f64>() {
+        Ok(number) => number * bare_unit_us,
+        Err(_) => {
+            humantime::parse_duration(text)
+                .map_err(|e| format!("{text:?} is not a duration (e.g. 10s, 500ms, 200us): {e}"))?
+                .as_secs_f64()
+                * 1e6
+        }
     };
-    let micros = number * unit_us;
     if !(0.0..=3.6e9).contains(&micros) {
         return Err(format!("{text:?} is out of range (at most an hour)"));
     }
@@ -500,8 +519,16 @@ mod tests {
         assert_eq!(parse_micros("1.5ms"), Ok(1500));
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_micros("5h").unwrap_err().contains("unknown unit"));
-        assert!(parse_micros("fast").is_err());
+        assert_eq!(parse_micros("200µs"), Ok(200));
+        assert!(parse_micros("5h").unwrap_err().contains("out of range"));
+        assert!(parse_micros("5y").unwrap_err().contains("out of range"));
+        assert!(
+            parse_micros("5x")
+                .unwrap_err()
+                .contains("unknown time unit")
+        );
+        assert!(parse_micros("fast").unwrap_err().contains("\"fast\""));
+        assert!(parse_micros("-1").is_err());
     }
 
     #[test]

@@ -21,13 +21,7 @@ pub fn write_outputs(
         let path = out.join(name);
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
-    let mut csv = String::from(RunResult::csv_header());
-    csv.push('\n');
-    for (_, outcome) in runs {
-        csv += &outcome.result.csv_row();
-        csv.push('\n');
-    }
-    write("runs.csv", &csv)?;
+    write_csv(&out.join("runs.csv"), runs)?;
     let table = table(knobs, runs);
     write("table.md", &table)?;
     let swept = knobs.swept();
@@ -49,6 +43,22 @@ pub fn write_outputs(
         plot::percentile_distribution(&path, &outcome.result.label, &outcome.histogram)?;
     }
     Ok(table)
+}
+
+/// `runs.csv`: a header, then one record per run (the csv crate quotes a
+/// label that holds a comma or a quote).
+fn write_csv(path: &Path, runs: &[(RunSpec, RunOutcome)]) -> Result<(), String> {
+    let error = |e: csv::Error| format!("cannot write {}: {e}", path.display());
+    let mut writer = csv::Writer::from_path(path).map_err(error)?;
+    writer.write_record(RunResult::CSV_COLUMNS).map_err(error)?;
+    for (_, outcome) in runs {
+        writer
+            .write_record(outcome.result.csv_record())
+            .map_err(error)?;
+    }
+    writer
+        .flush()
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Points `(commits/s, p99 µs)` grouped by the value of `knob` (one series

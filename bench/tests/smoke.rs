@@ -45,7 +45,8 @@ const JSON_FIELDS: &[&str] = &[
 
 #[test]
 fn tcp_and_engine_only_runs_commit_and_sweep_writes_its_files() {
-    let data = tempfile::tempdir().unwrap();
+    // Under target/ rather than /tmp, which may be tmpfs (refused for disk runs).
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let data_dir = data.path().to_str().unwrap();
     let knobs = knobs(&[
         "--duration",

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use base64::Engine;
@@ -116,20 +117,19 @@ pub fn status_line(status: &NodeStatus) -> String {
     .to_string()
 }
 
-/// Releases results in input order as they complete out of order.
+/// Releases results in input order as they complete out of order. It
+/// holds only the results that complete ahead of an earlier one, so with
+/// the client's window `w` in flight it holds fewer than `w`.
+#[derive(Default)]
 pub struct InOrder {
     next: usize,
     waiting: BTreeMap<usize, String>,
 }
 
 impl InOrder {
-    /// For `count` results.
-    pub fn new(count: usize) -> Self {
-        let _ = count;
-        Self {
-            next: 0,
-            waiting: BTreeMap::new(),
-        }
+    /// Starting at result 0.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Result `i` is `line`; returns the lines now printable, in order.
@@ -142,6 +142,86 @@ impl InOrder {
         }
         out
     }
+}
+
+/// Why a `--node` value names no address.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeListError {
+    /// One entry of the list is not `host:port`, or does not resolve.
+    #[error("invalid --node {entry:?}: {reason}")]
+    Invalid {
+        /// The entry.
+        entry: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The value has no entry at all.
+    #[error(
+        "invalid --node {0:?}: no address (expected host:port, or several separated by commas)"
+    )]
+    Empty(String),
+}
+
+/// The addresses of `--node`: one `host:port`, or several separated by
+/// commas (`127.0.0.1:7000,127.0.0.1:7001`), which the client tries in turn
+/// until one answers. Empty entries (a trailing comma) are skipped.
+pub fn node_addrs(text: &str) -> Result<Vec<SocketAddr>, NodeListError> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let invalid = |reason: String| NodeListError::Invalid {
+            entry: entry.to_string(),
+            reason,
+        };
+        let addr = entry
+            .to_socket_addrs()
+            .map_err(|e| invalid(e.to_string()))?
+            .next()
+            .ok_or_else(|| invalid("no address".to_string()))?;
+        addrs.push(addr);
+    }
+    if addrs.is_empty() {
+        return Err(NodeListError::Empty(text.to_string()));
+    }
+    Ok(addrs)
+}
+
+/// Reads `input` line by line on a thread of its own and hands each line
+/// (without its `\n` or `\r\n`; any bytes, UTF-8 or not) to the returned
+/// channel as soon as it is read, so that `ordo send --stdin` sends what
+/// `tail -f` writes as it arrives. The channel holds at most `capacity`
+/// lines: the thread waits while it is full, so an input faster than the
+/// cluster is read no further ahead than that. The channel ends with the
+/// input; the thread returns the read error that ended it early, if any.
+/// It also stops when the receiver is dropped (after its next line).
+pub fn read_lines(
+    input: impl std::io::Read + Send + 'static,
+    capacity: usize,
+) -> (
+    async_channel::Receiver<bytes::Bytes>,
+    std::thread::JoinHandle<std::io::Result<()>>,
+) {
+    let (sender, receiver) = async_channel::bounded(capacity.max(1));
+    let reader = std::thread::spawn(move || {
+        let mut input = std::io::BufReader::new(input);
+        loop {
+            let mut line = Vec::new();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+            }
+            if sender.send_blocking(bytes::Bytes::from(line)).is_err() {
+                // The sender gave up (its error is its own to report).
+                return Ok(());
+            }
+        }
+    });
+    (receiver, reader)
 }
 
 /// `ordo init`: writes `dir/node<i>/ordo.toml` and `dir/node<i>/node.key`
@@ -480,10 +560,35 @@ mod tests {
 
     #[test]
     fn in_order_releases_prefixes() {
-        let mut order = InOrder::new(3);
+        let mut order = InOrder::new();
         assert!(order.ready(1, "b".into()).is_empty());
         assert_eq!(order.ready(0, "a".into()), vec!["a", "b"]);
         assert_eq!(order.ready(2, "c".into()), vec!["c"]);
+    }
+
+    #[test]
+    fn node_lists_parse_in_order() {
+        let addrs = node_addrs("127.0.0.1:7000, 127.0.0.1:7001,").unwrap();
+        let ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
+        assert_eq!(ports, vec![7000, 7001]);
+        assert_eq!(node_addrs("127.0.0.1:7000").unwrap().len(), 1);
+        let error = node_addrs("127.0.0.1:7000,nope").unwrap_err().to_string();
+        assert!(error.contains("\"nope\""), "{error}");
+        assert!(
+            node_addrs(" , ")
+                .unwrap_err()
+                .to_string()
+                .contains("no address")
+        );
+    }
+
+    #[test]
+    fn lines_are_read_one_at_a_time() {
+        let input: &'static [u8] = b"a\r\nb\n\xff\nlast";
+        let (lines, reader) = read_lines(input, 1);
+        let got: Vec<bytes::Bytes> = std::iter::from_fn(|| lines.recv_blocking().ok()).collect();
+        assert_eq!(got, vec![&b"a"[..], b"b", b"\xff", b"last"]);
+        assert!(reader.join().unwrap().is_ok());
     }
 
     #[test]

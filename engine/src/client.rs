@@ -69,6 +69,27 @@ pub enum ClientError {
     Usage(String),
 }
 
+impl ClientError {
+    /// A copy of this error (`ProposeError` is the only field that is not
+    /// a string), for each payload a timeout fails.
+    fn same(&self) -> Self {
+        match self {
+            Self::Unavailable {
+                timeout,
+                tried,
+                last,
+            } => Self::Unavailable {
+                timeout: *timeout,
+                tried: tried.clone(),
+                last: last.clone(),
+            },
+            Self::Refused(error) => Self::Refused(*error),
+            Self::Node(text) => Self::Node(text.clone()),
+            Self::Usage(text) => Self::Usage(text.clone()),
+        }
+    }
+}
+
 /// A committed proposal as the client sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientReceipt {
@@ -89,7 +110,8 @@ pub struct ClientReceipt {
 }
 
 struct Connection {
-    conn: ClientConnection,
+    /// Shared with a receive in progress (`propose_stream`).
+    conn: std::rc::Rc<ClientConnection>,
     addr: SocketAddr,
 }
 
@@ -188,7 +210,10 @@ impl Client {
             .min(remaining.max(Duration::from_millis(10)));
         match ClientConnection::connect(addr, &config).await {
             Ok(conn) => {
-                self.connection = Some(Connection { conn, addr });
+                self.connection = Some(Connection {
+                    conn: std::rc::Rc::new(conn),
+                    addr,
+                });
                 Ok(())
             }
             Err(error) => Err(format!("{addr}: {error}")),
@@ -224,150 +249,270 @@ impl Client {
         mut on_result: impl FnMut(usize, &Result<ClientReceipt, ClientError>),
     ) -> Result<Vec<Result<ClientReceipt, ClientError>>, ClientError> {
         let count = payloads.len();
-        let items: Vec<Item> = payloads
-            .into_iter()
-            .map(|payload| {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                Item { seq, payload }
-            })
-            .collect();
         let mut results: Vec<Option<Result<ClientReceipt, ClientError>>> =
             (0..count).map(|_| None).collect();
-        // Waiting to be (re)sent, in input order: a retry keeps its place.
-        let mut queue: BTreeSet<usize> = (0..count).collect();
-        // The oldest unanswered item. Nothing more than `window` items past
-        // it is sent, so a retry of it always finds its answer in the
-        // session window (`session_results_max >= window`).
-        let mut oldest = 0usize;
-        let mut in_flight: HashMap<u64, usize> = HashMap::new();
-        let mut done = 0;
-        let mut deadline = Instant::now() + self.options.timeout;
-        let mut last_error = String::from("no attempt yet");
-        while done < count {
-            if Instant::now() >= deadline {
-                let error = self.unavailable(last_error.clone());
+        // Results other than the timeout's: none means nothing was done.
+        let mut answered = 0usize;
+        let outcome = self
+            .propose_stream(futures_lite::stream::iter(payloads), |i, _, result| {
+                if !matches!(result, Err(ClientError::Unavailable { .. })) {
+                    answered += 1;
+                }
+                on_result(i, &result);
+                results[i] = Some(result);
+            })
+            .await;
+        match outcome {
+            Ok(()) => {}
+            Err(error @ ClientError::Unavailable { .. }) => {
+                // Payloads never read from the input fail like the ones in
+                // flight, so that every payload has a result.
                 for (i, slot) in results.iter_mut().enumerate() {
                     if slot.is_none() {
-                        let failed = Err(self.unavailable(last_error.clone()));
+                        let failed = Err(error.same());
                         on_result(i, &failed);
                         *slot = Some(failed);
                     }
                 }
-                if done == 0 {
+                if answered == 0 {
                     return Err(error);
                 }
-                break;
             }
-            if let Err(error) = self.connect(deadline).await {
-                last_error = error;
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            // Fill the window.
-            let mut broken = None;
-            while in_flight.len() < self.options.window {
-                while oldest < count && results[oldest].is_some() {
-                    oldest += 1;
-                }
-                let Some(&i) = queue.first() else { break };
-                if i >= oldest + self.options.window {
-                    break;
-                }
-                queue.remove(&i);
-                let request_id = self.request_id();
-                let request = ClientRequest::Propose(ProposeRequest {
-                    request_id,
-                    client_id: self.client_id,
-                    seq: items[i].seq,
-                    payload: items[i].payload.clone(),
-                    redirect: self.options.redirect,
-                });
-                let connection = self.connection.as_ref().expect("connected");
-                if let Err(error) = connection.conn.send(&request).await {
-                    queue.insert(i);
-                    broken = Some(format!("{}: {error}", connection.addr));
-                    break;
-                }
-                in_flight.insert(request_id, i);
-            }
-            if broken.is_none() {
-                let connection = self.connection.as_ref().expect("connected");
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let answer = future::or(async { Some(connection.conn.recv().await) }, async {
-                    glommio::timer::sleep(remaining).await;
-                    None
-                })
-                .await;
-                match answer {
-                    None => broken = Some(format!("{}: no answer", connection.addr)),
-                    Some(Err(error)) => broken = Some(format!("{}: {error}", connection.addr)),
-                    Some(Ok(ClientResponse::Propose(response))) => {
-                        let node = connection.conn.node_id();
-                        let Some(i) = in_flight.remove(&response.request_id) else {
-                            continue;
-                        };
-                        match response.result {
-                            Ok(committed) => {
-                                let receipt = Ok(ClientReceipt {
-                                    id: committed.id,
-                                    index: committed.index,
-                                    term: committed.term,
-                                    ts: committed.ts,
-                                    token: response.token,
-                                    node,
-                                    leader: response.leader.id,
-                                });
-                                on_result(i, &receipt);
-                                results[i] = Some(receipt);
-                                done += 1;
-                                // Progress: a later slow stretch gets a full timeout again.
-                                deadline = Instant::now() + self.options.timeout;
-                            }
-                            Err(
-                                error @ (ProposeError::TooLarge { .. }
-                                | ProposeError::SessionExpired { .. }),
-                            ) => {
-                                let failed = Err(ClientError::Refused(error));
-                                on_result(i, &failed);
-                                results[i] = Some(failed);
-                                done += 1;
-                            }
-                            Err(error) => {
-                                last_error = format!("node {node}: {error}");
-                                queue.insert(i);
-                                if self.follow_hint(&response.leader) {
-                                    queue.extend(in_flight.drain().map(|(_, i)| i));
-                                } else if matches!(
-                                    error,
-                                    ProposeError::Busy { .. }
-                                        | ProposeError::NotLeader { leader: 0 }
-                                        | ProposeError::Unknown { leader: 0 }
-                                ) {
-                                    glommio::timer::sleep(Duration::from_millis(20)).await;
-                                }
-                                if matches!(error, ProposeError::Stopped) {
-                                    broken = Some(format!("node {node} is stopping"));
-                                }
-                            }
-                        }
-                    }
-                    Some(Ok(ClientResponse::Error(error))) => {
-                        return Err(ClientError::Node(error.error.to_string()));
-                    }
-                    Some(Ok(_)) => {}
-                }
-            }
-            if let Some(error) = broken {
-                last_error = error;
-                self.connection = None;
-                queue.extend(in_flight.drain().map(|(_, i)| i));
-            }
+            Err(error) => return Err(error),
         }
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(ClientError::Node("no result".into()))))
             .collect())
+    }
+
+    /// Proposes each payload as `payloads` yields it (numbered from 0 in
+    /// the order it yields them), keeping up to `window` in flight: no
+    /// payload is read while `window` are unanswered, so memory stays
+    /// bounded for an endless input (`ordo send --stdin` behind `tail -f`).
+    /// Calls `on_result(i, payload, result)` as each completes, out of
+    /// order. A payload whose answer was lost is retried with the same
+    /// sequence number, so it commits once.
+    ///
+    /// Returns when the input ends and every payload read has its result.
+    /// The timeout runs while payloads are outstanding and restarts with
+    /// each commit (an idle input waits without limit); when it expires,
+    /// every outstanding payload gets [`ClientError::Unavailable`] and so
+    /// does the call, and the rest of the input is left unread.
+    pub async fn propose_stream(
+        &mut self,
+        payloads: impl futures_lite::Stream<Item = Bytes>,
+        mut on_result: impl FnMut(usize, &Bytes, Result<ClientReceipt, ClientError>),
+    ) -> Result<(), ClientError> {
+        use futures_lite::StreamExt;
+        use std::collections::VecDeque;
+        use std::rc::Rc;
+
+        type Receiving =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<ClientResponse, String>>>>;
+        enum Event {
+            Answer(Result<ClientResponse, String>),
+            Input(Option<Bytes>),
+            Timeout,
+        }
+        struct Pending {
+            item: Item,
+            answered: bool,
+        }
+
+        let mut payloads = std::pin::pin!(payloads);
+        let window = self.options.window;
+        // Payloads read and not yet released: `pending[k]` is payload
+        // `first + k`. Invariant: `pending.len() <= window`, and the front
+        // is unanswered (answered ones are released from the front), so
+        // nothing more than `window` payloads past the oldest unanswered
+        // one is sent, and a retry of it always finds its answer in the
+        // session window (`session_results_max >= window`).
+        let mut pending: VecDeque<Pending> = VecDeque::with_capacity(window);
+        let mut first = 0usize;
+        let mut input_ended = false;
+        // Waiting to be (re)sent, in input order: a retry keeps its place.
+        let mut queue: BTreeSet<usize> = BTreeSet::new();
+        let mut in_flight: HashMap<u64, usize> = HashMap::new();
+        // The receive of the current connection's next response. A receive
+        // dropped mid-frame would leave the connection unusable, so it is
+        // kept across turns while the loop also waits for input.
+        let mut receiving: Option<(Rc<ClientConnection>, Receiving)> = None;
+        let mut deadline = Instant::now() + self.options.timeout;
+        let mut last_error = String::from("no attempt yet");
+        loop {
+            while pending.front().is_some_and(|p| p.answered) {
+                pending.pop_front();
+                first += 1;
+            }
+            if input_ended && pending.is_empty() {
+                return Ok(());
+            }
+            if !pending.is_empty() && Instant::now() >= deadline {
+                for (k, p) in pending.iter().enumerate() {
+                    if !p.answered {
+                        let failed = Err(self.unavailable(last_error.clone()));
+                        on_result(first + k, &p.item.payload, failed);
+                    }
+                }
+                return Err(self.unavailable(last_error));
+            }
+            // An idle input needs no connection (nor a node that answers).
+            if !pending.is_empty()
+                && let Err(error) = self.connect(deadline).await
+            {
+                last_error = error;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let current = self.connection.as_ref().map(|c| Rc::clone(&c.conn));
+            match &current {
+                Some(conn) if receiving.as_ref().is_some_and(|(r, _)| Rc::ptr_eq(r, conn)) => {}
+                Some(conn) => {
+                    let conn = Rc::clone(conn);
+                    let receive = Rc::clone(&conn);
+                    receiving = Some((
+                        conn,
+                        Box::pin(async move { receive.recv().await.map_err(|e| e.to_string()) }),
+                    ));
+                }
+                None => receiving = None,
+            }
+            // Send what waits (all of it is within the window).
+            let mut broken = None;
+            if let Some(connection) = self.connection.as_ref() {
+                while let Some(i) = queue.pop_first() {
+                    self.next_request_id += 1;
+                    let request_id = self.next_request_id;
+                    let item = &pending[i - first].item;
+                    let request = ClientRequest::Propose(ProposeRequest {
+                        request_id,
+                        client_id: self.client_id,
+                        seq: item.seq,
+                        payload: item.payload.clone(),
+                        redirect: self.options.redirect,
+                    });
+                    if let Err(error) = connection.conn.send(&request).await {
+                        queue.insert(i);
+                        broken = Some(format!("{}: {error}", connection.addr));
+                        break;
+                    }
+                    in_flight.insert(request_id, i);
+                }
+            }
+            if broken.is_none() {
+                let read_more = !input_ended && pending.len() < window;
+                let outstanding = !pending.is_empty();
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let answer = async {
+                    match receiving.as_mut() {
+                        Some((_, receive)) => Event::Answer(receive.await),
+                        None => future::pending().await,
+                    }
+                };
+                let input = async {
+                    if read_more {
+                        Event::Input(payloads.next().await)
+                    } else {
+                        future::pending().await
+                    }
+                };
+                let timer = async {
+                    if outstanding {
+                        glommio::timer::sleep(remaining).await;
+                        Event::Timeout
+                    } else {
+                        future::pending().await
+                    }
+                };
+                let event = future::or(answer, future::or(input, timer)).await;
+                let addr = self.connection.as_ref().map(|c| c.addr);
+                let addr = addr.map_or_else(|| "the connection".to_string(), |a| a.to_string());
+                match event {
+                    Event::Input(Some(payload)) => {
+                        if pending.is_empty() {
+                            // The timeout counts from the first payload
+                            // outstanding, not from an idle input's last.
+                            deadline = Instant::now() + self.options.timeout;
+                        }
+                        let seq = self.next_seq;
+                        self.next_seq += 1;
+                        queue.insert(first + pending.len());
+                        pending.push_back(Pending {
+                            item: Item { seq, payload },
+                            answered: false,
+                        });
+                    }
+                    Event::Input(None) => input_ended = true,
+                    Event::Timeout => broken = Some(format!("{addr}: no answer")),
+                    Event::Answer(answer) => {
+                        // The receive finished: the next turn starts another.
+                        receiving = None;
+                        match answer {
+                            Err(error) => broken = Some(format!("{addr}: {error}")),
+                            Ok(ClientResponse::Propose(response)) => {
+                                let node = current.as_ref().map_or(0, |c| c.node_id());
+                                let Some(i) = in_flight.remove(&response.request_id) else {
+                                    continue;
+                                };
+                                let result = match response.result {
+                                    Ok(committed) => {
+                                        // Progress: a later slow stretch gets a full timeout again.
+                                        deadline = Instant::now() + self.options.timeout;
+                                        Some(Ok(ClientReceipt {
+                                            id: committed.id,
+                                            index: committed.index,
+                                            term: committed.term,
+                                            ts: committed.ts,
+                                            token: response.token,
+                                            node,
+                                            leader: response.leader.id,
+                                        }))
+                                    }
+                                    Err(
+                                        error @ (ProposeError::TooLarge { .. }
+                                        | ProposeError::SessionExpired { .. }),
+                                    ) => Some(Err(ClientError::Refused(error))),
+                                    Err(error) => {
+                                        last_error = format!("node {node}: {error}");
+                                        queue.insert(i);
+                                        if self.follow_hint(&response.leader) {
+                                            queue.extend(in_flight.drain().map(|(_, i)| i));
+                                        } else if matches!(
+                                            error,
+                                            ProposeError::Busy { .. }
+                                                | ProposeError::NotLeader { leader: 0 }
+                                                | ProposeError::Unknown { leader: 0 }
+                                        ) {
+                                            glommio::timer::sleep(Duration::from_millis(20)).await;
+                                        }
+                                        if matches!(error, ProposeError::Stopped) {
+                                            broken = Some(format!("node {node} is stopping"));
+                                        }
+                                        None
+                                    }
+                                };
+                                if let Some(result) = result {
+                                    let p = &mut pending[i - first];
+                                    p.answered = true;
+                                    on_result(i, &p.item.payload, result);
+                                }
+                            }
+                            Ok(ClientResponse::Error(error)) => {
+                                return Err(ClientError::Node(error.error.to_string()));
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                }
+            }
+            if let Some(error) = broken {
+                last_error = error;
+                self.connection = None;
+                receiving = None;
+                queue.extend(in_flight.drain().map(|(_, i)| i));
+            }
+        }
     }
 
     /// One request/answer exchange with retries across nodes.

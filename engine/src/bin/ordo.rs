@@ -1,7 +1,7 @@
 //! `ordo`: run a voter, a gossip node or a local cluster, and talk to a
 //! cluster from the command line.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,13 +69,16 @@ enum Command {
     },
     /// Sends a message (or one per stdin line) and prints where it committed.
     Send {
-        /// Any node's client address (host:port).
+        /// Any node's client address (host:port), or several separated by
+        /// commas, tried in turn until one answers.
         #[arg(long)]
         node: String,
         /// Ask a follower for a redirect to the leader instead of forwarding.
         #[arg(long)]
         redirect: bool,
-        /// Read one message per line from stdin (pipelined).
+        /// Read one message per line from stdin, each sent as it arrives
+        /// (pipelined: up to 64 in flight), its result printed in input
+        /// order as soon as it is known.
         #[arg(long, conflicts_with = "message")]
         stdin: bool,
         /// Give up after this many seconds without a leader.
@@ -87,7 +90,8 @@ enum Command {
     },
     /// Prints committed messages as JSON lines, in id order.
     Log {
-        /// Any node's client address (host:port).
+        /// Any node's client address (host:port), or several separated by
+        /// commas, tried in turn until one answers.
         #[arg(long)]
         node: String,
         /// First message id.
@@ -112,7 +116,8 @@ enum Command {
     },
     /// Hands leadership to voter `--to`; exits 0 once it leads.
     Transfer {
-        /// Any member's client address (host:port).
+        /// Any member's client address (host:port), or several separated
+        /// by commas, tried in turn until one answers.
         #[arg(long)]
         node: String,
         /// The voter to hand leadership to.
@@ -124,7 +129,8 @@ enum Command {
     },
     /// Prints one node's status as a JSON object.
     Status {
-        /// The node's client address (host:port).
+        /// The node's client address (host:port), or several separated by
+        /// commas: the first that answers prints its status.
         #[arg(long)]
         node: String,
         /// Give up after this many seconds.
@@ -137,7 +143,8 @@ enum Command {
     /// `ordo verify` learns these lines before it checks tokens signed by
     /// voters added later.
     Chain {
-        /// Any member's client address (host:port).
+        /// Any member's client address (host:port), or several separated
+        /// by commas, tried in turn until one answers.
         #[arg(long)]
         node: String,
         /// Give up after this many seconds.
@@ -208,7 +215,8 @@ enum MemberCommand {
     /// Adds node `--id`, laid out by `ordo init --add` in DIR; prints
     /// {"id","role","index"} once the change commits.
     Add {
-        /// Any member's client address (host:port).
+        /// Any member's client address (host:port), or several separated
+        /// by commas, tried in turn until one answers.
         #[arg(long)]
         node: String,
         /// The cluster's directory (where `ordo init --add` wrote the node).
@@ -226,7 +234,8 @@ enum MemberCommand {
     },
     /// Makes learner `--id` a voter, once it has caught up.
     Promote {
-        /// Any member's client address (host:port).
+        /// Any member's client address (host:port), or several separated
+        /// by commas, tried in turn until one answers.
         #[arg(long)]
         node: String,
         /// The learner.
@@ -238,7 +247,8 @@ enum MemberCommand {
     },
     /// Removes member `--id`.
     Remove {
-        /// Any member's client address (host:port).
+        /// Any member's client address (host:port), or several separated
+        /// by commas, tried in turn until one answers.
         #[arg(long)]
         node: String,
         /// The member.
@@ -251,7 +261,8 @@ enum MemberCommand {
     /// Prints one JSON line per member:
     /// {"id","role","peer_addr","client_addr","match_index"}.
     List {
-        /// Any member's client address (host:port).
+        /// Any member's client address (host:port), or several separated
+        /// by commas, tried in turn until one answers.
         #[arg(long)]
         node: String,
         /// Give up after this many seconds.
@@ -372,8 +383,9 @@ fn run_node(config: PathBuf) -> Result<(), String> {
     node.wait().map_err(|e| e.to_string())
 }
 
-fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    parse_addr_of("--node", text)
+/// `--node`: one address or a comma-separated list.
+fn parse_nodes(text: &str) -> Result<Vec<SocketAddr>, String> {
+    cli::node_addrs(text).map_err(|e| e.to_string())
 }
 
 fn parse_addr_of(flag: &str, text: &str) -> Result<SocketAddr, String> {
@@ -468,45 +480,52 @@ fn send(
     timeout: f64,
     message: Option<String>,
 ) -> Result<(), String> {
-    let addr = parse_addr(node)?;
+    let addrs = parse_nodes(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         redirect,
         ..ClientOptions::default()
     };
-    let payloads: Vec<Bytes> = if stdin {
-        let mut lines = Vec::new();
-        for line in std::io::stdin().lock().lines() {
-            lines.push(Bytes::from(
-                line.map_err(|e| format!("reading stdin: {e}"))?,
-            ));
-        }
-        lines
+    // Lines reach the client as they are read, never more than a window
+    // ahead of the answers (`tail -f log | ordo send --stdin` streams).
+    let (payloads, reader) = if stdin {
+        let (payloads, reader) = cli::read_lines(std::io::stdin(), options.window);
+        (payloads, Some(reader))
     } else {
-        vec![Bytes::from(message.unwrap_or_default())]
+        let (sender, payloads) = async_channel::bounded(1);
+        let message = Bytes::from(message.unwrap_or_default());
+        sender
+            .try_send(message)
+            .map_err(|e| format!("cannot queue the message: {e}"))?;
+        (payloads, None)
     };
     on_executor(move || {
         Box::pin(async move {
-            let mut client = Client::new(vec![addr], options.clone()).map_err(|e| e.to_string())?;
-            let mut printer = cli::InOrder::new(payloads.len());
-            let texts = payloads.clone();
+            let mut client =
+                Client::new(addrs.clone(), options.clone()).map_err(|e| e.to_string())?;
+            let mut printer = cli::InOrder::new();
+            let mut first_failure = None;
             let stdout = std::io::stdout();
-            let results = client
-                .propose_all(payloads, |i, result| {
+            let outcome = client
+                .propose_stream(payloads, |i, payload, result| {
+                    let line = cli::send_line(&result, payload);
+                    if let Err(error) = result {
+                        first_failure.get_or_insert(error);
+                    }
                     let mut out = stdout.lock();
-                    for line in printer.ready(i, cli::send_line(result, &texts[i])) {
+                    for line in printer.ready(i, line) {
                         let _ = writeln!(out, "{line}");
                     }
                     let _ = out.flush();
                 })
                 .await;
-            let failure = match results {
-                Ok(results) => results.into_iter().find_map(Result::err),
+            let failure = match outcome {
                 Err(error) => Some(error),
+                Ok(()) => first_failure,
             };
             match failure {
                 Some(error @ ordo_engine::client::ClientError::Unavailable { .. }) => {
-                    Err(match why_no_leader(addr, options).await {
+                    Err(match why_no_leader(addrs, options).await {
                         Some(why) => format!("{error}; {why}"),
                         None => error.to_string(),
                     })
@@ -515,17 +534,25 @@ fn send(
                 None => Ok(()),
             }
         })
-    })
+    })?;
+    // The client read the input to its end, so the reader has finished:
+    // its error, if any, is what ended the input.
+    match reader.map(std::thread::JoinHandle::join) {
+        Some(Ok(Err(error))) => Err(format!("reading stdin: {error}")),
+        Some(Err(_)) => Err("the stdin reader failed".into()),
+        Some(Ok(Ok(()))) | None => Ok(()),
+    }
 }
 
-/// What the node at `addr` says about a cluster that elects no leader: it
-/// is repairing a loss (what and where), or it sees no leader.
-async fn why_no_leader(addr: SocketAddr, options: ClientOptions) -> Option<String> {
+/// What the first node of `addrs` to answer says about a cluster that
+/// elects no leader: it is repairing a loss (what and where), or it sees
+/// no leader.
+async fn why_no_leader(addrs: Vec<SocketAddr>, options: ClientOptions) -> Option<String> {
     let options = ClientOptions {
         timeout: options.timeout.min(Duration::from_secs(2)),
         ..options
     };
-    let mut client = Client::new(vec![addr], options).ok()?;
+    let mut client = Client::new(addrs, options).ok()?;
     let (status, _) = client.status().await.ok()?;
     Some(if status.repairing {
         format!(
@@ -566,14 +593,14 @@ fn log_or_chain(
     chain: bool,
     timeout: f64,
 ) -> Result<(), String> {
-    let addr = parse_addr(node)?;
+    let addrs = parse_nodes(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         ..ClientOptions::default()
     };
     on_executor(move || {
         Box::pin(async move {
-            let mut client = Client::new(vec![addr], options).map_err(|e| e.to_string())?;
+            let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
             if chain {
                 for link in client.chain().await.map_err(|e| e.to_string())? {
                     println!("{}", cli::link_line(&link));
@@ -658,14 +685,14 @@ fn admin(
     command: AdminCommand,
     print: impl FnOnce(AdminAnswer) + Send + 'static,
 ) -> Result<(), String> {
-    let addr = parse_addr(node)?;
+    let addrs = parse_nodes(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         ..ClientOptions::default()
     };
     on_executor(move || {
         Box::pin(async move {
-            let mut client = Client::new(vec![addr], options).map_err(|e| e.to_string())?;
+            let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
             let answer = client.admin(command).await.map_err(|e| e.to_string())?;
             print(answer);
             Ok(())
@@ -674,14 +701,14 @@ fn admin(
 }
 
 fn status(node: &str, timeout: f64) -> Result<(), String> {
-    let addr = parse_addr(node)?;
+    let addrs = parse_nodes(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         ..ClientOptions::default()
     };
     on_executor(move || {
         Box::pin(async move {
-            let mut client = Client::new(vec![addr], options).map_err(|e| e.to_string())?;
+            let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
             let (status, _) = client.status().await.map_err(|e| e.to_string())?;
             println!("{}", cli::status_line(&status));
             Ok(())

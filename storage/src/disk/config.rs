@@ -63,24 +63,12 @@ impl fmt::Display for FsyncMode {
     }
 }
 
-/// `"250us"`, `"2ms"`, `"0.5ms"`, `"1s"` as a duration; `None` otherwise.
+/// `"250us"`, `"200µs"`, `"2ms"`, `"0.5ms"`, `"1s"` (humantime's forms)
+/// as a duration of at most a second; `None` otherwise.
 fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let unit_us = match unit {
-        "us" | "µs" => 1.0,
-        "ms" => 1_000.0,
-        "s" => 1_000_000.0,
-        _ => return None,
-    };
-    let micros = number * unit_us;
+    let delay = humantime::parse_duration(text.trim()).ok()?;
     // A group delay above a second is a typo, not a tuning choice.
-    if !micros.is_finite() || !(0.0..=1_000_000.0).contains(&micros) {
-        return None;
-    }
-    Some(Duration::from_nanos((micros * 1_000.0).round() as u64))
+    (delay <= Duration::from_secs(1)).then_some(delay)
 }
 
 /// Largest segment the format allows: batch offsets within a segment are
@@ -247,6 +235,14 @@ mod tests {
         assert_eq!(
             "group:0.5ms".parse(),
             Ok(FsyncMode::Group(Duration::from_micros(500)))
+        );
+        assert_eq!(
+            "group:200µs".parse(),
+            Ok(FsyncMode::Group(Duration::from_micros(200)))
+        );
+        assert_eq!(
+            "group:1s".parse(),
+            Ok(FsyncMode::Group(Duration::from_secs(1)))
         );
         for mode in [
             FsyncMode::Always,
