@@ -338,6 +338,7 @@ async fn inproc_on_executor(configs: Vec<NodeConfig>, load: Load) -> Result<Tall
         let options = StartOptions {
             inproc: Some(peers),
             no_client_server: true,
+            ..StartOptions::default()
         };
         let node = LocalNode::start(config, || Box::new(NullStateMachine), options)
             .await

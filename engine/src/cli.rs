@@ -559,6 +559,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn init_on_hosts_writes_one_node_per_host_with_names_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = [
+            "db1.example.internal".to_string(),
+            "10.0.0.2".into(),
+            "db3".into(),
+        ];
+        let written = init_on_hosts(None, &hosts, dir.path(), 7000).unwrap();
+        assert_eq!(written.len(), 4);
+        let one = std::fs::read_to_string(dir.path().join("node1/ordo.toml")).unwrap();
+        for expected in [
+            "client_addr = \"db1.example.internal:7000\"",
+            "peer_addr = \"db1.example.internal:7100\"",
+            "listen = \"db1.example.internal:7400\"",
+            "peer_addr = \"10.0.0.2:7100\"",
+            "client_addr = \"db3:7000\"",
+        ] {
+            assert!(one.contains(expected), "{expected} in {one}");
+        }
+        assert!(!one.contains("192.0.2."), "{one}");
+        assert!(init_on_hosts(Some(2), &hosts, &dir.path().join("x"), 7000).is_err());
+        let bad = ["ok".to_string(), "not a host!".into()];
+        assert!(init_on_hosts(None, &bad, &dir.path().join("y"), 7000).is_err());
+    }
+
+    #[test]
     fn in_order_releases_prefixes() {
         let mut order = InOrder::new();
         assert!(order.ready(1, "b".into()).is_empty());

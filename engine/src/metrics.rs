@@ -343,8 +343,11 @@ impl GossipMetrics {
         ] {
             self.repairs.get_or_create(&label("kind", kind)).set(value);
         }
-        if stats.delivered > 0 {
-            let ratio = stats.payload_received.saturating_mul(1000) / stats.delivered;
+        if let Some(ratio) = stats
+            .payload_received
+            .saturating_mul(1000)
+            .checked_div(stats.delivered)
+        {
             self.redundancy_milli.set(ratio as i64);
         }
         self.delivered_id.set(delivered_id as i64);
@@ -695,5 +698,62 @@ mod tests {
             11.0
         );
         assert_eq!(values["ordo_role{role=\"leader\"}"], 1.0);
+    }
+
+    #[test]
+    fn the_dashboard_plots_only_metrics_that_exist() {
+        let metrics = NodeMetrics::new();
+        metrics
+            .peer_sent_bytes
+            .get_or_create(&label("peer", 2))
+            .set(0);
+        metrics
+            .gossip
+            .update(&crate::gossip::GossipStats::default(), 0);
+        metrics
+            .frame_errors
+            .get_or_create(&label("reason", "bad_crc"))
+            .set(0);
+        metrics
+            .handshake_errors
+            .get_or_create(&label("reason", "dial_rule"))
+            .set(0);
+        metrics.follower_lag.get_or_create(&label("peer", 2)).set(0);
+        metrics
+            .follower_inflight_messages
+            .get_or_create(&label("peer", 2))
+            .set(0);
+        metrics
+            .follower_inflight_bytes
+            .get_or_create(&label("peer", 2))
+            .set(0);
+        metrics
+            .peer_received_bytes
+            .get_or_create(&label("peer", 2))
+            .set(0);
+        metrics.role.get_or_create(&label("role", "leader")).set(0);
+        let text = metrics.render();
+        let dashboard = include_str!("../../docs/grafana-dashboard.json");
+        let mut names: Vec<&str> = dashboard
+            .match_indices("ordo_")
+            .map(|(at, _)| {
+                let rest = &dashboard[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .filter(|name| *name != "ordo_")
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 15, "{names:?}");
+        for name in names {
+            assert!(
+                text.lines()
+                    .any(|l| !l.starts_with('#') && l.starts_with(name)),
+                "the dashboard plots {name}, which /metrics does not serve"
+            );
+        }
     }
 }

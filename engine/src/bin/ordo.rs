@@ -37,7 +37,7 @@ enum Command {
     /// that will join the cluster in DIR.
     Init {
         /// Voters in the cluster.
-        #[arg(long, required_unless_present = "add", conflicts_with = "add")]
+        #[arg(long, required_unless_present_any = ["add", "hosts"], conflicts_with = "add")]
         nodes: Option<usize>,
         /// Lay out one node, `ID`, that joins the existing cluster in DIR
         /// once `ordo member add` adds it.

@@ -611,6 +611,34 @@ mod tests {
     }
 
     #[test]
+    fn addresses_take_dns_names_and_bind_apart_from_what_they_advertise() {
+        let text = NodeConfig::cluster(1, 7000, 1).unwrap()[0]
+            .to_toml()
+            .replace("127.0.0.1:7000", "localhost:7000")
+            .replace("[listen]\n", "[listen]\nclient = \"0.0.0.0:7000\"\n");
+        let config: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(config.client_addr, SocketAddr::from(([127, 0, 0, 1], 7000)));
+        assert_eq!(
+            config.listen.client_or(config.client_addr),
+            SocketAddr::from(([0, 0, 0, 0], 7000))
+        );
+        assert_eq!(config.listen.peer_or(config.peer_addr), config.peer_addr);
+        let bad = text.replace("localhost:7000", "no-such-host.invalid:7000");
+        let error = toml::from_str::<NodeConfig>(&bad).unwrap_err().to_string();
+        assert!(
+            error.contains("no-such-host.invalid") && error.contains("client_addr"),
+            "{error}"
+        );
+        let mut unreachable = config.clone();
+        unreachable.client_addr = SocketAddr::from(([0, 0, 0, 0], 7000));
+        let error = unreachable.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("client_addr") && error.contains("listen.client"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let mut config = NodeConfig::cluster(3, 7000, 1).unwrap().remove(0);
         config.raft.heartbeat_interval_ms = 0;

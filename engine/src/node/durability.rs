@@ -242,6 +242,11 @@ pub fn detect_loss(
         &data_dir.join(ACKED_FILE).display().to_string(),
     );
     if let Some(loss) = &found {
+        tracing::warn!(
+            dir = %data_dir.display(),
+            loss = ?loss,
+            "recovery: this node may have lost acknowledged state; it takes no part in elections until a leader repairs it"
+        );
         write_durably(&repair_path, &encode_loss(loss)).map_err(io_error("write", &repair_path))?;
     }
     if member != Member::Started {

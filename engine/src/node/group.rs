@@ -1205,6 +1205,12 @@ impl<S: LogStore + 'static> Group<S> {
                 }
                 Some(Ok((links, data))) => match self.state_machine.restore(&data) {
                     Ok(()) => {
+                        tracing::info!(
+                            id = self.config.id,
+                            index = meta.last.index,
+                            term = meta.last.term,
+                            "recovery: installed a snapshot from the leader"
+                        );
                         self.log.reset(meta.last);
                         self.certificates.adopt_links(links);
                         self.certificates
@@ -1232,6 +1238,10 @@ impl<S: LogStore + 'static> Group<S> {
                 }
             },
             Command::Repaired => {
+                tracing::info!(
+                    id = self.config.id,
+                    "recovery: repaired by the leader; the node votes again"
+                );
                 if let Some(hook) = &self.repaired_hook {
                     hook();
                 } else if let Err(error) = super::durability::repaired(&self.config.data_dir) {
