@@ -32,6 +32,10 @@ impl Layout {
         let parent = spec.data_dir.clone().unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&parent)
             .map_err(|e| format!("--data-dir {}: {e}", parent.display()))?;
+        // glommio opens a relative directory with EBADF: every path the
+        // nodes get is absolute.
+        let parent = std::path::absolute(&parent)
+            .map_err(|e| format!("--data-dir {}: {e}", parent.display()))?;
         let dir = tempfile::Builder::new()
             .prefix("ordo-bench-")
             .tempdir_in(&parent)

@@ -428,6 +428,13 @@ fn run_gossip(
         .map(|s| parse_addr_of("--seeds", s.trim()))
         .collect::<Result<Vec<_>, _>>()?;
     let signals = cli::termination_signals()?;
+    // Paths are taken from the working directory and made absolute (glommio
+    // opens a relative directory with EBADF).
+    let absolute = |flag: &str, path: PathBuf| {
+        std::path::absolute(&path).map_err(|e| format!("invalid {flag} {}: {e}", path.display()))
+    };
+    let keys = absolute("--keys", keys)?;
+    let data_dir = data_dir.map(|d| absolute("--data-dir", d)).transpose()?;
     let mut config = GossipNodeConfig::new(listen, seeds, keys);
     config.advertise = advertise;
     config.metrics = metrics;
