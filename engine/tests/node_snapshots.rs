@@ -43,6 +43,8 @@ fn config(dir: &std::path::Path, id: u64) -> NodeConfig {
     config.data_dir = dir.join(format!("node{id}"));
     config.storage.retain_log = false;
     config.raft.snapshot_entries_threshold = 50;
+    // No keys or secrets laid out: nothing to authenticate with.
+    config.auth = ordo_engine::auth::AuthConfig::off();
     config
 }
 

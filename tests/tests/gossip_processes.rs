@@ -205,6 +205,23 @@ mod forgery {
         assert_eq!(genuine.len(), 5);
         let keys = ClusterKeys::load(&cluster.voters.keys()).unwrap();
         let transport_id = ordo_engine::cli::cluster_transport_id(&keys.cluster_id());
+        // The probes hold the gossip secret (what is tested here is that
+        // publications are verified, not who may connect).
+        let gossip_secret = ordo_engine::auth::Secret::load(
+            &cluster
+                .voters
+                .keys()
+                .with_file_name(ordo_engine::auth::GOSSIP_SECRET_FILE),
+        )
+        .unwrap();
+        let probe_auth = ordo_net::auth::Credential::new(std::sync::Arc::new(
+            ordo_engine::auth::SecretAuth::mutual(gossip_secret),
+        ));
+        let probe_config = move |addr| {
+            let mut config = GossipTransportConfig::new(transport_id, 0, addr);
+            config.auth = probe_auth.clone();
+            config
+        };
         // Two probes speak gossip to one gossip node, which knows nobody
         // else: probe A injects, probe B listens for what it forwards.
         let probe_a: SocketAddr = format!("127.0.0.1:{}", base + 350).parse().unwrap();
@@ -236,16 +253,8 @@ mod forgery {
                 .make()
                 .unwrap()
                 .run(async move {
-                    let a = GossipTransport::start(
-                        GossipTransportConfig::new(transport_id, 0, probe_a),
-                        None,
-                    )
-                    .unwrap();
-                    let b = GossipTransport::start(
-                        GossipTransportConfig::new(transport_id, 0, probe_b),
-                        None,
-                    )
-                    .unwrap();
+                    let a = GossipTransport::start(probe_config(probe_a), None).unwrap();
+                    let b = GossipTransport::start(probe_config(probe_b), None).unwrap();
                     let mut seen = Seen::default();
                     let pump = |seen: &mut Seen| {
                         while let Some(event) = a.inbox.try_recv() {
@@ -369,8 +378,16 @@ mod launcher {
 
     use super::*;
 
+    /// The launched cluster's client secret, which the `ordo` commands
+    /// present (set once the test knows its directory).
+    static CLIENT_SECRET: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
     fn ordo(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut child = Command::new(ordo_binary())
+        let mut command = Command::new(ordo_binary());
+        if let Some(secret) = CLIENT_SECRET.get() {
+            command.env("ORDO_CLIENT_SECRET", secret);
+        }
+        let mut child = command
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -401,6 +418,7 @@ mod launcher {
     fn ordo_cluster_runs_voters_and_gossip_nodes_and_stops_them_all() {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().join("cluster");
+        CLIENT_SECRET.set(dir.join("client.secret")).unwrap();
         let mut launcher = Command::new(ordo_binary())
             .args([
                 "cluster",
@@ -437,8 +455,8 @@ mod launcher {
         }
         assert_eq!(
             printed.len(),
-            7,
-            "every address, the keys, then running: {printed:?}"
+            8,
+            "every address, the keys, the client secret, then running: {printed:?}"
         );
         assert!(printed[0].starts_with("voter 1: client 127.0.0.1:23800 gossip 127.0.0.1:24000"));
         assert!(printed[3].starts_with("gossip 1: 127.0.0.1:24100"));
@@ -474,6 +492,7 @@ mod launcher {
         assert!(verified.0, "{}", verified.2);
         // --follow streams what it has, then every new message.
         let mut follower = Command::new(ordo_binary())
+            .env("ORDO_CLIENT_SECRET", dir.join("client.secret"))
             .args([
                 "log",
                 "--node",

@@ -24,6 +24,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The cluster's client secret, for nodes that require one (`ordo
+    /// init` writes DIR/client.secret). Default: the file named by
+    /// $ORDO_CLIENT_SECRET.
+    #[arg(long, global = true, value_name = "FILE")]
+    client_secret: Option<PathBuf>,
+}
+
+/// `--client-secret`, for the commands that connect as clients.
+static CLIENT_SECRET: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// The client credential from `--client-secret` or $ORDO_CLIENT_SECRET.
+fn client_credential() -> Result<ordo_net::auth::Credential, String> {
+    let path = CLIENT_SECRET.get().and_then(Option::as_deref);
+    ordo_engine::auth::client_credential(path)
 }
 
 #[derive(Subcommand)]
@@ -241,6 +255,7 @@ enum MemberCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = CLIENT_SECRET.set(cli.client_secret.clone());
     let result = match cli.command {
         Command::Init {
             nodes,
@@ -406,6 +421,7 @@ fn send(
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         redirect,
+        credential: client_credential()?,
         ..ClientOptions::default()
     };
     let payloads: Vec<Bytes> = if stdin {
@@ -503,6 +519,7 @@ fn log_or_chain(
     let addr = parse_addr(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
+        credential: client_credential()?,
         ..ClientOptions::default()
     };
     on_executor(move || {
@@ -595,6 +612,7 @@ fn admin(
     let addr = parse_addr(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
+        credential: client_credential()?,
         ..ClientOptions::default()
     };
     on_executor(move || {
@@ -611,6 +629,7 @@ fn status(node: &str, timeout: f64) -> Result<(), String> {
     let addr = parse_addr(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
+        credential: client_credential()?,
         ..ClientOptions::default()
     };
     on_executor(move || {
@@ -792,6 +811,11 @@ mod cluster {
             println!("{line}");
         }
         println!("keys: {}", keys.display());
+        println!(
+            "client secret: {} (for the ordo commands: --client-secret or {})",
+            dir.join(ordo_engine::auth::CLIENT_SECRET_FILE).display(),
+            ordo_engine::auth::CLIENT_SECRET_ENV
+        );
         println!(
             "ordo cluster: {nodes} voters and {gossip} gossip nodes running; Ctrl-C stops them"
         );

@@ -147,6 +147,9 @@ pub struct NodeConfig {
     /// The Raft core's knobs.
     #[serde(default)]
     pub raft: CoreConfig,
+    /// Which connections are authenticated (`crate::auth`).
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// A configuration problem, naming the field (or the file).
@@ -210,6 +213,7 @@ impl NodeConfig {
         {
             config.keys_file = Some(base.join(keys));
         }
+        config.auth.make_absolute(base);
         config.validate()?;
         Ok(config)
     }
@@ -366,6 +370,7 @@ impl NodeConfig {
                 runtime: RuntimeConfig::default(),
                 storage: StorageConfig::default(),
                 raft: CoreConfig::default(),
+                auth: crate::auth::AuthConfig::default(),
             })
             .collect())
     }

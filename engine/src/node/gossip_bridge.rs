@@ -131,6 +131,7 @@ impl GossipBridge {
         let verifier = Verifier::load(keys).map_err(|e| e.to_string())?;
         let gossip_config = GossipConfig::default();
         let mut transport_config = GossipTransportConfig::new(config.cluster_id, config.id, addr);
+        transport_config.auth = config.auth.gossip_credential(config.keys_file.as_deref())?;
         transport_config.limits.frame_bytes_max = transport_config
             .limits
             .frame_bytes_max
