@@ -175,6 +175,10 @@ enum Command {
         /// many bytes, dropping the oldest (0: keep every message).
         #[arg(long, default_value_t = 0, value_name = "BYTES")]
         retain_bytes: u64,
+        /// Accept gossip peers and clients without the cluster's secrets
+        /// (benchmarks only: docs/operations.md, "Authentication").
+        #[arg(long)]
+        no_auth: bool,
     },
     /// Runs a local cluster in the foreground: N voters and M gossip nodes
     /// as child processes (laid out by `init` in DIR unless DIR has one
@@ -308,7 +312,8 @@ fn main() -> ExitCode {
             keys,
             data_dir,
             retain_bytes,
-        } => run_gossip(&listen, &seeds, keys, data_dir, retain_bytes),
+            no_auth,
+        } => run_gossip(&listen, &seeds, keys, data_dir, retain_bytes, no_auth),
         Command::Cluster {
             nodes,
             gossip,
@@ -358,6 +363,7 @@ fn run_gossip(
     keys: PathBuf,
     data_dir: Option<PathBuf>,
     retain_bytes: u64,
+    no_auth: bool,
 ) -> Result<(), String> {
     cli::init_tracing();
     let listen = parse_addr_of("--listen", listen)?;
@@ -370,6 +376,12 @@ fn run_gossip(
     let mut config = GossipNodeConfig::new(listen, seeds, keys);
     config.data_dir = data_dir;
     config.store.retain_bytes = retain_bytes;
+    if no_auth {
+        tracing::warn!(
+            "--no-auth: any process that knows the cluster id may gossip with this node or read from it"
+        );
+        config.auth = ordo_engine::auth::AuthConfig::off();
+    }
     if let Some(dir) = std::env::var_os("ORDO_GOSSIP_TIMINGS_DIR") {
         let name = format!("deliver-{}.txt", listen.port());
         config.timings_file = Some(PathBuf::from(dir).join(name));
