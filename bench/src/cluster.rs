@@ -23,6 +23,9 @@ pub struct Layout {
     pub configs: Vec<NodeConfig>,
     /// Where each config was written.
     pub config_paths: Vec<PathBuf>,
+    /// What the load's clients present: the client secret `ordo init`
+    /// wrote, or none with `--auth off`.
+    pub credential: ordo_net::auth::Credential,
 }
 
 impl Layout {
@@ -48,6 +51,13 @@ impl Layout {
             let path = dir.path().join(format!("node{id}")).join("ordo.toml");
             let mut config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
             apply_knobs(spec, &mut config);
+            if !spec.auth {
+                config.auth = ordo_engine::auth::AuthConfig::off();
+            } else if !spec.tokens {
+                // Peers authenticate with the node key, which `--tokens
+                // off` removes; gossip and clients keep their secrets.
+                config.auth.peers = false;
+            }
             if !spec.tokens {
                 // A node without a key signs nothing (docs/tokens.md).
                 let key = ordo_engine::token::NodeKey::path_in(&config.data_dir);
@@ -60,10 +70,18 @@ impl Layout {
             configs.push(config);
             config_paths.push(path);
         }
+        let credential = if spec.auth {
+            ordo_engine::auth::client_credential(Some(
+                &dir.path().join(ordo_engine::auth::CLIENT_SECRET_FILE),
+            ))?
+        } else {
+            ordo_net::auth::Credential::none()
+        };
         Ok(Self {
             dir,
             configs,
             config_paths,
+            credential,
         })
     }
 

@@ -135,6 +135,9 @@ pub struct Load {
     /// The measured window, set once the cluster has a leader and the load
     /// starts (the monitor samples memory inside it).
     pub window: Arc<std::sync::OnceLock<Phases>>,
+    /// Proves the load's clients hold the cluster's client secret (none
+    /// with `--auth off`).
+    pub credential: ordo_net::auth::Credential,
 }
 
 /// Runs the load over TCP against the cluster at `addrs` on an executor of
@@ -154,12 +157,14 @@ async fn tcp_on_executor(
     cluster_id: u64,
     load: Load,
 ) -> Result<Tally, String> {
-    let leader = find_leader_tcp(&addrs, cluster_id).await?;
+    let leader = find_leader_tcp(&addrs, cluster_id, &load.credential).await?;
     let mut connections = Vec::new();
     for k in 0..load.connections {
         // Proposers spread evenly: connection k gets every k-th one.
         let proposers = (load.concurrency + load.connections - 1 - k) / load.connections;
-        let connection = ClientConnection::connect(leader, &ClientConfig::new(cluster_id))
+        let mut config = ClientConfig::new(cluster_id);
+        config.auth = load.credential.clone();
+        let connection = ClientConnection::connect(leader, &config)
             .await
             .map_err(|e| format!("cannot connect to the leader at {leader}: {e}"))?;
         connections.push((connection, proposers));
@@ -186,13 +191,18 @@ async fn tcp_on_executor(
 
 /// Asks every node for its status until one says it leads; returns the
 /// leader's client address.
-async fn find_leader_tcp(addrs: &[SocketAddr], cluster_id: u64) -> Result<SocketAddr, String> {
+async fn find_leader_tcp(
+    addrs: &[SocketAddr],
+    cluster_id: u64,
+    credential: &ordo_net::auth::Credential,
+) -> Result<SocketAddr, String> {
     let deadline = Instant::now() + LEADER_WAIT;
     let mut last = String::from("no node answered");
     while Instant::now() < deadline {
         for &addr in addrs {
             let mut config = ClientConfig::new(cluster_id);
             config.connect_timeout = Duration::from_millis(300);
+            config.auth = credential.clone();
             let answer = match ClientConnection::connect(addr, &config).await {
                 Ok(connection) => connection
                     .call(&ClientRequest::Status(StatusRequest { request_id: 1 }))

@@ -65,6 +65,8 @@ pub struct RunResult {
     pub procs: bool,
     /// Commit tokens signed and returned.
     pub tokens: bool,
+    /// Connections authenticated (`--auth`).
+    pub auth: bool,
     /// Voters' gossip endpoints running.
     pub gossip: bool,
     /// Client connections (TCP).
@@ -151,6 +153,7 @@ impl RunResult {
             first_error: tally.first_error.clone(),
             procs: spec.procs,
             tokens: spec.tokens,
+            auth: spec.auth,
             gossip: spec.gossip,
             connections: spec.connections,
             batch_entries_max: spec.batch_entries_max,

@@ -37,6 +37,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
         duration: spec.duration,
         answered: answered.clone(),
         window: window.clone(),
+        credential: layout.credential.clone(),
     };
     let (mut running, pids) = match (spec.transport, spec.procs) {
         (TransportKind::Inproc, _) => (None, Vec::new()),
@@ -52,6 +53,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             every,
             layout.client_addrs(),
             layout.cluster_id(),
+            layout.credential.clone(),
             window.clone(),
         )
     });
@@ -61,6 +63,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             spec.nodes as u64 + 1,
             layout.client_addrs(),
             layout.cluster_id(),
+            layout.credential.clone(),
             window.clone(),
         )
     });
@@ -106,6 +109,7 @@ fn transfer_loop(
     every: Duration,
     addrs: Vec<std::net::SocketAddr>,
     cluster_id: u64,
+    credential: ordo_net::auth::Credential,
     window: Arc<std::sync::OnceLock<Phases>>,
 ) -> std::thread::JoinHandle<Result<u64, String>> {
     let nodes = addrs.len() as u64;
@@ -115,6 +119,7 @@ fn transfer_loop(
         every,
         addrs,
         cluster_id,
+        credential,
         window,
         move |_| {
             Box::new(move |client: &mut Client| {
@@ -144,6 +149,7 @@ fn change_loop(
     id: u64,
     addrs: Vec<std::net::SocketAddr>,
     cluster_id: u64,
+    credential: ordo_net::auth::Credential,
     window: Arc<std::sync::OnceLock<Phases>>,
 ) -> std::thread::JoinHandle<Result<u64, String>> {
     // Port 1 on loopback: nothing listens, the leader's connection
@@ -162,6 +168,7 @@ fn change_loop(
         every,
         addrs,
         cluster_id,
+        credential,
         window,
         move |n| {
             let command = match n % 2 {
@@ -202,12 +209,14 @@ type AdminStep = Box<
 /// not counted. With `pairs`, one more action runs after the window if
 /// the count is odd (`--change-every` removes the learner it added last).
 /// Returns how many actions succeeded.
+#[allow(clippy::too_many_arguments)]
 fn admin_loop(
     name: &'static str,
     pairs: bool,
     every: Duration,
     addrs: Vec<std::net::SocketAddr>,
     cluster_id: u64,
+    credential: ordo_net::auth::Credential,
     window: Arc<std::sync::OnceLock<Phases>>,
     mut step: impl FnMut(u64) -> AdminStep + Send + 'static,
 ) -> std::thread::JoinHandle<Result<u64, String>> {
@@ -224,6 +233,7 @@ fn admin_loop(
                 };
                 let options = ordo_engine::client::ClientOptions {
                     cluster_id,
+                    credential,
                     timeout: Duration::from_secs(5),
                     ..Default::default()
                 };

@@ -76,6 +76,9 @@ pub struct RunSpec {
     /// Voters run their gossip endpoint (publish every committed message
     /// for gossip nodes), as `ordo init` configures them.
     pub gossip: bool,
+    /// Connections are authenticated as `ordo init` configures them (off:
+    /// `[auth]` all off, see docs/operations.md).
+    pub auth: bool,
     /// Where the nodes' data directories go (a fresh temporary directory
     /// under it); `None`: the system's temporary directory.
     pub data_dir: Option<PathBuf>,
@@ -93,7 +96,7 @@ impl RunSpec {
     /// A one-line description for progress and tables.
     pub fn label(&self) -> String {
         format!(
-            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}",
+            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}{}",
             self.nodes,
             self.concurrency,
             self.payload_bytes,
@@ -108,6 +111,7 @@ impl RunSpec {
             self.shards,
             if self.procs { "-procs" } else { "" },
             if self.tokens { "" } else { "-notokens" },
+            if self.auth { "" } else { "-noauth" },
             if self.gossip { "" } else { "-nogossip" },
         )
     }
@@ -279,6 +283,11 @@ pub struct Knobs {
     /// them; `off`: no gossip endpoint.
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub gossip: bool,
+    /// `on`: peer, gossip and client connections are authenticated as
+    /// `ordo init` configures them; `off`: `[auth]` all off (any process
+    /// that knows the cluster id may connect; for measuring only).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub auth: bool,
     /// Put the nodes' data under this directory (a fresh temporary
     /// directory inside it, removed afterwards). Default: the system's
     /// temporary directory, or /var/tmp or target/ordo-bench where that is
@@ -367,6 +376,7 @@ impl Knobs {
                                                         shards,
                                                         tokens: self.tokens,
                                                         gossip: self.gossip,
+                                                        auth: self.auth,
                                                         data_dir: data_dir.clone(),
                                                         transfer_every: self
                                                             .transfer_every

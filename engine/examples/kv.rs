@@ -80,6 +80,9 @@ fn start(dir: &std::path::Path, base_port: u16) -> Result<(Vec<Node>, Vec<KvNode
     for mut config in NodeConfig::cluster(3, base_port, 7).map_err(|e| e.to_string())? {
         config.data_dir = dir.join(format!("node{}", config.id));
         config.storage.retain_log = false;
+        // This example lays out no keys or secrets: nothing to
+        // authenticate with (an `ordo init` cluster has them).
+        config.auth = ordo_engine::auth::AuthConfig::off();
         config.raft.snapshot_entries_threshold = 1_000;
         // An embedded store without tokens: no cluster.keys, no gossip tier.
         config.gossip_addr = None;

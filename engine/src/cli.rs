@@ -225,7 +225,8 @@ pub fn read_lines(
 }
 
 /// `ordo init`: writes `dir/node<i>/ordo.toml` and `dir/node<i>/node.key`
-/// for each voter and `dir/cluster.keys`; returns what it wrote.
+/// for each voter, `dir/cluster.keys`, and the cluster's shared secrets
+/// `dir/gossip.secret` and `dir/client.secret`; returns what it wrote.
 pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, String> {
     init_layout(
         dir,
@@ -258,6 +259,18 @@ fn init_layout(
     let keys_path = dir.join("cluster.keys");
     keys.save(&keys_path).map_err(|e| e.to_string())?;
     written.push(keys_path.display().to_string());
+    // The shared secrets gossip members and clients prove they hold
+    // (crate::auth): beside cluster.keys, where nodes look by default.
+    for name in [
+        crate::auth::GOSSIP_SECRET_FILE,
+        crate::auth::CLIENT_SECRET_FILE,
+    ] {
+        let path = dir.join(name);
+        crate::auth::Secret::generate()
+            .and_then(|secret| secret.save(&path))
+            .map_err(|e| e.to_string())?;
+        written.push(path.display().to_string());
+    }
     // Durable before `init` says it is done: a power loss right after must
     // not leave nodes without their config, key or membership marker.
     sync_tree(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future;
-use ordo_net::transport::{ClientConfig, ClientConnection};
+use ordo_net::transport::{ClientConfig, ClientConnection, ConnectionError};
 pub use ordo_net::{AdminAnswer, AdminCommand};
 use ordo_net::{
     AdminRequest, ClientRequest, ClientResponse, CommittedMessage, LeaderHint, LogRequest,
@@ -31,6 +31,10 @@ pub struct ClientOptions {
     pub window: usize,
     /// Ask followers to redirect rather than forward.
     pub redirect: bool,
+    /// Proves this client holds the cluster's client secret
+    /// ([`crate::auth::client_credential`]); none by default, which nodes
+    /// that require the secret refuse.
+    pub credential: ordo_net::auth::Credential,
 }
 
 impl Default for ClientOptions {
@@ -40,6 +44,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             window: 64,
             redirect: false,
+            credential: ordo_net::auth::Credential::none(),
         }
     }
 }
@@ -67,6 +72,12 @@ pub enum ClientError {
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
+    /// A node refused this client's credential (or its lack of one).
+    #[error(
+        "not authenticated: {0} (the node requires the client secret: pass --client-secret FILE or set {env}; `ordo init` writes DIR/client.secret)",
+        env = crate::auth::CLIENT_SECRET_ENV
+    )]
+    Unauthenticated(String),
 }
 
 impl ClientError {
@@ -86,6 +97,7 @@ impl ClientError {
             Self::Refused(error) => Self::Refused(*error),
             Self::Node(text) => Self::Node(text.clone()),
             Self::Usage(text) => Self::Usage(text.clone()),
+            Self::Unauthenticated(text) => Self::Unauthenticated(text.clone()),
         }
     }
 }
@@ -126,6 +138,9 @@ pub struct Client {
     client_id: ClientId,
     next_seq: Seq,
     next_request_id: u64,
+    /// A node refused this client's credential: operations fail at once
+    /// with [`ClientError::Unauthenticated`].
+    refused: Option<String>,
 }
 
 struct Item {
@@ -159,6 +174,7 @@ impl Client {
             nodes,
             options,
             connection: None,
+            refused: None,
             leader_addr: None,
             next_node: 0,
             client_id: random_client_id(),
@@ -178,6 +194,9 @@ impl Client {
     }
 
     fn unavailable(&self, last: impl Into<String>) -> ClientError {
+        if let Some(reason) = &self.refused {
+            return ClientError::Unauthenticated(reason.clone());
+        }
         ClientError::Unavailable {
             timeout: self.options.timeout,
             tried: self
@@ -204,6 +223,7 @@ impl Client {
             }
         };
         let mut config = ClientConfig::new(self.options.cluster_id);
+        config.auth = self.options.credential.clone();
         let remaining = deadline.saturating_duration_since(Instant::now());
         config.connect_timeout = config
             .connect_timeout
@@ -215,6 +235,13 @@ impl Client {
                     addr,
                 });
                 Ok(())
+            }
+            Err(ConnectionError::Unauthenticated(reason)) => {
+                // Every node of a cluster requires the same secret: no
+                // point trying the others until the timeout.
+                let reason = format!("{addr}: {reason}");
+                self.refused = Some(reason.clone());
+                Err(reason)
             }
             Err(error) => Err(format!("{addr}: {error}")),
         }
@@ -362,6 +389,11 @@ impl Client {
                 && let Err(error) = self.connect(deadline).await
             {
                 last_error = error;
+                if self.refused.is_some() {
+                    // Refused credentials fail at once, not at the timeout.
+                    deadline = Instant::now();
+                    continue;
+                }
                 glommio::timer::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -525,6 +557,9 @@ impl Client {
         while Instant::now() < deadline {
             if let Err(error) = self.connect(deadline).await {
                 last_error = error;
+                if self.refused.is_some() {
+                    break;
+                }
                 glommio::timer::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -673,7 +708,7 @@ impl Client {
         let mut next_id = from_id.max(1);
         loop {
             if let Err(error) = self.connect(deadline).await {
-                if Instant::now() >= deadline {
+                if Instant::now() >= deadline || self.refused.is_some() {
                     return Err(self.unavailable(error));
                 }
                 glommio::timer::sleep(Duration::from_millis(50)).await;

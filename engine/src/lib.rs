@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod core;

@@ -45,6 +45,8 @@ fn config(dir: &std::path::Path, id: u64) -> NodeConfig {
     config.raft.snapshot_entries_threshold = 50;
     // No gossip endpoint: this test has no cluster.keys.
     config.gossip_addr = None;
+    // No keys or secrets laid out: nothing to authenticate with.
+    config.auth = ordo_engine::auth::AuthConfig::off();
     config
 }
 

@@ -112,6 +112,7 @@ fn without_tokens_a_subscription_does_not_wait_for_certificates() {
             config.data_dir = dir.path().join(format!("node{}", config.id));
             config.keys_file = None;
             config.gossip_addr = None;
+            config.auth = ordo_engine::auth::AuthConfig::off();
             config
         })
         .collect();

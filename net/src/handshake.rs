@@ -1,16 +1,21 @@
 //! The connection handshake: the first frame each way on every connection.
 //!
-//! The dialer sends [`Hello`]; the acceptor answers [`HelloAck`] or
-//! [`HelloReject`] and closes. Nothing else may be sent before the
-//! handshake completes. These three bodies must keep their layout in every
-//! protocol version, so that a node can tell a peer of another version why
-//! it refuses it.
+//! The dialer sends [`Hello`] and, in the same write, [`HelloNonce`]; the
+//! acceptor answers [`HelloChallenge`] (its own nonce and its signature over
+//! the transcript, see [`crate::auth`]) or [`HelloReject`] and closes; the
+//! dialer checks the challenge and sends [`HelloProof`] (its signature); the
+//! acceptor answers [`HelloAck`] or [`HelloReject`] (reason
+//! [`RejectReason::Unauthenticated`]) and closes. Nothing else may be sent
+//! before the handshake completes. `Hello`, `HelloAck` and `HelloReject`
+//! must keep their layout in every protocol version, so that a node can
+//! tell a peer of another version why it refuses it: the authentication
+//! frames are separate frames for that reason.
 
 use ordo_storage::NodeId;
 
 /// The protocol version this build speaks. The acceptor refuses any other:
 /// adding a frame kind or changing a body bumps it.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// What the dialer is.
 #[derive(
@@ -68,6 +73,9 @@ pub enum RejectReason {
     DialRule,
     /// The acceptor is shutting down or at its connection limit.
     Unavailable,
+    /// The dialer did not prove it holds the credential its role needs (a
+    /// voter's node key, the cluster's gossip secret, the client secret).
+    Unauthenticated,
 }
 
 impl RejectReason {
@@ -79,6 +87,7 @@ impl RejectReason {
             RejectReason::RoleMismatch => "role_mismatch",
             RejectReason::DialRule => "dial_rule",
             RejectReason::Unavailable => "unavailable",
+            RejectReason::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -94,6 +103,34 @@ pub struct HelloReject {
     pub detail: String,
 }
 
+/// The dialer's nonce, sent right after [`Hello`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct HelloNonce {
+    /// Fresh random bytes: the acceptor's signature must cover them.
+    pub nonce: crate::auth::Nonce,
+}
+
+/// The acceptor's challenge: who it is, its nonce, and its signature over
+/// the acceptor transcript ([`crate::auth::transcript`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct HelloChallenge {
+    /// The acceptor's cluster.
+    pub cluster_id: u64,
+    /// The acceptor's node id (`0` for a gossip node).
+    pub node_id: NodeId,
+    /// Fresh random bytes: the dialer's proof must cover them.
+    pub nonce: crate::auth::Nonce,
+    /// The acceptor's signature.
+    pub signature: crate::auth::Signature,
+}
+
+/// The dialer's proof: its signature over the dialer transcript.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct HelloProof {
+    /// The dialer's signature.
+    pub signature: crate::auth::Signature,
+}
+
 /// A handshake frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Handshake {
@@ -103,4 +140,10 @@ pub enum Handshake {
     Ack(HelloAck),
     /// See [`HelloReject`].
     Reject(HelloReject),
+    /// See [`HelloNonce`].
+    Nonce(HelloNonce),
+    /// See [`HelloChallenge`].
+    Challenge(HelloChallenge),
+    /// See [`HelloProof`].
+    Proof(HelloProof),
 }

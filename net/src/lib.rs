@@ -10,12 +10,15 @@
 //! - [`transport`]: TCP on glommio: peer connections with priority and bulk
 //!   lanes, write coalescing, backpressure and reconnects; the client server
 //!   and the client connection; the gossip transport;
+//! - [`auth`]: what the handshake's challenge and proof are signed with
+//!   (the engine supplies the keys);
 //! - [`fuzzing`]: the decoder checks the fuzz target and proptests share.
 //!
 //! The frame format, connection rules and limits are in `docs/protocol.md`.
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod client;
 pub mod fuzzing;
 pub mod gossip;

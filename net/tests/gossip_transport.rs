@@ -183,14 +183,13 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 /// the handshake (or `None` if refused).
 fn gossip_dial(addr: SocketAddr, cluster: u64) -> Option<TcpStream> {
     let mut stream = TcpStream::connect(addr).unwrap();
-    let hello = Handshake::Hello(Hello {
+    let hello = Hello {
         cluster_id: cluster,
         node_id: 0,
         protocol_version: PROTOCOL_VERSION,
         role: ConnectionRole::Gossip,
-    });
-    stream.write_all(&frame(&hello)).unwrap();
-    match read_handshake(&mut stream) {
+    };
+    match raw_dial(&mut stream, hello, |_| [0; 64]).1 {
         Handshake::Ack(_) => Some(stream),
         _ => None,
     }

@@ -56,17 +56,17 @@ async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>
 // ---------------------------------------------------------------------------
 // Hostile connections, from plain threads with std sockets.
 
+fn peer_hello(node_id: u64, cluster_id: u64) -> Hello {
+    Hello {
+        cluster_id,
+        node_id,
+        protocol_version: PROTOCOL_VERSION,
+        role: ConnectionRole::Peer,
+    }
+}
+
 fn hello(node_id: u64, cluster_id: u64) -> Vec<u8> {
-    encode_to_vec(
-        &Handshake::Hello(Hello {
-            cluster_id,
-            node_id,
-            protocol_version: PROTOCOL_VERSION,
-            role: ConnectionRole::Peer,
-        }),
-        4096,
-    )
-    .unwrap()
+    encode_to_vec(&Handshake::Hello(peer_hello(node_id, cluster_id)), 4096).unwrap()
 }
 
 /// Reads one frame with blocking reads.
@@ -115,9 +115,9 @@ fn hostile(addr: SocketAddr, node_id: u64, behaviour: Hostile, seed: u64) -> boo
     let mut stream = TcpStream::connect(addr).unwrap();
     let valid = encode_to_vec(&append(7, 32), 1 << 20).unwrap();
     let handshake = |stream: &mut TcpStream| {
-        stream.write_all(&hello(node_id, CLUSTER)).unwrap();
+        let (_, answer) = raw_dial(stream, peer_hello(node_id, CLUSTER), |_| [0; 64]);
         assert!(
-            matches!(read_handshake(stream), Handshake::Ack(_)),
+            matches!(answer, Handshake::Ack(_)),
             "{behaviour:?}: handshake refused"
         );
     };
@@ -309,15 +309,7 @@ fn a_stuck_peer_cannot_grow_the_senders_memory() {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let peer = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        assert!(matches!(read_handshake(&mut stream), Handshake::Hello(_)));
-        let ack = Handshake::Ack(HelloAck {
-            cluster_id: CLUSTER,
-            node_id: 2,
-            protocol_version: PROTOCOL_VERSION,
-        });
-        stream
-            .write_all(&encode_to_vec(&ack, 4096).unwrap())
-            .unwrap();
+        raw_accept(&mut stream, CLUSTER, 2);
         go_rx.recv().unwrap();
         // Now read and count every frame until the sender closes.
         let mut splitter = FrameSplitter::new(256 << 10, 1 << 20);
@@ -722,16 +714,14 @@ fn clients_propose_read_status_and_stream_the_log() {
         // Garbage after a good handshake closes that connection only.
         let thread = std::thread::spawn(move || {
             let mut stream = TcpStream::connect(addr).unwrap();
-            let hello = Handshake::Hello(Hello {
+            let hello = Hello {
                 cluster_id: CLUSTER,
                 node_id: 0,
                 protocol_version: PROTOCOL_VERSION,
                 role: ConnectionRole::Client,
-            });
-            stream
-                .write_all(&encode_to_vec(&hello, 4096).unwrap())
-                .unwrap();
-            assert!(matches!(read_handshake(&mut stream), Handshake::Ack(_)));
+            };
+            let (_, answer) = raw_dial(&mut stream, hello, |_| [0; 64]);
+            assert!(matches!(answer, Handshake::Ack(_)));
             let _ = stream.write_all(&[
                 0x10, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 16, 0, 0, 0, 0, 0, 0, 0,
             ]);

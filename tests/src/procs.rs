@@ -2,6 +2,7 @@
 //! out by `ordo init`, nodes started, stopped, killed and paused with
 //! signals, and the CLI commands run against them.
 
+use ordo_engine::auth::CLIENT_SECRET_ENV;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -237,6 +238,13 @@ impl ProcCluster {
         self.dir.join("cluster.keys")
     }
 
+    /// The cluster's client secret (`ordo init` writes it); the `ordo`
+    /// commands run by [`ProcCluster::ordo`] and [`ProcCluster::spawn`]
+    /// present it.
+    pub fn client_secret(&self) -> PathBuf {
+        self.dir.join(ordo_engine::auth::CLIENT_SECRET_FILE)
+    }
+
     /// Starts (or restarts) node `id` with the same config.
     pub fn start_node(&mut self, id: u64) {
         let config = self.dir.join(format!("node{id}/ordo.toml"));
@@ -338,6 +346,7 @@ impl ProcCluster {
     /// Starts an `ordo` command with piped stdin, stdout and stderr.
     pub fn spawn(&self, args: &[&str]) -> Child {
         Command::new(&self.binary)
+            .env(CLIENT_SECRET_ENV, self.client_secret())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -350,6 +359,7 @@ impl ProcCluster {
     pub fn ordo(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut command = Command::new(&self.binary);
         command
+            .env(CLIENT_SECRET_ENV, self.client_secret())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -92,6 +92,8 @@ fn measure_gossip_latency_and_redundancy() {
         .collect();
     let began = Instant::now();
     let (half_tx, half_rx) = std::sync::mpsc::channel();
+    let credential =
+        ordo_engine::auth::client_credential(Some(&cluster.voters.client_secret())).unwrap();
     let client = std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name("measure-client")
@@ -101,7 +103,13 @@ fn measure_gossip_latency_and_redundancy() {
             .run(async move {
                 let mut clients: Vec<Client> = addrs
                     .iter()
-                    .map(|addr| Client::new(vec![*addr], ClientOptions::default()).unwrap())
+                    .map(|addr| {
+                        let options = ClientOptions {
+                            credential: credential.clone(),
+                            ..ClientOptions::default()
+                        };
+                        Client::new(vec![*addr], options).unwrap()
+                    })
                     .collect();
                 let start = Instant::now();
                 for i in 0..messages {

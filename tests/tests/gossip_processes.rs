@@ -206,6 +206,23 @@ mod forgery {
         assert_eq!(genuine.len(), 5);
         let keys = ClusterKeys::load(&cluster.voters.keys()).unwrap();
         let transport_id = ordo_engine::cli::cluster_transport_id(&keys.cluster_id());
+        // The probes hold the gossip secret (what is tested here is that
+        // publications are verified, not who may connect).
+        let gossip_secret = ordo_engine::auth::Secret::load(
+            &cluster
+                .voters
+                .keys()
+                .with_file_name(ordo_engine::auth::GOSSIP_SECRET_FILE),
+        )
+        .unwrap();
+        let probe_auth = ordo_net::auth::Credential::new(std::sync::Arc::new(
+            ordo_engine::auth::SecretAuth::mutual(gossip_secret),
+        ));
+        let probe_config = move |addr| {
+            let mut config = GossipTransportConfig::new(transport_id, 0, addr);
+            config.auth = probe_auth.clone();
+            config
+        };
         // Two probes speak gossip to one gossip node, which knows nobody
         // else: probe A injects, probe B listens for what it forwards.
         let probe_a: SocketAddr = format!("127.0.0.1:{}", base + 350).parse().unwrap();
@@ -237,16 +254,8 @@ mod forgery {
                 .make()
                 .unwrap()
                 .run(async move {
-                    let a = GossipTransport::start(
-                        GossipTransportConfig::new(transport_id, 0, probe_a),
-                        None,
-                    )
-                    .unwrap();
-                    let b = GossipTransport::start(
-                        GossipTransportConfig::new(transport_id, 0, probe_b),
-                        None,
-                    )
-                    .unwrap();
+                    let a = GossipTransport::start(probe_config(probe_a), None).unwrap();
+                    let b = GossipTransport::start(probe_config(probe_b), None).unwrap();
                     let mut seen = Seen::default();
                     let pump = |seen: &mut Seen| {
                         while let Some(event) = a.inbox.try_recv() {
@@ -371,8 +380,16 @@ mod launcher {
 
     use super::*;
 
+    /// The launched cluster's client secret, which the `ordo` commands
+    /// present (set once the test knows its directory).
+    static CLIENT_SECRET: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
     fn ordo(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut child = Command::new(ordo_binary())
+        let mut command = Command::new(ordo_binary());
+        if let Some(secret) = CLIENT_SECRET.get() {
+            command.env("ORDO_CLIENT_SECRET", secret);
+        }
+        let mut child = command
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -405,6 +422,7 @@ mod launcher {
         let dir = temp.path().join("cluster");
         let base = super::free_base_port();
         let at = |offset: u16| format!("127.0.0.1:{}", base + offset);
+        CLIENT_SECRET.set(dir.join("client.secret")).unwrap();
         let mut launcher = Command::new(ordo_binary())
             .args([
                 "cluster",
@@ -444,8 +462,8 @@ mod launcher {
         }
         assert_eq!(
             printed.len(),
-            7,
-            "every address, the keys, then running: {printed:?}"
+            8,
+            "every address, the keys, the client secret, then running: {printed:?}"
         );
         let voter1 = format!("voter 1: client {} gossip {}", at(0), at(200));
         assert!(printed[0].starts_with(&voter1), "{printed:?}");
@@ -482,6 +500,7 @@ mod launcher {
         assert!(verified.0, "{}", verified.2);
         // --follow streams what it has, then every new message.
         let mut follower = Command::new(ordo_binary())
+            .env("ORDO_CLIENT_SECRET", dir.join("client.secret"))
             .args(["log", "--node", &at(300), "--from", "9", "--follow"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

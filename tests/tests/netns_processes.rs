@@ -111,8 +111,20 @@ impl Drop for Net {
     }
 }
 
+/// The cluster's client secret, for the `ordo` commands (set once the
+/// cluster is laid out).
+static CLIENT_SECRET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+fn ordo_command() -> Command {
+    let mut command = Command::new(ordo_binary());
+    if let Some(secret) = CLIENT_SECRET.get() {
+        command.env("ORDO_CLIENT_SECRET", secret);
+    }
+    command
+}
+
 fn ordo(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(ordo_binary()).args(args).output().unwrap();
+    let out = ordo_command().args(args).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -138,7 +150,7 @@ fn start_node(net: &Net, dir: &Path, i: u64) -> (Child, GroupGuard) {
 
 fn send(addr: &str, prefix: &str, count: usize) -> Vec<Value> {
     let text: String = (0..count).map(|i| format!("{prefix}-{i}\n")).collect();
-    let mut child = Command::new(ordo_binary())
+    let mut child = ordo_command()
         .args(["send", "--node", addr, "--stdin", "--timeout", "20"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -206,6 +218,7 @@ fn three_voters_on_three_hosts_survive_a_partition() {
         dir.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
+    CLIENT_SECRET.set(dir.join("client.secret")).unwrap();
     let written = std::fs::read_to_string(dir.join("node2/ordo.toml")).unwrap();
     assert!(
         written.contains(&format!("client_addr = \"{}:{base}\"", net.host(2))),

@@ -444,6 +444,7 @@ fn the_operations_walkthrough_runs_as_written() {
         out
     };
     let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    let mut exports: Vec<(String, String)> = Vec::new();
     let mut launch = None;
     let mut in_block = false;
     for line in doc[start..end].lines() {
@@ -456,6 +457,9 @@ fn the_operations_walkthrough_runs_as_written() {
         }
         if let Some(command) = line.strip_prefix("$ ") {
             steps.push((ports(command), Vec::new()));
+        } else if let Some(assignment) = line.strip_prefix("export ") {
+            let (name, value) = assignment.split_once('=').expect("export NAME=VALUE");
+            exports.push((name.to_string(), value.to_string()));
         } else if line.starts_with("ordo cluster ") {
             launch = Some(format!("{line} --base-port {base}"));
         } else if let Some((_, expected)) = steps.last_mut() {
@@ -496,6 +500,7 @@ fn the_operations_walkthrough_runs_as_written() {
                 .args(["-c", &script])
                 .current_dir(work.path())
                 .env("PATH", &path)
+                .envs(exports.iter().map(|(k, v)| (k, v)))
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -28,6 +28,20 @@ struct Cli {
     log_format: cli::LogFormat,
     #[command(subcommand)]
     command: Command,
+    /// The cluster's client secret, for nodes that require one (`ordo
+    /// init` writes DIR/client.secret). Default: the file named by
+    /// $ORDO_CLIENT_SECRET.
+    #[arg(long, global = true, value_name = "FILE")]
+    client_secret: Option<PathBuf>,
+}
+
+/// `--client-secret`, for the commands that connect as clients.
+static CLIENT_SECRET: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// The client credential from `--client-secret` or $ORDO_CLIENT_SECRET.
+fn client_credential() -> Result<ordo_net::auth::Credential, String> {
+    let path = CLIENT_SECRET.get().and_then(Option::as_deref);
+    ordo_engine::auth::client_credential(path)
 }
 
 #[derive(Subcommand)]
@@ -162,34 +176,7 @@ enum Command {
     /// Runs a gossip node in the foreground until SIGTERM or SIGINT: it
     /// receives every committed message, verifies it, stores it and
     /// forwards it; `ordo log --node ADDR` reads it, like a voter's log.
-    Gossip {
-        /// Where to listen for gossip peers and clients (ip:port; the
-        /// address peers know this node by unless --advertise names one).
-        #[arg(long)]
-        listen: String,
-        /// The address peers know this node by, when --listen is not it
-        /// (for example --listen 0.0.0.0:7300).
-        #[arg(long)]
-        advertise: Option<String>,
-        /// Serve /metrics, /health and /status over HTTP here (host:port).
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<String>,
-        /// Members to join through, comma-separated (voters' gossip
-        /// addresses serve).
-        #[arg(long, value_delimiter = ',', required = true)]
-        seeds: Vec<String>,
-        /// The cluster.keys file.
-        #[arg(long)]
-        keys: PathBuf,
-        /// Keep delivered messages here across restarts (otherwise only a
-        /// window of recent ones, in memory).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// With --data-dir: keep the delivered messages' file under this
-        /// many bytes, dropping the oldest (0: keep every message).
-        #[arg(long, default_value_t = 0, value_name = "BYTES")]
-        retain_bytes: u64,
-    },
+    Gossip(GossipArgs),
     /// Runs a local cluster in the foreground: N voters and M gossip nodes
     /// as child processes (laid out by `init` in DIR unless DIR has one
     /// already); prints every address; Ctrl-C or SIGTERM stops them all.
@@ -208,6 +195,41 @@ enum Command {
         #[arg(long, default_value_t = 7000)]
         base_port: u16,
     },
+}
+
+/// `ordo gossip`'s flags.
+#[derive(clap::Args)]
+struct GossipArgs {
+    /// Where to listen for gossip peers and clients (ip:port; the
+    /// address peers know this node by unless --advertise names one).
+    #[arg(long)]
+    listen: String,
+    /// The address peers know this node by, when --listen is not it
+    /// (for example --listen 0.0.0.0:7300).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Serve /metrics, /health and /status over HTTP here (host:port).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Members to join through, comma-separated (voters' gossip
+    /// addresses serve).
+    #[arg(long, value_delimiter = ',', required = true)]
+    seeds: Vec<String>,
+    /// The cluster.keys file.
+    #[arg(long)]
+    keys: PathBuf,
+    /// Keep delivered messages here across restarts (otherwise only a
+    /// window of recent ones, in memory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// With --data-dir: keep the delivered messages' file under this
+    /// many bytes, dropping the oldest (0: keep every message).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    retain_bytes: u64,
+    /// Accept gossip peers and clients without the cluster's secrets
+    /// (benchmarks only: docs/operations.md, "Authentication").
+    #[arg(long)]
+    no_auth: bool,
 }
 
 #[derive(Subcommand)]
@@ -274,6 +296,7 @@ enum MemberCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::set_log_format(cli.log_format);
+    let _ = CLIENT_SECRET.set(cli.client_secret.clone());
     if cli.command.needs_executor()
         && let Err(error) = ordo_engine::preflight::check_machine(1, 256 << 10)
     {
@@ -335,23 +358,7 @@ fn main() -> ExitCode {
         Command::Status { node, timeout } => status(&node, timeout),
         Command::Chain { node, timeout } => chain(&node, timeout),
         Command::Verify { keys } => cli::verify_stdin(&keys),
-        Command::Gossip {
-            listen,
-            advertise,
-            metrics,
-            seeds,
-            keys,
-            data_dir,
-            retain_bytes,
-        } => run_gossip(
-            &listen,
-            advertise.as_deref(),
-            metrics.as_deref(),
-            &seeds,
-            keys,
-            data_dir,
-            retain_bytes,
-        ),
+        Command::Gossip(args) => run_gossip(args),
         Command::Cluster {
             nodes,
             gossip,
@@ -407,21 +414,25 @@ impl Command {
     }
 }
 
-fn run_gossip(
-    listen: &str,
-    advertise: Option<&str>,
-    metrics: Option<&str>,
-    seeds: &[String],
-    keys: PathBuf,
-    data_dir: Option<PathBuf>,
-    retain_bytes: u64,
-) -> Result<(), String> {
+fn run_gossip(args: GossipArgs) -> Result<(), String> {
+    let GossipArgs {
+        listen,
+        advertise,
+        metrics,
+        seeds,
+        keys,
+        data_dir,
+        retain_bytes,
+        no_auth,
+    } = args;
     cli::init_tracing();
-    let listen = parse_addr_of("--listen", listen)?;
+    let listen = parse_addr_of("--listen", &listen)?;
     let advertise = advertise
-        .map(|a| parse_addr_of("--advertise", a))
+        .map(|a| parse_addr_of("--advertise", &a))
         .transpose()?;
-    let metrics = metrics.map(|a| parse_addr_of("--metrics", a)).transpose()?;
+    let metrics = metrics
+        .map(|a| parse_addr_of("--metrics", &a))
+        .transpose()?;
     let seeds = seeds
         .iter()
         .filter(|s| !s.trim().is_empty())
@@ -440,6 +451,12 @@ fn run_gossip(
     config.metrics = metrics;
     config.data_dir = data_dir;
     config.store.retain_bytes = retain_bytes;
+    if no_auth {
+        tracing::warn!(
+            "--no-auth: any process that knows the cluster id may gossip with this node or read from it"
+        );
+        config.auth = ordo_engine::auth::AuthConfig::off();
+    }
     if let Some(dir) = std::env::var_os("ORDO_GOSSIP_TIMINGS_DIR") {
         let name = format!("deliver-{}.txt", listen.port());
         config.timings_file = Some(PathBuf::from(dir).join(name));
@@ -491,6 +508,7 @@ fn send(
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         redirect,
+        credential: client_credential()?,
         ..ClientOptions::default()
     };
     // Lines reach the client as they are read, never more than a window
@@ -603,6 +621,7 @@ fn log_or_chain(
     let addrs = parse_nodes(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
+        credential: client_credential()?,
         ..ClientOptions::default()
     };
     on_executor(move || {
@@ -695,6 +714,7 @@ fn admin(
     let addrs = parse_nodes(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
+        credential: client_credential()?,
         ..ClientOptions::default()
     };
     on_executor(move || {
@@ -711,6 +731,7 @@ fn status(node: &str, timeout: f64) -> Result<(), String> {
     let addrs = parse_nodes(node)?;
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
+        credential: client_credential()?,
         ..ClientOptions::default()
     };
     on_executor(move || {
@@ -897,6 +918,11 @@ mod cluster {
             println!("{line}");
         }
         println!("keys: {}", keys.display());
+        println!(
+            "client secret: {} (for the ordo commands: --client-secret or {})",
+            dir.join(ordo_engine::auth::CLIENT_SECRET_FILE).display(),
+            ordo_engine::auth::CLIENT_SECRET_ENV
+        );
         println!(
             "ordo cluster: {nodes} voters and {gossip} gossip nodes running; Ctrl-C stops them"
         );

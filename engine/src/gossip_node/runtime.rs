@@ -70,6 +70,11 @@ pub struct GossipNodeConfig {
     /// Append `id wall_us` per delivered message to this file
     /// (measurements; `ORDO_GOSSIP_TIMINGS` in the `ordo` binary).
     pub timings_file: Option<PathBuf>,
+    /// Which connections are authenticated: `gossip` with the cluster's
+    /// gossip secret, `clients` with the client secret (`peers` does not
+    /// apply: a gossip node has no node key). By default both, with the
+    /// secrets beside `keys_file`.
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl GossipNodeConfig {
@@ -86,6 +91,7 @@ impl GossipNodeConfig {
             store: StoreLimits::default(),
             io_memory_bytes: 512 << 10,
             timings_file: None,
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -299,7 +305,11 @@ async fn run(
     transport_config.inbox_bytes_max = transport_config
         .inbox_bytes_max
         .max(transport_config.limits.frame_bytes_max);
-    let client_config = ClientServerConfig::new(cluster_id, 0, config.listen_addr);
+    transport_config.auth = config.auth.gossip_credential(Some(&config.keys_file))?;
+    let mut client_config = ClientServerConfig::new(cluster_id, 0, config.listen_addr);
+    client_config.auth = config
+        .auth
+        .client_server_credential(Some(&config.keys_file))?;
     let started_transport = GossipTransport::start(transport_config, Some(client_config))
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr))?;
     let (server, clients) = started_transport

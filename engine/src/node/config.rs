@@ -264,6 +264,9 @@ pub struct NodeConfig {
     /// The Raft core's knobs.
     #[serde(default)]
     pub raft: CoreConfig,
+    /// Which connections are authenticated (`crate::auth`).
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// A configuration problem, naming the field (or the file).
@@ -327,6 +330,7 @@ impl NodeConfig {
         {
             config.keys_file = Some(base.join(keys));
         }
+        config.auth.make_absolute(base);
         config.validate()?;
         Ok(config)
     }
@@ -347,11 +351,12 @@ impl NodeConfig {
             runtime: RuntimeConfig::default(),
             storage: StorageConfig::default(),
             raft: CoreConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             ..self.clone()
         })
         .expect("a node config serializes");
         if let (Some(table), Some(defaults)) = (value.as_object_mut(), defaults.as_object()) {
-            for section in ["runtime", "storage", "raft"] {
+            for section in ["runtime", "storage", "raft", "auth"] {
                 let Some(serde_json::Value::Object(keys)) = table.get_mut(section) else {
                     continue;
                 };
@@ -573,6 +578,7 @@ impl NodeConfig {
                     listen: Some(addr(me.id, METRICS_PORT_OFFSET)),
                 },
                 raft: CoreConfig::default(),
+                auth: crate::auth::AuthConfig::default(),
             })
             .collect())
     }

@@ -136,6 +136,7 @@ impl GossipBridge {
         let mut transport_config =
             GossipTransportConfig::new(config.cluster_id, config.id, config.listen.gossip_or(addr));
         transport_config.advertise_addr = Some(addr);
+        transport_config.auth = config.auth.gossip_credential(config.keys_file.as_deref())?;
         transport_config.limits.frame_bytes_max = transport_config
             .limits
             .frame_bytes_max

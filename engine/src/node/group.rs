@@ -1306,7 +1306,17 @@ impl<S: LogStore + 'static> Group<S> {
     /// removed ones.
     fn membership_changed(&mut self, index: Index, membership: &Membership) {
         let directory = Directory::new(index, membership);
-        if let Peers::Tcp { transport, .. } = &*self.peers {
+        if let Peers::Tcp {
+            transport, keys, ..
+        } = &*self.peers
+        {
+            // Keys first: a member added now is dialed (or dials) next,
+            // and its handshake must find its key.
+            if let Some(keys) = keys {
+                keys.set_members(directory.members.iter().filter_map(|(&id, (_, info))| {
+                    info.as_ref().map(|info| (id, info.public_key))
+                }));
+            }
             for &id in self.directory.members.keys() {
                 if id != self.config.id && !directory.members.contains_key(&id) {
                     transport.remove_peer(id);

@@ -63,6 +63,9 @@ pub enum Peers {
         transport: PeerTransport,
         /// Inbound events.
         inbox: PeerInbox,
+        /// The keys the handshake checks peers with (`None`: `[auth]
+        /// peers = false`); updated when the configuration changes.
+        keys: Option<std::sync::Arc<crate::auth::PeerKeys>>,
     },
     /// In-process channels.
     Inproc(InprocPeers),

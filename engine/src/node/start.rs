@@ -150,6 +150,16 @@ impl Node {
         let shard_count = config.runtime.shards;
         let (shard_reply_txs, shard_reply_rxs): (Vec<_>, Vec<_>) =
             (1..shard_count).map(|_| async_channel::unbounded()).unzip();
+        // Client shards check clients with the same secret as the group's
+        // own client server (a file read here, before any thread starts).
+        let shard_client_auth = if shard_count > 1 {
+            config
+                .auth
+                .client_server_credential(config.keys_file.as_deref())
+                .map_err(|reason| NodeError::Start { id, reason })?
+        } else {
+            ordo_net::auth::Credential::none()
+        };
         let shard_setup = (
             config.cluster_id,
             config.listen.client_or(config.client_addr),
@@ -196,11 +206,13 @@ impl Node {
                         replies,
                         external: external_tx.clone(),
                     };
+                    let client_auth = shard_client_auth.clone();
                     let shard = glommio::LocalExecutorBuilder::new(placement)
                         .name(&format!("ordo-{id}-client{}", k + 1))
                         .io_memory(io_memory)
                         .spawn(move || async move {
-                            let server = ClientServerConfig::new(cluster_id, id, client_addr);
+                            let mut server = ClientServerConfig::new(cluster_id, id, client_addr);
+                            server.auth = client_auth;
                             super::shards::run_client_shard(k, server, link, turn_max).await
                         })
                         .map_err(|e| NodeError::Start {
@@ -557,7 +569,13 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         Some(inproc) => Peers::Inproc(inproc),
         None => {
             let listen = config.listen.peer_or(config.peer_addr);
-            let transport_config = TransportConfig::new(config.cluster_id, config.id, listen);
+            let mut transport_config = TransportConfig::new(config.cluster_id, config.id, listen);
+            let keys = config
+                .auth
+                .peer_keys(&config.data_dir, config.keys_file.as_deref())?;
+            if let Some(keys) = &keys {
+                transport_config.auth = ordo_net::auth::Credential::new(keys.clone());
+            }
             let (transport, inbox) = PeerTransport::start(transport_config)
                 .map_err(|e| format!("cannot listen for peers on {listen}: {e}"))?;
             for peer in &config.peers {
@@ -565,7 +583,11 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
                     .add_peer(peer.id, peer.peer_addr)
                     .map_err(|e| format!("invalid peer {}: {e}", peer.id))?;
             }
-            Peers::Tcp { transport, inbox }
+            Peers::Tcp {
+                transport,
+                inbox,
+                keys,
+            }
         }
     };
     let peers = Rc::new(peers);
@@ -573,7 +595,10 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         (None, None)
     } else {
         let listen = config.listen.client_or(config.client_addr);
-        let server_config = ClientServerConfig::new(config.cluster_id, config.id, listen);
+        let mut server_config = ClientServerConfig::new(config.cluster_id, config.id, listen);
+        server_config.auth = config
+            .auth
+            .client_server_credential(config.keys_file.as_deref())?;
         let (server, inbox) = ClientServer::start(server_config)
             .map_err(|e| format!("cannot listen for clients on {listen}: {e}"))?;
         (Some(server), Some(inbox))

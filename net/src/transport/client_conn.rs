@@ -55,6 +55,7 @@ impl ClientConnection {
             addr,
             hello,
             None,
+            &config.auth,
             config.connect_timeout,
             config.handshake_timeout,
             config.receive_slab_bytes,

@@ -23,7 +23,9 @@ use crate::handshake::{
 };
 use crate::transport::TransportError;
 use crate::transport::config::ClientServerConfig;
-use crate::transport::handshake::{check_hello, receive_handshake, send_handshake, with_timeout};
+use crate::transport::handshake::{
+    authenticate, check_hello, receive_handshake, send_handshake, with_timeout,
+};
 use crate::transport::inbox::Inbox;
 use crate::transport::io::{ConnectionError, read_frame, write_loop};
 use crate::transport::notify::Notify;
@@ -363,6 +365,20 @@ async fn serve_hello(
             send_handshake(&stream, Handshake::Reject(reject)),
         )
         .await;
+        return;
+    }
+    if let Err(reason) = authenticate(
+        &stream,
+        &mut splitter,
+        &hello,
+        shared.config.cluster_id,
+        shared.config.node_id,
+        &shared.config.auth,
+        timeout,
+    )
+    .await
+    {
+        tracing::warn!(?remote, %reason, "refusing client connection");
         return;
     }
     let ack = Handshake::Ack(HelloAck {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use ordo_storage::NodeId;
 
+use crate::auth::Credential;
+
 use crate::wire::{FRAME_BYTES_CEILING, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES};
 
 /// Bounds of one connection's queues and buffers. Memory a connection can
@@ -181,6 +183,9 @@ pub struct TransportConfig {
     /// Accepted connections still in their handshake; more are closed at
     /// once (a flood of idle connections cannot pile up).
     pub handshakes_pending_max: usize,
+    /// Signs this node's challenges and proofs and checks the peers' (the
+    /// engine's node keys). Default: none (no authentication).
+    pub auth: Credential,
 }
 
 impl TransportConfig {
@@ -195,6 +200,7 @@ impl TransportConfig {
             inbox_messages_max: 8192,
             inbox_bytes_max: 64 << 20,
             handshakes_pending_max: 64,
+            auth: Credential::none(),
         }
     }
 
@@ -241,6 +247,9 @@ pub struct ClientServerConfig {
     pub inbox_requests_max: usize,
     /// Requests waiting for the runtime, by frame bytes.
     pub inbox_bytes_max: usize,
+    /// Checks clients' proofs (the client secret). Default: none (any
+    /// client is accepted).
+    pub auth: Credential,
 }
 
 impl ClientServerConfig {
@@ -258,6 +267,7 @@ impl ClientServerConfig {
             connections_max: 1024,
             inbox_requests_max: 16384,
             inbox_bytes_max: 64 << 20,
+            auth: Credential::none(),
         }
     }
 
@@ -297,6 +307,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Handshake timeout.
     pub handshake_timeout: Duration,
+    /// Proves this client holds the client secret. Default: none (for
+    /// nodes that do not require it).
+    pub auth: Credential,
 }
 
 impl ClientConfig {
@@ -308,6 +321,7 @@ impl ClientConfig {
             receive_slab_bytes: 256 << 10,
             connect_timeout: Duration::from_millis(1000),
             handshake_timeout: Duration::from_millis(1000),
+            auth: Credential::none(),
         }
     }
 }

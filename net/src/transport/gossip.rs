@@ -83,6 +83,9 @@ pub struct GossipTransportConfig {
     pub inbox_bytes_max: usize,
     /// Accepted connections still in their handshake; more are closed.
     pub handshakes_pending_max: usize,
+    /// Signs and checks gossip challenges and proofs (the engine's keyed
+    /// hash of the cluster's gossip secret). Default: none.
+    pub auth: crate::auth::Credential,
 }
 
 impl GossipTransportConfig {
@@ -106,6 +109,7 @@ impl GossipTransportConfig {
             inbox_messages_max: 16_384,
             inbox_bytes_max: 64 << 20,
             handshakes_pending_max: 64,
+            auth: crate::auth::Credential::none(),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::transport::LinkState;
 use crate::transport::backoff::reconnect_delay;
 use crate::transport::gossip::{Outbound, Shared};
 use crate::transport::handshake::{
-    check_hello, dial, receive_handshake, send_handshake, with_timeout,
+    Pending, authenticate, check_hello, dial, receive_handshake, send_handshake, with_timeout,
 };
 use crate::transport::io::{ConnectionError, read_frame, write_all};
 use crate::transport::peers::READER_YIELD_FRAMES;
@@ -91,6 +91,7 @@ async fn outbound_connection(shared: &Shared, peer: &Outbound) -> Ended {
         peer.addr,
         shared.hello(),
         None,
+        &shared.config.auth,
         timings.connect_timeout,
         timings.handshake_timeout,
         limits.receive_slab_bytes,
@@ -201,6 +202,7 @@ async fn reject(shared: &Shared, stream: &RefCell<TcpStream>, reject: HelloRejec
 /// Handshake, then: a client goes to the client server; a gossip peer
 /// introduces itself and its frames go to the inbox.
 async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
+    let pending = Pending(&shared.handshakes_pending);
     let remote = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let stream = RefCell::new(stream);
@@ -213,9 +215,6 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
         receive_handshake(&stream, &mut splitter),
     )
     .await;
-    shared
-        .handshakes_pending
-        .set(shared.handshakes_pending.get() - 1);
     let hello = match received {
         Ok(Handshake::Hello(hello)) => hello,
         Ok(_) => {
@@ -230,6 +229,7 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
     if hello.role == ConnectionRole::Client
         && let Some(clients) = &shared.clients
     {
+        drop(pending);
         clients.serve(stream, splitter, hello, remote).await;
         return;
     }
@@ -256,6 +256,21 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
         reject(&shared, &stream, refusal).await;
         return;
     }
+    if let Err(reason) = authenticate(
+        &stream,
+        &mut splitter,
+        &hello,
+        shared.config.cluster_id,
+        shared.config.node_id,
+        &shared.config.auth,
+        timeout,
+    )
+    .await
+    {
+        tracing::warn!(?remote, %reason, "refusing gossip connection");
+        return;
+    }
+    drop(pending);
     let ack = Handshake::Ack(HelloAck {
         cluster_id: shared.config.cluster_id,
         node_id: shared.config.node_id,

@@ -31,6 +31,10 @@ pub enum ConnectionError {
     /// The handshake failed.
     #[error("handshake: {0}")]
     Handshake(String),
+    /// Authentication failed: this side refused the other's proof, or the
+    /// other side refused this side's (see `docs/protocol.md`).
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
     /// The transport is shutting down, or replaced or aborted the
     /// connection.
     #[error("closed locally")]
@@ -51,6 +55,7 @@ impl ConnectionError {
             ConnectionError::Handshake(_) => "handshake",
             ConnectionError::Closed => "closed",
             ConnectionError::Encode(_) => "encode",
+            ConnectionError::Unauthenticated(_) => "unauthenticated",
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::transport::TransportError;
 use crate::transport::backoff::reconnect_delay;
 use crate::transport::config::TransportConfig;
 use crate::transport::handshake::{
-    check_hello, dial, receive_handshake, send_handshake, with_timeout,
+    Pending, authenticate, check_hello, dial, receive_handshake, send_handshake, with_timeout,
 };
 use crate::transport::inbox::Inbox;
 use crate::transport::io::{ConnectionError, read_frame, write_loop};
@@ -443,6 +443,7 @@ async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
             addr,
             shared.hello(),
             Some(peer.id),
+            &shared.config.auth,
             timings.connect_timeout,
             timings.handshake_timeout,
             limits.receive_slab_bytes,
@@ -507,6 +508,7 @@ async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
 /// dialer's peer entry (replacing an older one: the dialer only redials
 /// when it lost the old connection, even if this side has not noticed).
 async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
+    let pending = Pending(&shared.handshakes_pending);
     let remote = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let stream = RefCell::new(stream);
@@ -520,9 +522,6 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
         receive_handshake(&stream, &mut splitter),
     )
     .await;
-    shared
-        .handshakes_pending
-        .set(shared.handshakes_pending.get() - 1);
     let hello = match received {
         Ok(Handshake::Hello(hello)) => hello,
         Ok(other) => {
@@ -569,6 +568,21 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
         .await;
         return;
     }
+    if let Err(reason) = authenticate(
+        &stream,
+        &mut splitter,
+        &hello,
+        shared.config.cluster_id,
+        own,
+        &shared.config.auth,
+        shared.config.timings.handshake_timeout,
+    )
+    .await
+    {
+        tracing::warn!(node = own, peer = hello.node_id, ?remote, %reason, "refusing peer connection");
+        return;
+    }
+    drop(pending);
     let ack = Handshake::Ack(HelloAck {
         cluster_id: shared.config.cluster_id,
         node_id: own,

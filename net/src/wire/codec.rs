@@ -184,6 +184,9 @@ impl Encode for Handshake {
             Handshake::Hello(_) => FrameKind::Hello,
             Handshake::Ack(_) => FrameKind::HelloAck,
             Handshake::Reject(_) => FrameKind::HelloReject,
+            Handshake::Nonce(_) => FrameKind::HelloNonce,
+            Handshake::Challenge(_) => FrameKind::HelloChallenge,
+            Handshake::Proof(_) => FrameKind::HelloProof,
         }
     }
 
@@ -197,6 +200,9 @@ impl Encode for Handshake {
             Handshake::Hello(h) => encode_plain(sink, kind, h),
             Handshake::Ack(h) => encode_plain(sink, kind, h),
             Handshake::Reject(h) => encode_plain(sink, kind, h),
+            Handshake::Nonce(h) => encode_plain(sink, kind, h),
+            Handshake::Challenge(h) => encode_plain(sink, kind, h),
+            Handshake::Proof(h) => encode_plain(sink, kind, h),
         }
     }
 }
@@ -209,6 +215,9 @@ impl Decode for Handshake {
             FrameKind::Hello => Handshake::Hello(decode_plain(frame)?),
             FrameKind::HelloAck => Handshake::Ack(decode_plain(frame)?),
             FrameKind::HelloReject => Handshake::Reject(decode_plain(frame)?),
+            FrameKind::HelloNonce => Handshake::Nonce(decode_plain(frame)?),
+            FrameKind::HelloChallenge => Handshake::Challenge(decode_plain(frame)?),
+            FrameKind::HelloProof => Handshake::Proof(decode_plain(frame)?),
             _ => return Err(unexpected(frame, Self::EXPECTED)),
         })
     }

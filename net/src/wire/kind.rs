@@ -21,6 +21,12 @@ pub enum FrameKind {
     HelloAck = 2,
     /// [`crate::HelloReject`]: the acceptor refuses, then closes.
     HelloReject = 3,
+    /// [`crate::HelloNonce`]: the dialer's nonce, right after its hello.
+    HelloNonce = 4,
+    /// [`crate::HelloChallenge`]: the acceptor's nonce and signature.
+    HelloChallenge = 5,
+    /// [`crate::HelloProof`]: the dialer's signature.
+    HelloProof = 6,
     /// [`crate::VoteRequest`].
     Vote = 16,
     /// [`crate::VoteResponse`].
@@ -120,10 +126,13 @@ pub enum KindClass {
 
 impl FrameKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [FrameKind; 42] = [
+    pub const ALL: [FrameKind; 45] = [
         FrameKind::Hello,
         FrameKind::HelloAck,
         FrameKind::HelloReject,
+        FrameKind::HelloNonce,
+        FrameKind::HelloChallenge,
+        FrameKind::HelloProof,
         FrameKind::Vote,
         FrameKind::VoteResponse,
         FrameKind::Append,
@@ -202,6 +211,9 @@ impl FrameKind {
             FrameKind::Hello => "hello",
             FrameKind::HelloAck => "hello_ack",
             FrameKind::HelloReject => "hello_reject",
+            FrameKind::HelloNonce => "hello_nonce",
+            FrameKind::HelloChallenge => "hello_challenge",
+            FrameKind::HelloProof => "hello_proof",
             FrameKind::Vote => "vote",
             FrameKind::VoteResponse => "vote_response",
             FrameKind::Append => "append",

@@ -31,6 +31,108 @@ where
     })
 }
 
+/// Reads one handshake frame from a blocking socket. `Err` for a close, a
+/// socket error or a frame that does not decode.
+pub fn read_handshake_frame(stream: &mut std::net::TcpStream) -> Result<Handshake, String> {
+    use std::io::Read;
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).map_err(|e| e.to_string())?;
+    let len = u32::from_le_bytes(prefix) as usize;
+    if !(4..=4096).contains(&len) {
+        return Err(format!("frame of {len} bytes"));
+    }
+    let mut frame = prefix.to_vec();
+    frame.resize(len, 0);
+    stream
+        .read_exact(&mut frame[4..])
+        .map_err(|e| e.to_string())?;
+    ordo_net::wire::decode_frame(Bytes::from(frame), 4096).map_err(|e| e.to_string())
+}
+
+/// Writes handshake frames on a blocking socket.
+pub fn write_handshake(stream: &mut std::net::TcpStream, frames: &[Handshake]) {
+    use std::io::Write;
+    let mut bytes = Vec::new();
+    for frame in frames {
+        bytes.extend(ordo_net::wire::encode_to_vec(frame, 4096).unwrap());
+    }
+    stream.write_all(&bytes).unwrap();
+}
+
+/// The dialer's side of a handshake on a blocking socket: hello and nonce,
+/// then, if challenged, the proof `sign` makes for the dialer transcript.
+/// Returns the challenge (if any) and the acceptor's last answer.
+pub fn raw_dial(
+    stream: &mut std::net::TcpStream,
+    hello: Hello,
+    sign: impl Fn(&[u8]) -> auth::Signature,
+) -> (Option<HelloChallenge>, Handshake) {
+    let nonce = [0x5a; 32];
+    write_handshake(
+        stream,
+        &[
+            Handshake::Hello(hello),
+            Handshake::Nonce(HelloNonce { nonce }),
+        ],
+    );
+    let answer = read_handshake_frame(stream).expect("an answer to the hello");
+    let Handshake::Challenge(challenge) = answer else {
+        return (None, answer);
+    };
+    let transcript = auth::transcript(
+        auth::Side::Dialer,
+        hello.role,
+        challenge.cluster_id,
+        hello.node_id,
+        challenge.node_id,
+        &nonce,
+        &challenge.nonce,
+    );
+    write_handshake(
+        stream,
+        &[Handshake::Proof(HelloProof {
+            signature: sign(&transcript),
+        })],
+    );
+    let answer = read_handshake_frame(stream).expect("an answer to the proof");
+    (Some(challenge), answer)
+}
+
+/// The acceptor's side of a handshake without authentication on a
+/// blocking socket: reads hello and nonce, challenges with a zero
+/// signature, reads the proof and acks as `node_id` of `cluster_id`.
+pub fn raw_accept(stream: &mut std::net::TcpStream, cluster_id: u64, node_id: u64) -> Hello {
+    let Ok(Handshake::Hello(hello)) = read_handshake_frame(stream) else {
+        panic!("expected a hello");
+    };
+    assert!(matches!(
+        read_handshake_frame(stream),
+        Ok(Handshake::Nonce(_))
+    ));
+    write_handshake(
+        stream,
+        &[Handshake::Challenge(HelloChallenge {
+            cluster_id,
+            node_id,
+            nonce: [7; 32],
+            signature: [0; 64],
+        })],
+    );
+    assert!(matches!(
+        read_handshake_frame(stream),
+        Ok(Handshake::Proof(_))
+    ));
+    write_handshake(
+        stream,
+        &[Handshake::Ack(HelloAck {
+            cluster_id,
+            node_id,
+            protocol_version: PROTOCOL_VERSION,
+        })],
+    );
+    hello
+}
+
 /// A batch of `count` entries at `first_index` in `term`.
 pub fn batch(term: u64, first_index: u64, payloads: &[Vec<u8>]) -> Batch {
     let entries = payloads
@@ -440,6 +542,7 @@ pub fn arb_handshake() -> impl Strategy<Value = Handshake> {
         Just(RejectReason::RoleMismatch),
         Just(RejectReason::DialRule),
         Just(RejectReason::Unavailable),
+        Just(RejectReason::Unauthenticated),
     ];
     prop_oneof![
         (any::<u64>(), any::<u64>(), any::<u16>(), role).prop_map(
@@ -463,6 +566,31 @@ pub fn arb_handshake() -> impl Strategy<Value = Handshake> {
                 protocol_version,
                 detail,
             })
+        }),
+        any::<[u8; 32]>().prop_map(|nonce| Handshake::Nonce(HelloNonce { nonce })),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(cluster_id, node_id, nonce, low, high)| {
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(&low);
+                signature[32..].copy_from_slice(&high);
+                Handshake::Challenge(HelloChallenge {
+                    cluster_id,
+                    node_id,
+                    nonce,
+                    signature,
+                })
+            }),
+        (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(low, high)| {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&low);
+            signature[32..].copy_from_slice(&high);
+            Handshake::Proof(HelloProof { signature })
         }),
     ]
 }

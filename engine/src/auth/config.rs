@@ -1,0 +1,177 @@
+//! `[auth]` in `ordo.toml`, and the credentials it gives the transports.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ordo_net::auth::Credential;
+use serde::{Deserialize, Serialize};
+
+use super::{PeerKeys, Secret, SecretAuth};
+use crate::token::{ClusterKeys, NodeKey};
+
+/// The gossip secret's file name, beside `cluster.keys`.
+pub const GOSSIP_SECRET_FILE: &str = "gossip.secret";
+/// The client secret's file name, beside `cluster.keys`.
+pub const CLIENT_SECRET_FILE: &str = "client.secret";
+/// The environment variable the `ordo` commands read the client secret's
+/// path from (when `--client-secret` is not given).
+pub const CLIENT_SECRET_ENV: &str = "ORDO_CLIENT_SECRET";
+
+/// Which connections a voter authenticates (`[auth]`). Everything is on by
+/// default; turning a kind off lets any process that knows the cluster id
+/// open such connections (for benchmarks, see `docs/operations.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Peer connections prove the voter's node key (`data_dir/node.key`)
+    /// and are checked against `cluster.keys` and the configuration in
+    /// force. `false`: no peer authentication (every voter must agree).
+    pub peers: bool,
+    /// This voter's gossip endpoint requires the cluster's gossip secret.
+    pub gossip: bool,
+    /// Clients must prove they hold the client secret.
+    pub clients: bool,
+    /// The gossip secret; default: `gossip.secret` beside `keys_file`.
+    pub gossip_secret_file: Option<PathBuf>,
+    /// The client secret; default: `client.secret` beside `keys_file`.
+    pub client_secret_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            peers: true,
+            gossip: true,
+            clients: true,
+            gossip_secret_file: None,
+            client_secret_file: None,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Every kind of authentication off (benchmarks, embedders without
+    /// keys, tests).
+    pub fn off() -> Self {
+        Self {
+            peers: false,
+            gossip: false,
+            clients: false,
+            gossip_secret_file: None,
+            client_secret_file: None,
+        }
+    }
+
+    /// Makes the secret files' paths absolute, relative to `base` (the
+    /// config file's directory).
+    pub fn make_absolute(&mut self, base: &Path) {
+        for path in [&mut self.gossip_secret_file, &mut self.client_secret_file]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// The peer transport's credential: `None` when `peers` is off.
+    pub fn peer_keys(
+        &self,
+        data_dir: &Path,
+        keys_file: Option<&Path>,
+    ) -> Result<Option<Arc<PeerKeys>>, String> {
+        if !self.peers {
+            tracing::warn!(
+                "auth.peers = false: any process that knows the cluster id may act as a voter"
+            );
+            return Ok(None);
+        }
+        let key_path = NodeKey::path_in(data_dir);
+        let off = "set [auth] peers = false to run without peer authentication";
+        if !key_path.exists() {
+            return Err(format!(
+                "invalid config field auth.peers: peers authenticate with the node key, and {} does not exist ({off})",
+                key_path.display()
+            ));
+        }
+        let key = NodeKey::load(&key_path).map_err(|e| e.to_string())?;
+        let keys_path = keys_file.ok_or_else(|| {
+            format!("invalid config field auth.peers: peer authentication needs keys_file ({off})")
+        })?;
+        let keys = ClusterKeys::load(keys_path).map_err(|e| e.to_string())?;
+        Ok(Some(Arc::new(PeerKeys::new(key, &keys))))
+    }
+
+    /// The credential this voter's gossip endpoint uses.
+    pub fn gossip_credential(&self, keys_file: Option<&Path>) -> Result<Credential, String> {
+        if !self.gossip {
+            return Ok(Credential::none());
+        }
+        let path = secret_path(
+            "auth.gossip_secret_file",
+            self.gossip_secret_file.as_deref(),
+            keys_file,
+            GOSSIP_SECRET_FILE,
+        )?;
+        let secret = load_secret("auth.gossip", &path)?;
+        Ok(Credential::new(Arc::new(SecretAuth::mutual(secret))))
+    }
+
+    /// The credential this voter's client server checks clients with.
+    pub fn client_server_credential(&self, keys_file: Option<&Path>) -> Result<Credential, String> {
+        if !self.clients {
+            return Ok(Credential::none());
+        }
+        let path = secret_path(
+            "auth.client_secret_file",
+            self.client_secret_file.as_deref(),
+            keys_file,
+            CLIENT_SECRET_FILE,
+        )?;
+        let secret = load_secret("auth.clients", &path)?;
+        Ok(Credential::new(Arc::new(SecretAuth::mutual(secret))))
+    }
+}
+
+/// The explicit path, or `name` beside the keys file.
+fn secret_path(
+    field: &str,
+    explicit: Option<&Path>,
+    keys_file: Option<&Path>,
+    name: &str,
+) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    keys_file
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .ok_or_else(|| {
+            format!("invalid config field {field}: not set, and no keys_file to find {name} beside")
+        })
+}
+
+fn load_secret(switch: &str, path: &Path) -> Result<Secret, String> {
+    Secret::load(path).map_err(|e| {
+        format!(
+            "invalid config field {switch}: {e} (`ordo init` writes it; set [auth] {} = false to run without)",
+            switch.trim_start_matches("auth.")
+        )
+    })
+}
+
+/// A client's credential: the secret at `path`, or at the path in
+/// [`CLIENT_SECRET_ENV`]; none if neither is given (a node that requires
+/// the secret then refuses, saying so).
+pub fn client_credential(path: Option<&Path>) -> Result<Credential, String> {
+    let path = match path {
+        Some(path) => path.to_path_buf(),
+        None => match std::env::var_os(CLIENT_SECRET_ENV) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => return Ok(Credential::none()),
+        },
+    };
+    let secret = Secret::load(&path).map_err(|e| format!("client secret: {e}"))?;
+    Ok(Credential::new(Arc::new(SecretAuth::prove_only(secret))))
+}

@@ -1,0 +1,23 @@
+//! Who may connect: the credentials behind the handshake's challenge and
+//! proof (`docs/protocol.md`, "Authentication"; `docs/operations.md`).
+//!
+//! - peer connections: each voter signs with its ed25519 node key and
+//!   checks the other's signature with the key `cluster.keys` or the
+//!   configuration in force lists for it ([`PeerKeys`]);
+//! - gossip connections (voters' gossip endpoints and gossip nodes): a
+//!   keyed BLAKE3 hash of the cluster's gossip secret (`gossip.secret`,
+//!   written by `ordo init`) ([`SecretAuth`]);
+//! - client connections: the same with the client secret (`client.secret`).
+//!
+//! `[auth]` in `ordo.toml` ([`AuthConfig`]) turns each off for
+//! benchmarks. Connections are authenticated, not encrypted.
+
+mod config;
+mod peer_keys;
+mod secret;
+
+pub use config::{
+    AuthConfig, CLIENT_SECRET_ENV, CLIENT_SECRET_FILE, GOSSIP_SECRET_FILE, client_credential,
+};
+pub use peer_keys::PeerKeys;
+pub use secret::{Secret, SecretAuth, SecretError};
