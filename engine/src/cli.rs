@@ -580,8 +580,14 @@ mod tests {
             "db3".into(),
         ];
         let written = init_on_hosts(None, &hosts, dir.path(), 7000).unwrap();
-        assert!(written.iter().any(|w| w.ends_with("cluster.keys")), "{written:?}");
-        assert_eq!(written.iter().filter(|w| w.ends_with("ordo.toml")).count(), 3);
+        assert!(
+            written.iter().any(|w| w.ends_with("cluster.keys")),
+            "{written:?}"
+        );
+        assert_eq!(
+            written.iter().filter(|w| w.ends_with("ordo.toml")).count(),
+            3
+        );
         let one = std::fs::read_to_string(dir.path().join("node1/ordo.toml")).unwrap();
         for expected in [
             "client_addr = \"db1.example.internal:7000\"",
