@@ -225,14 +225,29 @@ impl DirLock {
     }
 }
 
-/// Checks that no other socket holds `addr`. The runtime's listeners set
-/// `SO_REUSEPORT` (client shards share one port), which would let a second
-/// process bind the same port beside the first and take half its
-/// connections; a plain bind without it fails while anyone holds the port.
+/// Checks that no other process listens on `addr`. The runtime's
+/// listeners set `SO_REUSEPORT` (client shards share one port), which would
+/// let a second process bind the same port beside the first and take half
+/// its connections. A plain bind finds the port free; when it does not,
+/// a connection to it tells a listener (an error) from connections a
+/// stopped node left closing (a restart, which binds as before).
 pub fn check_port(what: &'static str, addr: SocketAddr) -> Result<(), PreflightError> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|source| PreflightError::Port { what, addr, source })
+    let source = match std::net::TcpListener::bind(addr) {
+        Ok(_) => return Ok(()),
+        Err(error) => error,
+    };
+    if source.kind() != std::io::ErrorKind::AddrInUse {
+        return Err(PreflightError::Port { what, addr, source });
+    }
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    match std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(500)) {
+        Ok(_) => Err(PreflightError::Port { what, addr, source }),
+        Err(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]
