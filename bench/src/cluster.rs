@@ -51,6 +51,9 @@ impl Layout {
             let path = dir.path().join(format!("node{id}")).join("ordo.toml");
             let mut config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
             apply_knobs(spec, &mut config);
+            if !spec.metrics {
+                config.metrics.listen = None;
+            }
             if !spec.auth {
                 config.auth = ordo_engine::auth::AuthConfig::off();
             } else if !spec.tokens {
@@ -125,12 +128,13 @@ fn free_base_port(nodes: usize) -> Result<u16, String> {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let base = 20_000 + (state % 30_000) as u16;
+        let base = 20_000 + (state % 12_000) as u16;
         let ports = (0..nodes as u16).flat_map(|i| {
             [
                 base + i,
                 base + PEER_PORT_OFFSET + i,
                 base + GOSSIP_PORT_OFFSET + i,
+                base + ordo_engine::node::METRICS_PORT_OFFSET + i,
             ]
         });
         let listeners: Result<Vec<_>, _> = ports

@@ -67,6 +67,8 @@ pub struct RunResult {
     pub tokens: bool,
     /// Connections authenticated (`--auth`).
     pub auth: bool,
+    /// Whether voters recorded and served metrics.
+    pub metrics: bool,
     /// Voters' gossip endpoints running.
     pub gossip: bool,
     /// Client connections (TCP).
@@ -154,6 +156,7 @@ impl RunResult {
             procs: spec.procs,
             tokens: spec.tokens,
             auth: spec.auth,
+            metrics: spec.metrics,
             gossip: spec.gossip,
             connections: spec.connections,
             batch_entries_max: spec.batch_entries_max,

@@ -79,6 +79,9 @@ pub struct RunSpec {
     /// Connections are authenticated as `ordo init` configures them (off:
     /// `[auth]` all off, see docs/operations.md).
     pub auth: bool,
+    /// Voters serve their metrics endpoint as `ordo init` configures them
+    /// (off: no `[metrics] listen`, and the group records no metrics).
+    pub metrics: bool,
     /// Where the nodes' data directories go (a fresh temporary directory
     /// under it); `None`: the system's temporary directory.
     pub data_dir: Option<PathBuf>,
@@ -96,7 +99,7 @@ impl RunSpec {
     /// A one-line description for progress and tables.
     pub fn label(&self) -> String {
         format!(
-            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}{}",
+            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}{}{}",
             self.nodes,
             self.concurrency,
             self.payload_bytes,
@@ -112,6 +115,7 @@ impl RunSpec {
             if self.procs { "-procs" } else { "" },
             if self.tokens { "" } else { "-notokens" },
             if self.auth { "" } else { "-noauth" },
+            if self.metrics { "" } else { "-nometrics" },
             if self.gossip { "" } else { "-nogossip" },
         )
     }
@@ -288,6 +292,10 @@ pub struct Knobs {
     /// that knows the cluster id may connect; for measuring only).
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub auth: bool,
+    /// `on`: voters serve `/metrics` as `ordo init` configures them and
+    /// record every metric (TCP runs); `off`: no metrics endpoint.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub metrics: bool,
     /// Put the nodes' data under this directory (a fresh temporary
     /// directory inside it, removed afterwards). Default: the system's
     /// temporary directory, or /var/tmp or target/ordo-bench where that is
@@ -377,6 +385,7 @@ impl Knobs {
                                                         tokens: self.tokens,
                                                         gossip: self.gossip,
                                                         auth: self.auth,
+                                                        metrics: self.metrics,
                                                         data_dir: data_dir.clone(),
                                                         transfer_every: self
                                                             .transfer_every

@@ -231,24 +231,39 @@ impl DirLock {
 /// its connections. A plain bind finds the port free; when it does not,
 /// a connection to it tells a listener (an error) from connections a
 /// stopped node left closing (a restart, which binds as before).
+///
+/// A node killed a moment ago may still hold its listener: the kernel
+/// closes an io_uring's files in the background after the process exits.
+/// So a listener counts only once it has answered for
+/// [`PORT_HELD_FOR`].
 pub fn check_port(what: &'static str, addr: SocketAddr) -> Result<(), PreflightError> {
-    let source = match std::net::TcpListener::bind(addr) {
-        Ok(_) => return Ok(()),
-        Err(error) => error,
-    };
-    if source.kind() != std::io::ErrorKind::AddrInUse {
-        return Err(PreflightError::Port { what, addr, source });
-    }
     let target = if addr.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
     } else {
         addr
     };
-    match std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(500)) {
-        Ok(_) => Err(PreflightError::Port { what, addr, source }),
-        Err(_) => Ok(()),
+    let started = std::time::Instant::now();
+    loop {
+        let source = match std::net::TcpListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        if source.kind() != std::io::ErrorKind::AddrInUse {
+            return Err(PreflightError::Port { what, addr, source });
+        }
+        let probe = std::time::Duration::from_millis(200);
+        if std::net::TcpStream::connect_timeout(&target, probe).is_err() {
+            return Ok(());
+        }
+        if started.elapsed() >= PORT_HELD_FOR {
+            return Err(PreflightError::Port { what, addr, source });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// How long another listener must hold a port before it counts as taken.
+pub const PORT_HELD_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

@@ -128,8 +128,15 @@ fn the_log_stays_under_its_bound_and_readers_are_told_what_is_gone() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the restarted node does not serve its retained log: {}",
-            output.stderr
+            "the restarted node does not serve its retained log: {}\nits log ends: {}",
+            output.stderr,
+            std::fs::read_to_string(cluster.logs.join("node2.log"))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(200));
     }
