@@ -44,8 +44,8 @@ mod tokens;
 
 use bytes::Bytes;
 pub use config::{
-    GOSSIP_PORT_OFFSET, NodeConfig, NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig,
-    StorageConfig,
+    GOSSIP_PORT_OFFSET, ListenConfig, METRICS_PORT_OFFSET, MetricsConfig, NodeConfig,
+    NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig, StorageConfig,
 };
 pub use feed::{FeedError, TOKEN_WAIT_MAX};
 pub use group::node_status;
