@@ -17,9 +17,7 @@ use ordo_net::auth::{Authenticator, Credential, Side, Signature, transcript};
 use ordo_net::wire::{decode_frame, encode_to_vec};
 use ordo_net::*;
 use ordo_storage::LogId;
-use ordo_tests::procs::{ProcCluster, ordo_binary};
-
-const BASE_PORT: u16 = 29_400;
+use ordo_tests::procs::{ProcCluster, free_base_port, ordo_binary};
 
 fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, String> {
     let mut prefix = [0u8; 4];
@@ -142,7 +140,7 @@ fn refused_unauthenticated(answers: &[Handshake]) -> bool {
 
 #[test]
 fn a_process_without_a_voter_key_cannot_append_or_win_a_vote() {
-    let cluster = ProcCluster::start(3, BASE_PORT);
+    let cluster = ProcCluster::start(3, free_base_port());
     let (leader, term) = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
         .expect("a leader");
@@ -220,7 +218,7 @@ fn a_process_without_a_voter_key_cannot_append_or_win_a_vote() {
 
 #[test]
 fn gossip_and_client_ports_require_the_cluster_secrets() {
-    let cluster = ProcCluster::start(1, BASE_PORT + 10);
+    let cluster = ProcCluster::start(1, free_base_port());
     cluster
         .wait_leader(&[1], Duration::from_secs(10))
         .expect("a leader");

@@ -64,10 +64,14 @@ fn read_timings(dir: &std::path::Path, prefix: &str) -> Vec<BTreeMap<u64, u64>> 
 
 /// Gossip node `j`'s port in this measurement's layout.
 fn cluster_port(j: usize) -> u16 {
-    BASE_PORT + ordo_tests::gossip_procs::GOSSIP_NODE_PORT_OFFSET + j as u16 - 1
+    base_port() + ordo_tests::gossip_procs::GOSSIP_NODE_PORT_OFFSET + j as u16 - 1
 }
 
-const BASE_PORT: u16 = 24_400;
+/// This measurement's base port, drawn free once.
+fn base_port() -> u16 {
+    static BASE: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *BASE.get_or_init(ordo_tests::procs::free_base_port)
+}
 
 #[test]
 #[ignore = "a measurement: run by name with --ignored --nocapture"]
@@ -80,7 +84,7 @@ fn measure_gossip_latency_and_redundancy() {
     // SAFETY: set before any thread of this test binary starts a process
     // or reads the environment; the child processes inherit it.
     unsafe { std::env::set_var("ORDO_GOSSIP_TIMINGS_DIR", timings.path()) };
-    let mut cluster = GossipCluster::start(3, gossip, BASE_PORT);
+    let mut cluster = GossipCluster::start(3, gossip, base_port());
     cluster
         .voters
         .wait_leader(&[1, 2, 3], Duration::from_secs(10))
