@@ -15,6 +15,30 @@ use ordo_engine::metrics::parse_exposition;
 use ordo_tests::procs::{GroupGuard, ProcCluster, free_base_port, lines, ordo_binary};
 use serde_json::Value;
 
+/// `ordo init --nodes n` in a fresh directory on a free base port.
+fn init_cluster(nodes: usize) -> (tempfile::TempDir, u16) {
+    let temp = tempfile::tempdir().unwrap();
+    let base = free_base_port();
+    let init = Command::new(ordo_binary())
+        .args([
+            "init",
+            "--nodes",
+            &nodes.to_string(),
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(temp.path())
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    (temp, base)
+}
+
 /// `GET path` on `addr`: the status code and the body.
 fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
@@ -168,21 +192,7 @@ fn a_node_identity_runs_once() {
 
 #[test]
 fn a_taken_port_is_an_error_naming_it() {
-    let temp = tempfile::tempdir().unwrap();
-    let base = free_base_port();
-    let init = Command::new(ordo_binary())
-        .args([
-            "init",
-            "--nodes",
-            "1",
-            "--base-port",
-            &base.to_string(),
-            "--dir",
-        ])
-        .arg(temp.path())
-        .output()
-        .unwrap();
-    assert!(init.status.success());
+    let (temp, base) = init_cluster(1);
     let config = temp.path().join("node1/ordo.toml");
     for (offset, key) in [
         (0u16, "clients"),
@@ -209,20 +219,7 @@ fn a_taken_port_is_an_error_naming_it() {
 
 #[test]
 fn node_check_validates_a_config_and_names_a_bad_key() {
-    let temp = tempfile::tempdir().unwrap();
-    let init = Command::new(ordo_binary())
-        .args([
-            "init",
-            "--nodes",
-            "3",
-            "--base-port",
-            &free_base_port().to_string(),
-            "--dir",
-        ])
-        .arg(temp.path())
-        .output()
-        .unwrap();
-    assert!(init.status.success());
+    let (temp, _) = init_cluster(3);
     let config = temp.path().join("node2/ordo.toml");
     let check = |path: &Path| {
         let out = Command::new(ordo_binary())
@@ -363,21 +360,7 @@ fn a_low_memlock_limit_is_one_line_naming_the_fix() {
 
 #[test]
 fn json_logs_have_a_line_per_leader_change() {
-    let temp = tempfile::tempdir().unwrap();
-    let base = free_base_port();
-    let init = Command::new(ordo_binary())
-        .args([
-            "init",
-            "--nodes",
-            "1",
-            "--base-port",
-            &base.to_string(),
-            "--dir",
-        ])
-        .arg(temp.path())
-        .output()
-        .unwrap();
-    assert!(init.status.success());
+    let (temp, _) = init_cluster(1);
     let log = temp.path().join("node1.log");
     let mut node = Command::new(ordo_binary())
         .args(["--log-format", "json", "node", "--config"])
