@@ -17,6 +17,7 @@
 //! The frame format, connection rules and limits are in `docs/protocol.md`.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod client;

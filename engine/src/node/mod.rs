@@ -322,8 +322,27 @@ impl NodeHandle {
     }
 
     /// Asks the node to stop (see [`Node::shutdown`] to also wait for it).
+    /// Never blocks: when the node's inbox is full, a thread of its own
+    /// waits for room, so the request is not lost (and `Node::shutdown`
+    /// does not wait forever).
     pub fn request_shutdown(&self) {
-        let _ = self.external.try_send(External::Shutdown);
+        match self.external.try_send(External::Shutdown) {
+            Ok(()) => {}
+            Err(inbox::TrySendError::Full(_)) => {
+                let external = self.external.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("ordo-shutdown".into())
+                    .spawn(move || {
+                        // Fails only if the node stopped meanwhile: done.
+                        let _ = futures_lite::future::block_on(external.send(External::Shutdown));
+                    });
+                if let Err(error) = spawned {
+                    tracing::error!(%error, "cannot queue the shutdown request");
+                }
+            }
+            // The node has stopped already.
+            Err(inbox::TrySendError::Closed(_)) => {}
+        }
     }
 }
 
