@@ -5,14 +5,13 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use glommio::net::TcpStream;
 use ordo_storage::NodeId;
 
 use crate::client::{ClientRequest, ClientResponse};
 use crate::handshake::{ConnectionRole, Hello, PROTOCOL_VERSION};
 use crate::transport::config::ClientConfig;
 use crate::transport::handshake::dial;
-use crate::transport::io::{ConnectionError, read_frame, write_all};
+use crate::transport::io::{ConnectionError, Stream, read_frame, write_all};
 use crate::wire::{Decode, Encode, FrameSplitter};
 
 /// Attachments up to this size are copied next to the frame header; larger
@@ -27,7 +26,7 @@ const INLINE_ATTACHMENT_BYTES_MAX: usize = 2048;
 /// receiver) gets an error rather than interleaved bytes. A `recv` future
 /// dropped mid-frame leaves the stream unusable: later calls fail.
 pub struct ClientConnection {
-    stream: RefCell<TcpStream>,
+    stream: Stream,
     splitter: RefCell<Option<FrameSplitter>>,
     sending: Cell<bool>,
     node_id: NodeId,

@@ -27,7 +27,7 @@ use crate::transport::handshake::{
     authenticate, check_hello, receive_handshake, send_handshake, with_timeout,
 };
 use crate::transport::inbox::Inbox;
-use crate::transport::io::{ConnectionError, read_frame, write_loop};
+use crate::transport::io::{ConnectionError, Stream, read_frame, write_loop};
 use crate::transport::notify::Notify;
 use crate::transport::outbound::{OutQueue, QueueStats, SendError};
 use crate::transport::peers::READER_YIELD_FRAMES;
@@ -275,7 +275,7 @@ impl ClientAdopter {
     /// another listener: answers the handshake, then serves requests.
     pub(crate) async fn serve(
         &self,
-        stream: RefCell<TcpStream>,
+        stream: Stream,
         splitter: FrameSplitter,
         hello: Hello,
         remote: Option<SocketAddr>,
@@ -309,7 +309,7 @@ async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
 async fn serve(shared: Rc<Shared>, stream: TcpStream) {
     let remote = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    let stream = RefCell::new(stream);
+    let stream = Stream::plain(stream);
     let limits = shared.config.limits.clone();
     let mut splitter = FrameSplitter::new(limits.receive_slab_bytes, HANDSHAKE_FRAME_BYTES_MAX);
     let timeout = shared.config.timings.handshake_timeout;
@@ -340,7 +340,7 @@ async fn serve(shared: Rc<Shared>, stream: TcpStream) {
 /// refuse it, then serve requests until it closes.
 async fn serve_hello(
     shared: Rc<Shared>,
-    stream: RefCell<TcpStream>,
+    stream: Stream,
     mut splitter: FrameSplitter,
     hello: Hello,
     remote: Option<SocketAddr>,

@@ -2,7 +2,6 @@
 //! connection rule): an outbound connection's dial, intro and writer, and
 //! an inbound connection's handshake, intro check and reader.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use crate::transport::gossip::{Outbound, Shared};
 use crate::transport::handshake::{
     Pending, authenticate, check_hello, dial, receive_handshake, send_handshake, with_timeout,
 };
-use crate::transport::io::{ConnectionError, read_frame, write_all};
+use crate::transport::io::{ConnectionError, Stream, read_frame, write_all};
 use crate::transport::peers::READER_YIELD_FRAMES;
 use crate::wire::{Decode, FrameSplitter, HANDSHAKE_FRAME_BYTES_MAX, encode_to_vec};
 
@@ -190,7 +189,7 @@ pub(super) async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
     }
 }
 
-async fn reject(shared: &Shared, stream: &RefCell<TcpStream>, reject: HelloReject) {
+async fn reject(shared: &Shared, stream: &Stream, reject: HelloReject) {
     let _ = with_timeout(
         shared.config.timings.handshake_timeout,
         "reject",
@@ -205,7 +204,7 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
     let pending = Pending(&shared.handshakes_pending);
     let remote = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    let stream = RefCell::new(stream);
+    let stream = Stream::plain(stream);
     let limits = shared.config.limits.clone();
     let mut splitter = FrameSplitter::new(limits.receive_slab_bytes, HANDSHAKE_FRAME_BYTES_MAX);
     let timeout = shared.config.timings.handshake_timeout;
@@ -320,7 +319,7 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
 
 async fn read_inbound(
     shared: &Shared,
-    stream: &RefCell<TcpStream>,
+    stream: &Stream,
     splitter: &mut FrameSplitter,
     from: PeerAddr,
 ) -> Result<(), ConnectionError> {

@@ -1,6 +1,5 @@
 //! The handshake on a fresh connection (see [`crate::handshake`]).
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use crate::handshake::{
     ConnectionRole, Handshake, Hello, HelloAck, HelloChallenge, HelloNonce, HelloProof,
     HelloReject, PROTOCOL_VERSION, RejectReason,
 };
-use crate::transport::io::{ConnectionError, read_frame, write_all};
+use crate::transport::io::{ConnectionError, Stream, read_frame, write_all};
 use crate::wire::{Decode, FrameSplitter, HANDSHAKE_FRAME_BYTES_MAX, encode_to_vec};
 
 /// Counts an accepted connection as "in its handshake" until dropped (after
@@ -45,7 +44,7 @@ pub(crate) async fn with_timeout<T>(
 
 /// Writes one handshake frame.
 pub(crate) async fn send_handshake(
-    stream: &RefCell<TcpStream>,
+    stream: &Stream,
     message: Handshake,
 ) -> Result<(), ConnectionError> {
     let bytes = encode_to_vec(&message, HANDSHAKE_FRAME_BYTES_MAX)?;
@@ -55,7 +54,7 @@ pub(crate) async fn send_handshake(
 
 /// Reads one handshake frame (with the small handshake frame limit).
 pub(crate) async fn receive_handshake(
-    stream: &RefCell<TcpStream>,
+    stream: &Stream,
     splitter: &mut FrameSplitter,
 ) -> Result<Handshake, ConnectionError> {
     let frame = read_frame(stream, splitter)
@@ -66,7 +65,7 @@ pub(crate) async fn receive_handshake(
 
 /// What the dialer knows once a connection is up.
 pub(crate) struct Dialed {
-    pub(crate) stream: RefCell<TcpStream>,
+    pub(crate) stream: Stream,
     pub(crate) splitter: FrameSplitter,
     pub(crate) ack: HelloAck,
 }
@@ -92,7 +91,7 @@ pub(crate) async fn dial(
     // Heartbeats and responses are small and latency-bound; coalescing is
     // done by the writer, not by Nagle's algorithm.
     stream.set_nodelay(true).map_err(std::io::Error::from)?;
-    let stream = RefCell::new(stream);
+    let stream = Stream::plain(stream);
     let mut splitter = FrameSplitter::new(slab_bytes, HANDSHAKE_FRAME_BYTES_MAX);
     let ack = with_timeout(handshake_timeout, "handshake", async {
         let dialer_nonce = fresh_nonce()
@@ -228,7 +227,7 @@ fn check_acceptor(
 /// way an error means the connection must be closed. The caller sends the
 /// [`HelloAck`] after `Ok`.
 pub(crate) async fn authenticate(
-    stream: &RefCell<TcpStream>,
+    stream: &Stream,
     splitter: &mut FrameSplitter,
     hello: &Hello,
     cluster_id: u64,

@@ -1,4 +1,4 @@
-//! Socket reads and writes on a glommio `TcpStream` shared by the
+//! Socket reads and writes on a connection's [`Stream`], shared by the
 //! connection's reader and writer (one task, two futures: each borrows the
 //! stream only inside a synchronous poll, never across an `.await`).
 
@@ -60,13 +60,39 @@ impl ConnectionError {
     }
 }
 
+/// A connection's socket, under [`read_frame`] and [`write_all`].
+///
+/// Only plain TCP for now; `docs/tls-plan.md` adds a `Tls` variant (rustls
+/// driven over the same glommio socket) for client connections.
+pub(crate) enum Stream {
+    /// Plain TCP: frames are received straight into the splitter's slabs
+    /// (zero-copy) and sent with `sendmsg` from the callers' buffers.
+    Plain(RefCell<TcpStream>),
+}
+
+impl Stream {
+    /// A plain TCP stream.
+    pub(crate) fn plain(tcp: TcpStream) -> Self {
+        Stream::Plain(RefCell::new(tcp))
+    }
+
+    /// Receives into `buf`; `Ok(0)`: the other side closed.
+    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => {
+                poll_fn(|cx| Pin::new(&mut *tcp.borrow_mut()).poll_read(cx, buf)).await
+            }
+        }
+    }
+}
+
 /// Most iovecs per `sendmsg` (Linux's `IOV_MAX` is 1024).
 const IOVECS_MAX: usize = 512;
 
 /// Reads until the next complete, validated frame. `Ok(None)`: the peer
 /// closed cleanly between frames.
 pub(crate) async fn read_frame(
-    stream: &RefCell<TcpStream>,
+    stream: &Stream,
     splitter: &mut FrameSplitter,
 ) -> Result<Option<ValidFrame>, ConnectionError> {
     loop {
@@ -74,8 +100,7 @@ pub(crate) async fn read_frame(
             return Ok(Some(frame));
         }
         let space = splitter.unfilled()?;
-        let received =
-            poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, space)).await?;
+        let received = stream.read(space).await?;
         if received == 0 {
             if splitter.buffered() == 0 {
                 return Ok(None);
@@ -90,11 +115,18 @@ pub(crate) async fn read_frame(
     }
 }
 
+/// Writes every byte of `slices`, in order.
+pub(crate) async fn write_all(stream: &Stream, slices: &[&[u8]]) -> io::Result<()> {
+    match stream {
+        Stream::Plain(tcp) => write_all_plain(tcp, slices).await,
+    }
+}
+
 /// Writes every byte of `slices`, in order, with as few syscalls as the
 /// socket buffer allows: `sendmsg` with all of them as iovecs, and on a full
 /// socket buffer glommio's write (which waits on io_uring for room) for the
 /// first pending slice.
-pub(crate) async fn write_all(stream: &RefCell<TcpStream>, slices: &[&[u8]]) -> io::Result<()> {
+async fn write_all_plain(stream: &RefCell<TcpStream>, slices: &[&[u8]]) -> io::Result<()> {
     let fd = stream.borrow().as_raw_fd();
     let mut index = 0;
     let mut offset = 0;
@@ -149,10 +181,7 @@ pub(crate) async fn write_all(stream: &RefCell<TcpStream>, slices: &[&[u8]]) -> 
 }
 
 /// Drains `queue` into the socket until the queue is closed and empty.
-pub(crate) async fn write_loop(
-    stream: &RefCell<TcpStream>,
-    queue: &OutQueue,
-) -> Result<(), ConnectionError> {
+pub(crate) async fn write_loop(stream: &Stream, queue: &OutQueue) -> Result<(), ConnectionError> {
     loop {
         let batch: WriteBatch = loop {
             if let Some(batch) = queue.take() {

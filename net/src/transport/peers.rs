@@ -37,7 +37,7 @@ use crate::transport::handshake::{
     Pending, authenticate, check_hello, dial, receive_handshake, send_handshake, with_timeout,
 };
 use crate::transport::inbox::Inbox;
-use crate::transport::io::{ConnectionError, read_frame, write_loop};
+use crate::transport::io::{ConnectionError, Stream, read_frame, write_loop};
 use crate::transport::notify::Notify;
 use crate::transport::outbound::{OutQueue, QueueStats, SendError};
 use crate::wire::{Decode, FrameSplitter, HANDSHAKE_FRAME_BYTES_MAX};
@@ -380,12 +380,7 @@ impl Shared {
 
     /// Runs one established connection until it fails or the transport
     /// shuts down: the reader feeds the inbox, the writer drains the queue.
-    async fn run_connection(
-        &self,
-        peer: &Peer,
-        stream: RefCell<TcpStream>,
-        mut splitter: FrameSplitter,
-    ) {
+    async fn run_connection(&self, peer: &Peer, stream: Stream, mut splitter: FrameSplitter) {
         peer.state.set(LinkState::Connected);
         tracing::info!(node = self.config.node_id, peer = peer.id, "peer connected");
         let reader = async {
@@ -511,7 +506,7 @@ async fn accept_one(shared: Rc<Shared>, stream: TcpStream) {
     let pending = Pending(&shared.handshakes_pending);
     let remote = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    let stream = RefCell::new(stream);
+    let stream = Stream::plain(stream);
     let mut splitter = FrameSplitter::new(
         shared.config.limits.receive_slab_bytes,
         HANDSHAKE_FRAME_BYTES_MAX,
