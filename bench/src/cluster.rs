@@ -23,9 +23,29 @@ pub struct Layout {
     pub configs: Vec<NodeConfig>,
     /// Where each config was written.
     pub config_paths: Vec<PathBuf>,
-    /// What the load's clients present: the client secret `ordo init`
-    /// wrote, or none with `--auth off`.
+    /// What the load's clients present and trust.
+    pub access: ClientAccess,
+}
+
+/// What a load's clients present (the client secret `ordo init` wrote, or
+/// none with `--auth off`) and trust (the cluster CA, or plain TCP with
+/// `--tls off`).
+#[derive(Clone, Debug, Default)]
+pub struct ClientAccess {
+    /// Proves the client secret.
     pub credential: ordo_net::auth::Credential,
+    /// TLS to the nodes' client ports.
+    pub tls: Option<ordo_net::tls::TlsClientConfig>,
+}
+
+impl ClientAccess {
+    /// A client connection's configuration with this access.
+    pub fn config(&self, cluster_id: u64) -> ordo_net::transport::ClientConfig {
+        let mut config = ordo_net::transport::ClientConfig::new(cluster_id);
+        config.auth = self.credential.clone();
+        config.tls = self.tls.clone();
+        config
+    }
 }
 
 impl Layout {
@@ -54,6 +74,9 @@ impl Layout {
             if !spec.metrics {
                 config.metrics.listen = None;
             }
+            if !spec.tls {
+                config.tls.clients = false;
+            }
             if !spec.auth {
                 config.auth = ordo_engine::auth::AuthConfig::off();
             } else if !spec.tokens {
@@ -80,11 +103,21 @@ impl Layout {
         } else {
             ordo_net::auth::Credential::none()
         };
+        let tls = if spec.tls {
+            let ca = dir.path().join(ordo_engine::auth::CA_CERT_FILE);
+            let cluster_id = configs.first().map_or(0, |c| c.cluster_id);
+            Some(
+                ordo_net::tls::TlsClientConfig::from_file(&ca, cluster_id)
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             dir,
             configs,
             config_paths,
-            credential,
+            access: ClientAccess { credential, tls },
         })
     }
 

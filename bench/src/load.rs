@@ -23,7 +23,7 @@ use ordo_engine::node::{
     InprocPeers, LocalNode, NodeConfig, NodeHandle, NullStateMachine, StartOptions,
 };
 use ordo_net::client::{ClientRequest, ClientResponse, NodeRole, ProposeRequest, StatusRequest};
-use ordo_net::transport::{ClientConfig, ClientConnection};
+use ordo_net::transport::ClientConnection;
 
 use crate::floor::{new_histogram, record};
 
@@ -135,9 +135,8 @@ pub struct Load {
     /// The measured window, set once the cluster has a leader and the load
     /// starts (the monitor samples memory inside it).
     pub window: Arc<std::sync::OnceLock<Phases>>,
-    /// Proves the load's clients hold the cluster's client secret (none
-    /// with `--auth off`).
-    pub credential: ordo_net::auth::Credential,
+    /// What the load's clients present and trust.
+    pub access: crate::cluster::ClientAccess,
 }
 
 /// Runs the load over TCP against the cluster at `addrs` on an executor of
@@ -157,13 +156,12 @@ async fn tcp_on_executor(
     cluster_id: u64,
     load: Load,
 ) -> Result<Tally, String> {
-    let leader = find_leader_tcp(&addrs, cluster_id, &load.credential).await?;
+    let leader = find_leader_tcp(&addrs, cluster_id, &load.access).await?;
     let mut connections = Vec::new();
     for k in 0..load.connections {
         // Proposers spread evenly: connection k gets every k-th one.
         let proposers = (load.concurrency + load.connections - 1 - k) / load.connections;
-        let mut config = ClientConfig::new(cluster_id);
-        config.auth = load.credential.clone();
+        let config = load.access.config(cluster_id);
         let connection = ClientConnection::connect(leader, &config)
             .await
             .map_err(|e| format!("cannot connect to the leader at {leader}: {e}"))?;
@@ -194,15 +192,14 @@ async fn tcp_on_executor(
 async fn find_leader_tcp(
     addrs: &[SocketAddr],
     cluster_id: u64,
-    credential: &ordo_net::auth::Credential,
+    access: &crate::cluster::ClientAccess,
 ) -> Result<SocketAddr, String> {
     let deadline = Instant::now() + LEADER_WAIT;
     let mut last = String::from("no node answered");
     while Instant::now() < deadline {
         for &addr in addrs {
-            let mut config = ClientConfig::new(cluster_id);
+            let mut config = access.config(cluster_id);
             config.connect_timeout = Duration::from_millis(300);
-            config.auth = credential.clone();
             let answer = match ClientConnection::connect(addr, &config).await {
                 Ok(connection) => connection
                     .call(&ClientRequest::Status(StatusRequest { request_id: 1 }))

@@ -67,6 +67,8 @@ pub struct RunResult {
     pub tokens: bool,
     /// Connections authenticated (`--auth`).
     pub auth: bool,
+    /// Client connections encrypted (`--tls`).
+    pub tls: bool,
     /// Whether voters recorded and served metrics.
     pub metrics: bool,
     /// Voters' gossip endpoints running.
@@ -156,6 +158,7 @@ impl RunResult {
             procs: spec.procs,
             tokens: spec.tokens,
             auth: spec.auth,
+            tls: spec.tls,
             metrics: spec.metrics,
             gossip: spec.gossip,
             connections: spec.connections,

@@ -37,7 +37,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
         duration: spec.duration,
         answered: answered.clone(),
         window: window.clone(),
-        credential: layout.credential.clone(),
+        access: layout.access.clone(),
     };
     let (mut running, pids) = match (spec.transport, spec.procs) {
         (TransportKind::Inproc, _) => (None, Vec::new()),
@@ -53,7 +53,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             every,
             layout.client_addrs(),
             layout.cluster_id(),
-            layout.credential.clone(),
+            layout.access.clone(),
             window.clone(),
         )
     });
@@ -63,7 +63,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             spec.nodes as u64 + 1,
             layout.client_addrs(),
             layout.cluster_id(),
-            layout.credential.clone(),
+            layout.access.clone(),
             window.clone(),
         )
     });
@@ -109,7 +109,7 @@ fn transfer_loop(
     every: Duration,
     addrs: Vec<std::net::SocketAddr>,
     cluster_id: u64,
-    credential: ordo_net::auth::Credential,
+    access: crate::cluster::ClientAccess,
     window: Arc<std::sync::OnceLock<Phases>>,
 ) -> std::thread::JoinHandle<Result<u64, String>> {
     let nodes = addrs.len() as u64;
@@ -119,7 +119,7 @@ fn transfer_loop(
         every,
         addrs,
         cluster_id,
-        credential,
+        access,
         window,
         move |_| {
             Box::new(move |client: &mut Client| {
@@ -149,7 +149,7 @@ fn change_loop(
     id: u64,
     addrs: Vec<std::net::SocketAddr>,
     cluster_id: u64,
-    credential: ordo_net::auth::Credential,
+    access: crate::cluster::ClientAccess,
     window: Arc<std::sync::OnceLock<Phases>>,
 ) -> std::thread::JoinHandle<Result<u64, String>> {
     // Port 1 on loopback: nothing listens, the leader's connection
@@ -168,7 +168,7 @@ fn change_loop(
         every,
         addrs,
         cluster_id,
-        credential,
+        access,
         window,
         move |n| {
             let command = match n % 2 {
@@ -216,7 +216,7 @@ fn admin_loop(
     every: Duration,
     addrs: Vec<std::net::SocketAddr>,
     cluster_id: u64,
-    credential: ordo_net::auth::Credential,
+    access: crate::cluster::ClientAccess,
     window: Arc<std::sync::OnceLock<Phases>>,
     mut step: impl FnMut(u64) -> AdminStep + Send + 'static,
 ) -> std::thread::JoinHandle<Result<u64, String>> {
@@ -233,7 +233,8 @@ fn admin_loop(
                 };
                 let options = ordo_engine::client::ClientOptions {
                     cluster_id,
-                    credential,
+                    credential: access.credential,
+                    tls: access.tls,
                     timeout: Duration::from_secs(5),
                     ..Default::default()
                 };

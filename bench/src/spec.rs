@@ -79,6 +79,9 @@ pub struct RunSpec {
     /// Connections are authenticated as `ordo init` configures them (off:
     /// `[auth]` all off, see docs/operations.md).
     pub auth: bool,
+    /// Client connections are encrypted as `ordo init` configures them
+    /// (off: `[tls] clients = false`, plain TCP).
+    pub tls: bool,
     /// Voters serve their metrics endpoint as `ordo init` configures them
     /// (off: no `[metrics] listen`, and the group records no metrics).
     pub metrics: bool,
@@ -99,7 +102,7 @@ impl RunSpec {
     /// A one-line description for progress and tables.
     pub fn label(&self) -> String {
         format!(
-            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}{}{}",
+            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}{}{}{}",
             self.nodes,
             self.concurrency,
             self.payload_bytes,
@@ -115,6 +118,7 @@ impl RunSpec {
             if self.procs { "-procs" } else { "" },
             if self.tokens { "" } else { "-notokens" },
             if self.auth { "" } else { "-noauth" },
+            if self.tls { "" } else { "-notls" },
             if self.metrics { "" } else { "-nometrics" },
             if self.gossip { "" } else { "-nogossip" },
         )
@@ -292,6 +296,11 @@ pub struct Knobs {
     /// that knows the cluster id may connect; for measuring only).
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub auth: bool,
+    /// `on`: client connections are encrypted with TLS as `ordo init`
+    /// configures them (the load trusts the cluster CA); `off`: `[tls]
+    /// clients = false`, plain TCP (for measuring only).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub tls: bool,
     /// `on`: voters serve `/metrics` as `ordo init` configures them and
     /// record every metric (TCP runs); `off`: no metrics endpoint.
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
@@ -385,6 +394,7 @@ impl Knobs {
                                                         tokens: self.tokens,
                                                         gossip: self.gossip,
                                                         auth: self.auth,
+                                                        tls: self.tls,
                                                         metrics: self.metrics,
                                                         data_dir: data_dir.clone(),
                                                         transfer_every: self

@@ -10,6 +10,7 @@ use base64::Engine;
 use ordo_net::{CommittedMessage, MemberEntry, NodeRole, NodeStatus};
 use serde_json::{Value, json};
 
+use crate::auth::ClusterCa;
 use crate::client::{ClientError, ClientReceipt};
 use crate::node::NodeConfig;
 use crate::node::members::MemberInfo;
@@ -246,15 +247,25 @@ fn init_layout(
     let cluster =
         ClusterId::generate().map_err(|e| format!("no randomness for the cluster id: {e}"))?;
     let transport_id = cluster_transport_id(&cluster);
-    let configs = layout(transport_id).map_err(|e| e.to_string())?;
+    let mut configs = layout(transport_id).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // Client connections are encrypted: a CA for the cluster, and a
+    // certificate per voter signed by it (crate::auth::tls).
+    let ca = ClusterCa::generate(transport_id).map_err(|e| e.to_string())?;
+    let mut written: Vec<String> = ca
+        .save(dir)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let mut keys = ClusterKeys::new(cluster);
-    let mut written = Vec::new();
-    for config in &configs {
+    for config in &mut configs {
+        config.tls.clients = true;
         let (path, key) = lay_out_node(dir, config, names)?;
         keys.insert(config.id, key.public_key())
             .map_err(|e| e.to_string())?;
         written.push(path);
+        written.extend(issue_node_certificate(&ca, dir, config, names)?);
     }
     let keys_path = dir.join("cluster.keys");
     keys.save(&keys_path).map_err(|e| e.to_string())?;
@@ -359,9 +370,49 @@ pub fn init_joining(id: u64, dir: &Path, base_port: u16) -> Result<Vec<String>, 
             node_dir.display()
         ));
     }
+    // Encrypted client connections when the cluster has a CA (`ordo
+    // init` writes one); a cluster laid out without one stays plain.
+    let ca = match ClusterCa::load(dir, transport_id) {
+        Ok(ca) => Some(ca),
+        Err(_) if !dir.join(crate::auth::CA_KEY_FILE).exists() => None,
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut config = config;
+    config.tls.clients = ca.is_some();
     let (path, _) = lay_out_node(dir, &config, &[])?;
+    let mut written = vec![path];
+    if let Some(ca) = &ca {
+        written.extend(issue_node_certificate(ca, dir, &config, &[])?);
+    }
     sync_tree(&node_dir).map_err(|e| format!("cannot sync {}: {e}", node_dir.display()))?;
-    Ok(vec![path])
+    Ok(written)
+}
+
+/// Issues `config`'s node certificate into its data directory, naming its
+/// host: the DNS name `ordo init --hosts` gave it (`names` maps the
+/// placeholder address back to it), else its client address's IP.
+fn issue_node_certificate(
+    ca: &ClusterCa,
+    dir: &Path,
+    config: &NodeConfig,
+    names: &[(String, String)],
+) -> Result<Vec<String>, String> {
+    let ip = config.client_addr.ip().to_string();
+    let placeholder = format!("\"{ip}:");
+    let host = names
+        .iter()
+        .find(|(p, _)| *p == placeholder)
+        .map(|(_, name)| name.trim_matches(['"', ':']).to_string())
+        .unwrap_or(ip);
+    let data_dir = dir
+        .join(format!("node{}", config.id))
+        .join(&config.data_dir);
+    Ok(ca
+        .issue(config.id, Some(&host), &data_dir)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect())
 }
 
 /// Writes `dir/node<ID>`: the data directory with a fresh key and the

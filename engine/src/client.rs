@@ -35,6 +35,9 @@ pub struct ClientOptions {
     /// ([`crate::auth::client_credential`]); none by default, which nodes
     /// that require the secret refuse.
     pub credential: ordo_net::auth::Credential,
+    /// Speaks TLS to nodes that require it, trusting the cluster's CA
+    /// ([`crate::auth::client_tls`]); none (plain TCP) by default.
+    pub tls: Option<ordo_net::tls::TlsClientConfig>,
 }
 
 impl Default for ClientOptions {
@@ -45,6 +48,7 @@ impl Default for ClientOptions {
             window: 64,
             redirect: false,
             credential: ordo_net::auth::Credential::none(),
+            tls: None,
         }
     }
 }
@@ -78,6 +82,13 @@ pub enum ClientError {
         env = crate::auth::CLIENT_SECRET_ENV
     )]
     Unauthenticated(String),
+    /// TLS failed: the node's certificate is not signed by the CA the
+    /// client trusts, or the node does not speak TLS.
+    #[error(
+        "TLS: {0} (clients trust the cluster CA `ordo init` writes as DIR/cluster-ca.crt: pass --tls-ca FILE or set {env}; --no-tls for nodes with [tls] clients = false)",
+        env = crate::auth::TLS_CA_ENV
+    )]
+    Tls(String),
 }
 
 impl ClientError {
@@ -98,6 +109,7 @@ impl ClientError {
             Self::Node(text) => Self::Node(text.clone()),
             Self::Usage(text) => Self::Usage(text.clone()),
             Self::Unauthenticated(text) => Self::Unauthenticated(text.clone()),
+            Self::Tls(text) => Self::Tls(text.clone()),
         }
     }
 }
@@ -138,9 +150,10 @@ pub struct Client {
     client_id: ClientId,
     next_seq: Seq,
     next_request_id: u64,
-    /// A node refused this client's credential: operations fail at once
-    /// with [`ClientError::Unauthenticated`].
-    refused: Option<String>,
+    /// A node refused this client's credential, or TLS failed: operations
+    /// fail at once with this ([`ClientError::Unauthenticated`] or
+    /// [`ClientError::Tls`]).
+    refused: Option<ClientError>,
 }
 
 struct Item {
@@ -194,8 +207,8 @@ impl Client {
     }
 
     fn unavailable(&self, last: impl Into<String>) -> ClientError {
-        if let Some(reason) = &self.refused {
-            return ClientError::Unauthenticated(reason.clone());
+        if let Some(refusal) = &self.refused {
+            return refusal.same();
         }
         ClientError::Unavailable {
             timeout: self.options.timeout,
@@ -224,6 +237,7 @@ impl Client {
         };
         let mut config = ClientConfig::new(self.options.cluster_id);
         config.auth = self.options.credential.clone();
+        config.tls = self.options.tls.clone();
         let remaining = deadline.saturating_duration_since(Instant::now());
         config.connect_timeout = config
             .connect_timeout
@@ -240,7 +254,14 @@ impl Client {
                 // Every node of a cluster requires the same secret: no
                 // point trying the others until the timeout.
                 let reason = format!("{addr}: {reason}");
-                self.refused = Some(reason.clone());
+                self.refused = Some(ClientError::Unauthenticated(reason.clone()));
+                Err(reason)
+            }
+            Err(ConnectionError::Tls(reason)) => {
+                // Every node of a cluster has a certificate from the same
+                // CA, and TLS on or off alike.
+                let reason = format!("{addr}: {reason}");
+                self.refused = Some(ClientError::Tls(reason.clone()));
                 Err(reason)
             }
             Err(error) => Err(format!("{addr}: {error}")),

@@ -12,6 +12,7 @@
 //!   and the client connection; the gossip transport;
 //! - [`auth`]: what the handshake's challenge and proof are signed with
 //!   (the engine supplies the keys);
+//! - [`tls`]: TLS configurations for encrypted client connections;
 //! - [`fuzzing`]: the decoder checks the fuzz target and proptests share.
 //!
 //! The frame format, connection rules and limits are in `docs/protocol.md`.
@@ -26,6 +27,7 @@ pub mod gossip;
 pub mod handshake;
 pub mod message;
 pub mod peer;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 

@@ -248,11 +248,32 @@ fn gossip_and_client_ports_require_the_cluster_secrets() {
         matches!(answers.last(), Some(Handshake::Ack(_))),
         "{answers:?}"
     );
-    // An `ordo` command without the client secret fails at once, naming
-    // what is missing; with it, it works.
+    // Client connections are encrypted (`ordo init` turns `[tls] clients`
+    // on): an `ordo` command without the cluster CA is told to give it.
+    let ca = dir.join(ordo_engine::auth::CA_CERT_FILE);
+    let plain = Command::new(ordo_binary())
+        .env_remove(ordo_engine::auth::CLIENT_SECRET_ENV)
+        .env_remove(ordo_engine::auth::TLS_CA_ENV)
+        .args(["status", "--node", &cluster.addr(1), "--timeout", "2"])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(stderr.contains("--tls-ca"), "{stderr}");
+    // With the CA but without the client secret it fails at once, naming
+    // what is missing; with both (the CA found beside the secret), it works.
     let without = Command::new(ordo_binary())
         .env_remove(ordo_engine::auth::CLIENT_SECRET_ENV)
-        .args(["status", "--node", &cluster.addr(1), "--timeout", "5"])
+        .env_remove(ordo_engine::auth::TLS_CA_ENV)
+        .args([
+            "status",
+            "--node",
+            &cluster.addr(1),
+            "--timeout",
+            "5",
+            "--tls-ca",
+        ])
+        .arg(&ca)
         .output()
         .unwrap();
     assert!(!without.status.success());
@@ -264,6 +285,7 @@ fn gossip_and_client_ports_require_the_cluster_secrets() {
     let secret = dir.join("client.secret");
     let with = Command::new(ordo_binary())
         .env_remove(ordo_engine::auth::CLIENT_SECRET_ENV)
+        .env_remove(ordo_engine::auth::TLS_CA_ENV)
         .args(["status", "--node", &cluster.addr(1), "--client-secret"])
         .arg(&secret)
         .output()
@@ -273,25 +295,56 @@ fn gossip_and_client_ports_require_the_cluster_secrets() {
         "{}",
         String::from_utf8_lossy(&with.stderr)
     );
-    // The Rust client: refused without the secret, served with it.
+    // The Rust client: refused without the secret, served with it; a
+    // client that trusts another cluster's CA fails at once.
     let addr: std::net::SocketAddr = cluster.addr(1).parse().unwrap();
     let credential = ordo_engine::auth::client_credential(Some(&secret)).unwrap();
-    let (refused, served) = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(move || async move {
-            use ordo_engine::client::{Client, ClientError, ClientOptions};
-            let mut bare = Client::new(vec![addr], ClientOptions::default()).unwrap();
-            let refused = matches!(bare.status().await, Err(ClientError::Unauthenticated(_)));
-            let options = ClientOptions {
-                credential: Credential::clone(&credential),
-                ..ClientOptions::default()
-            };
-            let mut client = Client::new(vec![addr], options).unwrap();
-            (refused, client.status().await.is_ok())
-        })
+    let tls = ordo_engine::auth::client_tls(0, Some(&ca), None, false).unwrap();
+    assert!(tls.is_some());
+    let stranger_dir = tempfile::tempdir().unwrap();
+    ordo_engine::auth::ClusterCa::generate(1)
         .unwrap()
-        .join()
+        .save(stranger_dir.path())
         .unwrap();
+    let stranger_ca = stranger_dir.path().join(ordo_engine::auth::CA_CERT_FILE);
+    let stranger = ordo_engine::auth::client_tls(0, Some(&stranger_ca), None, false).unwrap();
+    let (refused, served, untrusted) =
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .spawn(move || async move {
+                use ordo_engine::client::{Client, ClientError, ClientOptions};
+                let bare = ClientOptions {
+                    tls: tls.clone(),
+                    ..ClientOptions::default()
+                };
+                let mut bare = Client::new(vec![addr], bare).unwrap();
+                let refused = matches!(bare.status().await, Err(ClientError::Unauthenticated(_)));
+                let options = ClientOptions {
+                    credential: Credential::clone(&credential),
+                    tls,
+                    ..ClientOptions::default()
+                };
+                let mut client = Client::new(vec![addr], options).unwrap();
+                let served = client.status().await.is_ok();
+                let options = ClientOptions {
+                    credential: Credential::clone(&credential),
+                    tls: stranger,
+                    timeout: std::time::Duration::from_secs(30),
+                    ..ClientOptions::default()
+                };
+                let started = std::time::Instant::now();
+                let mut client = Client::new(vec![addr], options).unwrap();
+                let untrusted = matches!(client.status().await, Err(ClientError::Tls(_)))
+                    && started.elapsed() < std::time::Duration::from_secs(5);
+                (refused, served, untrusted)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     assert!(refused, "a client without the secret is refused");
-    assert!(served, "a client with the secret is served");
+    assert!(served, "a client with the secret and the CA is served");
+    assert!(
+        untrusted,
+        "a client that trusts another CA fails at once, saying why"
+    );
 }

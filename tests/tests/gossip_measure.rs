@@ -98,6 +98,8 @@ fn measure_gossip_latency_and_redundancy() {
     let (half_tx, half_rx) = std::sync::mpsc::channel();
     let credential =
         ordo_engine::auth::client_credential(Some(&cluster.voters.client_secret())).unwrap();
+    let tls = ordo_engine::auth::client_tls(0, None, Some(&cluster.voters.client_secret()), false)
+        .unwrap();
     let client = std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name("measure-client")
@@ -110,6 +112,7 @@ fn measure_gossip_latency_and_redundancy() {
                     .map(|addr| {
                         let options = ClientOptions {
                             credential: credential.clone(),
+                            tls: tls.clone(),
                             ..ClientOptions::default()
                         };
                         Client::new(vec![*addr], options).unwrap()

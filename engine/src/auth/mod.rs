@@ -10,14 +10,21 @@
 //! - client connections: the same with the client secret (`client.secret`).
 //!
 //! `[auth]` in `ordo.toml` ([`AuthConfig`]) turns each off for
-//! benchmarks. Connections are authenticated, not encrypted.
+//! benchmarks. Client connections are also encrypted when `[tls] clients`
+//! is on ([`TlsConfig`], [`ClusterCa`]); peer and gossip connections are
+//! authenticated, not encrypted.
 
 mod config;
 mod peer_keys;
 mod secret;
+mod tls;
 
 pub use config::{
     AuthConfig, CLIENT_SECRET_ENV, CLIENT_SECRET_FILE, GOSSIP_SECRET_FILE, client_credential,
 };
 pub use peer_keys::PeerKeys;
 pub use secret::{Secret, SecretAuth, SecretError};
+pub use tls::{
+    CA_CERT_FILE, CA_KEY_FILE, CaError, ClusterCa, NODE_CERT_FILE, NODE_KEY_FILE, TLS_CA_ENV,
+    TlsConfig, client_tls,
+};

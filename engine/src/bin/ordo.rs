@@ -33,6 +33,15 @@ struct Cli {
     /// $ORDO_CLIENT_SECRET.
     #[arg(long, global = true, value_name = "FILE")]
     client_secret: Option<PathBuf>,
+    /// The cluster's CA certificate, for nodes that take clients over TLS
+    /// (`ordo init` writes DIR/cluster-ca.crt). Default: $ORDO_TLS_CA, else
+    /// cluster-ca.crt beside the client secret, if there.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "no_tls")]
+    tls_ca: Option<PathBuf>,
+    /// Connect in plain TCP even if a cluster CA is found (for nodes with
+    /// `[tls] clients = false`).
+    #[arg(long, global = true)]
+    no_tls: bool,
 }
 
 /// `--client-secret`, for the commands that connect as clients.
@@ -42,6 +51,16 @@ static CLIENT_SECRET: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock
 fn client_credential() -> Result<ordo_net::auth::Credential, String> {
     let path = CLIENT_SECRET.get().and_then(Option::as_deref);
     ordo_engine::auth::client_credential(path)
+}
+
+/// `--tls-ca` and `--no-tls`, for the commands that connect as clients.
+static CLIENT_TLS: std::sync::OnceLock<(Option<PathBuf>, bool)> = std::sync::OnceLock::new();
+
+/// What the client trusts for TLS (`ordo_engine::auth::client_tls`).
+fn client_tls() -> Result<Option<ordo_net::tls::TlsClientConfig>, String> {
+    let (ca, plain) = CLIENT_TLS.get().cloned().unwrap_or_default();
+    let secret = CLIENT_SECRET.get().and_then(Option::as_deref);
+    ordo_engine::auth::client_tls(0, ca.as_deref(), secret, plain)
 }
 
 #[derive(Subcommand)]
@@ -296,7 +315,9 @@ enum MemberCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::set_log_format(cli.log_format);
+    // Set once, here, before any reader: `set` cannot fail.
     let _ = CLIENT_SECRET.set(cli.client_secret.clone());
+    let _ = CLIENT_TLS.set((cli.tls_ca.clone(), cli.no_tls));
     if cli.command.needs_executor()
         && let Err(error) = ordo_engine::preflight::check_machine(1, 256 << 10)
     {
@@ -509,6 +530,7 @@ fn send(
         timeout: timeout_of(timeout)?,
         redirect,
         credential: client_credential()?,
+        tls: client_tls()?,
         ..ClientOptions::default()
     };
     // Lines reach the client as they are read, never more than a window
@@ -622,6 +644,7 @@ fn log_or_chain(
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         credential: client_credential()?,
+        tls: client_tls()?,
         ..ClientOptions::default()
     };
     on_executor(move || {
@@ -715,6 +738,7 @@ fn admin(
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         credential: client_credential()?,
+        tls: client_tls()?,
         ..ClientOptions::default()
     };
     on_executor(move || {
@@ -732,6 +756,7 @@ fn status(node: &str, timeout: f64) -> Result<(), String> {
     let options = ClientOptions {
         timeout: timeout_of(timeout)?,
         credential: client_credential()?,
+        tls: client_tls()?,
         ..ClientOptions::default()
     };
     on_executor(move || {

@@ -267,6 +267,10 @@ pub struct NodeConfig {
     /// Which connections are authenticated (`crate::auth`).
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// Whether client connections are encrypted, and with which
+    /// certificate (`crate::auth::TlsConfig`).
+    #[serde(default)]
+    pub tls: crate::auth::TlsConfig,
 }
 
 /// A configuration problem, naming the field (or the file).
@@ -331,6 +335,7 @@ impl NodeConfig {
             config.keys_file = Some(base.join(keys));
         }
         config.auth.make_absolute(base);
+        config.tls.make_absolute(base);
         config.validate()?;
         Ok(config)
     }
@@ -352,11 +357,12 @@ impl NodeConfig {
             storage: StorageConfig::default(),
             raft: CoreConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            tls: crate::auth::TlsConfig::default(),
             ..self.clone()
         })
         .expect("a node config serializes");
         if let (Some(table), Some(defaults)) = (value.as_object_mut(), defaults.as_object()) {
-            for section in ["runtime", "storage", "raft", "auth"] {
+            for section in ["runtime", "storage", "raft", "auth", "tls"] {
                 let Some(serde_json::Value::Object(keys)) = table.get_mut(section) else {
                     continue;
                 };
@@ -579,6 +585,7 @@ impl NodeConfig {
                 },
                 raft: CoreConfig::default(),
                 auth: crate::auth::AuthConfig::default(),
+                tls: crate::auth::TlsConfig::default(),
             })
             .collect())
     }

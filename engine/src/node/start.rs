@@ -160,6 +160,14 @@ impl Node {
         } else {
             ordo_net::auth::Credential::none()
         };
+        let shard_client_tls = if shard_count > 1 {
+            config
+                .tls
+                .server_config(&config.data_dir)
+                .map_err(|reason| NodeError::Start { id, reason })?
+        } else {
+            None
+        };
         let shard_setup = (
             config.cluster_id,
             config.listen.client_or(config.client_addr),
@@ -207,12 +215,14 @@ impl Node {
                         external: external_tx.clone(),
                     };
                     let client_auth = shard_client_auth.clone();
+                    let client_tls = shard_client_tls.clone();
                     let shard = glommio::LocalExecutorBuilder::new(placement)
                         .name(&format!("ordo-{id}-client{}", k + 1))
                         .io_memory(io_memory)
                         .spawn(move || async move {
                             let mut server = ClientServerConfig::new(cluster_id, id, client_addr);
                             server.auth = client_auth;
+                            server.tls = client_tls;
                             super::shards::run_client_shard(k, server, link, turn_max).await
                         })
                         .map_err(|e| NodeError::Start {
@@ -599,6 +609,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         server_config.auth = config
             .auth
             .client_server_credential(config.keys_file.as_deref())?;
+        server_config.tls = config.tls.server_config(&config.data_dir)?;
         let (server, inbox) = ClientServer::start(server_config)
             .map_err(|e| format!("cannot listen for clients on {listen}: {e}"))?;
         (Some(server), Some(inbox))

@@ -59,8 +59,17 @@ impl ClientConnection {
             config.handshake_timeout,
             config.receive_slab_bytes,
             config.frame_bytes_max,
+            config.tls.as_ref(),
         )
-        .await?;
+        .await
+        .map_err(|error| match error {
+            ConnectionError::Eof if config.tls.is_none() => ConnectionError::Handshake(format!(
+                "{addr} closed the connection during the handshake; a node with \
+                 `[tls] clients = true` closes plain connections: give the client \
+                 the cluster CA (`--tls-ca`)"
+            )),
+            other => other,
+        })?;
         Ok(Self {
             stream: dialed.stream,
             splitter: RefCell::new(Some(dialed.splitter)),
@@ -68,6 +77,18 @@ impl ClientConnection {
             node_id: dialed.ack.node_id,
             frame_bytes_max: config.frame_bytes_max,
         })
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_encrypted(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// Moves to new TLS traffic keys (a TLS 1.3 KeyUpdate, which also asks
+    /// the node to update its own), sent ahead of the next request. A
+    /// no-op on a plain connection.
+    pub fn refresh_traffic_keys(&self) -> Result<(), ConnectionError> {
+        self.stream.refresh_traffic_keys()
     }
 
     /// The id of the node this connection reached.

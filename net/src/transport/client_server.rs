@@ -308,22 +308,26 @@ async fn accept_loop(shared: Rc<Shared>, listener: TcpListener) {
 /// One client connection, from handshake to close.
 async fn serve(shared: Rc<Shared>, stream: TcpStream) {
     let remote = stream.peer_addr().ok();
+    // Best effort: without it responses may wait for Nagle's timer, but the
+    // connection still works.
     let _ = stream.set_nodelay(true);
-    let stream = Stream::plain(stream);
     let limits = shared.config.limits.clone();
     let mut splitter = FrameSplitter::new(limits.receive_slab_bytes, HANDSHAKE_FRAME_BYTES_MAX);
     let timeout = shared.config.timings.handshake_timeout;
-    let received = with_timeout(
-        timeout,
-        "handshake",
-        receive_handshake(&stream, &mut splitter),
-    )
+    let received = with_timeout(timeout, "handshake", async {
+        let stream = match &shared.config.tls {
+            None => Stream::plain(stream),
+            Some(tls) => Stream::accept_tls(stream, tls).await?,
+        };
+        let hello = receive_handshake(&stream, &mut splitter).await?;
+        Ok((stream, hello))
+    })
     .await;
     shared
         .handshakes_pending
         .set(shared.handshakes_pending.get() - 1);
-    let hello = match received {
-        Ok(Handshake::Hello(hello)) => hello,
+    let (stream, hello) = match received {
+        Ok((stream, Handshake::Hello(hello))) => (stream, hello),
         Ok(_) => {
             tracing::warn!(?remote, "closing client connection: expected hello");
             return;
@@ -347,8 +351,8 @@ async fn serve_hello(
 ) {
     let limits = shared.config.limits.clone();
     let timeout = shared.config.timings.handshake_timeout;
-    let reject =
-        check_hello(&hello, shared.config.cluster_id, ConnectionRole::Client).or_else(|| {
+    let reject = check_hello(&hello, shared.config.cluster_id, ConnectionRole::Client)
+        .or_else(|| {
             (shared.closed.get()
                 || shared.connections.borrow().len() >= shared.config.connections_max)
                 .then(|| HelloReject {
@@ -356,6 +360,15 @@ async fn serve_hello(
                     protocol_version: PROTOCOL_VERSION,
                     detail: "shutting down or at the connection limit".into(),
                 })
+        })
+        .or_else(|| {
+            // A client adopted from another listener came in plain; this
+            // server takes clients over TLS only.
+            (shared.config.tls.is_some() && !stream.is_tls()).then(|| HelloReject {
+                reason: RejectReason::Unavailable,
+                protocol_version: PROTOCOL_VERSION,
+                detail: "this node takes clients over TLS on its client port only".into(),
+            })
         });
     if let Some(reject) = reject {
         tracing::warn!(?remote, reason = ?reject.reason, detail = %reject.detail, "refusing client connection");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ordo_storage::NodeId;
 
 use crate::auth::Credential;
+use crate::tls::{TlsClientConfig, TlsServerConfig};
 
 use crate::wire::{FRAME_BYTES_CEILING, FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES};
 
@@ -250,6 +251,9 @@ pub struct ClientServerConfig {
     /// Checks clients' proofs (the client secret). Default: none (any
     /// client is accepted).
     pub auth: Credential,
+    /// Encrypts client connections: every client must speak TLS. Default:
+    /// none (plain TCP).
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl ClientServerConfig {
@@ -268,6 +272,7 @@ impl ClientServerConfig {
             inbox_requests_max: 16384,
             inbox_bytes_max: 64 << 20,
             auth: Credential::none(),
+            tls: None,
         }
     }
 
@@ -310,6 +315,9 @@ pub struct ClientConfig {
     /// Proves this client holds the client secret. Default: none (for
     /// nodes that do not require it).
     pub auth: Credential,
+    /// Speaks TLS to the node, trusting the cluster's certificate
+    /// authority. Default: none (plain TCP, for nodes with TLS off).
+    pub tls: Option<TlsClientConfig>,
 }
 
 impl ClientConfig {
@@ -322,6 +330,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_millis(1000),
             handshake_timeout: Duration::from_millis(1000),
             auth: Credential::none(),
+            tls: None,
         }
     }
 }

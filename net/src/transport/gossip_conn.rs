@@ -95,6 +95,7 @@ async fn outbound_connection(shared: &Shared, peer: &Outbound) -> Ended {
         timings.handshake_timeout,
         limits.receive_slab_bytes,
         limits.frame_bytes_max,
+        None,
     )
     .await;
     let dialed = match dialed {

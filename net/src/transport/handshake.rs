@@ -13,6 +13,7 @@ use crate::handshake::{
     ConnectionRole, Handshake, Hello, HelloAck, HelloChallenge, HelloNonce, HelloProof,
     HelloReject, PROTOCOL_VERSION, RejectReason,
 };
+use crate::tls::TlsClientConfig;
 use crate::transport::io::{ConnectionError, Stream, read_frame, write_all};
 use crate::wire::{Decode, FrameSplitter, HANDSHAKE_FRAME_BYTES_MAX, encode_to_vec};
 
@@ -73,7 +74,8 @@ pub(crate) struct Dialed {
 /// Connects to `addr`, introduces itself, answers the acceptor's challenge
 /// with `auth` and waits for the acceptor's answer. `expect_node`: the node
 /// id the dialer means to reach (`None`: any, as a client that does not
-/// know ids yet).
+/// know ids yet). `tls`: run TLS first, so the handshake and everything
+/// after it travel encrypted (client connections only).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn dial(
     addr: SocketAddr,
@@ -84,6 +86,7 @@ pub(crate) async fn dial(
     handshake_timeout: Duration,
     slab_bytes: usize,
     frame_bytes_max: usize,
+    tls: Option<&TlsClientConfig>,
 ) -> Result<Dialed, ConnectionError> {
     let stream = TcpStream::connect_timeout(addr, connect_timeout)
         .await
@@ -91,7 +94,17 @@ pub(crate) async fn dial(
     // Heartbeats and responses are small and latency-bound; coalescing is
     // done by the writer, not by Nagle's algorithm.
     stream.set_nodelay(true).map_err(std::io::Error::from)?;
-    let stream = Stream::plain(stream);
+    let stream = match tls {
+        None => Stream::plain(stream),
+        Some(tls) => {
+            with_timeout(
+                handshake_timeout,
+                "TLS handshake",
+                Stream::connect_tls(stream, tls),
+            )
+            .await?
+        }
+    };
     let mut splitter = FrameSplitter::new(slab_bytes, HANDSHAKE_FRAME_BYTES_MAX);
     let ack = with_timeout(handshake_timeout, "handshake", async {
         let dialer_nonce = fresh_nonce()

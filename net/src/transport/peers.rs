@@ -443,6 +443,7 @@ async fn dial_loop(shared: Rc<Shared>, peer: Rc<Peer>) {
             timings.handshake_timeout,
             limits.receive_slab_bytes,
             limits.frame_bytes_max,
+            None,
         )
         .await;
         match dialed {
