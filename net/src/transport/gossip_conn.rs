@@ -114,9 +114,7 @@ async fn outbound_connection(shared: &Shared, peer: &Outbound) -> Ended {
     let stream = dialed.stream;
     let mut splitter = dialed.splitter;
     let sent = match encode_to_vec(&intro, HANDSHAKE_FRAME_BYTES_MAX) {
-        Ok(bytes) => write_all(&stream, &[&bytes])
-            .await
-            .map_err(ConnectionError::from),
+        Ok(bytes) => write_all(&stream, &[&bytes]).await,
         Err(error) => Err(error.into()),
     };
     if let Err(reason) = sent {
@@ -143,7 +141,7 @@ async fn outbound_connection(shared: &Shared, peer: &Outbound) -> Ended {
         loop {
             if let Some(batch) = peer.queue.take() {
                 if let Err(error) = write_all(&stream, &batch.slices()).await {
-                    return Ended::Failed(error.into());
+                    return Ended::Failed(error);
                 }
                 peer.queue.complete(batch);
                 continue;

@@ -71,8 +71,9 @@ pub(crate) enum Stream {
     /// Plain TCP: frames are received straight into the splitter's slabs
     /// (zero-copy) and sent with `sendmsg` from the callers' buffers.
     Plain(RefCell<TcpStream>),
-    /// TLS over TCP (client connections with `[tls] clients = true`).
-    Tls(TlsStream),
+    /// TLS over TCP (client connections with `[tls] clients = true`);
+    /// boxed, as rustls's state is large beside a socket.
+    Tls(Box<TlsStream>),
 }
 
 /// TLS driven over a glommio socket with rustls's buffered state machine.
@@ -152,7 +153,7 @@ impl Stream {
         loop {
             stream.flush().await?;
             if !stream.tls.borrow().is_handshaking() {
-                return Ok(Stream::Tls(stream));
+                return Ok(Stream::Tls(Box::new(stream)));
             }
             if !stream.receive().await? {
                 return Err(ConnectionError::Tls(
