@@ -92,23 +92,27 @@ impl Secret {
     /// Writes the secret to `path`, readable by its owner only, and syncs
     /// it. Refuses to overwrite an existing file.
     pub fn save(&self, path: &Path) -> Result<(), SecretError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let io = |source| SecretError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
         let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
         let text = Zeroizing::new(format!("{SECRET_HEADER}\n{hex}\n"));
-        file.write_all(text.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)
+        write_new(path, text.as_bytes(), 0o600).map_err(|source| SecretError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
+}
+
+/// Writes a new file (never over an existing one) with `mode`, and syncs
+/// it: secrets, keys and certificates.
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Signs and verifies handshake transcripts with a keyed BLAKE3 hash of a

@@ -8,8 +8,6 @@
 //! cluster: `<cluster id>.cluster.ordo` and `cluster.ordo`, plus the host
 //! `ordo init --hosts` gave it. Clients trust the cluster CA only.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ordo_net::tls::{TlsClientConfig, TlsServerConfig, cluster_server_name};
@@ -257,20 +255,12 @@ impl ClusterCa {
     }
 }
 
-/// Writes a new file with `mode`, synced.
+/// [`super::secret::write_new`], naming the file in the error.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
-    let io = |source| CaError::Io {
+    super::secret::write_new(path, bytes, mode).map_err(|source| CaError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)
+    })
 }
 
 #[cfg(test)]
