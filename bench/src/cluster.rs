@@ -262,11 +262,11 @@ impl Running {
             }
             Running::Procs(mut children) => {
                 for child in &children {
-                    // SAFETY: kill(2) with a pid this process spawned and has
-                    // not reaped yet; no memory is involved.
-                    unsafe {
-                        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-                    }
+                    // A pid this process spawned and has not reaped yet. A
+                    // failure means it already exited, which the wait
+                    // below sees.
+                    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
                 }
                 let deadline = Instant::now() + Duration::from_secs(10);
                 for child in &mut children {

@@ -9,6 +9,7 @@
 //! writes a table, a CSV and SVG plots ([`plot`]).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod data_dir;

@@ -1,5 +1,7 @@
 //! `ordo-bench`: see `--help` and docs/benchmarks.md.
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

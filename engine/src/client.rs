@@ -162,14 +162,7 @@ struct Item {
 }
 
 fn random_client_id() -> ClientId {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish() | 1
+    crate::node::env::random_u64() | 1
 }
 
 impl Client {

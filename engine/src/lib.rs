@@ -6,6 +6,7 @@
 //!   simulator, core benchmark).
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod cli;

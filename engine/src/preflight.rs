@@ -123,7 +123,10 @@ pub fn check_io_uring() -> Result<(), PreflightError> {
     Err(PreflightError::IoUring { reason, fix })
 }
 
-/// `io_uring_setup(1)`: `None` when it worked, else the errno.
+/// `io_uring_setup(1)`: `None` when it worked, else the errno. Unsafe at
+/// the edge: neither nix nor libc wraps io_uring_setup safely, and taking
+/// the io-uring crate for one probe would be a second binding of the ring.
+#[allow(unsafe_code)]
 fn probe_io_uring() -> Option<i32> {
     // struct io_uring_params is 120 bytes; zeroed asks for defaults.
     let mut params = [0u8; 120];
@@ -133,8 +136,9 @@ fn probe_io_uring() -> Option<i32> {
     if fd < 0 {
         return Some(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
     }
-    // SAFETY: `fd` was just returned to us and is closed once.
-    unsafe { libc::close(fd as i32) };
+    // SAFETY: `fd` was just returned to us, nothing else owns it, and the
+    // OwnedFd closes it once when dropped here.
+    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) });
     None
 }
 
@@ -154,24 +158,20 @@ fn kernel_version() -> Option<(u32, u32)> {
 
 /// The soft RLIMIT_MEMLOCK must cover what the executors lock.
 pub fn check_memlock(executors: usize, io_memory_bytes: usize) -> Result<(), PreflightError> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+    let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+    else {
         return Ok(());
-    }
-    if limit.rlim_cur == libc::RLIM_INFINITY {
+    };
+    if soft == nix::sys::resource::RLIM_INFINITY {
         return Ok(());
     }
     let per_executor = (io_memory_bytes as u64).max(64 << 10) + LOCKED_OVERHEAD_BYTES;
     let needed = per_executor.saturating_mul(executors.max(1) as u64);
     // glommio checks each executor against the limit on its own; the
     // limit is per process for mlock, so the sum is what must fit.
-    if limit.rlim_cur < needed {
+    if soft < needed {
         return Err(PreflightError::Memlock {
-            limit: limit.rlim_cur,
+            limit: soft,
             needed,
             needed_kib: needed.div_ceil(1024),
         });

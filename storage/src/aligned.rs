@@ -1,5 +1,6 @@
 //! Page-aligned byte buffers for `O_DIRECT` writes made outside the DMA
 //! path (the spare-segment zero fill, the benchmark's floor probes).
+#![allow(unsafe_code)] // An aligned allocation for O_DIRECT: unsafe at the edge.
 
 use std::alloc::Layout;
 use std::ptr::NonNull;

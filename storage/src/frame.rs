@@ -471,6 +471,7 @@ impl Batch {
         self.header.count
     }
 
+    #[allow(unsafe_code)]
     fn body(&self) -> &ArchivedBody {
         // SAFETY: the type invariant: `bytes[HEADER_BYTES..]` passed
         // `rkyv::access` validation for `ArchivedBody` when this batch was

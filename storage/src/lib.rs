@@ -9,6 +9,7 @@
 //!   [`SnapshotStore`], snapshot files written and read in chunks.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod aligned;
 pub mod chunked;

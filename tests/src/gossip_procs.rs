@@ -112,9 +112,10 @@ impl GossipCluster {
         let Some(mut child) = self.gossip.get_mut(j - 1).and_then(Option::take) else {
             return true;
         };
-        // SAFETY: signalling a child process this harness started and has
-        // not reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        // A child this harness started and has not reaped; a failure means
+        // it already exited, which the wait below sees.
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -128,10 +129,18 @@ impl GossipCluster {
     }
 
     /// Every message gossip node `j` delivered, as `ordo log` prints them
-    /// (`None` if it does not answer).
+    /// (`None` if it does not answer). Gossip nodes serve clients in plain
+    /// TCP (docs/operations.md, "Encryption").
     pub fn gossip_log(&self, j: usize) -> Option<Vec<Value>> {
         let output = self.voters.ordo(
-            &["log", "--node", &self.gossip_addr(j), "--timeout", "2"],
+            &[
+                "log",
+                "--no-tls",
+                "--node",
+                &self.gossip_addr(j),
+                "--timeout",
+                "2",
+            ],
             None,
         );
         output.ok.then(|| output.json_lines())

@@ -8,6 +8,7 @@
 //! - [`gossip_procs`]: real `ordo gossip` processes beside them.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod disk_sim;
 pub mod gossip_procs;

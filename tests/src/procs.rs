@@ -310,9 +310,9 @@ impl ProcCluster {
     /// Sends `signal` to node `id`'s process.
     pub fn signal(&self, id: u64, signal: i32) {
         let child = self.nodes[id as usize - 1].as_ref().expect("node running");
-        // SAFETY: sending a signal to a child process we own.
-        let result = unsafe { libc::kill(child.id() as i32, signal) };
-        assert_eq!(result, 0, "kill({signal}) failed");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let signal = nix::sys::signal::Signal::try_from(signal).expect("a signal number");
+        nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("kill({signal}): {e}"));
     }
 
     /// SIGKILLs node `id` and reaps it.
@@ -329,8 +329,9 @@ impl ProcCluster {
         let Some(mut child) = self.nodes[id as usize - 1].take() else {
             return true;
         };
-        // SAFETY: as in `signal`.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        // A failure means it already exited, which the wait below sees.
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -391,10 +392,13 @@ impl ProcCluster {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                // SAFETY: signalling our own child. It is reaped only by
-                // the waiter, which sets `finished` just after; a pid
-                // reused in that instant is the one (remote) risk.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                // Our own child. It is reaped only by the waiter, which sets
+                // `finished` just after; a pid reused in that instant is the
+                // one (remote) risk. A failure means it exited already.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
                 true
             })
         };

@@ -483,7 +483,7 @@ mod launcher {
         assert!(sent.0, "{}", sent.2);
         let deadline = Instant::now() + Duration::from_secs(10);
         let log = loop {
-            let (ok, out, _) = ordo(&["log", "--node", &at(301)], None);
+            let (ok, out, _) = ordo(&["log", "--no-tls", "--node", &at(301)], None);
             let lines: Vec<Value> = out
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
@@ -501,7 +501,15 @@ mod launcher {
         // --follow streams what it has, then every new message.
         let mut follower = Command::new(ordo_binary())
             .env("ORDO_CLIENT_SECRET", dir.join("client.secret"))
-            .args(["log", "--node", &at(300), "--from", "9", "--follow"])
+            .args([
+                "log",
+                "--no-tls",
+                "--node",
+                &at(300),
+                "--from",
+                "9",
+                "--follow",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -531,7 +539,7 @@ mod launcher {
             "followed from id 9 into the new message"
         );
         assert_eq!(followed[2]["payload"], "one-more");
-        let (ok, status, _) = ordo(&["status", "--node", &at(300)], None);
+        let (ok, status, _) = ordo(&["status", "--no-tls", "--node", &at(300)], None);
         assert!(ok && status.contains("\"role\":\"gossip\""), "{status}");
         // SIGTERM stops the launcher and every process it started.
         // SAFETY: signalling the child this test started.

@@ -39,10 +39,16 @@ fn first_retained(stderr: &str) -> Option<u64> {
 /// that id (named by the refusal of `--from 1`) and the output. A node
 /// still applying may drop more meanwhile: the read follows the first id
 /// its refusal names until it succeeds.
-fn log_from_first_retained(cluster: &ProcCluster, addr: &str) -> (u64, Output) {
+/// `gossip`: `addr` is a gossip node's, which serves clients in plain TCP.
+fn log_from_first_retained(cluster: &ProcCluster, addr: &str, gossip: bool) -> (u64, Output) {
     let mut first = 1;
     loop {
-        let output = cluster.ordo(&["log", "--node", addr, "--from", &first.to_string()], None);
+        let from = first.to_string();
+        let mut args = vec!["log", "--node", addr, "--from", &from];
+        if gossip {
+            args.push("--no-tls");
+        }
+        let output = cluster.ordo(&args, None);
         match first_retained(&output.stderr) {
             Some(later) if !output.ok && later > first => first = later,
             _ => return (first, output),
@@ -83,7 +89,7 @@ fn the_log_stays_under_its_bound_and_readers_are_told_what_is_gone() {
     for id in 1..=3u64 {
         // The beginning is gone, and the reader is told where the log now
         // starts; from there on everything is served, and verifies.
-        let (first, output) = log_from_first_retained(&cluster, &cluster.addr(id));
+        let (first, output) = log_from_first_retained(&cluster, &cluster.addr(id), false);
         assert!(first > 1 && first <= last_id, "node {id}: first {first}");
         assert!(output.ok, "node {id}: {}", output.stderr);
         let lines = output.json_lines();
@@ -167,13 +173,21 @@ fn a_gossip_node_keeps_its_delivered_file_under_its_bound() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let first = loop {
         let output = cluster.voters.ordo(
-            &["log", "--node", &cluster.gossip_addr(1), "--from", "1"],
+            &[
+                "log",
+                "--no-tls",
+                "--node",
+                &cluster.gossip_addr(1),
+                "--from",
+                "1",
+            ],
             None,
         );
         let first = first_retained(&output.stderr);
         let tail = cluster.voters.ordo(
             &[
                 "log",
+                "--no-tls",
                 "--node",
                 &cluster.gossip_addr(1),
                 "--from",
@@ -206,7 +220,7 @@ fn a_gossip_node_keeps_its_delivered_file_under_its_bound() {
     );
     // The node may still be delivering (and dropping): read from the
     // first id it names when asked.
-    let (first, output) = log_from_first_retained(&cluster.voters, &cluster.gossip_addr(1));
+    let (first, output) = log_from_first_retained(&cluster.voters, &cluster.gossip_addr(1), true);
     assert!(output.ok, "{}", output.stderr);
     let lines = output.json_lines();
     assert_eq!(lines.first().unwrap()["id"].as_u64(), Some(first));
@@ -280,7 +294,7 @@ fn a_node_that_joins_from_a_snapshot_serves_the_whole_chain() {
     };
     assert_eq!(links[0]["learners"], serde_json::json!([4]));
     assert_eq!(links[1]["learners"], serde_json::json!([4, 5]));
-    let (first, _) = log_from_first_retained(&cluster, &cluster.addr(5));
+    let (first, _) = log_from_first_retained(&cluster, &cluster.addr(5), false);
     assert!(first > 1, "node 5 holds message 1");
     let output = cluster.ordo(
         &[

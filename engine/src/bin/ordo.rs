@@ -1,6 +1,8 @@
 //! `ordo`: run a voter, a gossip node or a local cluster, and talk to a
 //! cluster from the command line.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -817,9 +819,11 @@ mod cluster {
     /// `STOP_TIMEOUT`), then kills what is left.
     fn stop_all(procs: &mut [Proc]) {
         for proc in procs.iter().filter(|p| !p.exited) {
-            // SAFETY: signalling a child process this launcher started and
-            // has not reaped (so its pid is still its own).
-            unsafe { libc::kill(proc.child.id() as libc::pid_t, libc::SIGTERM) };
+            // A child this launcher started and has not reaped (so its pid is
+            // still its own). A failure means it already exited, which the
+            // wait below sees.
+            let pid = nix::unistd::Pid::from_raw(proc.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         for proc in procs.iter_mut().filter(|p| !p.exited) {

@@ -10,7 +10,6 @@
 //! executor (one at a time; later ones gather behind it: group commit).
 
 use std::cell::{Cell, RefCell};
-use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -193,6 +192,7 @@ impl GossipNodeProcess {
                 let started = started_tx.clone();
                 let result = run(config, stop_rx, started_tx, probe).await;
                 if let Err(reason) = &result {
+                    // The starter stopped waiting; the error is also returned by the thread.
                     let _ = started.send(Err(reason.clone()));
                 }
                 result
@@ -207,6 +207,7 @@ impl GossipNodeProcess {
                 _metrics_server: metrics_server,
             }),
             Ok(Err(reason)) => {
+                // The thread has already reported why it failed; its join result adds nothing.
                 let _ = join.join();
                 Err(reason)
             }
@@ -246,12 +247,6 @@ struct Shared {
     closed: Cell<bool>,
     /// The highest id known to exist, for `ordo status`.
     known_max: Cell<MessageId>,
-}
-
-fn random_seed() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(u64::from(std::process::id()));
-    hasher.finish()
 }
 
 /// The cluster's 64-bit transport id, from the keys file's cluster id
@@ -327,7 +322,7 @@ async fn run(
             .copied()
             .filter(|s| *s != listen_addr)
             .collect(),
-        rng_seed: random_seed(),
+        rng_seed: crate::node::env::random_u64(),
     };
     let core = GossipNode::new(start, config.gossip.clone(), TokenVerifier::new(verifier))
         .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
@@ -349,6 +344,7 @@ async fn run(
         None => None,
     };
     tracing::info!(%listen_addr, delivered, generation, seeds = ?config.seeds, data_dir = ?config.data_dir, "gossip node started");
+    // The starter stopped waiting (it gave up); the node runs on.
     let _ = started.send(Ok(()));
     let mut runtime = Runtime {
         driver,
@@ -367,6 +363,7 @@ async fn run(
     let stats = runtime.driver.core().stats().clone();
     log_stats(&stats, &shared.store.borrow());
     if let Some(mut timings) = runtime.timings.take() {
+        // Timing lines are a measurement aid; a failed flush loses lines, never messages.
         let _ = timings.flush();
     }
     server.shutdown().await;
@@ -508,6 +505,7 @@ impl Runtime {
             }
         };
         let stop = async {
+            // A message or a closed channel both mean stop.
             let _ = self.stop.recv().await;
             Woken::Stop
         };
@@ -537,6 +535,7 @@ impl Runtime {
         if let Some(timings) = &mut self.timings {
             let wall_us = super::driver::wall_clock_us();
             for message in &messages {
+                // Timing lines are a measurement aid; a failed write loses a line, never a message.
                 let _ = writeln!(timings, "{} {wall_us}", message.id);
             }
         }
@@ -551,6 +550,7 @@ impl Runtime {
         let done = self.syncs.0.clone();
         glommio::spawn_local(async move {
             let result = glommio::executor().spawn_blocking(move || job.run()).await;
+            // The runtime stopped and no longer waits for this sync.
             let _ = done.send(result).await;
         })
         .detach();
@@ -594,15 +594,19 @@ impl Runtime {
         };
         match request {
             ClientRequest::Propose(p) => {
+                // A client that does not read loses the refusal; nothing is at stake.
                 let _ = conn.try_send(&refuse(p.request_id));
             }
             ClientRequest::Read(r) => {
+                // A client that does not read loses the refusal; nothing is at stake.
                 let _ = conn.try_send(&refuse(r.request_id));
             }
             ClientRequest::Admin(a) => {
+                // A client that does not read loses the refusal; nothing is at stake.
                 let _ = conn.try_send(&refuse(a.request_id));
             }
             ClientRequest::Status(s) => {
+                // A client that does not read loses the answer; it asks again.
                 let _ = conn.try_send(&ClientResponse::Status(StatusResponse {
                     request_id: s.request_id,
                     status: self.status(),
@@ -660,6 +664,7 @@ async fn serve_log(
                         reason: other.to_string(),
                     },
                 };
+                // A client that does not read loses the answer; it asks again.
                 let _ = conn
                     .send(&ClientResponse::Error(ErrorResponse {
                         request_id,

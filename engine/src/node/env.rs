@@ -74,3 +74,15 @@ pub async fn sleep(duration: Duration) {
         None => glommio::timer::sleep(duration).await,
     }
 }
+
+/// A random 64-bit value from the OS generator: the seeds of election
+/// jitter and gossip, and client session ids. Should the OS generator
+/// fail, the process id through SipHash's randomly keyed state.
+pub fn random_u64() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    })
+}

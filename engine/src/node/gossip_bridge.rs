@@ -282,6 +282,7 @@ impl Shared {
             return;
         }
         if let Some(timings) = self.timings.borrow_mut().as_mut() {
+            // Timing lines are a measurement aid (`--timings`); a failed write loses a line, never a message.
             let _ = writeln!(timings, "{} {}", message.id, wall_clock_us());
         }
         events.push_back(Event::Publish(message));
@@ -374,6 +375,7 @@ async fn run<S: LogStore + 'static>(
             taken += 1;
         }
         if let Some(timings) = shared.timings.borrow_mut().as_mut() {
+            // As above: a measurement aid.
             let _ = timings.flush();
         }
         shared

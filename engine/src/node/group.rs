@@ -110,9 +110,11 @@ impl AdminSink {
         // The client may have gone away: nothing to answer then.
         match self {
             AdminSink::Conn(conn) => {
+                // A client that does not read loses the answer; it asks again.
                 let _ = conn.try_send(&ClientResponse::Admin(response));
             }
             AdminSink::Shard(reply) => {
+                // The shard is gone (shutting down): its client with it.
                 let _ = reply.send(response);
             }
         }
@@ -656,6 +658,7 @@ impl<S: LogStore + 'static> Group<S> {
                         leader: self.leader_hint(),
                         token: Vec::new(),
                     });
+                    // A client that does not read loses the answer; it retries with its session.
                     let _ = conn.try_send(&response);
                     return;
                 }
@@ -701,6 +704,7 @@ impl<S: LogStore + 'static> Group<S> {
                     ),
                     leader: self.leader_hint(),
                 });
+                // A client that does not read loses the answer; it retries with its session.
                 let _ = conn.try_send(&response);
             }
             ClientRequest::Log(log) => {
@@ -874,6 +878,7 @@ impl<S: LogStore + 'static> Group<S> {
                         // Chunks are cut by bytes to fit any frame limit of
                         // at least 16 MiB; a smaller limit still gets told.
                         tracing::warn!(%error, request_id, "log response does not fit a frame");
+                        // The client may be gone already; nothing more to tell.
                         let _ = conn.try_send(&ClientResponse::Error(ErrorResponse {
                             request_id,
                             error: ClientError::Internal {
@@ -995,6 +1000,7 @@ impl<S: LogStore + 'static> Group<S> {
     fn flush_shard_replies(&mut self) {
         for (shard, out) in self.shard_out.iter_mut().enumerate() {
             if !out.is_empty() {
+                // Unbounded: fails only once the shard has stopped, and its clients with it.
                 let _ = self.shard_replies[shard].try_send(std::mem::take(out));
             }
         }
@@ -1009,6 +1015,7 @@ impl<S: LogStore + 'static> Group<S> {
                 reply,
             } => {
                 if self.shutting_down {
+                    // The proposer may have given up; nothing to answer then.
                     let _ = reply.send(Err(ProposeError::Stopped));
                     return;
                 }
@@ -1033,6 +1040,7 @@ impl<S: LogStore + 'static> Group<S> {
                 self.raft.step(now, Event::Read { request_id });
             }
             External::Status { reply } => {
+                // The asker may have gone away: nothing to answer then.
                 let _ = reply.send(self.raft.status());
             }
             External::Subscribe { from_id, sink } => {
@@ -1072,12 +1080,14 @@ impl<S: LogStore + 'static> Group<S> {
                     .await;
                     if let Err(error) = result {
                         tracing::warn!(%error, from_id, "subscription failed");
+                        // The subscriber may be gone; nothing more to tell.
                         let _ = sink.send(Err(error)).await;
                     }
                 });
             }
             External::ShardBatch { shard, batch } => self.shard_batch(now, shard, batch),
             External::ClientStatus { reply } => {
+                // The asker may have gone away: nothing to answer then.
                 let _ = reply.send((
                     node_status(
                         &self.raft.status(),
@@ -1671,6 +1681,7 @@ impl<S: LogStore + 'static> Group<S> {
                         token: Bytes::from(token),
                     },
                 );
+                // The proposer may have given up; nothing to answer then.
                 let _ = reply.send(receipt);
             }
         }
@@ -1687,6 +1698,7 @@ impl<S: LogStore + 'static> Group<S> {
                     result,
                     leader: self.leader_hint(),
                 });
+                // A client that does not read loses the answer; it retries with its session.
                 let _ = conn.try_send(&response);
             }
             ReadResponder::Shard {
@@ -1702,6 +1714,7 @@ impl<S: LogStore + 'static> Group<S> {
                 self.shard_out[shard].push(ShardReply { tag, response });
             }
             ReadResponder::Api(reply) => {
+                // The reader may have given up; nothing to answer then.
                 let _ = reply.send(result);
             }
         }

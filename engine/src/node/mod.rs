@@ -261,6 +261,7 @@ impl NodeHandle {
                 inbox::TrySendError::Full(_) => "the node's request queue is full",
                 inbox::TrySendError::Closed(_) => "the node has stopped",
             };
+            // Fresh and bounded with room for this one error; the subscriber may be gone.
             let _ = sink.try_send(Err(FeedError::NotServed {
                 reason: reason.into(),
             }));

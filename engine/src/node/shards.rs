@@ -94,6 +94,7 @@ pub async fn run_client_shard(
     let mut next_tag = 0u64;
     loop {
         let next = futures_lite::future::or(async { inbox.recv().await }, async {
+            // A message or a closed channel both mean stop.
             let _ = stopped.recv().await;
             None
         })
@@ -136,6 +137,7 @@ pub async fn run_client_shard(
                                 status: status_now,
                                 leader,
                             });
+                            // The client may have gone away.
                             let _ = conn.send(&response).await;
                         }
                     })

@@ -304,6 +304,7 @@ impl SnapshotIo {
     /// The leader's acknowledgement routing.
     pub fn ack_received(&self, from: NodeId, ack: SnapshotAck) {
         if let Some(sender) = self.acks.borrow().get(&from) {
+            // A full or closed channel: the transfer task has ended or is behind; the leader's stall detection retries the snapshot.
             let _ = sender.try_send(ack);
         }
     }
@@ -368,6 +369,7 @@ impl SnapshotIo {
             next_offset,
             ok,
         };
+        // A full queue drops it: the leader's snapshot stalls and is retried (`detect_stalled_followers`).
         let _ = self.peers.try_send(from, PeerMessage::SnapshotAck(ack));
     }
 

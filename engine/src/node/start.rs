@@ -1,8 +1,6 @@
 //! Starting and stopping a node: the group's executor, its storage, its
 //! connections, and the handle the embedder keeps.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -244,6 +242,7 @@ impl Node {
                 })
             }
             Ok(Err(reason)) => {
+                // The thread has already reported why it failed; its join result adds nothing.
                 let _ = join.join();
                 Err(NodeError::Start { id, reason })
             }
@@ -298,6 +297,7 @@ struct Started(std::cell::RefCell<Option<StartReport>>);
 impl Started {
     fn channel(sender: std::sync::mpsc::Sender<Result<(), String>>) -> Self {
         Self::callback(move |result| {
+            // The starter stopped waiting (it gave up); nothing to tell.
             let _ = sender.send(result);
         })
     }
@@ -337,6 +337,7 @@ impl LocalNode {
         let (external_tx, external_rx) = inbox(config.runtime.input_queue_max);
         let (started_tx, started_rx) = async_channel::bounded(1);
         let started = Started::callback(move |result| {
+            // Bounded(1) and sent once; fails only if the starter is gone.
             let _ = started_tx.try_send(result);
         });
         let task = glommio::spawn_local(async move {
@@ -384,12 +385,6 @@ impl LocalNode {
             }),
         }
     }
-}
-
-fn random_seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(std::process::id().into());
-    hasher.finish()
 }
 
 async fn run<F>(
@@ -569,7 +564,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         &config.voters(),
         core_config,
         state,
-        random_seed(),
+        super::env::random_u64(),
         Clock::new().now(),
     )
     .map_err(|e| format!("invalid config field raft.{}: {}", e.field, e.reason))?;

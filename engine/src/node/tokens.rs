@@ -678,6 +678,7 @@ impl Certificates {
         for certificate in unsent {
             for &voter in voters {
                 if voter != self.id {
+                    // A full queue drops it: the follower fetches missing certificates from the leader (certificate repair).
                     let _ = peers.try_send(voter, PeerMessage::Certificate(certificate.clone()));
                 }
             }
@@ -909,6 +910,7 @@ impl Certificates {
                 };
                 for &voter in voters {
                     if voter != self.id {
+                        // A full queue drops it: the follower fetches missing certificates from the leader (certificate repair).
                         let _ =
                             peers.try_send(voter, PeerMessage::Certificate(certificate.clone()));
                     }

@@ -246,6 +246,8 @@ impl Drop for Generator {
 /// the C = 1 run's p99 at 740–1,030 µs; refilling in batches of
 /// [`NONCE_REFILL_BATCH`] (~80 µs) put it at 360–480 µs, as low as with
 /// no pool at all (docs/benchmarks.md).
+/// Unsafe at the edge: nix has no sched_setscheduler.
+#[allow(unsafe_code)]
 fn run_only_when_idle() {
     #[cfg(target_os = "linux")]
     {

@@ -168,14 +168,12 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
 /// only on those rare paths.
 pub fn fsync_file(file: &DmaFile, path: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: fsync on a file descriptor the `DmaFile` owns and keeps open
-    // for the duration of the call.
-    let rc = unsafe { libc::fsync(file.as_raw_fd()) };
-    if rc != 0 {
+    // The `DmaFile` owns the descriptor and keeps it open for the call.
+    if let Err(errno) = nix::unistd::fsync(file.as_raw_fd()) {
         return Err(StorageError::Io {
             op: "fsync",
             path: path.to_path_buf(),
-            source: std::io::Error::last_os_error(),
+            source: std::io::Error::from(errno),
         });
     }
     Ok(())

@@ -313,12 +313,12 @@ impl VfsFile for GlommioBufferedFile {
 
     fn fsync(&self) -> Result<()> {
         use std::os::fd::AsRawFd;
-        // SAFETY: fsync on a descriptor the file owns and keeps open.
-        if unsafe { libc::fsync(self.file.as_raw_fd()) } != 0 {
+        // The file owns the descriptor and keeps it open for the call.
+        if let Err(errno) = nix::unistd::fsync(self.file.as_raw_fd()) {
             return Err(StorageError::Io {
                 op: "fsync",
                 path: self.path.clone(),
-                source: std::io::Error::last_os_error(),
+                source: std::io::Error::from(errno),
             });
         }
         Ok(())
