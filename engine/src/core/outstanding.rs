@@ -1,13 +1,17 @@
 //! Requests a follower sent to the leader and not yet answered, with the
 //! time each left, so that an unanswered one can be failed in time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 /// Request ids in flight, oldest first.
 #[derive(Clone, Debug, Default)]
 pub struct Outstanding {
-    /// Request id → the time it was sent.
-    sent: HashMap<u64, u64>,
+    /// Request id → the time it was sent. A fixed hasher, so that the core
+    /// is a function of its events alone; the ids are the runtime's own
+    /// counter, not chosen by a peer or client, so a fast hasher is safe.
+    sent: FxHashMap<u64, u64>,
     /// `(sent, id)` in sending order. Invariant: the front is live (its id
     /// is in `sent` with that time) unless the whole queue is empty; entries
     /// further back may be dead (answered) and are skipped when reached.

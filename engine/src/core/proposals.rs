@@ -1,7 +1,7 @@
 //! Proposals: batching at the leader, forwarding from followers, answers
 //! that are never lost, and deduplication by client session (thesis §6.3).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use ordo_net::{
@@ -9,6 +9,7 @@ use ordo_net::{
     ProposeResult,
 };
 use ordo_storage::{Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, NodeId, Seq};
+use rustc_hash::FxHashSet;
 
 use super::io::{Command, Proposal, Role};
 use super::membership::ChangeError;
@@ -20,7 +21,10 @@ use super::sessions::SessionLookup;
 #[derive(Clone, Debug)]
 pub struct RecentSet {
     capacity: usize,
-    keys: HashSet<(NodeId, u64)>,
+    /// A fixed hasher, so that the core is a function of its events alone;
+    /// the keys are peers' request ids (their runtimes' counters), not
+    /// chosen by clients.
+    keys: FxHashSet<(NodeId, u64)>,
     order: VecDeque<(NodeId, u64)>,
 }
 
@@ -29,7 +33,7 @@ impl RecentSet {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            keys: HashSet::new(),
+            keys: FxHashSet::default(),
             order: VecDeque::new(),
         }
     }
@@ -270,9 +274,7 @@ impl Raft {
                 self.answer(waiter, Err(ProposeError::Unknown { leader }));
             }
         }
-        let mut extra: Vec<_> = self.extra_waiters.drain().collect();
-        extra.sort_unstable_by_key(|(index, _)| *index);
-        for (_, waiters) in extra {
+        for (_, waiters) in std::mem::take(&mut self.extra_waiters) {
             for waiter in waiters {
                 self.answer(waiter, Err(ProposeError::Unknown { leader }));
             }

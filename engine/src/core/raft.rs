@@ -2,7 +2,7 @@
 //! changes. The protocol's parts live in sibling files as further `impl
 //! Raft` blocks: `election`, `replication`, `proposals`, `reads`, `snapshot`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use ordo_net::{Message, ProposeResult, SnapshotMeta, VoteResponse};
 use ordo_storage::{ClientId, HardState, Index, NodeId, Seq, Term};
@@ -140,10 +140,13 @@ pub struct Raft {
     /// Entries appended in this term and not yet answered, by index.
     /// Invariant: strictly increasing indexes, all `> log.applied()`.
     pub(super) pending: VecDeque<(Index, Origin)>,
-    /// Retries that arrived while the original was uncommitted.
-    pub(super) extra_waiters: HashMap<Index, Vec<Origin>>,
-    /// Sessions of `pending` entries.
-    pub(super) pending_sessions: HashMap<(ClientId, Seq), Index>,
+    /// Retries that arrived while the original was uncommitted. Ordered:
+    /// a leader stepping down answers them in index order.
+    pub(super) extra_waiters: BTreeMap<Index, Vec<Origin>>,
+    /// Sessions of `pending` entries. Ordered rather than hashed: clients
+    /// choose their ids and sequence numbers (no hash flooding), and the
+    /// core must be a function of its events alone.
+    pub(super) pending_sessions: BTreeMap<(ClientId, Seq), Index>,
     /// `(last index, bytes)` of this leader's batches beyond its commit.
     pub(super) uncommitted: VecDeque<(Index, usize)>,
     /// Sum of the bytes in `uncommitted`; bounded by `uncommitted_bytes_max`
@@ -289,8 +292,8 @@ impl Raft {
             progress: BTreeMap::new(),
             term_start_index: 0,
             pending: VecDeque::new(),
-            extra_waiters: HashMap::new(),
-            pending_sessions: HashMap::new(),
+            extra_waiters: BTreeMap::new(),
+            pending_sessions: BTreeMap::new(),
             uncommitted: VecDeque::new(),
             uncommitted_bytes: 0,
             commit_notify_due_us: None,
