@@ -7,11 +7,25 @@ use ordo_storage::NodeId;
 use super::io::{Command, ReadPurpose, Role};
 use super::raft::Raft;
 
+/// What kind of election a node starts (etcd raft's `CampaignType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CampaignKind {
+    /// Asks whether the voters would grant a vote in the next term,
+    /// without raising this node's term or theirs (thesis §9.6).
+    PreVote,
+    /// Stands in the next term (Raft §5.2).
+    Election,
+    /// Stands in the next term because the leader handed leadership over
+    /// (`TimeoutNow`, thesis §3.10): voters grant it despite their
+    /// check-quorum lease.
+    Transfer,
+}
+
 impl Raft {
-    /// Starts an election: a pre-vote round first if `pre_vote`, otherwise a
-    /// real one in the next term. `transfer` marks a leadership transfer,
-    /// which voters grant despite their lease.
-    pub(super) fn campaign(&mut self, pre_vote: bool, transfer: bool) {
+    /// Starts an election of `kind`, unless this node is repairing, does
+    /// not know its log's tail (it reads it first) or is restoring a
+    /// snapshot.
+    pub(super) fn campaign(&mut self, kind: CampaignKind) {
         self.reset_election_deadline();
         if self.repair.is_some() {
             return;
@@ -35,7 +49,8 @@ impl Raft {
         self.votes.clear();
         self.leader = 0;
         let last = self.log.last();
-        if pre_vote {
+        let transfer = kind == CampaignKind::Transfer;
+        if kind == CampaignKind::PreVote {
             tracing::debug!(id = self.id, term = self.term, "pre-vote campaign");
             self.role = Role::PreCandidate;
             if self.voters.contains(&self.id) {
@@ -96,7 +111,7 @@ impl Raft {
         }
         let quorum = self.quorum();
         match self.role {
-            Role::PreCandidate if granted >= quorum => self.campaign(false, false),
+            Role::PreCandidate if granted >= quorum => self.campaign(CampaignKind::Election),
             Role::Candidate if granted >= quorum && term_durable => self.become_leader(),
             Role::PreCandidate | Role::Candidate if rejected >= quorum => {
                 let term = self.term;

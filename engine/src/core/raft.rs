@@ -8,6 +8,7 @@ use ordo_net::{Message, ProposeResult, SnapshotMeta, VoteResponse};
 use ordo_storage::{ClientId, HardState, Index, NodeId, Seq, Term};
 
 use super::config::{ConfigError, CoreConfig};
+use super::election::CampaignKind;
 use super::io::{Command, Event, Now, ReadPurpose, Role};
 use super::log::{RaftLog, RestoredLog};
 use super::membership::{Configurations, Membership, decode_core_state};
@@ -606,11 +607,12 @@ impl Raft {
                     // configuration removed, never campaigns.
                     self.reset_election_deadline();
                 } else if now >= self.election_deadline_us {
-                    if self.voters == [self.id] || !self.config.pre_vote {
-                        self.campaign(false, false);
+                    let kind = if self.voters == [self.id] || !self.config.pre_vote {
+                        CampaignKind::Election
                     } else {
-                        self.campaign(true, false);
-                    }
+                        CampaignKind::PreVote
+                    };
+                    self.campaign(kind);
                 }
                 self.expire_forwarded();
             }
@@ -735,7 +737,7 @@ impl Raft {
                     tracing::warn!(id = self.id, from, "not a voter: leadership not taken over");
                 } else if self.role != Role::Leader {
                     tracing::info!(id = self.id, from, "leadership handed over; campaigning");
-                    self.campaign(false, true);
+                    self.campaign(CampaignKind::Transfer);
                 }
             }
         }
