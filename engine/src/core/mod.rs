@@ -41,7 +41,7 @@ mod snapshot;
 pub use config::{ConfigError, CoreConfig};
 pub use election::{TransferError, TransferWaiter};
 pub use io::{ApplyBatch, Command, Event, Now, Proposal, ReadPurpose, Role};
-pub use log::{RaftLog, RestoredLog};
+pub use log::{LogTail, RaftLog, RestoredLog};
 pub use membership::{
     ChangeError, Configurations, MEMBER_INFO_MAX, MEMBERS_MAX, Member, MemberRole, Membership,
     MembershipChange, MembershipDecodeError, decode_core_state, encode_core_state,

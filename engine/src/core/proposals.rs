@@ -168,7 +168,7 @@ impl Raft {
     /// duplicates from the session table instead of appending them again.
     fn build_batch(&mut self) -> Option<Batch> {
         let first_index = self.log.last_index() + 1;
-        let (next_id, last_ts) = self.log.tail().expect("a leader knows its tail");
+        let tail = self.log.tail().expect("a leader knows its tail");
         let mut taken: Vec<QueuedProposal> = Vec::new();
         let mut bytes = 0usize;
         while let Some(front) = self.queue.front() {
@@ -224,8 +224,8 @@ impl Raft {
                 kind: BatchKind::Entries,
                 term: self.term,
                 first_index,
-                first_id: next_id,
-                first_ts: self.now.wall_us.max(last_ts + 1),
+                first_id: tail.next_id,
+                first_ts: self.now.wall_us.max(tail.last_ts + 1),
             },
             entries,
         );

@@ -10,7 +10,7 @@ use ordo_storage::{ClientId, HardState, Index, NodeId, Seq, Term};
 use super::config::{ConfigError, CoreConfig};
 use super::election::CampaignKind;
 use super::io::{Command, Event, Now, ReadPurpose, Role};
-use super::log::{RaftLog, RestoredLog};
+use super::log::{LogTail, RaftLog, RestoredLog};
 use super::membership::{Configurations, Membership, decode_core_state};
 use super::progress::Progress;
 use super::proposals::{Origin, QueuedProposal};
@@ -114,8 +114,9 @@ pub struct Raft {
     pub(super) restoring: Option<SnapshotMeta>,
     pub(super) apply_read_pending: bool,
     pub(super) tail_read_pending: bool,
-    /// `(last id, last ts)` of the last applied entry (for snapshots).
-    pub(super) applied_tail: (u64, u64),
+    /// The tail after the last applied entry (a snapshot records its last
+    /// id and timestamp).
+    pub(super) applied_tail: LogTail,
 
     /// Followers and candidates campaign at this time.
     pub(super) election_deadline_us: u64,
@@ -241,7 +242,7 @@ impl Raft {
         } else {
             0
         };
-        let applied_tail = (state.snapshot.last_id, state.snapshot.last_ts);
+        let applied_tail = LogTail::after_snapshot(&state.snapshot);
         let repair = state.loss.map(|loss| {
             tracing::warn!(
                 id,

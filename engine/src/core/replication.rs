@@ -8,6 +8,7 @@ use ordo_net::{
 use ordo_storage::{Batch, BatchKind, BatchMeta, EntryOut, Index, LogId, NodeId};
 
 use super::io::{ApplyBatch, Command, ReadPurpose, Role};
+use super::log::LogTail;
 use super::progress::ReplicationState;
 use super::raft::Raft;
 
@@ -27,14 +28,14 @@ impl Raft {
     /// Appends an internal entry (a no-op or a configuration: one entry,
     /// no message id) in this leader's term; returns its index.
     pub(super) fn append_internal(&mut self, kind: BatchKind, payload: &[u8]) -> Index {
-        let (next_id, last_ts) = self.log.tail().expect("a leader knows its tail");
+        let tail = self.log.tail().expect("a leader knows its tail");
         let batch = Batch::encode(
             BatchMeta {
                 kind,
                 term: self.term,
                 first_index: self.log.last_index() + 1,
-                first_id: next_id,
-                first_ts: self.now.wall_us.max(last_ts + 1),
+                first_id: tail.next_id,
+                first_ts: self.now.wall_us.max(tail.last_ts + 1),
             },
             vec![EntryOut {
                 client_id: 0,
@@ -704,12 +705,7 @@ impl Raft {
             }
             let last_in_batch = header.last_index().min(last_index);
             if last_in_batch >= from {
-                let offset = last_in_batch - header.first_index;
-                let last_id = match header.kind {
-                    BatchKind::Entries => header.first_id + offset,
-                    _ => header.first_id - 1,
-                };
-                self.applied_tail = (last_id, header.first_ts + offset);
+                self.applied_tail = LogTail::at(&header, last_in_batch);
             }
         }
     }

@@ -7,6 +7,7 @@ use ordo_net::{AppendResponse, AppendResult, InstallSnapshot, Message, SnapshotM
 use ordo_storage::{LogId, NodeId};
 
 use super::io::{Command, Role};
+use super::log::LogTail;
 use super::membership::{Membership, decode_core_state, encode_core_state};
 use super::raft::Raft;
 use super::sessions::{SessionLimits, Sessions};
@@ -51,8 +52,8 @@ impl Raft {
         let (_, membership) = self.configs.at(applied);
         let meta = SnapshotMeta {
             last: LogId::new(term, applied),
-            last_id: self.applied_tail.0,
-            last_ts: self.applied_tail.1,
+            last_id: self.applied_tail.last_id(),
+            last_ts: self.applied_tail.last_ts,
             voters: membership.voters(),
             core_state: encode_core_state(membership, &self.sessions.encode()),
         };
@@ -80,7 +81,7 @@ impl Raft {
         self.snapshot = meta;
         if self.log.matches(point.last) {
             self.log
-                .compact(point.last, (point.last_id + 1, point.last_ts));
+                .compact(point.last, LogTail::after_snapshot(&point));
             self.commands.push(Command::CompactLog {
                 upto: point.last.index,
             });
@@ -182,13 +183,13 @@ impl Raft {
                 tracing::error!(id = self.id, %error, "snapshot carries invalid session state; keeping the old table");
             }
         }
-        self.log.reset(meta.last, (meta.last_id + 1, meta.last_ts));
+        self.log.reset(meta.last, LogTail::after_snapshot(&meta));
         let membership = membership
             .or_else(|| (!meta.voters.is_empty()).then(|| Membership::of_voters(&meta.voters)));
         let membership = membership.unwrap_or_else(|| self.configs.current().clone());
         self.configs.reset(meta.last.index, membership);
         self.membership_changed();
-        self.applied_tail = (meta.last_id, meta.last_ts);
+        self.applied_tail = LogTail::after_snapshot(&meta);
         self.matched_leader_index = meta.last.index;
         self.snapshot = meta;
         if self.role == Role::Follower && self.leader != 0 {

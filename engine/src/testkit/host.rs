@@ -14,7 +14,7 @@ use ordo_storage::{
 };
 
 use super::host_log::{HostLog, HostSyncPoint, SIM_LOG_DIR, SimDiskLog};
-use crate::core::{Command, CoreConfig, Event, Now, Raft, RaftState, RestoredLog, Role};
+use crate::core::{Command, CoreConfig, Event, LogTail, Now, Raft, RaftState, RestoredLog, Role};
 use crate::node::durability::{ACKED_SAVE_INTERVAL, assess_loss};
 
 /// One entry as the state machine saw it.
@@ -482,8 +482,8 @@ impl Host {
 fn fresh_state() -> RaftState {
     RaftState {
         log: RestoredLog {
-            tail: (1, 0),
-            prev_tail: (1, 0),
+            tail: LogTail::START,
+            prev_tail: LogTail::START,
             ..RestoredLog::default()
         },
         ..RaftState::default()
