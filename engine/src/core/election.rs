@@ -155,7 +155,7 @@ impl Raft {
                     self.send(from, Message::VoteResponse(response));
                 } else {
                     // Sent once the vote is durable (Figure 2).
-                    self.pending_vote_response = Some((from, response));
+                    self.pending_vote_response = Some(PendingVoteResponse { to: from, response });
                 }
             }
         } else {
@@ -229,8 +229,8 @@ impl Raft {
             Some(TransferError::NotAVoter(to))
         } else if self.peers_repairing.contains(&to) {
             Some(TransferError::Repairing(to))
-        } else if let Some((target, _)) = self.transfer {
-            Some(TransferError::InProgress(target))
+        } else if let Some(transfer) = self.transfer {
+            Some(TransferError::InProgress(transfer.to))
         } else {
             None
         };
@@ -249,7 +249,10 @@ impl Raft {
             to,
             "transferring leadership"
         );
-        self.transfer = Some((to, deadline));
+        self.transfer = Some(Transfer {
+            to,
+            deadline_us: deadline,
+        });
         if let Some(previous) = self.transfer_waiter.replace(TransferWaiter {
             request_id,
             to,
@@ -320,7 +323,7 @@ impl Raft {
     }
 
     pub(super) fn maybe_send_timeout_now(&mut self, to: NodeId) {
-        if self.transfer.map(|(target, _)| target) != Some(to) {
+        if self.transfer.map(|transfer| transfer.to) != Some(to) {
             return;
         }
         let caught_up = self
@@ -334,6 +337,25 @@ impl Raft {
             self.send_append(to);
         }
     }
+}
+
+/// A granted vote waiting for the hard state that records it to be durable
+/// (Raft Figure 2: persist before responding).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct PendingVoteResponse {
+    /// The candidate.
+    pub(super) to: NodeId,
+    /// The grant.
+    pub(super) response: VoteResponse,
+}
+
+/// A leader's hand-over in progress (thesis §3.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Transfer {
+    /// The voter leadership is handed to.
+    pub(super) to: NodeId,
+    /// When the leader gives up and takes proposals again.
+    pub(super) deadline_us: u64,
 }
 
 /// A leadership transfer the runtime waits on.

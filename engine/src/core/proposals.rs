@@ -8,7 +8,9 @@ use ordo_net::{
     Committed, ForwardRequest, ForwardResults, ForwardedProposal, Message, ProposeError,
     ProposeResult,
 };
-use ordo_storage::{Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, NodeId, Seq};
+use ordo_storage::{
+    Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, Index, NodeId, Seq,
+};
 use rustc_hash::FxHashSet;
 
 use super::io::{Command, Proposal, Role};
@@ -59,6 +61,15 @@ pub enum Origin {
     Local(u64),
     /// A proposal another node forwarded, by that node's request id.
     Remote(NodeId, u64),
+}
+
+/// An entry a leader appended in its term, and who waits for its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PendingEntry {
+    /// The entry's index.
+    pub(super) index: Index,
+    /// Who proposed it.
+    pub(super) origin: Origin,
 }
 
 /// A proposal waiting in a node's queue.
@@ -230,15 +241,17 @@ impl Raft {
             entries,
         );
         for (offset, proposal) in taken.iter().enumerate() {
-            self.pending
-                .push_back((first_index + offset as u64, proposal.origin));
+            self.pending.push_back(PendingEntry {
+                index: first_index + offset as u64,
+                origin: proposal.origin,
+            });
         }
         Some(batch)
     }
 
     /// A committed entry: answer whoever waits for it.
     pub(super) fn resolve_pending(&mut self, entry: &EntryView<'_>) {
-        while let Some(&(index, origin)) = self.pending.front() {
+        while let Some(&PendingEntry { index, origin }) = self.pending.front() {
             if index > entry.index {
                 break;
             }
@@ -268,7 +281,7 @@ impl Raft {
     /// proposals stay queued and go to the next leader.
     pub(super) fn step_down_leader_state(&mut self) {
         let leader = self.leader;
-        while let Some((index, origin)) = self.pending.pop_front() {
+        while let Some(PendingEntry { index, origin }) = self.pending.pop_front() {
             self.answer(origin, Err(ProposeError::Unknown { leader }));
             for waiter in self.extra_waiters.remove(&index).unwrap_or_default() {
                 self.answer(waiter, Err(ProposeError::Unknown { leader }));
@@ -296,9 +309,9 @@ impl Raft {
         self.progress.clear();
         self.departing.clear();
         self.transfer = None;
-        if let Some((request_id, _)) = self.membership_waiter.take() {
+        if let Some(waiter) = self.membership_waiter.take() {
             self.commands.push(Command::MembershipResult {
-                request_id,
+                request_id: waiter.request_id,
                 result: Err(ChangeError::Unknown),
             });
         }

@@ -8,13 +8,14 @@ use ordo_net::{Message, ProposeResult, SnapshotMeta, VoteResponse};
 use ordo_storage::{ClientId, HardState, Index, NodeId, Seq, Term};
 
 use super::config::{ConfigError, CoreConfig};
-use super::election::CampaignKind;
+use super::election::{CampaignKind, PendingVoteResponse, Transfer};
 use super::io::{Command, Event, Now, ReadPurpose, Role};
 use super::log::{LogTail, RaftLog, RestoredLog};
 use super::membership::{Configurations, Membership, decode_core_state};
-use super::progress::Progress;
-use super::proposals::{Origin, QueuedProposal};
+use super::progress::{BatchSpan, Progress};
+use super::proposals::{Origin, PendingEntry, QueuedProposal};
 use super::reads::ReadState;
+use super::reconfig::MembershipWaiter;
 use super::repair::{Loss, Repair};
 use super::rng::Rng;
 use super::sessions::{SessionLimits, Sessions};
@@ -85,9 +86,9 @@ pub struct Raft {
     /// campaigning and can tell their clients). Not members: they count
     /// for nothing. Bounded by [`DEPARTING_MAX`].
     pub(super) departing: std::collections::BTreeSet<NodeId>,
-    /// Leader: `(request id, entry index)` of the membership change it
-    /// appended and answers once committed.
-    pub(super) membership_waiter: Option<(u64, Index)>,
+    /// Leader: the membership change it appended and answers once
+    /// committed.
+    pub(super) membership_waiter: Option<MembershipWaiter>,
     /// A leadership transfer the runtime waits on (any role: the old
     /// leader hears who won as a follower).
     pub(super) transfer_waiter: Option<super::election::TransferWaiter>,
@@ -128,7 +129,7 @@ pub struct Raft {
     /// Votes received in the current election (pre-vote or vote).
     pub(super) votes: BTreeMap<NodeId, bool>,
     /// A granted vote, sent once the vote is durable.
-    pub(super) pending_vote_response: Option<(NodeId, VoteResponse)>,
+    pub(super) pending_vote_response: Option<PendingVoteResponse>,
     /// Peers whose latest answer (a vote, an append or heartbeat answer)
     /// said they are repairing a loss: what holds an election back when
     /// no leader can win. At most one entry per voter.
@@ -141,7 +142,7 @@ pub struct Raft {
     pub(super) term_start_index: Index,
     /// Entries appended in this term and not yet answered, by index.
     /// Invariant: strictly increasing indexes, all `> log.applied()`.
-    pub(super) pending: VecDeque<(Index, Origin)>,
+    pub(super) pending: VecDeque<PendingEntry>,
     /// Retries that arrived while the original was uncommitted. Ordered:
     /// a leader stepping down answers them in index order.
     pub(super) extra_waiters: BTreeMap<Index, Vec<Origin>>,
@@ -149,8 +150,8 @@ pub struct Raft {
     /// choose their ids and sequence numbers (no hash flooding), and the
     /// core must be a function of its events alone.
     pub(super) pending_sessions: BTreeMap<(ClientId, Seq), Index>,
-    /// `(last index, bytes)` of this leader's batches beyond its commit.
-    pub(super) uncommitted: VecDeque<(Index, usize)>,
+    /// This leader's batches beyond its commit, oldest first.
+    pub(super) uncommitted: VecDeque<BatchSpan>,
     /// Sum of the bytes in `uncommitted`; bounded by `uncommitted_bytes_max`
     /// (proposals wait in the queue beyond it).
     pub(super) uncommitted_bytes: usize,
@@ -164,8 +165,8 @@ pub struct Raft {
     /// Forwarded proposals this leader received recently, to drop duplicated
     /// messages. Bounded: `4 * forward_inflight_max` entries.
     pub(super) forward_seen: super::proposals::RecentSet,
-    /// `(target, deadline)` of a leadership transfer in progress.
-    pub(super) transfer: Option<(NodeId, u64)>,
+    /// A leadership transfer in progress: no proposals meanwhile.
+    pub(super) transfer: Option<Transfer>,
 
     /// Proposals waiting: at a leader for room in the log; at a follower for
     /// a leader to forward to. Invariant: `len() <= proposal_queue_max`.
@@ -542,9 +543,12 @@ impl Raft {
                 );
             }
             let mut previous = self.log.applied();
-            for &(index, _) in &self.pending {
-                assert!(index > previous, "pending not increasing past applied");
-                previous = index;
+            for entry in &self.pending {
+                assert!(
+                    entry.index > previous,
+                    "pending not increasing past applied"
+                );
+                previous = entry.index;
             }
         } else {
             assert!(self.pending.is_empty() && self.progress.is_empty());
@@ -587,8 +591,8 @@ impl Raft {
                         return;
                     }
                 }
-                if let Some((_, deadline)) = self.transfer
-                    && now >= deadline
+                if let Some(transfer) = self.transfer
+                    && now >= transfer.deadline_us
                 {
                     self.transfer = None;
                 }
@@ -944,12 +948,12 @@ impl Raft {
             return;
         }
         self.durable_hard_state = hard_state;
-        if let Some((to, response)) = self.pending_vote_response.clone() {
-            if self.term != response.term {
+        if let Some(pending) = self.pending_vote_response.clone() {
+            if self.term != pending.response.term {
                 self.pending_vote_response = None;
-            } else if hard_state.term == response.term && hard_state.vote == to {
+            } else if hard_state.term == pending.response.term && hard_state.vote == pending.to {
                 self.pending_vote_response = None;
-                self.send(to, Message::VoteResponse(response));
+                self.send(pending.to, Message::VoteResponse(pending.response));
             }
         }
         if self.role == Role::Candidate {

@@ -21,6 +21,17 @@ pub enum ReadOrigin {
     Remote(NodeId, Vec<u64>),
 }
 
+/// A read at a leader, waiting for a quorum to confirm its round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct WaitingRead {
+    /// Who waits.
+    origin: ReadOrigin,
+    /// The commit index when the read arrived: served once applied.
+    index: Index,
+    /// The heartbeat round that confirms this node still led then.
+    round: u64,
+}
+
 /// Reads in progress on one node.
 #[derive(Clone, Debug, Default)]
 pub struct ReadState {
@@ -31,8 +42,9 @@ pub struct ReadState {
     pub(super) sent_round: u64,
     /// Leader: a round was opened this turn and awaits its heartbeats.
     round_open: bool,
-    /// Leader: reads with their index and round, in round order.
-    waiting: VecDeque<(ReadOrigin, Index, u64)>,
+    /// Leader: reads waiting for their round to be confirmed, in round
+    /// order.
+    waiting: VecDeque<WaitingRead>,
     /// Leader: reads that arrived before the leader committed an entry of
     /// its term (its commit index may be stale until then, thesis §6.4 step 1).
     waiting_for_commit: Vec<ReadOrigin>,
@@ -96,7 +108,11 @@ impl Raft {
             self.reads.round_open = true;
         }
         let round = self.reads.round;
-        self.reads.waiting.push_back((origin, index, round));
+        self.reads.waiting.push_back(WaitingRead {
+            origin,
+            index,
+            round,
+        });
     }
 
     fn read_ready(&mut self, origin: ReadOrigin, result: Result<Index, ReadError>) {
@@ -189,10 +205,10 @@ impl Raft {
             .reads
             .waiting
             .front()
-            .is_some_and(|&(_, _, round)| round <= confirmed)
+            .is_some_and(|read| read.round <= confirmed)
         {
-            let (origin, index, _) = self.reads.waiting.pop_front().expect("checked");
-            self.read_ready(origin, Ok(index));
+            let read = self.reads.waiting.pop_front().expect("checked");
+            self.read_ready(read.origin, Ok(read.index));
         }
     }
 
@@ -210,7 +226,7 @@ impl Raft {
             .reads
             .waiting
             .drain(..)
-            .map(|(origin, _, _)| origin)
+            .map(|read| read.origin)
             .collect();
         let before_commit = std::mem::take(&mut self.reads.waiting_for_commit);
         for origin in waiting.into_iter().chain(before_commit) {

@@ -12,6 +12,15 @@ use super::membership::{ChangeError, Membership, MembershipChange};
 use super::progress::Progress;
 use super::raft::{DEPARTING_MAX, Raft};
 
+/// A membership change a leader appended, answered once it commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct MembershipWaiter {
+    /// The runtime's handle.
+    pub(super) request_id: u64,
+    /// The configuration entry's index.
+    pub(super) index: Index,
+}
+
 impl Raft {
     /// Proposes `change` at the leader; answered once it commits.
     pub(super) fn change_membership(
@@ -40,7 +49,7 @@ impl Raft {
                     ?change,
                     "membership change appended"
                 );
-                self.membership_waiter = Some((request_id, index));
+                self.membership_waiter = Some(MembershipWaiter { request_id, index });
             }
         }
     }
@@ -67,9 +76,10 @@ impl Raft {
                 index: self.term_start_index,
             });
         }
-        if let Some((to, _)) = self.transfer {
+        if let Some(transfer) = self.transfer {
             return Err(ChangeError::Invalid(format!(
-                "a leadership transfer to node {to} is in progress"
+                "a leadership transfer to node {} is in progress",
+                transfer.to
             )));
         }
         let next = self.configs.current().apply(change)?;
@@ -168,8 +178,8 @@ impl Raft {
                         .or_insert_with(|| Progress::new(next, now));
                 }
             }
-            if let Some((to, _)) = self.transfer
-                && !self.voters.contains(&to)
+            if let Some(transfer) = self.transfer
+                && !self.voters.contains(&transfer.to)
             {
                 self.transfer = None;
             }
@@ -194,13 +204,14 @@ impl Raft {
     /// this leader (thesis §4.2.2).
     pub(super) fn membership_committed(&mut self) {
         let commit = self.log.commit();
-        if let Some((request_id, index)) = self.membership_waiter
-            && index <= commit
+        if let Some(waiter) = self.membership_waiter
+            && waiter.index <= commit
         {
             self.membership_waiter = None;
+            let index = waiter.index;
             tracing::info!(id = self.id, index, "membership change committed");
             self.commands.push(Command::MembershipResult {
-                request_id,
+                request_id: waiter.request_id,
                 result: Ok(index),
             });
         }

@@ -9,7 +9,7 @@ use ordo_storage::{Batch, BatchKind, BatchMeta, EntryOut, Index, LogId, NodeId};
 
 use super::io::{ApplyBatch, Command, ReadPurpose, Role};
 use super::log::LogTail;
-use super::progress::ReplicationState;
+use super::progress::{BatchSpan, ReplicationState};
 use super::raft::Raft;
 
 impl Raft {
@@ -71,8 +71,10 @@ impl Raft {
     /// Adds a batch the leader created to its log view and to the bytes it
     /// holds beyond its commit index.
     pub(super) fn track_own(&mut self, batch: Batch) {
-        self.uncommitted
-            .push_back((batch.last_index(), batch.len_bytes()));
+        self.uncommitted.push_back(BatchSpan {
+            last_index: batch.last_index(),
+            bytes: batch.len_bytes(),
+        });
         self.uncommitted_bytes += batch.len_bytes();
         self.log.append(batch);
     }
@@ -627,10 +629,10 @@ impl Raft {
         while self
             .uncommitted
             .front()
-            .is_some_and(|&(last, _)| last <= candidate)
+            .is_some_and(|span| span.last_index <= candidate)
         {
-            let (_, bytes) = self.uncommitted.pop_front().expect("checked");
-            self.uncommitted_bytes -= bytes;
+            let span = self.uncommitted.pop_front().expect("checked");
+            self.uncommitted_bytes -= span.bytes;
         }
         self.apply_committed();
         self.release_reads_waiting_for_commit();
