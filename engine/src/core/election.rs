@@ -229,10 +229,10 @@ impl Raft {
             Some(TransferError::NotAVoter(to))
         } else if self.peers_repairing.contains(&to) {
             Some(TransferError::Repairing(to))
-        } else if let Some(transfer) = self.transfer {
-            Some(TransferError::InProgress(transfer.to))
         } else {
-            None
+            self.leading()
+                .transfer
+                .map(|transfer| TransferError::InProgress(transfer.to))
         };
         if let Some(error) = refused {
             self.commands.push(Command::TransferResult {
@@ -249,7 +249,7 @@ impl Raft {
             to,
             "transferring leadership"
         );
-        self.transfer = Some(Transfer {
+        self.leading_mut().transfer = Some(Transfer {
             to,
             deadline_us: deadline,
         });
@@ -303,8 +303,8 @@ impl Raft {
             return;
         }
         self.transfer_waiter = None;
-        if self.role == Role::Leader {
-            self.transfer = None;
+        if let Some(leading) = &mut self.leader_state {
+            leading.transfer = None;
         }
         tracing::warn!(
             id = self.id,
@@ -323,12 +323,11 @@ impl Raft {
     }
 
     pub(super) fn maybe_send_timeout_now(&mut self, to: NodeId) {
-        if self.transfer.map(|transfer| transfer.to) != Some(to) {
+        if self.leading().transfer.map(|transfer| transfer.to) != Some(to) {
             return;
         }
         let caught_up = self
-            .progress
-            .get(&to)
+            .progress(to)
             .is_some_and(|p| p.match_index == self.log.last_index());
         if caught_up {
             let term = self.term;

@@ -24,6 +24,7 @@
 mod config;
 mod election;
 mod io;
+mod leader;
 mod log;
 mod membership;
 mod outstanding;

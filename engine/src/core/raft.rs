@@ -5,24 +5,20 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use ordo_net::{Message, ProposeResult, SnapshotMeta, VoteResponse};
-use ordo_storage::{ClientId, HardState, Index, NodeId, Seq, Term};
+use ordo_storage::{HardState, Index, NodeId, Term};
 
 use super::config::{ConfigError, CoreConfig};
-use super::election::{CampaignKind, PendingVoteResponse, Transfer};
+use super::election::{CampaignKind, PendingVoteResponse};
 use super::io::{Command, Event, Now, ReadPurpose, Role};
+use super::leader::LeaderState;
 use super::log::{LogTail, RaftLog, RestoredLog};
 use super::membership::{Configurations, Membership, decode_core_state};
-use super::progress::{BatchSpan, Progress};
-use super::proposals::{Origin, PendingEntry, QueuedProposal};
+use super::progress::Progress;
+use super::proposals::QueuedProposal;
 use super::reads::ReadState;
-use super::reconfig::MembershipWaiter;
 use super::repair::{Loss, Repair};
 use super::rng::Rng;
 use super::sessions::{SessionLimits, Sessions};
-
-/// Most removed nodes a leader keeps sending the log to until they learn
-/// of their removal.
-pub const DEPARTING_MAX: usize = 16;
 
 /// What a node brings to its core at start, read from storage.
 #[derive(Clone, Debug, Default)]
@@ -81,14 +77,6 @@ pub struct Raft {
     pub(super) voters: Vec<NodeId>,
     /// Learners of the configuration in force, sorted (from `configs`).
     pub(super) learners: Vec<NodeId>,
-    /// Leader: nodes the configuration in force removed, still sent the
-    /// log until they hold the entry that removed them (so that they stop
-    /// campaigning and can tell their clients). Not members: they count
-    /// for nothing. Bounded by [`DEPARTING_MAX`].
-    pub(super) departing: std::collections::BTreeSet<NodeId>,
-    /// Leader: the membership change it appended and answers once
-    /// committed.
-    pub(super) membership_waiter: Option<MembershipWaiter>,
     /// A leadership transfer the runtime waits on (any role: the old
     /// leader hears who won as a follower).
     pub(super) transfer_waiter: Option<super::election::TransferWaiter>,
@@ -123,8 +111,6 @@ pub struct Raft {
     pub(super) election_deadline_us: u64,
     /// When a follower last heard from its leader (for the vote lease).
     pub(super) leader_contact_us: Option<u64>,
-    pub(super) heartbeat_deadline_us: u64,
-    pub(super) check_quorum_deadline_us: u64,
 
     /// Votes received in the current election (pre-vote or vote).
     pub(super) votes: BTreeMap<NodeId, bool>,
@@ -135,38 +121,19 @@ pub struct Raft {
     /// no leader can win. At most one entry per voter.
     pub(super) peers_repairing: std::collections::BTreeSet<NodeId>,
 
-    // Leader state.
-    pub(super) progress: BTreeMap<NodeId, Progress>,
-    /// Index of this leader's no-op; proposals wait until it is applied, so
-    /// that the session table covers every earlier entry.
-    pub(super) term_start_index: Index,
-    /// Entries appended in this term and not yet answered, by index.
-    /// Invariant: strictly increasing indexes, all `> log.applied()`.
-    pub(super) pending: VecDeque<PendingEntry>,
-    /// Retries that arrived while the original was uncommitted. Ordered:
-    /// a leader stepping down answers them in index order.
-    pub(super) extra_waiters: BTreeMap<Index, Vec<Origin>>,
-    /// Sessions of `pending` entries. Ordered rather than hashed: clients
-    /// choose their ids and sequence numbers (no hash flooding), and the
-    /// core must be a function of its events alone.
-    pub(super) pending_sessions: BTreeMap<(ClientId, Seq), Index>,
-    /// This leader's batches beyond its commit, oldest first.
-    pub(super) uncommitted: VecDeque<BatchSpan>,
-    /// Sum of the bytes in `uncommitted`; bounded by `uncommitted_bytes_max`
-    /// (proposals wait in the queue beyond it).
-    pub(super) uncommitted_bytes: usize,
-    /// Leader: when idle followers must be told the commit index if no
-    /// AppendEntries has carried it by then (`commit_notify_delay_us`).
-    /// Invariant: `None` unless leader; after a leader's turn, `Some`
-    /// exactly while an idle follower is behind (`Raft::notify_commit`).
-    pub(super) commit_notify_due_us: Option<u64>,
-    /// Answers to forwarded proposals, sent at the end of the turn.
+    /// What only a leader holds. Invariant: `Some` exactly while `role`
+    /// is `Leader`.
+    pub(super) leader_state: Option<LeaderState>,
+    /// Answers to forwarded proposals, sent at the end of the turn (a
+    /// leader's, or one stepping down in it). Not in `LeaderState`: a
+    /// leader that steps down fills it from that state as it takes it.
     pub(super) forward_results: BTreeMap<NodeId, Vec<(u64, ProposeResult)>>,
-    /// Forwarded proposals this leader received recently, to drop duplicated
-    /// messages. Bounded: `4 * forward_inflight_max` entries.
+    /// Forwarded proposals this node received recently as leader, to drop
+    /// duplicated messages. Bounded: `4 * forward_inflight_max` entries.
+    /// Not in `LeaderState`: a duplicate can arrive after this node
+    /// stepped down and leads again (client plumbing ignores terms), so
+    /// the memory must outlive one term of leadership.
     pub(super) forward_seen: super::proposals::RecentSet,
-    /// A leadership transfer in progress: no proposals meanwhile.
-    pub(super) transfer: Option<Transfer>,
 
     /// Proposals waiting: at a leader for room in the log; at a follower for
     /// a leader to forward to. Invariant: `len() <= proposal_queue_max`.
@@ -265,9 +232,7 @@ impl Raft {
             voters: configs.current().voters(),
             learners: configs.current().learners(),
             configs,
-            membership_waiter: None,
             transfer_waiter: None,
-            departing: std::collections::BTreeSet::new(),
             rng: Rng::new(seed),
             now,
             term,
@@ -287,21 +252,11 @@ impl Raft {
             applied_tail,
             election_deadline_us: 0,
             leader_contact_us: None,
-            heartbeat_deadline_us: 0,
-            check_quorum_deadline_us: 0,
             votes: BTreeMap::new(),
             peers_repairing: std::collections::BTreeSet::new(),
             pending_vote_response: None,
-            progress: BTreeMap::new(),
-            term_start_index: 0,
-            pending: VecDeque::new(),
-            extra_waiters: BTreeMap::new(),
-            pending_sessions: BTreeMap::new(),
-            uncommitted: VecDeque::new(),
-            uncommitted_bytes: 0,
-            commit_notify_due_us: None,
+            leader_state: None,
             forward_results: BTreeMap::new(),
-            transfer: None,
             forward_seen: super::proposals::RecentSet::new(4 * config_forward_inflight_max),
             queue: VecDeque::new(),
             forwarded: Default::default(),
@@ -377,7 +332,7 @@ impl Raft {
 
     /// The leader's view of a follower, if this node leads.
     pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
-        self.progress.get(&peer)
+        self.leader_state.as_ref()?.progress.get(&peer)
     }
 
     /// Status for `ordo status`.
@@ -418,18 +373,18 @@ impl Raft {
     }
 
     fn next_role_deadline_us(&self) -> u64 {
-        match self.role {
-            Role::Leader => {
-                let mut deadline = self.heartbeat_deadline_us;
+        match &self.leader_state {
+            Some(leading) => {
+                let mut deadline = leading.heartbeat_deadline_us;
                 if self.config.check_quorum {
-                    deadline = deadline.min(self.check_quorum_deadline_us);
+                    deadline = deadline.min(leading.check_quorum_deadline_us);
                 }
-                if let Some(due) = self.commit_notify_due_us {
+                if let Some(due) = leading.commit_notify_due_us {
                     deadline = deadline.min(due);
                 }
                 deadline
             }
-            _ => {
+            None => {
                 let mut deadline = self.election_deadline_us;
                 let oldest = [
                     self.forwarded.oldest_sent_us(),
@@ -488,7 +443,11 @@ impl Raft {
                 self.flush_proposals();
                 let answered: Vec<NodeId> = self.forward_results.keys().copied().collect();
                 self.send_forward_results();
-                self.flush_read_round(&answered);
+                // Unless what it flushed committed a configuration that
+                // removed this leader: then it stepped down.
+                if self.role == Role::Leader {
+                    self.flush_read_round(&answered);
+                }
             }
             _ => {
                 self.flush_forwards();
@@ -511,9 +470,15 @@ impl Raft {
         assert!(self.configs.current_index() <= self.log.last_index());
         assert_eq!(self.voters, self.configs.current().voters());
         assert!(self.durable_hard_state.term <= self.term);
-        if self.role == Role::Leader {
+        assert_eq!(
+            self.leader_state.is_some(),
+            self.role == Role::Leader,
+            "a leader, and only a leader, holds leader state"
+        );
+        if let Some(leading) = &self.leader_state {
             assert_eq!(self.leader, self.id);
             assert_eq!(self.vote, self.id, "a leader voted for itself in its term");
+            leading.check(self.log.applied());
             let members: Vec<NodeId> = self
                 .configs
                 .current()
@@ -523,18 +488,18 @@ impl Raft {
                 .filter(|&id| id != self.id)
                 .collect();
             assert!(
-                self.progress
+                leading
+                    .progress
                     .keys()
                     .copied()
-                    .filter(|id| !self.departing.contains(id))
+                    .filter(|id| !leading.departing.contains(id))
                     .eq(members),
                 "a leader tracks exactly the other members, and departing nodes"
             );
-            assert!(self.departing.len() <= DEPARTING_MAX);
-            for id in &self.departing {
-                assert!(self.progress.contains_key(id) && !self.configs.current().contains(*id));
+            for id in &leading.departing {
+                assert!(!self.configs.current().contains(*id));
             }
-            for progress in self.progress.values() {
+            for progress in leading.progress.values() {
                 progress.check();
                 assert!(progress.match_index <= self.log.last_index());
                 assert!(
@@ -542,18 +507,6 @@ impl Raft {
                     "a follower was told of a commit the leader has not made"
                 );
             }
-            let mut previous = self.log.applied();
-            for entry in &self.pending {
-                assert!(
-                    entry.index > previous,
-                    "pending not increasing past applied"
-                );
-                previous = entry.index;
-            }
-        } else {
-            assert!(self.pending.is_empty() && self.progress.is_empty());
-            assert!(self.commit_notify_due_us.is_none());
-            assert!(self.membership_waiter.is_none() && self.departing.is_empty());
         }
         if matches!(self.role, Role::Candidate | Role::PreCandidate) {
             assert!(self.may_campaign(), "a node that may not stand campaigned");
@@ -572,29 +525,38 @@ impl Raft {
         let now = self.now.mono_us;
         match self.role {
             Role::Leader => {
-                if now >= self.heartbeat_deadline_us {
-                    self.heartbeat_deadline_us = now + self.config.heartbeat_interval_ms * 1_000;
+                let heartbeat_interval_us = self.config.heartbeat_interval_ms * 1_000;
+                let check_quorum_interval_us = self.config.election_timeout_ms_min * 1_000;
+                let check_quorum = self.config.check_quorum;
+                let leading = self.leading_mut();
+                let heartbeat_due = now >= leading.heartbeat_deadline_us;
+                if heartbeat_due {
+                    leading.heartbeat_deadline_us = now + heartbeat_interval_us;
+                }
+                let check_quorum_due = check_quorum && now >= leading.check_quorum_deadline_us;
+                if check_quorum_due {
+                    leading.check_quorum_deadline_us = now + check_quorum_interval_us;
+                }
+                if heartbeat_due {
                     self.broadcast_heartbeat();
                     self.detect_stalled_followers();
                 }
-                if self.config.check_quorum && now >= self.check_quorum_deadline_us {
-                    self.check_quorum_deadline_us =
-                        now + self.config.election_timeout_ms_min * 1_000;
-                    if !self.quorum_active() {
-                        tracing::warn!(
-                            id = self.id,
-                            term = self.term,
-                            "leader lost contact with a quorum; stepping down"
-                        );
-                        let term = self.term;
-                        self.become_follower(term, 0);
-                        return;
-                    }
+                if check_quorum_due && !self.quorum_active() {
+                    tracing::warn!(
+                        id = self.id,
+                        term = self.term,
+                        "leader lost contact with a quorum; stepping down"
+                    );
+                    let term = self.term;
+                    self.become_follower(term, 0);
+                    return;
                 }
-                if let Some(transfer) = self.transfer
-                    && now >= transfer.deadline_us
+                let leading = self.leading_mut();
+                if leading
+                    .transfer
+                    .is_some_and(|transfer| now >= transfer.deadline_us)
                 {
-                    self.transfer = None;
+                    leading.transfer = None;
                 }
                 self.expire_transfer_waiter();
             }
@@ -819,13 +781,28 @@ impl Raft {
     pub(super) fn quorum_value(&self, own: u64, of: impl Fn(&Progress) -> u64) -> u64 {
         let mut values: Vec<u64> = self
             .other_voters()
-            .map(|v| self.progress.get(&v).map_or(0, &of))
+            .map(|v| self.progress(v).map_or(0, &of))
             .collect();
         if self.voters.contains(&self.id) {
             values.push(own);
         }
         values.sort_unstable_by(|a, b| b.cmp(a));
         values.get(self.quorum() - 1).copied().unwrap_or(0)
+    }
+
+    /// The leader's state. Only a leader calls it: callers checked the
+    /// role, so anything else is a bug.
+    pub(super) fn leading(&self) -> &LeaderState {
+        self.leader_state
+            .as_ref()
+            .expect("only a leader holds leader state")
+    }
+
+    /// The leader's state, to change it; see [`Raft::leading`].
+    pub(super) fn leading_mut(&mut self) -> &mut LeaderState {
+        self.leader_state
+            .as_mut()
+            .expect("only a leader holds leader state")
     }
 
     pub(super) fn send(&mut self, to: NodeId, message: Message) {
@@ -904,14 +881,14 @@ impl Raft {
         self.votes.clear();
         self.fail_forwarded();
         self.fail_follower_reads();
-        let next = self.log.last_index() + 1;
-        let now_us = self.now.mono_us;
-        self.progress = self
-            .followers()
-            .map(|peer| (peer, Progress::new(next, now_us)))
-            .collect();
-        self.heartbeat_deadline_us = now_us + self.config.heartbeat_interval_ms * 1_000;
-        self.check_quorum_deadline_us = now_us + self.config.election_timeout_ms_min * 1_000;
+        let leading = LeaderState::new(
+            self.followers(),
+            self.log.last_index() + 1,
+            self.now.mono_us,
+            self.config.heartbeat_interval_ms * 1_000,
+            self.config.election_timeout_ms_min * 1_000,
+        );
+        self.leader_state = Some(leading);
         self.append_noop();
         self.emit_role();
         self.broadcast_append();

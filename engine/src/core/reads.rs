@@ -92,7 +92,7 @@ impl Raft {
     }
 
     fn leader_read(&mut self, origin: ReadOrigin) {
-        if self.log.commit() < self.term_start_index {
+        if self.log.commit() < self.leading().term_start_index {
             self.reads.waiting_for_commit.push(origin);
             return;
         }
@@ -156,7 +156,10 @@ impl Raft {
     /// forwarded only once it knows they committed.
     pub(super) fn notify_commit(&mut self, answered: &[NodeId]) {
         let commit = self.log.commit();
-        let behind: Vec<NodeId> = self
+        let now = self.now.mono_us;
+        let delay_us = self.config.commit_notify_delay_us;
+        let leading = self.leading_mut();
+        let behind: Vec<NodeId> = leading
             .progress
             .iter()
             .filter(|(_, p)| {
@@ -165,13 +168,10 @@ impl Raft {
             .map(|(&peer, _)| peer)
             .collect();
         if behind.is_empty() {
-            self.commit_notify_due_us = None;
+            leading.commit_notify_due_us = None;
             return;
         }
-        let now = self.now.mono_us;
-        let due = *self
-            .commit_notify_due_us
-            .get_or_insert(now + self.config.commit_notify_delay_us);
+        let due = *leading.commit_notify_due_us.get_or_insert(now + delay_us);
         let told: Vec<NodeId> = if now >= due {
             behind.clone()
         } else {
@@ -182,7 +182,7 @@ impl Raft {
                 .collect()
         };
         if told.len() == behind.len() {
-            self.commit_notify_due_us = None;
+            leading.commit_notify_due_us = None;
         }
         for peer in told {
             self.send_heartbeat(peer);
@@ -213,7 +213,9 @@ impl Raft {
     }
 
     pub(super) fn release_reads_waiting_for_commit(&mut self) {
-        if self.log.commit() >= self.term_start_index && !self.reads.waiting_for_commit.is_empty() {
+        if self.log.commit() >= self.leading().term_start_index
+            && !self.reads.waiting_for_commit.is_empty()
+        {
             for origin in std::mem::take(&mut self.reads.waiting_for_commit) {
                 self.leader_read(origin);
             }

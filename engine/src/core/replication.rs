@@ -8,6 +8,7 @@ use ordo_net::{
 use ordo_storage::{Batch, BatchKind, BatchMeta, EntryOut, Index, LogId, NodeId};
 
 use super::io::{ApplyBatch, Command, ReadPurpose, Role};
+use super::leader::progress_mut;
 use super::log::LogTail;
 use super::progress::{BatchSpan, ReplicationState};
 use super::raft::Raft;
@@ -17,7 +18,7 @@ impl Raft {
     /// earlier entry once it commits (Raft §5.4.2, §8).
     pub(super) fn append_noop(&mut self) {
         let first_index = self.append_internal_noop();
-        self.term_start_index = first_index;
+        self.leading_mut().term_start_index = first_index;
     }
 
     /// Appends a no-op in this leader's term and returns its index.
@@ -71,17 +72,18 @@ impl Raft {
     /// Adds a batch the leader created to its log view and to the bytes it
     /// holds beyond its commit index.
     pub(super) fn track_own(&mut self, batch: Batch) {
-        self.uncommitted.push_back(BatchSpan {
+        let leading = self.leading_mut();
+        leading.uncommitted.push_back(BatchSpan {
             last_index: batch.last_index(),
             bytes: batch.len_bytes(),
         });
-        self.uncommitted_bytes += batch.len_bytes();
+        leading.uncommitted_bytes += batch.len_bytes();
         self.log.append(batch);
     }
 
     /// Sends whatever each follower's window allows.
     pub(super) fn broadcast_append(&mut self) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        let peers: Vec<NodeId> = self.leading().progress.keys().copied().collect();
         for peer in peers {
             self.send_append(peer);
         }
@@ -91,7 +93,7 @@ impl Raft {
     /// `Probe`, a stream in `Replicate`).
     pub(super) fn send_append(&mut self, to: NodeId) {
         loop {
-            let Some(progress) = self.progress.get(&to) else {
+            let Some(progress) = self.progress(to) else {
                 return;
             };
             if !progress.can_send(
@@ -135,7 +137,7 @@ impl Raft {
         let bytes = batches.iter().map(Batch::len_bytes).sum();
         let last = batches.last().map_or(prev.index, Batch::last_index);
         let commit = self.log.commit();
-        let progress = self.progress.get_mut(&to).expect("caller checked");
+        let progress = progress_mut(&mut self.leader_state, to).expect("caller checked");
         progress.sent(last, bytes);
         progress.commit_sent = progress.commit_sent.max(commit.min(last));
         let message = Message::Append(AppendRequest {
@@ -148,7 +150,7 @@ impl Raft {
     }
 
     fn request_log_for_peer(&mut self, to: NodeId, from: Index) {
-        let progress = self.progress.get_mut(&to).expect("caller checked");
+        let progress = progress_mut(&mut self.leader_state, to).expect("caller checked");
         if progress.log_read_pending {
             return;
         }
@@ -163,7 +165,7 @@ impl Raft {
     /// Entries read back from storage for a follower the cache could not
     /// serve: sent if they still fit its progress, otherwise dropped.
     pub(super) fn log_read_for_peer(&mut self, to: NodeId, batches: Vec<Batch>) {
-        let Some(progress) = self.progress.get_mut(&to) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, to) else {
             return;
         };
         progress.log_read_pending = false;
@@ -194,7 +196,7 @@ impl Raft {
     /// Heartbeats carry the commit index (bounded by each follower's match)
     /// and the current read round.
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        let peers: Vec<NodeId> = self.leading().progress.keys().copied().collect();
         for peer in peers {
             self.send_heartbeat(peer);
         }
@@ -202,7 +204,7 @@ impl Raft {
 
     pub(super) fn send_heartbeat(&mut self, to: NodeId) {
         let commit = self.log.commit();
-        let commit = match self.progress.get_mut(&to) {
+        let commit = match progress_mut(&mut self.leader_state, to) {
             Some(progress) => {
                 let commit = commit.min(progress.match_index);
                 progress.commit_sent = progress.commit_sent.max(commit);
@@ -232,7 +234,12 @@ impl Raft {
         let now = self.now.mono_us;
         let stall_us = self.config.election_timeout_ms_min * 1_000;
         let mut stalled = Vec::new();
-        for (&peer, progress) in &mut self.progress {
+        for (&peer, progress) in &mut self
+            .leader_state
+            .as_mut()
+            .expect("only a leader watches its followers")
+            .progress
+        {
             let limit = match progress.state {
                 ReplicationState::Replicate if progress.inflight_messages() > 0 => stall_us,
                 ReplicationState::Snapshot { .. } => {
@@ -255,7 +262,11 @@ impl Raft {
     pub(super) fn quorum_active(&mut self) -> bool {
         let mut active = usize::from(self.is_voter(self.id));
         let voters = &self.voters;
-        for (peer, progress) in self.progress.iter_mut() {
+        let leading = self
+            .leader_state
+            .as_mut()
+            .expect("only a leader checks its quorum");
+        for (peer, progress) in leading.progress.iter_mut() {
             if progress.recent_active && !progress.repairing && voters.binary_search(peer).is_ok() {
                 active += 1;
             }
@@ -266,7 +277,7 @@ impl Raft {
 
     pub(super) fn unreachable(&mut self, to: NodeId) {
         let now = self.now.mono_us;
-        if let Some(progress) = self.progress.get_mut(&to)
+        if let Some(progress) = progress_mut(&mut self.leader_state, to)
             && progress.state == ReplicationState::Replicate
         {
             progress.become_probe(now);
@@ -279,7 +290,7 @@ impl Raft {
             return;
         }
         let now = self.now.mono_us;
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, from) else {
             return;
         };
         progress.recent_active = true;
@@ -309,7 +320,7 @@ impl Raft {
             self.append_repair_barrier();
         }
         let round = self.reads.sent_round;
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, from) else {
             return;
         };
         match response.result {
@@ -328,18 +339,20 @@ impl Raft {
                     // No heartbeat sent before this point echoes a later round.
                     progress.match_round = round;
                 }
-                if self.departing.contains(&from) && match_index >= self.configs.current_index() {
+                let config_index = self.configs.current_index();
+                let leading = self.leading_mut();
+                if leading.departing.contains(&from) && match_index >= config_index {
                     // It holds the configuration that removed it.
+                    leading.departing.remove(&from);
+                    leading.progress.remove(&from);
                     tracing::info!(
                         id = self.id,
                         node = from,
                         "a removed member learned it was removed"
                     );
-                    self.departing.remove(&from);
-                    self.progress.remove(&from);
                     return;
                 }
-                let Some(progress) = self.progress.get_mut(&from) else {
+                let Some(progress) = progress_mut(&mut self.leader_state, from) else {
                     return;
                 };
                 match progress.state {
@@ -351,6 +364,10 @@ impl Raft {
                 }
                 if advanced {
                     self.maybe_commit();
+                    if self.role != Role::Leader {
+                        // The configuration it committed removed this leader.
+                        return;
+                    }
                     self.maybe_send_timeout_now(from);
                 }
                 self.send_append(from);
@@ -378,7 +395,7 @@ impl Raft {
         }
         let last_index = self.log.last_index();
         let all_committed = self.log.commit() >= last_index;
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, from) else {
             return;
         };
         progress.recent_active = true;
@@ -626,13 +643,14 @@ impl Raft {
             self.apply_committed();
             return;
         }
-        while self
+        let leading = self.leading_mut();
+        while leading
             .uncommitted
             .front()
             .is_some_and(|span| span.last_index <= candidate)
         {
-            let span = self.uncommitted.pop_front().expect("checked");
-            self.uncommitted_bytes -= span.bytes;
+            let span = leading.uncommitted.pop_front().expect("checked");
+            leading.uncommitted_bytes -= span.bytes;
         }
         self.apply_committed();
         self.release_reads_waiting_for_commit();

@@ -7,6 +7,7 @@ use ordo_net::{AppendResponse, AppendResult, InstallSnapshot, Message, SnapshotM
 use ordo_storage::{LogId, NodeId};
 
 use super::io::{Command, Role};
+use super::leader::progress_mut;
 use super::log::LogTail;
 use super::membership::{Membership, decode_core_state, encode_core_state};
 use super::raft::Raft;
@@ -91,7 +92,7 @@ impl Raft {
     /// The follower needs entries before the log's start: send the snapshot.
     pub(super) fn start_snapshot(&mut self, to: NodeId) {
         let now = self.now.mono_us;
-        let Some(progress) = self.progress.get_mut(&to) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, to) else {
             return;
         };
         if self.snapshot.last.index == 0 {
@@ -109,7 +110,7 @@ impl Raft {
 
     pub(super) fn snapshot_sent(&mut self, to: NodeId, ok: bool) {
         let now = self.now.mono_us;
-        if let Some(progress) = self.progress.get_mut(&to)
+        if let Some(progress) = progress_mut(&mut self.leader_state, to)
             && !ok
             && matches!(
                 progress.state,
