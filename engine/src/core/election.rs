@@ -22,14 +22,15 @@ pub(super) enum CampaignKind {
 }
 
 impl Raft {
-    /// Starts an election of `kind`, unless this node is repairing, does
-    /// not know its log's tail (it reads it first) or is restoring a
-    /// snapshot.
+    /// Starts an election of `kind`, unless this node does not know its
+    /// log's tail (it reads it first) or is restoring a snapshot. Only a
+    /// node that may stand gets here: never a leader, a repairing node or
+    /// one outside the voters it could stand for.
     pub(super) fn campaign(&mut self, kind: CampaignKind) {
+        assert_ne!(self.role, Role::Leader, "a leader campaigned");
+        assert!(self.repair.is_none(), "a repairing node campaigned");
+        assert!(self.may_campaign(), "a node that may not stand campaigned");
         self.reset_election_deadline();
-        if self.repair.is_some() {
-            return;
-        }
         if self.log.tail().is_none() {
             // A leader must stamp its first entry with the next id and a
             // timestamp after the last one; learn them before campaigning.
@@ -94,6 +95,11 @@ impl Raft {
 
     /// Counts votes; wins or loses the election when a quorum decides.
     pub(super) fn tally_votes(&mut self) {
+        assert!(
+            matches!(self.role, Role::PreCandidate | Role::Candidate),
+            "votes counted by a {:?}",
+            self.role
+        );
         let mut granted = self.votes.values().filter(|&&g| g).count();
         let rejected = self.votes.values().filter(|&&g| !g).count();
         // Invariant: a leader's term (and its vote for itself) is durable.
@@ -122,6 +128,16 @@ impl Raft {
     }
 
     pub(super) fn handle_vote_request(&mut self, from: NodeId, request: VoteRequest) {
+        // `step_message` answered stale requests and took a real vote's
+        // newer term; only a pre-vote stands in a term above this node's.
+        assert_ne!(from, self.id);
+        assert!(request.term >= self.term, "stale vote request handled");
+        assert!(
+            request.pre_vote || request.term == self.term,
+            "a vote request of term {} handled in term {}",
+            request.term,
+            self.term
+        );
         // Raft §5.2: one vote per term, first come; thesis §9.6: a pre-vote
         // is granted to a higher term without changing anything.
         // A repairing node may lack entries it acknowledged (or the vote it
@@ -170,6 +186,15 @@ impl Raft {
     }
 
     pub(super) fn handle_vote_response(&mut self, from: NodeId, response: VoteResponse) {
+        // `step_message` dropped stale answers and took any newer term but
+        // that of a granted pre-vote (the term the candidate would stand in).
+        assert!(response.term >= self.term, "stale vote response handled");
+        assert!(
+            (response.pre_vote && response.granted) || response.term == self.term,
+            "a vote response of term {} handled in term {}",
+            response.term,
+            self.term
+        );
         let expected = match self.role {
             Role::PreCandidate => response.pre_vote,
             Role::Candidate => !response.pre_vote && response.term == self.term,
@@ -323,6 +348,7 @@ impl Raft {
     }
 
     pub(super) fn maybe_send_timeout_now(&mut self, to: NodeId) {
+        assert_eq!(self.role, Role::Leader, "only a leader hands over");
         if self.leading().transfer.map(|transfer| transfer.to) != Some(to) {
             return;
         }

@@ -41,6 +41,14 @@ impl Outstanding {
         self.sent.len()
     }
 
+    /// Checks the invariant written on `order`.
+    pub fn check(&self) {
+        match self.order.front() {
+            Some(front) => assert!(front.live(&self.sent), "stale front {front:?}"),
+            None => assert!(self.sent.is_empty(), "requests in flight but none in order"),
+        }
+    }
+
     /// Records `id` sent at `now_us`.
     pub fn insert(&mut self, id: u64, now_us: u64) {
         if self.sent.insert(id, now_us).is_none() {

@@ -155,6 +155,9 @@ pub struct Raft {
     /// campaigns.
     pub(super) repair: Option<Repair>,
     pub(super) commands: Vec<Command>,
+    /// [`Raft::end_turn`] checks every invariant (debug builds, and
+    /// simulators in any build: [`Raft::check_invariants_every_turn`]).
+    pub(super) check_every_turn: bool,
 }
 
 impl Raft {
@@ -266,6 +269,7 @@ impl Raft {
             reads: ReadState::default(),
             repair,
             commands: Vec::new(),
+            check_every_turn: cfg!(debug_assertions),
         };
         raft.reset_election_deadline();
         raft.emit_role();
@@ -456,14 +460,21 @@ impl Raft {
             }
         }
         self.request_hard_state();
-        if cfg!(debug_assertions) {
+        if self.check_every_turn {
             self.check_invariants();
         }
         out.append(&mut self.commands);
     }
 
+    /// Makes [`Raft::end_turn`] check every invariant in every build, as
+    /// debug builds always do: the simulators turn it on, so that their
+    /// release runs over many seeds check as much as debug ones.
+    pub fn check_invariants_every_turn(&mut self) {
+        self.check_every_turn = true;
+    }
+
     /// Checks every invariant written on the core's fields. Debug builds and
-    /// the simulator run it after every turn; a failure is a bug.
+    /// the simulators run it after every turn; a failure is a bug.
     pub fn check_invariants(&self) {
         self.log.check();
         self.configs.check();
@@ -507,6 +518,42 @@ impl Raft {
                     "a follower was told of a commit the leader has not made"
                 );
             }
+            let (commit, last) = (self.log.commit(), self.log.last_index());
+            assert!(leading.term_start_index > 0 && leading.term_start_index <= last);
+            assert!(
+                leading
+                    .uncommitted
+                    .front()
+                    .is_none_or(|span| span.last_index > commit)
+                    && leading
+                        .uncommitted
+                        .back()
+                        .is_none_or(|span| span.last_index <= last),
+                "uncommitted batches outside (commit, last]"
+            );
+            assert!(
+                leading
+                    .pending
+                    .back()
+                    .is_none_or(|entry| entry.index <= last)
+            );
+        }
+        assert!(
+            self.acked_index <= self.matched_leader_index
+                && self.matched_leader_index <= self.log.last_index(),
+            "acked {}, matched {}, last {}",
+            self.acked_index,
+            self.matched_leader_index,
+            self.log.last_index()
+        );
+        self.reads.check(
+            self.role == Role::Leader,
+            self.log.commit(),
+            self.config.reads_pending_max,
+        );
+        self.forwarded.check();
+        if self.restoring.is_some() {
+            assert_eq!(self.role, Role::Follower, "a node restoring campaigned");
         }
         if matches!(self.role, Role::Candidate | Role::PreCandidate) {
             assert!(self.may_campaign(), "a node that may not stand campaigned");

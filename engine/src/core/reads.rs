@@ -55,6 +55,36 @@ pub struct ReadState {
 }
 
 impl ReadState {
+    /// Checks the invariants of a node whose role is `leading` (or not)
+    /// and whose commit index is `commit`: a leader holds only its own
+    /// reads, in round order, at indexes it committed; any other node only
+    /// the reads it forwards. Every node holds at most `reads_pending_max`.
+    pub(super) fn check(&self, leading: bool, commit: Index, reads_pending_max: usize) {
+        assert!(self.len() <= reads_pending_max, "{} reads held", self.len());
+        assert!(self.sent_round <= self.round);
+        self.forwarded.check();
+        if leading {
+            assert!(
+                self.buffer.is_empty() && self.forwarded.len() == 0,
+                "a leader forwards reads"
+            );
+            let mut previous = (0, 0);
+            for read in &self.waiting {
+                assert!(read.round <= self.round && read.index <= commit, "{read:?}");
+                assert!(
+                    (read.round, read.index) >= previous,
+                    "reads out of round order"
+                );
+                previous = (read.round, read.index);
+            }
+        } else {
+            assert!(
+                self.waiting.is_empty() && self.waiting_for_commit.is_empty() && !self.round_open,
+                "reads wait at a node that does not lead"
+            );
+        }
+    }
+
     fn len(&self) -> usize {
         self.waiting.len()
             + self.waiting_for_commit.len()
@@ -65,6 +95,7 @@ impl ReadState {
 
 impl Raft {
     pub(super) fn read(&mut self, request_id: u64) {
+        assert!(self.reads.len() <= self.config.reads_pending_max);
         if self.reads.len() >= self.config.reads_pending_max {
             let leader = self.leader;
             self.read_ready(
@@ -92,6 +123,8 @@ impl Raft {
     }
 
     fn leader_read(&mut self, origin: ReadOrigin) {
+        assert_eq!(self.role, Role::Leader, "only a leader reads");
+        assert!(self.reads.sent_round <= self.reads.round);
         if self.log.commit() < self.leading().term_start_index {
             self.reads.waiting_for_commit.push(origin);
             return;
@@ -136,6 +169,7 @@ impl Raft {
     /// ([`Raft::notify_commit`]; `answered`: the followers this turn
     /// answered forwarded proposals).
     pub(super) fn flush_read_round(&mut self, answered: &[NodeId]) {
+        assert_eq!(self.role, Role::Leader, "only a leader confirms reads");
         if self.reads.round_open {
             self.reads.round_open = false;
             self.broadcast_heartbeat();
@@ -191,6 +225,7 @@ impl Raft {
 
     /// Serves every read whose round a quorum has echoed.
     pub(super) fn confirm_reads(&mut self) {
+        assert_eq!(self.role, Role::Leader, "only a leader confirms reads");
         if self.reads.waiting.is_empty() {
             return;
         }
@@ -263,6 +298,7 @@ impl Raft {
 
     /// A follower forwards the turn's reads to the leader in one message.
     pub(super) fn flush_follower_reads(&mut self) {
+        assert_ne!(self.role, Role::Leader, "a leader forwards reads");
         if self.reads.buffer.is_empty() {
             return;
         }

@@ -92,10 +92,15 @@ impl Raft {
     /// Sends AppendEntries to `to` while its window has room (one message in
     /// `Probe`, a stream in `Replicate`).
     pub(super) fn send_append(&mut self, to: NodeId) {
+        assert_eq!(self.role, Role::Leader, "only a leader sends appends");
         loop {
             let Some(progress) = self.progress(to) else {
                 return;
             };
+            assert!(
+                progress.match_index < progress.next_index,
+                "{to}: {progress:?}"
+            );
             if !progress.can_send(
                 self.config.inflight_messages_max,
                 self.config.inflight_bytes_max,
@@ -285,10 +290,14 @@ impl Raft {
     }
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        // `step_message` dropped stale answers and stepped down for newer
+        // ones. A leader that stepped down in this term still hears them.
+        assert_eq!(response.term, self.term, "an answer of another term");
         self.note_peer_repairing(from, response.repairing);
         if self.role != Role::Leader {
             return;
         }
+        self.check_leader_log();
         let now = self.now.mono_us;
         let Some(progress) = progress_mut(&mut self.leader_state, from) else {
             return;
@@ -389,10 +398,12 @@ impl Raft {
     }
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
+        assert_eq!(response.term, self.term, "an answer of another term");
         self.note_peer_repairing(from, response.repairing);
         if self.role != Role::Leader {
             return;
         }
+        self.check_leader_log();
         let last_index = self.log.last_index();
         let all_committed = self.log.commit() >= last_index;
         let Some(progress) = progress_mut(&mut self.leader_state, from) else {
@@ -458,7 +469,10 @@ impl Raft {
 
     /// The follower's side of AppendEntries (Figure 2 receiver rules 1–5).
     pub(super) fn handle_append(&mut self, from: NodeId, request: AppendRequest) {
+        // `step_message` dropped stale appends and followed a newer term.
+        assert_eq!(request.term, self.term, "an append of another term");
         self.follow(from);
+        self.check_follower_log(from);
         if self.restoring.is_some() {
             return;
         }
@@ -550,7 +564,9 @@ impl Raft {
     }
 
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
+        assert_eq!(heartbeat.term, self.term, "a heartbeat of another term");
         self.follow(from);
+        self.check_follower_log(from);
         if self.restoring.is_none() {
             // The leader bounds the commit by this follower's match, which
             // this node holds durably and which matches the leader. Not
@@ -595,6 +611,42 @@ impl Raft {
         self.reset_election_deadline();
     }
 
+    /// What holds whenever a leader handles a follower's answer: the
+    /// leader's commit and the entries it appended in its term are in its
+    /// log, and the log's cursors are ordered.
+    fn check_leader_log(&self) {
+        let leading = self.leading();
+        let (applied, commit, last) =
+            (self.log.applied(), self.log.commit(), self.log.last_index());
+        assert!(
+            applied <= commit && commit <= last,
+            "applied {applied}, commit {commit}, last {last}"
+        );
+        assert!(
+            leading.term_start_index > 0 && leading.term_start_index <= last,
+            "no-op at {} with last {last}",
+            leading.term_start_index
+        );
+        assert!(self.log.durable() <= last);
+    }
+
+    /// What holds whenever a follower takes an append or heartbeat from
+    /// `leader` (after [`Raft::follow`]): it follows that leader, and what
+    /// it matched and acknowledged to it is in its log.
+    fn check_follower_log(&self, leader: NodeId) {
+        assert_eq!(self.role, Role::Follower);
+        assert_eq!(self.leader, leader);
+        assert!(self.leader_state.is_none());
+        let (commit, last) = (self.log.commit(), self.log.last_index());
+        assert!(commit <= last, "commit {commit} beyond last {last}");
+        assert!(
+            self.acked_index <= self.matched_leader_index && self.matched_leader_index <= last,
+            "acked {}, matched {}, last {last}",
+            self.acked_index,
+            self.matched_leader_index
+        );
+    }
+
     /// A follower acknowledges what it holds durably and knows to match the
     /// leader, once per turn. While a sync is pending it waits for it, so
     /// each sync yields one acknowledgement.
@@ -624,9 +676,7 @@ impl Raft {
     /// own durable index, so its fsync runs in parallel with replication
     /// (thesis §10.2.1).
     pub(super) fn maybe_commit(&mut self) {
-        if self.role != Role::Leader {
-            return;
-        }
+        assert_eq!(self.role, Role::Leader, "only a leader commits");
         // A repairing follower counts as holding nothing: the leader must
         // reach a quorum without it (core/repair.rs). Only voters of the
         // configuration in force count, this leader only if it is one.
@@ -659,6 +709,9 @@ impl Raft {
     /// Hands committed entries to the state machine in order, each once;
     /// answers their proposers; reads back from storage what the cache lost.
     pub(super) fn apply_committed(&mut self) {
+        assert!(
+            self.log.applied() <= self.log.commit() && self.log.commit() <= self.log.last_index()
+        );
         while self.log.applied() < self.log.commit() && self.restoring.is_none() {
             let from = self.log.applied() + 1;
             let to = self.log.commit();

@@ -43,6 +43,12 @@ impl Raft {
     /// being taken.
     pub(super) fn take_snapshot(&mut self) {
         let applied = self.log.applied();
+        assert!(applied <= self.log.commit(), "applied beyond commit");
+        assert!(
+            self.snapshot.last.index <= applied || self.restoring.is_some(),
+            "the snapshot {:?} is ahead of applied {applied}",
+            self.snapshot.last
+        );
         if self.snapshot_in_progress {
             return;
         }
@@ -62,6 +68,15 @@ impl Raft {
     }
 
     pub(super) fn snapshot_created(&mut self, meta: SnapshotMeta) {
+        // Taken at the applied index, which only grows (a restore moves it
+        // past the commit index).
+        assert!(self.snapshot_in_progress, "a snapshot nobody asked for");
+        assert!(
+            meta.last.index <= self.log.applied(),
+            "snapshot {:?} beyond applied {}",
+            meta.last,
+            self.log.applied()
+        );
         self.snapshot_in_progress = false;
         if meta.last.index <= self.snapshot.last.index || !self.log.matches(meta.last) {
             return;
@@ -91,6 +106,9 @@ impl Raft {
 
     /// The follower needs entries before the log's start: send the snapshot.
     pub(super) fn start_snapshot(&mut self, to: NodeId) {
+        assert_eq!(self.role, Role::Leader, "only a leader sends snapshots");
+        // A leader never restores one: restoring keeps a node a follower.
+        assert!(self.restoring.is_none() && self.snapshot.last.index <= self.log.applied());
         let now = self.now.mono_us;
         let Some(progress) = progress_mut(&mut self.leader_state, to) else {
             return;
@@ -124,6 +142,9 @@ impl Raft {
     }
 
     pub(super) fn handle_install_snapshot(&mut self, from: NodeId, install: InstallSnapshot) {
+        // `step_message` dropped stale ones and followed a newer term.
+        assert_eq!(install.term, self.term, "a snapshot of another term");
+        assert_ne!(self.role, Role::Leader, "two leaders in term {}", self.term);
         if self.role != Role::Follower || self.leader != from {
             let term = self.term;
             self.become_follower(term, from);
@@ -165,6 +186,15 @@ impl Raft {
         if self.restoring.as_ref().map(|m| m.last) != Some(meta.last) {
             return;
         }
+        // Restoring keeps a node a follower, and freezes its commit index
+        // below the snapshot (appends and heartbeats wait for the restore).
+        assert_eq!(self.role, Role::Follower, "a node restoring campaigned");
+        assert!(
+            meta.last.index > self.log.commit(),
+            "restored {:?} at or below commit {}",
+            meta.last,
+            self.log.commit()
+        );
         self.restoring = None;
         let limits = SessionLimits {
             sessions_max: self.config.sessions_max,
