@@ -110,6 +110,10 @@ pub struct Host {
     acked_saved_at_us: u64,
     /// Disk log starts that found a loss (a cut or lost hard state).
     pub losses_found: u64,
+    /// The lowest index the log wrote (appended or truncated) since
+    /// [`Host::take_written_from`] last took it; `Some(0)` after a restart,
+    /// whose recovery may have changed anything.
+    written_from: Option<Index>,
     commands: Vec<Command>,
 }
 
@@ -147,8 +151,7 @@ impl Host {
         now: Now,
         log: HostLog,
     ) -> Self {
-        let raft =
-            Raft::new(id, voters, config.clone(), fresh_state(), seed, now).expect("valid config");
+        let raft = Self::core(id, voters, config.clone(), fresh_state(), seed, now);
         Self {
             id,
             voters: voters.to_vec(),
@@ -169,8 +172,35 @@ impl Host {
             acked_saved: 0,
             acked_saved_at_us: now.mono_us,
             losses_found: 0,
+            written_from: None,
             commands: Vec::new(),
         }
+    }
+
+    /// The lowest index this node's log wrote since the last call (`0`:
+    /// anything, after a restart), or `None` if it wrote nothing: a driver
+    /// checking what the log holds reads only from there.
+    pub fn take_written_from(&mut self) -> Option<Index> {
+        self.written_from.take()
+    }
+
+    fn note_written(&mut self, from: Index) {
+        self.written_from = Some(self.written_from.map_or(from, |known| known.min(from)));
+    }
+
+    /// The node's core, checking every invariant after every turn in any
+    /// build.
+    fn core(
+        id: NodeId,
+        voters: &[NodeId],
+        config: CoreConfig,
+        state: RaftState,
+        seed: u64,
+        now: Now,
+    ) -> Raft {
+        let mut raft = Raft::new(id, voters, config, state, seed, now).expect("valid config");
+        raft.check_invariants_every_turn();
+        raft
     }
 
     /// Restarts the node from what its log and snapshot hold after a crash
@@ -232,20 +262,20 @@ impl Host {
         .expect("the log reads back what it recovered");
         raft_state.loss = loss;
         self.acked_saved_at_us = now.mono_us;
-        self.raft = Raft::new(
+        self.raft = Self::core(
             self.id,
             &self.voters,
             self.config.clone(),
             raft_state,
             seed,
             now,
-        )
-        .expect("restart");
+        );
         self.applied = data;
         self.received_snapshot = None;
         self.responses.clear();
         self.read_results.clear();
         self.commands.clear();
+        self.note_written(0);
     }
 
     /// Reopens the disk log after a crash or wipe, as the node does
@@ -300,11 +330,10 @@ impl Host {
         for event in events {
             self.raft.step(now, event);
         }
+        // `end_turn` checks every invariant, whatever the build profile
+        // (`Raft::check_invariants_every_turn`, set by `Host::core`).
         self.raft.end_turn(now, &mut self.commands);
         self.save_acked(now);
-        // Every invariant after every turn, whatever the build profile
-        // (`end_turn` checks them only with debug assertions).
-        self.raft.check_invariants();
         let commands = std::mem::take(&mut self.commands);
         let mut effects = Vec::new();
         for command in commands {
@@ -321,14 +350,20 @@ impl Host {
             Command::PersistHardState(hard_state) => {
                 effects.push(Effect::PersistHardState(hard_state))
             }
-            Command::Truncate { from } => self
-                .log
-                .truncate_suffix_now(from)
-                .expect("core truncates within its log"),
-            Command::Append { batches } => self
-                .log
-                .append_now(&batches)
-                .expect("core appends contiguously"),
+            Command::Truncate { from } => {
+                self.note_written(from);
+                self.log
+                    .truncate_suffix_now(from)
+                    .expect("core truncates within its log")
+            }
+            Command::Append { batches } => {
+                if let Some(first) = batches.first() {
+                    self.note_written(first.first_index());
+                }
+                self.log
+                    .append_now(&batches)
+                    .expect("core appends contiguously")
+            }
             Command::Sync => effects.push(Effect::Sync),
             Command::ReadLog {
                 purpose,
