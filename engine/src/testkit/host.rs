@@ -10,7 +10,7 @@ use bytes::Bytes;
 use ordo_net::{Message, ProposeResult, ReadError, SnapshotMeta};
 use ordo_storage::disk::SimDisk;
 use ordo_storage::{
-    BatchKind, HardState, Index, LogId, MemLog, MessageId, NodeId, Term, TimestampUs,
+    BatchKind, EntryView, HardState, Index, LogId, MemLog, MessageId, NodeId, Term, TimestampUs,
 };
 
 use super::host_log::{HostLog, HostSyncPoint, SIM_LOG_DIR, SimDiskLog};
@@ -36,6 +36,21 @@ pub struct AppliedEntry {
     pub seq: u64,
     /// Payload.
     pub payload: Bytes,
+}
+
+impl From<&EntryView<'_>> for AppliedEntry {
+    fn from(entry: &EntryView<'_>) -> Self {
+        Self {
+            kind: entry.kind,
+            index: entry.index,
+            term: entry.term,
+            id: entry.id,
+            ts: entry.ts,
+            client_id: entry.client_id,
+            seq: entry.seq,
+            payload: Bytes::copy_from_slice(entry.payload),
+        }
+    }
 }
 
 /// Something the node asks its environment to do; the driver chooses when.
@@ -151,7 +166,9 @@ impl Host {
         now: Now,
         log: HostLog,
     ) -> Self {
-        let raft = Self::core(id, voters, config.clone(), fresh_state(), seed, now);
+        let raft = Self::checked(
+            Raft::new(id, voters, config.clone(), fresh_state(), seed, now).expect("valid config"),
+        );
         Self {
             id,
             voters: voters.to_vec(),
@@ -188,17 +205,8 @@ impl Host {
         self.written_from = Some(self.written_from.map_or(from, |known| known.min(from)));
     }
 
-    /// The node's core, checking every invariant after every turn in any
-    /// build.
-    fn core(
-        id: NodeId,
-        voters: &[NodeId],
-        config: CoreConfig,
-        state: RaftState,
-        seed: u64,
-        now: Now,
-    ) -> Raft {
-        let mut raft = Raft::new(id, voters, config, state, seed, now).expect("valid config");
+    /// `raft`, checking every invariant after every turn in any build.
+    fn checked(mut raft: Raft) -> Raft {
         raft.check_invariants_every_turn();
         raft
     }
@@ -262,13 +270,16 @@ impl Host {
         .expect("the log reads back what it recovered");
         raft_state.loss = loss;
         self.acked_saved_at_us = now.mono_us;
-        self.raft = Self::core(
-            self.id,
-            &self.voters,
-            self.config.clone(),
-            raft_state,
-            seed,
-            now,
+        self.raft = Self::checked(
+            Raft::new(
+                self.id,
+                &self.voters,
+                self.config.clone(),
+                raft_state,
+                seed,
+                now,
+            )
+            .expect("restart"),
         );
         self.applied = data;
         self.received_snapshot = None;
@@ -331,7 +342,7 @@ impl Host {
             self.raft.step(now, event);
         }
         // `end_turn` checks every invariant, whatever the build profile
-        // (`Raft::check_invariants_every_turn`, set by `Host::core`).
+        // (`Raft::check_invariants_every_turn`, set by `Host::checked`).
         self.raft.end_turn(now, &mut self.commands);
         self.save_acked(now);
         let commands = std::mem::take(&mut self.commands);
@@ -388,16 +399,7 @@ impl Host {
                         "node {} applied out of order",
                         self.id
                     );
-                    self.applied.push(AppliedEntry {
-                        kind: entry.kind,
-                        index: entry.index,
-                        term: entry.term,
-                        id: entry.id,
-                        ts: entry.ts,
-                        client_id: entry.client_id,
-                        seq: entry.seq,
-                        payload: Bytes::copy_from_slice(entry.payload),
-                    });
+                    self.applied.push(AppliedEntry::from(&entry));
                 }
             }
             Command::Respond { request_id, result } => {

@@ -23,7 +23,6 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
 use ordo_engine::testkit::{AppliedEntry, Host};
 use ordo_net::Committed;
 use ordo_storage::{Batch, BatchKind, ClientId, Index, NodeId, Seq, Term};
@@ -285,16 +284,7 @@ impl Checker {
     pub fn entries_held(&mut self, node: NodeId, batches: &[Batch]) -> Result<(), String> {
         for batch in batches {
             for entry in batch.entries() {
-                let held = AppliedEntry {
-                    kind: entry.kind,
-                    index: entry.index,
-                    term: entry.term,
-                    id: entry.id,
-                    ts: entry.ts,
-                    client_id: entry.client_id,
-                    seq: entry.seq,
-                    payload: Bytes::copy_from_slice(entry.payload),
-                };
+                let held = AppliedEntry::from(&entry);
                 match self.held.entry((entry.index, entry.term)) {
                     Entry::Vacant(vacant) => {
                         vacant.insert(held);
