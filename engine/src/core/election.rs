@@ -7,15 +7,30 @@ use ordo_storage::NodeId;
 use super::io::{Command, ReadPurpose, Role};
 use super::raft::Raft;
 
+/// What kind of election a node starts (etcd raft's `CampaignType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CampaignKind {
+    /// Asks whether the voters would grant a vote in the next term,
+    /// without raising this node's term or theirs (thesis §9.6).
+    PreVote,
+    /// Stands in the next term (Raft §5.2).
+    Election,
+    /// Stands in the next term because the leader handed leadership over
+    /// (`TimeoutNow`, thesis §3.10): voters grant it despite their
+    /// check-quorum lease.
+    Transfer,
+}
+
 impl Raft {
-    /// Starts an election: a pre-vote round first if `pre_vote`, otherwise a
-    /// real one in the next term. `transfer` marks a leadership transfer,
-    /// which voters grant despite their lease.
-    pub(super) fn campaign(&mut self, pre_vote: bool, transfer: bool) {
+    /// Starts an election of `kind`, unless this node does not know its
+    /// log's tail (it reads it first) or is restoring a snapshot. Only a
+    /// node that may stand gets here: never a leader, a repairing node or
+    /// one outside the voters it could stand for.
+    pub(super) fn campaign(&mut self, kind: CampaignKind) {
+        assert_ne!(self.role, Role::Leader, "a leader campaigned");
+        assert!(self.repair.is_none(), "a repairing node campaigned");
+        assert!(self.may_campaign(), "a node that may not stand campaigned");
         self.reset_election_deadline();
-        if self.repair.is_some() {
-            return;
-        }
         if self.log.tail().is_none() {
             // A leader must stamp its first entry with the next id and a
             // timestamp after the last one; learn them before campaigning.
@@ -35,7 +50,8 @@ impl Raft {
         self.votes.clear();
         self.leader = 0;
         let last = self.log.last();
-        if pre_vote {
+        let transfer = kind == CampaignKind::Transfer;
+        if kind == CampaignKind::PreVote {
             tracing::debug!(id = self.id, term = self.term, "pre-vote campaign");
             self.role = Role::PreCandidate;
             if self.voters.contains(&self.id) {
@@ -79,6 +95,11 @@ impl Raft {
 
     /// Counts votes; wins or loses the election when a quorum decides.
     pub(super) fn tally_votes(&mut self) {
+        assert!(
+            matches!(self.role, Role::PreCandidate | Role::Candidate),
+            "votes counted by a {:?}",
+            self.role
+        );
         let mut granted = self.votes.values().filter(|&&g| g).count();
         let rejected = self.votes.values().filter(|&&g| !g).count();
         // Invariant: a leader's term (and its vote for itself) is durable.
@@ -96,7 +117,7 @@ impl Raft {
         }
         let quorum = self.quorum();
         match self.role {
-            Role::PreCandidate if granted >= quorum => self.campaign(false, false),
+            Role::PreCandidate if granted >= quorum => self.campaign(CampaignKind::Election),
             Role::Candidate if granted >= quorum && term_durable => self.become_leader(),
             Role::PreCandidate | Role::Candidate if rejected >= quorum => {
                 let term = self.term;
@@ -107,6 +128,16 @@ impl Raft {
     }
 
     pub(super) fn handle_vote_request(&mut self, from: NodeId, request: VoteRequest) {
+        // `step_message` answered stale requests and took a real vote's
+        // newer term; only a pre-vote stands in a term above this node's.
+        assert_ne!(from, self.id);
+        assert!(request.term >= self.term, "stale vote request handled");
+        assert!(
+            request.pre_vote || request.term == self.term,
+            "a vote request of term {} handled in term {}",
+            request.term,
+            self.term
+        );
         // Raft §5.2: one vote per term, first come; thesis §9.6: a pre-vote
         // is granted to a higher term without changing anything.
         // A repairing node may lack entries it acknowledged (or the vote it
@@ -140,7 +171,7 @@ impl Raft {
                     self.send(from, Message::VoteResponse(response));
                 } else {
                     // Sent once the vote is durable (Figure 2).
-                    self.pending_vote_response = Some((from, response));
+                    self.pending_vote_response = Some(PendingVoteResponse { to: from, response });
                 }
             }
         } else {
@@ -155,6 +186,15 @@ impl Raft {
     }
 
     pub(super) fn handle_vote_response(&mut self, from: NodeId, response: VoteResponse) {
+        // `step_message` dropped stale answers and took any newer term but
+        // that of a granted pre-vote (the term the candidate would stand in).
+        assert!(response.term >= self.term, "stale vote response handled");
+        assert!(
+            (response.pre_vote && response.granted) || response.term == self.term,
+            "a vote response of term {} handled in term {}",
+            response.term,
+            self.term
+        );
         let expected = match self.role {
             Role::PreCandidate => response.pre_vote,
             Role::Candidate => !response.pre_vote && response.term == self.term,
@@ -214,10 +254,10 @@ impl Raft {
             Some(TransferError::NotAVoter(to))
         } else if self.peers_repairing.contains(&to) {
             Some(TransferError::Repairing(to))
-        } else if let Some((target, _)) = self.transfer {
-            Some(TransferError::InProgress(target))
         } else {
-            None
+            self.leading()
+                .transfer
+                .map(|transfer| TransferError::InProgress(transfer.to))
         };
         if let Some(error) = refused {
             self.commands.push(Command::TransferResult {
@@ -234,7 +274,10 @@ impl Raft {
             to,
             "transferring leadership"
         );
-        self.transfer = Some((to, deadline));
+        self.leading_mut().transfer = Some(Transfer {
+            to,
+            deadline_us: deadline,
+        });
         if let Some(previous) = self.transfer_waiter.replace(TransferWaiter {
             request_id,
             to,
@@ -285,8 +328,8 @@ impl Raft {
             return;
         }
         self.transfer_waiter = None;
-        if self.role == Role::Leader {
-            self.transfer = None;
+        if let Some(leading) = &mut self.leader_state {
+            leading.transfer = None;
         }
         tracing::warn!(
             id = self.id,
@@ -305,12 +348,12 @@ impl Raft {
     }
 
     pub(super) fn maybe_send_timeout_now(&mut self, to: NodeId) {
-        if self.transfer.map(|(target, _)| target) != Some(to) {
+        assert_eq!(self.role, Role::Leader, "only a leader hands over");
+        if self.leading().transfer.map(|transfer| transfer.to) != Some(to) {
             return;
         }
         let caught_up = self
-            .progress
-            .get(&to)
+            .progress(to)
             .is_some_and(|p| p.match_index == self.log.last_index());
         if caught_up {
             let term = self.term;
@@ -319,6 +362,25 @@ impl Raft {
             self.send_append(to);
         }
     }
+}
+
+/// A granted vote waiting for the hard state that records it to be durable
+/// (Raft Figure 2: persist before responding).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct PendingVoteResponse {
+    /// The candidate.
+    pub(super) to: NodeId,
+    /// The grant.
+    pub(super) response: VoteResponse,
+}
+
+/// A leader's hand-over in progress (thesis §3.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Transfer {
+    /// The voter leadership is handed to.
+    pub(super) to: NodeId,
+    /// When the leader gives up and takes proposals again.
+    pub(super) deadline_us: u64,
 }
 
 /// A leadership transfer the runtime waits on.

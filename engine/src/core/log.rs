@@ -5,7 +5,70 @@
 
 use std::collections::VecDeque;
 
-use ordo_storage::{Batch, Index, LogId, MessageId, Term, TermRun, TimestampUs};
+use ordo_net::SnapshotMeta;
+use ordo_storage::{
+    Batch, BatchHeader, BatchKind, Index, LogId, MessageId, Term, TermRun, TimestampUs,
+};
+
+/// Where the log's ids and timestamps stand after an entry: the id the
+/// next user entry takes (user entries' ids are dense from 1; internal
+/// entries take none) and the timestamp the next entry's must exceed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogTail {
+    /// The id the next user entry takes.
+    pub next_id: MessageId,
+    /// The last entry's timestamp.
+    pub last_ts: TimestampUs,
+}
+
+impl LogTail {
+    /// The tail of a log that never held an entry.
+    pub const START: Self = Self {
+        next_id: 1,
+        last_ts: 0,
+    };
+
+    /// The tail after the entry at `index` of the batch `header` heads.
+    pub fn at(header: &BatchHeader, index: Index) -> Self {
+        debug_assert!(header.contains(index), "{index} not in {header:?}");
+        let offset = index - header.first_index;
+        let next_id = match header.kind {
+            BatchKind::Entries => header.first_id + offset + 1,
+            BatchKind::Noop | BatchKind::Config => header.first_id,
+        };
+        Self {
+            next_id,
+            last_ts: header.first_ts + offset,
+        }
+    }
+
+    /// The tail after the last entry of the batch `header` heads.
+    pub fn after(header: &BatchHeader) -> Self {
+        Self {
+            next_id: header.next_id(),
+            last_ts: header.last_ts(),
+        }
+    }
+
+    /// The tail after the last entry a snapshot covers.
+    pub fn after_snapshot(meta: &SnapshotMeta) -> Self {
+        Self {
+            next_id: meta.last_id + 1,
+            last_ts: meta.last_ts,
+        }
+    }
+
+    /// The id of the last user entry before the tail (`0`: none).
+    pub fn last_id(&self) -> MessageId {
+        self.next_id - 1
+    }
+}
+
+impl Default for LogTail {
+    fn default() -> Self {
+        Self::START
+    }
+}
 
 /// Everything the core needs from storage at start.
 #[derive(Clone, Debug, Default)]
@@ -16,12 +79,12 @@ pub struct RestoredLog {
     pub last: LogId,
     /// Term runs of the entries held.
     pub term_runs: Vec<TermRun>,
-    /// `(next id, last ts)` after the last entry: from the last batch's
-    /// header, or the snapshot when the log is empty.
-    pub tail: (MessageId, TimestampUs),
-    /// `(next id, last ts)` after `prev`: from the snapshot (or `(1, 0)` for
-    /// a log that was never compacted).
-    pub prev_tail: (MessageId, TimestampUs),
+    /// The tail after the last entry: from the last batch's header, or the
+    /// snapshot when the log is empty.
+    pub tail: LogTail,
+    /// The tail after `prev`: from the snapshot (or [`LogTail::START`] for a
+    /// log that was never compacted).
+    pub prev_tail: LogTail,
     /// The last batch, if any, to seed the cache.
     pub last_batch: Option<Batch>,
     /// A commit index known durable at shutdown (hard state hint).
@@ -40,11 +103,11 @@ pub struct RaftLog {
     /// run starts at `prev.index + 1` when the log is not empty.
     runs: Vec<TermRun>,
     last: LogId,
-    /// `(next id, last ts)` after `prev`.
-    tail_at_prev: (MessageId, TimestampUs),
-    /// `(next id, last ts)` after `last`; `None` when a truncation went below
-    /// what the cache knows and the runtime has not yet read it back.
-    tail: Option<(MessageId, TimestampUs)>,
+    /// The tail after `prev`.
+    tail_at_prev: LogTail,
+    /// The tail after `last`; `None` when a truncation went below what the
+    /// cache knows and the runtime has not yet read it back.
+    tail: Option<LogTail>,
     /// Recent batches: a contiguous suffix of the log ending at `last`.
     /// Invariant: if non-empty, `cache.back().last_index() == last.index`.
     cache: VecDeque<Batch>,
@@ -174,21 +237,15 @@ impl RaftLog {
         self.applied
     }
 
-    /// `(next id, last ts)` after the last entry, if known.
-    pub fn tail(&self) -> Option<(MessageId, TimestampUs)> {
+    /// The tail after the last entry, if known.
+    pub fn tail(&self) -> Option<LogTail> {
         self.tail
     }
 
     /// Learns the tail from a batch read back from storage.
     pub fn set_tail_from(&mut self, batch: &Batch) {
         if batch.header().contains(self.last.index) && batch.term() == self.last.term {
-            let offset = self.last.index - batch.first_index();
-            let header = batch.header();
-            let next_id = match header.kind {
-                ordo_storage::BatchKind::Entries => header.first_id + offset + 1,
-                _ => header.first_id,
-            };
-            self.tail = Some((next_id, header.first_ts + offset));
+            self.tail = Some(LogTail::at(batch.header(), self.last.index));
         }
     }
 
@@ -272,7 +329,7 @@ impl RaftLog {
         }
         let header = *batch.header();
         self.last = header.last_log_id();
-        self.tail = Some((header.next_id(), header.last_ts()));
+        self.tail = Some(LogTail::after(&header));
         self.cache_bytes += batch.len_bytes();
         self.cache.push_back(batch);
         self.evict();
@@ -321,7 +378,7 @@ impl RaftLog {
     }
 
     /// Sets the tail when the log is empty after `prev` (snapshot point).
-    pub fn set_tail(&mut self, tail: (MessageId, TimestampUs)) {
+    pub fn set_tail(&mut self, tail: LogTail) {
         self.tail = Some(tail);
     }
 
@@ -438,8 +495,8 @@ impl RaftLog {
     }
 
     /// Entries up to `upto` are covered by a snapshot; forget them.
-    /// `tail` is `(next id, last ts)` after `upto`, from the snapshot.
-    pub fn compact(&mut self, upto: LogId, tail: (MessageId, TimestampUs)) {
+    /// `tail` is the tail after `upto`, from the snapshot.
+    pub fn compact(&mut self, upto: LogId, tail: LogTail) {
         if upto.index <= self.prev.index || upto.index > self.applied {
             return;
         }
@@ -484,7 +541,7 @@ impl RaftLog {
 
     /// Replaces the whole log by a snapshot point (a follower installing a
     /// snapshot).
-    pub fn reset(&mut self, point: LogId, tail: (MessageId, TimestampUs)) {
+    pub fn reset(&mut self, point: LogId, tail: LogTail) {
         self.prev = point;
         self.last = point;
         self.runs.clear();
@@ -507,8 +564,8 @@ mod tests {
     fn log_of(specs: &[(Term, u32)]) -> RaftLog {
         let mut log = RaftLog::new(
             RestoredLog {
-                tail: (1, 0),
-                prev_tail: (1, 0),
+                tail: LogTail::START,
+                prev_tail: LogTail::START,
                 ..RestoredLog::default()
             },
             1 << 20,
@@ -546,7 +603,13 @@ mod tests {
         let cached = log.cached_from(5, usize::MAX).unwrap();
         assert_eq!(cached.len(), 1);
         assert_eq!(cached[0].last_index(), 6);
-        assert_eq!(log.tail(), Some((7, 51)));
+        assert_eq!(
+            log.tail(),
+            Some(LogTail {
+                next_id: 7,
+                last_ts: 51
+            })
+        );
         log.truncate(3);
         assert_eq!(log.last(), LogId::new(1, 2));
         assert_eq!(log.term_at(3), None);
@@ -558,8 +621,8 @@ mod tests {
     fn cache_evicts_only_applied_batches() {
         let mut log = RaftLog::new(
             RestoredLog {
-                tail: (1, 0),
-                prev_tail: (1, 0),
+                tail: LogTail::START,
+                prev_tail: LogTail::START,
                 ..RestoredLog::default()
             },
             1,
@@ -579,11 +642,23 @@ mod tests {
         let mut log = log_of(&[(1, 4), (2, 4)]);
         log.commit_to(8);
         log.applied_to(6);
-        log.compact(LogId::new(2, 6), (7, 60));
+        log.compact(
+            LogId::new(2, 6),
+            LogTail {
+                next_id: 7,
+                last_ts: 60,
+            },
+        );
         assert_eq!(log.prev(), LogId::new(2, 6));
         assert_eq!(log.term_at(5), None);
         assert_eq!(log.term_at(7), Some(2));
-        log.reset(LogId::new(5, 100), (90, 1_000));
+        log.reset(
+            LogId::new(5, 100),
+            LogTail {
+                next_id: 90,
+                last_ts: 1_000,
+            },
+        );
         assert_eq!(log.last(), LogId::new(5, 100));
         assert_eq!(log.commit(), 100);
     }

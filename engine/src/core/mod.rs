@@ -24,6 +24,7 @@
 mod config;
 mod election;
 mod io;
+mod leader;
 mod log;
 mod membership;
 mod outstanding;
@@ -41,7 +42,7 @@ mod snapshot;
 pub use config::{ConfigError, CoreConfig};
 pub use election::{TransferError, TransferWaiter};
 pub use io::{ApplyBatch, Command, Event, Now, Proposal, ReadPurpose, Role};
-pub use log::{RaftLog, RestoredLog};
+pub use log::{LogTail, RaftLog, RestoredLog};
 pub use membership::{
     ChangeError, Configurations, MEMBER_INFO_MAX, MEMBERS_MAX, Member, MemberRole, Membership,
     MembershipChange, MembershipDecodeError, decode_core_state, encode_core_state,

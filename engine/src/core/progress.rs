@@ -4,6 +4,16 @@ use std::collections::VecDeque;
 
 use ordo_storage::Index;
 
+/// The end and size of batches sent (or appended) together: how the
+/// leader's windows count what is in flight or uncommitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BatchSpan {
+    /// The last index the batches hold.
+    pub(super) last_index: Index,
+    /// Their encoded bytes.
+    pub(super) bytes: usize,
+}
+
 /// How the leader currently replicates to a follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplicationState {
@@ -34,15 +44,16 @@ pub struct Progress {
     /// In `Probe`: a probe is outstanding; wait for its answer (or the next
     /// heartbeat answer) before sending another.
     pub probe_sent: bool,
-    /// In `Probe`: `(last index, batch bytes)` the outstanding probe carried.
+    /// In `Probe`: what the outstanding probe carried.
     /// A follower may acknowledge its durable prefix before the probe's
     /// entries are synced; on switching to `Replicate` the probe then counts
     /// as in flight instead of being sent again.
-    probe_carried: Option<(Index, usize)>,
-    /// In `Replicate`: `(last index, batch bytes)` of each message sent and
-    /// not yet acknowledged, oldest first.
+    probe_carried: Option<BatchSpan>,
+    /// In `Replicate`: what each message sent and not yet acknowledged
+    /// carried, oldest first.
     /// Invariant: last indexes strictly increase and are `< next_index`.
-    inflight: VecDeque<(Index, usize)>,
+    inflight: VecDeque<BatchSpan>,
+    /// Sum of `inflight`'s bytes.
     inflight_bytes: usize,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
@@ -104,10 +115,18 @@ impl Progress {
     pub fn check(&self) {
         assert!(self.match_index < self.next_index, "{self:?}");
         let mut previous = self.match_index;
-        for &(last, _) in &self.inflight {
-            assert!(last > previous && last < self.next_index, "{self:?}");
-            previous = last;
+        for span in &self.inflight {
+            assert!(
+                span.last_index > previous && span.last_index < self.next_index,
+                "{self:?}"
+            );
+            previous = span.last_index;
         }
+        assert_eq!(
+            self.inflight_bytes,
+            self.inflight.iter().map(|span| span.bytes).sum::<usize>(),
+            "{self:?}"
+        );
     }
 
     fn reset(&mut self, state: ReplicationState, now_us: u64) {
@@ -135,13 +154,13 @@ impl Progress {
     pub fn become_replicate(&mut self, now_us: u64) {
         let carried = self
             .probe_carried
-            .filter(|&(last, _)| last > self.match_index);
+            .filter(|span| span.last_index > self.match_index);
         self.reset(ReplicationState::Replicate, now_us);
         self.next_index = self.match_index + 1;
-        if let Some((last, bytes)) = carried {
-            self.inflight.push_back((last, bytes));
-            self.inflight_bytes += bytes;
-            self.next_index = last + 1;
+        if let Some(span) = carried {
+            self.inflight.push_back(span);
+            self.inflight_bytes += span.bytes;
+            self.next_index = span.last_index + 1;
         }
     }
 
@@ -160,10 +179,10 @@ impl Progress {
             while self
                 .inflight
                 .front()
-                .is_some_and(|&(last, _)| last <= index)
+                .is_some_and(|span| span.last_index <= index)
             {
-                let (_, bytes) = self.inflight.pop_front().expect("checked");
-                self.inflight_bytes -= bytes;
+                let span = self.inflight.pop_front().expect("checked");
+                self.inflight_bytes -= span.bytes;
             }
         }
         self.next_index = self.next_index.max(index + 1);
@@ -219,14 +238,20 @@ impl Progress {
         match self.state {
             ReplicationState::Replicate => {
                 if last >= self.next_index {
-                    self.inflight.push_back((last, bytes));
+                    self.inflight.push_back(BatchSpan {
+                        last_index: last,
+                        bytes,
+                    });
                     self.inflight_bytes += bytes;
                     self.next_index = last + 1;
                 }
             }
             ReplicationState::Probe => {
                 self.probe_sent = true;
-                self.probe_carried = (last >= self.next_index).then_some((last, bytes));
+                self.probe_carried = (last >= self.next_index).then_some(BatchSpan {
+                    last_index: last,
+                    bytes,
+                });
             }
             ReplicationState::Snapshot { .. } => {}
         }

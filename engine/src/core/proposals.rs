@@ -1,14 +1,17 @@
 //! Proposals: batching at the leader, forwarding from followers, answers
 //! that are never lost, and deduplication by client session (thesis §6.3).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use ordo_net::{
     Committed, ForwardRequest, ForwardResults, ForwardedProposal, Message, ProposeError,
     ProposeResult,
 };
-use ordo_storage::{Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, NodeId, Seq};
+use ordo_storage::{
+    Batch, BatchKind, BatchMeta, ClientId, EntryOut, EntryView, Index, NodeId, Seq,
+};
+use rustc_hash::FxHashSet;
 
 use super::io::{Command, Proposal, Role};
 use super::membership::ChangeError;
@@ -20,7 +23,10 @@ use super::sessions::SessionLookup;
 #[derive(Clone, Debug)]
 pub struct RecentSet {
     capacity: usize,
-    keys: HashSet<(NodeId, u64)>,
+    /// A fixed hasher, so that the core is a function of its events alone;
+    /// the keys are peers' request ids (their runtimes' counters), not
+    /// chosen by clients.
+    keys: FxHashSet<(NodeId, u64)>,
     order: VecDeque<(NodeId, u64)>,
 }
 
@@ -29,7 +35,7 @@ impl RecentSet {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            keys: HashSet::new(),
+            keys: FxHashSet::default(),
             order: VecDeque::new(),
         }
     }
@@ -55,6 +61,15 @@ pub enum Origin {
     Local(u64),
     /// A proposal another node forwarded, by that node's request id.
     Remote(NodeId, u64),
+}
+
+/// An entry a leader appended in its term, and who waits for its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PendingEntry {
+    /// The entry's index.
+    pub(super) index: Index,
+    /// Who proposed it.
+    pub(super) origin: Origin,
 }
 
 /// A proposal waiting in a node's queue.
@@ -106,7 +121,11 @@ impl Raft {
         let full = self.queue.len() >= self.config.proposal_queue_max
             || (self.role != Role::Leader
                 && self.queue.len() + self.forwarded.len() >= self.config.forward_inflight_max);
-        if full || self.transfer.is_some() {
+        let transferring = self
+            .leader_state
+            .as_ref()
+            .is_some_and(|leading| leading.transfer.is_some());
+        if full || transferring {
             let leader = self.leader;
             self.answer(proposal.origin, Err(ProposeError::Busy { leader }));
             return;
@@ -133,9 +152,9 @@ impl Raft {
     /// session table covers every entry before its term, and
     /// `pending_sessions` every entry in it, so deduplication is exact.
     pub(super) fn leader_ready(&self) -> bool {
-        self.role == Role::Leader
-            && self.log.applied() >= self.term_start_index
-            && self.transfer.is_none()
+        self.leader_state.as_ref().is_some_and(|leading| {
+            self.log.applied() >= leading.term_start_index && leading.transfer.is_none()
+        })
     }
 
     /// Turns the proposals queued during a turn into batches bounded by
@@ -145,7 +164,9 @@ impl Raft {
             return;
         }
         let mut batches = Vec::new();
-        while !self.queue.is_empty() && self.uncommitted_bytes < self.config.uncommitted_bytes_max {
+        while !self.queue.is_empty()
+            && self.leading().uncommitted_bytes < self.config.uncommitted_bytes_max
+        {
             if let Some(batch) = self.build_batch() {
                 self.track_own(batch.clone());
                 batches.push(batch);
@@ -164,7 +185,7 @@ impl Raft {
     /// duplicates from the session table instead of appending them again.
     fn build_batch(&mut self) -> Option<Batch> {
         let first_index = self.log.last_index() + 1;
-        let (next_id, last_ts) = self.log.tail().expect("a leader knows its tail");
+        let tail = self.log.tail().expect("a leader knows its tail");
         let mut taken: Vec<QueuedProposal> = Vec::new();
         let mut bytes = 0usize;
         while let Some(front) = self.queue.front() {
@@ -191,14 +212,17 @@ impl Raft {
                     }
                     SessionLookup::New => {}
                 }
-                if let Some(&index) = self.pending_sessions.get(&key) {
-                    self.extra_waiters
+                let leading = self.leading_mut();
+                if let Some(&index) = leading.pending_sessions.get(&key) {
+                    leading
+                        .extra_waiters
                         .entry(index)
                         .or_default()
                         .push(proposal.origin);
                     continue;
                 }
-                self.pending_sessions
+                leading
+                    .pending_sessions
                     .insert(key, first_index + taken.len() as u64);
             }
             bytes += proposal.payload.len();
@@ -220,26 +244,41 @@ impl Raft {
                 kind: BatchKind::Entries,
                 term: self.term,
                 first_index,
-                first_id: next_id,
-                first_ts: self.now.wall_us.max(last_ts + 1),
+                first_id: tail.next_id,
+                first_ts: self.now.wall_us.max(tail.last_ts + 1),
             },
             entries,
         );
+        let leading = self.leading_mut();
         for (offset, proposal) in taken.iter().enumerate() {
-            self.pending
-                .push_back((first_index + offset as u64, proposal.origin));
+            leading.pending.push_back(PendingEntry {
+                index: first_index + offset as u64,
+                origin: proposal.origin,
+            });
         }
         Some(batch)
     }
 
-    /// A committed entry: answer whoever waits for it.
+    /// A committed entry: a leader answers whoever waits for it.
     pub(super) fn resolve_pending(&mut self, entry: &EntryView<'_>) {
-        while let Some(&(index, origin)) = self.pending.front() {
+        loop {
+            let Some(leading) = self.leader_state.as_mut() else {
+                return;
+            };
+            let Some(&PendingEntry { index, origin }) = leading.pending.front() else {
+                return;
+            };
             if index > entry.index {
-                break;
+                return;
             }
-            self.pending.pop_front();
+            leading.pending.pop_front();
             assert_eq!(index, entry.index, "pending entry {index} skipped by apply");
+            let waiters = leading.extra_waiters.remove(&index).unwrap_or_default();
+            if entry.client_id != 0 {
+                leading
+                    .pending_sessions
+                    .remove(&(entry.client_id, entry.seq));
+            }
             let committed = Committed {
                 id: entry.id,
                 index: entry.index,
@@ -247,39 +286,33 @@ impl Raft {
                 ts: entry.ts,
             };
             self.answer(origin, Ok(committed));
-            if let Some(waiters) = self.extra_waiters.remove(&index) {
-                for waiter in waiters {
-                    self.answer(waiter, Ok(committed));
-                }
-            }
-            if entry.client_id != 0 {
-                self.pending_sessions.remove(&(entry.client_id, entry.seq));
+            for waiter in waiters {
+                self.answer(waiter, Ok(committed));
             }
         }
     }
 
-    /// A leader stepping down answers everything it holds: entries in its
-    /// log may still commit (outcome unknown); queued proposals from other
-    /// nodes were never appended (not leader); its own clients' queued
-    /// proposals stay queued and go to the next leader.
+    /// A leader stepping down takes its leader state and answers everything
+    /// it held: entries in its log may still commit (outcome unknown);
+    /// queued proposals from other nodes were never appended (not leader);
+    /// its own clients' queued proposals stay queued and go to the next
+    /// leader.
     pub(super) fn step_down_leader_state(&mut self) {
+        let Some(mut leading) = self.leader_state.take() else {
+            return;
+        };
         let leader = self.leader;
-        while let Some((index, origin)) = self.pending.pop_front() {
+        while let Some(PendingEntry { index, origin }) = leading.pending.pop_front() {
             self.answer(origin, Err(ProposeError::Unknown { leader }));
-            for waiter in self.extra_waiters.remove(&index).unwrap_or_default() {
+            for waiter in leading.extra_waiters.remove(&index).unwrap_or_default() {
                 self.answer(waiter, Err(ProposeError::Unknown { leader }));
             }
         }
-        let mut extra: Vec<_> = self.extra_waiters.drain().collect();
-        extra.sort_unstable_by_key(|(index, _)| *index);
-        for (_, waiters) in extra {
+        for (_, waiters) in std::mem::take(&mut leading.extra_waiters) {
             for waiter in waiters {
                 self.answer(waiter, Err(ProposeError::Unknown { leader }));
             }
         }
-        self.pending_sessions.clear();
-        self.uncommitted.clear();
-        self.uncommitted_bytes = 0;
         let queue = std::mem::take(&mut self.queue);
         for proposal in queue {
             match proposal.origin {
@@ -291,17 +324,12 @@ impl Raft {
         }
         self.send_forward_results();
         self.fail_leader_reads();
-        self.progress.clear();
-        self.departing.clear();
-        self.transfer = None;
-        if let Some((request_id, _)) = self.membership_waiter.take() {
+        if let Some(waiter) = leading.membership_waiter {
             self.commands.push(Command::MembershipResult {
-                request_id,
+                request_id: waiter.request_id,
                 result: Err(ChangeError::Unknown),
             });
         }
-        self.term_start_index = 0;
-        self.commit_notify_due_us = None;
     }
 
     /// Sends the answers gathered for forwarded proposals, one message per

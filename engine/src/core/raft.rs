@@ -2,25 +2,23 @@
 //! changes. The protocol's parts live in sibling files as further `impl
 //! Raft` blocks: `election`, `replication`, `proposals`, `reads`, `snapshot`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use ordo_net::{Message, ProposeResult, SnapshotMeta, VoteResponse};
-use ordo_storage::{ClientId, HardState, Index, NodeId, Seq, Term};
+use ordo_storage::{HardState, Index, NodeId, Term};
 
 use super::config::{ConfigError, CoreConfig};
+use super::election::{CampaignKind, PendingVoteResponse};
 use super::io::{Command, Event, Now, ReadPurpose, Role};
-use super::log::{RaftLog, RestoredLog};
+use super::leader::LeaderState;
+use super::log::{LogTail, RaftLog, RestoredLog};
 use super::membership::{Configurations, Membership, decode_core_state};
 use super::progress::Progress;
-use super::proposals::{Origin, QueuedProposal};
+use super::proposals::QueuedProposal;
 use super::reads::ReadState;
 use super::repair::{Loss, Repair};
 use super::rng::Rng;
 use super::sessions::{SessionLimits, Sessions};
-
-/// Most removed nodes a leader keeps sending the log to until they learn
-/// of their removal.
-pub const DEPARTING_MAX: usize = 16;
 
 /// What a node brings to its core at start, read from storage.
 #[derive(Clone, Debug, Default)]
@@ -79,14 +77,6 @@ pub struct Raft {
     pub(super) voters: Vec<NodeId>,
     /// Learners of the configuration in force, sorted (from `configs`).
     pub(super) learners: Vec<NodeId>,
-    /// Leader: nodes the configuration in force removed, still sent the
-    /// log until they hold the entry that removed them (so that they stop
-    /// campaigning and can tell their clients). Not members: they count
-    /// for nothing. Bounded by [`DEPARTING_MAX`].
-    pub(super) departing: std::collections::BTreeSet<NodeId>,
-    /// Leader: `(request id, entry index)` of the membership change it
-    /// appended and answers once committed.
-    pub(super) membership_waiter: Option<(u64, Index)>,
     /// A leadership transfer the runtime waits on (any role: the old
     /// leader hears who won as a follower).
     pub(super) transfer_waiter: Option<super::election::TransferWaiter>,
@@ -113,54 +103,37 @@ pub struct Raft {
     pub(super) restoring: Option<SnapshotMeta>,
     pub(super) apply_read_pending: bool,
     pub(super) tail_read_pending: bool,
-    /// `(last id, last ts)` of the last applied entry (for snapshots).
-    pub(super) applied_tail: (u64, u64),
+    /// The tail after the last applied entry (a snapshot records its last
+    /// id and timestamp).
+    pub(super) applied_tail: LogTail,
 
     /// Followers and candidates campaign at this time.
     pub(super) election_deadline_us: u64,
     /// When a follower last heard from its leader (for the vote lease).
     pub(super) leader_contact_us: Option<u64>,
-    pub(super) heartbeat_deadline_us: u64,
-    pub(super) check_quorum_deadline_us: u64,
 
     /// Votes received in the current election (pre-vote or vote).
     pub(super) votes: BTreeMap<NodeId, bool>,
     /// A granted vote, sent once the vote is durable.
-    pub(super) pending_vote_response: Option<(NodeId, VoteResponse)>,
+    pub(super) pending_vote_response: Option<PendingVoteResponse>,
     /// Peers whose latest answer (a vote, an append or heartbeat answer)
     /// said they are repairing a loss: what holds an election back when
     /// no leader can win. At most one entry per voter.
     pub(super) peers_repairing: std::collections::BTreeSet<NodeId>,
 
-    // Leader state.
-    pub(super) progress: BTreeMap<NodeId, Progress>,
-    /// Index of this leader's no-op; proposals wait until it is applied, so
-    /// that the session table covers every earlier entry.
-    pub(super) term_start_index: Index,
-    /// Entries appended in this term and not yet answered, by index.
-    /// Invariant: strictly increasing indexes, all `> log.applied()`.
-    pub(super) pending: VecDeque<(Index, Origin)>,
-    /// Retries that arrived while the original was uncommitted.
-    pub(super) extra_waiters: HashMap<Index, Vec<Origin>>,
-    /// Sessions of `pending` entries.
-    pub(super) pending_sessions: HashMap<(ClientId, Seq), Index>,
-    /// `(last index, bytes)` of this leader's batches beyond its commit.
-    pub(super) uncommitted: VecDeque<(Index, usize)>,
-    /// Sum of the bytes in `uncommitted`; bounded by `uncommitted_bytes_max`
-    /// (proposals wait in the queue beyond it).
-    pub(super) uncommitted_bytes: usize,
-    /// Leader: when idle followers must be told the commit index if no
-    /// AppendEntries has carried it by then (`commit_notify_delay_us`).
-    /// Invariant: `None` unless leader; after a leader's turn, `Some`
-    /// exactly while an idle follower is behind (`Raft::notify_commit`).
-    pub(super) commit_notify_due_us: Option<u64>,
-    /// Answers to forwarded proposals, sent at the end of the turn.
+    /// What only a leader holds. Invariant: `Some` exactly while `role`
+    /// is `Leader`.
+    pub(super) leader_state: Option<LeaderState>,
+    /// Answers to forwarded proposals, sent at the end of the turn (a
+    /// leader's, or one stepping down in it). Not in `LeaderState`: a
+    /// leader that steps down fills it from that state as it takes it.
     pub(super) forward_results: BTreeMap<NodeId, Vec<(u64, ProposeResult)>>,
-    /// Forwarded proposals this leader received recently, to drop duplicated
-    /// messages. Bounded: `4 * forward_inflight_max` entries.
+    /// Forwarded proposals this node received recently as leader, to drop
+    /// duplicated messages. Bounded: `4 * forward_inflight_max` entries.
+    /// Not in `LeaderState`: a duplicate can arrive after this node
+    /// stepped down and leads again (client plumbing ignores terms), so
+    /// the memory must outlive one term of leadership.
     pub(super) forward_seen: super::proposals::RecentSet,
-    /// `(target, deadline)` of a leadership transfer in progress.
-    pub(super) transfer: Option<(NodeId, u64)>,
 
     /// Proposals waiting: at a leader for room in the log; at a follower for
     /// a leader to forward to. Invariant: `len() <= proposal_queue_max`.
@@ -182,6 +155,9 @@ pub struct Raft {
     /// campaigns.
     pub(super) repair: Option<Repair>,
     pub(super) commands: Vec<Command>,
+    /// [`Raft::end_turn`] checks every invariant (debug builds, and
+    /// simulators in any build: [`Raft::check_invariants_every_turn`]).
+    pub(super) check_every_turn: bool,
 }
 
 impl Raft {
@@ -237,7 +213,7 @@ impl Raft {
         } else {
             0
         };
-        let applied_tail = (state.snapshot.last_id, state.snapshot.last_ts);
+        let applied_tail = LogTail::after_snapshot(&state.snapshot);
         let repair = state.loss.map(|loss| {
             tracing::warn!(
                 id,
@@ -259,9 +235,7 @@ impl Raft {
             voters: configs.current().voters(),
             learners: configs.current().learners(),
             configs,
-            membership_waiter: None,
             transfer_waiter: None,
-            departing: std::collections::BTreeSet::new(),
             rng: Rng::new(seed),
             now,
             term,
@@ -281,21 +255,11 @@ impl Raft {
             applied_tail,
             election_deadline_us: 0,
             leader_contact_us: None,
-            heartbeat_deadline_us: 0,
-            check_quorum_deadline_us: 0,
             votes: BTreeMap::new(),
             peers_repairing: std::collections::BTreeSet::new(),
             pending_vote_response: None,
-            progress: BTreeMap::new(),
-            term_start_index: 0,
-            pending: VecDeque::new(),
-            extra_waiters: HashMap::new(),
-            pending_sessions: HashMap::new(),
-            uncommitted: VecDeque::new(),
-            uncommitted_bytes: 0,
-            commit_notify_due_us: None,
+            leader_state: None,
             forward_results: BTreeMap::new(),
-            transfer: None,
             forward_seen: super::proposals::RecentSet::new(4 * config_forward_inflight_max),
             queue: VecDeque::new(),
             forwarded: Default::default(),
@@ -305,6 +269,7 @@ impl Raft {
             reads: ReadState::default(),
             repair,
             commands: Vec::new(),
+            check_every_turn: cfg!(debug_assertions),
         };
         raft.reset_election_deadline();
         raft.emit_role();
@@ -371,7 +336,7 @@ impl Raft {
 
     /// The leader's view of a follower, if this node leads.
     pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
-        self.progress.get(&peer)
+        self.leader_state.as_ref()?.progress.get(&peer)
     }
 
     /// Status for `ordo status`.
@@ -412,18 +377,18 @@ impl Raft {
     }
 
     fn next_role_deadline_us(&self) -> u64 {
-        match self.role {
-            Role::Leader => {
-                let mut deadline = self.heartbeat_deadline_us;
+        match &self.leader_state {
+            Some(leading) => {
+                let mut deadline = leading.heartbeat_deadline_us;
                 if self.config.check_quorum {
-                    deadline = deadline.min(self.check_quorum_deadline_us);
+                    deadline = deadline.min(leading.check_quorum_deadline_us);
                 }
-                if let Some(due) = self.commit_notify_due_us {
+                if let Some(due) = leading.commit_notify_due_us {
                     deadline = deadline.min(due);
                 }
                 deadline
             }
-            _ => {
+            None => {
                 let mut deadline = self.election_deadline_us;
                 let oldest = [
                     self.forwarded.oldest_sent_us(),
@@ -482,7 +447,11 @@ impl Raft {
                 self.flush_proposals();
                 let answered: Vec<NodeId> = self.forward_results.keys().copied().collect();
                 self.send_forward_results();
-                self.flush_read_round(&answered);
+                // Unless what it flushed committed a configuration that
+                // removed this leader: then it stepped down.
+                if self.role == Role::Leader {
+                    self.flush_read_round(&answered);
+                }
             }
             _ => {
                 self.flush_forwards();
@@ -491,23 +460,36 @@ impl Raft {
             }
         }
         self.request_hard_state();
-        if cfg!(debug_assertions) {
+        if self.check_every_turn {
             self.check_invariants();
         }
         out.append(&mut self.commands);
     }
 
+    /// Makes [`Raft::end_turn`] check every invariant in every build, as
+    /// debug builds always do: the simulators turn it on, so that their
+    /// release runs over many seeds check as much as debug ones.
+    pub fn check_invariants_every_turn(&mut self) {
+        self.check_every_turn = true;
+    }
+
     /// Checks every invariant written on the core's fields. Debug builds and
-    /// the simulator run it after every turn; a failure is a bug.
+    /// the simulators run it after every turn; a failure is a bug.
     pub fn check_invariants(&self) {
         self.log.check();
         self.configs.check();
         assert!(self.configs.current_index() <= self.log.last_index());
         assert_eq!(self.voters, self.configs.current().voters());
         assert!(self.durable_hard_state.term <= self.term);
-        if self.role == Role::Leader {
+        assert_eq!(
+            self.leader_state.is_some(),
+            self.role == Role::Leader,
+            "a leader, and only a leader, holds leader state"
+        );
+        if let Some(leading) = &self.leader_state {
             assert_eq!(self.leader, self.id);
             assert_eq!(self.vote, self.id, "a leader voted for itself in its term");
+            leading.check(self.log.applied());
             let members: Vec<NodeId> = self
                 .configs
                 .current()
@@ -517,18 +499,18 @@ impl Raft {
                 .filter(|&id| id != self.id)
                 .collect();
             assert!(
-                self.progress
+                leading
+                    .progress
                     .keys()
                     .copied()
-                    .filter(|id| !self.departing.contains(id))
+                    .filter(|id| !leading.departing.contains(id))
                     .eq(members),
                 "a leader tracks exactly the other members, and departing nodes"
             );
-            assert!(self.departing.len() <= DEPARTING_MAX);
-            for id in &self.departing {
-                assert!(self.progress.contains_key(id) && !self.configs.current().contains(*id));
+            for id in &leading.departing {
+                assert!(!self.configs.current().contains(*id));
             }
-            for progress in self.progress.values() {
+            for progress in leading.progress.values() {
                 progress.check();
                 assert!(progress.match_index <= self.log.last_index());
                 assert!(
@@ -536,15 +518,42 @@ impl Raft {
                     "a follower was told of a commit the leader has not made"
                 );
             }
-            let mut previous = self.log.applied();
-            for &(index, _) in &self.pending {
-                assert!(index > previous, "pending not increasing past applied");
-                previous = index;
-            }
-        } else {
-            assert!(self.pending.is_empty() && self.progress.is_empty());
-            assert!(self.commit_notify_due_us.is_none());
-            assert!(self.membership_waiter.is_none() && self.departing.is_empty());
+            let (commit, last) = (self.log.commit(), self.log.last_index());
+            assert!(leading.term_start_index > 0 && leading.term_start_index <= last);
+            assert!(
+                leading
+                    .uncommitted
+                    .front()
+                    .is_none_or(|span| span.last_index > commit)
+                    && leading
+                        .uncommitted
+                        .back()
+                        .is_none_or(|span| span.last_index <= last),
+                "uncommitted batches outside (commit, last]"
+            );
+            assert!(
+                leading
+                    .pending
+                    .back()
+                    .is_none_or(|entry| entry.index <= last)
+            );
+        }
+        assert!(
+            self.acked_index <= self.matched_leader_index
+                && self.matched_leader_index <= self.log.last_index(),
+            "acked {}, matched {}, last {}",
+            self.acked_index,
+            self.matched_leader_index,
+            self.log.last_index()
+        );
+        self.reads.check(
+            self.role == Role::Leader,
+            self.log.commit(),
+            self.config.reads_pending_max,
+        );
+        self.forwarded.check();
+        if self.restoring.is_some() {
+            assert_eq!(self.role, Role::Follower, "a node restoring campaigned");
         }
         if matches!(self.role, Role::Candidate | Role::PreCandidate) {
             assert!(self.may_campaign(), "a node that may not stand campaigned");
@@ -563,29 +572,38 @@ impl Raft {
         let now = self.now.mono_us;
         match self.role {
             Role::Leader => {
-                if now >= self.heartbeat_deadline_us {
-                    self.heartbeat_deadline_us = now + self.config.heartbeat_interval_ms * 1_000;
+                let heartbeat_interval_us = self.config.heartbeat_interval_ms * 1_000;
+                let check_quorum_interval_us = self.config.election_timeout_ms_min * 1_000;
+                let check_quorum = self.config.check_quorum;
+                let leading = self.leading_mut();
+                let heartbeat_due = now >= leading.heartbeat_deadline_us;
+                if heartbeat_due {
+                    leading.heartbeat_deadline_us = now + heartbeat_interval_us;
+                }
+                let check_quorum_due = check_quorum && now >= leading.check_quorum_deadline_us;
+                if check_quorum_due {
+                    leading.check_quorum_deadline_us = now + check_quorum_interval_us;
+                }
+                if heartbeat_due {
                     self.broadcast_heartbeat();
                     self.detect_stalled_followers();
                 }
-                if self.config.check_quorum && now >= self.check_quorum_deadline_us {
-                    self.check_quorum_deadline_us =
-                        now + self.config.election_timeout_ms_min * 1_000;
-                    if !self.quorum_active() {
-                        tracing::warn!(
-                            id = self.id,
-                            term = self.term,
-                            "leader lost contact with a quorum; stepping down"
-                        );
-                        let term = self.term;
-                        self.become_follower(term, 0);
-                        return;
-                    }
+                if check_quorum_due && !self.quorum_active() {
+                    tracing::warn!(
+                        id = self.id,
+                        term = self.term,
+                        "leader lost contact with a quorum; stepping down"
+                    );
+                    let term = self.term;
+                    self.become_follower(term, 0);
+                    return;
                 }
-                if let Some((_, deadline)) = self.transfer
-                    && now >= deadline
+                let leading = self.leading_mut();
+                if leading
+                    .transfer
+                    .is_some_and(|transfer| now >= transfer.deadline_us)
                 {
-                    self.transfer = None;
+                    leading.transfer = None;
                 }
                 self.expire_transfer_waiter();
             }
@@ -603,11 +621,12 @@ impl Raft {
                     // configuration removed, never campaigns.
                     self.reset_election_deadline();
                 } else if now >= self.election_deadline_us {
-                    if self.voters == [self.id] || !self.config.pre_vote {
-                        self.campaign(false, false);
+                    let kind = if self.voters == [self.id] || !self.config.pre_vote {
+                        CampaignKind::Election
                     } else {
-                        self.campaign(true, false);
-                    }
+                        CampaignKind::PreVote
+                    };
+                    self.campaign(kind);
                 }
                 self.expire_forwarded();
             }
@@ -732,7 +751,7 @@ impl Raft {
                     tracing::warn!(id = self.id, from, "not a voter: leadership not taken over");
                 } else if self.role != Role::Leader {
                     tracing::info!(id = self.id, from, "leadership handed over; campaigning");
-                    self.campaign(false, true);
+                    self.campaign(CampaignKind::Transfer);
                 }
             }
         }
@@ -809,13 +828,28 @@ impl Raft {
     pub(super) fn quorum_value(&self, own: u64, of: impl Fn(&Progress) -> u64) -> u64 {
         let mut values: Vec<u64> = self
             .other_voters()
-            .map(|v| self.progress.get(&v).map_or(0, &of))
+            .map(|v| self.progress(v).map_or(0, &of))
             .collect();
         if self.voters.contains(&self.id) {
             values.push(own);
         }
         values.sort_unstable_by(|a, b| b.cmp(a));
         values.get(self.quorum() - 1).copied().unwrap_or(0)
+    }
+
+    /// The leader's state. Only a leader calls it: callers checked the
+    /// role, so anything else is a bug.
+    pub(super) fn leading(&self) -> &LeaderState {
+        self.leader_state
+            .as_ref()
+            .expect("only a leader holds leader state")
+    }
+
+    /// The leader's state, to change it; see [`Raft::leading`].
+    pub(super) fn leading_mut(&mut self) -> &mut LeaderState {
+        self.leader_state
+            .as_mut()
+            .expect("only a leader holds leader state")
     }
 
     pub(super) fn send(&mut self, to: NodeId, message: Message) {
@@ -894,14 +928,14 @@ impl Raft {
         self.votes.clear();
         self.fail_forwarded();
         self.fail_follower_reads();
-        let next = self.log.last_index() + 1;
-        let now_us = self.now.mono_us;
-        self.progress = self
-            .followers()
-            .map(|peer| (peer, Progress::new(next, now_us)))
-            .collect();
-        self.heartbeat_deadline_us = now_us + self.config.heartbeat_interval_ms * 1_000;
-        self.check_quorum_deadline_us = now_us + self.config.election_timeout_ms_min * 1_000;
+        let leading = LeaderState::new(
+            self.followers(),
+            self.log.last_index() + 1,
+            self.now.mono_us,
+            self.config.heartbeat_interval_ms * 1_000,
+            self.config.election_timeout_ms_min * 1_000,
+        );
+        self.leader_state = Some(leading);
         self.append_noop();
         self.emit_role();
         self.broadcast_append();
@@ -938,12 +972,12 @@ impl Raft {
             return;
         }
         self.durable_hard_state = hard_state;
-        if let Some((to, response)) = self.pending_vote_response.clone() {
-            if self.term != response.term {
+        if let Some(pending) = self.pending_vote_response.clone() {
+            if self.term != pending.response.term {
                 self.pending_vote_response = None;
-            } else if hard_state.term == response.term && hard_state.vote == to {
+            } else if hard_state.term == pending.response.term && hard_state.vote == pending.to {
                 self.pending_vote_response = None;
-                self.send(to, Message::VoteResponse(response));
+                self.send(pending.to, Message::VoteResponse(pending.response));
             }
         }
         if self.role == Role::Candidate {

@@ -21,6 +21,17 @@ pub enum ReadOrigin {
     Remote(NodeId, Vec<u64>),
 }
 
+/// A read at a leader, waiting for a quorum to confirm its round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct WaitingRead {
+    /// Who waits.
+    origin: ReadOrigin,
+    /// The commit index when the read arrived: served once applied.
+    index: Index,
+    /// The heartbeat round that confirms this node still led then.
+    round: u64,
+}
+
 /// Reads in progress on one node.
 #[derive(Clone, Debug, Default)]
 pub struct ReadState {
@@ -31,8 +42,9 @@ pub struct ReadState {
     pub(super) sent_round: u64,
     /// Leader: a round was opened this turn and awaits its heartbeats.
     round_open: bool,
-    /// Leader: reads with their index and round, in round order.
-    waiting: VecDeque<(ReadOrigin, Index, u64)>,
+    /// Leader: reads waiting for their round to be confirmed, in round
+    /// order.
+    waiting: VecDeque<WaitingRead>,
     /// Leader: reads that arrived before the leader committed an entry of
     /// its term (its commit index may be stale until then, thesis §6.4 step 1).
     waiting_for_commit: Vec<ReadOrigin>,
@@ -43,6 +55,36 @@ pub struct ReadState {
 }
 
 impl ReadState {
+    /// Checks the invariants of a node whose role is `leading` (or not)
+    /// and whose commit index is `commit`: a leader holds only its own
+    /// reads, in round order, at indexes it committed; any other node only
+    /// the reads it forwards. Every node holds at most `reads_pending_max`.
+    pub(super) fn check(&self, leading: bool, commit: Index, reads_pending_max: usize) {
+        assert!(self.len() <= reads_pending_max, "{} reads held", self.len());
+        assert!(self.sent_round <= self.round);
+        self.forwarded.check();
+        if leading {
+            assert!(
+                self.buffer.is_empty() && self.forwarded.len() == 0,
+                "a leader forwards reads"
+            );
+            let mut previous = (0, 0);
+            for read in &self.waiting {
+                assert!(read.round <= self.round && read.index <= commit, "{read:?}");
+                assert!(
+                    (read.round, read.index) >= previous,
+                    "reads out of round order"
+                );
+                previous = (read.round, read.index);
+            }
+        } else {
+            assert!(
+                self.waiting.is_empty() && self.waiting_for_commit.is_empty() && !self.round_open,
+                "reads wait at a node that does not lead"
+            );
+        }
+    }
+
     fn len(&self) -> usize {
         self.waiting.len()
             + self.waiting_for_commit.len()
@@ -53,6 +95,7 @@ impl ReadState {
 
 impl Raft {
     pub(super) fn read(&mut self, request_id: u64) {
+        assert!(self.reads.len() <= self.config.reads_pending_max);
         if self.reads.len() >= self.config.reads_pending_max {
             let leader = self.leader;
             self.read_ready(
@@ -80,7 +123,9 @@ impl Raft {
     }
 
     fn leader_read(&mut self, origin: ReadOrigin) {
-        if self.log.commit() < self.term_start_index {
+        assert_eq!(self.role, Role::Leader, "only a leader reads");
+        assert!(self.reads.sent_round <= self.reads.round);
+        if self.log.commit() < self.leading().term_start_index {
             self.reads.waiting_for_commit.push(origin);
             return;
         }
@@ -96,7 +141,11 @@ impl Raft {
             self.reads.round_open = true;
         }
         let round = self.reads.round;
-        self.reads.waiting.push_back((origin, index, round));
+        self.reads.waiting.push_back(WaitingRead {
+            origin,
+            index,
+            round,
+        });
     }
 
     fn read_ready(&mut self, origin: ReadOrigin, result: Result<Index, ReadError>) {
@@ -120,6 +169,7 @@ impl Raft {
     /// ([`Raft::notify_commit`]; `answered`: the followers this turn
     /// answered forwarded proposals).
     pub(super) fn flush_read_round(&mut self, answered: &[NodeId]) {
+        assert_eq!(self.role, Role::Leader, "only a leader confirms reads");
         if self.reads.round_open {
             self.reads.round_open = false;
             self.broadcast_heartbeat();
@@ -140,7 +190,10 @@ impl Raft {
     /// forwarded only once it knows they committed.
     pub(super) fn notify_commit(&mut self, answered: &[NodeId]) {
         let commit = self.log.commit();
-        let behind: Vec<NodeId> = self
+        let now = self.now.mono_us;
+        let delay_us = self.config.commit_notify_delay_us;
+        let leading = self.leading_mut();
+        let behind: Vec<NodeId> = leading
             .progress
             .iter()
             .filter(|(_, p)| {
@@ -149,13 +202,10 @@ impl Raft {
             .map(|(&peer, _)| peer)
             .collect();
         if behind.is_empty() {
-            self.commit_notify_due_us = None;
+            leading.commit_notify_due_us = None;
             return;
         }
-        let now = self.now.mono_us;
-        let due = *self
-            .commit_notify_due_us
-            .get_or_insert(now + self.config.commit_notify_delay_us);
+        let due = *leading.commit_notify_due_us.get_or_insert(now + delay_us);
         let told: Vec<NodeId> = if now >= due {
             behind.clone()
         } else {
@@ -166,7 +216,7 @@ impl Raft {
                 .collect()
         };
         if told.len() == behind.len() {
-            self.commit_notify_due_us = None;
+            leading.commit_notify_due_us = None;
         }
         for peer in told {
             self.send_heartbeat(peer);
@@ -175,6 +225,7 @@ impl Raft {
 
     /// Serves every read whose round a quorum has echoed.
     pub(super) fn confirm_reads(&mut self) {
+        assert_eq!(self.role, Role::Leader, "only a leader confirms reads");
         if self.reads.waiting.is_empty() {
             return;
         }
@@ -189,15 +240,17 @@ impl Raft {
             .reads
             .waiting
             .front()
-            .is_some_and(|&(_, _, round)| round <= confirmed)
+            .is_some_and(|read| read.round <= confirmed)
         {
-            let (origin, index, _) = self.reads.waiting.pop_front().expect("checked");
-            self.read_ready(origin, Ok(index));
+            let read = self.reads.waiting.pop_front().expect("checked");
+            self.read_ready(read.origin, Ok(read.index));
         }
     }
 
     pub(super) fn release_reads_waiting_for_commit(&mut self) {
-        if self.log.commit() >= self.term_start_index && !self.reads.waiting_for_commit.is_empty() {
+        if self.log.commit() >= self.leading().term_start_index
+            && !self.reads.waiting_for_commit.is_empty()
+        {
             for origin in std::mem::take(&mut self.reads.waiting_for_commit) {
                 self.leader_read(origin);
             }
@@ -210,7 +263,7 @@ impl Raft {
             .reads
             .waiting
             .drain(..)
-            .map(|(origin, _, _)| origin)
+            .map(|read| read.origin)
             .collect();
         let before_commit = std::mem::take(&mut self.reads.waiting_for_commit);
         for origin in waiting.into_iter().chain(before_commit) {
@@ -245,6 +298,7 @@ impl Raft {
 
     /// A follower forwards the turn's reads to the leader in one message.
     pub(super) fn flush_follower_reads(&mut self) {
+        assert_ne!(self.role, Role::Leader, "a leader forwards reads");
         if self.reads.buffer.is_empty() {
             return;
         }

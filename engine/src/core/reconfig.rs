@@ -8,9 +8,19 @@ use ordo_net::{Message, TimeoutNow};
 use ordo_storage::{Batch, BatchKind, Index, NodeId};
 
 use super::io::{Command, Role};
+use super::leader::DEPARTING_MAX;
 use super::membership::{ChangeError, Membership, MembershipChange};
 use super::progress::Progress;
-use super::raft::{DEPARTING_MAX, Raft};
+use super::raft::Raft;
+
+/// A membership change a leader appended, answered once it commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct MembershipWaiter {
+    /// The runtime's handle.
+    pub(super) request_id: u64,
+    /// The configuration entry's index.
+    pub(super) index: Index,
+}
 
 impl Raft {
     /// Proposes `change` at the leader; answered once it commits.
@@ -40,20 +50,20 @@ impl Raft {
                     ?change,
                     "membership change appended"
                 );
-                self.membership_waiter = Some((request_id, index));
+                self.leading_mut().membership_waiter = Some(MembershipWaiter { request_id, index });
             }
         }
     }
 
     /// The configuration `change` leads to, if it may be proposed now.
     fn check_change(&self, change: &MembershipChange) -> Result<Membership, ChangeError> {
-        if self.role != Role::Leader {
+        let Some(leading) = &self.leader_state else {
             return Err(ChangeError::NotLeader {
                 leader: self.leader,
             });
-        }
+        };
         let commit = self.log.commit();
-        if self.configs.current_index() > commit || self.membership_waiter.is_some() {
+        if self.configs.current_index() > commit || leading.membership_waiter.is_some() {
             return Err(ChangeError::InFlight {
                 index: self.configs.current_index(),
             });
@@ -62,20 +72,21 @@ impl Raft {
         // configuration only once an entry of its own term is committed,
         // so that no uncommitted change of a deposed leader is still
         // pending beside its own.
-        if commit < self.term_start_index {
+        if commit < leading.term_start_index {
             return Err(ChangeError::LeaderNotReady {
-                index: self.term_start_index,
+                index: leading.term_start_index,
             });
         }
-        if let Some((to, _)) = self.transfer {
+        if let Some(transfer) = leading.transfer {
             return Err(ChangeError::Invalid(format!(
-                "a leadership transfer to node {to} is in progress"
+                "a leadership transfer to node {} is in progress",
+                transfer.to
             )));
         }
         let next = self.configs.current().apply(change)?;
         if let MembershipChange::Promote { id } = *change {
             let allowed = self.config.learner_promote_lag_max;
-            let (behind, repairing) = match self.progress.get(&id) {
+            let (behind, repairing) = match leading.progress.get(&id) {
                 Some(progress) => (
                     self.log.last_index().saturating_sub(progress.match_index),
                     progress.repairing,
@@ -140,38 +151,39 @@ impl Raft {
         let voters = &self.voters;
         self.peers_repairing
             .retain(|p| voters.binary_search(p).is_ok());
-        if self.role == Role::Leader {
+        if let Some(leading) = &mut self.leader_state {
             let next = self.log.last_index() + 1;
             let now = self.now.mono_us;
             let me = self.id;
             // A removed member keeps getting the log until it holds its
             // removal (`departing`); a member added back is one again.
-            let removed: Vec<NodeId> = self
+            let removed: Vec<NodeId> = leading
                 .progress
                 .keys()
                 .copied()
-                .filter(|&id| !membership.contains(id) && !self.departing.contains(&id))
+                .filter(|&id| !membership.contains(id) && !leading.departing.contains(&id))
                 .collect();
             for id in removed {
-                if self.departing.len() < DEPARTING_MAX {
-                    self.departing.insert(id);
+                if leading.departing.len() < DEPARTING_MAX {
+                    leading.departing.insert(id);
                 } else {
-                    self.progress.remove(&id);
+                    leading.progress.remove(&id);
                 }
             }
-            self.departing.retain(|&id| !membership.contains(id));
-            self.progress.retain(|&id, _| id != me);
+            leading.departing.retain(|&id| !membership.contains(id));
+            leading.progress.retain(|&id, _| id != me);
             for member in membership.members() {
                 if member.id != me {
-                    self.progress
+                    leading
+                        .progress
                         .entry(member.id)
                         .or_insert_with(|| Progress::new(next, now));
                 }
             }
-            if let Some((to, _)) = self.transfer
-                && !self.voters.contains(&to)
+            if let Some(transfer) = leading.transfer
+                && !self.voters.contains(&transfer.to)
             {
-                self.transfer = None;
+                leading.transfer = None;
             }
         }
         tracing::info!(
@@ -194,13 +206,14 @@ impl Raft {
     /// this leader (thesis §4.2.2).
     pub(super) fn membership_committed(&mut self) {
         let commit = self.log.commit();
-        if let Some((request_id, index)) = self.membership_waiter
-            && index <= commit
+        if let Some(waiter) = self.leading().membership_waiter
+            && waiter.index <= commit
         {
-            self.membership_waiter = None;
+            self.leading_mut().membership_waiter = None;
+            let index = waiter.index;
             tracing::info!(id = self.id, index, "membership change committed");
             self.commands.push(Command::MembershipResult {
-                request_id,
+                request_id: waiter.request_id,
                 result: Ok(index),
             });
         }
@@ -220,7 +233,7 @@ impl Raft {
         let last = self.log.last_index();
         let successor = self
             .other_voters()
-            .filter_map(|v| self.progress.get(&v).map(|p| (v, p)))
+            .filter_map(|v| self.progress(v).map(|p| (v, p)))
             .filter(|(_, p)| p.match_index == last && !p.repairing)
             .map(|(v, _)| v)
             .next();
@@ -244,10 +257,12 @@ impl Raft {
     /// (thesis §4.2.3 only keeps it from disrupting; it would otherwise
     /// campaign, and leave its clients unanswered, forever).
     pub(super) fn remind_removed(&mut self, from: NodeId) {
-        if self.role != Role::Leader
-            || self.configs.current().contains(from)
-            || self.progress.contains_key(&from)
-            || self.departing.len() >= DEPARTING_MAX
+        let Some(leading) = &mut self.leader_state else {
+            return;
+        };
+        if self.configs.current().contains(from)
+            || leading.progress.contains_key(&from)
+            || leading.departing.len() >= DEPARTING_MAX
         {
             return;
         }
@@ -256,10 +271,11 @@ impl Raft {
             node = from,
             "a removed node campaigns: sending it the log"
         );
-        let next = self.log.last_index() + 1;
-        let now = self.now.mono_us;
-        self.departing.insert(from);
-        self.progress.insert(from, Progress::new(next, now));
+        leading.departing.insert(from);
+        leading.progress.insert(
+            from,
+            Progress::new(self.log.last_index() + 1, self.now.mono_us),
+        );
         self.send_heartbeat(from);
         self.send_append(from);
     }

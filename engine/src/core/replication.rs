@@ -8,7 +8,9 @@ use ordo_net::{
 use ordo_storage::{Batch, BatchKind, BatchMeta, EntryOut, Index, LogId, NodeId};
 
 use super::io::{ApplyBatch, Command, ReadPurpose, Role};
-use super::progress::ReplicationState;
+use super::leader::progress_mut;
+use super::log::LogTail;
+use super::progress::{BatchSpan, ReplicationState};
 use super::raft::Raft;
 
 impl Raft {
@@ -16,7 +18,7 @@ impl Raft {
     /// earlier entry once it commits (Raft §5.4.2, §8).
     pub(super) fn append_noop(&mut self) {
         let first_index = self.append_internal_noop();
-        self.term_start_index = first_index;
+        self.leading_mut().term_start_index = first_index;
     }
 
     /// Appends a no-op in this leader's term and returns its index.
@@ -27,14 +29,14 @@ impl Raft {
     /// Appends an internal entry (a no-op or a configuration: one entry,
     /// no message id) in this leader's term; returns its index.
     pub(super) fn append_internal(&mut self, kind: BatchKind, payload: &[u8]) -> Index {
-        let (next_id, last_ts) = self.log.tail().expect("a leader knows its tail");
+        let tail = self.log.tail().expect("a leader knows its tail");
         let batch = Batch::encode(
             BatchMeta {
                 kind,
                 term: self.term,
                 first_index: self.log.last_index() + 1,
-                first_id: next_id,
-                first_ts: self.now.wall_us.max(last_ts + 1),
+                first_id: tail.next_id,
+                first_ts: self.now.wall_us.max(tail.last_ts + 1),
             },
             vec![EntryOut {
                 client_id: 0,
@@ -70,15 +72,18 @@ impl Raft {
     /// Adds a batch the leader created to its log view and to the bytes it
     /// holds beyond its commit index.
     pub(super) fn track_own(&mut self, batch: Batch) {
-        self.uncommitted
-            .push_back((batch.last_index(), batch.len_bytes()));
-        self.uncommitted_bytes += batch.len_bytes();
+        let leading = self.leading_mut();
+        leading.uncommitted.push_back(BatchSpan {
+            last_index: batch.last_index(),
+            bytes: batch.len_bytes(),
+        });
+        leading.uncommitted_bytes += batch.len_bytes();
         self.log.append(batch);
     }
 
     /// Sends whatever each follower's window allows.
     pub(super) fn broadcast_append(&mut self) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        let peers: Vec<NodeId> = self.leading().progress.keys().copied().collect();
         for peer in peers {
             self.send_append(peer);
         }
@@ -87,10 +92,15 @@ impl Raft {
     /// Sends AppendEntries to `to` while its window has room (one message in
     /// `Probe`, a stream in `Replicate`).
     pub(super) fn send_append(&mut self, to: NodeId) {
+        assert_eq!(self.role, Role::Leader, "only a leader sends appends");
         loop {
-            let Some(progress) = self.progress.get(&to) else {
+            let Some(progress) = self.progress(to) else {
                 return;
             };
+            assert!(
+                progress.match_index < progress.next_index,
+                "{to}: {progress:?}"
+            );
             if !progress.can_send(
                 self.config.inflight_messages_max,
                 self.config.inflight_bytes_max,
@@ -132,7 +142,7 @@ impl Raft {
         let bytes = batches.iter().map(Batch::len_bytes).sum();
         let last = batches.last().map_or(prev.index, Batch::last_index);
         let commit = self.log.commit();
-        let progress = self.progress.get_mut(&to).expect("caller checked");
+        let progress = progress_mut(&mut self.leader_state, to).expect("caller checked");
         progress.sent(last, bytes);
         progress.commit_sent = progress.commit_sent.max(commit.min(last));
         let message = Message::Append(AppendRequest {
@@ -145,7 +155,7 @@ impl Raft {
     }
 
     fn request_log_for_peer(&mut self, to: NodeId, from: Index) {
-        let progress = self.progress.get_mut(&to).expect("caller checked");
+        let progress = progress_mut(&mut self.leader_state, to).expect("caller checked");
         if progress.log_read_pending {
             return;
         }
@@ -160,7 +170,7 @@ impl Raft {
     /// Entries read back from storage for a follower the cache could not
     /// serve: sent if they still fit its progress, otherwise dropped.
     pub(super) fn log_read_for_peer(&mut self, to: NodeId, batches: Vec<Batch>) {
-        let Some(progress) = self.progress.get_mut(&to) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, to) else {
             return;
         };
         progress.log_read_pending = false;
@@ -191,7 +201,7 @@ impl Raft {
     /// Heartbeats carry the commit index (bounded by each follower's match)
     /// and the current read round.
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        let peers: Vec<NodeId> = self.leading().progress.keys().copied().collect();
         for peer in peers {
             self.send_heartbeat(peer);
         }
@@ -199,7 +209,7 @@ impl Raft {
 
     pub(super) fn send_heartbeat(&mut self, to: NodeId) {
         let commit = self.log.commit();
-        let commit = match self.progress.get_mut(&to) {
+        let commit = match progress_mut(&mut self.leader_state, to) {
             Some(progress) => {
                 let commit = commit.min(progress.match_index);
                 progress.commit_sent = progress.commit_sent.max(commit);
@@ -229,7 +239,12 @@ impl Raft {
         let now = self.now.mono_us;
         let stall_us = self.config.election_timeout_ms_min * 1_000;
         let mut stalled = Vec::new();
-        for (&peer, progress) in &mut self.progress {
+        for (&peer, progress) in &mut self
+            .leader_state
+            .as_mut()
+            .expect("only a leader watches its followers")
+            .progress
+        {
             let limit = match progress.state {
                 ReplicationState::Replicate if progress.inflight_messages() > 0 => stall_us,
                 ReplicationState::Snapshot { .. } => {
@@ -252,7 +267,11 @@ impl Raft {
     pub(super) fn quorum_active(&mut self) -> bool {
         let mut active = usize::from(self.is_voter(self.id));
         let voters = &self.voters;
-        for (peer, progress) in self.progress.iter_mut() {
+        let leading = self
+            .leader_state
+            .as_mut()
+            .expect("only a leader checks its quorum");
+        for (peer, progress) in leading.progress.iter_mut() {
             if progress.recent_active && !progress.repairing && voters.binary_search(peer).is_ok() {
                 active += 1;
             }
@@ -263,7 +282,7 @@ impl Raft {
 
     pub(super) fn unreachable(&mut self, to: NodeId) {
         let now = self.now.mono_us;
-        if let Some(progress) = self.progress.get_mut(&to)
+        if let Some(progress) = progress_mut(&mut self.leader_state, to)
             && progress.state == ReplicationState::Replicate
         {
             progress.become_probe(now);
@@ -271,12 +290,16 @@ impl Raft {
     }
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        // `step_message` dropped stale answers and stepped down for newer
+        // ones. A leader that stepped down in this term still hears them.
+        assert_eq!(response.term, self.term, "an answer of another term");
         self.note_peer_repairing(from, response.repairing);
         if self.role != Role::Leader {
             return;
         }
+        self.check_leader_log();
         let now = self.now.mono_us;
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, from) else {
             return;
         };
         progress.recent_active = true;
@@ -306,7 +329,7 @@ impl Raft {
             self.append_repair_barrier();
         }
         let round = self.reads.sent_round;
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, from) else {
             return;
         };
         match response.result {
@@ -325,18 +348,20 @@ impl Raft {
                     // No heartbeat sent before this point echoes a later round.
                     progress.match_round = round;
                 }
-                if self.departing.contains(&from) && match_index >= self.configs.current_index() {
+                let config_index = self.configs.current_index();
+                let leading = self.leading_mut();
+                if leading.departing.contains(&from) && match_index >= config_index {
                     // It holds the configuration that removed it.
+                    leading.departing.remove(&from);
+                    leading.progress.remove(&from);
                     tracing::info!(
                         id = self.id,
                         node = from,
                         "a removed member learned it was removed"
                     );
-                    self.departing.remove(&from);
-                    self.progress.remove(&from);
                     return;
                 }
-                let Some(progress) = self.progress.get_mut(&from) else {
+                let Some(progress) = progress_mut(&mut self.leader_state, from) else {
                     return;
                 };
                 match progress.state {
@@ -348,6 +373,10 @@ impl Raft {
                 }
                 if advanced {
                     self.maybe_commit();
+                    if self.role != Role::Leader {
+                        // The configuration it committed removed this leader.
+                        return;
+                    }
                     self.maybe_send_timeout_now(from);
                 }
                 self.send_append(from);
@@ -369,13 +398,15 @@ impl Raft {
     }
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, response: HeartbeatResponse) {
+        assert_eq!(response.term, self.term, "an answer of another term");
         self.note_peer_repairing(from, response.repairing);
         if self.role != Role::Leader {
             return;
         }
+        self.check_leader_log();
         let last_index = self.log.last_index();
         let all_committed = self.log.commit() >= last_index;
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, from) else {
             return;
         };
         progress.recent_active = true;
@@ -438,7 +469,10 @@ impl Raft {
 
     /// The follower's side of AppendEntries (Figure 2 receiver rules 1–5).
     pub(super) fn handle_append(&mut self, from: NodeId, request: AppendRequest) {
+        // `step_message` dropped stale appends and followed a newer term.
+        assert_eq!(request.term, self.term, "an append of another term");
         self.follow(from);
+        self.check_follower_log(from);
         if self.restoring.is_some() {
             return;
         }
@@ -530,7 +564,9 @@ impl Raft {
     }
 
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, heartbeat: Heartbeat) {
+        assert_eq!(heartbeat.term, self.term, "a heartbeat of another term");
         self.follow(from);
+        self.check_follower_log(from);
         if self.restoring.is_none() {
             // The leader bounds the commit by this follower's match, which
             // this node holds durably and which matches the leader. Not
@@ -575,6 +611,42 @@ impl Raft {
         self.reset_election_deadline();
     }
 
+    /// What holds whenever a leader handles a follower's answer: the
+    /// leader's commit and the entries it appended in its term are in its
+    /// log, and the log's cursors are ordered.
+    fn check_leader_log(&self) {
+        let leading = self.leading();
+        let (applied, commit, last) =
+            (self.log.applied(), self.log.commit(), self.log.last_index());
+        assert!(
+            applied <= commit && commit <= last,
+            "applied {applied}, commit {commit}, last {last}"
+        );
+        assert!(
+            leading.term_start_index > 0 && leading.term_start_index <= last,
+            "no-op at {} with last {last}",
+            leading.term_start_index
+        );
+        assert!(self.log.durable() <= last);
+    }
+
+    /// What holds whenever a follower takes an append or heartbeat from
+    /// `leader` (after [`Raft::follow`]): it follows that leader, and what
+    /// it matched and acknowledged to it is in its log.
+    fn check_follower_log(&self, leader: NodeId) {
+        assert_eq!(self.role, Role::Follower);
+        assert_eq!(self.leader, leader);
+        assert!(self.leader_state.is_none());
+        let (commit, last) = (self.log.commit(), self.log.last_index());
+        assert!(commit <= last, "commit {commit} beyond last {last}");
+        assert!(
+            self.acked_index <= self.matched_leader_index && self.matched_leader_index <= last,
+            "acked {}, matched {}, last {last}",
+            self.acked_index,
+            self.matched_leader_index
+        );
+    }
+
     /// A follower acknowledges what it holds durably and knows to match the
     /// leader, once per turn. While a sync is pending it waits for it, so
     /// each sync yields one acknowledgement.
@@ -604,9 +676,7 @@ impl Raft {
     /// own durable index, so its fsync runs in parallel with replication
     /// (thesis §10.2.1).
     pub(super) fn maybe_commit(&mut self) {
-        if self.role != Role::Leader {
-            return;
-        }
+        assert_eq!(self.role, Role::Leader, "only a leader commits");
         // A repairing follower counts as holding nothing: the leader must
         // reach a quorum without it (core/repair.rs). Only voters of the
         // configuration in force count, this leader only if it is one.
@@ -623,13 +693,14 @@ impl Raft {
             self.apply_committed();
             return;
         }
-        while self
+        let leading = self.leading_mut();
+        while leading
             .uncommitted
             .front()
-            .is_some_and(|&(last, _)| last <= candidate)
+            .is_some_and(|span| span.last_index <= candidate)
         {
-            let (_, bytes) = self.uncommitted.pop_front().expect("checked");
-            self.uncommitted_bytes -= bytes;
+            let span = leading.uncommitted.pop_front().expect("checked");
+            leading.uncommitted_bytes -= span.bytes;
         }
         self.apply_committed();
         self.release_reads_waiting_for_commit();
@@ -638,6 +709,9 @@ impl Raft {
     /// Hands committed entries to the state machine in order, each once;
     /// answers their proposers; reads back from storage what the cache lost.
     pub(super) fn apply_committed(&mut self) {
+        assert!(
+            self.log.applied() <= self.log.commit() && self.log.commit() <= self.log.last_index()
+        );
         while self.log.applied() < self.log.commit() && self.restoring.is_none() {
             let from = self.log.applied() + 1;
             let to = self.log.commit();
@@ -704,12 +778,7 @@ impl Raft {
             }
             let last_in_batch = header.last_index().min(last_index);
             if last_in_batch >= from {
-                let offset = last_in_batch - header.first_index;
-                let last_id = match header.kind {
-                    BatchKind::Entries => header.first_id + offset,
-                    _ => header.first_id - 1,
-                };
-                self.applied_tail = (last_id, header.first_ts + offset);
+                self.applied_tail = LogTail::at(&header, last_in_batch);
             }
         }
     }

@@ -6,7 +6,7 @@
 //! never by its own clock, so every node holds the same table at the same
 //! index. It is part of the core's snapshot state.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use ordo_net::Committed;
@@ -48,7 +48,10 @@ pub struct SessionLimits {
 #[derive(Clone, Debug)]
 pub struct Sessions {
     limits: SessionLimits,
-    sessions: HashMap<ClientId, Session>,
+    /// Ordered rather than hashed: clients choose their ids, so a hash
+    /// table (even with a fixed hasher) could be flooded with colliding
+    /// ones, and the core must be a function of its events alone.
+    sessions: BTreeMap<ClientId, Session>,
     /// `(last_active, client)` of every session, oldest first.
     /// Invariant: one element per session, matching its `last_active`.
     by_age: BTreeSet<(TimestampUs, ClientId)>,
@@ -66,7 +69,7 @@ impl Sessions {
     pub fn new(limits: SessionLimits) -> Self {
         Self {
             limits,
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             by_age: BTreeSet::new(),
         }
     }

@@ -7,6 +7,8 @@ use ordo_net::{AppendResponse, AppendResult, InstallSnapshot, Message, SnapshotM
 use ordo_storage::{LogId, NodeId};
 
 use super::io::{Command, Role};
+use super::leader::progress_mut;
+use super::log::LogTail;
 use super::membership::{Membership, decode_core_state, encode_core_state};
 use super::raft::Raft;
 use super::sessions::{SessionLimits, Sessions};
@@ -41,6 +43,12 @@ impl Raft {
     /// being taken.
     pub(super) fn take_snapshot(&mut self) {
         let applied = self.log.applied();
+        assert!(applied <= self.log.commit(), "applied beyond commit");
+        assert!(
+            self.snapshot.last.index <= applied || self.restoring.is_some(),
+            "the snapshot {:?} is ahead of applied {applied}",
+            self.snapshot.last
+        );
         if self.snapshot_in_progress {
             return;
         }
@@ -51,8 +59,8 @@ impl Raft {
         let (_, membership) = self.configs.at(applied);
         let meta = SnapshotMeta {
             last: LogId::new(term, applied),
-            last_id: self.applied_tail.0,
-            last_ts: self.applied_tail.1,
+            last_id: self.applied_tail.last_id(),
+            last_ts: self.applied_tail.last_ts,
             voters: membership.voters(),
             core_state: encode_core_state(membership, &self.sessions.encode()),
         };
@@ -60,6 +68,15 @@ impl Raft {
     }
 
     pub(super) fn snapshot_created(&mut self, meta: SnapshotMeta) {
+        // Taken at the applied index, which only grows (a restore moves it
+        // past the commit index).
+        assert!(self.snapshot_in_progress, "a snapshot nobody asked for");
+        assert!(
+            meta.last.index <= self.log.applied(),
+            "snapshot {:?} beyond applied {}",
+            meta.last,
+            self.log.applied()
+        );
         self.snapshot_in_progress = false;
         if meta.last.index <= self.snapshot.last.index || !self.log.matches(meta.last) {
             return;
@@ -80,7 +97,7 @@ impl Raft {
         self.snapshot = meta;
         if self.log.matches(point.last) {
             self.log
-                .compact(point.last, (point.last_id + 1, point.last_ts));
+                .compact(point.last, LogTail::after_snapshot(&point));
             self.commands.push(Command::CompactLog {
                 upto: point.last.index,
             });
@@ -89,8 +106,11 @@ impl Raft {
 
     /// The follower needs entries before the log's start: send the snapshot.
     pub(super) fn start_snapshot(&mut self, to: NodeId) {
+        assert_eq!(self.role, Role::Leader, "only a leader sends snapshots");
+        // A leader never restores one: restoring keeps a node a follower.
+        assert!(self.restoring.is_none() && self.snapshot.last.index <= self.log.applied());
         let now = self.now.mono_us;
-        let Some(progress) = self.progress.get_mut(&to) else {
+        let Some(progress) = progress_mut(&mut self.leader_state, to) else {
             return;
         };
         if self.snapshot.last.index == 0 {
@@ -108,7 +128,7 @@ impl Raft {
 
     pub(super) fn snapshot_sent(&mut self, to: NodeId, ok: bool) {
         let now = self.now.mono_us;
-        if let Some(progress) = self.progress.get_mut(&to)
+        if let Some(progress) = progress_mut(&mut self.leader_state, to)
             && !ok
             && matches!(
                 progress.state,
@@ -122,6 +142,9 @@ impl Raft {
     }
 
     pub(super) fn handle_install_snapshot(&mut self, from: NodeId, install: InstallSnapshot) {
+        // `step_message` dropped stale ones and followed a newer term.
+        assert_eq!(install.term, self.term, "a snapshot of another term");
+        assert_ne!(self.role, Role::Leader, "two leaders in term {}", self.term);
         if self.role != Role::Follower || self.leader != from {
             let term = self.term;
             self.become_follower(term, from);
@@ -163,6 +186,15 @@ impl Raft {
         if self.restoring.as_ref().map(|m| m.last) != Some(meta.last) {
             return;
         }
+        // Restoring keeps a node a follower, and freezes its commit index
+        // below the snapshot (appends and heartbeats wait for the restore).
+        assert_eq!(self.role, Role::Follower, "a node restoring campaigned");
+        assert!(
+            meta.last.index > self.log.commit(),
+            "restored {:?} at or below commit {}",
+            meta.last,
+            self.log.commit()
+        );
         self.restoring = None;
         let limits = SessionLimits {
             sessions_max: self.config.sessions_max,
@@ -182,13 +214,13 @@ impl Raft {
                 tracing::error!(id = self.id, %error, "snapshot carries invalid session state; keeping the old table");
             }
         }
-        self.log.reset(meta.last, (meta.last_id + 1, meta.last_ts));
+        self.log.reset(meta.last, LogTail::after_snapshot(&meta));
         let membership = membership
             .or_else(|| (!meta.voters.is_empty()).then(|| Membership::of_voters(&meta.voters)));
         let membership = membership.unwrap_or_else(|| self.configs.current().clone());
         self.configs.reset(meta.last.index, membership);
         self.membership_changed();
-        self.applied_tail = (meta.last_id, meta.last_ts);
+        self.applied_tail = LogTail::after_snapshot(&meta);
         self.matched_leader_index = meta.last.index;
         self.snapshot = meta;
         if self.role == Role::Follower && self.leader != 0 {

@@ -3,7 +3,7 @@
 use ordo_net::SnapshotMeta;
 use ordo_storage::{BatchKind, Index, LogStore, StorageError};
 
-use crate::core::{Membership, RaftState, RestoredLog};
+use crate::core::{LogTail, Membership, RaftState, RestoredLog};
 
 /// The core's starting state from `store` and the latest durable snapshot
 /// (the state machine has been restored from it).
@@ -45,13 +45,11 @@ pub async fn raft_state<S: LogStore>(
     // `prev` is the snapshot point unless the log was compacted elsewhere
     // (then its tail is never needed: prev is at or below the commit index).
     let prev_tail = if state.prev == snapshot.last {
-        (snapshot.last_id + 1, snapshot.last_ts)
+        LogTail::after_snapshot(&snapshot)
     } else {
-        (1, 0)
+        LogTail::START
     };
-    let tail = state
-        .last_header
-        .map_or(prev_tail, |h| (h.next_id(), h.last_ts()));
+    let tail = state.last_header.map_or(prev_tail, |h| LogTail::after(&h));
     let hard_state = store.hard_state();
     let configs = configurations(store, state.prev.index).await?;
     Ok(RaftState {
@@ -180,7 +178,13 @@ mod tests {
             futures_lite::future::block_on(raft_state(&store, Some(snapshot(6, 2)))).unwrap();
         assert_eq!(state.log.prev, LogId { term: 2, index: 6 });
         assert_eq!(state.log.last, LogId { term: 2, index: 6 });
-        assert_eq!(state.log.tail, (7, 6));
+        assert_eq!(
+            state.log.tail,
+            LogTail {
+                next_id: 7,
+                last_ts: 6
+            }
+        );
     }
 
     #[test]

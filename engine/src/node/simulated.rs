@@ -241,7 +241,7 @@ impl SimulatedNode {
             state.snapshot.last.index,
             super::group::snapshot_membership(&state.snapshot),
         );
-        let raft = Raft::new(
+        let mut raft = Raft::new(
             config.id,
             &config.voters(),
             config.raft.clone(),
@@ -250,6 +250,9 @@ impl SimulatedNode {
             Clock::new().now(),
         )
         .map_err(|e| format!("invalid config field raft.{}: {}", e.field, e.reason))?;
+        // The simulator checks every invariant after every turn, in
+        // release runs too.
+        raft.check_invariants_every_turn();
         let local = InputSender::default();
         let log_io = LogIo::start(store.clone(), local.clone());
         let outbox: Rc<RefCell<VecDeque<InprocFrame>>> = Rc::default();

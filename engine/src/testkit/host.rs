@@ -10,11 +10,11 @@ use bytes::Bytes;
 use ordo_net::{Message, ProposeResult, ReadError, SnapshotMeta};
 use ordo_storage::disk::SimDisk;
 use ordo_storage::{
-    BatchKind, HardState, Index, LogId, MemLog, MessageId, NodeId, Term, TimestampUs,
+    BatchKind, EntryView, HardState, Index, LogId, MemLog, MessageId, NodeId, Term, TimestampUs,
 };
 
 use super::host_log::{HostLog, HostSyncPoint, SIM_LOG_DIR, SimDiskLog};
-use crate::core::{Command, CoreConfig, Event, Now, Raft, RaftState, RestoredLog, Role};
+use crate::core::{Command, CoreConfig, Event, LogTail, Now, Raft, RaftState, RestoredLog, Role};
 use crate::node::durability::{ACKED_SAVE_INTERVAL, assess_loss};
 
 /// One entry as the state machine saw it.
@@ -36,6 +36,21 @@ pub struct AppliedEntry {
     pub seq: u64,
     /// Payload.
     pub payload: Bytes,
+}
+
+impl From<&EntryView<'_>> for AppliedEntry {
+    fn from(entry: &EntryView<'_>) -> Self {
+        Self {
+            kind: entry.kind,
+            index: entry.index,
+            term: entry.term,
+            id: entry.id,
+            ts: entry.ts,
+            client_id: entry.client_id,
+            seq: entry.seq,
+            payload: Bytes::copy_from_slice(entry.payload),
+        }
+    }
 }
 
 /// Something the node asks its environment to do; the driver chooses when.
@@ -110,6 +125,10 @@ pub struct Host {
     acked_saved_at_us: u64,
     /// Disk log starts that found a loss (a cut or lost hard state).
     pub losses_found: u64,
+    /// The lowest index the log wrote (appended or truncated) since
+    /// [`Host::take_written_from`] last took it; `Some(0)` after a restart,
+    /// whose recovery may have changed anything.
+    written_from: Option<Index>,
     commands: Vec<Command>,
 }
 
@@ -147,8 +166,9 @@ impl Host {
         now: Now,
         log: HostLog,
     ) -> Self {
-        let raft =
-            Raft::new(id, voters, config.clone(), fresh_state(), seed, now).expect("valid config");
+        let raft = Self::checked(
+            Raft::new(id, voters, config.clone(), fresh_state(), seed, now).expect("valid config"),
+        );
         Self {
             id,
             voters: voters.to_vec(),
@@ -169,8 +189,26 @@ impl Host {
             acked_saved: 0,
             acked_saved_at_us: now.mono_us,
             losses_found: 0,
+            written_from: None,
             commands: Vec::new(),
         }
+    }
+
+    /// The lowest index this node's log wrote since the last call (`0`:
+    /// anything, after a restart), or `None` if it wrote nothing: a driver
+    /// checking what the log holds reads only from there.
+    pub fn take_written_from(&mut self) -> Option<Index> {
+        self.written_from.take()
+    }
+
+    fn note_written(&mut self, from: Index) {
+        self.written_from = Some(self.written_from.map_or(from, |known| known.min(from)));
+    }
+
+    /// `raft`, checking every invariant after every turn in any build.
+    fn checked(mut raft: Raft) -> Raft {
+        raft.check_invariants_every_turn();
+        raft
     }
 
     /// Restarts the node from what its log and snapshot hold after a crash
@@ -232,20 +270,23 @@ impl Host {
         .expect("the log reads back what it recovered");
         raft_state.loss = loss;
         self.acked_saved_at_us = now.mono_us;
-        self.raft = Raft::new(
-            self.id,
-            &self.voters,
-            self.config.clone(),
-            raft_state,
-            seed,
-            now,
-        )
-        .expect("restart");
+        self.raft = Self::checked(
+            Raft::new(
+                self.id,
+                &self.voters,
+                self.config.clone(),
+                raft_state,
+                seed,
+                now,
+            )
+            .expect("restart"),
+        );
         self.applied = data;
         self.received_snapshot = None;
         self.responses.clear();
         self.read_results.clear();
         self.commands.clear();
+        self.note_written(0);
     }
 
     /// Reopens the disk log after a crash or wipe, as the node does
@@ -300,11 +341,10 @@ impl Host {
         for event in events {
             self.raft.step(now, event);
         }
+        // `end_turn` checks every invariant, whatever the build profile
+        // (`Raft::check_invariants_every_turn`, set by `Host::checked`).
         self.raft.end_turn(now, &mut self.commands);
         self.save_acked(now);
-        // Every invariant after every turn, whatever the build profile
-        // (`end_turn` checks them only with debug assertions).
-        self.raft.check_invariants();
         let commands = std::mem::take(&mut self.commands);
         let mut effects = Vec::new();
         for command in commands {
@@ -321,14 +361,20 @@ impl Host {
             Command::PersistHardState(hard_state) => {
                 effects.push(Effect::PersistHardState(hard_state))
             }
-            Command::Truncate { from } => self
-                .log
-                .truncate_suffix_now(from)
-                .expect("core truncates within its log"),
-            Command::Append { batches } => self
-                .log
-                .append_now(&batches)
-                .expect("core appends contiguously"),
+            Command::Truncate { from } => {
+                self.note_written(from);
+                self.log
+                    .truncate_suffix_now(from)
+                    .expect("core truncates within its log")
+            }
+            Command::Append { batches } => {
+                if let Some(first) = batches.first() {
+                    self.note_written(first.first_index());
+                }
+                self.log
+                    .append_now(&batches)
+                    .expect("core appends contiguously")
+            }
             Command::Sync => effects.push(Effect::Sync),
             Command::ReadLog {
                 purpose,
@@ -353,16 +399,7 @@ impl Host {
                         "node {} applied out of order",
                         self.id
                     );
-                    self.applied.push(AppliedEntry {
-                        kind: entry.kind,
-                        index: entry.index,
-                        term: entry.term,
-                        id: entry.id,
-                        ts: entry.ts,
-                        client_id: entry.client_id,
-                        seq: entry.seq,
-                        payload: Bytes::copy_from_slice(entry.payload),
-                    });
+                    self.applied.push(AppliedEntry::from(&entry));
                 }
             }
             Command::Respond { request_id, result } => {
@@ -482,8 +519,8 @@ impl Host {
 fn fresh_state() -> RaftState {
     RaftState {
         log: RestoredLog {
-            tail: (1, 0),
-            prev_tail: (1, 0),
+            tail: LogTail::START,
+            prev_tail: LogTail::START,
             ..RestoredLog::default()
         },
         ..RaftState::default()

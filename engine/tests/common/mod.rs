@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use ordo_engine::core::{
-    Command, CoreConfig, Event, Now, Proposal, Raft, RaftState, RestoredLog, Role,
+    Command, CoreConfig, Event, LogTail, Now, Proposal, Raft, RaftState, RestoredLog, Role,
 };
 use ordo_engine::testkit::WALL_START_US;
 use ordo_net::{
@@ -115,13 +115,13 @@ impl Node {
             .and_then(|mut batches| batches.pop());
         let tail = state
             .last_header
-            .map_or((1, 0), |h| (h.next_id(), h.last_ts()));
+            .map_or(LogTail::START, |h| LogTail::after(&h));
         let restored = RestoredLog {
             prev: state.prev,
             last: state.last,
             term_runs: store.term_runs_now(),
             tail,
-            prev_tail: (1, 0),
+            prev_tail: LogTail::START,
             last_batch,
             commit: hard_state.commit,
             applied: 0,

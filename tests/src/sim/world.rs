@@ -740,13 +740,24 @@ impl World {
             }
         }
         {
-            // Terms after every step; contents (a read of every log) every
-            // 256 steps and at the end.
+            // Log matching in full after every step: what this turn wrote
+            // (or the whole log, after a restart) against every entry any
+            // log held at its index and term, and the terms of every pair
+            // of logs. Only this node's log changed in this step.
+            let host = &mut self.nodes[index].host;
+            let state = host.log.state_now();
+            if let Some(from) = host.take_written_from()
+                && from.max(state.prev.index + 1) <= state.last.index
+            {
+                let from = from.max(state.prev.index + 1);
+                let batches = host
+                    .log
+                    .read_now(from, usize::MAX)
+                    .map_err(|e| format!("node {id}: log read: {e}"))?;
+                self.checker.entries_held(id, &batches)?;
+            }
             let hosts: Vec<&Host> = self.nodes.iter().map(|n| &n.host).collect();
             self.checker.log_matching_terms(&hosts)?;
-            if self.summary.steps.is_multiple_of(256) {
-                self.checker.log_matching(&hosts)?;
-            }
         }
         let deadline = self.nodes[index].host.raft.next_deadline_us();
         let at = self.global_time_of(id, deadline).max(self.now + 1);
