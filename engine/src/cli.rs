@@ -1,5 +1,10 @@
 //! What the `ordo` binary's commands share: JSON lines, `init`, `verify`,
-//! logging and signals. Kept in the library so it is tested.
+//! logging and signals. Kept in the library so it is tested, and so that
+//! `ordo-bench` and the tests lay out clusters as `ordo init` does. The
+//! process pieces (the log format's command-line value, the log output,
+//! signal handling) need the `cli` feature, on by default; an embedder
+//! with `default-features = false` compiles no clap, tracing-subscriber
+//! or mimalloc (glommio brings its own signal-hook either way).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -566,6 +571,7 @@ pub fn verify_stdin(keys: &Path) -> Result<(), String> {
 }
 
 /// How [`init_tracing`] writes.
+#[cfg(feature = "cli")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// One line per event for people: time, level, target, message, fields.
@@ -576,9 +582,11 @@ pub enum LogFormat {
     Json,
 }
 
+#[cfg(feature = "cli")]
 static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 /// Chooses the format of every later [`init_tracing`] (the first call wins).
+#[cfg(feature = "cli")]
 pub fn set_log_format(format: LogFormat) {
     // A second call keeps the first choice, as documented.
     let _ = LOG_FORMAT.set(format);
@@ -586,6 +594,7 @@ pub fn set_log_format(format: LogFormat) {
 
 /// Logs through `tracing` to stderr, in the format [`set_log_format`]
 /// chose; `RUST_LOG` filters (default `info`).
+#[cfg(feature = "cli")]
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -601,8 +610,10 @@ pub fn init_tracing() {
 }
 
 /// SIGTERM and SIGINT, to be waited for on a thread.
+#[cfg(feature = "cli")]
 pub struct Signals(signal_hook::iterator::Signals);
 
+#[cfg(feature = "cli")]
 impl Signals {
     /// Blocks until one arrives; returns its number.
     pub fn wait(mut self) -> Option<i32> {
@@ -612,6 +623,7 @@ impl Signals {
 
 /// Catches SIGTERM and SIGINT (installed before the node starts, so a
 /// signal during start-up is not lost).
+#[cfg(feature = "cli")]
 pub fn termination_signals() -> Result<Signals, String> {
     signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
         .map(Signals)
