@@ -1141,19 +1141,10 @@ impl<S: LogStore + 'static> Group<S> {
         }
         self.shutting_down = true;
         tracing::info!(id = self.config.id, "shutting down");
-        if self.raft.role() == Role::Leader {
-            let target = self
-                .raft
-                .voters()
-                .iter()
-                .copied()
-                .filter(|&v| v != self.config.id)
-                .max_by_key(|&v| self.raft.progress(v).map_or(0, |p| p.match_index));
-            if let Some(to) = target {
-                let request_id = self.request_id();
-                self.raft
-                    .step(now, Event::TransferLeadership { to, request_id });
-            }
+        if let Some(to) = self.raft.shutdown_transfer_target() {
+            let request_id = self.request_id();
+            self.raft
+                .step(now, Event::TransferLeadership { to, request_id });
         }
     }
 
