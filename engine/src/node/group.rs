@@ -52,20 +52,28 @@ enum Woken {
 /// A proposal's session: `(client_id, seq)`.
 type Session = (u64, u64);
 
-/// Who waits for the answer to a proposal, and the proposal's session.
-enum Responder {
-    Client {
-        conn: ClientConn,
-        request_id: u64,
-        session: Session,
-    },
+/// Who waits for an answer of type `T` (a proposal's receipt, a read
+/// index): a client of this shard, a client of another shard (its answer
+/// rides in that shard's batch of replies), or a caller of the embedding
+/// API.
+enum Responder<T> {
+    /// A client connected to shard 0; `request_id` is the client's.
+    Client { conn: ClientConn, request_id: u64 },
+    /// A client of client shard `shard`, which matches the answer back
+    /// to it by `tag`; `request_id` is the client's.
     Shard {
         shard: usize,
         tag: u64,
         request_id: u64,
-        session: Session,
     },
-    Api(Reply<Result<Receipt, ProposeError>>, Session),
+    /// A caller of the embedding API ([`super::NodeHandle`]).
+    Api(Reply<T>),
+}
+
+/// Who waits for the answer to a proposal, and the proposal's session.
+struct ProposalWaiter {
+    responder: Responder<Result<Receipt, ProposeError>>,
+    session: Session,
 }
 
 /// How often the log's disk is measured against `storage.retain_bytes`
@@ -77,15 +85,6 @@ const RETAIN_SLACK_BYTES: u64 = 64 << 10;
 /// Bytes of configuration links one `Chain` answer carries at most (the
 /// client asks again for the rest).
 const CHAIN_ANSWER_BYTES: usize = 1 << 20;
-
-impl Responder {
-    fn session(&self) -> Session {
-        match self {
-            Responder::Client { session, .. } | Responder::Shard { session, .. } => *session,
-            Responder::Api(_, session) => *session,
-        }
-    }
-}
 
 /// Election timeouts a node waits, removed by a committed configuration,
 /// before it stops (`Group::stop_if_removed`).
@@ -125,20 +124,6 @@ impl AdminSink {
 /// result, the token.
 type TokenFound = (u64, ProposeResult, Vec<u8>);
 
-/// Who waits for a read index.
-enum ReadResponder {
-    Client {
-        conn: ClientConn,
-        request_id: u64,
-    },
-    Shard {
-        shard: usize,
-        tag: u64,
-        request_id: u64,
-    },
-    Api(Reply<Result<Index, ReadError>>),
-}
-
 /// The group's runtime state. Lives on shard 0.
 pub struct Group<S: LogStore + 'static> {
     raft: Raft,
@@ -155,8 +140,8 @@ pub struct Group<S: LogStore + 'static> {
     snapshots: Rc<SnapshotIo>,
     commands: Vec<Command>,
     /// Request ids are this node's own (not attacker-chosen): a fast hash.
-    responders: FxHashMap<u64, Responder>,
-    read_responders: FxHashMap<u64, ReadResponder>,
+    responders: FxHashMap<u64, ProposalWaiter>,
+    read_responders: FxHashMap<u64, Responder<Result<Index, ReadError>>>,
     /// Reads whose index the state machine has not applied yet.
     read_waiters: BTreeMap<Index, Vec<(u64, Index)>>,
     next_request_id: u64,
@@ -666,9 +651,11 @@ impl<S: LogStore + 'static> Group<S> {
                 self.observer.proposed(1);
                 self.responders.insert(
                     request_id,
-                    Responder::Client {
-                        conn,
-                        request_id: propose.request_id,
+                    ProposalWaiter {
+                        responder: Responder::Client {
+                            conn,
+                            request_id: propose.request_id,
+                        },
                         session: (propose.client_id, propose.seq),
                     },
                 );
@@ -687,7 +674,7 @@ impl<S: LogStore + 'static> Group<S> {
                 let request_id = self.request_id();
                 self.read_responders.insert(
                     request_id,
-                    ReadResponder::Client {
+                    Responder::Client {
                         conn,
                         request_id: read.request_id,
                     },
@@ -965,10 +952,12 @@ impl<S: LogStore + 'static> Group<S> {
             let request_id = self.request_id();
             self.responders.insert(
                 request_id,
-                Responder::Shard {
-                    shard,
-                    tag: proposal.tag,
-                    request_id: proposal.client_request_id,
+                ProposalWaiter {
+                    responder: Responder::Shard {
+                        shard,
+                        tag: proposal.tag,
+                        request_id: proposal.client_request_id,
+                    },
                     session: (proposal.client_id, proposal.seq),
                 },
             );
@@ -985,7 +974,7 @@ impl<S: LogStore + 'static> Group<S> {
             let request_id = self.request_id();
             self.read_responders.insert(
                 request_id,
-                ReadResponder::Shard {
+                Responder::Shard {
                     shard,
                     tag,
                     request_id: client_request_id,
@@ -1020,8 +1009,11 @@ impl<S: LogStore + 'static> Group<S> {
                     return;
                 }
                 let request_id = self.request_id();
-                self.responders
-                    .insert(request_id, Responder::Api(reply, (client_id, seq)));
+                let waiter = ProposalWaiter {
+                    responder: Responder::Api(reply),
+                    session: (client_id, seq),
+                };
+                self.responders.insert(request_id, waiter);
                 self.raft.step(
                     now,
                     Event::Propose(Proposal {
@@ -1036,7 +1028,7 @@ impl<S: LogStore + 'static> Group<S> {
             External::Read { reply } => {
                 let request_id = self.request_id();
                 self.read_responders
-                    .insert(request_id, ReadResponder::Api(reply));
+                    .insert(request_id, Responder::Api(reply));
                 self.raft.step(now, Event::Read { request_id });
             }
             External::Status { reply } => {
@@ -1556,10 +1548,10 @@ impl<S: LogStore + 'static> Group<S> {
     /// Past the wait the answer is `Unknown`: the proposer retries with
     /// its session and gets the receipt with its token once it exists.
     fn find_token(&mut self, request_id: u64, committed: ordo_net::Committed) {
-        let Some(responder) = self.responders.get(&request_id) else {
+        let Some(waiter) = self.responders.get(&request_id) else {
             return;
         };
-        let (client_id, seq) = responder.session();
+        let (client_id, seq) = waiter.session;
         if committed.index < self.log.store().state().first_index() && client_id != 0 {
             // An answer from the session table for an entry compacted
             // since: no token can be cut for it any more. It committed;
@@ -1620,45 +1612,26 @@ impl<S: LogStore + 'static> Group<S> {
 
     /// Answers the proposal `request_id` with `result` and its `token`.
     fn answer(&mut self, request_id: u64, result: ProposeResult, token: Vec<u8>) {
-        let Some(responder) = self.responders.remove(&request_id) else {
+        let Some(waiter) = self.responders.remove(&request_id) else {
             return;
         };
         self.observer.answered(request_id);
         if let (Some(gossip), Ok(committed)) = (&self.gossip, &result) {
             gossip.answered(committed, &token);
         }
-        match responder {
-            Responder::Client {
-                conn, request_id, ..
-            } => {
-                let response = ClientResponse::Propose(ProposeResponse {
+        self.deliver(
+            waiter.responder,
+            (result, token),
+            |(result, token), request_id, leader| {
+                ClientResponse::Propose(ProposeResponse {
                     request_id,
                     result,
-                    leader: self.leader_hint(),
+                    leader,
                     token,
-                });
-                if conn.try_send(&response).is_err() {
-                    // A client that does not read its answers loses them;
-                    // it retries with its session and gets the same answer.
-                    tracing::debug!("client answer dropped: connection full or closed");
-                }
-            }
-            Responder::Shard {
-                shard,
-                tag,
-                request_id,
-                ..
-            } => {
-                let response = ClientResponse::Propose(ProposeResponse {
-                    request_id,
-                    result,
-                    leader: self.leader_hint(),
-                    token,
-                });
-                self.shard_out[shard].push(ShardReply { tag, response });
-            }
-            Responder::Api(reply, _) => {
-                let receipt = result.map(
+                })
+            },
+            |(result, token)| {
+                result.map(
                     |Committed {
                          id,
                          index,
@@ -1671,42 +1644,59 @@ impl<S: LogStore + 'static> Group<S> {
                         ts,
                         token: Bytes::from(token),
                     },
-                );
-                // The proposer may have given up; nothing to answer then.
-                let _ = reply.send(receipt);
-            }
-        }
+                )
+            },
+        );
     }
 
     fn answer_read(&mut self, request_id: u64, result: Result<Index, ReadError>) {
         let Some(responder) = self.read_responders.remove(&request_id) else {
             return;
         };
-        match responder {
-            ReadResponder::Client { conn, request_id } => {
-                let response = ClientResponse::Read(ReadResponse {
+        self.deliver(
+            responder,
+            result,
+            |result, request_id, leader| {
+                ClientResponse::Read(ReadResponse {
                     request_id,
                     result,
-                    leader: self.leader_hint(),
-                });
-                // A client that does not read loses the answer; it retries with its session.
-                let _ = conn.try_send(&response);
+                    leader,
+                })
+            },
+            |result| result,
+        );
+    }
+
+    /// Hands `answer` to whoever waits for it: a client gets it as
+    /// `wire(answer, its request id, the leader hint)`, a caller of the
+    /// embedding API as `api(answer)`.
+    fn deliver<A, T>(
+        &mut self,
+        responder: Responder<T>,
+        answer: A,
+        wire: impl FnOnce(A, u64, LeaderHint) -> ClientResponse,
+        api: impl FnOnce(A) -> T,
+    ) {
+        match responder {
+            Responder::Client { conn, request_id } => {
+                let response = wire(answer, request_id, self.leader_hint());
+                if conn.try_send(&response).is_err() {
+                    // A client that does not read its answers loses them;
+                    // it retries with its session and gets the same answer.
+                    tracing::debug!("client answer dropped: connection full or closed");
+                }
             }
-            ReadResponder::Shard {
+            Responder::Shard {
                 shard,
                 tag,
                 request_id,
             } => {
-                let response = ClientResponse::Read(ReadResponse {
-                    request_id,
-                    result,
-                    leader: self.leader_hint(),
-                });
+                let response = wire(answer, request_id, self.leader_hint());
                 self.shard_out[shard].push(ShardReply { tag, response });
             }
-            ReadResponder::Api(reply) => {
-                // The reader may have given up; nothing to answer then.
-                let _ = reply.send(result);
+            Responder::Api(reply) => {
+                // The asker may have given up; nothing to answer then.
+                let _ = reply.send(api(answer));
             }
         }
     }
