@@ -15,12 +15,12 @@ use futures_lite::future;
 use ordo_net::transport::{ClientCall, ClientConn, ClientInbox, PeerEvent, SendError};
 use ordo_net::{
     AdminAnswer, AdminCommand, AdminFailure, AdminRequest, AdminResponse, ClientError,
-    ClientRequest, ClientResponse, Committed, ErrorResponse, LeaderHint, LogResponse, MemberEntry,
-    Message, NodeRole, NodeStatus, PeerMessage, ProposeError, ProposeResponse, ProposeResult,
-    ReadError, ReadResponse, StatusResponse,
+    ClientRequest, ClientResponse, ErrorResponse, LeaderHint, LogResponse, MemberEntry, Message,
+    PeerMessage, ProposeError, ProposeResponse, ReadError, StatusResponse,
 };
 use ordo_storage::{Index, LogStore, NodeId};
 
+use super::StateMachine;
 use super::clock::Clock;
 use super::config::NodeConfig;
 use super::feed::{self, FeedState};
@@ -34,12 +34,16 @@ use super::shards::{ShardBatch, ShardReply};
 use super::snapshots::SnapshotIo;
 use super::ticker::Ticker;
 use super::tokens::Certificates;
-use super::{Receipt, StateMachine};
 use crate::core::{
     ApplyBatch, ChangeError, Command, Event, MemberRole, Membership, MembershipChange, Proposal,
     Raft, Role, Status, TransferError,
 };
 use crate::token::ConfigLink;
+
+mod answers;
+
+pub use answers::node_status;
+use answers::{ProposalWaiter, Responder, TokenFound};
 
 /// What ended a wait.
 enum Woken {
@@ -47,33 +51,6 @@ enum Woken {
     Peer(PeerEvent),
     Client(ClientCall),
     External(External),
-}
-
-/// A proposal's session: `(client_id, seq)`.
-type Session = (u64, u64);
-
-/// Who waits for an answer of type `T` (a proposal's receipt, a read
-/// index): a client of this shard, a client of another shard (its answer
-/// rides in that shard's batch of replies), or a caller of the embedding
-/// API.
-enum Responder<T> {
-    /// A client connected to shard 0; `request_id` is the client's.
-    Client { conn: ClientConn, request_id: u64 },
-    /// A client of client shard `shard`, which matches the answer back
-    /// to it by `tag`; `request_id` is the client's.
-    Shard {
-        shard: usize,
-        tag: u64,
-        request_id: u64,
-    },
-    /// A caller of the embedding API ([`super::NodeHandle`]).
-    Api(Reply<T>),
-}
-
-/// Who waits for the answer to a proposal, and the proposal's session.
-struct ProposalWaiter {
-    responder: Responder<Result<Receipt, ProposeError>>,
-    session: Session,
 }
 
 /// How often the log's disk is measured against `storage.retain_bytes`
@@ -119,10 +96,6 @@ impl AdminSink {
         }
     }
 }
-
-/// An answer whose token [`Group::find_token`] built: the request, its
-/// result, the token.
-type TokenFound = (u64, ProposeResult, Vec<u8>);
 
 /// The group's runtime state. Lives on shard 0.
 pub struct Group<S: LogStore + 'static> {
@@ -616,22 +589,6 @@ impl<S: LogStore + 'static> Group<S> {
         }
     }
 
-    fn leader_hint(&self) -> LeaderHint {
-        let leader = self.raft.leader();
-        let mut hint = self.leader_hint.borrow_mut();
-        if hint.id != leader {
-            *hint = LeaderHint {
-                id: leader,
-                client_addr: self
-                    .directory
-                    .client_addr(&self.config, leader)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-            };
-        }
-        hint.clone()
-    }
-
     fn client_call(&mut self, now: crate::core::Now, call: ClientCall) {
         let ClientCall { conn, request } = call;
         match request {
@@ -981,17 +938,6 @@ impl<S: LogStore + 'static> Group<S> {
                 },
             );
             self.raft.step(now, Event::Read { request_id });
-        }
-    }
-
-    /// Sends each client shard the answers gathered this turn, one message
-    /// per shard.
-    fn flush_shard_replies(&mut self) {
-        for (shard, out) in self.shard_out.iter_mut().enumerate() {
-            if !out.is_empty() {
-                // Unbounded: fails only once the shard has stopped, and its clients with it.
-                let _ = self.shard_replies[shard].try_send(std::mem::take(out));
-            }
         }
     }
 
@@ -1525,196 +1471,6 @@ impl<S: LogStore + 'static> Group<S> {
         }
     }
 
-    fn respond(&mut self, request_id: u64, result: ProposeResult) {
-        let token = match &result {
-            Ok(committed) => match self.certificates.token_for(committed) {
-                Some(token) => token,
-                None if self.certificates.enabled() => {
-                    // Not among the recent statements (an answer from the
-                    // session table, or a statement that has not arrived):
-                    // never answer without it.
-                    return self.find_token(request_id, *committed);
-                }
-                None => Vec::new(),
-            },
-            Err(_) => Vec::new(),
-        };
-        self.answer(request_id, result, token);
-    }
-
-    /// Builds the token of `committed` from the log and its stored
-    /// statement, waiting up to [`feed::TOKEN_WAIT_MAX`] for a statement
-    /// still missing (the certificate repair fetches it); then answers.
-    /// Past the wait the answer is `Unknown`: the proposer retries with
-    /// its session and gets the receipt with its token once it exists.
-    fn find_token(&mut self, request_id: u64, committed: ordo_net::Committed) {
-        let Some(waiter) = self.responders.get(&request_id) else {
-            return;
-        };
-        let (client_id, seq) = waiter.session;
-        if committed.index < self.log.store().state().first_index() && client_id != 0 {
-            // An answer from the session table for an entry compacted
-            // since: no token can be cut for it any more. It committed;
-            // that is what the session can still say.
-            let expired = ProposeError::SessionExpired { client_id, seq };
-            return self.answer(request_id, Err(expired), Vec::new());
-        }
-        let store = self.log.store().clone();
-        let certificates = self.certificates.clone();
-        let found = self.tokens_found.clone();
-        let local = self.local.clone();
-        let clock = self.clock;
-        super::env::spawn(async move {
-            let started = clock.mono_us();
-            let wait_us = feed::TOKEN_WAIT_MAX.as_micros() as u64;
-            let answer = loop {
-                let generation = certificates.stored.generation();
-                match certificates.token_at(&*store, committed.index).await {
-                    Ok(token) => break (Ok(committed), token.to_vec()),
-                    Err(super::TokenError::Missing { .. }) => {
-                        let waited = clock.mono_us().saturating_sub(started);
-                        if waited >= wait_us {
-                            break (Err(ProposeError::Unknown { leader: 0 }), Vec::new());
-                        }
-                        future::or(
-                            certificates.stored.wait(generation),
-                            super::env::sleep(Duration::from_micros(wait_us - waited)),
-                        )
-                        .await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, index = committed.index, "cannot build the token of an answer");
-                        break (Err(ProposeError::Unknown { leader: 0 }), Vec::new());
-                    }
-                }
-            };
-            found.borrow_mut().push((request_id, answer.0, answer.1));
-            local.0.notify.notify();
-        });
-    }
-
-    /// Sends the answers [`Group::find_token`] completed.
-    fn answer_tokens_found(&mut self) {
-        if self.tokens_found.borrow().is_empty() {
-            return;
-        }
-        let found = std::mem::take(&mut *self.tokens_found.borrow_mut());
-        for (request_id, result, token) in found {
-            let result = result.map_err(|error| match error {
-                ProposeError::Unknown { .. } => ProposeError::Unknown {
-                    leader: self.raft.leader(),
-                },
-                other => other,
-            });
-            self.answer(request_id, result, token);
-        }
-    }
-
-    /// Answers the proposal `request_id` with `result` and its `token`.
-    fn answer(&mut self, request_id: u64, result: ProposeResult, token: Vec<u8>) {
-        let Some(waiter) = self.responders.remove(&request_id) else {
-            return;
-        };
-        self.observer.answered(request_id);
-        if let (Some(gossip), Ok(committed)) = (&self.gossip, &result) {
-            gossip.answered(committed, &token);
-        }
-        self.deliver(
-            waiter.responder,
-            (result, token),
-            |(result, token), request_id, leader| {
-                ClientResponse::Propose(ProposeResponse {
-                    request_id,
-                    result,
-                    leader,
-                    token,
-                })
-            },
-            |(result, token)| {
-                result.map(
-                    |Committed {
-                         id,
-                         index,
-                         term,
-                         ts,
-                     }| Receipt {
-                        id,
-                        index,
-                        term,
-                        ts,
-                        token: Bytes::from(token),
-                    },
-                )
-            },
-        );
-    }
-
-    fn answer_read(&mut self, request_id: u64, result: Result<Index, ReadError>) {
-        let Some(responder) = self.read_responders.remove(&request_id) else {
-            return;
-        };
-        self.deliver(
-            responder,
-            result,
-            |result, request_id, leader| {
-                ClientResponse::Read(ReadResponse {
-                    request_id,
-                    result,
-                    leader,
-                })
-            },
-            |result| result,
-        );
-    }
-
-    /// Hands `answer` to whoever waits for it: a client gets it as
-    /// `wire(answer, its request id, the leader hint)`, a caller of the
-    /// embedding API as `api(answer)`.
-    fn deliver<A, T>(
-        &mut self,
-        responder: Responder<T>,
-        answer: A,
-        wire: impl FnOnce(A, u64, LeaderHint) -> ClientResponse,
-        api: impl FnOnce(A) -> T,
-    ) {
-        match responder {
-            Responder::Client { conn, request_id } => {
-                let response = wire(answer, request_id, self.leader_hint());
-                if conn.try_send(&response).is_err() {
-                    // A client that does not read its answers loses them;
-                    // it retries with its session and gets the same answer.
-                    tracing::debug!("client answer dropped: connection full or closed");
-                }
-            }
-            Responder::Shard {
-                shard,
-                tag,
-                request_id,
-            } => {
-                let response = wire(answer, request_id, self.leader_hint());
-                self.shard_out[shard].push(ShardReply { tag, response });
-            }
-            Responder::Api(reply) => {
-                // The asker may have given up; nothing to answer then.
-                let _ = reply.send(api(answer));
-            }
-        }
-    }
-
-    /// On shutdown or failure, everything still waiting gets an answer.
-    fn fail_everything(&mut self) {
-        let ids: Vec<u64> = self.responders.keys().copied().collect();
-        for id in ids {
-            self.respond(id, Err(ProposeError::Stopped));
-        }
-        let reads: Vec<u64> = self.read_responders.keys().copied().collect();
-        for id in reads {
-            self.answer_read(id, Err(ReadError::Stopped));
-        }
-        self.read_waiters.clear();
-        self.flush_shard_replies();
-    }
-
     fn publish_status(&mut self) {
         let mut status = self.raft.status();
         status.applied_index = self.feed.applied_index.get();
@@ -1725,29 +1481,6 @@ impl<S: LogStore + 'static> Group<S> {
             &**self.log.store(),
             &self.peers,
         );
-    }
-}
-
-/// The wire form of the core's status; `repair` says why it is repairing
-/// ([`crate::core::Raft::repair_reason`]).
-pub fn node_status(status: &Status, repair: Option<&str>, peers_repairing: Vec<u64>) -> NodeStatus {
-    NodeStatus {
-        id: status.id,
-        role: match status.role {
-            Role::Follower => NodeRole::Follower,
-            Role::PreCandidate => NodeRole::PreCandidate,
-            Role::Candidate => NodeRole::Candidate,
-            Role::Leader => NodeRole::Leader,
-        },
-        term: status.term,
-        leader: status.leader,
-        commit_index: status.commit_index,
-        last_index: status.last_index,
-        durable_index: status.durable_index,
-        applied_index: status.applied_index,
-        repairing: status.repairing,
-        repair: repair.unwrap_or_default().to_string(),
-        peers_repairing,
     }
 }
 
