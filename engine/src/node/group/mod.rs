@@ -3,7 +3,6 @@
 //! completions, requests from other threads, the core's timer), step every
 //! input that is ready (bounded), end the turn, execute the commands.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
@@ -14,16 +13,16 @@ use bytes::Bytes;
 use futures_lite::future;
 use ordo_net::transport::{ClientCall, ClientConn, ClientInbox, PeerEvent, SendError};
 use ordo_net::{
-    AdminAnswer, AdminCommand, AdminFailure, AdminRequest, AdminResponse, ClientError,
-    ClientRequest, ClientResponse, ErrorResponse, LeaderHint, LogResponse, MemberEntry, Message,
-    PeerMessage, ProposeError, ProposeResponse, ReadError, StatusResponse,
+    AdminAnswer, AdminCommand, AdminFailure, AdminRequest, AdminResponse, ClientRequest,
+    ClientResponse, LeaderHint, MemberEntry, Message, PeerMessage, ProposeError, ProposeResponse,
+    ReadError, StatusResponse,
 };
 use ordo_storage::{Index, LogStore, NodeId};
 
 use super::StateMachine;
 use super::clock::Clock;
 use super::config::NodeConfig;
-use super::feed::{self, FeedState};
+use super::feed::FeedState;
 use super::gossip_bridge::GossipBridge;
 use super::inbox;
 use super::input::{External, InputSender, Reply};
@@ -41,6 +40,7 @@ use crate::core::{
 use crate::token::ConfigLink;
 
 mod answers;
+mod log_stream;
 
 pub use answers::node_status;
 use answers::{ProposalWaiter, Responder, TokenFound};
@@ -810,98 +810,6 @@ impl<S: LogStore + 'static> Group<S> {
         sink.send(response);
     }
 
-    /// Streams committed messages to a client of this shard.
-    fn serve_log(&self, conn: ClientConn, request_id: u64, from_id: u64, follow: bool) {
-        let (sink, responses) = async_channel::bounded::<ClientResponse>(4);
-        self.serve_log_into(request_id, from_id, follow, sink);
-        super::env::spawn(async move {
-            while let Ok(response) = responses.recv().await {
-                match conn.send(&response).await {
-                    Ok(()) => {}
-                    Err(SendError::Encode(error)) => {
-                        // Chunks are cut by bytes to fit any frame limit of
-                        // at least 16 MiB; a smaller limit still gets told.
-                        tracing::warn!(%error, request_id, "log response does not fit a frame");
-                        // The client may be gone already; nothing more to tell.
-                        let _ = conn.try_send(&ClientResponse::Error(ErrorResponse {
-                            request_id,
-                            error: ClientError::Internal {
-                                reason: error.to_string(),
-                            },
-                            leader: LeaderHint::default(),
-                        }));
-                        return;
-                    }
-                    Err(_) => return,
-                }
-            }
-        });
-    }
-
-    /// Streams committed messages as client responses into `sink`, in its
-    /// own task (a slow reader slows only its stream).
-    fn serve_log_into(
-        &self,
-        request_id: u64,
-        from_id: u64,
-        follow: bool,
-        sink: async_channel::Sender<ClientResponse>,
-    ) {
-        let store = self.log.store().clone();
-        let state = self.feed.clone();
-        let certificates = self.certificates.clone();
-        let leader = self.leader_hint();
-        super::env::spawn(async move {
-            let fail = |error: ClientError| {
-                let sink = sink.clone();
-                let leader = leader.clone();
-                async move {
-                    // The client may be gone already; nothing more to tell.
-                    let _ = sink
-                        .send(ClientResponse::Error(ErrorResponse {
-                            request_id,
-                            error,
-                            leader,
-                        }))
-                        .await;
-                }
-            };
-            let cursor = match feed::locate(&*store, &state, from_id).await {
-                Ok(cursor) => cursor,
-                Err(error) => return fail(feed::client_error(&error, from_id)).await,
-            };
-            let next_id = Rc::new(Cell::new(cursor.next_id));
-            let result = feed::follow(
-                store,
-                state,
-                certificates,
-                cursor,
-                follow,
-                feed::ChunkLimit::LOG_RESPONSE,
-                feed::TOKEN_WAIT_MAX,
-                |messages, done| {
-                    let sink = sink.clone();
-                    if let Some(last) = messages.last() {
-                        next_id.set(last.id + 1);
-                    }
-                    async move {
-                        let response = ClientResponse::Log(LogResponse {
-                            request_id,
-                            messages,
-                            done,
-                        });
-                        sink.send(response).await.is_ok()
-                    }
-                },
-            )
-            .await;
-            if let Err(error) = result {
-                tracing::warn!(%error, from_id, at = next_id.get(), "log stream failed");
-                fail(feed::client_error(&error, next_id.get())).await;
-            }
-        });
-    }
-
     /// A client shard's proposals and reads of one turn.
     fn shard_batch(&mut self, now: crate::core::Now, shard: usize, batch: ShardBatch) {
         self.observer.proposed(batch.proposals.len() as u64);
@@ -981,48 +889,7 @@ impl<S: LogStore + 'static> Group<S> {
                 // The asker may have gone away: nothing to answer then.
                 let _ = reply.send(self.raft.status());
             }
-            External::Subscribe { from_id, sink } => {
-                let store = self.log.store().clone();
-                let state = self.feed.clone();
-                let certificates = self.certificates.clone();
-                super::env::spawn(async move {
-                    let cursor = match feed::locate(&*store, &state, from_id).await {
-                        Ok(cursor) => cursor,
-                        Err(error) => {
-                            tracing::warn!(%error, from_id, "subscription cannot start");
-                            // The subscriber may be gone; nothing more to tell.
-                            let _ = sink.send(Err(error)).await;
-                            return;
-                        }
-                    };
-                    let result = feed::follow(
-                        store,
-                        state,
-                        certificates,
-                        cursor,
-                        true,
-                        feed::ChunkLimit::LOG_RESPONSE,
-                        feed::TOKEN_WAIT_MAX,
-                        |messages, _| {
-                            let sink = sink.clone();
-                            async move {
-                                for message in messages {
-                                    if sink.send(Ok(message)).await.is_err() {
-                                        return false;
-                                    }
-                                }
-                                true
-                            }
-                        },
-                    )
-                    .await;
-                    if let Err(error) = result {
-                        tracing::warn!(%error, from_id, "subscription failed");
-                        // The subscriber may be gone; nothing more to tell.
-                        let _ = sink.send(Err(error)).await;
-                    }
-                });
-            }
+            External::Subscribe { from_id, sink } => self.subscribe(from_id, sink),
             External::ShardBatch { shard, batch } => self.shard_batch(now, shard, batch),
             External::ClientStatus { reply } => {
                 // The asker may have gone away: nothing to answer then.
