@@ -9,12 +9,10 @@ use rustc_hash::FxHashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_lite::future;
-use ordo_net::transport::{ClientCall, ClientConn, ClientInbox, PeerEvent, SendError};
+use ordo_net::transport::{ClientCall, ClientInbox, PeerEvent, SendError};
 use ordo_net::{
-    AdminAnswer, AdminCommand, AdminFailure, AdminRequest, AdminResponse, ClientRequest,
-    ClientResponse, LeaderHint, MemberEntry, Message, PeerMessage, ProposeError, ProposeResponse,
+    ClientRequest, ClientResponse, LeaderHint, Message, PeerMessage, ProposeError, ProposeResponse,
     ReadError, StatusResponse,
 };
 use ordo_storage::{Index, LogStore, NodeId};
@@ -25,24 +23,22 @@ use super::config::NodeConfig;
 use super::feed::FeedState;
 use super::gossip_bridge::GossipBridge;
 use super::inbox;
-use super::input::{External, InputSender, Reply};
+use super::input::{External, InputSender};
 use super::log_io::LogIo;
-use super::members::{Directory, MemberView, MembersView};
+use super::members::Directory;
 use super::peers::Peers;
 use super::shards::{ShardBatch, ShardReply};
 use super::snapshots::SnapshotIo;
 use super::ticker::Ticker;
 use super::tokens::Certificates;
-use crate::core::{
-    ApplyBatch, ChangeError, Command, Event, MemberRole, Membership, MembershipChange, Proposal,
-    Raft, Role, Status, TransferError,
-};
-use crate::token::ConfigLink;
+use crate::core::{ApplyBatch, Command, Event, Proposal, Raft, Role, Status};
 
+mod admin;
 mod answers;
 mod certificate_repair;
 mod log_stream;
 
+use admin::{AdminSink, AdminWaiter};
 pub use answers::node_status;
 use answers::{ProposalWaiter, Responder, TokenFound};
 
@@ -60,43 +56,9 @@ const RETAIN_CHECK_US: u64 = 20_000;
 /// The log directory's files besides segments (the hard state), with room
 /// to spare.
 const RETAIN_SLACK_BYTES: u64 = 64 << 10;
-/// Bytes of configuration links one `Chain` answer carries at most (the
-/// client asks again for the rest).
-const CHAIN_ANSWER_BYTES: usize = 1 << 20;
-
 /// Election timeouts a node waits, removed by a committed configuration,
 /// before it stops (`Group::stop_if_removed`).
 const REMOVED_STOP_DELAY_TIMEOUTS: u64 = 4;
-
-/// Who waits for the outcome of an administrative request.
-enum AdminWaiter {
-    Membership(Reply<Result<Index, ChangeError>>),
-    Transfer(Reply<Result<NodeId, TransferError>>),
-    Client { sink: AdminSink, request_id: u64 },
-}
-
-/// Where the answer to a client's administrative request goes: its
-/// connection (shard 0), or the client shard that relayed it.
-enum AdminSink {
-    Conn(ClientConn),
-    Shard(Reply<AdminResponse>),
-}
-
-impl AdminSink {
-    fn send(self, response: AdminResponse) {
-        // The client may have gone away: nothing to answer then.
-        match self {
-            AdminSink::Conn(conn) => {
-                // A client that does not read loses the answer; it asks again.
-                let _ = conn.try_send(&ClientResponse::Admin(response));
-            }
-            AdminSink::Shard(reply) => {
-                // The shard is gone (shutting down): its client with it.
-                let _ = reply.send(response);
-            }
-        }
-    }
-}
 
 /// The group's runtime state. Lives on shard 0.
 pub struct Group<S: LogStore + 'static> {
@@ -503,158 +465,6 @@ impl<S: LogStore + 'static> Group<S> {
         }
     }
 
-    /// A client's `ordo member` or `ordo transfer`.
-    fn admin_request(&mut self, now: crate::core::Now, request: AdminRequest, sink: AdminSink) {
-        let AdminRequest {
-            request_id: client_request_id,
-            command,
-        } = request;
-        let change = match command {
-            AdminCommand::ListMembers
-                if self.raft.role() != Role::Leader && self.raft.leader() != 0 =>
-            {
-                // Only the leader knows how far each member is.
-                self.answer_admin(
-                    sink,
-                    client_request_id,
-                    Err((true, "the leader lists the members".into())),
-                );
-                return;
-            }
-            AdminCommand::ListMembers => {
-                let view = self.members_view();
-                let response = AdminResponse {
-                    request_id: client_request_id,
-                    result: Ok(AdminAnswer::Members {
-                        index: view.index,
-                        committed: view.committed,
-                        members: view
-                            .members
-                            .iter()
-                            .map(|m| MemberEntry {
-                                id: m.id,
-                                voter: m.role == MemberRole::Voter,
-                                peer_addr: m.peer_addr.map(|a| a.to_string()).unwrap_or_default(),
-                                client_addr: m
-                                    .client_addr
-                                    .map(|a| a.to_string())
-                                    .unwrap_or_default(),
-                                match_index: m.match_index,
-                            })
-                            .collect(),
-                    }),
-                    leader: self.leader_hint(),
-                };
-                sink.send(response);
-                return;
-            }
-            AdminCommand::TransferLeadership { to } => {
-                let request_id = self.admin_waiter(sink, client_request_id);
-                self.raft
-                    .step(now, Event::TransferLeadership { to, request_id });
-                return;
-            }
-            AdminCommand::AddMember { id, learner, info } => MembershipChange::Add {
-                id,
-                role: if learner {
-                    MemberRole::Learner
-                } else {
-                    MemberRole::Voter
-                },
-                info: Bytes::from(info),
-            },
-            AdminCommand::PromoteMember { id } => MembershipChange::Promote { id },
-            AdminCommand::RemoveMember { id } => MembershipChange::Remove { id },
-            AdminCommand::Chain { after } => {
-                // Links are self-authenticating: any node answers with
-                // what it holds.
-                let (links, more) = self.certificates.chain_after(after, CHAIN_ANSWER_BYTES);
-                let response = AdminResponse {
-                    request_id: client_request_id,
-                    result: Ok(AdminAnswer::Chain {
-                        links: links.iter().map(ConfigLink::to_bytes).collect(),
-                        more,
-                    }),
-                    leader: self.leader_hint(),
-                };
-                sink.send(response);
-                return;
-            }
-        };
-        let request_id = self.admin_waiter(sink, client_request_id);
-        self.change_membership(now, request_id, change);
-    }
-
-    /// Hands the core a membership change, with what this node knows of
-    /// members whose configuration carries no information.
-    fn change_membership(
-        &mut self,
-        now: crate::core::Now,
-        request_id: u64,
-        change: MembershipChange,
-    ) {
-        let known_info = self.known_info();
-        let event = Event::ChangeMembership {
-            request_id,
-            change,
-            known_info,
-        };
-        self.raft.step(now, event);
-    }
-
-    /// Registers a client's administrative request; returns the request id
-    /// to hand the core.
-    fn admin_waiter(&mut self, sink: AdminSink, client_request_id: u64) -> u64 {
-        let request_id = self.request_id();
-        let waiter = AdminWaiter::Client {
-            sink,
-            request_id: client_request_id,
-        };
-        self.admin_waiters.insert(request_id, waiter);
-        request_id
-    }
-
-    /// What this node knows of the members whose configuration carries no
-    /// information (the bootstrap voters): their addresses from
-    /// `ordo.toml`, their keys from `cluster.keys` (as the key schedule
-    /// holds them).
-    fn known_info(&self) -> Vec<(NodeId, Bytes)> {
-        self.directory
-            .members
-            .iter()
-            .filter(|(_, (_, info))| info.is_none())
-            .filter_map(|(&id, _)| {
-                let info = super::members::MemberInfo {
-                    peer_addr: self.config.peer_addr_of(id)?,
-                    client_addr: self.config.client_addr_of(id)?,
-                    gossip_addr: (id == self.config.id)
-                        .then_some(self.config.gossip_addr)
-                        .flatten(),
-                    public_key: self.certificates.voter_key(id).unwrap_or([0; 32]),
-                };
-                Some((id, info.encode()))
-            })
-            .collect()
-    }
-
-    /// Answers a client's administrative request.
-    fn answer_admin(
-        &self,
-        sink: AdminSink,
-        request_id: u64,
-        result: Result<AdminAnswer, (bool, String)>,
-    ) {
-        let response = AdminResponse {
-            request_id,
-            result: result.map_err(|(not_leader, message)| AdminFailure {
-                not_leader,
-                message,
-            }),
-            leader: self.leader_hint(),
-        };
-        sink.send(response);
-    }
-
     /// A client shard's proposals and reads of one turn.
     fn shard_batch(&mut self, now: crate::core::Now, shard: usize, batch: ShardBatch) {
         self.observer.proposed(batch.proposals.len() as u64);
@@ -904,42 +714,10 @@ impl<S: LogStore + 'static> Group<S> {
                 self.membership_changed(index, &membership)
             }
             Command::MembershipResult { request_id, result } => {
-                match self.admin_waiters.remove(&request_id) {
-                    // The asker may have gone away.
-                    Some(AdminWaiter::Membership(reply)) => drop(reply.send(result)),
-                    Some(AdminWaiter::Client { sink, request_id }) => {
-                        let result =
-                            result
-                                .map(|index| AdminAnswer::Changed { index })
-                                .map_err(|e| {
-                                    // Retried: at the leader, or once the new
-                                    // leader committed its first entry.
-                                    let retry = matches!(
-                                        e,
-                                        ChangeError::NotLeader { .. }
-                                            | ChangeError::LeaderNotReady { .. }
-                                    );
-                                    (retry, e.to_string())
-                                });
-                        self.answer_admin(sink, request_id, result);
-                    }
-                    _ => {}
-                }
+                self.membership_result(request_id, result)
             }
             Command::TransferResult { request_id, result } => {
-                match self.admin_waiters.remove(&request_id) {
-                    // The asker may have gone away.
-                    Some(AdminWaiter::Transfer(reply)) => drop(reply.send(result)),
-                    Some(AdminWaiter::Client { sink, request_id }) => {
-                        let result = result
-                            .map(|leader| AdminAnswer::Transferred { leader })
-                            .map_err(|e| {
-                                (matches!(e, TransferError::NotLeader { .. }), e.to_string())
-                            });
-                        self.answer_admin(sink, request_id, result);
-                    }
-                    _ => {}
-                }
+                self.transfer_result(request_id, result)
             }
             Command::RoleChanged { role, term, leader } => {
                 tracing::info!(
@@ -951,57 +729,6 @@ impl<S: LogStore + 'static> Group<S> {
                 );
             }
         }
-    }
-
-    /// The configuration in force changed: connect to new members, forget
-    /// removed ones.
-    fn membership_changed(&mut self, index: Index, membership: &Membership) {
-        let directory = Directory::new(index, membership);
-        if let Peers::Tcp {
-            transport, keys, ..
-        } = &*self.peers
-        {
-            // Keys first: a member added now is dialed (or dials) next,
-            // and its handshake must find its key.
-            if let Some(keys) = keys {
-                keys.set_members(directory.members.iter().filter_map(|(&id, (_, info))| {
-                    info.as_ref().map(|info| (id, info.public_key))
-                }));
-            }
-            for &id in self.directory.members.keys() {
-                if id != self.config.id && !directory.members.contains_key(&id) {
-                    transport.remove_peer(id);
-                }
-            }
-            for &id in directory.members.keys() {
-                if id == self.config.id {
-                    continue;
-                }
-                let addr = directory.peer_addr(&self.config, id);
-                if addr == self.directory.peer_addr(&self.config, id)
-                    && self.directory.members.contains_key(&id)
-                {
-                    continue;
-                }
-                match addr {
-                    Some(addr) => {
-                        if let Err(error) = transport.add_peer(id, addr) {
-                            tracing::error!(member = id, %error, "cannot add member as a peer");
-                        }
-                    }
-                    None => tracing::error!(member = id, "no address known for member"),
-                }
-            }
-        }
-        tracing::info!(
-            id = self.config.id,
-            index,
-            voters = ?membership.voters(),
-            learners = ?membership.learners(),
-            "membership changed"
-        );
-        self.leader_hint.borrow_mut().id = u64::MAX;
-        self.directory = directory;
     }
 
     /// A node a committed configuration removed stops, saying so: it has
@@ -1035,36 +762,6 @@ impl<S: LogStore + 'static> Group<S> {
                 "removed from the cluster by a committed configuration; stopping"
             );
             self.begin_shutdown(now);
-        }
-    }
-
-    /// The configuration in force, for `ordo member list`.
-    fn members_view(&self) -> MembersView {
-        let (index, _) = self.raft.membership();
-        let leading = self.raft.role() == Role::Leader;
-        let members = self
-            .directory
-            .members
-            .iter()
-            .map(|(&id, &(role, _))| MemberView {
-                id,
-                role,
-                peer_addr: self.directory.peer_addr(&self.config, id),
-                client_addr: self.directory.client_addr(&self.config, id),
-                match_index: if !leading {
-                    None
-                } else if id == self.config.id {
-                    Some(self.raft.log().last_index())
-                } else {
-                    self.raft.progress(id).map(|p| p.match_index)
-                },
-            })
-            .collect();
-        MembersView {
-            index,
-            committed: index <= self.raft.log().commit(),
-            leader: self.raft.leader(),
-            members,
         }
     }
 
