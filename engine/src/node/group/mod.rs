@@ -11,10 +11,7 @@ use std::time::Duration;
 
 use futures_lite::future;
 use ordo_net::transport::{ClientCall, ClientInbox, PeerEvent, SendError};
-use ordo_net::{
-    ClientRequest, ClientResponse, LeaderHint, Message, PeerMessage, ProposeError, ProposeResponse,
-    ReadError, StatusResponse,
-};
+use ordo_net::{LeaderHint, Message, PeerMessage, ReadError};
 use ordo_storage::{Index, LogStore, NodeId};
 
 use super::StateMachine;
@@ -27,18 +24,19 @@ use super::input::{External, InputSender};
 use super::log_io::LogIo;
 use super::members::Directory;
 use super::peers::Peers;
-use super::shards::{ShardBatch, ShardReply};
+use super::shards::ShardReply;
 use super::snapshots::SnapshotIo;
 use super::ticker::Ticker;
 use super::tokens::Certificates;
-use crate::core::{ApplyBatch, Command, Event, Proposal, Raft, Role, Status};
+use crate::core::{ApplyBatch, Command, Event, Raft, Role, Status};
 
 mod admin;
 mod answers;
 mod certificate_repair;
+mod intake;
 mod log_stream;
 
-use admin::{AdminSink, AdminWaiter};
+use admin::AdminWaiter;
 pub use answers::node_status;
 use answers::{ProposalWaiter, Responder, TokenFound};
 
@@ -376,221 +374,6 @@ impl<S: LogStore + 'static> Group<S> {
             }
         };
         future::or(future::or(local, peers), future::or(clients, external)).await
-    }
-
-    fn peer_event(&mut self, now: crate::core::Now, event: PeerEvent) {
-        match event {
-            PeerEvent::Message { from, message } => match message {
-                PeerMessage::Raft(message) => {
-                    if let Message::ForwardResults(results) = &message {
-                        self.certificates.absorb_forward_tokens(results);
-                    }
-                    self.raft.step(now, Event::Message { from, message });
-                }
-                PeerMessage::SnapshotChunk(chunk) => self.snapshots.chunk_received(from, chunk),
-                PeerMessage::SnapshotAck(ack) => self.snapshots.ack_received(from, ack),
-                PeerMessage::Certificate(certificate) => self.certificates.received(certificate),
-                PeerMessage::CertificateRequest(request) => self.serve_certificates(from, request),
-            },
-            PeerEvent::Unreachable { peer } => self.raft.step(now, Event::Unreachable { to: peer }),
-        }
-    }
-
-    fn client_call(&mut self, now: crate::core::Now, call: ClientCall) {
-        let ClientCall { conn, request } = call;
-        match request {
-            ClientRequest::Propose(propose) => {
-                if self.shutting_down {
-                    let response = ClientResponse::Propose(ProposeResponse {
-                        request_id: propose.request_id,
-                        result: Err(ProposeError::Stopped),
-                        leader: self.leader_hint(),
-                        token: Vec::new(),
-                    });
-                    // A client that does not read loses the answer; it retries with its session.
-                    let _ = conn.try_send(&response);
-                    return;
-                }
-                let request_id = self.request_id();
-                self.observer.proposed(1);
-                self.responders.insert(
-                    request_id,
-                    ProposalWaiter {
-                        responder: Responder::Client {
-                            conn,
-                            request_id: propose.request_id,
-                        },
-                        session: (propose.client_id, propose.seq),
-                    },
-                );
-                self.raft.step(
-                    now,
-                    Event::Propose(Proposal {
-                        request_id,
-                        client_id: propose.client_id,
-                        seq: propose.seq,
-                        payload: propose.payload,
-                        redirect: propose.redirect,
-                    }),
-                );
-            }
-            ClientRequest::Read(read) => {
-                let request_id = self.request_id();
-                self.read_responders.insert(
-                    request_id,
-                    Responder::Client {
-                        conn,
-                        request_id: read.request_id,
-                    },
-                );
-                self.raft.step(now, Event::Read { request_id });
-            }
-            ClientRequest::Status(status) => {
-                let response = ClientResponse::Status(StatusResponse {
-                    request_id: status.request_id,
-                    status: node_status(
-                        &self.raft.status(),
-                        self.raft.repair_reason(),
-                        self.raft.peers_repairing(),
-                    ),
-                    leader: self.leader_hint(),
-                });
-                // A client that does not read loses the answer; it retries with its session.
-                let _ = conn.try_send(&response);
-            }
-            ClientRequest::Log(log) => {
-                self.serve_log(conn, log.request_id, log.from_id, log.follow)
-            }
-            ClientRequest::Admin(admin) => self.admin_request(now, admin, AdminSink::Conn(conn)),
-        }
-    }
-
-    /// A client shard's proposals and reads of one turn.
-    fn shard_batch(&mut self, now: crate::core::Now, shard: usize, batch: ShardBatch) {
-        self.observer.proposed(batch.proposals.len() as u64);
-        for proposal in batch.proposals {
-            let request_id = self.request_id();
-            self.responders.insert(
-                request_id,
-                ProposalWaiter {
-                    responder: Responder::Shard {
-                        shard,
-                        tag: proposal.tag,
-                        request_id: proposal.client_request_id,
-                    },
-                    session: (proposal.client_id, proposal.seq),
-                },
-            );
-            let event = Event::Propose(Proposal {
-                request_id,
-                client_id: proposal.client_id,
-                seq: proposal.seq,
-                payload: proposal.payload,
-                redirect: proposal.redirect,
-            });
-            self.raft.step(now, event);
-        }
-        for (tag, client_request_id) in batch.reads {
-            let request_id = self.request_id();
-            self.read_responders.insert(
-                request_id,
-                Responder::Shard {
-                    shard,
-                    tag,
-                    request_id: client_request_id,
-                },
-            );
-            self.raft.step(now, Event::Read { request_id });
-        }
-    }
-
-    fn external_request(&mut self, now: crate::core::Now, request: External) {
-        match request {
-            External::Propose {
-                client_id,
-                seq,
-                payload,
-                reply,
-            } => {
-                if self.shutting_down {
-                    // The proposer may have given up; nothing to answer then.
-                    let _ = reply.send(Err(ProposeError::Stopped));
-                    return;
-                }
-                let request_id = self.request_id();
-                let waiter = ProposalWaiter {
-                    responder: Responder::Api(reply),
-                    session: (client_id, seq),
-                };
-                self.responders.insert(request_id, waiter);
-                self.raft.step(
-                    now,
-                    Event::Propose(Proposal {
-                        request_id,
-                        client_id,
-                        seq,
-                        payload,
-                        redirect: false,
-                    }),
-                );
-            }
-            External::Read { reply } => {
-                let request_id = self.request_id();
-                self.read_responders
-                    .insert(request_id, Responder::Api(reply));
-                self.raft.step(now, Event::Read { request_id });
-            }
-            External::Status { reply } => {
-                // The asker may have gone away: nothing to answer then.
-                let _ = reply.send(self.raft.status());
-            }
-            External::Subscribe { from_id, sink } => self.subscribe(from_id, sink),
-            External::ShardBatch { shard, batch } => self.shard_batch(now, shard, batch),
-            External::ClientStatus { reply } => {
-                // The asker may have gone away: nothing to answer then.
-                let _ = reply.send((
-                    node_status(
-                        &self.raft.status(),
-                        self.raft.repair_reason(),
-                        self.raft.peers_repairing(),
-                    ),
-                    self.leader_hint(),
-                ));
-            }
-            External::ClientLog {
-                request_id,
-                from_id,
-                follow,
-                sink,
-            } => self.serve_log_into(request_id, from_id, follow, sink),
-            External::TransferLeadership { to, reply } => {
-                let request_id = self.request_id();
-                if let Some(reply) = reply {
-                    self.admin_waiters
-                        .insert(request_id, AdminWaiter::Transfer(reply));
-                }
-                self.raft
-                    .step(now, Event::TransferLeadership { to, request_id })
-            }
-            External::ChangeMembership { change, reply } => {
-                let request_id = self.request_id();
-                self.admin_waiters
-                    .insert(request_id, AdminWaiter::Membership(reply));
-                self.change_membership(now, request_id, change)
-            }
-            External::ClientAdmin { request, reply } => {
-                self.admin_request(now, request, AdminSink::Shard(reply))
-            }
-            External::Chain { reply } => {
-                // The asker may have gone away: nothing to answer then.
-                let _ = reply.send(self.certificates.links_held());
-            }
-            External::Members { reply } => {
-                // The asker may have gone away: nothing to answer then.
-                let _ = reply.send(self.members_view());
-            }
-            External::Shutdown => self.begin_shutdown(now),
-        }
     }
 
     /// Stops taking work; a leader hands leadership to a caught-up voter
