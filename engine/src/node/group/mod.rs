@@ -2,6 +2,20 @@
 //! its commands. One turn: wait for input (peer frames, client calls,
 //! completions, requests from other threads, the core's timer), step every
 //! input that is ready (bounded), end the turn, execute the commands.
+//!
+//! This file holds the [`Group`] and its turn loop (and how it stops); the
+//! rest of its work is in further `impl Group` blocks, one file a job:
+//!
+//! - `intake.rs`: peer frames, client calls and the embedding API's
+//!   requests enter here and become core events;
+//! - `execute.rs`: the core's commands of a turn, run;
+//! - `answers.rs`: proposals and reads answered to whoever waits for them;
+//! - `admin.rs`: membership changes and leadership transfers, and the
+//!   configuration in force;
+//! - `log_stream.rs`: committed messages streamed to clients and
+//!   subscribers;
+//! - `certificate_repair.rs`: missing commit statements signed or fetched;
+//! - `retention.rs`: how much of the log the disk keeps.
 
 use std::collections::BTreeMap;
 
@@ -10,9 +24,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::future;
-use ordo_net::transport::{ClientCall, ClientInbox, PeerEvent, SendError};
-use ordo_net::{LeaderHint, Message, PeerMessage, ReadError};
-use ordo_storage::{Index, LogStore, NodeId};
+use ordo_net::transport::{ClientCall, ClientInbox, PeerEvent};
+use ordo_net::{LeaderHint, ReadError};
+use ordo_storage::{Index, LogStore};
 
 use super::StateMachine;
 use super::clock::Clock;
@@ -28,17 +42,20 @@ use super::shards::ShardReply;
 use super::snapshots::SnapshotIo;
 use super::ticker::Ticker;
 use super::tokens::Certificates;
-use crate::core::{ApplyBatch, Command, Event, Raft, Role, Status};
+use crate::core::{Command, Event, Raft, Role, Status};
 
 mod admin;
 mod answers;
 mod certificate_repair;
+mod execute;
 mod intake;
 mod log_stream;
+mod retention;
 
 use admin::AdminWaiter;
 pub use answers::node_status;
 use answers::{ProposalWaiter, Responder, TokenFound};
+pub(super) use execute::snapshot_membership;
 
 /// What ended a wait.
 enum Woken {
@@ -48,12 +65,6 @@ enum Woken {
     External(External),
 }
 
-/// How often the log's disk is measured against `storage.retain_bytes`
-/// (µs).
-const RETAIN_CHECK_US: u64 = 20_000;
-/// The log directory's files besides segments (the hard state), with room
-/// to spare.
-const RETAIN_SLACK_BYTES: u64 = 64 << 10;
 /// Election timeouts a node waits, removed by a committed configuration,
 /// before it stops (`Group::stop_if_removed`).
 const REMOVED_STOP_DELAY_TIMEOUTS: u64 = 4;
@@ -376,8 +387,9 @@ impl<S: LogStore + 'static> Group<S> {
         future::or(future::or(local, peers), future::or(clients, external)).await
     }
 
-    /// Stops taking work; a leader hands leadership to a caught-up voter
-    /// first so the cluster does not wait an election timeout.
+    /// Stops taking work; a leader hands leadership to the voter the core
+    /// names ([`Raft::shutdown_transfer_target`]) first, so the cluster
+    /// does not wait an election timeout.
     fn begin_shutdown(&mut self, now: crate::core::Now) {
         if self.shutting_down {
             return;
@@ -388,129 +400,6 @@ impl<S: LogStore + 'static> Group<S> {
             let request_id = self.request_id();
             self.raft
                 .step(now, Event::TransferLeadership { to, request_id });
-        }
-    }
-
-    fn execute(&mut self, command: Command) {
-        match command {
-            Command::Send { to, message } => self.send(to, message),
-            Command::PersistHardState(hard_state) => self.log.persist_hard_state(hard_state),
-            Command::Truncate { from } => self.log.truncate(from),
-            Command::Append { batches } => {
-                self.observer
-                    .appended(batches.iter().map(|b| b.entries().len() as u64));
-                self.log.append(batches)
-            }
-            Command::Sync => self.log.sync(),
-            Command::ReadLog {
-                purpose,
-                from,
-                bytes_max,
-            } => self.log.read(purpose, from, bytes_max),
-            Command::Apply(apply) => self.apply(apply),
-            Command::Respond { request_id, result } => self.respond(request_id, result),
-            Command::ReadReady { request_id, result } => match result {
-                Ok(index) if index > self.feed.applied_index.get() => {
-                    self.read_waiters
-                        .entry(index)
-                        .or_default()
-                        .push((request_id, index));
-                }
-                result => self.answer_read(request_id, result),
-            },
-            Command::CreateSnapshot(meta) => {
-                let data = super::chain_store::wrap_snapshot(
-                    &self.certificates.links_held(),
-                    &self.state_machine.snapshot(),
-                );
-                self.snapshots.save(meta, data);
-            }
-            Command::CompactLog { upto } => {
-                let upto = self.compaction_point(upto);
-                let first = self.log.store().state().first_index();
-                // Statements go once their entries are gone from the log:
-                // the store drops whole segments only, and after the
-                // compaction asked for here completes (a compaction
-                // behind, so tokens are never cut short).
-                self.certificates.compact(first.saturating_sub(1));
-                if upto >= first {
-                    self.log.compact(upto);
-                }
-            }
-            Command::SendSnapshot { to, meta, term } => self.snapshots.send(to, meta, term),
-            Command::RestoreSnapshot(meta) => match self
-                .snapshots
-                .take_received(&meta)
-                .map(super::chain_store::unwrap_snapshot)
-            {
-                Some(Err(error)) => {
-                    tracing::error!(%error, "a received snapshot is malformed");
-                    self.local.completion(Event::SnapshotNotRestored(meta));
-                }
-                Some(Ok((links, data))) => match self.state_machine.restore(&data) {
-                    Ok(()) => {
-                        tracing::info!(
-                            id = self.config.id,
-                            index = meta.last.index,
-                            term = meta.last.term,
-                            "recovery: installed a snapshot from the leader"
-                        );
-                        self.log.reset(meta.last);
-                        self.certificates.adopt_links(links);
-                        self.certificates
-                            .start_schedule(meta.last.index, &snapshot_membership(&meta));
-                        self.feed.applied_index.set(meta.last.index);
-                        self.feed.applied_id.set(meta.last_id);
-                        // Streams waiting for the next apply move on (and
-                        // learn what the snapshot compacted): found by the
-                        // runtime simulator, a stream on a follower that
-                        // installed a snapshot waited for the next commit.
-                        self.feed.notify.notify();
-                        self.local.completion(Event::SnapshotRestored(meta));
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "state machine refused the snapshot");
-                        self.local.completion(Event::SnapshotNotRestored(meta));
-                    }
-                },
-                None => {
-                    // A duplicated `InstallSnapshot` arrived while the
-                    // snapshot is still being saved (runtime simulator,
-                    // seed 2318: the core waited for this restore forever).
-                    tracing::debug!(snapshot = ?meta.last, "the snapshot to restore is not durable yet");
-                    self.local.completion(Event::SnapshotNotRestored(meta));
-                }
-            },
-            Command::Repaired => {
-                tracing::info!(
-                    id = self.config.id,
-                    "recovery: repaired by the leader; the node votes again"
-                );
-                if let Some(hook) = &self.repaired_hook {
-                    hook();
-                } else if let Err(error) = super::durability::repaired(&self.config.data_dir) {
-                    // The next start repairs again: safe, only slower.
-                    tracing::warn!(%error, "cannot clear the recorded repair");
-                }
-            }
-            Command::MembershipChanged { index, membership } => {
-                self.membership_changed(index, &membership)
-            }
-            Command::MembershipResult { request_id, result } => {
-                self.membership_result(request_id, result)
-            }
-            Command::TransferResult { request_id, result } => {
-                self.transfer_result(request_id, result)
-            }
-            Command::RoleChanged { role, term, leader } => {
-                tracing::info!(
-                    id = self.config.id,
-                    role = role.as_str(),
-                    term,
-                    leader,
-                    "role changed"
-                );
-            }
         }
     }
 
@@ -548,121 +437,6 @@ impl<S: LogStore + 'static> Group<S> {
         }
     }
 
-    /// How far the log may be compacted toward `upto`: never past an
-    /// entry this node holds no commit statement for. Its token could not
-    /// be cut again without the entry, and if every node that held the
-    /// statement lost it (a crash drops the unsynced tail of the
-    /// certificates file), a follower that still holds the entry could
-    /// never serve it (found by the runtime simulator). Kept, the entry
-    /// lets this node sign the gap when it leads.
-    fn compaction_point(&self, upto: Index) -> Index {
-        if !self.certificates.enabled() {
-            return upto;
-        }
-        let floor = self.log.store().state().first_index();
-        // Not past a configuration entry whose link has not formed: after
-        // compaction only the chain file would hold it.
-        let upto = match self.certificates.first_pending_link() {
-            Some(index) => upto.min(index.saturating_sub(1)),
-            None => upto,
-        };
-        match self.certificates.first_gap(floor, upto) {
-            Some((from, _)) => upto.min(from.saturating_sub(1)),
-            None => upto,
-        }
-    }
-
-    /// `storage.retain_bytes`: every `RETAIN_CHECK_US`, measures the log's
-    /// directory (blocks allocated: its segments, the prepared spare and
-    /// the hard state). With the bound less three segments and the hard
-    /// state as `room`, it takes a snapshot once the segments after the
-    /// latest snapshot hold half of `room` (or the whole directory reaches
-    /// `room`, whatever the snapshots did). The core compacts to the
-    /// snapshot before (`compact_to_previous_snapshot`), so the log keeps
-    /// between half and all of `room`: the entries of the last interval
-    /// stay for followers and readers a little behind. (A single
-    /// threshold on the whole directory took snapshots in pairs, and the
-    /// second compacted to the first, a few milliseconds back.)
-    fn retain(&mut self, now: crate::core::Now) {
-        let storage = &self.config.storage;
-        if storage.retain_bytes == 0
-            || !storage.retain_log
-            || storage.kind != "disk"
-            || now.mono_us < self.retain_next_us
-        {
-            return;
-        }
-        self.retain_next_us = now.mono_us + RETAIN_CHECK_US;
-        let room = storage
-            .retain_bytes
-            .saturating_sub(3 * storage.segment_bytes + RETAIN_SLACK_BYTES);
-        let snapshot = self.raft.snapshot_meta().last.index;
-        let usage = super::durability::log_usage(&self.config.data_dir.join("log"), snapshot);
-        if usage.since >= room / 2 || usage.total >= room {
-            tracing::debug!(
-                id = self.config.id,
-                used = usage.total,
-                since_snapshot = usage.since,
-                bound = storage.retain_bytes,
-                "log at its retention interval: taking a snapshot"
-            );
-            self.raft.step(now, Event::TakeSnapshot);
-        }
-    }
-
-    fn send(&mut self, to: NodeId, message: Message) {
-        let message = match message {
-            Message::ForwardResults(mut results) => {
-                results.tokens = results
-                    .results
-                    .iter()
-                    .map(|(_, result)| match result {
-                        Ok(committed) => self.certificates.token_for(committed).unwrap_or_default(),
-                        Err(_) => Vec::new(),
-                    })
-                    .collect();
-                Message::ForwardResults(results)
-            }
-            other => other,
-        };
-        match self.peers.try_send(to, PeerMessage::Raft(message)) {
-            Ok(()) => self.sent_to_peers = true,
-            Err(SendError::Full { .. }) => {
-                // Backpressure: Raft tolerates a lost message; the peer is
-                // slow, so probe it rather than stream into a full queue.
-                let now = self.clock.now();
-                self.raft.step(now, Event::Unreachable { to });
-            }
-            Err(error) => tracing::debug!(to, %error, "peer send failed"),
-        }
-    }
-
-    fn apply(&mut self, apply: ApplyBatch) {
-        let leader = self.raft.role() == Role::Leader;
-        if leader {
-            self.certificates.sign_commit(&apply, self.raft.term());
-        }
-        self.certificates.applied(&apply);
-        self.state_machine.apply(&apply);
-        self.feed.applied_index.set(apply.last_index);
-        self.feed.applied_id.set(apply.last_id());
-        self.feed.notify.notify();
-        if let Some(gossip) = &self.gossip {
-            gossip.applied(&apply);
-        }
-        let applied = apply.last_index;
-        let ready: Vec<Index> = self
-            .read_waiters
-            .range(..=applied)
-            .map(|(&i, _)| i)
-            .collect();
-        for index in ready {
-            for (request_id, read_index) in self.read_waiters.remove(&index).unwrap_or_default() {
-                self.answer_read(request_id, Ok(read_index));
-            }
-        }
-    }
-
     fn publish_status(&mut self) {
         let mut status = self.raft.status();
         status.applied_index = self.feed.applied_index.get();
@@ -673,14 +447,5 @@ impl<S: LogStore + 'static> Group<S> {
             &**self.log.store(),
             &self.peers,
         );
-    }
-}
-
-/// The configuration a snapshot holds (its core state's; a snapshot
-/// written before configurations were kept there names only its voters).
-pub(super) fn snapshot_membership(meta: &ordo_net::SnapshotMeta) -> crate::core::Membership {
-    match crate::core::decode_core_state(&meta.core_state) {
-        Ok((Some(membership), _)) => membership,
-        _ => crate::core::Membership::of_voters(&meta.voters),
     }
 }
