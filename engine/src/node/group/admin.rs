@@ -221,20 +221,20 @@ impl<S: LogStore + 'static> Group<S> {
         match self.admin_waiters.remove(&request_id) {
             // The asker may have gone away.
             Some(AdminWaiter::Membership(reply)) => drop(reply.send(result)),
-            Some(AdminWaiter::Client { sink, request_id }) => {
-                let result = result
-                    .map(|index| AdminAnswer::Changed { index })
-                    .map_err(|e| {
-                        // Retried: at the leader, or once the new
-                        // leader committed its first entry.
-                        let retry = matches!(
-                            e,
-                            ChangeError::NotLeader { .. } | ChangeError::LeaderNotReady { .. }
-                        );
-                        (retry, e.to_string())
-                    });
-                self.answer_admin(sink, request_id, result);
-            }
+            Some(AdminWaiter::Client { sink, request_id }) => self.answer_admin_outcome(
+                sink,
+                request_id,
+                result,
+                |index| AdminAnswer::Changed { index },
+                // Retried: at the leader, or once the new leader committed
+                // its first entry.
+                |e| {
+                    matches!(
+                        e,
+                        ChangeError::NotLeader { .. } | ChangeError::LeaderNotReady { .. }
+                    )
+                },
+            ),
             _ => {}
         }
     }
@@ -248,14 +248,30 @@ impl<S: LogStore + 'static> Group<S> {
         match self.admin_waiters.remove(&request_id) {
             // The asker may have gone away.
             Some(AdminWaiter::Transfer(reply)) => drop(reply.send(result)),
-            Some(AdminWaiter::Client { sink, request_id }) => {
-                let result = result
-                    .map(|leader| AdminAnswer::Transferred { leader })
-                    .map_err(|e| (matches!(e, TransferError::NotLeader { .. }), e.to_string()));
-                self.answer_admin(sink, request_id, result);
-            }
+            Some(AdminWaiter::Client { sink, request_id }) => self.answer_admin_outcome(
+                sink,
+                request_id,
+                result,
+                |leader| AdminAnswer::Transferred { leader },
+                |e| matches!(e, TransferError::NotLeader { .. }),
+            ),
             _ => {}
         }
+    }
+
+    /// Answers a client's administrative request with the core's outcome:
+    /// `answer` of a success; a failure's message, and whether the client
+    /// should retry it (`retry`).
+    fn answer_admin_outcome<T, E: std::fmt::Display>(
+        &self,
+        sink: AdminSink,
+        request_id: u64,
+        result: Result<T, E>,
+        answer: impl FnOnce(T) -> AdminAnswer,
+        retry: impl FnOnce(&E) -> bool,
+    ) {
+        let result = result.map(answer).map_err(|e| (retry(&e), e.to_string()));
+        self.answer_admin(sink, request_id, result);
     }
 
     /// The configuration in force, for `ordo member list`.
