@@ -296,6 +296,19 @@ impl Raft {
         self.maybe_send_timeout_now(to);
     }
 
+    /// The voter a leader that stops hands leadership to, so that the
+    /// cluster need not wait an election timeout (thesis §3.10): the other
+    /// voter whose log matches this leader's furthest, since it can take
+    /// over soonest (among equals, the highest id). `None` unless this node
+    /// leads and another voter exists.
+    pub fn shutdown_transfer_target(&self) -> Option<NodeId> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.other_voters()
+            .max_by_key(|&v| self.progress(v).map_or(0, |p| p.match_index))
+    }
+
     /// This node learned who leads (as a follower): a waiting transfer
     /// succeeded, or someone else took over.
     pub(super) fn transfer_leader_known(&mut self, leader: NodeId) {
@@ -430,4 +443,118 @@ pub enum TransferError {
         /// Who leads.
         leader: NodeId,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_net::{AppendResponse, AppendResult, Message, VoteResponse};
+    use ordo_storage::{HardState, NodeId};
+
+    use crate::core::{CoreConfig, Event, Now, Raft, RaftState, Role};
+
+    const START: Now = Now {
+        mono_us: 1_000_000,
+        wall_us: 1_700_000_000_000_000,
+    };
+
+    /// Node 1 of voters 1, 2, 3, elected in term 1 (its no-op at index 1).
+    fn leader_of_three() -> Raft {
+        let config = CoreConfig {
+            pre_vote: false,
+            check_quorum: false,
+            ..CoreConfig::default()
+        };
+        let mut raft = Raft::new(1, &[1, 2, 3], config, RaftState::default(), 7, START).unwrap();
+        assert_eq!(
+            raft.shutdown_transfer_target(),
+            None,
+            "a follower hands nothing over"
+        );
+        let now = Now {
+            mono_us: raft.next_deadline_us(),
+            ..START
+        };
+        raft.step(now, Event::Tick);
+        assert_eq!(raft.role(), Role::Candidate);
+        let durable = HardState {
+            term: 1,
+            vote: 1,
+            commit: 0,
+        };
+        raft.step(now, Event::HardStatePersisted(durable));
+        let grant = VoteResponse {
+            term: 1,
+            granted: true,
+            pre_vote: false,
+            repairing: false,
+        };
+        raft.step(
+            now,
+            Event::Message {
+                from: 2,
+                message: Message::VoteResponse(grant),
+            },
+        );
+        assert_eq!(raft.role(), Role::Leader);
+        raft
+    }
+
+    fn acknowledge(raft: &mut Raft, from: NodeId, match_index: u64) {
+        let response = AppendResponse {
+            term: 1,
+            result: AppendResult::Success { match_index },
+            repairing: false,
+        };
+        raft.step(
+            START,
+            Event::Message {
+                from,
+                message: Message::AppendResponse(response),
+            },
+        );
+    }
+
+    #[test]
+    fn a_stopping_leader_hands_over_to_the_most_caught_up_voter() {
+        let mut raft = leader_of_three();
+        acknowledge(&mut raft, 2, 1);
+        assert_eq!(raft.progress(2).map(|p| p.match_index), Some(1));
+        assert_eq!(raft.progress(3).map(|p| p.match_index), Some(0));
+        assert_eq!(raft.shutdown_transfer_target(), Some(2));
+    }
+
+    #[test]
+    fn among_equally_caught_up_voters_the_highest_id_takes_over() {
+        let mut raft = leader_of_three();
+        assert_eq!(raft.shutdown_transfer_target(), Some(3));
+        acknowledge(&mut raft, 2, 1);
+        acknowledge(&mut raft, 3, 1);
+        assert_eq!(raft.shutdown_transfer_target(), Some(3));
+    }
+
+    #[test]
+    fn a_lone_voter_has_no_one_to_hand_over_to() {
+        let mut raft = Raft::new(
+            1,
+            &[1],
+            CoreConfig::default(),
+            RaftState::default(),
+            7,
+            START,
+        )
+        .unwrap();
+        let now = Now {
+            mono_us: raft.next_deadline_us(),
+            ..START
+        };
+        raft.step(now, Event::Tick);
+        let durable = HardState {
+            term: 1,
+            vote: 1,
+            commit: 0,
+        };
+        raft.step(now, Event::HardStatePersisted(durable));
+        assert_eq!(raft.role(), Role::Leader);
+        assert_eq!(raft.shutdown_transfer_target(), None);
+    }
 }

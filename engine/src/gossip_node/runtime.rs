@@ -641,6 +641,14 @@ fn committed(message: GossipMessage) -> CommittedMessage {
 
 /// Streams delivered messages from `from_id` to a client, as a voter
 /// streams committed ones: in id order, `done` at the end unless `follow`.
+///
+/// Not shared with the voter's stream (`Group::serve_log`,
+/// node/group/log_stream.rs), which alike as it looks has another source:
+/// a voter reads batches from its Raft log and cuts each message's token
+/// from the commit statements it holds, waiting for those still missing
+/// (`feed::follow`); a gossip node reads messages that arrived with their
+/// tokens from its delivered store, and waits for the next delivery. What
+/// the two have in common is the wire form of a chunk.
 async fn serve_log(
     shared: Rc<Shared>,
     conn: ClientConn,

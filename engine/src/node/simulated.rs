@@ -1,5 +1,5 @@
 //! A voter assembled for the deterministic simulator from the runtime's
-//! own parts: the group loop (`group.rs`: command execution, waiters,
+//! own parts: the group loop (`group/`: command execution, waiters,
 //! tokens, forwarding, read barriers, snapshot install order), the log
 //! writer with group commit (`log_io.rs`), snapshot transfers
 //! (`snapshots.rs`), log streams (`feed.rs`), certificates (`tokens.rs`)
