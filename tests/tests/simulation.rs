@@ -14,6 +14,10 @@ use ordo_tests::sim;
 /// Seeds that once found a bug; each stays here for good, with what it found.
 const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (
+        8838,
+        "simulator: a client whose attempt died with its node (never answered) retried only every 2 s after that, and 15 retries in a row met removed nodes that knew no leader: liveness failed",
+    ),
+    (
         53,
         "a duplicated Forward message made the leader append a sessionless proposal twice",
     ),

@@ -20,8 +20,13 @@ pub struct Outstanding {
     pub seq: Seq,
     /// Its payload (unique per run).
     pub payload: Vec<u8>,
-    /// Request ids of every attempt still unanswered.
+    /// Request ids of every attempt still unanswered (a late answer to a
+    /// timed-out attempt still counts).
     pub attempts: Vec<u64>,
+    /// The attempt in flight: the latest one, until it is answered or its
+    /// deadline passes. An older attempt that never got its answer (the
+    /// node crashed with it) does not hold the next retry back.
+    pub in_flight: Option<u64>,
     /// When to give up on the current attempt.
     pub deadline_us: u64,
     /// With no attempt in flight: when to send the next one.
@@ -98,6 +103,7 @@ impl Client {
             seq,
             payload: format!("client-{}-{}-seq-{seq}", self.client_id, self.budget).into_bytes(),
             attempts: Vec::new(),
+            in_flight: None,
             deadline_us: now_us + ANSWER_TIMEOUT_US,
             retry_at_us: now_us,
         });
@@ -115,7 +121,7 @@ impl Client {
         self.outstanding
             .iter()
             .filter(|o| {
-                (o.attempts.is_empty() && now_us >= o.retry_at_us) || now_us >= o.deadline_us
+                (o.in_flight.is_none() && now_us >= o.retry_at_us) || now_us >= o.deadline_us
             })
             .map(|o| o.seq)
             .collect()
@@ -126,7 +132,7 @@ impl Client {
         self.outstanding
             .iter()
             .map(|o| {
-                if o.attempts.is_empty() {
+                if o.in_flight.is_none() {
                     o.retry_at_us
                 } else {
                     o.deadline_us
@@ -156,6 +162,7 @@ impl Client {
     pub fn sent(&mut self, seq: Seq, request_id: u64, now_us: u64) {
         if let Some(outstanding) = self.outstanding.iter_mut().find(|o| o.seq == seq) {
             outstanding.attempts.push(request_id);
+            outstanding.in_flight = Some(request_id);
             outstanding.deadline_us = now_us + ANSWER_TIMEOUT_US;
         }
     }
@@ -177,6 +184,9 @@ impl Client {
         };
         let outstanding = &mut self.outstanding[position];
         outstanding.attempts.retain(|&id| id != request_id);
+        if outstanding.in_flight == Some(request_id) {
+            outstanding.in_flight = None;
+        }
         match result {
             Ok(committed) => {
                 let done = self.outstanding.remove(position);
