@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use ordo_engine::core::ApplyBatch;
-use ordo_engine::node::{Node, NodeConfig, NodeHandle, StateMachine};
+use ordo_engine::node::{Node, NodeConfig, NodeHandle, RestoreError, StateMachine};
 
 /// The replicated state: a map every node applies the same writes to.
 #[derive(Clone, Default)]
@@ -37,14 +37,14 @@ impl StateMachine for Store {
         Bytes::from(lines.join("\n"))
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let text = std::str::from_utf8(snapshot).map_err(|e| e.to_string())?;
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let text = std::str::from_utf8(snapshot).map_err(RestoreError::new)?;
         let mut map = self.0.lock().expect("map lock");
         map.clear();
         for line in text.lines() {
             let (key, value) = line
                 .split_once(' ')
-                .ok_or("snapshot line without a space")?;
+                .ok_or_else(|| RestoreError::new("snapshot line without a space"))?;
             map.insert(key.to_string(), value.to_string());
         }
         Ok(())

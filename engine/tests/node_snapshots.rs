@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ordo_engine::core::ApplyBatch;
-use ordo_engine::node::{Node, NodeConfig, StateMachine};
+use ordo_engine::node::{Node, NodeConfig, RestoreError, StateMachine};
 
 /// Counts applied messages and remembers the last payload.
 #[derive(Clone, Default)]
@@ -28,10 +28,12 @@ impl StateMachine for Tally {
         Bytes::from(format!("{} {}", state.0, state.1))
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let text = std::str::from_utf8(snapshot).map_err(|e| e.to_string())?;
-        let (count, last) = text.split_once(' ').ok_or("malformed tally snapshot")?;
-        *self.0.lock().unwrap() = (count.parse().map_err(|_| "bad count")?, last.to_string());
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let text = std::str::from_utf8(snapshot).map_err(RestoreError::new)?;
+        let (count, last) = text
+            .split_once(' ')
+            .ok_or_else(|| RestoreError::new("malformed tally snapshot"))?;
+        *self.0.lock().unwrap() = (count.parse().map_err(RestoreError::new)?, last.to_string());
         Ok(())
     }
 }

@@ -87,8 +87,23 @@ pub trait StateMachine {
     fn snapshot(&mut self) -> Bytes;
 
     /// Replaces the state by a snapshot taken by [`StateMachine::snapshot`]
-    /// (possibly on another node).
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+    /// (possibly on another node). An error leaves the node without the
+    /// snapshot: at start it refuses to start, on a follower the leader
+    /// sends it again.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError>;
+}
+
+/// Why a state machine could not restore a snapshot: its own error, kept
+/// whole (with its causes) for the node's log and start-up error.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct RestoreError(#[from] Box<dyn std::error::Error + Send + Sync>);
+
+impl RestoreError {
+    /// Wraps any error, or a message: `RestoreError::new("bad snapshot")`.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(error.into())
+    }
 }
 
 /// A state machine that keeps nothing: the committed log itself is the
@@ -103,7 +118,7 @@ impl StateMachine for NullStateMachine {
         Bytes::new()
     }
 
-    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, _snapshot: &[u8]) -> Result<(), RestoreError> {
         Ok(())
     }
 }

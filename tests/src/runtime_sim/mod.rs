@@ -178,12 +178,12 @@ impl StateMachine for DigestMachine {
         Bytes::from(bytes)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), ordo_engine::node::RestoreError> {
         if snapshot.len() != 16 {
-            return Err(format!(
+            return Err(ordo_engine::node::RestoreError::new(format!(
                 "a digest snapshot is 16 bytes, not {}",
                 snapshot.len()
-            ));
+            )));
         }
         self.index = u64::from_le_bytes(snapshot[..8].try_into().expect("8"));
         self.digest = u64::from_le_bytes(snapshot[8..].try_into().expect("8"));
