@@ -11,7 +11,6 @@
 pub mod auth;
 pub mod cli;
 pub mod client;
-pub mod core;
 pub mod gossip;
 pub mod gossip_node;
 pub mod metrics;
@@ -19,3 +18,7 @@ pub mod node;
 pub mod preflight;
 pub mod testkit;
 pub mod token;
+
+/// The Raft core, from its own crate ([`ordo_core`]): it compiles without
+/// glommio, libc or nix, so it can run under any runtime.
+pub use ordo_core as core;

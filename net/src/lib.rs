@@ -16,6 +16,10 @@
 //! - [`fuzzing`]: the decoder checks the fuzz target and proptests share.
 //!
 //! The frame format, connection rules and limits are in `docs/protocol.md`.
+//!
+//! Without the default `io` feature the crate is the messages and their
+//! encoding alone, with no glommio, libc, nix or TLS: that is what the Raft
+//! core (`ordo-core`) links.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -27,7 +31,9 @@ pub mod gossip;
 pub mod handshake;
 pub mod message;
 pub mod peer;
+#[cfg(feature = "io")]
 pub mod tls;
+#[cfg(feature = "io")]
 pub mod transport;
 pub mod wire;
 

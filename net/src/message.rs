@@ -214,9 +214,6 @@ pub struct ForwardResults {
     pub term: Term,
     /// `(request_id, result)` pairs.
     pub results: Vec<(u64, ProposeResult)>,
-    /// One commit token per result (empty for an error). The core leaves
-    /// this empty; the leader's runtime fills it before sending.
-    pub tokens: Vec<Vec<u8>>,
 }
 
 /// A follower asks for a read index.

@@ -23,6 +23,21 @@ pub enum PeerMessage {
     /// A voter asks the leader for the statements covering committed
     /// entries it has no statement for (it was down when they were sent).
     CertificateRequest(CertificateRequest),
+    /// The commit tokens of the entries a [`Message::ForwardResults`]
+    /// answers, sent by the leader's runtime just before it on the same
+    /// lane, so the follower can hand each proposer its token.
+    ForwardTokens(ForwardTokens),
+}
+
+/// Commit tokens for forwarded proposals, keyed by the committed index.
+/// Tokens are the runtime's data: the core's [`Message::ForwardResults`]
+/// carries only the results.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ForwardTokens {
+    /// The leader's term.
+    pub term: Term,
+    /// `(index, encoded token)` for each committed entry answered.
+    pub tokens: Vec<(u64, Vec<u8>)>,
 }
 
 /// Which committed entries a voter lacks statements for.
@@ -63,6 +78,7 @@ impl PeerMessage {
             PeerMessage::SnapshotAck(_) => "snapshot_ack",
             PeerMessage::Certificate(_) => "certificate",
             PeerMessage::CertificateRequest(_) => "certificate_request",
+            PeerMessage::ForwardTokens(_) => "forward_tokens",
         }
     }
 }

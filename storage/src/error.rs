@@ -62,6 +62,7 @@ pub enum StorageError {
     Frame(#[from] FrameError),
     /// A configuration knob out of its domain or in conflict with another.
     #[error(transparent)]
+    #[cfg(feature = "io")]
     Config(#[from] crate::disk::ConfigError),
     /// The store was closed or has failed earlier; it accepts no more writes.
     #[error("log store is closed: {0}")]

@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use ordo_net::{Certificate, Committed, ForwardResults, PeerMessage};
+use ordo_net::{Certificate, Committed, ForwardTokens, PeerMessage};
 use ordo_storage::{Index, LogStore, NodeId};
 
 use super::cert_store::{CertStore, decode_statement, encode_statement};
@@ -714,13 +714,13 @@ impl Certificates {
 
     /// A follower keeps the tokens the leader attached to forwarded
     /// answers until its proposers are answered.
-    pub fn absorb_forward_tokens(&self, results: &ForwardResults) {
+    pub fn absorb_forward_tokens(&self, tokens: ForwardTokens) {
         let mut forwarded = self.forwarded.borrow_mut();
         let mut order = self.forwarded_order.borrow_mut();
-        for ((_, result), token) in results.results.iter().zip(&results.tokens) {
-            if let (Ok(committed), false) = (result, token.is_empty()) {
-                forwarded.insert(committed.index, token.clone());
-                order.push_back(committed.index);
+        for (index, token) in tokens.tokens {
+            if !token.is_empty() {
+                forwarded.insert(index, token);
+                order.push_back(index);
             }
         }
         while order.len() > FORWARDED_TOKENS_MAX {

@@ -37,6 +37,7 @@ impl Encode for PeerMessage {
             PeerMessage::SnapshotAck(_) => FrameKind::SnapshotAck,
             PeerMessage::Certificate(_) => FrameKind::Certificate,
             PeerMessage::CertificateRequest(_) => FrameKind::CertificateRequest,
+            PeerMessage::ForwardTokens(_) => FrameKind::ForwardTokens,
         }
     }
 
@@ -80,6 +81,7 @@ impl Encode for PeerMessage {
             PeerMessage::SnapshotAck(ack) => encode_plain(sink, kind, ack),
             PeerMessage::Certificate(certificate) => encode_plain(sink, kind, certificate),
             PeerMessage::CertificateRequest(request) => encode_plain(sink, kind, request),
+            PeerMessage::ForwardTokens(tokens) => encode_plain(sink, kind, tokens),
         }
     }
 }
@@ -156,6 +158,7 @@ impl Decode for PeerMessage {
             }
             FrameKind::SnapshotAck => return decode_plain(frame).map(PeerMessage::SnapshotAck),
             FrameKind::Certificate => return decode_plain(frame).map(PeerMessage::Certificate),
+            FrameKind::ForwardTokens => return decode_plain(frame).map(PeerMessage::ForwardTokens),
             FrameKind::CertificateRequest => {
                 return decode_plain(frame).map(PeerMessage::CertificateRequest);
             }

@@ -59,6 +59,8 @@ pub enum FrameKind {
     Certificate = 30,
     /// [`crate::CertificateRequest`].
     CertificateRequest = 31,
+    /// [`crate::ForwardTokens`].
+    ForwardTokens = 32,
     /// [`crate::ProposeRequest`]; the attachment is the payload.
     ProposeRequest = 64,
     /// [`crate::ReadRequest`].
@@ -126,7 +128,7 @@ pub enum KindClass {
 
 impl FrameKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [FrameKind; 45] = [
+    pub const ALL: [FrameKind; 46] = [
         FrameKind::Hello,
         FrameKind::HelloAck,
         FrameKind::HelloReject,
@@ -149,6 +151,7 @@ impl FrameKind {
         FrameKind::SnapshotAck,
         FrameKind::Certificate,
         FrameKind::CertificateRequest,
+        FrameKind::ForwardTokens,
         FrameKind::ProposeRequest,
         FrameKind::ReadRequest,
         FrameKind::StatusRequest,
@@ -230,6 +233,7 @@ impl FrameKind {
             FrameKind::SnapshotAck => "snapshot_ack",
             FrameKind::Certificate => "certificate",
             FrameKind::CertificateRequest => "certificate_request",
+            FrameKind::ForwardTokens => "forward_tokens",
             FrameKind::ProposeRequest => "propose_request",
             FrameKind::ReadRequest => "read_request",
             FrameKind::StatusRequest => "status_request",

@@ -303,15 +303,8 @@ pub fn arb_raft_message() -> impl Strategy<Value = Message> {
         (
             any::<u64>(),
             prop::collection::vec((any::<u64>(), arb_propose_result()), 0..8),
-            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..8)
         )
-            .prop_map(
-                |(term, results, tokens)| Message::ForwardResults(ForwardResults {
-                    term,
-                    results,
-                    tokens
-                })
-            ),
+            .prop_map(|(term, results)| Message::ForwardResults(ForwardResults { term, results })),
         (any::<u64>(), prop::collection::vec(any::<u64>(), 0..8)).prop_map(
             |(term, request_ids)| Message::ReadIndex(ReadIndexRequest { term, request_ids })
         ),
@@ -356,6 +349,9 @@ pub fn arb_peer_message() -> impl Strategy<Value = PeerMessage> {
         6 => arb_raft_message().prop_map(PeerMessage::Raft),
         1 => (any::<u64>(), arb_log_id(), any::<u64>(), arb_bytes(5000), any::<bool>()).prop_map(|(term, last, offset, data, done)| PeerMessage::SnapshotChunk(SnapshotChunk { term, last, offset, data, done })),
         1 => (any::<u64>(), arb_log_id(), any::<u64>(), any::<bool>()).prop_map(|(term, last, next_offset, ok)| PeerMessage::SnapshotAck(SnapshotAck { term, last, next_offset, ok })),
+        1 => (any::<u64>(), prop::collection::vec(any::<u8>(), 0..300)).prop_map(|(term, statement)| PeerMessage::Certificate(Certificate { term, statement })),
+        1 => (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(term, from_index, to_index, floor_index)| PeerMessage::CertificateRequest(CertificateRequest { term, from_index, to_index, floor_index })),
+        1 => (any::<u64>(), prop::collection::vec((any::<u64>(), prop::collection::vec(any::<u8>(), 0..200)), 0..8)).prop_map(|(term, tokens)| PeerMessage::ForwardTokens(ForwardTokens { term, tokens })),
     ]
 }
 

@@ -24,8 +24,8 @@ use super::scan::BatchLoc;
 use super::segment::{Segment, create_segment_file};
 use super::segment_header::SegmentHeader;
 use super::spare::Spares;
-use super::stats::DiskLogStats;
 use super::vfs::{GlommioVfs, Vfs};
+use crate::stats::DiskLogStats;
 
 /// The mutable state of a disk log. Never borrowed across an await.
 pub(super) struct Core {

@@ -33,9 +33,10 @@ mod segment;
 pub mod segment_header;
 mod sim_disk;
 mod spare;
-mod stats;
+
 pub mod vfs;
 
+pub use crate::stats::DiskLogStats;
 pub use config::{ConfigError, DiskLogConfig, FsyncMode, FsyncModeParseError, SEGMENT_BYTES_LIMIT};
 pub use fuzz::{FuzzOutcome, fuzz_open};
 pub use hard_state_file::{HARD_STATE_FILE_NAME, parse_hard_state_file};
@@ -43,7 +44,6 @@ pub use io::prime_iopoll_probe;
 pub use log::{DiskLog, RecoveryReport};
 pub use recovery::LogCut;
 pub use sim_disk::{SECTOR_BYTES, SimDisk, SimDiskFaults, SimFault, SyncLatency};
-pub use stats::DiskLogStats;
 
 /// Locked memory glommio registers for IO buffers on each executor that
 /// runs a disk log: enough for a few in-flight 1 MiB writes and reads, and

@@ -5,7 +5,7 @@
 //! waiters (answers.rs, admin.rs).
 
 use ordo_net::transport::SendError;
-use ordo_net::{Message, PeerMessage};
+use ordo_net::{ForwardResults, ForwardTokens, Message, PeerMessage};
 use ordo_storage::{Index, LogStore, NodeId};
 
 use super::Group;
@@ -139,21 +139,37 @@ impl<S: LogStore + 'static> Group<S> {
     }
 
     fn send(&mut self, to: NodeId, message: Message) {
-        let message = match message {
-            Message::ForwardResults(mut results) => {
-                results.tokens = results
-                    .results
-                    .iter()
-                    .map(|(_, result)| match result {
-                        Ok(committed) => self.certificates.token_for(committed).unwrap_or_default(),
-                        Err(_) => Vec::new(),
-                    })
-                    .collect();
-                Message::ForwardResults(results)
-            }
-            other => other,
-        };
-        match self.peers.try_send(to, PeerMessage::Raft(message)) {
+        if let Message::ForwardResults(results) = &message {
+            self.send_forward_tokens(to, results);
+        }
+        self.send_peer(to, PeerMessage::Raft(message));
+    }
+
+    /// The leader's runtime sends the commit tokens of the entries a
+    /// `ForwardResults` answers just before it, on the same (priority)
+    /// lane, so they arrive first: the follower keeps them until the core
+    /// answers its proposers. Tokens are the runtime's data, not the core's.
+    fn send_forward_tokens(&mut self, to: NodeId, results: &ForwardResults) {
+        let tokens: Vec<(u64, Vec<u8>)> = results
+            .results
+            .iter()
+            .filter_map(|(_, result)| {
+                let committed = result.as_ref().ok()?;
+                let token = self.certificates.token_for(committed)?;
+                Some((committed.index, token))
+            })
+            .collect();
+        if !tokens.is_empty() {
+            let term = results.term;
+            self.send_peer(
+                to,
+                PeerMessage::ForwardTokens(ForwardTokens { term, tokens }),
+            );
+        }
+    }
+
+    fn send_peer(&mut self, to: NodeId, message: PeerMessage) {
+        match self.peers.try_send(to, message) {
             Ok(()) => self.sent_to_peers = true,
             Err(SendError::Full { .. }) => {
                 // Backpressure: Raft tolerates a lost message; the peer is

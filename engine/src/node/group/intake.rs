@@ -6,8 +6,7 @@
 
 use ordo_net::transport::{ClientCall, PeerEvent};
 use ordo_net::{
-    ClientRequest, ClientResponse, Message, PeerMessage, ProposeError, ProposeResponse,
-    StatusResponse,
+    ClientRequest, ClientResponse, PeerMessage, ProposeError, ProposeResponse, StatusResponse,
 };
 use ordo_storage::LogStore;
 
@@ -22,11 +21,9 @@ impl<S: LogStore + 'static> Group<S> {
     pub(super) fn peer_event(&mut self, now: crate::core::Now, event: PeerEvent) {
         match event {
             PeerEvent::Message { from, message } => match message {
-                PeerMessage::Raft(message) => {
-                    if let Message::ForwardResults(results) = &message {
-                        self.certificates.absorb_forward_tokens(results);
-                    }
-                    self.raft.step(now, Event::Message { from, message });
+                PeerMessage::Raft(message) => self.raft.step(now, Event::Message { from, message }),
+                PeerMessage::ForwardTokens(tokens) => {
+                    self.certificates.absorb_forward_tokens(tokens)
                 }
                 PeerMessage::SnapshotChunk(chunk) => self.snapshots.chunk_received(from, chunk),
                 PeerMessage::SnapshotAck(ack) => self.snapshots.ack_received(from, ack),

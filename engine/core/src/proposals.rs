@@ -340,7 +340,6 @@ impl Raft {
             let message = Message::ForwardResults(ForwardResults {
                 term: self.term,
                 results,
-                tokens: Vec::new(),
             });
             self.send(node, message);
         }
@@ -427,7 +426,6 @@ impl Raft {
             let message = Message::ForwardResults(ForwardResults {
                 term: self.term,
                 results,
-                tokens: Vec::new(),
             });
             self.send(from, message);
             return;

@@ -1,6 +1,6 @@
 //! Counters of a disk log, for benchmarks, metrics and tuning.
 
-/// What a [`DiskLog`](super::DiskLog) has done since it was opened.
+/// What a [`DiskLog`](crate::DiskLog) has done since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DiskLogStats {
     /// `append` calls that succeeded.

@@ -450,7 +450,7 @@ mod tests {
     use ordo_net::{AppendResponse, AppendResult, Message, VoteResponse};
     use ordo_storage::{HardState, NodeId};
 
-    use crate::core::{CoreConfig, Event, Now, Raft, RaftState, Role};
+    use crate::{CoreConfig, Event, Now, Raft, RaftState, Role};
 
     const START: Now = Now {
         mono_us: 1_000_000,

@@ -668,7 +668,6 @@ impl Raft {
                 Message::ForwardResults(ordo_net::ForwardResults {
                     term,
                     results: Vec::new(),
-                    tokens: Vec::new(),
                 })
             }
             other => other,
@@ -812,7 +811,7 @@ impl Raft {
                     .configs
                     .current()
                     .get(self.id)
-                    .is_some_and(|m| m.role == crate::core::MemberRole::Learner))
+                    .is_some_and(|m| m.role == crate::MemberRole::Learner))
             || (self.configs.current_index() > self.log.commit()
                 && self.configs.previous().is_some_and(|m| m.is_voter(self.id))
                 && !self.voters.is_empty())

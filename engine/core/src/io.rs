@@ -51,7 +51,7 @@ pub enum ReadPurpose {
 #[derive(Clone, Debug)]
 pub enum Event {
     /// Time passed; timers may fire. The runtime sends one at
-    /// [`crate::core::Raft::next_deadline_us`] or earlier.
+    /// [`crate::Raft::next_deadline_us`] or earlier.
     Tick,
     /// A message from a peer.
     Message {
