@@ -6,7 +6,10 @@
 //!   contract, and [`conformance`], the suite every implementation passes;
 //! - [`MemLog`]: the in-memory implementation with a crash model;
 //! - [`DiskLog`]: the segmented log on io_uring with group fsync, and
-//!   [`SnapshotStore`], snapshot files written and read in chunks.
+//!   [`SnapshotStore`], snapshot files written and read in chunks;
+//! - [`records`]: append-only files of checksummed records, the format and
+//!   recovery rule of the runtime's side files (commit statements, a gossip
+//!   node's delivered messages).
 //!
 //! Without the default `io` feature the crate is the formats alone (frames,
 //! identifiers, the `LogStore` contract and the in-memory log), with no
@@ -25,6 +28,8 @@ pub mod frame;
 pub mod hard_state;
 pub mod log_store;
 pub mod mem_log;
+#[cfg(feature = "io")]
+pub mod records;
 #[cfg(feature = "io")]
 pub mod snapshot;
 pub mod stats;
