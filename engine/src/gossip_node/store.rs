@@ -8,9 +8,13 @@
 //! crash (its record was not durable) is taken once, since ids are dense
 //! and the store only ever takes `last + 1`.
 //!
+//! The file is a record file of the storage crate
+//! ([`ordo_storage::records`]: its format, recovery rule and tests), one
+//! record per message:
+//!
 //! ```text
-//! record: len u32 LE (bytes after this field) | crc32 u32 LE (of the rest)
-//!         | id u64 | index u64 | term u64 | ts u64 | payload_len u32
+//! record: len u32 LE | crc32 u32 LE | body
+//! body:   id u64 | index u64 | term u64 | ts u64 | payload_len u32
 //!         | token_len u32 | payload | token
 //! ```
 //!
@@ -31,13 +35,13 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use ordo_storage::MessageId;
+use ordo_storage::records::{self, ReadRecordError, RecordFileError};
 
 use crate::gossip::GossipMessage;
 
@@ -46,8 +50,8 @@ pub const DELIVERED_FILE: &str = "delivered.log";
 /// Where the file's retained part starts: `first_id offset`, written (and
 /// synced, then renamed into place) before the part before it is freed.
 pub const START_FILE: &str = "delivered.start";
-/// Bytes of a record before its payload.
-const RECORD_HEADER_BYTES: usize = 4 + 4 + 8 * 4 + 4 + 4;
+/// Bytes of a record's body before its payload.
+const BODY_HEADER_BYTES: usize = 8 * 4 + 4 + 4;
 
 /// Bounds of the in-memory window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +96,19 @@ pub enum StoreError {
     Compacted {
         /// The first id held.
         first_id: MessageId,
+    },
+    /// The record file refused an operation.
+    #[error(transparent)]
+    Records(#[from] RecordFileError),
+    /// A record a read was sent to is not the message it should be.
+    #[error("{path}: record of id {id}: {what}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The id read.
+        id: MessageId,
+        /// What is wrong.
+        what: String,
     },
 }
 
@@ -147,20 +164,13 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
 }
 
 fn encode_record(out: &mut Vec<u8>, m: &GossipMessage) {
-    let body_len = RECORD_HEADER_BYTES - 8 + m.payload.len() + m.token.len();
-    out.extend_from_slice(&(body_len as u32).to_le_bytes());
-    let crc_at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let body_at = out.len();
-    for field in [m.id, m.index, m.term, m.ts] {
-        out.extend_from_slice(&field.to_le_bytes());
+    let mut head = [0u8; BODY_HEADER_BYTES];
+    for (at, field) in [m.id, m.index, m.term, m.ts].into_iter().enumerate() {
+        head[at * 8..at * 8 + 8].copy_from_slice(&field.to_le_bytes());
     }
-    out.extend_from_slice(&(m.payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(m.token.len() as u32).to_le_bytes());
-    out.extend_from_slice(&m.payload);
-    out.extend_from_slice(&m.token);
-    let crc = crc32fast::hash(&out[body_at..]);
-    out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    head[32..36].copy_from_slice(&(m.payload.len() as u32).to_le_bytes());
+    head[36..40].copy_from_slice(&(m.token.len() as u32).to_le_bytes());
+    records::encode_record(out, &[&head, &m.payload, &m.token]);
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -177,12 +187,12 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 
 /// Decodes a record body (after its length and CRC), checking its lengths.
 fn decode_body(body: Bytes) -> Option<GossipMessage> {
-    if body.len() < RECORD_HEADER_BYTES - 8 {
+    if body.len() < BODY_HEADER_BYTES {
         return None;
     }
     let payload_len = u32_at(&body, 32) as usize;
     let token_len = u32_at(&body, 36) as usize;
-    let start = RECORD_HEADER_BYTES - 8;
+    let start = BODY_HEADER_BYTES;
     if start.checked_add(payload_len)?.checked_add(token_len)? != body.len() {
         return None;
     }
@@ -227,70 +237,33 @@ impl DeliveredStore {
         let file_len = file.metadata().map_err(io(&path))?.len();
         let (first_id, start) = read_start(dir)?;
         let start = start.min(file_len);
-        let mut reader = BufReader::with_capacity(1 << 20, &file);
-        std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(start)).map_err(io(&path))?;
         let mut offsets = VecDeque::new();
         let mut recent: VecDeque<GossipMessage> = VecDeque::new();
         let mut recent_bytes = 0;
-        let mut at = start;
-        let mut reason = None;
-        loop {
-            let mut head = [0u8; 8];
-            match reader.read_exact(&mut head) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    if at < file_len {
-                        reason = Some("a torn record header".to_string());
+        let recovered =
+            records::recover(&file, &path, start, limits.record_bytes_max, |at, body| {
+                let expected = first_id + offsets.len() as u64;
+                let message = decode_body(Bytes::copy_from_slice(body))
+                    .ok_or_else(|| "a malformed record".to_string())?;
+                if message.id != expected {
+                    return Err(format!("id {} where {expected} was due", message.id));
+                }
+                offsets.push_back(at);
+                recent_bytes += message.size_bytes();
+                recent.push_back(message);
+                while recent.len() > limits.recent_messages_max
+                    || (recent.len() > 1 && recent_bytes > limits.recent_bytes_max)
+                {
+                    if let Some(old) = recent.pop_front() {
+                        recent_bytes -= old.size_bytes();
                     }
-                    break;
                 }
-                Err(e) => return Err(io(&path)(e)),
-            }
-            let body_len = u32_at(&head, 0) as usize;
-            if body_len > limits.record_bytes_max {
-                reason = Some(format!("a record length of {body_len} bytes"));
-                break;
-            }
-            let mut body = vec![0; body_len];
-            match reader.read_exact(&mut body) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    reason = Some("a torn record".to_string());
-                    break;
-                }
-                Err(e) => return Err(io(&path)(e)),
-            }
-            if crc32fast::hash(&body) != u32_at(&head, 4) {
-                reason = Some("a record failing its CRC".to_string());
-                break;
-            }
-            let expected = first_id + offsets.len() as u64;
-            let Some(message) = decode_body(Bytes::from(body)) else {
-                reason = Some("a malformed record".to_string());
-                break;
-            };
-            if message.id != expected {
-                reason = Some(format!("id {} where {expected} was due", message.id));
-                break;
-            }
-            offsets.push_back(at);
-            at += 8 + body_len as u64;
-            recent_bytes += message.size_bytes();
-            recent.push_back(message);
-            while recent.len() > limits.recent_messages_max
-                || (recent.len() > 1 && recent_bytes > limits.recent_bytes_max)
-            {
-                if let Some(old) = recent.pop_front() {
-                    recent_bytes -= old.size_bytes();
-                }
-            }
+                Ok(())
+            })?;
+        if let Some((offset, damage)) = &recovered.truncated {
+            tracing::warn!(file = %path.display(), offset, %damage, "truncated the delivered store's damaged tail (those messages will be pulled again)");
         }
-        drop(reader);
-        if let Some(reason) = reason {
-            tracing::warn!(file = %path.display(), offset = at, %reason, "truncating the delivered store's damaged tail (those messages will be pulled again)");
-            file.set_len(at).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
-        }
+        let at = recovered.end;
         let last_id = first_id + offsets.len() as u64 - 1;
         let recent_first = last_id + 1 - recent.len() as u64;
         Ok(Self {
@@ -299,7 +272,7 @@ impl DeliveredStore {
                 file: Arc::new(file),
                 first_id,
                 offsets,
-                punched: start / PUNCH_ALIGN * PUNCH_ALIGN,
+                punched: start / records::PUNCH_ALIGN * records::PUNCH_ALIGN,
                 durable_len: at,
                 end: at,
                 pending: Vec::new(),
@@ -457,22 +430,7 @@ impl DeliveredStore {
         write_start(dir, first_id, offset)?;
         disk.offsets.drain(..skip);
         disk.first_id = first_id;
-        let end = offset / PUNCH_ALIGN * PUNCH_ALIGN;
-        if end > disk.punched {
-            use std::os::fd::AsRawFd;
-            nix::fcntl::fallocate(
-                disk.file.as_raw_fd(),
-                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
-                    | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-                disk.punched as i64,
-                (end - disk.punched) as i64,
-            )
-            .map_err(|e| StoreError::Io {
-                path: disk.path.clone(),
-                source: std::io::Error::from(e),
-            })?;
-            disk.punched = end;
-        }
+        disk.punched = records::punch_prefix(&disk.file, &disk.path, disk.punched, offset)?;
         // The window in memory keeps nothing the file no longer does.
         while self.recent_first < first_id {
             let Some(old) = self.recent.pop_front() else {
@@ -528,44 +486,29 @@ impl DeliveredStore {
 }
 
 fn read_record(disk: &Disk, id: MessageId, record_max: usize) -> Result<GossipMessage, StoreError> {
-    let corrupt = |what: &str| StoreError::Io {
+    let corrupt = |what: String| StoreError::Corrupt {
         path: disk.path.clone(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("record of id {id}: {what}"),
-        ),
+        id,
+        what,
     };
     let offset = *id
         .checked_sub(disk.first_id)
         .and_then(|i| disk.offsets.get(i as usize))
-        .ok_or_else(|| corrupt("not indexed"))?;
+        .ok_or_else(|| corrupt("not indexed".into()))?;
     if offset >= disk.durable_len {
-        return Err(corrupt("not durable yet"));
+        return Err(corrupt("not durable yet".into()));
     }
-    let mut head = [0u8; 8];
-    disk.file
-        .read_exact_at(&mut head, offset)
-        .map_err(io(&disk.path))?;
-    let body_len = u32_at(&head, 0) as usize;
-    if body_len > record_max {
-        return Err(corrupt("length out of bounds"));
-    }
-    let mut body = vec![0; body_len];
-    disk.file
-        .read_exact_at(&mut body, offset + 8)
-        .map_err(io(&disk.path))?;
-    if crc32fast::hash(&body) != u32_at(&head, 4) {
-        return Err(corrupt("CRC mismatch"));
-    }
-    let message = decode_body(Bytes::from(body)).ok_or_else(|| corrupt("malformed"))?;
+    let body = match records::read_record_at(&disk.file, &disk.path, offset, record_max) {
+        Ok(body) => body,
+        Err(ReadRecordError::Io(error)) => return Err(error.into()),
+        Err(damaged @ ReadRecordError::Damaged { .. }) => return Err(corrupt(damaged.to_string())),
+    };
+    let message = decode_body(Bytes::from(body)).ok_or_else(|| corrupt("malformed".into()))?;
     if message.id != id {
-        return Err(corrupt("wrong id"));
+        return Err(corrupt(format!("holds id {}", message.id)));
     }
     Ok(message)
 }
-
-/// Holes are punched in whole blocks of this many bytes.
-const PUNCH_ALIGN: u64 = 4096;
 
 /// The retained part's start, `(first id, offset)`: `(1, 0)` without a
 /// start file. A start file that does not parse is damage: an error that
@@ -590,14 +533,8 @@ fn read_start(dir: &Path) -> Result<(MessageId, u64), StoreError> {
 /// Replaces the start file durably (temporary file, sync, rename, sync of
 /// the directory).
 fn write_start(dir: &Path, first_id: MessageId, offset: u64) -> Result<(), StoreError> {
-    let path = dir.join(START_FILE);
-    let temporary = dir.join(format!("{START_FILE}.tmp"));
-    let mut file = File::create(&temporary).map_err(io(&temporary))?;
-    std::io::Write::write_all(&mut file, format!("{first_id} {offset}\n").as_bytes())
-        .map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    std::fs::rename(&temporary, &path).map_err(io(&path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    let contents = format!("{first_id} {offset}\n");
+    Ok(records::replace_file(dir, START_FILE, contents.as_bytes())?)
 }
 
 /// A write of appended records and its `fdatasync`, to run off the
@@ -645,15 +582,7 @@ pub fn next_generation(dir: &Path) -> Result<u32, StoreError> {
         Err(e) => return Err(io(&path)(e)),
     };
     let next = previous.wrapping_add(1).max(1);
-    let temp = dir.join("generation.tmp");
-    std::fs::write(&temp, format!("{next}\n")).map_err(io(&temp))?;
-    File::open(&temp)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&temp))?;
-    std::fs::rename(&temp, &path).map_err(io(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
+    records::replace_file(dir, "generation", format!("{next}\n").as_bytes())?;
     Ok(next)
 }
 
