@@ -304,6 +304,28 @@ fn ordo_binary() -> Result<PathBuf, String> {
     ))
 }
 
+/// CPU time a process has used, user + system, in seconds (`None` if it
+/// is gone). `None` for `pid` is this process. Resolution: one clock tick
+/// (10 ms), so callers measure over seconds.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".into(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14 and stime 15 (proc(5)).
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100) as f64;
+    Some((utime + stime) / ticks)
+}
+
 /// Resident memory of a process in MiB (`None` if it is gone).
 pub fn rss_mib(pid: Option<u32>) -> Option<f64> {
     let path = match pid {

@@ -41,9 +41,31 @@ pub struct Floor {
     pub dsync_paced_us: Option<f64>,
     /// 64 B ping-pong over loopback TCP with TCP_NODELAY, p50.
     pub rtt_us: f64,
+    /// The same ping-pong's p99.
+    pub rtt_p99_us: f64,
+    /// Three threads, one per voter, each make a paced 4 KiB O_DSYNC write
+    /// (O_DIRECT where the filesystem allows) to its own file at the same
+    /// moment; the time until the second of the three completes (a
+    /// majority durable), p50 and p99. `None` if the files could not be
+    /// written.
+    pub quorum_write: Option<(f64, f64)>,
 }
 
 impl Floor {
+    /// The floor a durable commit on a 3-voter cluster really has, p50: a
+    /// majority's concurrent durable writes plus two loopback round trips
+    /// (client to leader and back, leader to follower and back). `None`
+    /// when the quorum write was not measured.
+    pub fn quorum_us(&self) -> Option<f64> {
+        self.quorum_write.map(|(p50, _)| p50 + 2.0 * self.rtt_us)
+    }
+
+    /// The same floor at p99: the quorum write's p99 plus two round trips
+    /// at their p50 (a stricter floor than adding the round trips' p99).
+    pub fn quorum_p99_us(&self) -> Option<f64> {
+        self.quorum_write.map(|(_, p99)| p99 + 2.0 * self.rtt_us)
+    }
+
     /// The commit floor for a run that syncs (`syncs`) or not.
     pub fn commit_us(&self, syncs: bool) -> f64 {
         if syncs {
@@ -56,12 +78,102 @@ impl Floor {
 
 /// Measures both floors; the fsync one on `dir`'s filesystem.
 pub fn measure(dir: &Path) -> Result<Floor, String> {
+    let rtt = rtt_us()?;
     Ok(Floor {
         fsync_us: fsync_p50_us(dir)?,
         dsync_us: dsync_p50_us(dir, FLOOR_SAMPLES, None).ok(),
         dsync_paced_us: dsync_p50_us(dir, PACED_SAMPLES, Some(PACED_GAP)).ok(),
-        rtt_us: rtt_p50_us()?,
+        rtt_us: rtt.value_at_quantile(0.5) as f64 / 1_000.0,
+        rtt_p99_us: rtt.value_at_quantile(0.99) as f64 / 1_000.0,
+        quorum_write: quorum_write_us(dir, 3, PACED_SAMPLES).ok(),
     })
+}
+
+/// `voters` threads each write a 4 KiB page durably to their own
+/// preallocated file (O_DIRECT | O_DSYNC, or O_DSYNC alone where the
+/// filesystem refuses O_DIRECT), all released together by a barrier, then
+/// pause [`PACED_GAP`] as a C = 1 commit's voters do. Per round: from the
+/// earliest start to the completion of the majority's last write. Returns
+/// (p50, p99) in microseconds.
+fn quorum_write_us(dir: &Path, voters: usize, samples: usize) -> Result<(f64, f64), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let majority = voters / 2 + 1;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(voters));
+    let mut threads = Vec::new();
+    for voter in 0..voters {
+        let path = dir.join(format!("floor.quorum.{voter}"));
+        let barrier = barrier.clone();
+        threads.push(std::thread::spawn(
+            move || -> Result<Vec<(Instant, Instant)>, String> {
+                let fail = |what: &str, e: std::io::Error| {
+                    format!("quorum floor: {what} {}: {e}", path.display())
+                };
+                let total = samples * FLOOR_WRITE_BYTES;
+                {
+                    let file =
+                        std::fs::File::create(&path).map_err(|e| fail("cannot create", e))?;
+                    file.write_all_at(&vec![0u8; total], 0)
+                        .map_err(|e| fail("cannot write", e))?;
+                    file.sync_all().map_err(|e| fail("cannot sync", e))?;
+                }
+                let open = |flags| {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(flags)
+                        .open(&path)
+                };
+                let opened = open(libc::O_DIRECT | libc::O_DSYNC).or_else(|_| open(libc::O_DSYNC));
+                let page = ordo_storage::AlignedBuf::filled(FLOOR_WRITE_BYTES, 0xA5);
+                // Every thread reaches every barrier, even after a failure, so
+                // that none waits forever for the others.
+                let mut times = Vec::with_capacity(samples);
+                let mut failed = opened
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("cannot open {}: {e}", path.display()));
+                for i in 0..samples {
+                    barrier.wait();
+                    let start = Instant::now();
+                    if let (Ok(file), None) = (&opened, &failed)
+                        && let Err(e) =
+                            file.write_all_at(page.as_slice(), (i * FLOOR_WRITE_BYTES) as u64)
+                    {
+                        failed = Some(fail("cannot write", e));
+                    }
+                    times.push((start, Instant::now()));
+                    std::thread::sleep(PACED_GAP);
+                }
+                drop(opened);
+                // Best effort: the directory is the run's own temporary one.
+                let _ = std::fs::remove_file(&path);
+                match failed {
+                    Some(error) => Err(error),
+                    None => Ok(times),
+                }
+            },
+        ));
+    }
+    let mut per_voter = Vec::new();
+    for thread in threads {
+        per_voter.push(
+            thread
+                .join()
+                .map_err(|_| "quorum floor: a writer thread panicked".to_string())??,
+        );
+    }
+    let mut histogram = new_histogram();
+    for round in 0..samples {
+        let start = per_voter
+            .iter()
+            .map(|times| times[round].0)
+            .min()
+            .expect("voters");
+        let mut ends: Vec<Instant> = per_voter.iter().map(|times| times[round].1).collect();
+        ends.sort();
+        record(&mut histogram, ends[majority - 1] - start);
+    }
+    let us = |q| histogram.value_at_quantile(q) as f64 / 1_000.0;
+    Ok((us(0.5), us(0.99)))
 }
 
 /// Appends 4 KiB pages to a preallocated, synced file, each followed by an
@@ -133,8 +245,9 @@ fn dsync_p50_us(dir: &Path, samples: usize, gap: Option<Duration>) -> Result<f64
     Ok(histogram.value_at_quantile(0.5) as f64 / 1_000.0)
 }
 
-/// A 64 B ping-pong between two threads over loopback TCP.
-fn rtt_p50_us() -> Result<f64, String> {
+/// A 64 B ping-pong between two threads over loopback TCP: the histogram
+/// of round trips, in nanoseconds.
+fn rtt_us() -> Result<Histogram<u64>, String> {
     let fail = |e: std::io::Error| format!("loopback floor: {e}");
     let listener = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
     let addr = listener.local_addr().map_err(fail)?;
@@ -167,7 +280,7 @@ fn rtt_p50_us() -> Result<f64, String> {
     echo.join()
         .map_err(|_| "loopback floor: echo thread panicked".to_string())?
         .map_err(fail)?;
-    Ok(histogram.value_at_quantile(0.5) as f64 / 1_000.0)
+    Ok(histogram)
 }
 
 /// A histogram of nanoseconds from 1 ns to 10 minutes at 3 significant
@@ -197,5 +310,10 @@ mod tests {
         }
         assert!(!dir.path().join("floor.dsync").exists());
         assert!(!dir.path().join("floor.fsync").exists());
+        let (p50, p99) = floor.quorum_write.expect("the quorum write is measured");
+        assert!(p50 > 0.0 && p99 >= p50, "{floor:?}");
+        assert!(floor.quorum_us().unwrap() > p50 + floor.rtt_us, "{floor:?}");
+        assert!(floor.rtt_p99_us >= floor.rtt_us, "{floor:?}");
+        assert!(!dir.path().join("floor.quorum.0").exists());
     }
 }

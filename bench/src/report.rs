@@ -57,6 +57,24 @@ pub struct RunResult {
     pub floor_commit_us: f64,
     /// `p50_us / floor_commit_us`.
     pub p50_over_floor: f64,
+    /// Loopback TCP round trip p99.
+    pub floor_rtt_p99_us: f64,
+    /// The floor of a durable commit on 3 voters, p50: three threads each
+    /// make a paced 4 KiB O_DSYNC write at once, the time until the second
+    /// completes, plus 2 × the loopback round trip (`None`: not measured).
+    pub floor_quorum_us: Option<f64>,
+    /// The same at p99 (the writes' p99 plus 2 × the round trip's p50).
+    pub floor_quorum_p99_us: Option<f64>,
+    /// `p50_us / floor_quorum_us`.
+    pub p50_over_floor_quorum: Option<f64>,
+    /// `p99_us / floor_quorum_p99_us`.
+    pub p99_over_floor_quorum: Option<f64>,
+    /// CPU per commit, µs: user + system time of every process of the run
+    /// (each node process with `--procs`, and the load) over the measured
+    /// window, divided by commits.
+    pub cpu_us_per_commit: Option<f64>,
+    /// CPU cores busy on average over the measured window (same scope).
+    pub cpu_cores_busy: Option<f64>,
     /// Proposals that failed in the measured window.
     pub errors: u64,
     /// The first failure, if any.
@@ -106,9 +124,13 @@ pub struct RunResult {
     pub changes: u64,
 }
 
-/// Resident memory samples over the measured window.
+/// Resident memory samples and CPU use over the measured window.
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
+    /// CPU cores busy on average between the first and the last sample of
+    /// the window: user + system seconds of every process of the run (node
+    /// processes with `--procs`, and the load) per second of wall time.
+    pub cpu_cores: Option<f64>,
     /// Every sample, in order.
     pub samples_mib: Vec<f64>,
     /// First sample.
@@ -153,6 +175,22 @@ impl RunResult {
             } else {
                 0.0
             },
+            floor_rtt_p99_us: round1(floor.rtt_p99_us),
+            floor_quorum_us: floor.quorum_us().map(round1),
+            floor_quorum_p99_us: floor.quorum_p99_us().map(round1),
+            p50_over_floor_quorum: floor
+                .quorum_us()
+                .filter(|&floor| floor > 0.0)
+                .map(|floor| ratio(p50_us, floor)),
+            p99_over_floor_quorum: floor
+                .quorum_p99_us()
+                .filter(|&floor| floor > 0.0)
+                .map(|floor| ratio(us(h.value_at_quantile(0.99)), floor)),
+            cpu_us_per_commit: memory
+                .cpu_cores
+                .filter(|_| tally.commits > 0)
+                .map(|cores| round1(cores * 1e6 * duration_s / tally.commits as f64)),
+            cpu_cores_busy: memory.cpu_cores.map(|cores| ratio(cores, 1.0)),
             errors: tally.errors,
             first_error: tally.first_error.clone(),
             procs: spec.procs,
@@ -222,6 +260,24 @@ impl RunResult {
             self.floor_dsync_paced_us
                 .map_or("n/a".to_string(), |us| format!("{us:.1}"))
         );
+        if let (Some(floor), Some(floor_p99)) = (self.floor_quorum_us, self.floor_quorum_p99_us) {
+            text += &format!(
+                "  quorum floor µs  p50 {floor:.1}, p99 {floor_p99:.1} (a majority's concurrent paced O_DSYNC writes + 2 round trips); \
+                 p50 = {:.2} × floor, p99 = {:.2} × p99 floor\n",
+                self.p50_over_floor_quorum.unwrap_or_default(),
+                self.p99_over_floor_quorum.unwrap_or_default(),
+            );
+        }
+        if let (Some(per_commit), Some(cores)) = (self.cpu_us_per_commit, self.cpu_cores_busy) {
+            text += &format!(
+                "  cpu          {per_commit:.2} µs per commit, {cores:.2} cores busy ({})\n",
+                if self.procs {
+                    "every node process and the load"
+                } else {
+                    "this process: every node and the load"
+                },
+            );
+        }
         text += &format!(
             "  memory MiB   {:.0} at start, {:.0} at end, {:.0} max ({}); over the run: {:?}\n",
             self.rss_start_mib,
@@ -241,7 +297,7 @@ impl RunResult {
     }
 
     /// The CSV columns, in the order of [`RunResult::csv_record`].
-    pub const CSV_COLUMNS: [&'static str; 30] = [
+    pub const CSV_COLUMNS: [&'static str; 33] = [
         "label",
         "nodes",
         "concurrency",
@@ -270,12 +326,15 @@ impl RunResult {
         "floor_rtt_us",
         "floor_commit_us",
         "p50_over_floor",
+        "floor_quorum_us",
+        "floor_quorum_p99_us",
+        "cpu_us_per_commit",
         "errors",
         "rss_max_mib",
     ];
 
     /// One CSV record: the fields named by [`RunResult::CSV_COLUMNS`].
-    pub fn csv_record(&self) -> [String; 30] {
+    pub fn csv_record(&self) -> [String; 33] {
         [
             self.label.to_string(),
             self.nodes.to_string(),
@@ -305,10 +364,18 @@ impl RunResult {
             self.floor_rtt_us.to_string(),
             self.floor_commit_us.to_string(),
             self.p50_over_floor.to_string(),
+            optional(self.floor_quorum_us),
+            optional(self.floor_quorum_p99_us),
+            optional(self.cpu_us_per_commit),
             self.errors.to_string(),
             self.rss_max_mib.to_string(),
         ]
     }
+}
+
+/// An optional figure in a CSV cell: empty when absent.
+fn optional(value: Option<f64>) -> String {
+    value.map_or(String::new(), |value| value.to_string())
 }
 
 /// A run's result with its full latency distribution (for plots).
@@ -327,6 +394,11 @@ fn trace(samples: &[f64], points: usize) -> Vec<f64> {
     (1..=points)
         .map(|k| round1(samples[k * samples.len() / points - 1]))
         .collect()
+}
+
+/// `value / over`, to two decimals.
+fn ratio(value: f64, over: f64) -> f64 {
+    (value / over * 100.0).round() / 100.0
 }
 
 fn round1(value: f64) -> f64 {

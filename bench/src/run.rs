@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cluster::{Layout, Running, rss_mib};
+use crate::cluster::{Layout, Running, cpu_seconds, rss_mib};
 use crate::load::{self, Load, Phases};
 use crate::report::{Memory, RunOutcome, RunResult};
 use crate::spec::{RunSpec, TransportKind};
@@ -304,6 +304,8 @@ impl Monitor {
                 };
                 let start = Instant::now();
                 let mut memory: Option<Memory> = None;
+                let mut cpu_first: Option<(Instant, f64)> = None;
+                let mut cpu_last: Option<(Instant, f64)> = None;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(MONITOR_INTERVAL);
                     let elapsed = start.elapsed();
@@ -323,6 +325,7 @@ impl Monitor {
                         };
                         if let Some(mib) = sample {
                             let m = memory.get_or_insert(Memory {
+                                cpu_cores: None,
                                 samples_mib: Vec::new(),
                                 start_mib: mib,
                                 end_mib: mib,
@@ -331,6 +334,19 @@ impl Monitor {
                             m.samples_mib.push(mib);
                             m.end_mib = mib;
                             m.max_mib = m.max_mib.max(mib);
+                        }
+                        // CPU of every process of the run: the node
+                        // processes with `--procs`, and this one (the load,
+                        // and the nodes too without `--procs`).
+                        let cpu = pids
+                            .iter()
+                            .map(|&pid| cpu_seconds(Some(pid)))
+                            .chain(std::iter::once(cpu_seconds(None)))
+                            .sum::<Option<f64>>();
+                        if let Some(cpu) = cpu {
+                            let now = Instant::now();
+                            cpu_first.get_or_insert((now, cpu));
+                            cpu_last = Some((now, cpu));
                         }
                     }
                     let answers = answered.load(Ordering::Relaxed);
@@ -342,7 +358,13 @@ impl Monitor {
                     ));
                 }
                 bar.finish_and_clear();
-                memory.unwrap_or_default()
+                let mut memory = memory.unwrap_or_default();
+                if let (Some((t0, cpu0)), Some((t1, cpu1))) = (cpu_first, cpu_last)
+                    && t1 > t0
+                {
+                    memory.cpu_cores = Some((cpu1 - cpu0) / (t1 - t0).as_secs_f64());
+                }
+                memory
             }
         });
         Self { stop, thread }
