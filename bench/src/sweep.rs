@@ -8,8 +8,14 @@ use crate::plot;
 use crate::report::{RunOutcome, RunResult};
 use crate::spec::{Knobs, RunSpec, knob_value};
 
-/// Writes `runs.csv`, `table.md`, `throughput-p99[-<knob>].svg` and
-/// `hist/<label>.svg` for every run into `out`; returns the table.
+/// Runs drawn together in `percentiles.svg` (more would be unreadable;
+/// each run also has its own plot under `hist/`).
+const PERCENTILE_PLOT_RUNS_MAX: usize = 12;
+
+/// Writes `runs.csv`, `table.md`, `throughput-p99[-<knob>].svg`,
+/// `percentiles.svg` (every run's distribution in one plot, up to
+/// [`PERCENTILE_PLOT_RUNS_MAX`] runs) and `hist/<label>.svg` for every run
+/// into `out`; returns the table.
 pub fn write_outputs(
     out: &Path,
     knobs: &Knobs,
@@ -35,13 +41,35 @@ pub fn write_outputs(
             Some(knob) => format!("throughput-p99-{knob}.svg"),
             None => "throughput-p99.svg".into(),
         };
-        let series = series_by(runs, knob);
-        plot::throughput_vs_p99(&out.join(name), knob.unwrap_or("run"), &series)?;
+        let series = series_by(runs, knob, &swept);
+        let title = format!("throughput against p99, by {}", knob.unwrap_or("run"));
+        let axes = plot::Axes {
+            title: &title,
+            x_desc: "commits/s",
+            y_desc: "p99 commit latency (µs)",
+            y_log: true,
+        };
+        plot::xy(&out.join(name), axes, &series)?;
     }
     for (_, outcome) in runs {
         let path = hist_dir.join(format!("{}.svg", outcome.result.label));
-        plot::percentile_distribution(&path, &outcome.result.label, &outcome.histogram)?;
+        let title = format!("commit latency by percentile: {}", outcome.result.label);
+        plot::percentile_distribution(
+            &path,
+            &title,
+            &[(outcome.result.label.clone(), &outcome.histogram)],
+        )?;
     }
+    let together: Vec<(String, &hdrhistogram::Histogram<u64>)> = runs
+        .iter()
+        .take(PERCENTILE_PLOT_RUNS_MAX)
+        .map(|(spec, outcome)| (point_label(spec, None, &swept), &outcome.histogram))
+        .collect();
+    plot::percentile_distribution(
+        &out.join("percentiles.svg"),
+        "commit latency by percentile, every run",
+        &together,
+    )?;
     Ok(table)
 }
 
@@ -63,21 +91,45 @@ fn write_csv(path: &Path, runs: &[(RunSpec, RunOutcome)]) -> Result<(), String> 
 
 /// Points `(commits/s, p99 µs)` grouped by the value of `knob` (one series
 /// for everything when `None`), each series in run order (concurrency
-/// rising).
-fn series_by(runs: &[(RunSpec, RunOutcome)], knob: Option<&str>) -> Vec<(String, Vec<(f64, f64)>)> {
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+/// rising), each point labelled with the knob values that tell it from the
+/// other points of its series.
+fn series_by(
+    runs: &[(RunSpec, RunOutcome)],
+    knob: Option<&str>,
+    swept: &[&'static str],
+) -> Vec<plot::Series> {
+    let mut series: Vec<plot::Series> = Vec::new();
     for (spec, outcome) in runs {
         let name = knob.map_or_else(
             || "all runs".to_string(),
             |k| format!("{k} {}", knob_value(spec, k)),
         );
-        let point = (outcome.result.commits_per_s, outcome.result.p99_us);
-        match series.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, points)) => points.push(point),
-            None => series.push((name, vec![point])),
+        let point = plot::Point {
+            x: outcome.result.commits_per_s,
+            y: outcome.result.p99_us,
+            label: point_label(spec, knob, swept),
+        };
+        match series.iter_mut().find(|s| s.name == name) {
+            Some(line) => line.points.push(point),
+            None => series.push(plot::Series {
+                name,
+                points: vec![point],
+            }),
         }
     }
     series
+}
+
+/// `C=64` and the value of every swept knob but `except`:
+/// `C=64, batch-delay 50us`.
+fn point_label(spec: &RunSpec, except: Option<&str>, swept: &[&'static str]) -> String {
+    let mut label = format!("C={}", spec.concurrency);
+    for &knob in swept {
+        if Some(knob) != except {
+            let _ = write!(label, ", {knob} {}", knob_value(spec, knob));
+        }
+    }
+    label
 }
 
 /// A Markdown table of the runs: the swept knobs, then the figures.
@@ -90,9 +142,8 @@ pub fn table(knobs: &Knobs, runs: &[(RunSpec, RunOutcome)]) -> String {
         let _ = write!(header, " {knob} |");
         rule += "---|";
     }
-    header +=
-        " C | commits/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p50 / floor | errors |";
-    rule += "---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+    header += " C | commits/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p50 / quorum floor | p99 / p99 quorum floor | CPU µs/commit | errors |";
+    rule += "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
     text += &header;
     text.push('\n');
     text += &rule;
@@ -103,9 +154,12 @@ pub fn table(knobs: &Knobs, runs: &[(RunSpec, RunOutcome)]) -> String {
         for knob in &swept {
             let _ = write!(text, " {} |", knob_value(spec, knob));
         }
+        let figure = |value: Option<f64>, decimals: usize| {
+            value.map_or("n/a".to_string(), |v| format!("{v:.decimals$}"))
+        };
         let _ = writeln!(
             text,
-            " {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} |",
+            " {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
             r.concurrency,
             r.commits_per_s,
             r.p50_us,
@@ -113,15 +167,27 @@ pub fn table(knobs: &Knobs, runs: &[(RunSpec, RunOutcome)]) -> String {
             r.p99_us,
             r.p999_us,
             r.max_us,
-            r.p50_over_floor,
+            figure(r.p50_over_floor_quorum, 2),
+            figure(r.p99_over_floor_quorum, 2),
+            figure(r.cpu_us_per_commit, 1),
             r.errors
         );
     }
     if let Some((_, first)) = runs.first() {
         let _ = writeln!(
             text,
-            "\nfloor (first run): fdatasync 4 KiB p50 {:.1} µs, loopback round trip p50 {:.1} µs",
-            first.result.floor_fsync_us, first.result.floor_rtt_us
+            "\nfloor (first run): fdatasync 4 KiB p50 {:.1} µs, loopback round trip p50 {:.1} µs, \
+             quorum floor p50 {} µs, p99 {} µs",
+            first.result.floor_fsync_us,
+            first.result.floor_rtt_us,
+            first
+                .result
+                .floor_quorum_us
+                .map_or("n/a".to_string(), |v| format!("{v:.1}")),
+            first
+                .result
+                .floor_quorum_p99_us
+                .map_or("n/a".to_string(), |v| format!("{v:.1}")),
         );
     }
     text
