@@ -3,6 +3,13 @@
 //! proposer, from the moment it hands the proposal over to the moment it
 //! holds the answer.
 //!
+//! Open loop (`--rate R`, TCP): proposals are due at a fixed rate, the k-th
+//! at `k / R` seconds, whether or not earlier ones were answered, and each
+//! one's latency counts from when it was due, not from when it could be
+//! sent. A stall therefore shows in every proposal that waited behind it
+//! (no coordinated omission), and a rate above what the cluster sustains
+//! shows as latency growing with the queue.
+//!
 //! Two drivers: [`tcp`] speaks the client protocol to the leader's client
 //! port (what a real client pays: encode, socket, the node's client path,
 //! answer), and [`inproc`] runs the whole cluster and its proposers on one
@@ -35,6 +42,10 @@ const DRAIN_WAIT: Duration = Duration::from_secs(10);
 const SLOT_BITS: u32 = 20;
 /// Messages each in-process peer channel holds.
 const INPROC_CHANNEL_MESSAGES: usize = 1 << 16;
+/// Open loop: proposals sent and not yet answered, over all connections.
+/// Past it the sender waits (the waiting still counts in their latency),
+/// so an overloaded cluster costs the benchmark bounded memory.
+const OPEN_LOOP_OUTSTANDING_MAX: usize = 1 << 20;
 
 /// When a run measures.
 #[derive(Clone, Copy, Debug)]
@@ -89,7 +100,22 @@ impl Tally {
         end: Instant,
         outcome: Result<(), String>,
     ) {
-        if start < phases.measure_start || end > phases.end {
+        if end > phases.end {
+            return;
+        }
+        self.finish_started(phases, start, end, outcome);
+    }
+
+    /// Records a proposal due at `start` inside the window, however late
+    /// its answer (open loop: dropping the slow ones would hide them).
+    fn finish_started(
+        &mut self,
+        phases: &Phases,
+        start: Instant,
+        end: Instant,
+        outcome: Result<(), String>,
+    ) {
+        if start < phases.measure_start || start >= phases.end {
             return;
         }
         match outcome {
@@ -137,6 +163,9 @@ pub struct Load {
     pub window: Arc<std::sync::OnceLock<Phases>>,
     /// What the load's clients present and trust.
     pub access: crate::cluster::ClientAccess,
+    /// Open loop: proposals per second offered, over all connections
+    /// (`None`: closed loop, `concurrency` proposers).
+    pub rate: Option<u64>,
 }
 
 /// Runs the load over TCP against the cluster at `addrs` on an executor of
@@ -173,7 +202,22 @@ async fn tcp_on_executor(
         .into_iter()
         .map(|(connection, proposers)| {
             let load = load.clone();
-            glommio::spawn_local(drive_connection(connection, proposers, load, phases)).detach()
+            match load.rate {
+                Some(rate) => {
+                    let share = rate as f64 / load.connections as f64;
+                    let outstanding_max = OPEN_LOOP_OUTSTANDING_MAX / load.connections;
+                    glommio::spawn_local(drive_open_loop(
+                        connection,
+                        share,
+                        outstanding_max,
+                        load,
+                        phases,
+                    ))
+                    .detach()
+                }
+                None => glommio::spawn_local(drive_connection(connection, proposers, load, phases))
+                    .detach(),
+            }
         })
         .collect();
     let mut tally = Tally::default();
@@ -318,6 +362,113 @@ async fn drive_connection(
     }
     drop(queue);
     if let Some(Err(error)) = writer.await {
+        return Err(error);
+    }
+    Ok(tally)
+}
+
+/// Open loop over one connection: proposals due at `rate` per second from
+/// now until the window's end, each sent at once when due (the sender
+/// catches up in one `sendmsg` when it fell behind), each answer's latency
+/// counted from when its proposal was due.
+async fn drive_open_loop(
+    connection: ClientConnection,
+    rate: f64,
+    outstanding_max: usize,
+    load: Load,
+    phases: Phases,
+) -> Result<Tally, String> {
+    let connection = Rc::new(connection);
+    let origin = Instant::now();
+    let due = move |k: u64| origin + Duration::from_secs_f64(k as f64 / rate);
+    // Every proposal due before the end is sent, however late: the total
+    // is known now, and the reader stops once it has that many answers.
+    let total = (phases.end.saturating_duration_since(origin).as_secs_f64() * rate).ceil() as u64;
+    let total = (0..=total)
+        .rev()
+        .find(|&k| k == 0 || due(k - 1) < phases.end)
+        .unwrap_or(0);
+    // Request id → when it was due.
+    let intended: Rc<RefCell<std::collections::HashMap<u64, Instant>>> = Rc::default();
+    let sender = glommio::spawn_local({
+        let (connection, intended, payload) =
+            (connection.clone(), intended.clone(), load.payload.clone());
+        async move {
+            let mut sent = 0u64;
+            let mut batch = Vec::new();
+            while sent < total {
+                let now = Instant::now();
+                while sent < total && due(sent) <= now && intended.borrow().len() < outstanding_max
+                {
+                    let request_id = sent + 1;
+                    intended.borrow_mut().insert(request_id, due(sent));
+                    batch.push(ClientRequest::Propose(ProposeRequest {
+                        request_id,
+                        client_id: 0,
+                        seq: 0,
+                        payload: payload.clone(),
+                        redirect: false,
+                    }));
+                    sent += 1;
+                }
+                if !batch.is_empty() {
+                    connection
+                        .send_many(&batch)
+                        .await
+                        .map_err(|e| format!("sending proposals: {e}"))?;
+                    batch.clear();
+                }
+                if sent < total {
+                    // The next one's due time, or a short pause while the
+                    // outstanding bound holds the sender back.
+                    let wait = due(sent)
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_micros(20));
+                    glommio::timer::sleep(wait).await;
+                }
+            }
+            Ok::<(), String>(())
+        }
+    })
+    .detach();
+    let mut tally = Tally::default();
+    let mut answered = 0u64;
+    let give_up = phases.end + DRAIN_WAIT;
+    while answered < total {
+        let wait = give_up.saturating_duration_since(Instant::now());
+        let answer = future::or(async { Some(connection.recv().await) }, async {
+            glommio::timer::sleep(wait).await;
+            None
+        })
+        .await;
+        let response = match answer {
+            Some(Ok(response)) => response,
+            Some(Err(error)) => return Err(format!("the leader's connection failed: {error}")),
+            None => {
+                let unanswered = total - answered;
+                tally.errors += unanswered;
+                tally
+                    .first_error
+                    .get_or_insert(format!("{unanswered} proposals unanswered at the end"));
+                break;
+            }
+        };
+        let (request_id, outcome) = match response {
+            ClientResponse::Propose(response) => (
+                response.request_id,
+                response.result.map(|_| ()).map_err(|e| e.to_string()),
+            ),
+            ClientResponse::Error(error) => (error.request_id, Err(error.error.to_string())),
+            _ => continue,
+        };
+        let Some(start) = intended.borrow_mut().remove(&request_id) else {
+            return Err(format!("an answer to unknown request {request_id}"));
+        };
+        answered += 1;
+        tally.finish_started(&phases, start, Instant::now(), outcome);
+        load.answered.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(Err(error)) = sender.await {
         return Err(error);
     }
     Ok(tally)

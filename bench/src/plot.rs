@@ -118,6 +118,8 @@ pub fn xy(path: &Path, axes: Axes<'_>, series: &[Series]) -> Result<(), String> 
             .map_err(|e| drawing_error(path, e))?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
             .x_desc(axes.x_desc)
             .y_desc(axes.y_desc)
             .x_label_formatter(&|v| format_count(*v))
@@ -133,6 +135,8 @@ pub fn xy(path: &Path, axes: Axes<'_>, series: &[Series]) -> Result<(), String> 
             .map_err(|e| drawing_error(path, e))?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
             .x_desc(axes.x_desc)
             .y_desc(axes.y_desc)
             .x_label_formatter(&|v| format_count(*v))
@@ -239,6 +243,8 @@ pub fn percentile_distribution(
         .map_err(|e| drawing_error(path, e))?;
     chart
         .configure_mesh()
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
         .x_desc("percentile")
         .y_desc("commit latency (µs)")
         .x_label_formatter(&|v| percentile_name(*v))

@@ -14,8 +14,10 @@ use crate::spec::RunSpec;
 pub struct RunResult {
     /// Voters.
     pub nodes: usize,
-    /// Closed-loop proposers.
+    /// Closed-loop proposers (0 in an open-loop run).
     pub concurrency: usize,
+    /// Open loop: proposals offered per second (`None`: closed loop).
+    pub rate: Option<u64>,
     /// Bytes per proposal.
     pub payload_bytes: usize,
     /// fsync mode.
@@ -152,6 +154,7 @@ impl RunResult {
         Self {
             nodes: spec.nodes,
             concurrency: spec.concurrency,
+            rate: spec.rate,
             payload_bytes: spec.payload_bytes,
             fsync: spec.fsync.clone(),
             storage: spec.storage_name().into(),
@@ -224,7 +227,7 @@ impl RunResult {
     /// The human summary.
     pub fn summary(&self) -> String {
         let mut text = format!(
-            "{} nodes ({}{}, {} log, fsync {}{}), C = {}, {} B payloads, {:.1} s measured\n",
+            "{} nodes ({}{}, {} log, fsync {}{}), {}, {} B payloads, {:.1} s measured\n",
             self.nodes,
             self.transport,
             if self.procs { ", one process each" } else { "" },
@@ -236,7 +239,10 @@ impl RunResult {
                 (true, false) => ", no gossip endpoint",
                 (false, false) => ", no tokens, no gossip endpoint",
             },
-            self.concurrency,
+            match self.rate {
+                Some(rate) => format!("open loop at {rate} proposals/s offered"),
+                None => format!("C = {}", self.concurrency),
+            },
             self.payload_bytes,
             self.duration_s,
         );
@@ -297,10 +303,11 @@ impl RunResult {
     }
 
     /// The CSV columns, in the order of [`RunResult::csv_record`].
-    pub const CSV_COLUMNS: [&'static str; 33] = [
+    pub const CSV_COLUMNS: [&'static str; 34] = [
         "label",
         "nodes",
         "concurrency",
+        "rate",
         "payload_bytes",
         "fsync",
         "storage",
@@ -334,11 +341,12 @@ impl RunResult {
     ];
 
     /// One CSV record: the fields named by [`RunResult::CSV_COLUMNS`].
-    pub fn csv_record(&self) -> [String; 33] {
+    pub fn csv_record(&self) -> [String; 34] {
         [
             self.label.to_string(),
             self.nodes.to_string(),
             self.concurrency.to_string(),
+            optional(self.rate.map(|rate| rate as f64)),
             self.payload_bytes.to_string(),
             self.fsync.to_string(),
             self.storage.to_string(),

@@ -38,6 +38,7 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
         answered: answered.clone(),
         window: window.clone(),
         access: layout.access.clone(),
+        rate: spec.rate,
     };
     let (mut running, pids) = match (spec.transport, spec.procs) {
         (TransportKind::Inproc, _) => (None, Vec::new()),

@@ -37,8 +37,12 @@ pub enum TransportKind {
 pub struct RunSpec {
     /// Voters.
     pub nodes: usize,
-    /// Closed-loop proposers: each keeps exactly one proposal in flight.
+    /// Closed-loop proposers: each keeps exactly one proposal in flight
+    /// (0 in an open-loop run).
     pub concurrency: usize,
+    /// Open loop: proposals offered per second, due at fixed intervals
+    /// whatever the answers (`None`: closed loop).
+    pub rate: Option<u64>,
     /// Bytes per proposal.
     pub payload_bytes: usize,
     /// Measured time, after the warm-up.
@@ -102,9 +106,9 @@ impl RunSpec {
     /// A one-line description for progress and tables.
     pub fn label(&self) -> String {
         format!(
-            "n{}-c{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}{}{}{}",
+            "n{}-{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}{}{}{}",
             self.nodes,
-            self.concurrency,
+            self.load_name(),
             self.payload_bytes,
             self.transport_name(),
             self.storage_name(),
@@ -122,6 +126,15 @@ impl RunSpec {
             if self.metrics { "" } else { "-nometrics" },
             if self.gossip { "" } else { "-nogossip" },
         )
+    }
+
+    /// `c64` (closed loop, 64 proposers) or `r50000` (open loop at 50,000
+    /// proposals per second).
+    pub fn load_name(&self) -> String {
+        match self.rate {
+            Some(rate) => format!("r{rate}"),
+            None => format!("c{}", self.concurrency),
+        }
     }
 
     /// `tcp` or `inproc`.
@@ -171,7 +184,14 @@ impl RunSpec {
         if self.nodes == 0 || self.nodes > 9 {
             return Err(format!("--nodes: {} not in [1, 9]", self.nodes));
         }
-        if self.concurrency == 0 || self.concurrency > 1 << 16 {
+        if let Some(rate) = self.rate {
+            if rate == 0 || rate > 10_000_000 {
+                return Err(format!("--rate: {rate} not in [1, 10000000] proposals/s"));
+            }
+            if self.transport != TransportKind::Tcp {
+                return Err("--rate: the open loop drives TCP clients; use --transport tcp".into());
+            }
+        } else if self.concurrency == 0 || self.concurrency > 1 << 16 {
             return Err(format!(
                 "--concurrency: {} not in [1, 65536]",
                 self.concurrency
@@ -232,6 +252,14 @@ pub struct Knobs {
     /// Closed-loop proposers (a comma list sweeps: 1,16,64,256).
     #[arg(long, short = 'c', value_delimiter = ',', default_value = "64")]
     pub concurrency: Vec<usize>,
+    /// Open loop instead: proposals offered per second, each due at a fixed
+    /// time and its latency counted from then (free of coordinated
+    /// omission). A comma list sweeps the offered load (`sweep --rate
+    /// 20000,50000,100000,200000` draws latency against load up to
+    /// saturation); `--concurrency` is then unused. TCP only; the
+    /// proposals share `--connections` (default 4).
+    #[arg(long, value_delimiter = ',', value_name = "PER_S")]
+    pub rate: Vec<u64>,
     /// Payload bytes per proposal.
     #[arg(long, value_delimiter = ',', default_value = "64")]
     pub payload: Vec<usize>,
@@ -370,10 +398,11 @@ impl Knobs {
                                     {
                                         for &inflight_max in &self.inflight_max {
                                             for &shards in &self.shards {
-                                                for &concurrency in &self.concurrency {
+                                                for (concurrency, rate) in self.loads() {
                                                     specs.push(RunSpec {
                                                         nodes,
                                                         concurrency,
+                                                        rate,
                                                         payload_bytes,
                                                         duration: self.duration,
                                                         warmup: self.warmup,
@@ -386,10 +415,14 @@ impl Knobs {
                                                         storage,
                                                         transport,
                                                         procs: self.procs,
-                                                        connections: connections_for(
-                                                            self.connections,
-                                                            concurrency,
-                                                        ),
+                                                        connections: match rate {
+                                                            Some(_) if self.connections == 0 => 4,
+                                                            Some(_) => self.connections,
+                                                            None => connections_for(
+                                                                self.connections,
+                                                                concurrency,
+                                                            ),
+                                                        },
                                                         shards,
                                                         tokens: self.tokens,
                                                         gossip: self.gossip,
@@ -420,6 +453,17 @@ impl Knobs {
             spec.check()?;
         }
         Ok(specs)
+    }
+
+    /// The loads to run, varying fastest: `(concurrency, None)` for each
+    /// closed-loop concurrency, or `(0, Some(rate))` for each open-loop
+    /// rate when `--rate` is given.
+    fn loads(&self) -> Vec<(usize, Option<u64>)> {
+        if self.rate.is_empty() {
+            self.concurrency.iter().map(|&c| (c, None)).collect()
+        } else {
+            self.rate.iter().map(|&r| (0, Some(r))).collect()
+        }
     }
 
     /// The knobs given more than one value (what a sweep varies), by flag

@@ -31,12 +31,7 @@ pub fn write_outputs(
     let table = table(knobs, runs);
     write("table.md", &table)?;
     let swept = knobs.swept();
-    let series_knobs: Vec<Option<&str>> = if swept.is_empty() {
-        vec![None]
-    } else {
-        swept.iter().map(|&k| Some(k)).collect()
-    };
-    for knob in series_knobs {
+    for knob in knobs_or_all(&swept) {
         let name = match knob {
             Some(knob) => format!("throughput-p99-{knob}.svg"),
             None => "throughput-p99.svg".into(),
@@ -59,6 +54,25 @@ pub fn write_outputs(
             &title,
             &[(outcome.result.label.clone(), &outcome.histogram)],
         )?;
+    }
+    if runs.iter().any(|(spec, _)| spec.rate.is_some()) {
+        for knob in knobs_or_all(&swept) {
+            let name = match knob {
+                Some(knob) => format!("latency-rate-{knob}.svg"),
+                None => "latency-rate.svg".into(),
+            };
+            let title = format!(
+                "open loop: latency against offered load{}",
+                knob.map_or(String::new(), |k| format!(", by {k}"))
+            );
+            let axes = plot::Axes {
+                title: &title,
+                x_desc: "offered proposals/s",
+                y_desc: "commit latency from when due (µs)",
+                y_log: true,
+            };
+            plot::xy(&out.join(name), axes, &rate_series(runs, knob))?;
+        }
     }
     let together: Vec<(String, &hdrhistogram::Histogram<u64>)> = runs
         .iter()
@@ -120,10 +134,56 @@ fn series_by(
     series
 }
 
+/// Each swept knob, or one `None` (everything in one series) when none is.
+fn knobs_or_all(swept: &[&'static str]) -> Vec<Option<&'static str>> {
+    if swept.is_empty() {
+        vec![None]
+    } else {
+        swept.iter().map(|&k| Some(k)).collect()
+    }
+}
+
+/// Open-loop runs as latency against offered load: for each value of
+/// `knob` (or all runs), one series per percentile (p50, p99, p99.9),
+/// each point labelled with the throughput achieved.
+fn rate_series(runs: &[(RunSpec, RunOutcome)], knob: Option<&str>) -> Vec<plot::Series> {
+    let mut series: Vec<plot::Series> = Vec::new();
+    for (spec, outcome) in runs {
+        let Some(rate) = spec.rate else {
+            continue;
+        };
+        let r = &outcome.result;
+        let group = knob.map_or(String::new(), |k| format!("{k} {}, ", knob_value(spec, k)));
+        for (percentile, latency) in [("p50", r.p50_us), ("p99", r.p99_us), ("p99.9", r.p999_us)] {
+            let name = format!("{group}{percentile}");
+            let point = plot::Point {
+                x: rate as f64,
+                y: latency,
+                label: if percentile == "p50" {
+                    format!("{}/s done", plot::format_count(r.commits_per_s))
+                } else {
+                    String::new()
+                },
+            };
+            match series.iter_mut().find(|s| s.name == name) {
+                Some(line) => line.points.push(point),
+                None => series.push(plot::Series {
+                    name,
+                    points: vec![point],
+                }),
+            }
+        }
+    }
+    series
+}
+
 /// `C=64` and the value of every swept knob but `except`:
 /// `C=64, batch-delay 50us`.
 fn point_label(spec: &RunSpec, except: Option<&str>, swept: &[&'static str]) -> String {
-    let mut label = format!("C={}", spec.concurrency);
+    let mut label = match spec.rate {
+        Some(rate) => format!("{}/s offered", plot::format_count(rate as f64)),
+        None => format!("C={}", spec.concurrency),
+    };
     for &knob in swept {
         if Some(knob) != except {
             let _ = write!(label, ", {knob} {}", knob_value(spec, knob));
@@ -142,7 +202,7 @@ pub fn table(knobs: &Knobs, runs: &[(RunSpec, RunOutcome)]) -> String {
         let _ = write!(header, " {knob} |");
         rule += "---|";
     }
-    header += " C | commits/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p50 / quorum floor | p99 / p99 quorum floor | CPU µs/commit | errors |";
+    header += " load | commits/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p50 / quorum floor | p99 / p99 quorum floor | CPU µs/commit | errors |";
     rule += "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
     text += &header;
     text.push('\n');
@@ -160,7 +220,7 @@ pub fn table(knobs: &Knobs, runs: &[(RunSpec, RunOutcome)]) -> String {
         let _ = writeln!(
             text,
             " {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
-            r.concurrency,
+            spec.load_name(),
             r.commits_per_s,
             r.p50_us,
             r.p90_us,
