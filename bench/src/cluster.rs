@@ -143,6 +143,8 @@ fn apply_knobs(spec: &RunSpec, config: &mut NodeConfig) {
     config.storage.retain_bytes = spec.retain_bytes;
     config.raft = spec.core_config();
     config.runtime.batch_delay_us = spec.batch_delay_us;
+    config.runtime.turn_events_max = spec.turn_events_max;
+    config.storage.write_through = spec.write_through;
     config.runtime.shards = spec.shards;
     if !spec.gossip {
         config.gossip_addr = None;

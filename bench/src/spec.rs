@@ -62,6 +62,19 @@ pub struct RunSpec {
     /// The core's `inflight_messages_max` (AppendEntries in flight per
     /// follower).
     pub inflight_max: usize,
+    /// The core's `inflight_bytes_max` (bytes of AppendEntries in flight per
+    /// follower).
+    pub inflight_bytes_max: usize,
+    /// The core's `append_bytes_max` (most bytes in one AppendEntries).
+    pub append_bytes_max: usize,
+    /// The core's `uncommitted_bytes_max` (what a leader holds before it
+    /// refuses proposals).
+    pub uncommitted_bytes_max: usize,
+    /// The runtime's `turn_events_max`.
+    pub turn_events_max: usize,
+    /// The storage's `write_through` (O_DSYNC writes; off: write +
+    /// fdatasync).
+    pub write_through: bool,
     /// Log kind.
     pub storage: StorageKind,
     /// Transport kind.
@@ -105,8 +118,25 @@ pub struct RunSpec {
 impl RunSpec {
     /// A one-line description for progress and tables.
     pub fn label(&self) -> String {
+        let core = CoreConfig::default();
+        let runtime = ordo_engine::node::RuntimeConfig::default();
+        let mut rare = String::new();
+        // Knobs that rarely move are named only when they do.
+        for (name, value, default) in [
+            ("ib", self.inflight_bytes_max, core.inflight_bytes_max),
+            ("ab", self.append_bytes_max, core.append_bytes_max),
+            ("ub", self.uncommitted_bytes_max, core.uncommitted_bytes_max),
+            ("te", self.turn_events_max, runtime.turn_events_max),
+        ] {
+            if value != default {
+                rare += &format!("-{name}{value}");
+            }
+        }
+        if !self.write_through {
+            rare += "-nowt";
+        }
         format!(
-            "n{}-{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{}{}{}{}{}{}",
+            "n{}-{}-p{}-{}-{}-{}-be{}-bb{}-bd{}-cn{}-if{}-s{}{rare}{}{}{}{}{}{}",
             self.nodes,
             self.load_name(),
             self.payload_bytes,
@@ -237,6 +267,9 @@ impl RunSpec {
             batch_entries_max: self.batch_entries_max,
             batch_bytes_max: self.batch_bytes_max,
             inflight_messages_max: self.inflight_max,
+            inflight_bytes_max: self.inflight_bytes_max,
+            append_bytes_max: self.append_bytes_max,
+            uncommitted_bytes_max: self.uncommitted_bytes_max,
             commit_notify_delay_us: self.commit_notify_delay_us,
             ..CoreConfig::default()
         }
@@ -292,6 +325,26 @@ pub struct Knobs {
     /// `inflight_messages_max`).
     #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().inflight_messages_max])]
     pub inflight_max: Vec<usize>,
+    /// Bytes of AppendEntries in flight per follower (the core's
+    /// `inflight_bytes_max`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().inflight_bytes_max])]
+    pub inflight_bytes_max: Vec<usize>,
+    /// Most bytes in one AppendEntries (the core's `append_bytes_max`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().append_bytes_max])]
+    pub append_bytes_max: Vec<usize>,
+    /// Bytes a leader holds uncommitted before it refuses proposals (the
+    /// core's `uncommitted_bytes_max`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![CoreConfig::default().uncommitted_bytes_max])]
+    pub uncommitted_bytes_max: Vec<usize>,
+    /// Most events one runtime turn takes (the runtime's
+    /// `turn_events_max`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![ordo_engine::node::RuntimeConfig::default().turn_events_max])]
+    pub turn_events_max: Vec<usize>,
+    /// `on`: the log writes with O_DSYNC, durable when the write completes
+    /// (the storage's `write_through`, default); `off`: a write then an
+    /// fdatasync. A comma list sweeps both.
+    #[arg(long, value_delimiter = ',', default_value = "on", value_parser = parse_on_off)]
+    pub write_through: Vec<bool>,
     /// Executors per node (`runtime.shards`: the group's shard plus client
     /// shards).
     #[arg(long, value_delimiter = ',', default_value = "1")]
@@ -382,73 +435,85 @@ impl Knobs {
         Ok(Some(chosen.dir))
     }
 
-    /// Every combination of the lists, concurrency varying fastest.
+    /// Every combination of the lists, concurrency (or rate) varying
+    /// fastest.
     pub fn expand(&self) -> Result<Vec<RunSpec>, String> {
         let data_dir = self.data_dir_checked()?;
-        let mut specs = Vec::new();
-        for &nodes in &self.nodes {
-            for &transport in &self.transport {
-                for &storage in &self.storage {
-                    for fsync in &self.fsync {
-                        for &payload_bytes in &self.payload {
-                            for &batch_entries_max in &self.batch_entries_max {
-                                for &batch_bytes_max in &self.batch_bytes_max {
-                                    for (batch_delay_us, commit_notify_delay_us) in
-                                        pairs(&self.batch_delay, &self.commit_notify_delay)
-                                    {
-                                        for &inflight_max in &self.inflight_max {
-                                            for &shards in &self.shards {
-                                                for (concurrency, rate) in self.loads() {
-                                                    specs.push(RunSpec {
-                                                        nodes,
-                                                        concurrency,
-                                                        rate,
-                                                        payload_bytes,
-                                                        duration: self.duration,
-                                                        warmup: self.warmup,
-                                                        fsync: fsync.clone(),
-                                                        batch_entries_max,
-                                                        batch_bytes_max,
-                                                        batch_delay_us,
-                                                        commit_notify_delay_us,
-                                                        inflight_max,
-                                                        storage,
-                                                        transport,
-                                                        procs: self.procs,
-                                                        connections: match rate {
-                                                            Some(_) if self.connections == 0 => 4,
-                                                            Some(_) => self.connections,
-                                                            None => connections_for(
-                                                                self.connections,
-                                                                concurrency,
-                                                            ),
-                                                        },
-                                                        shards,
-                                                        tokens: self.tokens,
-                                                        gossip: self.gossip,
-                                                        auth: self.auth,
-                                                        tls: self.tls,
-                                                        metrics: self.metrics,
-                                                        data_dir: data_dir.clone(),
-                                                        transfer_every: self
-                                                            .transfer_every
-                                                            .map(Duration::from_millis),
-                                                        change_every: self
-                                                            .change_every
-                                                            .map(Duration::from_millis),
-                                                        retain_bytes: self.retain_bytes,
-                                                    });
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let core = CoreConfig::default();
+        let base = RunSpec {
+            nodes: 3,
+            concurrency: 1,
+            rate: None,
+            payload_bytes: 64,
+            duration: self.duration,
+            warmup: self.warmup,
+            fsync: "always".into(),
+            batch_entries_max: core.batch_entries_max,
+            batch_bytes_max: core.batch_bytes_max,
+            batch_delay_us: 0,
+            commit_notify_delay_us: core.commit_notify_delay_us,
+            inflight_max: core.inflight_messages_max,
+            inflight_bytes_max: core.inflight_bytes_max,
+            append_bytes_max: core.append_bytes_max,
+            uncommitted_bytes_max: core.uncommitted_bytes_max,
+            turn_events_max: ordo_engine::node::RuntimeConfig::default().turn_events_max,
+            write_through: true,
+            storage: StorageKind::Disk,
+            transport: TransportKind::Tcp,
+            procs: self.procs,
+            connections: 1,
+            shards: 1,
+            tokens: self.tokens,
+            gossip: self.gossip,
+            auth: self.auth,
+            tls: self.tls,
+            metrics: self.metrics,
+            data_dir,
+            transfer_every: self.transfer_every.map(Duration::from_millis),
+            change_every: self.change_every.map(Duration::from_millis),
+            retain_bytes: self.retain_bytes,
+        };
+        // The first list varies slowest.
+        let mut specs = vec![base];
+        times(&mut specs, &self.nodes, |s, &v| s.nodes = v);
+        times(&mut specs, &self.transport, |s, &v| s.transport = v);
+        times(&mut specs, &self.storage, |s, &v| s.storage = v);
+        times(&mut specs, &self.fsync, |s, v| s.fsync = v.clone());
+        times(&mut specs, &self.write_through, |s, &v| s.write_through = v);
+        times(&mut specs, &self.payload, |s, &v| s.payload_bytes = v);
+        times(&mut specs, &self.batch_entries_max, |s, &v| {
+            s.batch_entries_max = v
+        });
+        times(&mut specs, &self.batch_bytes_max, |s, &v| {
+            s.batch_bytes_max = v
+        });
+        times(&mut specs, &self.batch_delay, |s, &v| s.batch_delay_us = v);
+        times(&mut specs, &self.commit_notify_delay, |s, &v| {
+            s.commit_notify_delay_us = v
+        });
+        times(&mut specs, &self.inflight_max, |s, &v| s.inflight_max = v);
+        times(&mut specs, &self.inflight_bytes_max, |s, &v| {
+            s.inflight_bytes_max = v
+        });
+        times(&mut specs, &self.append_bytes_max, |s, &v| {
+            s.append_bytes_max = v
+        });
+        times(&mut specs, &self.uncommitted_bytes_max, |s, &v| {
+            s.uncommitted_bytes_max = v
+        });
+        times(&mut specs, &self.turn_events_max, |s, &v| {
+            s.turn_events_max = v
+        });
+        times(&mut specs, &self.shards, |s, &v| s.shards = v);
+        times(&mut specs, &self.loads(), |s, &(concurrency, rate)| {
+            s.concurrency = concurrency;
+            s.rate = rate;
+            s.connections = match rate {
+                Some(_) if self.connections == 0 => 4,
+                Some(_) => self.connections,
+                None => connections_for(self.connections, concurrency),
+            };
+        });
         for spec in &specs {
             spec.check()?;
         }
@@ -478,6 +543,11 @@ impl Knobs {
             ("batch-delay", self.batch_delay.len()),
             ("commit-notify-delay", self.commit_notify_delay.len()),
             ("inflight-max", self.inflight_max.len()),
+            ("inflight-bytes-max", self.inflight_bytes_max.len()),
+            ("append-bytes-max", self.append_bytes_max.len()),
+            ("uncommitted-bytes-max", self.uncommitted_bytes_max.len()),
+            ("turn-events-max", self.turn_events_max.len()),
+            ("write-through", self.write_through.len()),
             ("shards", self.shards.len()),
             ("storage", self.storage.len()),
             ("transport", self.transport.len()),
@@ -501,6 +571,11 @@ pub fn knob_value(spec: &RunSpec, knob: &str) -> String {
         "batch-delay" => format!("{}us", spec.batch_delay_us),
         "commit-notify-delay" => format!("{}us", spec.commit_notify_delay_us),
         "inflight-max" => spec.inflight_max.to_string(),
+        "inflight-bytes-max" => spec.inflight_bytes_max.to_string(),
+        "append-bytes-max" => spec.append_bytes_max.to_string(),
+        "uncommitted-bytes-max" => spec.uncommitted_bytes_max.to_string(),
+        "turn-events-max" => spec.turn_events_max.to_string(),
+        "write-through" => if spec.write_through { "on" } else { "off" }.into(),
         "shards" => spec.shards.to_string(),
         "storage" => spec.storage_name().into(),
         "transport" => spec.transport_name().into(),
@@ -508,11 +583,19 @@ pub fn knob_value(spec: &RunSpec, knob: &str) -> String {
     }
 }
 
-/// The cartesian product of two knob lists, the second varying fastest.
-fn pairs(a: &[u64], b: &[u64]) -> Vec<(u64, u64)> {
-    a.iter()
-        .flat_map(|&x| b.iter().map(move |&y| (x, y)))
-        .collect()
+/// Multiplies `specs` by `values`: each spec once per value, set by `set`,
+/// the new list varying fastest.
+fn times<T>(specs: &mut Vec<RunSpec>, values: &[T], set: impl Fn(&mut RunSpec, &T)) {
+    *specs = specs
+        .iter()
+        .flat_map(|spec| {
+            values.iter().map(|value| {
+                let mut spec = spec.clone();
+                set(&mut spec, value);
+                spec
+            })
+        })
+        .collect();
 }
 
 /// Client connections for `concurrency` proposers: `requested`, or one per
@@ -610,5 +693,70 @@ mod tests {
         assert_eq!(connections_for(0, 64), 4);
         assert_eq!(connections_for(0, 1024), 8);
         assert_eq!(connections_for(3, 2), 2);
+    }
+
+    fn knobs(args: &[&str]) -> Knobs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            knobs: Knobs,
+        }
+        let mut argv = vec!["ordo-bench", "--storage", "memory"];
+        argv.extend_from_slice(args);
+        <Cli as clap::Parser>::parse_from(argv).knobs
+    }
+
+    #[test]
+    fn every_combination_runs_with_the_load_varying_fastest() {
+        let specs = knobs(&[
+            "--concurrency",
+            "1,64",
+            "--fsync",
+            "always,group:200us",
+            "--write-through",
+            "on,off",
+            "--inflight-bytes-max",
+            "1048576",
+        ])
+        .expand()
+        .unwrap();
+        assert_eq!(specs.len(), 8);
+        let order: Vec<(String, bool, usize)> = specs
+            .iter()
+            .map(|s| (s.fsync.clone(), s.write_through, s.concurrency))
+            .collect();
+        assert_eq!(order[0], ("always".into(), true, 1));
+        assert_eq!(order[1], ("always".into(), true, 64));
+        assert_eq!(order[2], ("always".into(), false, 1));
+        assert_eq!(order[7], ("group:200us".into(), false, 64));
+        assert!(
+            specs
+                .iter()
+                .all(|s| s.core_config().inflight_bytes_max == 1 << 20)
+        );
+        assert!(specs[2].label().contains("-nowt"));
+        assert_eq!(
+            specs
+                .iter()
+                .map(RunSpec::label)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            8
+        );
+    }
+
+    #[test]
+    fn a_rate_list_replaces_the_proposers_and_needs_tcp() {
+        let specs = knobs(&["--rate", "1000,5000"]).expand().unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[1].rate, Some(5000));
+        assert_eq!(specs[1].connections, 4);
+        assert!(specs[1].label().contains("-r5000-"));
+        let error = knobs(&["--rate", "1000", "--transport", "inproc"])
+            .expand()
+            .unwrap_err();
+        assert!(error.contains("--rate"), "{error}");
+        let error = knobs(&["--rate", "0"]).expand().unwrap_err();
+        assert!(error.contains("--rate: 0"), "{error}");
     }
 }
