@@ -6,7 +6,8 @@
 //! ([`floor`]), starts the nodes ([`cluster`]), drives `C` closed-loop
 //! proposers ([`load`]) and reports what they saw ([`report`]). A sweep
 //! ([`sweep`]) runs every combination of the knob lists ([`spec`]) and
-//! writes a table, a CSV and SVG plots ([`plot`]).
+//! writes a table, a CSV and SVG plots ([`plot`]). [`tune`] searches the
+//! knobs for a goal and ends with the `ordo.toml` snippet that meets it.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -20,3 +21,4 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod sweep;
+pub mod tune;

@@ -41,6 +41,31 @@ enum Command {
     /// table.md, runs.csv and SVG plots (throughput against p99 per swept
     /// knob, a percentile distribution per run) into --out.
     Sweep(RunArgs),
+    /// Searches the batch, pipeline, fsync, notify and shard knobs (and the
+    /// concurrency, for a throughput goal) for `--goal` on this machine and
+    /// data directory: `--goal "p99<2ms"` is the most commits/s with p99
+    /// under 2 ms, `--goal min:p50 --rate 50000` the lowest p50 at 50,000
+    /// proposals/s. Ends with the ordo.toml snippet to paste; writes
+    /// tune.md (every trial), tuned.toml and tune.svg into --out.
+    Tune(TuneArgs),
+}
+
+#[derive(Args, Debug)]
+struct TuneArgs {
+    /// What to optimise: `<percentile><<latency>` or `min:<percentile>`
+    /// (percentiles p50, p90, p99, p99.9).
+    #[arg(long)]
+    goal: String,
+    /// Walks over every knob (a second pass starts from the first's
+    /// result).
+    #[arg(long, default_value_t = 1)]
+    passes: usize,
+    /// A candidate replaces the current value only when it beats it by
+    /// more than this fraction (runs are noisy).
+    #[arg(long, default_value_t = 0.03)]
+    min_gain: f64,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -65,11 +90,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (args, sweeping) = match cli.command {
-        Some(Command::Sweep(args)) => (args, true),
-        None => (cli.run, false),
+    let result = match cli.command {
+        Some(Command::Sweep(args)) => run(args, true),
+        Some(Command::Tune(args)) => tune(args),
+        None => run(cli.run, false),
     };
-    match run(args, sweeping) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ordo-bench: {error}");
@@ -114,5 +140,80 @@ fn run(args: RunArgs, sweeping: bool) -> Result<(), String> {
             eprintln!("ordo-bench: table, CSV and plots in {}", out.display());
         }
     }
+    Ok(())
+}
+
+fn tune(args: TuneArgs) -> Result<(), String> {
+    let goal: ordo_bench::tune::Goal = args.goal.parse()?;
+    if args.run.knobs.fsync.iter().any(|f| f == "none") {
+        return Err("tune: --fsync none is not durable; tune searches durable modes only".into());
+    }
+    let start = args
+        .run
+        .knobs
+        .expand()?
+        .into_iter()
+        .next()
+        .ok_or("tune: the knobs give no run")?;
+    let out = args.run.out.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("target/ordo-bench/tune-{now}"))
+    });
+    let progress = std::io::stderr().is_terminal();
+    let mut n = 0;
+    let tuned = ordo_bench::tune::search(
+        start,
+        &goal,
+        args.passes,
+        args.min_gain,
+        |spec| {
+            n += 1;
+            eprintln!("ordo-bench tune: trial {n}: {}", spec.label());
+            run_one(spec, progress)
+        },
+        |trial| {
+            let r = &trial.outcome.result;
+            eprintln!(
+                "ordo-bench tune:   {}: {:.0} commits/s, p50 {:.1} µs, {} {:.1} µs, {}",
+                trial.changed,
+                r.commits_per_s,
+                r.p50_us,
+                goal.percentile().name(),
+                goal.percentile().of(r),
+                if trial.score.is_some() {
+                    "meets the goal"
+                } else {
+                    "misses the goal"
+                }
+            );
+        },
+    )?;
+    ordo_bench::tune::write_outputs(&out, &args.goal, &goal, &tuned)?;
+    println!("{}", ordo_bench::tune::table(&goal, &tuned));
+    match tuned.best {
+        Some(best) => {
+            let trial = &tuned.trials[best];
+            println!(
+                "chosen: trial {} ({} proposers{}), {:.0} commits/s, {} {:.1} µs; paste into ordo.toml:\n",
+                best + 1,
+                trial.spec.concurrency,
+                trial
+                    .spec
+                    .rate
+                    .map_or(String::new(), |r| format!(", {r}/s offered")),
+                trial.outcome.result.commits_per_s,
+                goal.percentile().name(),
+                goal.percentile().of(&trial.outcome.result)
+            );
+            println!("{}", ordo_bench::tune::snippet(&trial.spec));
+        }
+        None => println!("no trial met the goal {:?}", args.goal),
+    }
+    eprintln!(
+        "ordo-bench tune: tune.md, tuned.toml and tune.svg in {}",
+        out.display()
+    );
     Ok(())
 }

@@ -601,7 +601,7 @@ fn times<T>(specs: &mut Vec<RunSpec>, values: &[T], set: impl Fn(&mut RunSpec, &
 /// Client connections for `concurrency` proposers: `requested`, or one per
 /// 16 proposers up to 8 (enough to keep the leader's client port busy
 /// without one connection's ordering coupling every proposer).
-fn connections_for(requested: usize, concurrency: usize) -> usize {
+pub fn connections_for(requested: usize, concurrency: usize) -> usize {
     if requested > 0 {
         requested.min(concurrency)
     } else {
