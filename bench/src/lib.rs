@@ -21,4 +21,5 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod sweep;
+pub mod tables;
 pub mod tune;

@@ -48,6 +48,28 @@ enum Command {
     /// proposals/s. Ends with the ordo.toml snippet to paste; writes
     /// tune.md (every trial), tuned.toml and tune.svg into --out.
     Tune(TuneArgs),
+    /// Regenerates the knob tables of docs/tuning.md: every table's sweep
+    /// (concurrency 1, 64 and 256), each configuration --repeat times,
+    /// the repeats interleaved, each figure the range of its repeats. With
+    /// --write, the tables replace their sections of that page.
+    Tables(TablesArgs),
+}
+
+#[derive(Args, Debug)]
+struct TablesArgs {
+    /// Runs of each configuration (the table shows their range).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Measured time per run.
+    #[arg(long, default_value = "3s")]
+    duration: String,
+    /// Only these tables (their flags: `fsync,shards`); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The page whose marked sections the tables replace
+    /// (docs/tuning.md); without it they are printed.
+    #[arg(long)]
+    write: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +115,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Sweep(args)) => run(args, true),
         Some(Command::Tune(args)) => tune(args),
+        Some(Command::Tables(args)) => tables(args),
         None => run(cli.run, false),
     };
     match result {
@@ -215,5 +238,60 @@ fn tune(args: TuneArgs) -> Result<(), String> {
         "ordo-bench tune: tune.md, tuned.toml and tune.svg in {}",
         out.display()
     );
+    Ok(())
+}
+
+fn tables(args: TablesArgs) -> Result<(), String> {
+    use ordo_bench::tables::{TABLES, markdown, write_page};
+    let chosen: Vec<_> = TABLES
+        .iter()
+        .filter(|t| args.only.is_empty() || args.only.iter().any(|o| o == t.flag))
+        .copied()
+        .collect();
+    if chosen.is_empty() {
+        let flags: Vec<&str> = TABLES.iter().map(|t| t.flag).collect();
+        return Err(format!(
+            "--only: no such table; the tables are {}",
+            flags.join(", ")
+        ));
+    }
+    let specs = chosen
+        .iter()
+        .map(|t| t.specs(&args.duration))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: usize = specs.iter().map(Vec::len).sum::<usize>() * args.repeat.max(1);
+    let mut results: Vec<Vec<Vec<ordo_bench::report::RunResult>>> =
+        specs.iter().map(|s| vec![Vec::new(); s.len()]).collect();
+    let mut n = 0;
+    for _ in 0..args.repeat.max(1) {
+        for (t, table_specs) in specs.iter().enumerate() {
+            for (k, spec) in table_specs.iter().enumerate() {
+                n += 1;
+                eprintln!("ordo-bench tables: run {n}/{total}: {}", spec.label());
+                results[t][k].push(run_one(spec, false)?.result);
+            }
+        }
+    }
+    let texts: Vec<_> = chosen
+        .iter()
+        .zip(&specs)
+        .zip(&results)
+        .map(|((table, specs), results)| (*table, markdown(table, &args.duration, specs, results)))
+        .collect();
+    match &args.write {
+        Some(path) => {
+            write_page(path, &texts)?;
+            eprintln!(
+                "ordo-bench tables: {} tables written into {}",
+                texts.len(),
+                path.display()
+            );
+        }
+        None => {
+            for (_, text) in &texts {
+                println!("{text}");
+            }
+        }
+    }
     Ok(())
 }
