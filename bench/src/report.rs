@@ -118,6 +118,9 @@ pub struct RunResult {
     /// Resident memory at ten even points of the measured window, MiB
     /// (same scope): flat, or still growing?
     pub rss_trace_mib: Vec<f64>,
+    /// Commits per second at ten even points of the measured window (each
+    /// over a tenth of it): flat, or decaying?
+    pub commits_trace_per_s: Vec<f64>,
     /// The run's label (file names of its plots).
     pub label: String,
     /// Leadership transfers made while measuring (`--transfer-every`).
@@ -135,6 +138,9 @@ pub struct Memory {
     pub cpu_cores: Option<f64>,
     /// Every sample, in order.
     pub samples_mib: Vec<f64>,
+    /// `(seconds into the window, answers so far, resident MiB)` at each
+    /// sample: throughput and memory over time.
+    pub timeline: Vec<(f64, u64, f64)>,
     /// First sample.
     pub start_mib: f64,
     /// Last sample.
@@ -213,6 +219,10 @@ impl RunResult {
             rss_end_mib: round1(memory.end_mib),
             rss_max_mib: round1(memory.max_mib),
             rss_trace_mib: trace(&memory.samples_mib, 10),
+            commits_trace_per_s: rates(&memory.timeline, 10)
+                .into_iter()
+                .map(|(_, rate)| round1(rate))
+                .collect(),
             label: spec.label(),
             transfers: 0,
             changes: 0,
@@ -390,8 +400,36 @@ fn optional(value: Option<f64>) -> String {
 pub struct RunOutcome {
     /// The figures.
     pub result: RunResult,
+    /// `(seconds into the window, answers so far, resident MiB)` samples
+    /// (for plots over time).
+    pub timeline: Vec<(f64, u64, f64)>,
     /// Commit latency in nanoseconds.
     pub histogram: Histogram<u64>,
+}
+
+/// Answers per second over `buckets` even spans of a timeline of
+/// `(seconds, answers so far, _)` samples: `(span's end, rate)`.
+pub fn rates(timeline: &[(f64, u64, f64)], buckets: usize) -> Vec<(f64, f64)> {
+    let (Some(first), Some(last)) = (timeline.first(), timeline.last()) else {
+        return Vec::new();
+    };
+    let span = (last.0 - first.0) / buckets as f64;
+    if span <= 0.0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut from = *first;
+    for k in 1..=buckets {
+        let until = first.0 + span * k as f64;
+        let Some(to) = timeline.iter().rev().find(|s| s.0 <= until + 1e-9) else {
+            continue;
+        };
+        if to.0 > from.0 {
+            out.push((to.0, (to.1 - from.1) as f64 / (to.0 - from.0)));
+            from = *to;
+        }
+    }
+    out
 }
 
 /// `points` samples spread evenly over `samples` (the last included).
@@ -411,4 +449,22 @@ fn ratio(value: f64, over: f64) -> f64 {
 
 fn round1(value: f64) -> f64 {
     (value * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_over_even_spans() {
+        let timeline: Vec<(f64, u64, f64)> = (0..=20)
+            .map(|k| (k as f64 * 0.5, k as u64 * 500, 100.0))
+            .collect();
+        let rates = rates(&timeline, 5);
+        assert_eq!(rates.len(), 5);
+        for (_, rate) in rates {
+            assert!((rate - 1_000.0).abs() < 1e-6, "{rate}");
+        }
+        assert!(super::rates(&timeline[..1], 5).is_empty());
+    }
 }

@@ -94,12 +94,14 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
     let tally = tally?;
     alive?;
     stopped?;
+    let timeline = memory.timeline.clone();
     let mut result = RunResult::new(spec, floor, &tally, memory);
     result.transfers = transfers;
     result.changes = changes;
     Ok(RunOutcome {
         result,
         histogram: tally.histogram,
+        timeline,
     })
 }
 
@@ -327,12 +329,22 @@ impl Monitor {
                         if let Some(mib) = sample {
                             let m = memory.get_or_insert(Memory {
                                 cpu_cores: None,
+                                timeline: Vec::new(),
                                 samples_mib: Vec::new(),
                                 start_mib: mib,
                                 end_mib: mib,
                                 max_mib: mib,
                             });
                             m.samples_mib.push(mib);
+                            if let Some(phases) = window.get() {
+                                m.timeline.push((
+                                    Instant::now()
+                                        .saturating_duration_since(phases.measure_start)
+                                        .as_secs_f64(),
+                                    answered.load(Ordering::Relaxed),
+                                    mib,
+                                ));
+                            }
                             m.end_mib = mib;
                             m.max_mib = m.max_mib.max(mib);
                         }

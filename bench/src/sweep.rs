@@ -74,6 +74,9 @@ pub fn write_outputs(
             plot::xy(&out.join(name), axes, &rate_series(runs, knob))?;
         }
     }
+    for (_, outcome) in runs {
+        over_time(&out.join("time"), outcome)?;
+    }
     let together: Vec<(String, &hdrhistogram::Histogram<u64>)> = runs
         .iter()
         .take(PERCENTILE_PLOT_RUNS_MAX)
@@ -132,6 +135,79 @@ fn series_by(
         }
     }
     series
+}
+
+/// `time/<label>-commits.svg` and `time/<label>-rss.svg`: commits/s (over
+/// spans of about a second) and resident memory over the measured window,
+/// so a long run shows whether it stays flat.
+pub fn over_time(dir: &Path, outcome: &RunOutcome) -> Result<(), String> {
+    let timeline = &outcome.timeline;
+    if timeline.len() < 3 {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let label = &outcome.result.label;
+    let seconds = timeline.last().map_or(0.0, |s| s.0) - timeline[0].0;
+    let buckets = (seconds.round() as usize).clamp(2, 600);
+    let every = buckets.div_ceil(10);
+    let commits: Vec<plot::Point> = crate::report::rates(timeline, buckets)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (t, rate))| plot::Point {
+            x: t,
+            y: rate,
+            label: if k % every == 0 {
+                plot::format_count(rate)
+            } else {
+                String::new()
+            },
+        })
+        .collect();
+    let rss: Vec<plot::Point> = timeline
+        .iter()
+        .enumerate()
+        .map(|(k, &(t, _, mib))| plot::Point {
+            x: t,
+            y: mib,
+            label: if k % (timeline.len().div_ceil(10)) == 0 {
+                format!("{mib:.0}")
+            } else {
+                String::new()
+            },
+        })
+        .collect();
+    let title = format!("commits/s over the run: {label}");
+    plot::xy(
+        &dir.join(format!("{label}-commits.svg")),
+        plot::Axes {
+            title: &title,
+            x_desc: "seconds into the measured window",
+            y_desc: "commits/s",
+            y_log: false,
+        },
+        &[plot::Series {
+            name: "commits/s".into(),
+            points: commits,
+        }],
+    )?;
+    let title = format!("resident memory over the run: {label}");
+    plot::xy(
+        &dir.join(format!("{label}-rss.svg")),
+        plot::Axes {
+            title: &title,
+            x_desc: "seconds into the measured window",
+            y_desc: if outcome.result.procs {
+                "largest node's resident memory (MiB)"
+            } else {
+                "resident memory of every node and the load (MiB)"
+            },
+            y_log: false,
+        },
+        &[plot::Series {
+            name: "RSS MiB".into(),
+            points: rss,
+        }],
+    )
 }
 
 /// Each swept knob, or one `None` (everything in one series) when none is.

@@ -602,6 +602,7 @@ mod tests {
         RunOutcome {
             result,
             histogram: tally.histogram,
+            timeline: Vec::new(),
         }
     }
 }
