@@ -22,4 +22,5 @@ pub mod run;
 pub mod spec;
 pub mod sweep;
 pub mod tables;
+pub mod timeline;
 pub mod tune;

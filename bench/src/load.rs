@@ -351,10 +351,12 @@ async fn drive_connection(
             return Err(format!("an answer to unknown request {request_id}"));
         };
         let now = Instant::now();
+        ordo_engine::node::timeline::mark(0, "client.answer", 0, 0);
         tally.finish(&phases, *start, now, outcome);
         load.answered.fetch_add(1, Ordering::Relaxed);
         if now < phases.end {
             *start = now;
+            ordo_engine::node::timeline::mark(0, "client.send", 0, 0);
             let _ = queue.try_send(next_request(slot));
         } else {
             outstanding -= 1;

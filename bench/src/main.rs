@@ -53,6 +53,12 @@ enum Command {
     /// the repeats interleaved, each figure the range of its repeats. With
     /// --write, the tables replace their sections of that page.
     Tables(TablesArgs),
+    /// Where one commit's time goes: a C = 1 run of nodes in this process
+    /// with every hop timestamped (the proposer's send, the leader taking
+    /// the proposal, appends, AppendEntries and their answers, syncs,
+    /// apply, the answer), then each hop's median offset and gap, beside
+    /// the run's floor. Takes the run's knobs (not --procs).
+    Timeline(RunArgs),
 }
 
 #[derive(Args, Debug)]
@@ -104,18 +110,34 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let cli = Cli::parse();
+    let recorder = ordo_bench::timeline::Recorder::default();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"))
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter());
+    if matches!(cli.command, Some(Command::Timeline(_))) {
+        // Only the timeline's hops, at TRACE, go to the recorder.
+        let hops = tracing_subscriber::filter::Targets::new()
+            .with_target(ordo_engine::node::timeline::TARGET, tracing::Level::TRACE);
+        tracing_subscriber::registry()
+            .with(fmt)
+            .with(recorder.clone().with_filter(hops))
+            .init();
+    } else {
+        tracing_subscriber::registry().with(fmt).init();
+    }
     let result = match cli.command {
         Some(Command::Sweep(args)) => run(args, true),
         Some(Command::Tune(args)) => tune(args),
         Some(Command::Tables(args)) => tables(args),
+        Some(Command::Timeline(args)) => timeline(args, &recorder),
         None => run(cli.run, false),
     };
     match result {
@@ -293,5 +315,38 @@ fn tables(args: TablesArgs) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+fn timeline(mut args: RunArgs, recorder: &ordo_bench::timeline::Recorder) -> Result<(), String> {
+    if args.knobs.procs {
+        return Err("timeline: the nodes run in this process (no --procs), where their hops can be recorded".into());
+    }
+    args.knobs.concurrency = vec![1];
+    args.knobs.rate.clear();
+    let spec = args
+        .knobs
+        .expand()?
+        .into_iter()
+        .next()
+        .ok_or("timeline: the knobs give no run")?;
+    eprintln!("ordo-bench timeline: {}", spec.label());
+    let outcome = run_one(&spec, std::io::stderr().is_terminal())?;
+    let marks = recorder.take();
+    let (hops, commit_us, commits) = ordo_bench::timeline::analyse(&marks);
+    println!("{}", outcome.result.summary());
+    println!(
+        "{}",
+        ordo_bench::timeline::render(&hops, commit_us, commits)
+    );
+    let r = &outcome.result;
+    println!(
+        "floor: a majority's paced durable writes + 2 round trips p50 {} µs (writes alone {} µs, round trip {:.1} µs)",
+        r.floor_quorum_us
+            .map_or("n/a".into(), |v| format!("{v:.1}")),
+        r.floor_quorum_us
+            .map_or("n/a".into(), |v| format!("{:.1}", v - 2.0 * r.floor_rtt_us)),
+        r.floor_rtt_us
+    );
     Ok(())
 }

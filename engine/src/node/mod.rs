@@ -40,6 +40,7 @@ pub mod simulated;
 mod snapshots;
 mod start;
 mod ticker;
+pub mod timeline;
 mod tokens;
 
 use bytes::Bytes;

@@ -10,18 +10,49 @@ use ordo_storage::{Index, LogStore, NodeId};
 
 use super::Group;
 use crate::core::{ApplyBatch, Command, Event, Role};
+use crate::node::timeline;
+
+/// The timeline's name for sending `message`, for the messages of a
+/// commit's path.
+pub(super) fn send_hop(message: &Message) -> Option<&'static str> {
+    match message {
+        Message::Append(_) => Some("send.append"),
+        Message::AppendResponse(_) => Some("send.append_response"),
+        _ => None,
+    }
+}
+
+/// The highest log index a message of a commit's path carries.
+pub(super) fn message_index(message: &Message) -> Index {
+    match message {
+        Message::Append(append) => append.last_index(),
+        Message::AppendResponse(response) => match response.result {
+            ordo_net::AppendResult::Success { match_index } => match_index,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
 
 impl<S: LogStore + 'static> Group<S> {
     /// Runs one command of the core's turn, in the order the core emitted
     /// them.
     pub(super) fn execute(&mut self, command: Command) {
         match command {
-            Command::Send { to, message } => self.send(to, message),
+            Command::Send { to, message } => {
+                if let Some(hop) = send_hop(&message) {
+                    timeline::mark(self.config.id, hop, to, message_index(&message));
+                }
+                self.send(to, message)
+            }
             Command::PersistHardState(hard_state) => self.log.persist_hard_state(hard_state),
             Command::Truncate { from } => self.log.truncate(from),
             Command::Append { batches } => {
                 self.observer
                     .appended(batches.iter().map(|b| b.entries().len() as u64));
+                if let Some(last) = batches.last() {
+                    timeline::mark(self.config.id, "append", 0, last.last_index());
+                }
                 self.log.append(batches)
             }
             Command::Sync => self.log.sync(),
@@ -30,8 +61,15 @@ impl<S: LogStore + 'static> Group<S> {
                 from,
                 bytes_max,
             } => self.log.read(purpose, from, bytes_max),
-            Command::Apply(apply) => self.apply(apply),
-            Command::Respond { request_id, result } => self.respond(request_id, result),
+            Command::Apply(apply) => {
+                timeline::mark(self.config.id, "apply", 0, apply.last_index);
+                self.apply(apply)
+            }
+            Command::Respond { request_id, result } => {
+                let index = result.as_ref().map_or(0, |committed| committed.index);
+                timeline::mark(self.config.id, "respond", 0, index);
+                self.respond(request_id, result)
+            }
             Command::ReadReady { request_id, result } => match result {
                 Ok(index) if index > self.feed.applied_index.get() => {
                     self.read_waiters

@@ -21,7 +21,19 @@ impl<S: LogStore + 'static> Group<S> {
     pub(super) fn peer_event(&mut self, now: crate::core::Now, event: PeerEvent) {
         match event {
             PeerEvent::Message { from, message } => match message {
-                PeerMessage::Raft(message) => self.raft.step(now, Event::Message { from, message }),
+                PeerMessage::Raft(message) => {
+                    if let Some(hop) = super::execute::send_hop(&message) {
+                        let index = super::execute::message_index(&message);
+                        // "send.append" → "recv.append".
+                        let hop = if hop == "send.append" {
+                            "recv.append"
+                        } else {
+                            "recv.append_response"
+                        };
+                        crate::node::timeline::mark(self.config.id, hop, from, index);
+                    }
+                    self.raft.step(now, Event::Message { from, message })
+                }
                 PeerMessage::ForwardTokens(tokens) => {
                     self.certificates.absorb_forward_tokens(tokens)
                 }
@@ -38,6 +50,7 @@ impl<S: LogStore + 'static> Group<S> {
         let ClientCall { conn, request } = call;
         match request {
             ClientRequest::Propose(propose) => {
+                crate::node::timeline::mark(self.config.id, "client.call", 0, 0);
                 if self.shutting_down {
                     let response = ClientResponse::Propose(ProposeResponse {
                         request_id: propose.request_id,

@@ -302,6 +302,9 @@ impl<S: LogStore + 'static> Group<S> {
         while taken < turn_max {
             let mut progressed = false;
             if let Some(event) = self.local.pop() {
+                if let Event::LogSynced { last } = &event {
+                    crate::node::timeline::mark(self.config.id, "log.synced", 0, last.index);
+                }
                 self.raft.step(now, event);
                 progressed = true;
             }
