@@ -20,7 +20,8 @@ mod secret;
 mod tls;
 
 pub use config::{
-    AuthConfig, CLIENT_SECRET_ENV, CLIENT_SECRET_FILE, GOSSIP_SECRET_FILE, client_credential,
+    AuthConfig, AuthError, CLIENT_SECRET_ENV, CLIENT_SECRET_FILE, GOSSIP_SECRET_FILE,
+    client_credential,
 };
 pub use peer_keys::PeerKeys;
 pub use secret::{Secret, SecretAuth, SecretError};

@@ -52,7 +52,7 @@ static CLIENT_SECRET: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock
 /// The client credential from `--client-secret` or $ORDO_CLIENT_SECRET.
 fn client_credential() -> Result<ordo_net::auth::Credential, String> {
     let path = CLIENT_SECRET.get().and_then(Option::as_deref);
-    ordo_engine::auth::client_credential(path)
+    ordo_engine::auth::client_credential(path).map_err(|e| e.to_string())
 }
 
 /// `--tls-ca` and `--no-tls`, for the commands that connect as clients.
@@ -62,7 +62,7 @@ static CLIENT_TLS: std::sync::OnceLock<(Option<PathBuf>, bool)> = std::sync::Onc
 fn client_tls() -> Result<Option<ordo_net::tls::TlsClientConfig>, String> {
     let (ca, plain) = CLIENT_TLS.get().cloned().unwrap_or_default();
     let secret = CLIENT_SECRET.get().and_then(Option::as_deref);
-    ordo_engine::auth::client_tls(0, ca.as_deref(), secret, plain)
+    ordo_engine::auth::client_tls(0, ca.as_deref(), secret, plain).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -334,11 +334,11 @@ fn main() -> ExitCode {
             base_port,
             hosts,
         } => match (nodes, add) {
-            (_, Some(id)) => cli::init_joining(id, &dir, base_port),
+            (_, Some(id)) => cli::init_joining(id, &dir, base_port).map_err(|e| e.to_string()),
             (nodes, None) if !hosts.is_empty() => {
-                cli::init_on_hosts(nodes, &hosts, &dir, base_port)
+                cli::init_on_hosts(nodes, &hosts, &dir, base_port).map_err(|e| e.to_string())
             }
-            (Some(nodes), None) => cli::init(nodes, &dir, base_port),
+            (Some(nodes), None) => cli::init(nodes, &dir, base_port).map_err(|e| e.to_string()),
             (None, None) => Err("--nodes, --hosts or --add is required".into()),
         }
         .map(|written| {
@@ -380,7 +380,7 @@ fn main() -> ExitCode {
         } => log(&node, from, follow, chain, timeout),
         Command::Status { node, timeout } => status(&node, timeout),
         Command::Chain { node, timeout } => chain(&node, timeout),
-        Command::Verify { keys } => cli::verify_stdin(&keys),
+        Command::Verify { keys } => cli::verify_stdin(&keys).map_err(|e| e.to_string()),
         Command::Gossip(args) => run_gossip(args),
         Command::Cluster {
             nodes,
@@ -401,7 +401,7 @@ fn main() -> ExitCode {
 fn run_node(config: PathBuf) -> Result<(), String> {
     cli::init_tracing();
     let config = NodeConfig::load(&config).map_err(|e| e.to_string())?;
-    let signals = cli::termination_signals()?;
+    let signals = cli::termination_signals().map_err(|e| e.to_string())?;
     let node = Node::start(config, || Box::new(NullStateMachine)).map_err(|e| e.to_string())?;
     let handle = node.handle();
     std::thread::spawn(move || {
@@ -461,7 +461,7 @@ fn run_gossip(args: GossipArgs) -> Result<(), String> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| parse_addr_of("--seeds", s.trim()))
         .collect::<Result<Vec<_>, _>>()?;
-    let signals = cli::termination_signals()?;
+    let signals = cli::termination_signals().map_err(|e| e.to_string())?;
     // Paths are taken from the working directory and made absolute (glommio
     // opens a relative directory with EBADF).
     let absolute = |flag: &str, path: PathBuf| {
@@ -484,7 +484,7 @@ fn run_gossip(args: GossipArgs) -> Result<(), String> {
         let name = format!("deliver-{}.txt", listen.port());
         config.timings_file = Some(PathBuf::from(dir).join(name));
     }
-    let node = GossipNodeProcess::start(config)?;
+    let node = GossipNodeProcess::start(config).map_err(|e| e.to_string())?;
     let stop = node.stopper();
     std::thread::spawn(move || {
         if let Some(signal) = signals.wait() {
@@ -492,7 +492,7 @@ fn run_gossip(args: GossipArgs) -> Result<(), String> {
             let _ = stop.send_blocking(());
         }
     });
-    node.wait()
+    node.wait().map_err(|e| e.to_string())
 }
 
 fn timeout_of(seconds: f64) -> Result<Duration, String> {
@@ -692,7 +692,7 @@ fn member(command: MemberCommand) -> Result<(), String> {
             learner,
             timeout,
         } => {
-            let info = cli::member_info(&dir, id)?;
+            let info = cli::member_info(&dir, id).map_err(|e| e.to_string())?;
             let role = if learner { "learner" } else { "voter" };
             admin(
                 &node,
@@ -870,9 +870,9 @@ mod cluster {
                 }
             }
         } else {
-            cli::init(nodes, dir, base_port)?;
+            cli::init(nodes, dir, base_port).map_err(|e| e.to_string())?;
         }
-        let signals = cli::termination_signals()?;
+        let signals = cli::termination_signals().map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         {
             let stop = stop.clone();

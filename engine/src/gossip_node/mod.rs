@@ -24,6 +24,6 @@ pub mod runtime;
 pub mod store;
 pub mod verifier;
 
-pub use runtime::{GossipNodeConfig, GossipNodeProcess};
+pub use runtime::{GossipNodeConfig, GossipNodeError, GossipNodeProcess};
 pub use store::{DeliveredStore, StoreError, StoreLimits};
 pub use verifier::TokenVerifier;

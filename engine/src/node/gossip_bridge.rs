@@ -93,6 +93,54 @@ struct Shared {
     metrics: Option<crate::metrics::GossipMetrics>,
 }
 
+/// Why a voter's gossip endpoint (the config's `gossip_addr`) could not
+/// start.
+#[derive(Debug, thiserror::Error)]
+#[error("gossip endpoint {addr} (gossip_addr): {reason}")]
+pub struct GossipEndpointError {
+    /// The endpoint's address.
+    pub addr: PeerAddr,
+    /// What failed.
+    #[source]
+    pub reason: GossipStartError,
+}
+
+/// What failed while a gossip runtime started, for a voter's endpoint
+/// ([`GossipEndpointError`]) and a gossip node alike.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipStartError {
+    /// The voter's config names no keys file, which tokens are checked
+    /// with.
+    #[error("no keys_file in the config")]
+    NoKeysFile,
+    /// The cluster keys file does not load.
+    #[error(transparent)]
+    Keys(#[from] crate::token::KeyError),
+    /// The gossip secret does not load.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// The transport could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: ordo_net::transport::TransportError,
+    },
+    /// A gossip knob is out of its domain.
+    #[error("invalid gossip knob {}: {}", .0.field, .0.reason)]
+    Knob(#[source] crate::core::ConfigError),
+    /// The measurement file (`ORDO_GOSSIP_TIMINGS_DIR`, `--timings`) does
+    /// not open.
+    #[error("cannot open {}: {source}", path.display())]
+    Timings {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
 /// The group's handle on the voter's gossip endpoint. Lives on the group's
 /// shard.
 pub struct GossipBridge {
@@ -110,13 +158,13 @@ impl GossipBridge {
         feed: Rc<FeedState>,
         certificates: Rc<Certificates>,
         metrics: Option<crate::metrics::GossipMetrics>,
-    ) -> Result<Option<GossipBridge>, String> {
+    ) -> Result<Option<GossipBridge>, GossipEndpointError> {
         let Some(addr) = config.gossip_addr else {
             return Ok(None);
         };
         Self::try_start(config, addr, store, feed, certificates, metrics)
             .map(Some)
-            .map_err(|reason| format!("gossip endpoint {addr} (gossip_addr): {reason}"))
+            .map_err(|reason| GossipEndpointError { addr, reason })
     }
 
     fn try_start<S: LogStore + 'static>(
@@ -126,12 +174,12 @@ impl GossipBridge {
         feed: Rc<FeedState>,
         certificates: Rc<Certificates>,
         metrics: Option<crate::metrics::GossipMetrics>,
-    ) -> Result<GossipBridge, String> {
+    ) -> Result<GossipBridge, GossipStartError> {
         let keys = config
             .keys_file
             .as_ref()
-            .ok_or("no keys_file in the config")?;
-        let verifier = Verifier::load(keys).map_err(|e| e.to_string())?;
+            .ok_or(GossipStartError::NoKeysFile)?;
+        let verifier = Verifier::load(keys)?;
         let gossip_config = GossipConfig::default();
         let mut transport_config =
             GossipTransportConfig::new(config.cluster_id, config.id, config.listen.gossip_or(addr));
@@ -142,7 +190,7 @@ impl GossipBridge {
             .frame_bytes_max
             .max(gossip_config.pull_reply_bytes_max + (1 << 20));
         let started = GossipTransport::start(transport_config, None)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|source| GossipStartError::Listen { addr, source })?;
         let generation = (wall_clock_us() / 1_000_000) as u32;
         let start = GossipStart {
             addr,
@@ -153,7 +201,7 @@ impl GossipBridge {
             rng_seed: wall_clock_us() ^ (config.id << 48),
         };
         let core = GossipNode::new(start, gossip_config, TokenVerifier::new(verifier))
-            .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
+            .map_err(GossipStartError::Knob)?;
         let timings = match std::env::var_os("ORDO_GOSSIP_TIMINGS_DIR") {
             Some(dir) => {
                 let path = std::path::Path::new(&dir).join(format!("publish-{}.txt", config.id));
@@ -161,7 +209,10 @@ impl GossipBridge {
                     .create(true)
                     .append(true)
                     .open(&path)
-                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                    .map_err(|source| GossipStartError::Timings {
+                        path: path.clone(),
+                        source,
+                    })?;
                 Some(std::io::BufWriter::new(file))
             }
             None => None,

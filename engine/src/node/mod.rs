@@ -43,11 +43,15 @@ mod ticker;
 mod tokens;
 
 use bytes::Bytes;
+pub use cert_store::CertStoreError;
+pub use chain_store::{ChainStoreError, SnapshotLinksError};
 pub use config::{
     GOSSIP_PORT_OFFSET, ListenConfig, METRICS_PORT_OFFSET, MetricsConfig, NodeConfig,
     NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig, StorageConfig,
 };
 pub use feed::{FeedError, TOKEN_WAIT_MAX};
+pub use gossip_bridge::{GossipEndpointError, GossipStartError};
+pub use group::LogFailed;
 pub use group::node_status;
 use input::External;
 pub use ordo_net::CommittedMessage;
@@ -55,8 +59,10 @@ use ordo_net::{ProposeError, ReadError};
 use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
 pub use peers::InprocPeers;
 pub use restore::raft_state;
-pub use start::{LocalNode, Node, NodeError, StartOptions};
-pub use tokens::TokenError;
+pub use shards::ShardListenError;
+pub use snapshots::{LoadSnapshotError, SendSnapshotError, SnapshotHeaderError};
+pub use start::{LocalNode, Node, NodeError, OpenStorageError, RunError, StartError, StartOptions};
+pub use tokens::{CertificatesError, LinkError, SignGapError, TokenError};
 
 use crate::core::{ApplyBatch, ChangeError, MembershipChange, Status, TransferError};
 

@@ -65,6 +65,18 @@ enum Woken {
     External(External),
 }
 
+/// Why the group loop stopped before a shutdown: its log failed (a write,
+/// an fsync or a read the store refused), and a node whose log failed
+/// takes no further part. The reason is the store's own
+/// ([`LogStore::failure`], which is a string: it is kept across the
+/// store's tasks after the error itself has gone to its caller).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct LogFailed {
+    /// What the store said.
+    pub reason: String,
+}
+
 /// Election timeouts a node waits, removed by a committed configuration,
 /// before it stops (`Group::stop_if_removed`).
 const REMOVED_STOP_DELAY_TIMEOUTS: u64 = 4;
@@ -232,7 +244,7 @@ impl<S: LogStore + 'static> Group<S> {
     }
 
     /// Runs until shutdown or a fatal storage failure.
-    pub async fn run(mut self) -> Result<(), String> {
+    pub async fn run(mut self) -> Result<(), LogFailed> {
         let turn_max = self.config.runtime.turn_events_max;
         let batch_delay = Duration::from_micros(self.config.runtime.batch_delay_us);
         self.ticker = Some(Ticker::start(self.local.clone(), self.clock));
@@ -256,7 +268,7 @@ impl<S: LogStore + 'static> Group<S> {
                     .failure()
                     .unwrap_or_else(|| "storage failure".into());
                 self.fail_everything();
-                return Err(reason);
+                return Err(LogFailed { reason });
             }
             self.raft.step(now, Event::Tick);
             self.retain(now);
