@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use base64::Engine;
-use ordo_net::{CommittedMessage, MemberEntry, NodeRole, NodeStatus};
+use ordo_net::{CommittedMessage, MemberEntry};
 use serde_json::{Value, json};
 
 use crate::auth::ClusterCa;
@@ -93,32 +93,6 @@ pub fn link_line(link: &crate::token::ConfigLink) -> String {
         "term": link.term,
         "voters": voters,
         "learners": learners,
-    })
-    .to_string()
-}
-
-/// `ordo status`'s object.
-pub fn status_line(status: &NodeStatus) -> String {
-    let role = match status.role {
-        NodeRole::Follower => "follower",
-        NodeRole::PreCandidate => "pre_candidate",
-        NodeRole::Candidate => "candidate",
-        NodeRole::Leader => "leader",
-        NodeRole::Learner => "learner",
-        NodeRole::Gossip => "gossip",
-    };
-    json!({
-        "id": status.id,
-        "role": role,
-        "term": status.term,
-        "leader": status.leader,
-        "commit_index": status.commit_index,
-        "last_index": status.last_index,
-        "durable_index": status.durable_index,
-        "applied_index": status.applied_index,
-        "repairing": status.repairing,
-        "repair": status.repair,
-        "peers_repairing": status.peers_repairing,
     })
     .to_string()
 }

@@ -765,7 +765,7 @@ fn status(node: &str, timeout: f64) -> Result<(), String> {
         Box::pin(async move {
             let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
             let (status, _) = client.status().await.map_err(|e| e.to_string())?;
-            println!("{}", cli::status_line(&status));
+            println!("{}", ordo_engine::status::status_line(&status));
             Ok(())
         })
     })

@@ -26,13 +26,13 @@ use ordo_net::{
 };
 use ordo_storage::MessageId;
 
-use super::driver::{Driver, TURN_EVENTS_MAX};
 use super::store::{DeliveredStore, StoreError, StoreLimits, SyncDone, next_generation};
-use super::verifier::TokenVerifier;
+use crate::gossip::TokenVerifier;
 use crate::gossip::{
     Command, Event, GossipConfig, GossipMessage, GossipNode, GossipStart, GossipStats, PeerKind,
 };
 use crate::node::GossipStartError;
+use crate::node::gossip_driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use crate::node::notify::Notify;
 use crate::token::Verifier;
 
@@ -122,7 +122,7 @@ impl Probe {
                     serde_json::json!({"healthy": false, "reason": "starting"}).to_string(),
                 ),
                 ("/status", Some((status, _))) => {
-                    Answer::json(200, crate::cli::status_line(&status))
+                    Answer::json(200, crate::status::status_line(&status))
                 }
                 ("/health", Some((status, members))) => {
                     let healthy = members > 0;
@@ -134,8 +134,7 @@ impl Probe {
                     } else {
                         "no gossip member or voter reachable: nothing is delivered".to_string()
                     };
-                    let value: serde_json::Value =
-                        serde_json::from_str(&crate::cli::status_line(&status)).unwrap_or_default();
+                    let value = crate::status::status_json(&status);
                     Answer::json(
                         if healthy { 200 } else { 503 },
                         serde_json::json!({"healthy": healthy, "reason": reason, "status": value})
@@ -606,7 +605,7 @@ impl Runtime {
 
     fn deliver(&mut self, messages: Vec<GossipMessage>) {
         if let Some(timings) = &mut self.timings {
-            let wall_us = super::driver::wall_clock_us();
+            let wall_us = wall_clock_us();
             for message in &messages {
                 // Timing lines are a measurement aid; a failed write loses a line, never a message.
                 let _ = writeln!(timings, "{} {wall_us}", message.id);

@@ -45,14 +45,14 @@ use ordo_storage::{BatchKind, LogStore, MessageId};
 
 use super::config::NodeConfig;
 use super::feed::{self, FeedState};
+use super::gossip_driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use super::notify::Notify;
 use super::tokens::Certificates;
 use crate::core::ApplyBatch;
 use crate::gossip::{
     Command, Event, GossipConfig, GossipMessage, GossipNode, GossipStart, PeerAddr, PeerKind,
+    TokenVerifier,
 };
-use crate::gossip_node::TokenVerifier;
-use crate::gossip_node::driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use crate::token::Verifier;
 
 /// Answers waiting for their apply, at most this many (the oldest leave

@@ -25,6 +25,7 @@ pub mod durability;
 pub mod env;
 mod feed;
 mod gossip_bridge;
+pub mod gossip_driver;
 mod group;
 pub mod health;
 mod inbox;

@@ -3,9 +3,9 @@
 //! id, index, term and timestamp were committed by a leader whose key is in
 //! `cluster.keys`, or in a configuration the chain of links from it names.
 
-use crate::gossip::{GossipMessage, Verify};
 use bytes::Bytes;
 
+use super::{GossipMessage, Verify};
 use crate::token::{ChainError, ConfigLink, Token, TokenDecodeError, Verifier, VerifyError};
 
 /// [`Verify`] with a token [`Verifier`]: decodes the token (bounded,
