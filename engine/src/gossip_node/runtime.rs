@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::future;
 use ordo_net::transport::{
     ClientCall, ClientConn, ClientInbox, ClientServerConfig, GossipTransport, GossipTransportConfig,
 };
@@ -34,6 +33,7 @@ use crate::gossip::{
 use crate::node::GossipStartError;
 use crate::node::gossip_driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use crate::node::notify::Notify;
+use crate::node::wake::{self, Woken};
 use crate::token::Verifier;
 
 /// Messages per `log_response` frame of a log stream.
@@ -460,9 +460,8 @@ fn log_stats(stats: &GossipStats, store: &DeliveredStore) {
     );
 }
 
-/// What woke the loop.
-enum Woken {
-    Nothing,
+/// An input the gossip node's loop takes from one of its sources.
+enum Input {
     Gossip(ordo_net::transport::GossipEvent),
     Client(ClientCall),
     Synced(SyncDone),
@@ -506,10 +505,10 @@ impl Runtime {
         loop {
             match self.wait().await {
                 Woken::Nothing => {}
-                Woken::Gossip(event) => self.driver.transport_event(event),
-                Woken::Client(call) => self.client_call(call),
-                Woken::Synced(done) => self.synced(done)?,
-                Woken::Stop => self.stopping = true,
+                Woken::Input(Input::Gossip(event)) => self.driver.transport_event(event),
+                Woken::Input(Input::Client(call)) => self.client_call(call),
+                Woken::Input(Input::Synced(done)) => self.synced(done)?,
+                Woken::Input(Input::Stop) => self.stopping = true,
             }
             let mut taken = self.driver.drain_transport(TURN_EVENTS_MAX);
             while taken < TURN_EVENTS_MAX {
@@ -554,34 +553,29 @@ impl Runtime {
         }
     }
 
-    async fn wait(&self) -> Woken {
+    async fn wait(&self) -> Woken<Input> {
         if !self.clients.is_empty() || !self.syncs.1.is_empty() {
             return Woken::Nothing;
         }
         let gossip = async {
+            // The driver's wait ends at the core's next deadline too.
             match self.driver.wait(Duration::from_secs(1)).await {
-                Some(event) => Woken::Gossip(event),
+                Some(event) => Woken::Input(Input::Gossip(event)),
                 None => Woken::Nothing,
-            }
-        };
-        let clients = async {
-            match self.clients.recv().await {
-                Some(call) => Woken::Client(call),
-                None => future::pending().await,
-            }
-        };
-        let synced = async {
-            match self.syncs.1.recv().await {
-                Ok(done) => Woken::Synced(done),
-                Err(_) => future::pending().await,
             }
         };
         let stop = async {
             // A message or a closed channel both mean stop.
             let _ = self.stop.recv().await;
-            Woken::Stop
+            Woken::Input(Input::Stop)
         };
-        future::or(future::or(gossip, clients), future::or(synced, stop)).await
+        wake::first(
+            gossip,
+            wake::input(self.clients.recv(), Input::Client),
+            wake::input(async { self.syncs.1.recv().await.ok() }, Input::Synced),
+            stop,
+        )
+        .await
     }
 
     fn execute(&mut self, command: Command) {

@@ -42,6 +42,7 @@ mod snapshots;
 mod start;
 mod ticker;
 mod tokens;
+pub(crate) mod wake;
 
 use bytes::Bytes;
 pub use cert_store::CertStoreError;
