@@ -33,7 +33,6 @@ use ordo_storage::{DiskLog, DiskLogConfig, Index, LogStore, NodeId, TermRun};
 use super::clock::Clock;
 use super::config::NodeConfig;
 use super::durability::{DurabilityError, assess_loss};
-use super::feed::FeedState;
 use super::group::Group;
 use super::group::LogFailed;
 use super::inbox::inbox;
@@ -42,7 +41,7 @@ use super::log_io::LogIo;
 use super::peers::{InprocFrame, Peers, SimPeers};
 use super::snapshots::SnapshotIo;
 use super::start::{LossRecorder, Storage, initial_status, open_storage};
-use super::start::{OpenStorageError, StartError, restore_snapshot};
+use super::start::{OpenStorageError, Resume, StartError, restore_snapshot};
 use super::tokens::Certificates;
 use super::{NodeHandle, StateMachine, restore};
 use crate::core::{Loss, Raft, Status};
@@ -236,12 +235,8 @@ impl SimulatedNode {
             .await
             .map_err(StartError::ReadLog)?;
         state.loss = loss.clone();
-        let applied = state.log.applied;
-        let applied_id = state.snapshot.last_id;
-        let schedule_base = (
-            state.snapshot.last.index,
-            super::group::snapshot_membership(&state.snapshot),
-        );
+        let resume = Resume::of(&state);
+        let applied = resume.applied;
         let mut raft = Raft::new(
             config.id,
             &config.voters(),
@@ -271,16 +266,12 @@ impl SimulatedNode {
             links,
             configs,
         ));
-        certificates.adopt_links(snapshot_links);
-        certificates.start_schedule(schedule_base.0, &schedule_base.1);
+        let feed = resume.start(&certificates, snapshot_links);
         let snapshots = Rc::new(SnapshotIo::new(
             snapshot_store,
             peers.clone(),
             local.clone(),
         ));
-        let feed = Rc::new(FeedState::default());
-        feed.applied_index.set(applied);
-        feed.applied_id.set(applied_id);
         let status = Rc::new(Cell::new(initial_status(
             config.id,
             applied,

@@ -675,38 +675,22 @@ where
         }
         None => (None, Vec::new()),
     };
-    match config.storage.kind.as_str() {
-        "memory" => {
-            let parts = Parts {
-                config,
-                machine,
-                snapshot_meta,
-                snapshot_links,
-                snapshot_store,
-                options,
-                external,
-                started,
-                shard_replies,
-                loss,
-            };
-            drive(MemLog::new(), parts).await
-        }
-        _ => {
-            let store = disk_log.expect("opened above");
-            let parts = Parts {
-                config,
-                machine,
-                snapshot_meta,
-                snapshot_links,
-                snapshot_store,
-                options,
-                external,
-                started,
-                shard_replies,
-                loss,
-            };
-            drive(store, parts).await
-        }
+    let parts = Parts {
+        config,
+        machine,
+        snapshot_meta,
+        snapshot_links,
+        snapshot_store,
+        options,
+        external,
+        started,
+        shard_replies,
+        loss,
+    };
+    // A disk log was opened unless `storage.kind` is "memory".
+    match disk_log {
+        Some(log) => drive(log, parts).await,
+        None => drive(MemLog::new(), parts).await,
     }
 }
 
@@ -759,14 +743,8 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Ende
         .map_err(StartError::ReadLog)?;
     let durable_storage = config.storage.kind != "memory";
     state.loss = loss;
-    let applied = state.log.applied;
-    let applied_id = state.snapshot.last_id;
-    // The configuration the applies start from (the snapshot's): the key
-    // schedule takes the later ones as they apply again.
-    let schedule_base = (
-        state.snapshot.last.index,
-        super::group::snapshot_membership(&state.snapshot),
-    );
+    let resume = Resume::of(&state);
+    let applied = resume.applied;
     let mut core_config = config.raft.clone();
     if config.storage.retain_log {
         core_config.snapshot_entries_threshold = u64::MAX;
@@ -840,16 +818,12 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Ende
         (Some(server), Some(inbox))
     };
     let certificates = Rc::new(Certificates::open(&config).map_err(StartError::from)?);
-    certificates.adopt_links(snapshot_links);
-    certificates.start_schedule(schedule_base.0, &schedule_base.1);
+    let feed = resume.start(&certificates, snapshot_links);
     let snapshots = Rc::new(SnapshotIo::new(
         snapshot_store,
         peers.clone(),
         local.clone(),
     ));
-    let feed = Rc::new(FeedState::default());
-    feed.applied_index.set(applied);
-    feed.applied_id.set(applied_id);
     let status = Rc::new(std::cell::Cell::new(initial_status(
         config.id, applied, false,
     )));
@@ -907,6 +881,45 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Ende
     }
     tracing::info!(id = config.id, "node stopped");
     result.map_err(Ended::Failed)
+}
+
+/// Where a started node's applies resume, from the state read back from
+/// its snapshot and log: the applied index and message id, and the
+/// configuration the applies start from (the snapshot's; the key
+/// schedule takes the later ones as they apply again).
+pub(crate) struct Resume {
+    /// The last index applied (the snapshot's).
+    pub applied: ordo_storage::Index,
+    applied_id: ordo_storage::MessageId,
+    schedule_index: ordo_storage::Index,
+    schedule_membership: crate::core::Membership,
+}
+
+impl Resume {
+    /// Where the applies of `state` resume.
+    pub(crate) fn of(state: &crate::core::RaftState) -> Self {
+        Self {
+            applied: state.log.applied,
+            applied_id: state.snapshot.last_id,
+            schedule_index: state.snapshot.last.index,
+            schedule_membership: super::group::snapshot_membership(&state.snapshot),
+        }
+    }
+
+    /// Hands `certificates` the links the snapshot carried and the key
+    /// schedule's start; returns the feed, at the applied position.
+    pub(crate) fn start(
+        self,
+        certificates: &Certificates,
+        snapshot_links: Vec<crate::token::ConfigLink>,
+    ) -> Rc<FeedState> {
+        certificates.adopt_links(snapshot_links);
+        certificates.start_schedule(self.schedule_index, &self.schedule_membership);
+        let feed = Rc::new(FeedState::default());
+        feed.applied_index.set(self.applied);
+        feed.applied_id.set(self.applied_id);
+        feed
+    }
 }
 
 /// Saves the acknowledgement watermark (`durability.rs`) while the durable
