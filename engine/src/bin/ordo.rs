@@ -65,6 +65,19 @@ fn client_tls() -> Result<Option<ordo_net::tls::TlsClientConfig>, String> {
     ordo_engine::auth::client_tls(0, ca.as_deref(), secret, plain).map_err(|e| e.to_string())
 }
 
+/// The nodes `--node` names and the options every client command shares:
+/// its timeout, client secret and TLS trust.
+fn client_setup(node: &str, timeout: f64) -> Result<(Vec<SocketAddr>, ClientOptions), String> {
+    let addrs = parse_nodes(node)?;
+    let options = ClientOptions {
+        timeout: timeout_of(timeout)?,
+        credential: client_credential()?,
+        tls: client_tls()?,
+        ..ClientOptions::default()
+    };
+    Ok((addrs, options))
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Writes `DIR/node<i>/ordo.toml` for i = 1..N with a fresh key pair each,
@@ -527,13 +540,10 @@ fn send(
     timeout: f64,
     message: Option<String>,
 ) -> Result<(), String> {
-    let addrs = parse_nodes(node)?;
+    let (addrs, options) = client_setup(node, timeout)?;
     let options = ClientOptions {
-        timeout: timeout_of(timeout)?,
         redirect,
-        credential: client_credential()?,
-        tls: client_tls()?,
-        ..ClientOptions::default()
+        ..options
     };
     // Lines reach the client as they are read, never more than a window
     // ahead of the answers (`tail -f log | ordo send --stdin` streams).
@@ -642,13 +652,7 @@ fn log_or_chain(
     chain: bool,
     timeout: f64,
 ) -> Result<(), String> {
-    let addrs = parse_nodes(node)?;
-    let options = ClientOptions {
-        timeout: timeout_of(timeout)?,
-        credential: client_credential()?,
-        tls: client_tls()?,
-        ..ClientOptions::default()
-    };
+    let (addrs, options) = client_setup(node, timeout)?;
     on_executor(move || {
         Box::pin(async move {
             let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
@@ -736,13 +740,7 @@ fn admin(
     command: AdminCommand,
     print: impl FnOnce(AdminAnswer) + Send + 'static,
 ) -> Result<(), String> {
-    let addrs = parse_nodes(node)?;
-    let options = ClientOptions {
-        timeout: timeout_of(timeout)?,
-        credential: client_credential()?,
-        tls: client_tls()?,
-        ..ClientOptions::default()
-    };
+    let (addrs, options) = client_setup(node, timeout)?;
     on_executor(move || {
         Box::pin(async move {
             let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
@@ -754,13 +752,7 @@ fn admin(
 }
 
 fn status(node: &str, timeout: f64) -> Result<(), String> {
-    let addrs = parse_nodes(node)?;
-    let options = ClientOptions {
-        timeout: timeout_of(timeout)?,
-        credential: client_credential()?,
-        tls: client_tls()?,
-        ..ClientOptions::default()
-    };
+    let (addrs, options) = client_setup(node, timeout)?;
     on_executor(move || {
         Box::pin(async move {
             let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;

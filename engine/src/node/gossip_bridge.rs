@@ -44,7 +44,7 @@ use ordo_net::transport::{GossipTransport, GossipTransportConfig};
 use ordo_storage::{BatchKind, LogStore, MessageId};
 
 use super::config::NodeConfig;
-use super::feed::{self, FeedState};
+use super::feed::{self, FeedState, LogSource};
 use super::gossip_driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use super::notify::Notify;
 use super::tokens::Certificates;
@@ -232,7 +232,12 @@ impl GossipBridge {
         });
         let driver = Driver::new(core, started.transport, started.inbox);
         tracing::info!(id = config.id, %addr, "gossip endpoint started");
-        glommio::spawn_local(run(driver, shared.clone(), store, feed, certificates)).detach();
+        let reader = LogSource {
+            store,
+            state: feed,
+            certificates,
+        };
+        glommio::spawn_local(run(driver, shared.clone(), reader)).detach();
         Ok(GossipBridge { shared })
     }
 
@@ -348,10 +353,13 @@ impl Shared {
 async fn run<S: LogStore + 'static>(
     mut driver: Driver<TokenVerifier>,
     shared: Rc<Shared>,
-    store: Rc<S>,
-    feed: Rc<FeedState>,
-    certificates: Rc<Certificates>,
+    reader: LogSource<S>,
 ) {
+    let LogSource {
+        state: feed,
+        certificates,
+        ..
+    } = &reader;
     let mut links_sent = 0;
     loop {
         let generation = shared.notify.generation();
@@ -362,15 +370,10 @@ async fn run<S: LogStore + 'static>(
         let late = std::mem::take(&mut *shared.late.borrow_mut());
         for (committed, token) in late {
             shared.late_reads.set(shared.late_reads.get() + 1);
-            let (store, feed, certificates, shared) = (
-                store.clone(),
-                feed.clone(),
-                certificates.clone(),
-                shared.clone(),
-            );
+            let (reader, shared) = (reader.clone(), shared.clone());
             glommio::spawn_local(async move {
                 let id = committed.id;
-                let read = read_committed(&*store, &feed, &certificates, id, id, usize::MAX).await;
+                let read = read_committed(&reader, id, id, usize::MAX).await;
                 shared.late_reads.set(shared.late_reads.get() - 1);
                 if let Some(mut message) = read.into_iter().next()
                     && message.id == id
@@ -443,15 +446,9 @@ async fn run<S: LogStore + 'static>(
                 bytes_max,
             } = command
             {
-                let (store, feed, certificates, shared) = (
-                    store.clone(),
-                    feed.clone(),
-                    certificates.clone(),
-                    shared.clone(),
-                );
+                let (reader, shared) = (reader.clone(), shared.clone());
                 glommio::spawn_local(async move {
-                    let messages =
-                        read_committed(&*store, &feed, &certificates, from, to, bytes_max).await;
+                    let messages = read_committed(&reader, from, to, bytes_max).await;
                     shared
                         .events
                         .borrow_mut()
@@ -471,9 +468,7 @@ async fn run<S: LogStore + 'static>(
 /// certificate has not arrived (no message leaves without its token).
 /// Empty if the log cannot serve them (compacted, or failed).
 async fn read_committed<S: LogStore>(
-    store: &S,
-    feed: &FeedState,
-    certificates: &Certificates,
+    source: &LogSource<S>,
     from: MessageId,
     to: MessageId,
     bytes_max: usize,
@@ -481,7 +476,7 @@ async fn read_committed<S: LogStore>(
     if to < from {
         return Vec::new();
     }
-    let mut cursor = match feed::locate(store, feed, from).await {
+    let mut cursor = match source.locate(from).await {
         Ok(cursor) => cursor,
         Err(error) => {
             tracing::debug!(%error, from, "gossip pull cannot be served from the log");
@@ -492,7 +487,13 @@ async fn read_committed<S: LogStore>(
         messages_max: (to - from).saturating_add(1).min(READ_MESSAGES_MAX) as usize,
         bytes_max,
     };
-    let chunk = match feed::read_committed(store, feed, certificates, &mut cursor, limit).await {
+    let LogSource {
+        store,
+        state,
+        certificates,
+    } = source;
+    let chunk = match feed::read_committed(&**store, state, certificates, &mut cursor, limit).await
+    {
         Ok(chunk) => chunk,
         Err(error) => {
             tracing::warn!(%error, from, to, "gossip pull: log read failed");

@@ -212,24 +212,36 @@ impl SnapshotIo {
             .map_err(|e| ordo_storage::StorageError::Closed(e.to_string()))
     }
 
+    /// Writes the snapshot that ends at `last` (`header`, if given, then
+    /// `data`) and installs it, durably.
+    async fn write_durably(
+        &self,
+        last: LogId,
+        header: Option<&[u8]>,
+        data: &[u8],
+    ) -> ordo_storage::Result<()> {
+        let mut writer = self.lock_shared().await?.create(last).await?;
+        if let Some(header) = header {
+            writer.write_chunk(header).await?;
+        }
+        for chunk in data.chunks(CHUNK_BYTES) {
+            writer.write_chunk(chunk).await?;
+        }
+        self.lock_exclusive()
+            .await?
+            .install(writer)
+            .await
+            .map(|_| ())
+    }
+
     /// Saves a snapshot the state machine took (`Command::CreateSnapshot`);
     /// reports `SnapshotCreated` once it is durable.
     pub fn save(self: &Rc<Self>, meta: SnapshotMeta, data: Bytes) {
         let this = self.clone();
         super::env::spawn(async move {
-            let result = async {
-                let mut writer = this.lock_shared().await?.create(meta.last).await?;
-                writer.write_chunk(&encode_meta(&meta)).await?;
-                for chunk in data.chunks(CHUNK_BYTES) {
-                    writer.write_chunk(chunk).await?;
-                }
-                this.lock_exclusive()
-                    .await?
-                    .install(writer)
-                    .await
-                    .map(|_| ())
-            }
-            .await;
+            let result = this
+                .write_durably(meta.last, Some(&encode_meta(&meta)), &data)
+                .await;
             match result {
                 Ok(()) => this.inputs.completion(Event::SnapshotCreated(meta)),
                 Err(error @ StorageError::SnapshotSuperseded { .. }) => {
@@ -437,18 +449,7 @@ impl SnapshotIo {
     ) {
         let this = self.clone();
         super::env::spawn(async move {
-            let result = async {
-                let mut writer = this.lock_shared().await?.create(last).await?;
-                for chunk in data.chunks(CHUNK_BYTES) {
-                    writer.write_chunk(chunk).await?;
-                }
-                this.lock_exclusive()
-                    .await?
-                    .install(writer)
-                    .await
-                    .map(|_| ())
-            }
-            .await;
+            let result = this.write_durably(last, None, &data).await;
             let mut ack = ack;
             match result {
                 // Superseded: this snapshot (a duplicate transfer) or a

@@ -12,50 +12,8 @@ use ordo_net::{ClientError, ClientResponse, ErrorResponse, LeaderHint, LogRespon
 use ordo_storage::{LogStore, MessageId};
 
 use super::Group;
-use crate::node::feed::{self, FeedState};
-use crate::node::tokens::Certificates;
+use crate::node::feed::{self, LogSource};
 use crate::node::{CommittedMessage, FeedError};
-
-/// What a stream reads: the group's log, its apply state and its
-/// certificates, held by the stream's task.
-struct LogSource<S> {
-    store: Rc<S>,
-    state: Rc<FeedState>,
-    certificates: Rc<Certificates>,
-}
-
-impl<S: LogStore> LogSource<S> {
-    /// Where message `from_id` is in the log.
-    async fn locate(&self, from_id: MessageId) -> Result<feed::Cursor, FeedError> {
-        feed::locate(&*self.store, &self.state, from_id).await
-    }
-
-    /// Follows the committed log from `cursor` in log-response chunks
-    /// (`feed::follow`), handing each to `deliver` with whether it is the
-    /// last; new commits are waited for if `follow`.
-    async fn follow<F, Fut>(
-        self,
-        cursor: feed::Cursor,
-        follow: bool,
-        deliver: F,
-    ) -> Result<(), FeedError>
-    where
-        F: FnMut(Vec<CommittedMessage>, bool) -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        feed::follow(
-            self.store,
-            self.state,
-            self.certificates,
-            cursor,
-            follow,
-            feed::ChunkLimit::LOG_RESPONSE,
-            feed::TOKEN_WAIT_MAX,
-            deliver,
-        )
-        .await
-    }
-}
 
 impl<S: LogStore + 'static> Group<S> {
     /// What a stream started now reads.
