@@ -42,6 +42,23 @@ pub fn decode_statement(bytes: &[u8]) -> Option<SignedStatement> {
     Token::from_bytes(bytes).ok().map(|token| token.signed)
 }
 
+/// Frees the bytes `[from, to)` of `file` (a hole; the size stays, so
+/// offsets after it stay valid): how the certificates file and a gossip
+/// node's delivered store bound their disk.
+pub(crate) fn punch_hole(file: &File, from: u64, to: u64) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return Err(nix::errno::Errno::EFBIG);
+    };
+    nix::fcntl::fallocate(
+        file.as_raw_fd(),
+        nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+            | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        offset,
+        len,
+    )
+}
+
 fn record_len() -> usize {
     encode_statement(&SignedStatement {
         statement: Statement {
@@ -432,15 +449,7 @@ impl CertStore {
         if end <= self.punched {
             return Ok(0);
         }
-        use std::os::fd::AsRawFd;
-        nix::fcntl::fallocate(
-            file.as_raw_fd(),
-            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
-                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-            self.punched as i64,
-            (end - self.punched) as i64,
-        )
-        .map_err(|source| CertStoreError::Free {
+        punch_hole(file, self.punched, end).map_err(|source| CertStoreError::Free {
             path: self.path.clone(),
             source,
         })?;
