@@ -152,17 +152,7 @@ impl AuthConfig {
 
     /// The credential this voter's gossip endpoint uses.
     pub fn gossip_credential(&self, keys_file: Option<&Path>) -> Result<Credential, AuthError> {
-        if !self.gossip {
-            return Ok(Credential::none());
-        }
-        let path = secret_path(
-            "auth.gossip_secret_file",
-            self.gossip_secret_file.as_deref(),
-            keys_file,
-            GOSSIP_SECRET_FILE,
-        )?;
-        let secret = load_secret("auth.gossip", &path)?;
-        Ok(Credential::new(Arc::new(SecretAuth::mutual(secret))))
+        GOSSIP_SECRET.credential(self.gossip, self.gossip_secret_file.as_deref(), keys_file)
     }
 
     /// The credential this voter's client server checks clients with.
@@ -170,16 +160,45 @@ impl AuthConfig {
         &self,
         keys_file: Option<&Path>,
     ) -> Result<Credential, AuthError> {
-        if !self.clients {
+        CLIENT_SECRET.credential(self.clients, self.client_secret_file.as_deref(), keys_file)
+    }
+}
+
+/// One of the cluster's shared secrets as `[auth]` names it: the switch
+/// that requires it, the field that may give its path, and its file name
+/// beside the keys file otherwise.
+struct SharedSecret {
+    switch: &'static str,
+    path_field: &'static str,
+    file_name: &'static str,
+}
+
+const GOSSIP_SECRET: SharedSecret = SharedSecret {
+    switch: "auth.gossip",
+    path_field: "auth.gossip_secret_file",
+    file_name: GOSSIP_SECRET_FILE,
+};
+
+const CLIENT_SECRET: SharedSecret = SharedSecret {
+    switch: "auth.clients",
+    path_field: "auth.client_secret_file",
+    file_name: CLIENT_SECRET_FILE,
+};
+
+impl SharedSecret {
+    /// Both sides prove they hold the secret (at `explicit`, else beside
+    /// `keys_file`); no authentication when the switch is off.
+    fn credential(
+        &self,
+        on: bool,
+        explicit: Option<&Path>,
+        keys_file: Option<&Path>,
+    ) -> Result<Credential, AuthError> {
+        if !on {
             return Ok(Credential::none());
         }
-        let path = secret_path(
-            "auth.client_secret_file",
-            self.client_secret_file.as_deref(),
-            keys_file,
-            CLIENT_SECRET_FILE,
-        )?;
-        let secret = load_secret("auth.clients", &path)?;
+        let path = secret_path(self.path_field, explicit, keys_file, self.file_name)?;
+        let secret = load_secret(self.switch, &path)?;
         Ok(Credential::new(Arc::new(SecretAuth::mutual(secret))))
     }
 }

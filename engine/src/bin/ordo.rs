@@ -266,6 +266,21 @@ struct GossipArgs {
     no_auth: bool,
 }
 
+/// The member `ordo member promote` and `remove` act on, and where to ask.
+#[derive(clap::Args)]
+struct MemberTarget {
+    /// Any member's client address (host:port), or several separated by
+    /// commas, tried in turn until one answers.
+    #[arg(long)]
+    node: String,
+    /// The member (for `promote`, a learner).
+    #[arg(long)]
+    id: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
 #[derive(Subcommand)]
 enum MemberCommand {
     /// Adds node `--id`, laid out by `ordo init --add` in DIR; prints
@@ -289,31 +304,9 @@ enum MemberCommand {
         timeout: f64,
     },
     /// Makes learner `--id` a voter, once it has caught up.
-    Promote {
-        /// Any member's client address (host:port), or several separated
-        /// by commas, tried in turn until one answers.
-        #[arg(long)]
-        node: String,
-        /// The learner.
-        #[arg(long)]
-        id: u64,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
-    },
+    Promote(MemberTarget),
     /// Removes member `--id`.
-    Remove {
-        /// Any member's client address (host:port), or several separated
-        /// by commas, tried in turn until one answers.
-        #[arg(long)]
-        node: String,
-        /// The member.
-        #[arg(long)]
-        id: u64,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
-    },
+    Remove(MemberTarget),
     /// Prints one JSON line per member:
     /// {"id","role","peer_addr","client_addr","match_index"}.
     List {
@@ -709,13 +702,13 @@ fn member(command: MemberCommand) -> Result<(), String> {
                 changed(id, role),
             )
         }
-        MemberCommand::Promote { node, id, timeout } => admin(
+        MemberCommand::Promote(MemberTarget { node, id, timeout }) => admin(
             &node,
             timeout,
             AdminCommand::PromoteMember { id },
             changed(id, "voter"),
         ),
-        MemberCommand::Remove { node, id, timeout } => admin(
+        MemberCommand::Remove(MemberTarget { node, id, timeout }) => admin(
             &node,
             timeout,
             AdminCommand::RemoveMember { id },

@@ -142,6 +142,13 @@ pub fn decode_meta(mut bytes: Bytes) -> Result<(SnapshotMeta, Bytes), SnapshotHe
     ))
 }
 
+/// The store's lock fails only once closed, which the runtime never does
+/// while the group runs: the storage crate's word for a store that takes
+/// no more work.
+fn lock_closed(error: glommio::GlommioError<()>) -> StorageError {
+    StorageError::Closed(error.to_string())
+}
+
 /// A snapshot being received from the leader.
 struct Incoming {
     last: LogId,
@@ -197,19 +204,13 @@ impl SnapshotIo {
     async fn lock_shared(
         &self,
     ) -> ordo_storage::Result<glommio::sync::RwLockReadGuard<'_, SnapshotStore>> {
-        self.store
-            .read()
-            .await
-            .map_err(|e| ordo_storage::StorageError::Closed(e.to_string()))
+        self.store.read().await.map_err(lock_closed)
     }
 
     async fn lock_exclusive(
         &self,
     ) -> ordo_storage::Result<glommio::sync::RwLockWriteGuard<'_, SnapshotStore>> {
-        self.store
-            .write()
-            .await
-            .map_err(|e| ordo_storage::StorageError::Closed(e.to_string()))
+        self.store.write().await.map_err(lock_closed)
     }
 
     /// Writes the snapshot that ends at `last` (`header`, if given, then
