@@ -34,8 +34,9 @@ pub enum NodeError {
     Start {
         /// The node.
         id: u64,
-        /// What failed.
-        source: StartError,
+        /// What failed (boxed: the start's error is large, and a
+        /// `Result` carries its error's size on every return).
+        source: Box<StartError>,
     },
     /// The machine or another process stands in the way (io_uring,
     /// locked memory, the data directory or a port is taken).
@@ -49,6 +50,15 @@ pub enum NodeError {
         /// What failed.
         source: RunError,
     },
+}
+
+impl NodeError {
+    fn start(id: u64, source: StartError) -> Self {
+        NodeError::Start {
+            id,
+            source: Box::new(source),
+        }
+    }
 }
 
 /// What failed while a node started. Each names the config field, file,
@@ -307,18 +317,14 @@ impl Node {
                     external: external_tx.clone(),
                 };
                 let handler = super::health::handler(metrics, handle, &config);
-                let server = crate::metrics::MetricsServer::start(addr, handler).map_err(|e| {
-                    NodeError::Start {
-                        id,
-                        source: StartError::Metrics(e),
-                    }
-                })?;
+                let server = crate::metrics::MetricsServer::start(addr, handler)
+                    .map_err(|e| NodeError::start(id, StartError::Metrics(e)))?;
                 Some(server)
             }
             None => None,
         };
         let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
-        let start_error = |source| NodeError::Start { id, source };
+        let start_error = |source| NodeError::start(id, source);
         let shard_count = config.runtime.shards;
         let (shard_reply_txs, shard_reply_rxs): (Vec<_>, Vec<_>) =
             (1..shard_count).map(|_| async_channel::unbounded()).unzip();
@@ -544,11 +550,8 @@ impl LocalNode {
                 task,
                 id,
             }),
-            Ok(Err(source)) => Err(NodeError::Start { id, source }),
-            Err(_) => Err(NodeError::Start {
-                id,
-                source: StartError::StoppedEarly,
-            }),
+            Ok(Err(source)) => Err(NodeError::start(id, source)),
+            Err(_) => Err(NodeError::start(id, StartError::StoppedEarly)),
         }
     }
 

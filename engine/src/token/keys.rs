@@ -88,9 +88,10 @@ pub enum MalformedKeyFile {
         /// The length of the valid prefix.
         valid_up_to: usize,
     },
-    /// The text is not TOML; the parser's error names line and column.
+    /// The text is not TOML; the parser's error names line and column
+    /// (boxed: it is large, and every key error carries this enum).
     #[error("not valid TOML: {0}")]
-    Toml(#[source] toml::de::Error),
+    Toml(#[source] Box<toml::de::Error>),
     /// A required field is absent.
     #[error("{field}: missing")]
     Missing {
@@ -480,7 +481,7 @@ pub(crate) fn sync_parent(path: &Path) -> Result<(), KeyError> {
 
 /// Parses TOML text into a table; the error names line and column.
 pub(crate) fn parse_toml(text: &str) -> Result<toml::Table, MalformedKeyFile> {
-    toml::from_str::<toml::Table>(text).map_err(MalformedKeyFile::Toml)
+    toml::from_str::<toml::Table>(text).map_err(|error| MalformedKeyFile::Toml(Box::new(error)))
 }
 
 /// Removes and returns the string field `name`.
