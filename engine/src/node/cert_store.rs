@@ -126,7 +126,7 @@ pub enum CertStoreError {
         source: std::io::Error,
     },
     /// A write failed; the store keeps statements in memory only from now
-    /// on (see [`CertStore::flush`]).
+    /// on (see `CertStore::flush`).
     #[error(
         "cannot write {}: {source}; the certificates file is not written again until the node restarts",
         path.display()

@@ -46,7 +46,7 @@ pub fn encode_meta(meta: &SnapshotMeta) -> Bytes {
     framed.freeze()
 }
 
-/// Why a snapshot's header (what [`encode_meta`] writes) does not decode.
+/// Why a snapshot's header (what `encode_meta` writes) does not decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotHeaderError {
     /// The bytes end inside the header.
