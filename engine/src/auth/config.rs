@@ -118,14 +118,10 @@ impl AuthConfig {
     /// Makes the secret files' paths absolute, relative to `base` (the
     /// config file's directory).
     pub fn make_absolute(&mut self, base: &Path) {
-        for path in [&mut self.gossip_secret_file, &mut self.client_secret_file]
-            .into_iter()
-            .flatten()
-        {
-            if path.is_relative() {
-                *path = base.join(&*path);
-            }
-        }
+        super::make_absolute(
+            [&mut self.gossip_secret_file, &mut self.client_secret_file],
+            base,
+        );
     }
 
     /// The peer transport's credential: `None` when `peers` is off.

@@ -56,14 +56,7 @@ impl TlsConfig {
     /// Makes the files' paths absolute, relative to `base` (the config
     /// file's directory).
     pub fn make_absolute(&mut self, base: &Path) {
-        for path in [&mut self.cert_file, &mut self.key_file]
-            .into_iter()
-            .flatten()
-        {
-            if path.is_relative() {
-                *path = base.join(&*path);
-            }
-        }
+        super::make_absolute([&mut self.cert_file, &mut self.key_file], base);
     }
 
     /// The client server's TLS configuration: `None` when `clients` is

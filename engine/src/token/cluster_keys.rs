@@ -139,14 +139,7 @@ impl ClusterKeys {
     }
 
     fn parse_table(text: &str) -> Result<Self, MalformedKeyFile> {
-        let mut table = parse_toml(text)?;
-        let format = take_string(&mut table, "format")?;
-        if format != CLUSTER_KEYS_FORMAT {
-            return Err(MalformedKeyFile::Format {
-                expected: CLUSTER_KEYS_FORMAT,
-                found: format,
-            });
-        }
+        let mut table = parse_toml(text, CLUSTER_KEYS_FORMAT)?;
         let cluster_id: ClusterId = take_string(&mut table, "cluster_id")?.parse()?;
         let listed = match table.remove("keys") {
             Some(toml::Value::Table(listed)) => listed,

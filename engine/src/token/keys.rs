@@ -343,14 +343,7 @@ impl NodeKey {
 
     /// The key a node key file's text holds.
     fn parse_file(text: &str) -> Result<Self, MalformedKeyFile> {
-        let mut table = parse_toml(text)?;
-        let format = take_string(&mut table, "format")?;
-        if format != NODE_KEY_FORMAT {
-            return Err(MalformedKeyFile::Format {
-                expected: NODE_KEY_FORMAT,
-                found: format,
-            });
-        }
+        let mut table = parse_toml(text, NODE_KEY_FORMAT)?;
         let secret = take_string(&mut table, "secret_key")?;
         let public = take_string(&mut table, "public_key")?;
         no_other_fields(&table)?;
@@ -479,9 +472,22 @@ pub(crate) fn sync_parent(path: &Path) -> Result<(), KeyError> {
         .map_err(|source| io_error(parent, source))
 }
 
-/// Parses TOML text into a table; the error names line and column.
-pub(crate) fn parse_toml(text: &str) -> Result<toml::Table, MalformedKeyFile> {
-    toml::from_str::<toml::Table>(text).map_err(|error| MalformedKeyFile::Toml(Box::new(error)))
+/// Parses a key file's TOML text into a table (the error names line and
+/// column), and takes its `format` field, which must be `format`.
+pub(crate) fn parse_toml(
+    text: &str,
+    format: &'static str,
+) -> Result<toml::Table, MalformedKeyFile> {
+    let mut table = toml::from_str::<toml::Table>(text)
+        .map_err(|error| MalformedKeyFile::Toml(Box::new(error)))?;
+    let found = take_string(&mut table, "format")?;
+    if found != format {
+        return Err(MalformedKeyFile::Format {
+            expected: format,
+            found,
+        });
+    }
+    Ok(table)
 }
 
 /// Removes and returns the string field `name`.
