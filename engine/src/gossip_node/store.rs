@@ -459,7 +459,15 @@ impl DeliveredStore {
         disk.first_id = first_id;
         let end = offset / PUNCH_ALIGN * PUNCH_ALIGN;
         if end > disk.punched {
-            crate::node::punch_hole(&disk.file, disk.punched, end).map_err(|e| StoreError::Io {
+            use std::os::fd::AsRawFd;
+            nix::fcntl::fallocate(
+                disk.file.as_raw_fd(),
+                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                    | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                disk.punched as i64,
+                (end - disk.punched) as i64,
+            )
+            .map_err(|e| StoreError::Io {
                 path: disk.path.clone(),
                 source: std::io::Error::from(e),
             })?;

@@ -43,9 +43,8 @@ pub fn decode_statement(bytes: &[u8]) -> Option<SignedStatement> {
 }
 
 /// Frees the bytes `[from, to)` of `file` (a hole; the size stays, so
-/// offsets after it stay valid): how the certificates file and a gossip
-/// node's delivered store bound their disk.
-pub(crate) fn punch_hole(file: &File, from: u64, to: u64) -> nix::Result<()> {
+/// offsets after it stay valid).
+fn punch_hole(file: &File, from: u64, to: u64) -> nix::Result<()> {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
         return Err(nix::errno::Errno::EFBIG);

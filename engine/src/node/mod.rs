@@ -46,7 +46,6 @@ pub(crate) mod wake;
 
 use bytes::Bytes;
 pub use cert_store::CertStoreError;
-pub(crate) use cert_store::punch_hole;
 pub use chain_store::{ChainStoreError, SnapshotLinksError};
 pub use config::{
     GOSSIP_PORT_OFFSET, ListenConfig, METRICS_PORT_OFFSET, MetricsConfig, NodeConfig,
