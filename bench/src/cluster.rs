@@ -64,7 +64,7 @@ impl Layout {
             .tempdir_in(&parent)
             .map_err(|e| format!("--data-dir {}: {e}", parent.display()))?;
         let base_port = free_base_port(spec.nodes)?;
-        ordo_engine::cli::init(spec.nodes, dir.path(), base_port)?;
+        ordo_engine::cli::init(spec.nodes, dir.path(), base_port).map_err(|e| e.to_string())?;
         let mut configs = Vec::new();
         let mut config_paths = Vec::new();
         for id in 1..=spec.nodes {
@@ -99,7 +99,8 @@ impl Layout {
         let credential = if spec.auth {
             ordo_engine::auth::client_credential(Some(
                 &dir.path().join(ordo_engine::auth::CLIENT_SECRET_FILE),
-            ))?
+            ))
+            .map_err(|e| e.to_string())?
         } else {
             ordo_net::auth::Credential::none()
         };

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use base64::Engine;
-use ordo_net::{CommittedMessage, MemberEntry, NodeRole, NodeStatus};
+use ordo_net::{CommittedMessage, MemberEntry};
 use serde_json::{Value, json};
 
 use crate::auth::ClusterCa;
@@ -93,32 +93,6 @@ pub fn link_line(link: &crate::token::ConfigLink) -> String {
         "term": link.term,
         "voters": voters,
         "learners": learners,
-    })
-    .to_string()
-}
-
-/// `ordo status`'s object.
-pub fn status_line(status: &NodeStatus) -> String {
-    let role = match status.role {
-        NodeRole::Follower => "follower",
-        NodeRole::PreCandidate => "pre_candidate",
-        NodeRole::Candidate => "candidate",
-        NodeRole::Leader => "leader",
-        NodeRole::Learner => "learner",
-        NodeRole::Gossip => "gossip",
-    };
-    json!({
-        "id": status.id,
-        "role": role,
-        "term": status.term,
-        "leader": status.leader,
-        "commit_index": status.commit_index,
-        "last_index": status.last_index,
-        "durable_index": status.durable_index,
-        "applied_index": status.applied_index,
-        "repairing": status.repairing,
-        "repair": status.repair,
-        "peers_repairing": status.peers_repairing,
     })
     .to_string()
 }
@@ -230,10 +204,85 @@ pub fn read_lines(
     (receiver, reader)
 }
 
+/// Why `ordo init` could not lay out a cluster or a node.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The operating system gave no randomness for the cluster id.
+    #[error("no randomness for the cluster id: {0}")]
+    Random(#[source] getrandom::Error),
+    /// The layout's configs do not validate (a port out of range, ...).
+    #[error(transparent)]
+    Layout(#[from] crate::node::NodeConfigError),
+    /// A directory or file could not be created, written or synced.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("create", "write", "sync").
+        op: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The cluster CA or a node certificate could not be made or saved.
+    #[error(transparent)]
+    Ca(#[from] crate::auth::CaError),
+    /// A node key could not be made or saved, or `cluster.keys` saved.
+    #[error(transparent)]
+    Key(#[from] crate::token::KeyError),
+    /// A node's key cannot join `cluster.keys`.
+    #[error(transparent)]
+    Keys(#[from] crate::token::ClusterKeysEntryError),
+    /// A shared secret could not be made or saved.
+    #[error(transparent)]
+    Secret(#[from] crate::auth::SecretError),
+    /// The membership marker could not be written.
+    #[error(transparent)]
+    Member(#[from] crate::node::durability::DurabilityError),
+    /// `--nodes` and `--hosts` disagree.
+    #[error("--nodes {nodes} but --hosts names {hosts} hosts: one node per host")]
+    HostCount {
+        /// `--nodes`.
+        nodes: usize,
+        /// The hosts named.
+        hosts: usize,
+    },
+    /// A host that other nodes cannot reach (`0.0.0.0`, `::`).
+    #[error("--hosts: {0} is not an address other nodes can reach")]
+    Unreachable(String),
+    /// A host that is neither an IP address nor a DNS name.
+    #[error("--hosts: {0:?} is not an IP address or a DNS name")]
+    NotAHost(String),
+    /// A host in the range names are laid out in.
+    #[error("--hosts: 192.0.2.0/24 is a documentation range, not a host")]
+    DocumentationRange,
+    /// `ordo init --add` in a directory without a loadable `cluster.keys`.
+    #[error("{} is not a cluster's directory: {source}", dir.display())]
+    NotACluster {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Why `cluster.keys` does not load.
+        source: crate::token::KeyError,
+    },
+    /// `ordo init --add` for a node laid out already.
+    #[error("{} exists: node {id} is laid out already", dir.display())]
+    NodeExists {
+        /// The node's directory.
+        dir: std::path::PathBuf,
+        /// The node.
+        id: u64,
+    },
+}
+
+/// `f`'s IO error as an [`InitError`] naming `op` and `path`.
+fn init_io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InitError {
+    let path = path.to_path_buf();
+    move |source| InitError::Io { op, path, source }
+}
+
 /// `ordo init`: writes `dir/node<i>/ordo.toml` and `dir/node<i>/node.key`
 /// for each voter, `dir/cluster.keys`, and the cluster's shared secrets
 /// `dir/gossip.secret` and `dir/client.secret`; returns what it wrote.
-pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, String> {
+pub fn init(nodes: usize, dir: &Path, base_port: u16) -> Result<Vec<String>, InitError> {
     init_layout(
         dir,
         |transport_id| NodeConfig::cluster(nodes, base_port, transport_id),
@@ -248,18 +297,16 @@ fn init_layout(
     dir: &Path,
     layout: impl FnOnce(u64) -> Result<Vec<NodeConfig>, crate::node::NodeConfigError>,
     names: &[(String, String)],
-) -> Result<Vec<String>, String> {
-    let cluster =
-        ClusterId::generate().map_err(|e| format!("no randomness for the cluster id: {e}"))?;
-    let transport_id = cluster_transport_id(&cluster);
-    let mut configs = layout(transport_id).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+) -> Result<Vec<String>, InitError> {
+    let cluster = ClusterId::generate().map_err(InitError::Random)?;
+    let transport_id = cluster.transport_id();
+    let mut configs = layout(transport_id)?;
+    std::fs::create_dir_all(dir).map_err(init_io("create", dir))?;
     // Client connections are encrypted: a CA for the cluster, and a
     // certificate per voter signed by it (crate::auth::tls).
-    let ca = ClusterCa::generate(transport_id).map_err(|e| e.to_string())?;
+    let ca = ClusterCa::generate(transport_id)?;
     let mut written: Vec<String> = ca
-        .save(dir)
-        .map_err(|e| e.to_string())?
+        .save(dir)?
         .iter()
         .map(|p| p.display().to_string())
         .collect();
@@ -267,13 +314,12 @@ fn init_layout(
     for config in &mut configs {
         config.tls.clients = true;
         let (path, key) = lay_out_node(dir, config, names)?;
-        keys.insert(config.id, key.public_key())
-            .map_err(|e| e.to_string())?;
+        keys.insert(config.id, key.public_key())?;
         written.push(path);
         written.extend(issue_node_certificate(&ca, dir, config, names)?);
     }
     let keys_path = dir.join("cluster.keys");
-    keys.save(&keys_path).map_err(|e| e.to_string())?;
+    keys.save(&keys_path)?;
     written.push(keys_path.display().to_string());
     // The shared secrets gossip members and clients prove they hold
     // (crate::auth): beside cluster.keys, where nodes look by default.
@@ -282,14 +328,12 @@ fn init_layout(
         crate::auth::CLIENT_SECRET_FILE,
     ] {
         let path = dir.join(name);
-        crate::auth::Secret::generate()
-            .and_then(|secret| secret.save(&path))
-            .map_err(|e| e.to_string())?;
+        crate::auth::Secret::generate().and_then(|secret| secret.save(&path))?;
         written.push(path.display().to_string());
     }
     // Durable before `init` says it is done: a power loss right after must
     // not leave nodes without their config, key or membership marker.
-    sync_tree(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+    sync_tree(dir).map_err(init_io("sync", dir))?;
     Ok(written)
 }
 
@@ -302,14 +346,14 @@ pub fn init_on_hosts(
     hosts: &[String],
     dir: &Path,
     base_port: u16,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, InitError> {
     if let Some(n) = nodes
         && n != hosts.len()
     {
-        return Err(format!(
-            "--nodes {n} but --hosts names {} hosts: one node per host",
-            hosts.len()
-        ));
+        return Err(InitError::HostCount {
+            nodes: n,
+            hosts: hosts.len(),
+        });
     }
     let mut ips = Vec::new();
     let mut names = Vec::new();
@@ -317,9 +361,7 @@ pub fn init_on_hosts(
         let host = host.trim();
         if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
             if ip.is_unspecified() {
-                return Err(format!(
-                    "--hosts: {host} is not an address other nodes can reach"
-                ));
+                return Err(InitError::Unreachable(host.into()));
             }
             ips.push(ip);
             continue;
@@ -332,9 +374,7 @@ pub fn init_on_hosts(
                     && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             });
         if !valid {
-            return Err(format!(
-                "--hosts: {host:?} is not an IP address or a DNS name"
-            ));
+            return Err(InitError::NotAHost(host.into()));
         }
         // A name stands in the layout as 192.0.2.<i> (TEST-NET-1, never a
         // real host) and is written back as the name.
@@ -348,7 +388,7 @@ pub fn init_on_hosts(
             .iter()
             .any(|h| h.trim().parse().is_ok_and(|ip| documentation_range(&ip)))
     {
-        return Err("--hosts: 192.0.2.0/24 is a documentation range, not a host".into());
+        return Err(InitError::DocumentationRange);
     }
     init_layout(
         dir,
@@ -362,25 +402,24 @@ pub fn init_on_hosts(
 /// `ordo init`, for the cluster whose `cluster.keys` is in `dir`. The keys
 /// file is left alone: the node's public key reaches verifiers through the
 /// configuration entry that adds it (docs/tokens.md).
-pub fn init_joining(id: u64, dir: &Path, base_port: u16) -> Result<Vec<String>, String> {
+pub fn init_joining(id: u64, dir: &Path, base_port: u16) -> Result<Vec<String>, InitError> {
     let keys_path = dir.join("cluster.keys");
-    let keys = ClusterKeys::load(&keys_path)
-        .map_err(|e| format!("{} is not a cluster's directory: {e}", dir.display()))?;
-    let transport_id = cluster_transport_id(&keys.cluster_id());
-    let config = NodeConfig::joining(id, base_port, transport_id).map_err(|e| e.to_string())?;
+    let keys = ClusterKeys::load(&keys_path).map_err(|source| InitError::NotACluster {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let transport_id = keys.cluster_id().transport_id();
+    let config = NodeConfig::joining(id, base_port, transport_id)?;
     let node_dir = dir.join(format!("node{id}"));
     if node_dir.exists() {
-        return Err(format!(
-            "{} exists: node {id} is laid out already",
-            node_dir.display()
-        ));
+        return Err(InitError::NodeExists { dir: node_dir, id });
     }
     // Encrypted client connections when the cluster has a CA (`ordo
     // init` writes one); a cluster laid out without one stays plain.
     let ca = match ClusterCa::load(dir, transport_id) {
         Ok(ca) => Some(ca),
         Err(_) if !dir.join(crate::auth::CA_KEY_FILE).exists() => None,
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let mut config = config;
     config.tls.clients = ca.is_some();
@@ -389,7 +428,7 @@ pub fn init_joining(id: u64, dir: &Path, base_port: u16) -> Result<Vec<String>, 
     if let Some(ca) = &ca {
         written.extend(issue_node_certificate(ca, dir, &config, &[])?);
     }
-    sync_tree(&node_dir).map_err(|e| format!("cannot sync {}: {e}", node_dir.display()))?;
+    sync_tree(&node_dir).map_err(init_io("sync", &node_dir))?;
     Ok(written)
 }
 
@@ -401,7 +440,7 @@ fn issue_node_certificate(
     dir: &Path,
     config: &NodeConfig,
     names: &[(String, String)],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, InitError> {
     let ip = config.client_addr.ip().to_string();
     let placeholder = format!("\"{ip}:");
     let host = names
@@ -413,8 +452,7 @@ fn issue_node_certificate(
         .join(format!("node{}", config.id))
         .join(&config.data_dir);
     Ok(ca
-        .issue(config.id, Some(&host), &data_dir)
-        .map_err(|e| e.to_string())?
+        .issue(config.id, Some(&host), &data_dir)?
         .iter()
         .map(|p| p.display().to_string())
         .collect())
@@ -426,14 +464,12 @@ fn lay_out_node(
     dir: &Path,
     config: &NodeConfig,
     names: &[(String, String)],
-) -> Result<(String, NodeKey), String> {
+) -> Result<(String, NodeKey), InitError> {
     let node_dir = dir.join(format!("node{}", config.id));
     let data_dir = node_dir.join(&config.data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-    let key = NodeKey::generate().map_err(|e| e.to_string())?;
-    key.save(&NodeKey::path_in(&data_dir))
-        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&data_dir).map_err(init_io("create", &data_dir))?;
+    let key = NodeKey::generate()?;
+    key.save(&NodeKey::path_in(&data_dir))?;
     // Its first start may create a log; any later start that finds none
     // has lost its disk (node/durability.rs).
     crate::node::durability::bootstrap_member(&data_dir)?;
@@ -442,29 +478,58 @@ fn lay_out_node(
     for (placeholder, name) in names {
         text = text.replace(placeholder.as_str(), name);
     }
-    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, text).map_err(init_io("write", &path))?;
     Ok((path.display().to_string(), key))
+}
+
+/// Why `ordo member add` cannot describe a node.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberInfoError {
+    /// The node was never laid out.
+    #[error(
+        "unknown node {id}: {} does not exist (lay it out with `ordo init --add {id}`)",
+        path.display()
+    )]
+    Unknown {
+        /// The node.
+        id: u64,
+        /// The config it should have.
+        path: std::path::PathBuf,
+    },
+    /// Its config does not load.
+    #[error(transparent)]
+    Config(#[from] crate::node::NodeConfigError),
+    /// Its config is another node's.
+    #[error("{} is node {found}, not {id}", path.display())]
+    OtherNode {
+        /// The config.
+        path: std::path::PathBuf,
+        /// The id it holds.
+        found: u64,
+        /// The id asked for.
+        id: u64,
+    },
+    /// Its key does not load.
+    #[error(transparent)]
+    Key(#[from] crate::token::KeyError),
 }
 
 /// What `ordo member add` tells the cluster about node `id` of `dir`: its
 /// addresses from `dir/node<ID>/ordo.toml` and its public key.
-pub fn member_info(dir: &Path, id: u64) -> Result<bytes::Bytes, String> {
+pub fn member_info(dir: &Path, id: u64) -> Result<bytes::Bytes, MemberInfoError> {
     let path = dir.join(format!("node{id}")).join("ordo.toml");
     if !path.exists() {
-        return Err(format!(
-            "unknown node {id}: {} does not exist (lay it out with `ordo init --add {id}`)",
-            path.display()
-        ));
+        return Err(MemberInfoError::Unknown { id, path });
     }
-    let config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
+    let config = NodeConfig::load(&path)?;
     if config.id != id {
-        return Err(format!(
-            "{} is node {}, not {id}",
-            path.display(),
-            config.id
-        ));
+        return Err(MemberInfoError::OtherNode {
+            path,
+            found: config.id,
+            id,
+        });
     }
-    let key = NodeKey::load(&NodeKey::path_in(&config.data_dir)).map_err(|e| e.to_string())?;
+    let key = NodeKey::load(&NodeKey::path_in(&config.data_dir))?;
     let info = MemberInfo {
         peer_addr: config.peer_addr,
         client_addr: config.client_addr,
@@ -504,66 +569,107 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The 64-bit id connections use, derived from the cluster's 128-bit id so
-/// that the keys file and the configs always agree.
-pub fn cluster_transport_id(cluster: &ClusterId) -> u64 {
-    let id = u64::from_le_bytes(cluster.0[..8].try_into().expect("8 bytes"));
-    id.max(1)
+/// Why a line of `ordo send` or `ordo log` output does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// The line is not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// A field is absent or of the wrong type.
+    #[error("missing or invalid \"{0}\"")]
+    Field(&'static str),
+    /// The `token` field is empty (a cluster without keys).
+    #[error("empty \"token\"")]
+    EmptyToken,
+    /// Neither `payload` nor `payload_b64` is there.
+    #[error("missing \"payload\" (or \"payload_b64\")")]
+    NoPayload,
+    /// `payload_b64` is not base64.
+    #[error("invalid \"payload_b64\": {0}")]
+    Base64(#[source] base64::DecodeError),
+    /// A configuration link that does not decode or extend the chain.
+    #[error(transparent)]
+    Link(#[from] crate::token::ChainError),
+    /// A token that does not prove the line.
+    #[error(transparent)]
+    Token(#[from] crate::token::VerifyError),
 }
 
-fn field_u64(line: &Value, name: &str) -> Result<u64, String> {
+/// Why `ordo verify` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyStdinError {
+    /// `cluster.keys` does not load.
+    #[error(transparent)]
+    Keys(#[from] crate::token::KeyError),
+    /// Standard input could not be read.
+    #[error("reading stdin: {0}")]
+    Stdin(#[source] std::io::Error),
+    /// A line does not verify (numbered from 1).
+    #[error("line {number}: {source}")]
+    Line {
+        /// The line's number.
+        number: usize,
+        /// Why.
+        source: LineError,
+    },
+}
+
+fn field_u64(line: &Value, name: &'static str) -> Result<u64, LineError> {
     line.get(name)
         .and_then(Value::as_u64)
-        .ok_or_else(|| format!("missing or invalid \"{name}\""))
+        .ok_or(LineError::Field(name))
 }
 
 /// Verifies one JSON line as printed by `ordo send` or `ordo log`.
-pub fn verify_line(verifier: &mut Verifier, text: &str) -> Result<(), String> {
-    let line: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn verify_line(verifier: &mut Verifier, text: &str) -> Result<(), LineError> {
+    let line: Value = serde_json::from_str(text).map_err(LineError::NotJson)?;
     if let Some(link) = line.get("link") {
         // A configuration link (`ordo chain`, the head of `ordo log`):
         // checked against the configurations before it and learned.
-        let text = link.as_str().ok_or("\"link\" is not a string")?;
-        let link = crate::token::ConfigLink::from_text(text).map_err(|e| e.to_string())?;
-        return verifier.learn(&link).map(|_| ()).map_err(|e| e.to_string());
+        let text = link.as_str().ok_or(LineError::Field("link"))?;
+        let link = crate::token::ConfigLink::from_text(text)?;
+        verifier.learn(&link)?;
+        return Ok(());
     }
     let token = line
         .get("token")
         .and_then(Value::as_str)
-        .ok_or("missing \"token\"")?;
+        .ok_or(LineError::Field("token"))?;
     if token.is_empty() {
-        return Err("empty \"token\"".into());
+        return Err(LineError::EmptyToken);
     }
     let payload = match (line.get("payload"), line.get("payload_b64")) {
         (Some(Value::String(text)), _) => text.as_bytes().to_vec(),
         (_, Some(Value::String(encoded))) => base64::engine::general_purpose::STANDARD
             .decode(encoded)
-            .map_err(|e| format!("invalid \"payload_b64\": {e}"))?,
-        _ => return Err("missing \"payload\" (or \"payload_b64\")".into()),
+            .map_err(LineError::Base64)?,
+        _ => return Err(LineError::NoPayload),
     };
-    verifier
-        .verify_text(
-            token,
-            &payload,
-            field_u64(&line, "id")?,
-            field_u64(&line, "index")?,
-            field_u64(&line, "term")?,
-            field_u64(&line, "ts")?,
-        )
-        .map_err(|e| e.to_string())
+    verifier.verify_text(
+        token,
+        &payload,
+        field_u64(&line, "id")?,
+        field_u64(&line, "index")?,
+        field_u64(&line, "term")?,
+        field_u64(&line, "ts")?,
+    )?;
+    Ok(())
 }
 
 /// `ordo verify`: every stdin line must verify; the first that does not is
 /// named in the error.
-pub fn verify_stdin(keys: &Path) -> Result<(), String> {
-    let mut verifier = Verifier::load(keys).map_err(|e| e.to_string())?;
+pub fn verify_stdin(keys: &Path) -> Result<(), VerifyStdinError> {
+    let mut verifier = Verifier::load(keys)?;
     let mut count = 0u64;
     for (number, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        let line = line.map_err(VerifyStdinError::Stdin)?;
         if line.trim().is_empty() {
             continue;
         }
-        verify_line(&mut verifier, &line).map_err(|e| format!("line {}: {e}", number + 1))?;
+        verify_line(&mut verifier, &line).map_err(|source| VerifyStdinError::Line {
+            number: number + 1,
+            source,
+        })?;
         count += 1;
     }
     eprintln!("ordo: {count} lines verified");
@@ -624,11 +730,17 @@ impl Signals {
 /// Catches SIGTERM and SIGINT (installed before the node starts, so a
 /// signal during start-up is not lost).
 #[cfg(feature = "cli")]
-pub fn termination_signals() -> Result<Signals, String> {
+pub fn termination_signals() -> Result<Signals, SignalsError> {
     signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
         .map(Signals)
-        .map_err(|e| format!("cannot install signal handlers: {e}"))
+        .map_err(SignalsError)
 }
+
+/// Why the signal handlers could not be installed.
+#[cfg(feature = "cli")]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install signal handlers: {0}")]
+pub struct SignalsError(#[source] pub std::io::Error);
 
 #[cfg(test)]
 mod tests {

@@ -91,6 +91,16 @@ pub enum ClientError {
     Tls(String),
 }
 
+/// A node this client could not connect to, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{addr}: {source}")]
+pub struct ConnectError {
+    /// The node's address.
+    pub addr: SocketAddr,
+    /// Why.
+    pub source: ConnectionError,
+}
+
 impl ClientError {
     /// A copy of this error (`ProposeError` is the only field that is not
     /// a string), for each payload a timeout fails.
@@ -216,7 +226,7 @@ impl Client {
     }
 
     /// Connects to the leader if one is known, otherwise to the next node.
-    async fn connect(&mut self, deadline: Instant) -> Result<(), String> {
+    async fn connect(&mut self, deadline: Instant) -> Result<(), ConnectError> {
         if self.connection.is_some() {
             return Ok(());
         }
@@ -243,21 +253,23 @@ impl Client {
                 });
                 Ok(())
             }
-            Err(ConnectionError::Unauthenticated(reason)) => {
-                // Every node of a cluster requires the same secret: no
-                // point trying the others until the timeout.
-                let reason = format!("{addr}: {reason}");
-                self.refused = Some(ClientError::Unauthenticated(reason.clone()));
-                Err(reason)
+            Err(source) => {
+                match &source {
+                    // Every node of a cluster requires the same secret: no
+                    // point trying the others until the timeout.
+                    ConnectionError::Unauthenticated(reason) => {
+                        self.refused =
+                            Some(ClientError::Unauthenticated(format!("{addr}: {reason}")));
+                    }
+                    // Every node of a cluster has a certificate from the
+                    // same CA, and TLS on or off alike.
+                    ConnectionError::Tls(reason) => {
+                        self.refused = Some(ClientError::Tls(format!("{addr}: {reason}")));
+                    }
+                    _ => {}
+                }
+                Err(ConnectError { addr, source })
             }
-            Err(ConnectionError::Tls(reason)) => {
-                // Every node of a cluster has a certificate from the same
-                // CA, and TLS on or off alike.
-                let reason = format!("{addr}: {reason}");
-                self.refused = Some(ClientError::Tls(reason.clone()));
-                Err(reason)
-            }
-            Err(error) => Err(format!("{addr}: {error}")),
         }
     }
 
@@ -349,10 +361,11 @@ impl Client {
         use std::collections::VecDeque;
         use std::rc::Rc;
 
-        type Receiving =
-            std::pin::Pin<Box<dyn std::future::Future<Output = Result<ClientResponse, String>>>>;
+        type Receiving = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<ClientResponse, ConnectionError>>>,
+        >;
         enum Event {
-            Answer(Result<ClientResponse, String>),
+            Answer(Result<ClientResponse, ConnectionError>),
             Input(Option<Bytes>),
             Timeout,
         }
@@ -402,7 +415,7 @@ impl Client {
             if !pending.is_empty()
                 && let Err(error) = self.connect(deadline).await
             {
-                last_error = error;
+                last_error = error.to_string();
                 if self.refused.is_some() {
                     // Refused credentials fail at once, not at the timeout.
                     deadline = Instant::now();
@@ -417,10 +430,7 @@ impl Client {
                 Some(conn) => {
                     let conn = Rc::clone(conn);
                     let receive = Rc::clone(&conn);
-                    receiving = Some((
-                        conn,
-                        Box::pin(async move { receive.recv().await.map_err(|e| e.to_string()) }),
-                    ));
+                    receiving = Some((conn, Box::pin(async move { receive.recv().await })));
                 }
                 None => receiving = None,
             }
@@ -570,7 +580,7 @@ impl Client {
         let mut last_error = String::from("no attempt yet");
         while Instant::now() < deadline {
             if let Err(error) = self.connect(deadline).await {
-                last_error = error;
+                last_error = error.to_string();
                 if self.refused.is_some() {
                     break;
                 }
@@ -723,7 +733,7 @@ impl Client {
         loop {
             if let Err(error) = self.connect(deadline).await {
                 if Instant::now() >= deadline || self.refused.is_some() {
-                    return Err(self.unavailable(error));
+                    return Err(self.unavailable(error.to_string()));
                 }
                 glommio::timer::sleep(Duration::from_millis(50)).await;
                 continue;

@@ -16,6 +16,7 @@ pub mod gossip_node;
 pub mod metrics;
 pub mod node;
 pub mod preflight;
+pub mod status;
 pub mod testkit;
 pub mod token;
 

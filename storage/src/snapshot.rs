@@ -119,7 +119,7 @@ impl SnapshotStore {
         vfs.create_dir_all(&dir)?;
         let mut found: Vec<(LogId, PathBuf)> = Vec::new();
         for name in vfs.read_dir(&dir)? {
-            let name = name.unwrap_or_else(|lossy| lossy);
+            let name = name.unwrap_or_else(|name| name.to_string());
             let path = dir.join(&name);
             if name.ends_with(".tmp") {
                 vfs.remove_file(&path)?;

@@ -205,7 +205,7 @@ mod forgery {
             .collect();
         assert_eq!(genuine.len(), 5);
         let keys = ClusterKeys::load(&cluster.voters.keys()).unwrap();
-        let transport_id = ordo_engine::cli::cluster_transport_id(&keys.cluster_id());
+        let transport_id = keys.cluster_id().transport_id();
         // The probes hold the gossip secret (what is tested here is that
         // publications are verified, not who may connect).
         let gossip_secret = ordo_engine::auth::Secret::load(

@@ -20,9 +20,23 @@ mod secret;
 mod tls;
 
 pub use config::{
-    AuthConfig, CLIENT_SECRET_ENV, CLIENT_SECRET_FILE, GOSSIP_SECRET_FILE, client_credential,
+    AuthConfig, AuthError, CLIENT_SECRET_ENV, CLIENT_SECRET_FILE, GOSSIP_SECRET_FILE,
+    client_credential,
 };
 pub use peer_keys::PeerKeys;
+
+/// Puts `base` (the config file's directory) before each relative path of
+/// `paths`.
+fn make_absolute<const N: usize>(
+    paths: [&mut Option<std::path::PathBuf>; N],
+    base: &std::path::Path,
+) {
+    for path in paths.into_iter().flatten() {
+        if path.is_relative() {
+            *path = base.join(&*path);
+        }
+    }
+}
 pub use secret::{Secret, SecretAuth, SecretError};
 pub use tls::{
     CA_CERT_FILE, CA_KEY_FILE, CaError, ClusterCa, NODE_CERT_FILE, NODE_KEY_FILE, TLS_CA_ENV,

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ordo_net::tls::{TlsClientConfig, TlsServerConfig, cluster_server_name};
+use ordo_net::tls::{TlsClientConfig, TlsError, TlsServerConfig, cluster_server_name};
 use ordo_storage::NodeId;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -56,19 +56,15 @@ impl TlsConfig {
     /// Makes the files' paths absolute, relative to `base` (the config
     /// file's directory).
     pub fn make_absolute(&mut self, base: &Path) {
-        for path in [&mut self.cert_file, &mut self.key_file]
-            .into_iter()
-            .flatten()
-        {
-            if path.is_relative() {
-                *path = base.join(&*path);
-            }
-        }
+        super::make_absolute([&mut self.cert_file, &mut self.key_file], base);
     }
 
     /// The client server's TLS configuration: `None` when `clients` is
     /// off. Errors name the key and the file.
-    pub fn server_config(&self, data_dir: &Path) -> Result<Option<TlsServerConfig>, String> {
+    pub fn server_config(
+        &self,
+        data_dir: &Path,
+    ) -> Result<Option<TlsServerConfig>, super::AuthError> {
         if !self.clients {
             return Ok(None);
         }
@@ -82,12 +78,7 @@ impl TlsConfig {
             .unwrap_or_else(|| data_dir.join(NODE_KEY_FILE));
         TlsServerConfig::from_files(&cert, &key)
             .map(Some)
-            .map_err(|e| {
-                format!(
-                    "invalid config field tls.clients: {e} (`ordo init` writes the node's \
-                     certificate; set [tls] clients = false to serve clients in plain TCP)"
-                )
-            })
+            .map_err(super::AuthError::Tls)
     }
 }
 
@@ -100,7 +91,7 @@ pub fn client_tls(
     explicit: Option<&Path>,
     secret_file: Option<&Path>,
     plain: bool,
-) -> Result<Option<TlsClientConfig>, String> {
+) -> Result<Option<TlsClientConfig>, TlsError> {
     if plain {
         return Ok(None);
     }
@@ -125,9 +116,7 @@ pub fn client_tls(
             }
         },
     };
-    TlsClientConfig::from_file(&path, cluster_id)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    TlsClientConfig::from_file(&path, cluster_id).map(Some)
 }
 
 /// Why a certificate could not be made, read or written.
@@ -315,7 +304,8 @@ mod tests {
             ..TlsConfig::default()
         }
         .server_config(dir.path())
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("tls.clients"), "{error}");
         assert!(error.contains("tls.crt"), "{error}");
         assert!(error.contains("clients = false"), "{error}");

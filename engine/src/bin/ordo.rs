@@ -52,7 +52,7 @@ static CLIENT_SECRET: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock
 /// The client credential from `--client-secret` or $ORDO_CLIENT_SECRET.
 fn client_credential() -> Result<ordo_net::auth::Credential, String> {
     let path = CLIENT_SECRET.get().and_then(Option::as_deref);
-    ordo_engine::auth::client_credential(path)
+    ordo_engine::auth::client_credential(path).map_err(|e| e.to_string())
 }
 
 /// `--tls-ca` and `--no-tls`, for the commands that connect as clients.
@@ -62,7 +62,20 @@ static CLIENT_TLS: std::sync::OnceLock<(Option<PathBuf>, bool)> = std::sync::Onc
 fn client_tls() -> Result<Option<ordo_net::tls::TlsClientConfig>, String> {
     let (ca, plain) = CLIENT_TLS.get().cloned().unwrap_or_default();
     let secret = CLIENT_SECRET.get().and_then(Option::as_deref);
-    ordo_engine::auth::client_tls(0, ca.as_deref(), secret, plain)
+    ordo_engine::auth::client_tls(0, ca.as_deref(), secret, plain).map_err(|e| e.to_string())
+}
+
+/// The nodes `--node` names and the options every client command shares:
+/// its timeout, client secret and TLS trust.
+fn client_setup(node: &str, timeout: f64) -> Result<(Vec<SocketAddr>, ClientOptions), String> {
+    let addrs = parse_nodes(node)?;
+    let options = ClientOptions {
+        timeout: timeout_of(timeout)?,
+        credential: client_credential()?,
+        tls: client_tls()?,
+        ..ClientOptions::default()
+    };
+    Ok((addrs, options))
 }
 
 #[derive(Subcommand)]
@@ -253,6 +266,21 @@ struct GossipArgs {
     no_auth: bool,
 }
 
+/// The member `ordo member promote` and `remove` act on, and where to ask.
+#[derive(clap::Args)]
+struct MemberTarget {
+    /// Any member's client address (host:port), or several separated by
+    /// commas, tried in turn until one answers.
+    #[arg(long)]
+    node: String,
+    /// The member (for `promote`, a learner).
+    #[arg(long)]
+    id: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
 #[derive(Subcommand)]
 enum MemberCommand {
     /// Adds node `--id`, laid out by `ordo init --add` in DIR; prints
@@ -276,31 +304,9 @@ enum MemberCommand {
         timeout: f64,
     },
     /// Makes learner `--id` a voter, once it has caught up.
-    Promote {
-        /// Any member's client address (host:port), or several separated
-        /// by commas, tried in turn until one answers.
-        #[arg(long)]
-        node: String,
-        /// The learner.
-        #[arg(long)]
-        id: u64,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
-    },
+    Promote(MemberTarget),
     /// Removes member `--id`.
-    Remove {
-        /// Any member's client address (host:port), or several separated
-        /// by commas, tried in turn until one answers.
-        #[arg(long)]
-        node: String,
-        /// The member.
-        #[arg(long)]
-        id: u64,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
-    },
+    Remove(MemberTarget),
     /// Prints one JSON line per member:
     /// {"id","role","peer_addr","client_addr","match_index"}.
     List {
@@ -334,11 +340,11 @@ fn main() -> ExitCode {
             base_port,
             hosts,
         } => match (nodes, add) {
-            (_, Some(id)) => cli::init_joining(id, &dir, base_port),
+            (_, Some(id)) => cli::init_joining(id, &dir, base_port).map_err(|e| e.to_string()),
             (nodes, None) if !hosts.is_empty() => {
-                cli::init_on_hosts(nodes, &hosts, &dir, base_port)
+                cli::init_on_hosts(nodes, &hosts, &dir, base_port).map_err(|e| e.to_string())
             }
-            (Some(nodes), None) => cli::init(nodes, &dir, base_port),
+            (Some(nodes), None) => cli::init(nodes, &dir, base_port).map_err(|e| e.to_string()),
             (None, None) => Err("--nodes, --hosts or --add is required".into()),
         }
         .map(|written| {
@@ -380,7 +386,7 @@ fn main() -> ExitCode {
         } => log(&node, from, follow, chain, timeout),
         Command::Status { node, timeout } => status(&node, timeout),
         Command::Chain { node, timeout } => chain(&node, timeout),
-        Command::Verify { keys } => cli::verify_stdin(&keys),
+        Command::Verify { keys } => cli::verify_stdin(&keys).map_err(|e| e.to_string()),
         Command::Gossip(args) => run_gossip(args),
         Command::Cluster {
             nodes,
@@ -401,7 +407,7 @@ fn main() -> ExitCode {
 fn run_node(config: PathBuf) -> Result<(), String> {
     cli::init_tracing();
     let config = NodeConfig::load(&config).map_err(|e| e.to_string())?;
-    let signals = cli::termination_signals()?;
+    let signals = cli::termination_signals().map_err(|e| e.to_string())?;
     let node = Node::start(config, || Box::new(NullStateMachine)).map_err(|e| e.to_string())?;
     let handle = node.handle();
     std::thread::spawn(move || {
@@ -461,7 +467,7 @@ fn run_gossip(args: GossipArgs) -> Result<(), String> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| parse_addr_of("--seeds", s.trim()))
         .collect::<Result<Vec<_>, _>>()?;
-    let signals = cli::termination_signals()?;
+    let signals = cli::termination_signals().map_err(|e| e.to_string())?;
     // Paths are taken from the working directory and made absolute (glommio
     // opens a relative directory with EBADF).
     let absolute = |flag: &str, path: PathBuf| {
@@ -484,7 +490,7 @@ fn run_gossip(args: GossipArgs) -> Result<(), String> {
         let name = format!("deliver-{}.txt", listen.port());
         config.timings_file = Some(PathBuf::from(dir).join(name));
     }
-    let node = GossipNodeProcess::start(config)?;
+    let node = GossipNodeProcess::start(config).map_err(|e| e.to_string())?;
     let stop = node.stopper();
     std::thread::spawn(move || {
         if let Some(signal) = signals.wait() {
@@ -492,7 +498,7 @@ fn run_gossip(args: GossipArgs) -> Result<(), String> {
             let _ = stop.send_blocking(());
         }
     });
-    node.wait()
+    node.wait().map_err(|e| e.to_string())
 }
 
 fn timeout_of(seconds: f64) -> Result<Duration, String> {
@@ -527,13 +533,10 @@ fn send(
     timeout: f64,
     message: Option<String>,
 ) -> Result<(), String> {
-    let addrs = parse_nodes(node)?;
+    let (addrs, options) = client_setup(node, timeout)?;
     let options = ClientOptions {
-        timeout: timeout_of(timeout)?,
         redirect,
-        credential: client_credential()?,
-        tls: client_tls()?,
-        ..ClientOptions::default()
+        ..options
     };
     // Lines reach the client as they are read, never more than a window
     // ahead of the answers (`tail -f log | ordo send --stdin` streams).
@@ -642,13 +645,7 @@ fn log_or_chain(
     chain: bool,
     timeout: f64,
 ) -> Result<(), String> {
-    let addrs = parse_nodes(node)?;
-    let options = ClientOptions {
-        timeout: timeout_of(timeout)?,
-        credential: client_credential()?,
-        tls: client_tls()?,
-        ..ClientOptions::default()
-    };
+    let (addrs, options) = client_setup(node, timeout)?;
     on_executor(move || {
         Box::pin(async move {
             let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
@@ -692,7 +689,7 @@ fn member(command: MemberCommand) -> Result<(), String> {
             learner,
             timeout,
         } => {
-            let info = cli::member_info(&dir, id)?;
+            let info = cli::member_info(&dir, id).map_err(|e| e.to_string())?;
             let role = if learner { "learner" } else { "voter" };
             admin(
                 &node,
@@ -705,13 +702,13 @@ fn member(command: MemberCommand) -> Result<(), String> {
                 changed(id, role),
             )
         }
-        MemberCommand::Promote { node, id, timeout } => admin(
+        MemberCommand::Promote(MemberTarget { node, id, timeout }) => admin(
             &node,
             timeout,
             AdminCommand::PromoteMember { id },
             changed(id, "voter"),
         ),
-        MemberCommand::Remove { node, id, timeout } => admin(
+        MemberCommand::Remove(MemberTarget { node, id, timeout }) => admin(
             &node,
             timeout,
             AdminCommand::RemoveMember { id },
@@ -736,13 +733,7 @@ fn admin(
     command: AdminCommand,
     print: impl FnOnce(AdminAnswer) + Send + 'static,
 ) -> Result<(), String> {
-    let addrs = parse_nodes(node)?;
-    let options = ClientOptions {
-        timeout: timeout_of(timeout)?,
-        credential: client_credential()?,
-        tls: client_tls()?,
-        ..ClientOptions::default()
-    };
+    let (addrs, options) = client_setup(node, timeout)?;
     on_executor(move || {
         Box::pin(async move {
             let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
@@ -754,18 +745,12 @@ fn admin(
 }
 
 fn status(node: &str, timeout: f64) -> Result<(), String> {
-    let addrs = parse_nodes(node)?;
-    let options = ClientOptions {
-        timeout: timeout_of(timeout)?,
-        credential: client_credential()?,
-        tls: client_tls()?,
-        ..ClientOptions::default()
-    };
+    let (addrs, options) = client_setup(node, timeout)?;
     on_executor(move || {
         Box::pin(async move {
             let mut client = Client::new(addrs, options).map_err(|e| e.to_string())?;
             let (status, _) = client.status().await.map_err(|e| e.to_string())?;
-            println!("{}", cli::status_line(&status));
+            println!("{}", ordo_engine::status::status_line(&status));
             Ok(())
         })
     })
@@ -870,9 +855,9 @@ mod cluster {
                 }
             }
         } else {
-            cli::init(nodes, dir, base_port)?;
+            cli::init(nodes, dir, base_port).map_err(|e| e.to_string())?;
         }
-        let signals = cli::termination_signals()?;
+        let signals = cli::termination_signals().map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         {
             let stop = stop.clone();

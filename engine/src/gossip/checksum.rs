@@ -81,14 +81,30 @@ impl ChecksumVerifier {
     }
 }
 
+/// Why a [`ChecksumVerifier`] refused a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChecksumError {
+    /// The token is not a checksum token.
+    #[error("token is {len} bytes, expected {TOKEN_BYTES}")]
+    Length {
+        /// The token's length.
+        len: usize,
+    },
+    /// The token names a key the verifier does not know.
+    #[error("token signed by unknown key {0}")]
+    UnknownKey(u64),
+    /// The checksum does not match the message.
+    #[error("token does not match message {0} (altered?)")]
+    Mismatch(u64),
+}
+
 impl Verify for ChecksumVerifier {
-    fn verify(&mut self, message: &GossipMessage) -> Result<(), String> {
+    type Error = ChecksumError;
+
+    fn verify(&mut self, message: &GossipMessage) -> Result<(), ChecksumError> {
         let token = &message.token[..];
         if token.len() != TOKEN_BYTES {
-            return Err(format!(
-                "token is {} bytes, expected {TOKEN_BYTES}",
-                token.len()
-            ));
+            return Err(ChecksumError::Length { len: token.len() });
         }
         let mut key_id = [0u8; 8];
         key_id.copy_from_slice(&token[..8]);
@@ -96,13 +112,10 @@ impl Verify for ChecksumVerifier {
         let mut sum = [0u8; 8];
         sum.copy_from_slice(&token[8..]);
         let Some(&key) = self.keys.get(&key_id) else {
-            return Err(format!("token signed by unknown key {key_id}"));
+            return Err(ChecksumError::UnknownKey(key_id));
         };
         if checksum(key, message) != u64::from_le_bytes(sum) {
-            return Err(format!(
-                "token does not match message {} (altered?)",
-                message.id
-            ));
+            return Err(ChecksumError::Mismatch(message.id));
         }
         Ok(())
     }
@@ -151,7 +164,8 @@ mod tests {
         let forger = ChecksumSigner::new(9, 0x1234);
         let mut verifier = ChecksumVerifier::new([(1, 0xABCD)]);
         let err = verifier.verify(&forger.sign(message())).unwrap_err();
-        assert!(err.contains("unknown key"), "{err}");
+        assert_eq!(err, ChecksumError::UnknownKey(9));
+        assert!(err.to_string().contains("unknown key"), "{err}");
         // A known key id with the wrong key is a forgery too.
         let impostor = ChecksumSigner::new(1, 0x1234);
         assert!(verifier.verify(&impostor.sign(message())).is_err());

@@ -124,12 +124,7 @@ impl<V: Verify> GossipNode<V> {
         let Some((first, to)) = self.bound_range(first, to) else {
             return;
         };
-        let messages = self.cache.range(
-            first,
-            to,
-            self.config.pull_messages_max,
-            self.config.pull_reply_bytes_max,
-        );
+        let messages = self.cached_for_pull(first, to);
         // The answer travels on as a push of the tree from here.
         let hops = (self.depth_x16 / 16 + 1).min(u32::from(u16::MAX)) as u16;
         for message in messages {
@@ -153,20 +148,8 @@ impl<V: Verify> GossipNode<V> {
             self.serve_from_log(from, first, to);
             return;
         }
-        let messages = self.cache.range(
-            first,
-            to,
-            self.config.pull_messages_max,
-            self.config.pull_reply_bytes_max,
-        );
-        let delivered = self.order.delivered();
-        self.send(
-            from,
-            Wire::PullReply {
-                messages,
-                delivered,
-            },
-        );
+        let messages = self.cached_for_pull(first, to);
+        self.send_pull_reply(from, messages, self.order.delivered());
     }
 
     /// Messages `from` sent because this node asked.

@@ -52,16 +52,18 @@ pub mod plumtree;
 pub mod repair;
 mod stats;
 pub mod swim_codec;
+mod token_verifier;
 mod verify;
 mod voter;
 
 pub use cache::MessageCache;
-pub use checksum::{ChecksumSigner, ChecksumVerifier};
+pub use checksum::{ChecksumError, ChecksumSigner, ChecksumVerifier};
 pub use config::GossipConfig;
 pub use io::{Command, Event, GossipStart};
 pub use message::{GossipMessage, PeerAddr, PeerKind, Wire};
 pub use node::GossipNode;
 pub use stats::GossipStats;
+pub use token_verifier::{TokenCheckError, TokenVerifier};
 pub use verify::Verify;
 
 #[cfg(test)]

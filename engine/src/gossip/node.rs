@@ -435,6 +435,34 @@ impl<V: Verify> GossipNode<V> {
         self.commands.push(Command::Send { to, message });
     }
 
+    /// The cached messages of `[first, to]`, as many as one pull answer
+    /// holds.
+    pub(super) fn cached_for_pull(&self, first: MessageId, to: MessageId) -> Vec<GossipMessage> {
+        self.cache.range(
+            first,
+            to,
+            self.config.pull_messages_max,
+            self.config.pull_reply_bytes_max,
+        )
+    }
+
+    /// Answers a pull from `to` with `messages` and the watermark
+    /// `delivered`.
+    pub(super) fn send_pull_reply(
+        &mut self,
+        to: PeerAddr,
+        messages: Vec<GossipMessage>,
+        delivered: MessageId,
+    ) {
+        self.send(
+            to,
+            Wire::PullReply {
+                messages,
+                delivered,
+            },
+        );
+    }
+
     /// A uniformly random element of `items`.
     pub(super) fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
         if items.is_empty() {

@@ -12,13 +12,16 @@ use super::GossipMessage;
 /// checked (the other entries of a batch then cost only hashing). It runs
 /// inside the pure core, so it must not do IO or read the clock.
 pub trait Verify {
+    /// Why a message or a link was refused (the core logs and counts it).
+    type Error: std::error::Error;
+
     /// `Ok` if the token proves the message; otherwise why not.
-    fn verify(&mut self, message: &GossipMessage) -> Result<(), String>;
+    fn verify(&mut self, message: &GossipMessage) -> Result<(), Self::Error>;
 
     /// Learns a configuration link (an encoded `token::ConfigLink`, from
     /// a peer: untrusted): `Ok(true)` if it extended the chain of voters
     /// this verifier trusts, `Ok(false)` if it was known.
-    fn learn(&mut self, link: &[u8]) -> Result<bool, String> {
+    fn learn(&mut self, link: &[u8]) -> Result<bool, Self::Error> {
         let _ = link;
         Ok(false)
     }

@@ -120,22 +120,10 @@ impl<V: Verify> GossipNode<V> {
     pub(super) fn serve_from_log(&mut self, peer: PeerAddr, first: MessageId, to: MessageId) {
         let to = to.min(self.committed);
         if first > to {
-            let delivered = self.committed;
-            self.send(
-                peer,
-                Wire::PullReply {
-                    messages: Vec::new(),
-                    delivered,
-                },
-            );
+            self.send_pull_reply(peer, Vec::new(), self.committed);
             return;
         }
-        let cached = self.cache.range(
-            first,
-            to,
-            self.config.pull_messages_max,
-            self.config.pull_reply_bytes_max,
-        );
+        let cached = self.cached_for_pull(first, to);
         // A consecutive start from the cache is answer enough: the puller
         // asks for the rest at once.
         let consecutive = cached
@@ -146,14 +134,7 @@ impl<V: Verify> GossipNode<V> {
         if consecutive > 0 {
             let mut messages = cached;
             messages.truncate(consecutive);
-            let delivered = self.committed;
-            self.send(
-                peer,
-                Wire::PullReply {
-                    messages,
-                    delivered,
-                },
-            );
+            self.send_pull_reply(peer, messages, self.committed);
             return;
         }
         if self.reads_inflight >= self.config.voter_reads_inflight_max {
@@ -176,13 +157,6 @@ impl<V: Verify> GossipNode<V> {
         }
         self.reads_inflight = self.reads_inflight.saturating_sub(1);
         messages.truncate(self.config.pull_messages_max as usize);
-        let delivered = self.committed;
-        self.send(
-            peer,
-            Wire::PullReply {
-                messages,
-                delivered,
-            },
-        );
+        self.send_pull_reply(peer, messages, self.committed);
     }
 }

@@ -1,6 +1,8 @@
-//! The gossip runtime: what runs the pure gossip core ([`crate::gossip`])
-//! on glommio, for a gossip node (`ordo gossip`) and for a voter's gossip
-//! endpoint (`node/gossip_bridge.rs`).
+//! A gossip node (`ordo gossip`): the pure gossip core ([`crate::gossip`])
+//! run on glommio, with a store for what it delivers and a client service.
+//! A voter's gossip endpoint (`node/gossip_bridge.rs`) runs the same core
+//! through the same driver ([`crate::node::gossip_driver`]); this module
+//! builds on the node's public pieces and the node does not depend on it.
 //!
 //! ```text
 //!   gossip peers ──► GossipTransport ──► Driver ──► GossipNode (pure core)
@@ -11,19 +13,17 @@
 //!   (`ordo log`, `ordo status`)            └─► PersistWatermark ──► write + fdatasync
 //! ```
 //!
-//! - [`driver`]: the core, its transport and clock, and its sends (shared
-//!   with the voter side);
+//! - [`crate::node::gossip_driver`]: the core, its transport and clock,
+//!   and its sends (shared with the voter side);
 //! - [`runtime`]: a gossip node's loop, its client service and its store;
 //! - [`store`]: delivered messages by id, durable before the watermark;
-//! - [`verifier`]: the real token check behind the core's `Verify`.
+//! - [`crate::gossip::TokenVerifier`]: the real token check behind the
+//!   core's `Verify`.
 //!
 //! Design, connection rule and measurements: `docs/gossip.md`.
 
-pub mod driver;
 pub mod runtime;
 pub mod store;
-pub mod verifier;
 
-pub use runtime::{GossipNodeConfig, GossipNodeProcess};
+pub use runtime::{GossipNodeConfig, GossipNodeError, GossipNodeProcess};
 pub use store::{DeliveredStore, StoreError, StoreLimits};
-pub use verifier::TokenVerifier;

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::future;
 use ordo_net::transport::{
     ClientCall, ClientConn, ClientInbox, ClientServerConfig, GossipTransport, GossipTransportConfig,
 };
@@ -26,13 +25,15 @@ use ordo_net::{
 };
 use ordo_storage::MessageId;
 
-use super::driver::{Driver, TURN_EVENTS_MAX};
 use super::store::{DeliveredStore, StoreError, StoreLimits, SyncDone, next_generation};
-use super::verifier::TokenVerifier;
+use crate::gossip::TokenVerifier;
 use crate::gossip::{
     Command, Event, GossipConfig, GossipMessage, GossipNode, GossipStart, GossipStats, PeerKind,
 };
+use crate::node::GossipStartError;
+use crate::node::gossip_driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use crate::node::notify::Notify;
+use crate::node::wake::{self, Woken};
 use crate::token::Verifier;
 
 /// Messages per `log_response` frame of a log stream.
@@ -121,7 +122,7 @@ impl Probe {
                     serde_json::json!({"healthy": false, "reason": "starting"}).to_string(),
                 ),
                 ("/status", Some((status, _))) => {
-                    Answer::json(200, crate::cli::status_line(&status))
+                    Answer::json(200, crate::status::status_line(&status))
                 }
                 ("/health", Some((status, members))) => {
                     let healthy = members > 0;
@@ -133,8 +134,7 @@ impl Probe {
                     } else {
                         "no gossip member or voter reachable: nothing is delivered".to_string()
                     };
-                    let value: serde_json::Value =
-                        serde_json::from_str(&crate::cli::status_line(&status)).unwrap_or_default();
+                    let value = crate::status::status_json(&status);
                     Answer::json(
                         if healthy { 200 } else { 503 },
                         serde_json::json!({"healthy": healthy, "reason": reason, "status": value})
@@ -147,10 +147,44 @@ impl Probe {
     }
 }
 
+/// Why a gossip node could not start, or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipNodeError {
+    /// The machine or another process stands in the way (io_uring, locked
+    /// memory, the data directory or a port is taken).
+    #[error(transparent)]
+    Preflight(#[from] crate::preflight::PreflightError),
+    /// The metrics endpoint could not start (the error names the address).
+    #[error(transparent)]
+    Metrics(std::io::Error),
+    /// The executor thread could not be started.
+    #[error("cannot start the gossip executor: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The executor ended abnormally (a panic).
+    #[error("the gossip executor failed: {0}")]
+    Executor(#[source] std::io::Error),
+    /// The executor ended before it reported, without an error.
+    #[error("the gossip node stopped before it started")]
+    StoppedEarly,
+    /// The keys, a secret, a knob, the listener or the timings file.
+    #[error(transparent)]
+    Start(#[from] GossipStartError),
+    /// The delivered store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The transport came up without the client server it was asked for.
+    #[error("the gossip transport started without its client server")]
+    NoClientServer,
+    /// Delivered messages could not be made durable; the node stops
+    /// rather than acknowledge a watermark it does not hold.
+    #[error("cannot persist delivered messages: {0}")]
+    Persist(#[source] StoreError),
+}
+
 /// A running gossip node (its executor thread).
 pub struct GossipNodeProcess {
     stop: async_channel::Sender<()>,
-    join: Option<glommio::ExecutorJoinHandle<Result<(), String>>>,
+    join: Option<glommio::ExecutorJoinHandle<Result<(), GossipNodeError>>>,
     listen_addr: SocketAddr,
     /// This process's hold on the data directory.
     _dir_lock: Option<crate::preflight::DirLock>,
@@ -160,44 +194,45 @@ pub struct GossipNodeProcess {
 
 impl GossipNodeProcess {
     /// Starts a gossip node; returns once it listens.
-    pub fn start(config: GossipNodeConfig) -> Result<Self, String> {
-        config
-            .gossip
-            .validate()
-            .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
-        crate::preflight::check_machine(1, config.io_memory_bytes).map_err(|e| e.to_string())?;
+    pub fn start(config: GossipNodeConfig) -> Result<Self, GossipNodeError> {
+        config.gossip.validate().map_err(GossipStartError::Knob)?;
+        crate::preflight::check_machine(1, config.io_memory_bytes)?;
         let dir_lock = match &config.data_dir {
-            Some(dir) => Some(crate::preflight::DirLock::acquire(dir).map_err(|e| e.to_string())?),
+            Some(dir) => Some(crate::preflight::DirLock::acquire(dir)?),
             None => None,
         };
-        crate::preflight::check_port("gossip", config.listen_addr).map_err(|e| e.to_string())?;
+        crate::preflight::check_port("gossip", config.listen_addr)?;
         if let Some(metrics) = config.metrics {
-            crate::preflight::check_port("metrics", metrics).map_err(|e| e.to_string())?;
+            crate::preflight::check_port("metrics", metrics)?;
         }
         let listen_addr = config.advertise.unwrap_or(config.listen_addr);
         let probe = Probe::default();
         let metrics_server = match config.metrics {
             Some(addr) => Some(
                 crate::metrics::MetricsServer::start(addr, probe.handler())
-                    .map_err(|e| e.to_string())?,
+                    .map_err(GossipNodeError::Metrics)?,
             ),
             None => None,
         };
         let (stop_tx, stop_rx) = async_channel::bounded(1);
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), GossipNodeError>>();
         let join = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name("ordo-gossip")
             .io_memory(config.io_memory_bytes)
             .spawn(move || async move {
                 let started = started_tx.clone();
-                let result = run(config, stop_rx, started_tx, probe).await;
-                if let Err(reason) = &result {
-                    // The starter stopped waiting; the error is also returned by the thread.
-                    let _ = started.send(Err(reason.clone()));
+                match run(config, stop_rx, started_tx, probe).await {
+                    Ok(()) => Ok(()),
+                    // Before the start was reported: the starter returns
+                    // the error (if it stopped waiting, nobody asks).
+                    Err(Ended::Start(error)) => {
+                        let _ = started.send(Err(error));
+                        Ok(())
+                    }
+                    Err(Ended::Failed(error)) => Err(error),
                 }
-                result
             })
-            .map_err(|e| format!("cannot start the gossip executor: {e}"))?;
+            .map_err(|e| GossipNodeError::Spawn(e.into()))?;
         match started_rx.recv() {
             Ok(Ok(())) => Ok(Self {
                 stop: stop_tx,
@@ -206,15 +241,15 @@ impl GossipNodeProcess {
                 _dir_lock: dir_lock,
                 _metrics_server: metrics_server,
             }),
-            Ok(Err(reason)) => {
+            Ok(Err(error)) => {
                 // The thread has already reported why it failed; its join result adds nothing.
                 let _ = join.join();
-                Err(reason)
+                Err(error)
             }
             Err(_) => match join.join() {
-                Ok(Err(reason)) => Err(reason),
-                Ok(Ok(())) => Err("the gossip node stopped before it started".into()),
-                Err(e) => Err(format!("the gossip executor failed: {e}")),
+                Ok(Err(error)) => Err(error),
+                Ok(Ok(())) => Err(GossipNodeError::StoppedEarly),
+                Err(e) => Err(GossipNodeError::Executor(e.into())),
             },
         }
     }
@@ -230,10 +265,10 @@ impl GossipNodeProcess {
     }
 
     /// Waits until the node stops.
-    pub fn wait(mut self) -> Result<(), String> {
+    pub fn wait(mut self) -> Result<(), GossipNodeError> {
         match self.join.take().map(|j| j.join()) {
             Some(Ok(result)) => result,
-            Some(Err(e)) => Err(format!("the gossip executor failed: {e}")),
+            Some(Err(e)) => Err(GossipNodeError::Executor(e.into())),
             None => Ok(()),
         }
     }
@@ -252,16 +287,41 @@ struct Shared {
 /// The cluster's 64-bit transport id, from the keys file's cluster id
 /// (the same derivation `ordo init` used for the voters' configs).
 fn transport_id(verifier: &Verifier) -> u64 {
-    crate::cli::cluster_transport_id(&verifier.keys().cluster_id())
+    verifier.keys().cluster_id().transport_id()
+}
+
+/// Why the gossip node's task ended: a start that failed (before it
+/// reported success) or a failure after.
+enum Ended {
+    Start(GossipNodeError),
+    Failed(GossipNodeError),
+}
+
+impl From<GossipNodeError> for Ended {
+    fn from(error: GossipNodeError) -> Self {
+        Ended::Start(error)
+    }
+}
+
+impl From<GossipStartError> for Ended {
+    fn from(error: GossipStartError) -> Self {
+        Ended::Start(error.into())
+    }
+}
+
+impl From<StoreError> for Ended {
+    fn from(error: StoreError) -> Self {
+        Ended::Start(error.into())
+    }
 }
 
 async fn run(
     config: GossipNodeConfig,
     stop: async_channel::Receiver<()>,
-    started: std::sync::mpsc::Sender<Result<(), String>>,
+    started: std::sync::mpsc::Sender<Result<(), GossipNodeError>>,
     probe: Probe,
-) -> Result<(), String> {
-    let verifier = Verifier::load(&config.keys_file).map_err(|e| e.to_string())?;
+) -> Result<(), Ended> {
+    let verifier = Verifier::load(&config.keys_file).map_err(GossipStartError::Keys)?;
     // Every message the core accepts must fit a record the store takes
     // back on recovery.
     let mut store_limits = config.store;
@@ -271,8 +331,8 @@ async fn run(
     let cluster_id = transport_id(&verifier);
     let (store, generation) = match &config.data_dir {
         Some(dir) => {
-            let store = DeliveredStore::open(dir, store_limits).map_err(|e| e.to_string())?;
-            let generation = next_generation(dir).map_err(|e| e.to_string())?;
+            let store = DeliveredStore::open(dir, store_limits)?;
+            let generation = next_generation(dir)?;
             (store, generation)
         }
         None => {
@@ -300,16 +360,25 @@ async fn run(
     transport_config.inbox_bytes_max = transport_config
         .inbox_bytes_max
         .max(transport_config.limits.frame_bytes_max);
-    transport_config.auth = config.auth.gossip_credential(Some(&config.keys_file))?;
+    transport_config.auth = config
+        .auth
+        .gossip_credential(Some(&config.keys_file))
+        .map_err(GossipStartError::Auth)?;
     let mut client_config = ClientServerConfig::new(cluster_id, 0, config.listen_addr);
     client_config.auth = config
         .auth
-        .client_server_credential(Some(&config.keys_file))?;
-    let started_transport = GossipTransport::start(transport_config, Some(client_config))
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr))?;
+        .client_server_credential(Some(&config.keys_file))
+        .map_err(GossipStartError::Auth)?;
+    let started_transport =
+        GossipTransport::start(transport_config, Some(client_config)).map_err(|source| {
+            GossipStartError::Listen {
+                addr: config.listen_addr,
+                source,
+            }
+        })?;
     let (server, clients) = started_transport
         .clients
-        .ok_or("the gossip transport started without its client server")?;
+        .ok_or(GossipNodeError::NoClientServer)?;
     let listen_addr = started_transport.transport.local_addr();
     let start = GossipStart {
         addr: listen_addr,
@@ -325,7 +394,7 @@ async fn run(
         rng_seed: crate::node::env::random_u64(),
     };
     let core = GossipNode::new(start, config.gossip.clone(), TokenVerifier::new(verifier))
-        .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
+        .map_err(GossipStartError::Knob)?;
     let driver = Driver::new(core, started_transport.transport, started_transport.inbox);
     let shared = Rc::new(Shared {
         store: RefCell::new(store),
@@ -339,7 +408,10 @@ async fn run(
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+                .map_err(|source| GossipStartError::Timings {
+                    path: path.clone(),
+                    source,
+                })?,
         ),
         None => None,
     };
@@ -369,7 +441,7 @@ async fn run(
     server.shutdown().await;
     runtime.driver.shutdown().await;
     tracing::info!(%listen_addr, "gossip node stopped");
-    result
+    result.map_err(Ended::Failed)
 }
 
 fn log_stats(stats: &GossipStats, store: &DeliveredStore) {
@@ -388,9 +460,8 @@ fn log_stats(stats: &GossipStats, store: &DeliveredStore) {
     );
 }
 
-/// What woke the loop.
-enum Woken {
-    Nothing,
+/// An input the gossip node's loop takes from one of its sources.
+enum Input {
     Gossip(ordo_net::transport::GossipEvent),
     Client(ClientCall),
     Synced(SyncDone),
@@ -429,15 +500,15 @@ impl Runtime {
         }
     }
 
-    async fn run(&mut self) -> Result<(), String> {
+    async fn run(&mut self) -> Result<(), GossipNodeError> {
         let mut next_stats = std::time::Instant::now() + STATS_INTERVAL;
         loop {
             match self.wait().await {
                 Woken::Nothing => {}
-                Woken::Gossip(event) => self.driver.transport_event(event),
-                Woken::Client(call) => self.client_call(call),
-                Woken::Synced(done) => self.synced(done)?,
-                Woken::Stop => self.stopping = true,
+                Woken::Input(Input::Gossip(event)) => self.driver.transport_event(event),
+                Woken::Input(Input::Client(call)) => self.client_call(call),
+                Woken::Input(Input::Synced(done)) => self.synced(done)?,
+                Woken::Input(Input::Stop) => self.stopping = true,
             }
             let mut taken = self.driver.drain_transport(TURN_EVENTS_MAX);
             while taken < TURN_EVENTS_MAX {
@@ -482,34 +553,29 @@ impl Runtime {
         }
     }
 
-    async fn wait(&self) -> Woken {
+    async fn wait(&self) -> Woken<Input> {
         if !self.clients.is_empty() || !self.syncs.1.is_empty() {
             return Woken::Nothing;
         }
         let gossip = async {
+            // The driver's wait ends at the core's next deadline too.
             match self.driver.wait(Duration::from_secs(1)).await {
-                Some(event) => Woken::Gossip(event),
+                Some(event) => Woken::Input(Input::Gossip(event)),
                 None => Woken::Nothing,
-            }
-        };
-        let clients = async {
-            match self.clients.recv().await {
-                Some(call) => Woken::Client(call),
-                None => future::pending().await,
-            }
-        };
-        let synced = async {
-            match self.syncs.1.recv().await {
-                Ok(done) => Woken::Synced(done),
-                Err(_) => future::pending().await,
             }
         };
         let stop = async {
             // A message or a closed channel both mean stop.
             let _ = self.stop.recv().await;
-            Woken::Stop
+            Woken::Input(Input::Stop)
         };
-        future::or(future::or(gossip, clients), future::or(synced, stop)).await
+        wake::first(
+            gossip,
+            wake::input(self.clients.recv(), Input::Client),
+            wake::input(async { self.syncs.1.recv().await.ok() }, Input::Synced),
+            stop,
+        )
+        .await
     }
 
     fn execute(&mut self, command: Command) {
@@ -533,7 +599,7 @@ impl Runtime {
 
     fn deliver(&mut self, messages: Vec<GossipMessage>) {
         if let Some(timings) = &mut self.timings {
-            let wall_us = super::driver::wall_clock_us();
+            let wall_us = wall_clock_us();
             for message in &messages {
                 // Timing lines are a measurement aid; a failed write loses a line, never a message.
                 let _ = writeln!(timings, "{} {wall_us}", message.id);
@@ -556,12 +622,12 @@ impl Runtime {
         .detach();
     }
 
-    fn synced(&mut self, done: SyncDone) -> Result<(), String> {
+    fn synced(&mut self, done: SyncDone) -> Result<(), GossipNodeError> {
         self.shared
             .store
             .borrow_mut()
             .synced(done)
-            .map_err(|e| format!("cannot persist delivered messages: {e}"))
+            .map_err(GossipNodeError::Persist)
     }
 
     fn status(&self) -> NodeStatus {

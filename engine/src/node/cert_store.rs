@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ordo_storage::Index;
 
@@ -40,6 +40,22 @@ pub fn encode_statement(signed: &SignedStatement) -> Vec<u8> {
 /// The inverse of [`encode_statement`] (untrusted bytes).
 pub fn decode_statement(bytes: &[u8]) -> Option<SignedStatement> {
     Token::from_bytes(bytes).ok().map(|token| token.signed)
+}
+
+/// Frees the bytes `[from, to)` of `file` (a hole; the size stays, so
+/// offsets after it stay valid).
+fn punch_hole(file: &File, from: u64, to: u64) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return Err(nix::errno::Errno::EFBIG);
+    };
+    nix::fcntl::fallocate(
+        file.as_raw_fd(),
+        nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+            | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        offset,
+        len,
+    )
 }
 
 fn record_len() -> usize {
@@ -95,6 +111,42 @@ struct ChunkSummary {
     last_index: Index,
 }
 
+/// Why the certificates file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CertStoreError {
+    /// Opening or truncating the file at start failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("open", "truncate").
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A write failed; the store keeps statements in memory only from now
+    /// on (see `CertStore::flush`).
+    #[error(
+        "cannot write {}: {source}; the certificates file is not written again until the node restarts",
+        path.display()
+    )]
+    Abandoned {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Freeing the compacted prefix (a punched hole) failed; the file
+    /// keeps those bytes.
+    #[error("cannot free compacted statements in {}: {source}", path.display())]
+    Free {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: nix::errno::Errno,
+    },
+}
+
 /// The statements of one voter. Lives on the group's shard.
 pub struct CertStore {
     recent: BTreeMap<Index, SignedStatement>,
@@ -102,6 +154,8 @@ pub struct CertStore {
     /// index a statement must cover.
     by_first: std::collections::BTreeSet<(Index, Index)>,
     file: Option<File>,
+    /// The file's path (empty without a file), for errors.
+    path: PathBuf,
     record_len: usize,
     records: u64,
     /// One per full chunk, plus the chunk being filled (last), from chunk
@@ -129,6 +183,7 @@ impl CertStore {
             recent: BTreeMap::new(),
             by_first: std::collections::BTreeSet::new(),
             file: None,
+            path: PathBuf::new(),
             record_len: record_len(),
             records: 0,
             chunks: std::collections::VecDeque::new(),
@@ -151,7 +206,14 @@ impl CertStore {
     /// Opens (or creates) the file at `path` and loads it. Returns the store
     /// and every `(first, last)` range it holds, for the caller's coverage
     /// frontier.
-    pub fn open(path: &Path) -> Result<(Self, Vec<(Index, Index)>), String> {
+    pub fn open(path: &Path) -> Result<(Self, Vec<(Index, Index)>), CertStoreError> {
+        let io = |op| {
+            move |source| CertStoreError::Io {
+                op,
+                path: path.to_path_buf(),
+                source,
+            }
+        };
         let mut store = Self::in_memory();
         let mut ranges = Vec::new();
         if let Some((skipped, bytes)) = read_after_hole(path, store.record_len) {
@@ -175,9 +237,8 @@ impl CertStore {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .open(path)
-                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-                file.set_len(keep)
-                    .map_err(|e| format!("cannot truncate {}: {e}", path.display()))?;
+                    .map_err(io("open"))?;
+                file.set_len(keep).map_err(io("truncate"))?;
                 tracing::warn!(path = %path.display(), kept = store.records, "dropped a damaged tail of the certificates file");
             }
         }
@@ -186,8 +247,9 @@ impl CertStore {
             .read(true)
             .append(true)
             .open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(io("open"))?;
         store.file = Some(file);
+        store.path = path.to_path_buf();
         Ok((store, ranges))
     }
 
@@ -231,7 +293,7 @@ impl CertStore {
     /// the first [`CertStore::flush_stale`] after [`PENDING_AGE_MAX`]:
     /// losing it only means this node cannot serve tokens for those
     /// entries until the leader signs the gap again).
-    pub fn insert(&mut self, signed: SignedStatement) -> Result<(), String> {
+    pub fn insert(&mut self, signed: SignedStatement) -> Result<(), CertStoreError> {
         self.note(&signed);
         if self.file.is_none() {
             return Ok(());
@@ -250,7 +312,7 @@ impl CertStore {
     /// [`PENDING_AGE_MAX`] by `now` (the runtime calls this every turn,
     /// with the turn's time: a clock read per turn was ~2 % of the
     /// engine-only thread).
-    pub fn flush_stale(&mut self, now: std::time::Instant) -> Result<(), String> {
+    pub fn flush_stale(&mut self, now: std::time::Instant) -> Result<(), CertStoreError> {
         match self.pending_since {
             Some(since) if now.saturating_duration_since(since) >= PENDING_AGE_MAX => self.flush(),
             _ => Ok(()),
@@ -263,7 +325,7 @@ impl CertStore {
     /// computes. Statements then live in memory only (the newest
     /// [`RECENT_MAX`]); the next start drops the torn tail and appends
     /// aligned again.
-    pub fn flush(&mut self) -> Result<(), String> {
+    pub fn flush(&mut self) -> Result<(), CertStoreError> {
         self.pending_since = None;
         let written = match self.file.as_mut() {
             Some(file) if !self.pending.is_empty() => file.write_all(&self.pending),
@@ -271,9 +333,12 @@ impl CertStore {
         };
         // Keep the buffer's capacity: it refills at once under load.
         self.pending.clear();
-        written.map_err(|error| {
+        written.map_err(|source| {
             self.file = None;
-            format!("{error}; the certificates file is not written again until the node restarts")
+            CertStoreError::Abandoned {
+                path: self.path.clone(),
+                source,
+            }
         })
     }
 
@@ -351,7 +416,7 @@ impl CertStore {
     /// that hold only such statements, so that its disk stays bounded
     /// while offsets stay those of the whole file. Returns the bytes
     /// freed.
-    pub fn compact(&mut self, upto: Index) -> Result<u64, String> {
+    pub fn compact(&mut self, upto: Index) -> Result<u64, CertStoreError> {
         while let Some((&last, _)) = self.recent.first_key_value() {
             if last > upto {
                 break;
@@ -383,15 +448,10 @@ impl CertStore {
         if end <= self.punched {
             return Ok(0);
         }
-        use std::os::fd::AsRawFd;
-        nix::fcntl::fallocate(
-            file.as_raw_fd(),
-            nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
-                | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-            self.punched as i64,
-            (end - self.punched) as i64,
-        )
-        .map_err(|error| format!("cannot free compacted statements: {error}"))?;
+        punch_hole(file, self.punched, end).map_err(|source| CertStoreError::Free {
+            path: self.path.clone(),
+            source,
+        })?;
         let freed = end - self.punched;
         self.punched = end;
         Ok(freed)
@@ -559,7 +619,10 @@ mod tests {
         // A handle that cannot write stands in for a full or failing disk.
         store.file = Some(std::fs::File::open(&path).unwrap());
         let error = store.flush().unwrap_err();
+        assert!(matches!(error, CertStoreError::Abandoned { .. }), "{error}");
+        let error = error.to_string();
         assert!(error.contains("not written again"), "{error}");
+        assert!(error.contains("certificates"), "{error}");
         assert!(store.file.is_none());
         store.insert(statement(5, 6)).unwrap();
         for (index, first) in [(2, 1), (4, 3), (6, 5)] {

@@ -178,24 +178,51 @@ pub fn wrap_snapshot(links: &[ConfigLink], data: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Why snapshot data's configuration links cannot be read (untrusted
+/// bytes: from a peer, or from a damaged disk).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotLinksError {
+    /// The data ends inside the links' count or a link's length.
+    #[error("snapshot links: truncated")]
+    Truncated,
+    /// The data ends inside a link.
+    #[error("snapshot links: truncated link")]
+    TruncatedLink,
+    /// More links than any chain holds.
+    #[error("snapshot links: {count} links, at most {max}")]
+    TooMany {
+        /// The count the data claims.
+        count: usize,
+        /// The bound ([`crate::token::CHAIN_CONFIGS_MAX`]).
+        max: usize,
+    },
+    /// A link that does not decode.
+    #[error("snapshot links: {0}")]
+    Link(#[source] crate::token::ChainError),
+}
+
 /// The links and the state machine's bytes of snapshot data (untrusted:
 /// it may come from a peer). Data written before snapshots carried links
 /// is all state machine bytes.
-pub fn unwrap_snapshot(data: Bytes) -> Result<(Vec<ConfigLink>, Bytes), String> {
+pub fn unwrap_snapshot(data: Bytes) -> Result<(Vec<ConfigLink>, Bytes), SnapshotLinksError> {
     if !data.starts_with(SNAPSHOT_LINKS_MAGIC) {
         return Ok((Vec::new(), data));
     }
-    let u32_at = |at: usize| -> Result<usize, String> {
-        let bytes = data.get(at..at + 4).ok_or("snapshot links: truncated")?;
-        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize)
+    let u32_at = |at: usize| -> Result<usize, SnapshotLinksError> {
+        let bytes: [u8; 4] = data
+            .get(at..at + 4)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or(SnapshotLinksError::Truncated)?;
+        Ok(u32::from_le_bytes(bytes) as usize)
     };
     let mut at = SNAPSHOT_LINKS_MAGIC.len();
     let count = u32_at(at)?;
     at += 4;
     if count > CHAIN_CONFIGS_MAX {
-        return Err(format!(
-            "snapshot links: {count} links, at most {CHAIN_CONFIGS_MAX}"
-        ));
+        return Err(SnapshotLinksError::TooMany {
+            count,
+            max: CHAIN_CONFIGS_MAX,
+        });
     }
     let mut links = Vec::with_capacity(count);
     for _ in 0..count {
@@ -203,8 +230,8 @@ pub fn unwrap_snapshot(data: Bytes) -> Result<(Vec<ConfigLink>, Bytes), String> 
         at += 4;
         let bytes = data
             .get(at..at.saturating_add(len))
-            .ok_or("snapshot links: truncated link")?;
-        links.push(ConfigLink::from_bytes(bytes).map_err(|e| format!("snapshot links: {e}"))?);
+            .ok_or(SnapshotLinksError::TruncatedLink)?;
+        links.push(ConfigLink::from_bytes(bytes).map_err(SnapshotLinksError::Link)?);
         at += len;
     }
     Ok((links, data.slice(at..)))

@@ -29,31 +29,76 @@ mod address {
 
     use serde::{Deserialize, Deserializer};
 
+    /// Why an address in `ordo.toml` is not one.
+    #[derive(Debug, thiserror::Error)]
+    pub enum AddressError {
+        /// No `:` separates a host and a port.
+        #[error("{text:?} is not HOST:PORT")]
+        NotHostPort {
+            /// The text.
+            text: String,
+        },
+        /// The port is not a port number.
+        #[error("{text:?}: port {port:?} is not in [0, 65535]")]
+        Port {
+            /// The text.
+            text: String,
+            /// Its port part.
+            port: String,
+        },
+        /// Nothing before the `:`.
+        #[error("{text:?} names no host")]
+        NoHost {
+            /// The text.
+            text: String,
+        },
+        /// The name did not resolve.
+        #[error("cannot resolve {host:?}: {source}")]
+        Resolve {
+            /// The host name.
+            host: String,
+            /// The resolver's error.
+            source: std::io::Error,
+        },
+        /// The name resolved to nothing.
+        #[error("{host:?} resolves to no address")]
+        NoAddress {
+            /// The host name.
+            host: String,
+        },
+    }
+
     /// `text` as a socket address, resolving a name (the first IPv4
     /// answer, else the first answer).
-    pub fn resolve(text: &str) -> Result<SocketAddr, String> {
+    pub fn resolve(text: &str) -> Result<SocketAddr, AddressError> {
         if let Ok(addr) = text.parse() {
             return Ok(addr);
         }
         let Some((host, port)) = text.rsplit_once(':') else {
-            return Err(format!("{text:?} is not HOST:PORT"));
+            return Err(AddressError::NotHostPort { text: text.into() });
         };
         if port.parse::<u16>().is_err() {
-            return Err(format!("{text:?}: port {port:?} is not in [0, 65535]"));
+            return Err(AddressError::Port {
+                text: text.into(),
+                port: port.into(),
+            });
         }
         if host.is_empty() {
-            return Err(format!("{text:?} names no host"));
+            return Err(AddressError::NoHost { text: text.into() });
         }
         let answers: Vec<SocketAddr> = text
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+            .map_err(|source| AddressError::Resolve {
+                host: host.into(),
+                source,
+            })?
             .collect();
         answers
             .iter()
             .find(|a| a.is_ipv4())
             .or(answers.first())
             .copied()
-            .ok_or_else(|| format!("{host:?} resolves to no address"))
+            .ok_or_else(|| AddressError::NoAddress { host: host.into() })
     }
 
     pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {

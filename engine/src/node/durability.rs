@@ -54,15 +54,39 @@ fn write_durably(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn io_error(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> String {
-    let path = path.display().to_string();
-    let what = what.to_string();
-    move |error| format!("cannot {what} {path}: {error}")
+/// Why a record in the data directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DurabilityError {
+    /// A file or the directory could not be read, written or synced.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("read", "write", "open", "sync", "remove").
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The membership marker holds neither word it may hold: the
+    /// directory is not one this code wrote, and guessing whether the node
+    /// ran here could trust a lost disk.
+    #[error("{} says {found:?}; expected \"bootstrap\" or \"started\"", path.display())]
+    Member {
+        /// The marker file.
+        path: PathBuf,
+        /// What it says.
+        found: String,
+    },
+}
+
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DurabilityError {
+    let path = path.to_path_buf();
+    move |source| DurabilityError::Io { op, path, source }
 }
 
 /// `ordo init`: marks `data_dir` as a member's directory that has not run
 /// yet (its first start creates the log).
-pub fn bootstrap_member(data_dir: &Path) -> Result<(), String> {
+pub fn bootstrap_member(data_dir: &Path) -> Result<(), DurabilityError> {
     let path = data_dir.join(MEMBER_FILE);
     write_durably(&path, "bootstrap\n").map_err(io_error("write", &path))
 }
@@ -75,16 +99,16 @@ enum Member {
     Started,
 }
 
-fn read_member(data_dir: &Path) -> Result<Member, String> {
+fn read_member(data_dir: &Path) -> Result<Member, DurabilityError> {
     let path = data_dir.join(MEMBER_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => match text.trim() {
             "bootstrap" => Ok(Member::Bootstrap),
             "started" => Ok(Member::Started),
-            other => Err(format!(
-                "{} says {other:?}; expected \"bootstrap\" or \"started\"",
-                path.display()
-            )),
+            other => Err(DurabilityError::Member {
+                path,
+                found: other.to_string(),
+            }),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Member::Absent),
         Err(error) => Err(io_error("read", &path)(error)),
@@ -116,7 +140,7 @@ fn decode_acked(slot: &[u8]) -> Option<Index> {
 /// The acknowledgement watermark saved in `data_dir`: `0` if none was
 /// ever saved, `Index::MAX` if the file exists but neither slot is valid
 /// (then any cut counts as a loss: the node repairs rather than guess).
-pub fn load_acked(data_dir: &Path) -> Result<Index, String> {
+pub fn load_acked(data_dir: &Path) -> Result<Index, DurabilityError> {
     let path = data_dir.join(ACKED_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -147,7 +171,7 @@ pub struct AckedFile {
 
 impl AckedFile {
     /// Opens (creating) the watermark file in `data_dir` (blocking).
-    pub fn open(data_dir: &Path) -> Result<Self, String> {
+    pub fn open(data_dir: &Path) -> Result<Self, DurabilityError> {
         let path = data_dir.join(ACKED_FILE);
         let existed = path.exists();
         let file = std::fs::OpenOptions::new()
@@ -172,7 +196,7 @@ impl AckedFile {
 
     /// Saves `index` durably (blocking: call it off the shard's executor,
     /// or at shutdown).
-    pub fn save(&mut self, index: Index) -> Result<(), String> {
+    pub fn save(&mut self, index: Index) -> Result<(), DurabilityError> {
         use std::os::unix::fs::FileExt;
         let offset = self.next_slot * ACKED_SLOT_BYTES;
         self.file
@@ -185,7 +209,7 @@ impl AckedFile {
 }
 
 /// Saves the acknowledgement watermark once (blocking).
-pub fn save_acked(data_dir: &Path, index: Index) -> Result<(), String> {
+pub fn save_acked(data_dir: &Path, index: Index) -> Result<(), DurabilityError> {
     AckedFile::open(data_dir)?.save(index)
 }
 
@@ -219,7 +243,7 @@ pub fn detect_loss(
     data_dir: &Path,
     recovery: &RecoveryReport,
     last_index: Index,
-) -> Result<Option<Loss>, String> {
+) -> Result<Option<Loss>, DurabilityError> {
     let acked = load_acked(data_dir)?;
     let member = read_member(data_dir)?;
     let repair_path: PathBuf = data_dir.join(REPAIR_FILE);
@@ -340,7 +364,7 @@ fn wiped_reason(data_dir: &Path, member: Member) -> Option<String> {
 /// crash before this one assessed its storage, take the empty log for a
 /// healthy one (runtime simulator, seed 9916: a wiped node voted with
 /// term 0 and a stale candidate committed over acknowledged entries).
-pub fn record_if_wiped(data_dir: &Path) -> Result<(), String> {
+pub fn record_if_wiped(data_dir: &Path) -> Result<(), DurabilityError> {
     match wiped_reason(data_dir, read_member(data_dir)?) {
         Some(reason) => record_set_aside(data_dir, &reason),
         None => Ok(()),
@@ -351,7 +375,7 @@ pub fn record_if_wiped(data_dir: &Path) -> Result<(), String> {
 /// cut makes if it is one (durable bytes, or entries under the
 /// acknowledgement watermark), as [`assess_loss`] would judge it. An
 /// unfinished repair already recorded is kept.
-pub fn record_cut(data_dir: &Path, cut: &ordo_storage::LogCut) -> Result<(), String> {
+pub fn record_cut(data_dir: &Path, cut: &ordo_storage::LogCut) -> Result<(), DurabilityError> {
     let acked = load_acked(data_dir)?;
     let path = data_dir.join(REPAIR_FILE);
     if !(cut.durable || cut.from_index <= acked) || path.exists() {
@@ -369,7 +393,7 @@ pub fn record_cut(data_dir: &Path, cut: &ordo_storage::LogCut) -> Result<(), Str
 /// lost what it may have acknowledged (up to its watermark, term and vote
 /// included): the next start repairs even if it crashes before its own
 /// assessment. An unfinished repair already recorded is kept.
-pub fn record_set_aside(data_dir: &Path, reason: &str) -> Result<(), String> {
+pub fn record_set_aside(data_dir: &Path, reason: &str) -> Result<(), DurabilityError> {
     let path = data_dir.join(REPAIR_FILE);
     if path.exists() {
         return Ok(());
@@ -383,7 +407,7 @@ pub fn record_set_aside(data_dir: &Path, reason: &str) -> Result<(), String> {
 }
 
 /// The core repaired the loss: forget it durably.
-pub fn repaired(data_dir: &Path) -> Result<(), String> {
+pub fn repaired(data_dir: &Path) -> Result<(), DurabilityError> {
     let path = data_dir.join(REPAIR_FILE);
     match std::fs::remove_file(&path) {
         Ok(()) => {}

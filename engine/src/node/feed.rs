@@ -365,6 +365,58 @@ pub fn client_error(error: &FeedError, at: MessageId) -> ordo_net::ClientError {
     }
 }
 
+/// What a log stream or a gossip pull reads committed messages from: the
+/// group's log, its apply state and its certificates, held by the task
+/// that reads.
+pub(super) struct LogSource<S> {
+    pub(super) store: Rc<S>,
+    pub(super) state: Rc<FeedState>,
+    pub(super) certificates: Rc<Certificates>,
+}
+
+impl<S> Clone for LogSource<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            state: self.state.clone(),
+            certificates: self.certificates.clone(),
+        }
+    }
+}
+
+impl<S: LogStore> LogSource<S> {
+    /// Where message `from_id` is in the log.
+    pub(super) async fn locate(&self, from_id: MessageId) -> Result<Cursor, FeedError> {
+        locate(&*self.store, &self.state, from_id).await
+    }
+
+    /// Follows the committed log from `cursor` in log-response chunks
+    /// (`feed::follow`), handing each to `deliver` with whether it is the
+    /// last; new commits are waited for if `follow`.
+    pub(super) async fn follow<F, Fut>(
+        self,
+        cursor: Cursor,
+        follow: bool,
+        deliver: F,
+    ) -> Result<(), FeedError>
+    where
+        F: FnMut(Vec<CommittedMessage>, bool) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        self::follow(
+            self.store,
+            self.state,
+            self.certificates,
+            cursor,
+            follow,
+            ChunkLimit::LOG_RESPONSE,
+            TOKEN_WAIT_MAX,
+            deliver,
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};

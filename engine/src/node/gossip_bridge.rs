@@ -44,15 +44,15 @@ use ordo_net::transport::{GossipTransport, GossipTransportConfig};
 use ordo_storage::{BatchKind, LogStore, MessageId};
 
 use super::config::NodeConfig;
-use super::feed::{self, FeedState};
+use super::feed::{self, FeedState, LogSource};
+use super::gossip_driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use super::notify::Notify;
 use super::tokens::Certificates;
 use crate::core::ApplyBatch;
 use crate::gossip::{
     Command, Event, GossipConfig, GossipMessage, GossipNode, GossipStart, PeerAddr, PeerKind,
+    TokenVerifier,
 };
-use crate::gossip_node::TokenVerifier;
-use crate::gossip_node::driver::{Driver, TURN_EVENTS_MAX, wall_clock_us};
 use crate::token::Verifier;
 
 /// Answers waiting for their apply, at most this many (the oldest leave
@@ -93,6 +93,54 @@ struct Shared {
     metrics: Option<crate::metrics::GossipMetrics>,
 }
 
+/// Why a voter's gossip endpoint (the config's `gossip_addr`) could not
+/// start.
+#[derive(Debug, thiserror::Error)]
+#[error("gossip endpoint {addr} (gossip_addr): {reason}")]
+pub struct GossipEndpointError {
+    /// The endpoint's address.
+    pub addr: PeerAddr,
+    /// What failed.
+    #[source]
+    pub reason: GossipStartError,
+}
+
+/// What failed while a gossip runtime started, for a voter's endpoint
+/// ([`GossipEndpointError`]) and a gossip node alike.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipStartError {
+    /// The voter's config names no keys file, which tokens are checked
+    /// with.
+    #[error("no keys_file in the config")]
+    NoKeysFile,
+    /// The cluster keys file does not load.
+    #[error(transparent)]
+    Keys(#[from] crate::token::KeyError),
+    /// The gossip secret does not load.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// The transport could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: ordo_net::transport::TransportError,
+    },
+    /// A gossip knob is out of its domain.
+    #[error("invalid gossip knob {}: {}", .0.field, .0.reason)]
+    Knob(#[source] crate::core::ConfigError),
+    /// The measurement file (`ORDO_GOSSIP_TIMINGS_DIR`, `--timings`) does
+    /// not open.
+    #[error("cannot open {}: {source}", path.display())]
+    Timings {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
 /// The group's handle on the voter's gossip endpoint. Lives on the group's
 /// shard.
 pub struct GossipBridge {
@@ -110,13 +158,13 @@ impl GossipBridge {
         feed: Rc<FeedState>,
         certificates: Rc<Certificates>,
         metrics: Option<crate::metrics::GossipMetrics>,
-    ) -> Result<Option<GossipBridge>, String> {
+    ) -> Result<Option<GossipBridge>, GossipEndpointError> {
         let Some(addr) = config.gossip_addr else {
             return Ok(None);
         };
         Self::try_start(config, addr, store, feed, certificates, metrics)
             .map(Some)
-            .map_err(|reason| format!("gossip endpoint {addr} (gossip_addr): {reason}"))
+            .map_err(|reason| GossipEndpointError { addr, reason })
     }
 
     fn try_start<S: LogStore + 'static>(
@@ -126,12 +174,12 @@ impl GossipBridge {
         feed: Rc<FeedState>,
         certificates: Rc<Certificates>,
         metrics: Option<crate::metrics::GossipMetrics>,
-    ) -> Result<GossipBridge, String> {
+    ) -> Result<GossipBridge, GossipStartError> {
         let keys = config
             .keys_file
             .as_ref()
-            .ok_or("no keys_file in the config")?;
-        let verifier = Verifier::load(keys).map_err(|e| e.to_string())?;
+            .ok_or(GossipStartError::NoKeysFile)?;
+        let verifier = Verifier::load(keys)?;
         let gossip_config = GossipConfig::default();
         let mut transport_config =
             GossipTransportConfig::new(config.cluster_id, config.id, config.listen.gossip_or(addr));
@@ -142,7 +190,7 @@ impl GossipBridge {
             .frame_bytes_max
             .max(gossip_config.pull_reply_bytes_max + (1 << 20));
         let started = GossipTransport::start(transport_config, None)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|source| GossipStartError::Listen { addr, source })?;
         let generation = (wall_clock_us() / 1_000_000) as u32;
         let start = GossipStart {
             addr,
@@ -153,7 +201,7 @@ impl GossipBridge {
             rng_seed: wall_clock_us() ^ (config.id << 48),
         };
         let core = GossipNode::new(start, gossip_config, TokenVerifier::new(verifier))
-            .map_err(|e| format!("invalid gossip knob {}: {}", e.field, e.reason))?;
+            .map_err(GossipStartError::Knob)?;
         let timings = match std::env::var_os("ORDO_GOSSIP_TIMINGS_DIR") {
             Some(dir) => {
                 let path = std::path::Path::new(&dir).join(format!("publish-{}.txt", config.id));
@@ -161,7 +209,10 @@ impl GossipBridge {
                     .create(true)
                     .append(true)
                     .open(&path)
-                    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                    .map_err(|source| GossipStartError::Timings {
+                        path: path.clone(),
+                        source,
+                    })?;
                 Some(std::io::BufWriter::new(file))
             }
             None => None,
@@ -181,7 +232,12 @@ impl GossipBridge {
         });
         let driver = Driver::new(core, started.transport, started.inbox);
         tracing::info!(id = config.id, %addr, "gossip endpoint started");
-        glommio::spawn_local(run(driver, shared.clone(), store, feed, certificates)).detach();
+        let reader = LogSource {
+            store,
+            state: feed,
+            certificates,
+        };
+        glommio::spawn_local(run(driver, shared.clone(), reader)).detach();
         Ok(GossipBridge { shared })
     }
 
@@ -297,10 +353,13 @@ impl Shared {
 async fn run<S: LogStore + 'static>(
     mut driver: Driver<TokenVerifier>,
     shared: Rc<Shared>,
-    store: Rc<S>,
-    feed: Rc<FeedState>,
-    certificates: Rc<Certificates>,
+    reader: LogSource<S>,
 ) {
+    let LogSource {
+        state: feed,
+        certificates,
+        ..
+    } = &reader;
     let mut links_sent = 0;
     loop {
         let generation = shared.notify.generation();
@@ -311,15 +370,10 @@ async fn run<S: LogStore + 'static>(
         let late = std::mem::take(&mut *shared.late.borrow_mut());
         for (committed, token) in late {
             shared.late_reads.set(shared.late_reads.get() + 1);
-            let (store, feed, certificates, shared) = (
-                store.clone(),
-                feed.clone(),
-                certificates.clone(),
-                shared.clone(),
-            );
+            let (reader, shared) = (reader.clone(), shared.clone());
             glommio::spawn_local(async move {
                 let id = committed.id;
-                let read = read_committed(&*store, &feed, &certificates, id, id, usize::MAX).await;
+                let read = read_committed(&reader, id, id, usize::MAX).await;
                 shared.late_reads.set(shared.late_reads.get() - 1);
                 if let Some(mut message) = read.into_iter().next()
                     && message.id == id
@@ -392,15 +446,9 @@ async fn run<S: LogStore + 'static>(
                 bytes_max,
             } = command
             {
-                let (store, feed, certificates, shared) = (
-                    store.clone(),
-                    feed.clone(),
-                    certificates.clone(),
-                    shared.clone(),
-                );
+                let (reader, shared) = (reader.clone(), shared.clone());
                 glommio::spawn_local(async move {
-                    let messages =
-                        read_committed(&*store, &feed, &certificates, from, to, bytes_max).await;
+                    let messages = read_committed(&reader, from, to, bytes_max).await;
                     shared
                         .events
                         .borrow_mut()
@@ -420,9 +468,7 @@ async fn run<S: LogStore + 'static>(
 /// certificate has not arrived (no message leaves without its token).
 /// Empty if the log cannot serve them (compacted, or failed).
 async fn read_committed<S: LogStore>(
-    store: &S,
-    feed: &FeedState,
-    certificates: &Certificates,
+    source: &LogSource<S>,
     from: MessageId,
     to: MessageId,
     bytes_max: usize,
@@ -430,7 +476,7 @@ async fn read_committed<S: LogStore>(
     if to < from {
         return Vec::new();
     }
-    let mut cursor = match feed::locate(store, feed, from).await {
+    let mut cursor = match source.locate(from).await {
         Ok(cursor) => cursor,
         Err(error) => {
             tracing::debug!(%error, from, "gossip pull cannot be served from the log");
@@ -441,7 +487,13 @@ async fn read_committed<S: LogStore>(
         messages_max: (to - from).saturating_add(1).min(READ_MESSAGES_MAX) as usize,
         bytes_max,
     };
-    let chunk = match feed::read_committed(store, feed, certificates, &mut cursor, limit).await {
+    let LogSource {
+        store,
+        state,
+        certificates,
+    } = source;
+    let chunk = match feed::read_committed(&**store, state, certificates, &mut cursor, limit).await
+    {
         Ok(chunk) => chunk,
         Err(error) => {
             tracing::warn!(%error, from, to, "gossip pull: log read failed");

@@ -24,7 +24,7 @@ pub fn handler(metrics: NodeMetrics, handle: NodeHandle, _config: &NodeConfig) -
             body: metrics.render(),
         },
         "/status" => match handle.node_status_blocking(STATUS_WAIT) {
-            Ok(status) => Answer::json(200, crate::cli::status_line(&status)),
+            Ok(status) => Answer::json(200, crate::status::status_line(&status)),
             Err(error) => Answer::json(503, json!({ "error": error.to_string() }).to_string()),
         },
         "/health" => {
@@ -49,8 +49,7 @@ pub fn health(status: Result<NodeStatus, super::HandleError>) -> (bool, serde_js
             );
         }
     };
-    let value: serde_json::Value =
-        serde_json::from_str(&crate::cli::status_line(&status)).unwrap_or_default();
+    let value = crate::status::status_json(&status);
     let (healthy, reason) = if status.repairing {
         (
             false,

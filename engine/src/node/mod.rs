@@ -25,6 +25,7 @@ pub mod durability;
 pub mod env;
 mod feed;
 mod gossip_bridge;
+pub mod gossip_driver;
 mod group;
 pub mod health;
 mod inbox;
@@ -42,13 +43,18 @@ mod start;
 mod ticker;
 pub mod timeline;
 mod tokens;
+pub(crate) mod wake;
 
 use bytes::Bytes;
+pub use cert_store::CertStoreError;
+pub use chain_store::{ChainStoreError, SnapshotLinksError};
 pub use config::{
     GOSSIP_PORT_OFFSET, ListenConfig, METRICS_PORT_OFFSET, MetricsConfig, NodeConfig,
     NodeConfigError, PEER_PORT_OFFSET, PeerConfig, RuntimeConfig, StorageConfig,
 };
 pub use feed::{FeedError, TOKEN_WAIT_MAX};
+pub use gossip_bridge::{GossipEndpointError, GossipStartError};
+pub use group::LogFailed;
 pub use group::node_status;
 use input::External;
 pub use ordo_net::CommittedMessage;
@@ -56,8 +62,10 @@ use ordo_net::{ProposeError, ReadError};
 use ordo_storage::{ClientId, Index, MessageId, NodeId, Seq, Term, TimestampUs};
 pub use peers::InprocPeers;
 pub use restore::raft_state;
-pub use start::{LocalNode, Node, NodeError, StartOptions};
-pub use tokens::TokenError;
+pub use shards::ShardListenError;
+pub use snapshots::{LoadSnapshotError, SendSnapshotError, SnapshotHeaderError};
+pub use start::{LocalNode, Node, NodeError, OpenStorageError, RunError, StartError, StartOptions};
+pub use tokens::{CertificatesError, LinkError, SignGapError, TokenError};
 
 use crate::core::{ApplyBatch, ChangeError, MembershipChange, Status, TransferError};
 
@@ -161,6 +169,14 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// Sends the request `make` builds around a reply channel and waits
+    /// for its answer; `None` if the node stopped before it answered.
+    async fn request<T>(&self, make: impl FnOnce(input::Reply<T>) -> External) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.external.send(make(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
     /// The node's id.
     pub fn id(&self) -> NodeId {
         self.id
@@ -179,18 +195,15 @@ impl NodeHandle {
         seq: Seq,
         payload: impl Into<Bytes>,
     ) -> Result<Receipt, ProposeError> {
-        let (reply, answer) = oneshot::channel();
-        let request = External::Propose {
+        let payload = payload.into();
+        self.request(|reply| External::Propose {
             client_id,
             seq,
-            payload: payload.into(),
+            payload,
             reply,
-        };
-        self.external
-            .send(request)
-            .await
-            .map_err(|_| ProposeError::Stopped)?;
-        answer.await.unwrap_or(Err(ProposeError::Stopped))
+        })
+        .await
+        .unwrap_or(Err(ProposeError::Stopped))
     }
 
     /// [`NodeHandle::propose`] from a thread that is not an executor.
@@ -202,12 +215,9 @@ impl NodeHandle {
     /// state machine has applied it, so a read of the state machine now
     /// reflects every write acknowledged before the call.
     pub async fn read(&self) -> Result<Index, ReadError> {
-        let (reply, answer) = oneshot::channel();
-        self.external
-            .send(External::Read { reply })
+        self.request(|reply| External::Read { reply })
             .await
-            .map_err(|_| ReadError::Stopped)?;
-        answer.await.unwrap_or(Err(ReadError::Stopped))
+            .unwrap_or(Err(ReadError::Stopped))
     }
 
     /// [`NodeHandle::read`] from a plain thread.
@@ -217,12 +227,9 @@ impl NodeHandle {
 
     /// The core's status.
     pub async fn status(&self) -> Result<Status, HandleError> {
-        let (reply, answer) = oneshot::channel();
-        self.external
-            .send(External::Status { reply })
+        self.request(|reply| External::Status { reply })
             .await
-            .map_err(|_| HandleError::Stopped)?;
-        answer.await.map_err(|_| HandleError::Stopped)
+            .ok_or(HandleError::Stopped)
     }
 
     /// What `ordo status` prints for this node, from a plain thread,
@@ -291,51 +298,36 @@ impl NodeHandle {
     /// runs, or `to` did not take over within an election timeout (then
     /// this node, if it still leads, takes proposals again).
     pub async fn transfer_leadership(&self, to: NodeId) -> Result<NodeId, AdminError> {
-        let (reply, answer) = oneshot::channel();
-        let request = External::TransferLeadership {
+        let reply = |reply| External::TransferLeadership {
             to,
             reply: Some(reply),
         };
-        self.external
-            .send(request)
-            .await
-            .map_err(|_| AdminError::Stopped)?;
-        let result = answer.await.map_err(|_| AdminError::Stopped)?;
+        let result = self.request(reply).await.ok_or(AdminError::Stopped)?;
         result.map_err(AdminError::Transfer)
     }
 
     /// Changes the membership by one server (thesis §4.1), at the leader.
     /// Returns the index of the configuration entry once it commits.
     pub async fn change_membership(&self, change: MembershipChange) -> Result<Index, AdminError> {
-        let (reply, answer) = oneshot::channel();
-        self.external
-            .send(External::ChangeMembership { change, reply })
-            .await
-            .map_err(|_| AdminError::Stopped)?;
-        let result = answer.await.map_err(|_| AdminError::Stopped)?;
+        let reply = |reply| External::ChangeMembership { change, reply };
+        let result = self.request(reply).await.ok_or(AdminError::Stopped)?;
         result.map_err(AdminError::Membership)
     }
 
     /// The configuration in force as this node sees it.
     pub async fn members(&self) -> Result<members::MembersView, AdminError> {
-        let (reply, answer) = oneshot::channel();
-        self.external
-            .send(External::Members { reply })
+        self.request(|reply| External::Members { reply })
             .await
-            .map_err(|_| AdminError::Stopped)?;
-        answer.await.map_err(|_| AdminError::Stopped)
+            .ok_or(AdminError::Stopped)
     }
 
     /// The configuration links this node holds: committed configuration
     /// entries with their tokens, from `cluster.keys` on
     /// ([`crate::token::Verifier::learn`] checks and learns each).
     pub async fn chain(&self) -> Result<Vec<crate::token::ConfigLink>, AdminError> {
-        let (reply, answer) = oneshot::channel();
-        self.external
-            .send(External::Chain { reply })
+        self.request(|reply| External::Chain { reply })
             .await
-            .map_err(|_| AdminError::Stopped)?;
-        answer.await.map_err(|_| AdminError::Stopped)
+            .ok_or(AdminError::Stopped)
     }
 
     /// Asks the node to stop (see [`Node::shutdown`] to also wait for it).

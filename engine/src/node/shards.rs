@@ -58,6 +58,19 @@ pub struct ShardLink {
     pub external: inbox::Sender<External>,
 }
 
+/// Why a client shard stopped: it could not listen (the group runs on
+/// without it; the other shards and the group's own server serve).
+#[derive(Debug, thiserror::Error)]
+#[error("client shard {shard} cannot listen on {addr}: {source}")]
+pub struct ShardListenError {
+    /// The shard's number.
+    pub shard: usize,
+    /// The client address.
+    pub addr: std::net::SocketAddr,
+    /// Why.
+    pub source: ordo_net::transport::TransportError,
+}
+
 /// Runs client shard `shard` on the current executor until the group
 /// stops (its channels close).
 pub async fn run_client_shard(
@@ -65,10 +78,13 @@ pub async fn run_client_shard(
     config: ClientServerConfig,
     link: ShardLink,
     turn_max: usize,
-) -> Result<(), String> {
+) -> Result<(), ShardListenError> {
     let addr = config.listen_addr;
-    let (server, inbox) = ClientServer::start(config)
-        .map_err(|e| format!("client shard {shard} cannot listen on {addr}: {e}"))?;
+    let (server, inbox) = ClientServer::start(config).map_err(|source| ShardListenError {
+        shard,
+        addr,
+        source,
+    })?;
     let pending: Rc<std::cell::RefCell<HashMap<u64, ClientConn>>> = Rc::default();
     // Closed when the group stops (its reply channel closes): the shard
     // stops too.

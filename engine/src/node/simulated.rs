@@ -32,15 +32,16 @@ use ordo_storage::{DiskLog, DiskLogConfig, Index, LogStore, NodeId, TermRun};
 
 use super::clock::Clock;
 use super::config::NodeConfig;
-use super::durability::assess_loss;
-use super::feed::FeedState;
+use super::durability::{DurabilityError, assess_loss};
 use super::group::Group;
+use super::group::LogFailed;
 use super::inbox::inbox;
 use super::input::InputSender;
 use super::log_io::LogIo;
 use super::peers::{InprocFrame, Peers, SimPeers};
 use super::snapshots::SnapshotIo;
 use super::start::{LossRecorder, Storage, initial_status, open_storage};
+use super::start::{OpenStorageError, Resume, StartError, restore_snapshot};
 use super::tokens::Certificates;
 use super::{NodeHandle, StateMachine, restore};
 use crate::core::{Loss, Raft, Status};
@@ -114,19 +115,19 @@ impl SimRecorder<'_> {
 }
 
 impl LossRecorder for SimRecorder<'_> {
-    fn setting_aside(&self, reason: &str) -> Result<(), String> {
+    fn setting_aside(&self, reason: &str) -> Result<(), DurabilityError> {
         self.record(reason.to_string());
         Ok(())
     }
 
-    fn creating_log(&self) -> Result<(), String> {
+    fn creating_log(&self) -> Result<(), DurabilityError> {
         if self.started_before {
             self.record("this node ran here, but its log and hard state are gone".into());
         }
         Ok(())
     }
 
-    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), String> {
+    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), DurabilityError> {
         if cut.durable || cut.from_index <= self.acked {
             self.record_once(Loss {
                 held_through: cut.held_through.max(self.acked),
@@ -156,7 +157,7 @@ pub struct SimulatedNode {
     /// The loss this start found (it repairs before it takes part).
     pub loss: Option<Loss>,
     /// The group's end: `Some` once its loop returned.
-    pub ended: Rc<RefCell<Option<Result<(), String>>>>,
+    pub ended: Rc<RefCell<Option<Result<(), LogFailed>>>>,
     certificates: Rc<Certificates>,
 }
 
@@ -167,7 +168,7 @@ impl SimulatedNode {
         vfs: Rc<dyn Vfs>,
         start: SimStart,
         mut machine: Box<dyn StateMachine>,
-    ) -> Result<SimulatedNode, String> {
+    ) -> Result<SimulatedNode, StartError> {
         let SimStart {
             config,
             log_config,
@@ -187,7 +188,10 @@ impl SimulatedNode {
         } = start;
         let config = Rc::new(config);
         vfs.create_dir_all(&config.data_dir)
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| OpenStorageError::DataDir {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
         let recorder = SimRecorder {
             record_loss: &*record_loss,
             recorded: std::cell::Cell::new(pending.is_some()),
@@ -221,11 +225,7 @@ impl SimulatedNode {
         mark_started();
         let (snapshot_meta, snapshot_links) = match latest {
             Some((meta, data)) => {
-                let (links, data) = super::chain_store::unwrap_snapshot(data)
-                    .map_err(|e| format!("snapshot {:?}: {e}", meta.last))?;
-                machine.restore(&data).map_err(|e| {
-                    format!("the state machine refused snapshot {:?}: {e}", meta.last)
-                })?;
+                let links = restore_snapshot(&mut *machine, &meta, data)?;
                 (Some(meta), links)
             }
             None => (None, Vec::new()),
@@ -233,14 +233,10 @@ impl SimulatedNode {
         let store = Rc::new(log);
         let mut state = restore::raft_state(&*store, snapshot_meta)
             .await
-            .map_err(|e| format!("cannot read the log: {e}"))?;
+            .map_err(StartError::ReadLog)?;
         state.loss = loss.clone();
-        let applied = state.log.applied;
-        let applied_id = state.snapshot.last_id;
-        let schedule_base = (
-            state.snapshot.last.index,
-            super::group::snapshot_membership(&state.snapshot),
-        );
+        let resume = Resume::of(&state);
+        let applied = resume.applied;
         let mut raft = Raft::new(
             config.id,
             &config.voters(),
@@ -249,7 +245,7 @@ impl SimulatedNode {
             seed,
             Clock::new().now(),
         )
-        .map_err(|e| format!("invalid config field raft.{}: {}", e.field, e.reason))?;
+        .map_err(StartError::Raft)?;
         // The simulator checks every invariant after every turn, in
         // release runs too.
         raft.check_invariants_every_turn();
@@ -270,16 +266,12 @@ impl SimulatedNode {
             links,
             configs,
         ));
-        certificates.adopt_links(snapshot_links);
-        certificates.start_schedule(schedule_base.0, &schedule_base.1);
+        let feed = resume.start(&certificates, snapshot_links);
         let snapshots = Rc::new(SnapshotIo::new(
             snapshot_store,
             peers.clone(),
             local.clone(),
         ));
-        let feed = Rc::new(FeedState::default());
-        feed.applied_index.set(applied);
-        feed.applied_id.set(applied_id);
         let status = Rc::new(Cell::new(initial_status(
             config.id,
             applied,
@@ -302,7 +294,7 @@ impl SimulatedNode {
             Vec::new(),
         )
         .with_repaired_hook(on_repaired);
-        let ended: Rc<RefCell<Option<Result<(), String>>>> = Rc::default();
+        let ended: Rc<RefCell<Option<Result<(), LogFailed>>>> = Rc::default();
         let end = ended.clone();
         super::env::spawn(async move {
             let result = group.run().await;

@@ -46,10 +46,70 @@ pub fn encode_meta(meta: &SnapshotMeta) -> Bytes {
     framed.freeze()
 }
 
+/// Why a snapshot's header (what `encode_meta` writes) does not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotHeaderError {
+    /// The bytes end inside the header.
+    #[error("snapshot header truncated")]
+    Truncated,
+    /// The header's lengths do not add up to its size.
+    #[error("snapshot header length mismatch")]
+    LengthMismatch,
+}
+
+/// Why the latest snapshot could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadSnapshotError {
+    /// The store failed to read it (an IO error, a data CRC that does not
+    /// match).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Its header does not decode.
+    #[error(transparent)]
+    Header(#[from] SnapshotHeaderError),
+}
+
+/// Why streaming a snapshot to a follower stopped (the core sends it again).
+#[derive(Debug, thiserror::Error)]
+pub enum SendSnapshotError {
+    /// Reading the snapshot failed.
+    #[error(transparent)]
+    Load(#[from] LoadSnapshotError),
+    /// There is no snapshot.
+    #[error("no snapshot to send")]
+    NoSnapshot,
+    /// The newer snapshot to send instead went away.
+    #[error("the latest snapshot disappeared")]
+    Disappeared,
+    /// A newer snapshot was installed while this one was being read.
+    #[error("the latest snapshot changed while being sent")]
+    Changed,
+    /// The store holds an older snapshot than the one asked for.
+    #[error("latest snapshot is {latest:?}, older than {asked:?}")]
+    Older {
+        /// The snapshot the store holds.
+        latest: LogId,
+        /// The snapshot the core asked to send.
+        asked: LogId,
+    },
+    /// The peer transport refused a chunk or the install message.
+    #[error(transparent)]
+    Send(#[from] ordo_net::transport::SendError),
+    /// The follower did not acknowledge a chunk in time.
+    #[error("no acknowledgement within {0:?}")]
+    NoAck(Duration),
+}
+
+impl From<StorageError> for SendSnapshotError {
+    fn from(error: StorageError) -> Self {
+        Self::Load(LoadSnapshotError::Storage(error))
+    }
+}
+
 /// Decodes what [`encode_meta`] wrote at the start of `bytes`; returns the
 /// metadata and the state machine's bytes after it. Untrusted input.
-pub fn decode_meta(mut bytes: Bytes) -> Result<(SnapshotMeta, Bytes), String> {
-    let truncated = || "snapshot header truncated".to_string();
+pub fn decode_meta(mut bytes: Bytes) -> Result<(SnapshotMeta, Bytes), SnapshotHeaderError> {
+    let truncated = || SnapshotHeaderError::Truncated;
     if bytes.len() < 4 {
         return Err(truncated());
     }
@@ -68,7 +128,7 @@ pub fn decode_meta(mut bytes: Bytes) -> Result<(SnapshotMeta, Bytes), String> {
     let voters = (0..voters_len).map(|_| header.get_u64_le()).collect();
     let state_len = header.get_u32_le() as usize;
     if header.remaining() != state_len {
-        return Err("snapshot header length mismatch".into());
+        return Err(SnapshotHeaderError::LengthMismatch);
     }
     Ok((
         SnapshotMeta {
@@ -80,6 +140,13 @@ pub fn decode_meta(mut bytes: Bytes) -> Result<(SnapshotMeta, Bytes), String> {
         },
         bytes,
     ))
+}
+
+/// The store's lock fails only once closed, which the runtime never does
+/// while the group runs: the storage crate's word for a store that takes
+/// no more work.
+fn lock_closed(error: glommio::GlommioError<()>) -> StorageError {
+    StorageError::Closed(error.to_string())
 }
 
 /// A snapshot being received from the leader.
@@ -123,37 +190,49 @@ impl SnapshotIo {
     /// bytes (read at start).
     pub async fn load_latest(
         store: &SnapshotStore,
-    ) -> Result<Option<(SnapshotMeta, Bytes)>, String> {
-        let Some(mut reader) = store.reader().await.map_err(|e| e.to_string())? else {
+    ) -> Result<Option<(SnapshotMeta, Bytes)>, LoadSnapshotError> {
+        let Some(mut reader) = store.reader().await? else {
             return Ok(None);
         };
         let mut data = BytesMut::new();
-        while let Some(chunk) = reader
-            .next_chunk(CHUNK_BYTES)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        while let Some(chunk) = reader.next_chunk(CHUNK_BYTES).await? {
             data.put_slice(&chunk);
         }
-        decode_meta(data.freeze()).map(Some)
+        Ok(Some(decode_meta(data.freeze())?))
     }
 
     async fn lock_shared(
         &self,
     ) -> ordo_storage::Result<glommio::sync::RwLockReadGuard<'_, SnapshotStore>> {
-        self.store
-            .read()
-            .await
-            .map_err(|e| ordo_storage::StorageError::Closed(e.to_string()))
+        self.store.read().await.map_err(lock_closed)
     }
 
     async fn lock_exclusive(
         &self,
     ) -> ordo_storage::Result<glommio::sync::RwLockWriteGuard<'_, SnapshotStore>> {
-        self.store
-            .write()
+        self.store.write().await.map_err(lock_closed)
+    }
+
+    /// Writes the snapshot that ends at `last` (`header`, if given, then
+    /// `data`) and installs it, durably.
+    async fn write_durably(
+        &self,
+        last: LogId,
+        header: Option<&[u8]>,
+        data: &[u8],
+    ) -> ordo_storage::Result<()> {
+        let mut writer = self.lock_shared().await?.create(last).await?;
+        if let Some(header) = header {
+            writer.write_chunk(header).await?;
+        }
+        for chunk in data.chunks(CHUNK_BYTES) {
+            writer.write_chunk(chunk).await?;
+        }
+        self.lock_exclusive()
+            .await?
+            .install(writer)
             .await
-            .map_err(|e| ordo_storage::StorageError::Closed(e.to_string()))
+            .map(|_| ())
     }
 
     /// Saves a snapshot the state machine took (`Command::CreateSnapshot`);
@@ -161,19 +240,9 @@ impl SnapshotIo {
     pub fn save(self: &Rc<Self>, meta: SnapshotMeta, data: Bytes) {
         let this = self.clone();
         super::env::spawn(async move {
-            let result = async {
-                let mut writer = this.lock_shared().await?.create(meta.last).await?;
-                writer.write_chunk(&encode_meta(&meta)).await?;
-                for chunk in data.chunks(CHUNK_BYTES) {
-                    writer.write_chunk(chunk).await?;
-                }
-                this.lock_exclusive()
-                    .await?
-                    .install(writer)
-                    .await
-                    .map(|_| ())
-            }
-            .await;
+            let result = this
+                .write_durably(meta.last, Some(&encode_meta(&meta)), &data)
+                .await;
             match result {
                 Ok(()) => this.inputs.completion(Event::SnapshotCreated(meta)),
                 Err(error @ StorageError::SnapshotSuperseded { .. }) => {
@@ -213,24 +282,18 @@ impl SnapshotIo {
         meta: &SnapshotMeta,
         term: Term,
         acks: &async_channel::Receiver<SnapshotAck>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, SendSnapshotError> {
         // Damage met reading the snapshot back: the core takes a new one.
         let damaged = |error: StorageError| {
             if matches!(error, StorageError::Corrupt { .. }) {
                 tracing::error!(%error, "the latest snapshot is damaged: taking a new one");
                 self.inputs.completion(Event::SnapshotUnreadable);
             }
-            error.to_string()
+            SendSnapshotError::from(error)
         };
-        let reader = self
-            .lock_shared()
-            .await
-            .map_err(|e| e.to_string())?
-            .reader()
-            .await
-            .map_err(damaged)?;
+        let reader = self.lock_shared().await?.reader().await.map_err(damaged)?;
         let Some(mut reader) = reader else {
-            return Err("no snapshot to send".into());
+            return Err(SendSnapshotError::NoSnapshot);
         };
         let newer;
         let meta = if reader.meta().last == meta.last {
@@ -242,21 +305,20 @@ impl SnapshotIo {
             // with its own metadata (runtime simulator, seed 9809: every
             // stream failed on the mismatch, and the follower never caught
             // up).
-            let store = self.lock_shared().await.map_err(|e| e.to_string())?;
+            let store = self.lock_shared().await?;
             newer = Self::load_latest(&store)
                 .await?
                 .map(|(meta, _)| meta)
-                .ok_or("the latest snapshot disappeared")?;
+                .ok_or(SendSnapshotError::Disappeared)?;
             if newer.last != reader.meta().last {
-                return Err("the latest snapshot changed while being sent".into());
+                return Err(SendSnapshotError::Changed);
             }
             &newer
         } else {
-            return Err(format!(
-                "latest snapshot is {:?}, older than {:?}",
-                reader.meta().last,
-                meta.last
-            ));
+            return Err(SendSnapshotError::Older {
+                latest: reader.meta().last,
+                asked: meta.last,
+            });
         };
         let mut offset = 0u64;
         let mut next = reader.next_chunk(CHUNK_BYTES).await.map_err(damaged)?;
@@ -274,15 +336,14 @@ impl SnapshotIo {
             };
             self.peers
                 .send(to, PeerMessage::SnapshotChunk(chunk))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             offset += len;
             let ack = futures_lite::future::or(async { acks.recv().await.ok() }, async {
                 super::env::sleep(ACK_TIMEOUT).await;
                 None
             })
             .await
-            .ok_or_else(|| format!("no acknowledgement within {ACK_TIMEOUT:?}"))?;
+            .ok_or(SendSnapshotError::NoAck(ACK_TIMEOUT))?;
             if !ack.ok || ack.next_offset != offset {
                 return Ok(false);
             }
@@ -294,10 +355,7 @@ impl SnapshotIo {
             term,
             meta: meta.clone(),
         });
-        self.peers
-            .send(to, PeerMessage::Raft(message))
-            .await
-            .map_err(|e| e.to_string())?;
+        self.peers.send(to, PeerMessage::Raft(message)).await?;
         Ok(true)
     }
 
@@ -392,18 +450,7 @@ impl SnapshotIo {
     ) {
         let this = self.clone();
         super::env::spawn(async move {
-            let result = async {
-                let mut writer = this.lock_shared().await?.create(last).await?;
-                for chunk in data.chunks(CHUNK_BYTES) {
-                    writer.write_chunk(chunk).await?;
-                }
-                this.lock_exclusive()
-                    .await?
-                    .install(writer)
-                    .await
-                    .map(|_| ())
-            }
-            .await;
+            let result = this.write_durably(last, None, &data).await;
             let mut ack = ack;
             match result {
                 // Superseded: this snapshot (a duplicate transfer) or a

@@ -11,13 +11,14 @@ use ordo_storage::{DiskLog, DiskLogConfig, FsyncMode, LogStore, MemLog};
 
 use super::clock::Clock;
 use super::config::NodeConfig;
+use super::durability::DurabilityError;
 use super::feed::FeedState;
 use super::group::Group;
 use super::inbox::{self, inbox};
 use super::input::{External, InputSender};
 use super::log_io::LogIo;
 use super::peers::{InprocPeers, Peers};
-use super::snapshots::SnapshotIo;
+use super::snapshots::{LoadSnapshotError, SnapshotIo};
 use super::tokens::Certificates;
 use super::{NodeHandle, StateMachine, restore};
 use crate::core::{Raft, Status};
@@ -29,26 +30,208 @@ pub enum NodeError {
     #[error(transparent)]
     Config(#[from] super::config::NodeConfigError),
     /// Something failed while starting (names what).
-    #[error("node {id} could not start: {reason}")]
+    #[error("node {id} could not start: {source}")]
     Start {
         /// The node.
         id: u64,
-        /// What failed.
-        reason: String,
+        /// What failed (boxed: the start's error is large, and a
+        /// `Result` carries its error's size on every return).
+        source: Box<StartError>,
     },
     /// The machine or another process stands in the way (io_uring,
     /// locked memory, the data directory or a port is taken).
     #[error(transparent)]
     Preflight(#[from] crate::preflight::PreflightError),
     /// The node stopped because of a failure after starting.
-    #[error("node {id} failed: {reason}")]
+    #[error("node {id} failed: {source}")]
     Failed {
         /// The node.
         id: u64,
         /// What failed.
-        reason: String,
+        source: RunError,
     },
 }
+
+impl NodeError {
+    fn start(id: u64, source: StartError) -> Self {
+        NodeError::Start {
+            id,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// What failed while a node started. Each names the config field, file,
+/// address or snapshot involved; the operator's remedy follows from the
+/// variant: fix the config ([`StartError::Raft`], [`StartError::Fsync`],
+/// [`StartError::Auth`]), free an address ([`StartError::PeerListen`],
+/// [`StartError::ClientListen`], [`StartError::Metrics`]), or look at
+/// the data directory ([`StartError::Storage`],
+/// [`StartError::Durability`], ...).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The metrics endpoint (`[metrics] listen`) could not start.
+    #[error("metrics.listen: {0}")]
+    Metrics(#[source] std::io::Error),
+    /// A credential or TLS certificate the config asks for does not load.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// An executor thread could not be started.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// Which ("the group executor", "client shard 2").
+        what: String,
+        /// Why (glommio's error, as an IO error).
+        source: std::io::Error,
+    },
+    /// The group's executor ended abnormally (a panic) before it reported.
+    #[error("the group executor failed: {0}")]
+    Executor(#[source] std::io::Error),
+    /// The group's executor ended before it reported, without an error.
+    #[error("stopped before it started")]
+    StoppedEarly,
+    /// The data directory could not be created.
+    #[error("cannot create data_dir {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The disk probe that decides how reads poll failed.
+    #[error("cannot probe the disk under {}: {source}", path.display())]
+    DiskProbe {
+        /// The data directory.
+        path: PathBuf,
+        /// Why.
+        source: ordo_storage::StorageError,
+    },
+    /// `storage.fsync` names no fsync mode.
+    #[error("invalid config field storage.fsync: {0}")]
+    Fsync(#[source] ordo_storage::disk::FsyncModeParseError),
+    /// A `[raft]` knob is out of its domain.
+    #[error("invalid config field raft.{}: {}", .0.field, .0.reason)]
+    Raft(#[source] crate::core::ConfigError),
+    /// The snapshots or the log could not be opened.
+    #[error(transparent)]
+    Storage(#[from] OpenStorageError),
+    /// The records of what this node may have acknowledged could not be
+    /// read or written.
+    #[error(transparent)]
+    Durability(#[from] super::durability::DurabilityError),
+    /// The latest snapshot's configuration links do not decode.
+    #[error("snapshot {last:?}: {source}")]
+    SnapshotLinks {
+        /// The snapshot's last entry.
+        last: ordo_storage::LogId,
+        /// Why.
+        source: super::chain_store::SnapshotLinksError,
+    },
+    /// The state machine refused the latest snapshot.
+    #[error("the state machine refused snapshot {last:?}: {source}")]
+    Restore {
+        /// The snapshot's last entry.
+        last: ordo_storage::LogId,
+        /// The state machine's error.
+        source: super::RestoreError,
+    },
+    /// The log could not be read back.
+    #[error("cannot read the log: {0}")]
+    ReadLog(#[source] ordo_storage::StorageError),
+    /// The peer transport could not listen.
+    #[error("cannot listen for peers on {addr}: {source}")]
+    PeerListen {
+        /// The peer address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: ordo_net::transport::TransportError,
+    },
+    /// A `[[peers]]` entry the transport refuses.
+    #[error("invalid peer {id}: {source}")]
+    Peer {
+        /// The peer's id.
+        id: u64,
+        /// Why.
+        source: ordo_net::transport::TransportError,
+    },
+    /// The client server could not listen.
+    #[error("cannot listen for clients on {addr}: {source}")]
+    ClientListen {
+        /// The client address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: ordo_net::transport::TransportError,
+    },
+    /// The node key, the cluster keys or the certificates do not load.
+    #[error(transparent)]
+    Certificates(#[from] super::tokens::CertificatesError),
+    /// The gossip endpoint the config names could not start.
+    #[error(transparent)]
+    Gossip(#[from] super::gossip_bridge::GossipEndpointError),
+}
+
+/// Why a started node stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Its log failed; a node whose log failed takes no further part.
+    #[error(transparent)]
+    Log(#[from] super::group::LogFailed),
+    /// Its executor ended abnormally (a panic).
+    #[error("the group executor failed: {0}")]
+    Executor(#[source] std::io::Error),
+}
+
+/// What a node's storage could not open with.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStorageError {
+    /// The data directory could not be created (on the simulator's disk;
+    /// a real start reports [`StartError::DataDir`]).
+    #[error("cannot create data_dir {}: {source}", dir.display())]
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: ordo_storage::StorageError,
+    },
+    /// The snapshot store does not open, or its latest snapshot does not
+    /// read back (and there is no log to set aside with it).
+    #[error("cannot open snapshots in {}: {source}", dir.display())]
+    Snapshots {
+        /// The snapshot directory.
+        dir: PathBuf,
+        /// Why.
+        source: super::snapshots::LoadSnapshotError,
+    },
+    /// Damaged storage could not be moved aside.
+    #[error("cannot move the damaged {} aside to {}: {source}", from.display(), to.display())]
+    SetAside {
+        /// What was to be moved.
+        from: PathBuf,
+        /// Where to.
+        to: PathBuf,
+        /// Why.
+        source: ordo_storage::StorageError,
+    },
+    /// The log does not open (and is not damaged in a way that setting it
+    /// aside repairs).
+    #[error("cannot open the log in {}: {source}", dir.display())]
+    Log {
+        /// The log directory.
+        dir: PathBuf,
+        /// Why.
+        source: ordo_storage::StorageError,
+    },
+    /// A loss could not be recorded before storage changed.
+    #[error(transparent)]
+    Record(#[from] super::durability::DurabilityError),
+}
+
+// Errors cross from the group's executor thread to the starter's, and an
+// embedder may send them on (`anyhow`, another thread).
+const _: fn() = || {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<NodeError>();
+};
 
 /// How to start a node beyond its configuration (benchmarks and tests).
 #[derive(Default)]
@@ -67,9 +250,9 @@ pub struct StartOptions {
 /// [`Node::shutdown`].
 pub struct Node {
     handle: NodeHandle,
-    join: Option<glommio::ExecutorJoinHandle<Result<(), String>>>,
+    join: Option<glommio::ExecutorJoinHandle<Result<(), super::group::LogFailed>>>,
     /// Client shards (`runtime.shards - 1` executors).
-    shards: Vec<glommio::ExecutorJoinHandle<Result<(), String>>>,
+    shards: Vec<glommio::ExecutorJoinHandle<Result<(), super::shards::ShardListenError>>>,
     id: u64,
     /// This process's hold on the data directory, released on drop.
     _dir_lock: Option<crate::preflight::DirLock>,
@@ -134,17 +317,14 @@ impl Node {
                     external: external_tx.clone(),
                 };
                 let handler = super::health::handler(metrics, handle, &config);
-                let server = crate::metrics::MetricsServer::start(addr, handler).map_err(|e| {
-                    NodeError::Start {
-                        id,
-                        reason: format!("metrics.listen: {e}"),
-                    }
-                })?;
+                let server = crate::metrics::MetricsServer::start(addr, handler)
+                    .map_err(|e| NodeError::start(id, StartError::Metrics(e)))?;
                 Some(server)
             }
             None => None,
         };
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
+        let start_error = |source| NodeError::start(id, source);
         let shard_count = config.runtime.shards;
         let (shard_reply_txs, shard_reply_rxs): (Vec<_>, Vec<_>) =
             (1..shard_count).map(|_| async_channel::unbounded()).unzip();
@@ -154,7 +334,7 @@ impl Node {
             config
                 .auth
                 .client_server_credential(config.keys_file.as_deref())
-                .map_err(|reason| NodeError::Start { id, reason })?
+                .map_err(|e| start_error(e.into()))?
         } else {
             ordo_net::auth::Credential::none()
         };
@@ -162,7 +342,7 @@ impl Node {
             config
                 .tls
                 .server_config(&config.data_dir)
-                .map_err(|reason| NodeError::Start { id, reason })?
+                .map_err(|e| start_error(e.into()))?
         } else {
             None
         };
@@ -194,9 +374,11 @@ impl Node {
                 )
                 .await
             })
-            .map_err(|e| NodeError::Start {
-                id,
-                reason: format!("cannot start the group executor: {e}"),
+            .map_err(|e| {
+                start_error(StartError::Spawn {
+                    what: "the group executor".into(),
+                    source: e.into(),
+                })
             })?;
         match started_rx.recv() {
             Ok(Ok(())) => {
@@ -223,9 +405,11 @@ impl Node {
                             server.tls = client_tls;
                             super::shards::run_client_shard(k, server, link, turn_max).await
                         })
-                        .map_err(|e| NodeError::Start {
-                            id,
-                            reason: format!("cannot start client shard {}: {e}", k + 1),
+                        .map_err(|e| {
+                            start_error(StartError::Spawn {
+                                what: format!("client shard {}", k + 1),
+                                source: e.into(),
+                            })
                         })?;
                     shards.push(shard);
                 }
@@ -241,18 +425,20 @@ impl Node {
                     _metrics_server: metrics_server,
                 })
             }
-            Ok(Err(reason)) => {
+            Ok(Err(source)) => {
                 // The thread has already reported why it failed; its join result adds nothing.
                 let _ = join.join();
-                Err(NodeError::Start { id, reason })
+                Err(start_error(source))
             }
             Err(_) => {
-                let reason = match join.join() {
-                    Ok(Err(reason)) => reason,
-                    Ok(Ok(())) => "stopped before it started".into(),
-                    Err(e) => format!("the group executor failed: {e}"),
+                // The thread ended without a report: it failed before it
+                // could start (a log failure cannot come before the
+                // report), or panicked.
+                let source = match join.join() {
+                    Ok(Ok(())) | Ok(Err(_)) => StartError::StoppedEarly,
+                    Err(e) => StartError::Executor(e.into()),
                 };
-                Err(NodeError::Start { id, reason })
+                Err(start_error(source))
             }
         }
     }
@@ -274,39 +460,42 @@ impl Node {
         let id = self.id;
         let group = self.join.take().map(|j| j.join());
         for shard in self.shards.drain(..) {
-            if let Ok(Err(reason)) = shard.join() {
-                tracing::warn!(id, %reason, "client shard failed");
+            if let Ok(Err(error)) = shard.join() {
+                tracing::warn!(id, %error, "client shard failed");
             }
         }
         match group {
             Some(Ok(Ok(()))) | None => Ok(()),
-            Some(Ok(Err(reason))) => Err(NodeError::Failed { id, reason }),
+            Some(Ok(Err(failed))) => Err(NodeError::Failed {
+                id,
+                source: failed.into(),
+            }),
             Some(Err(e)) => Err(NodeError::Failed {
                 id,
-                reason: format!("the group executor failed: {e}"),
+                source: RunError::Executor(e.into()),
             }),
         }
     }
 }
 
 /// Reports once whether the node started (listening) or why not.
-type StartReport = Box<dyn FnOnce(Result<(), String>)>;
+type StartReport = Box<dyn FnOnce(Result<(), StartError>)>;
 
 struct Started(std::cell::RefCell<Option<StartReport>>);
 
 impl Started {
-    fn channel(sender: std::sync::mpsc::Sender<Result<(), String>>) -> Self {
+    fn channel(sender: std::sync::mpsc::Sender<Result<(), StartError>>) -> Self {
         Self::callback(move |result| {
             // The starter stopped waiting (it gave up); nothing to tell.
             let _ = sender.send(result);
         })
     }
 
-    fn callback(report: impl FnOnce(Result<(), String>) + 'static) -> Self {
+    fn callback(report: impl FnOnce(Result<(), StartError>) + 'static) -> Self {
         Self(std::cell::RefCell::new(Some(Box::new(report))))
     }
 
-    fn report(&self, result: Result<(), String>) {
+    fn report(&self, result: Result<(), StartError>) {
         if let Some(report) = self.0.borrow_mut().take() {
             report(result);
         }
@@ -317,7 +506,7 @@ impl Started {
 /// in one thread: the engine-only benchmark, tests).
 pub struct LocalNode {
     handle: NodeHandle,
-    task: glommio::task::JoinHandle<Result<(), String>>,
+    task: glommio::task::JoinHandle<Result<(), super::group::LogFailed>>,
     id: u64,
 }
 
@@ -361,11 +550,8 @@ impl LocalNode {
                 task,
                 id,
             }),
-            Ok(Err(reason)) => Err(NodeError::Start { id, reason }),
-            Err(_) => Err(NodeError::Start {
-                id,
-                reason: "stopped before it started".into(),
-            }),
+            Ok(Err(source)) => Err(NodeError::start(id, source)),
+            Err(_) => Err(NodeError::start(id, StartError::StoppedEarly)),
         }
     }
 
@@ -379,14 +565,30 @@ impl LocalNode {
         self.handle.request_shutdown();
         match self.task.await {
             Some(Ok(())) | None => Ok(()),
-            Some(Err(reason)) => Err(NodeError::Failed {
+            Some(Err(failed)) => Err(NodeError::Failed {
                 id: self.id,
-                reason,
+                source: failed.into(),
             }),
         }
     }
 }
 
+/// Why the node's task ended: a start that failed (before `started`
+/// reported success) or a log that failed after.
+enum Ended {
+    Start(StartError),
+    Failed(super::group::LogFailed),
+}
+
+impl From<StartError> for Ended {
+    fn from(error: StartError) -> Self {
+        Ended::Start(error)
+    }
+}
+
+/// Runs the node; a start error goes to the starter through `started`
+/// (which returns it from `Node::start`), so the task itself returns only
+/// a failure after the start.
 async fn run<F>(
     config: NodeConfig,
     state_machine: F,
@@ -394,7 +596,7 @@ async fn run<F>(
     external: inbox::Receiver<External>,
     started: Started,
     shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
-) -> Result<(), String>
+) -> Result<(), super::group::LogFailed>
 where
     F: FnOnce() -> Box<dyn StateMachine>,
 {
@@ -408,10 +610,14 @@ where
         shard_replies,
     )
     .await;
-    if let Err(reason) = &result {
-        started.report(Err(reason.clone()));
+    match result {
+        Ok(()) => Ok(()),
+        Err(Ended::Start(error)) => {
+            started.report(Err(error));
+            Ok(())
+        }
+        Err(Ended::Failed(failed)) => Err(failed),
     }
-    result
 }
 
 async fn run_node<F>(
@@ -421,22 +627,22 @@ async fn run_node<F>(
     external: inbox::Receiver<External>,
     started: Rc<Started>,
     shard_replies: Vec<async_channel::Sender<Vec<super::shards::ShardReply>>>,
-) -> Result<(), String>
+) -> Result<(), Ended>
 where
     F: FnOnce() -> Box<dyn StateMachine>,
 {
     let config = Rc::new(config);
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     // glommio decides per thread, from the first file it opens, whether
     // reads may poll; make that first file a non-empty one (docs/storage.md).
     ordo_storage::disk::prime_iopoll_probe(&config.data_dir)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot probe the disk under {}: {e}",
-                config.data_dir.display()
-            )
+        .map_err(|source| StartError::DiskProbe {
+            path: config.data_dir.clone(),
+            source,
         })?;
     let log_config = match config.storage.kind.as_str() {
         "memory" => None,
@@ -453,61 +659,41 @@ where
         log_config,
         &DataDirRecorder(&config.data_dir),
     )
-    .await?;
+    .await
+    .map_err(StartError::from)?;
     // Before anything takes part: did the disk lose what this node may
     // have acknowledged? (Recorded durably until repaired.)
     let loss = match &disk_log {
-        Some(log) => super::durability::detect_loss(
-            &config.data_dir,
-            log.recovery(),
-            log.state().last.index,
-        )?,
+        Some(log) => {
+            super::durability::detect_loss(&config.data_dir, log.recovery(), log.state().last.index)
+                .map_err(StartError::from)?
+        }
         None => None,
     };
     let mut machine = state_machine();
     let (snapshot_meta, snapshot_links) = match latest {
         Some((meta, data)) => {
-            let (links, data) = super::chain_store::unwrap_snapshot(data)
-                .map_err(|e| format!("snapshot {:?}: {e}", meta.last))?;
-            machine
-                .restore(&data)
-                .map_err(|e| format!("the state machine refused snapshot {:?}: {e}", meta.last))?;
+            let links = restore_snapshot(&mut *machine, &meta, data)?;
             (Some(meta), links)
         }
         None => (None, Vec::new()),
     };
-    match config.storage.kind.as_str() {
-        "memory" => {
-            let parts = Parts {
-                config,
-                machine,
-                snapshot_meta,
-                snapshot_links,
-                snapshot_store,
-                options,
-                external,
-                started,
-                shard_replies,
-                loss,
-            };
-            drive(MemLog::new(), parts).await
-        }
-        _ => {
-            let store = disk_log.expect("opened above");
-            let parts = Parts {
-                config,
-                machine,
-                snapshot_meta,
-                snapshot_links,
-                snapshot_store,
-                options,
-                external,
-                started,
-                shard_replies,
-                loss,
-            };
-            drive(store, parts).await
-        }
+    let parts = Parts {
+        config,
+        machine,
+        snapshot_meta,
+        snapshot_links,
+        snapshot_store,
+        options,
+        external,
+        started,
+        shard_replies,
+        loss,
+    };
+    // A disk log was opened unless `storage.kind` is "memory".
+    match disk_log {
+        Some(log) => drive(log, parts).await,
+        None => drive(MemLog::new(), parts).await,
     }
 }
 
@@ -525,7 +711,23 @@ struct Parts {
     loss: Option<crate::core::Loss>,
 }
 
-async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), String> {
+/// Restores the state machine from the latest snapshot's data; returns
+/// the configuration links the snapshot carried.
+pub(crate) fn restore_snapshot(
+    machine: &mut dyn StateMachine,
+    meta: &ordo_net::SnapshotMeta,
+    data: bytes::Bytes,
+) -> Result<Vec<crate::token::ConfigLink>, StartError> {
+    let last = meta.last;
+    let (links, data) = super::chain_store::unwrap_snapshot(data)
+        .map_err(|source| StartError::SnapshotLinks { last, source })?;
+    machine
+        .restore(&data)
+        .map_err(|source| StartError::Restore { last, source })?;
+    Ok(links)
+}
+
+async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Ended> {
     let Parts {
         config,
         machine,
@@ -541,17 +743,11 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
     let store = Rc::new(store);
     let mut state = restore::raft_state(&*store, snapshot_meta)
         .await
-        .map_err(|e| format!("cannot read the log: {e}"))?;
+        .map_err(StartError::ReadLog)?;
     let durable_storage = config.storage.kind != "memory";
     state.loss = loss;
-    let applied = state.log.applied;
-    let applied_id = state.snapshot.last_id;
-    // The configuration the applies start from (the snapshot's): the key
-    // schedule takes the later ones as they apply again.
-    let schedule_base = (
-        state.snapshot.last.index,
-        super::group::snapshot_membership(&state.snapshot),
-    );
+    let resume = Resume::of(&state);
+    let applied = resume.applied;
     let mut core_config = config.raft.clone();
     if config.storage.retain_log {
         core_config.snapshot_entries_threshold = u64::MAX;
@@ -567,7 +763,7 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         super::env::random_u64(),
         Clock::new().now(),
     )
-    .map_err(|e| format!("invalid config field raft.{}: {}", e.field, e.reason))?;
+    .map_err(StartError::Raft)?;
     let local = InputSender::default();
     let log = LogIo::start(store, local.clone());
     let peers = match options.inproc {
@@ -577,16 +773,24 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
             let mut transport_config = TransportConfig::new(config.cluster_id, config.id, listen);
             let keys = config
                 .auth
-                .peer_keys(&config.data_dir, config.keys_file.as_deref())?;
+                .peer_keys(&config.data_dir, config.keys_file.as_deref())
+                .map_err(StartError::from)?;
             if let Some(keys) = &keys {
                 transport_config.auth = ordo_net::auth::Credential::new(keys.clone());
             }
-            let (transport, inbox) = PeerTransport::start(transport_config)
-                .map_err(|e| format!("cannot listen for peers on {listen}: {e}"))?;
+            let (transport, inbox) = PeerTransport::start(transport_config).map_err(|source| {
+                StartError::PeerListen {
+                    addr: listen,
+                    source,
+                }
+            })?;
             for peer in &config.peers {
                 transport
                     .add_peer(peer.id, peer.peer_addr)
-                    .map_err(|e| format!("invalid peer {}: {e}", peer.id))?;
+                    .map_err(|source| StartError::Peer {
+                        id: peer.id,
+                        source,
+                    })?;
             }
             Peers::Tcp {
                 transport,
@@ -603,23 +807,26 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         let mut server_config = ClientServerConfig::new(config.cluster_id, config.id, listen);
         server_config.auth = config
             .auth
-            .client_server_credential(config.keys_file.as_deref())?;
-        server_config.tls = config.tls.server_config(&config.data_dir)?;
-        let (server, inbox) = ClientServer::start(server_config)
-            .map_err(|e| format!("cannot listen for clients on {listen}: {e}"))?;
+            .client_server_credential(config.keys_file.as_deref())
+            .map_err(StartError::from)?;
+        server_config.tls = config
+            .tls
+            .server_config(&config.data_dir)
+            .map_err(StartError::from)?;
+        let (server, inbox) =
+            ClientServer::start(server_config).map_err(|source| StartError::ClientListen {
+                addr: listen,
+                source,
+            })?;
         (Some(server), Some(inbox))
     };
-    let certificates = Rc::new(Certificates::open(&config)?);
-    certificates.adopt_links(snapshot_links);
-    certificates.start_schedule(schedule_base.0, &schedule_base.1);
+    let certificates = Rc::new(Certificates::open(&config).map_err(StartError::from)?);
+    let feed = resume.start(&certificates, snapshot_links);
     let snapshots = Rc::new(SnapshotIo::new(
         snapshot_store,
         peers.clone(),
         local.clone(),
     ));
-    let feed = Rc::new(FeedState::default());
-    feed.applied_index.set(applied);
-    feed.applied_id.set(applied_id);
     let status = Rc::new(std::cell::Cell::new(initial_status(
         config.id, applied, false,
     )));
@@ -636,7 +843,8 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         feed.clone(),
         certificates.clone(),
         options.metrics.as_ref().map(|m| m.gossip.clone()),
-    )?;
+    )
+    .map_err(StartError::from)?;
     started.report(Ok(()));
     let group = Group::new(
         raft,
@@ -675,7 +883,46 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Stri
         peers.shutdown().await;
     }
     tracing::info!(id = config.id, "node stopped");
-    result
+    result.map_err(Ended::Failed)
+}
+
+/// Where a started node's applies resume, from the state read back from
+/// its snapshot and log: the applied index and message id, and the
+/// configuration the applies start from (the snapshot's; the key
+/// schedule takes the later ones as they apply again).
+pub(crate) struct Resume {
+    /// The last index applied (the snapshot's).
+    pub applied: ordo_storage::Index,
+    applied_id: ordo_storage::MessageId,
+    schedule_index: ordo_storage::Index,
+    schedule_membership: crate::core::Membership,
+}
+
+impl Resume {
+    /// Where the applies of `state` resume.
+    pub(crate) fn of(state: &crate::core::RaftState) -> Self {
+        Self {
+            applied: state.log.applied,
+            applied_id: state.snapshot.last_id,
+            schedule_index: state.snapshot.last.index,
+            schedule_membership: super::group::snapshot_membership(&state.snapshot),
+        }
+    }
+
+    /// Hands `certificates` the links the snapshot carried and the key
+    /// schedule's start; returns the feed, at the applied position.
+    pub(crate) fn start(
+        self,
+        certificates: &Certificates,
+        snapshot_links: Vec<crate::token::ConfigLink>,
+    ) -> Rc<FeedState> {
+        certificates.adopt_links(snapshot_links);
+        certificates.start_schedule(self.schedule_index, &self.schedule_membership);
+        let feed = Rc::new(FeedState::default());
+        feed.applied_index.set(self.applied);
+        feed.applied_id.set(self.applied_id);
+        feed
+    }
 }
 
 /// Saves the acknowledgement watermark (`durability.rs`) while the durable
@@ -756,28 +1003,28 @@ pub(crate) struct Storage {
 /// even if this one crashes before its own loss assessment.
 pub(crate) trait LossRecorder {
     /// Damaged storage is about to be moved aside, for `reason`.
-    fn setting_aside(&self, reason: &str) -> Result<(), String>;
+    fn setting_aside(&self, reason: &str) -> Result<(), DurabilityError>;
     /// A log is about to be created where there is none (no hard state
     /// file): a lost disk if this node ran here before.
-    fn creating_log(&self) -> Result<(), String>;
+    fn creating_log(&self) -> Result<(), DurabilityError>;
     /// Recovery is about to cut the log (`cut`): a loss if it cuts durable
     /// bytes or entries under the acknowledgement watermark.
-    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), String>;
+    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), DurabilityError>;
 }
 
 /// A real node's records, in its data directory.
 struct DataDirRecorder<'a>(&'a Path);
 
 impl LossRecorder for DataDirRecorder<'_> {
-    fn setting_aside(&self, reason: &str) -> Result<(), String> {
+    fn setting_aside(&self, reason: &str) -> Result<(), DurabilityError> {
         super::durability::record_set_aside(self.0, reason)
     }
 
-    fn creating_log(&self) -> Result<(), String> {
+    fn creating_log(&self) -> Result<(), DurabilityError> {
         super::durability::record_if_wiped(self.0)
     }
 
-    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), String> {
+    fn cutting(&self, cut: &ordo_storage::LogCut) -> Result<(), DurabilityError> {
         super::durability::record_cut(self.0, cut)
     }
 }
@@ -811,7 +1058,7 @@ pub(crate) async fn open_storage(
     data_dir: &Path,
     log_config: Option<DiskLogConfig>,
     recorder: &dyn LossRecorder,
-) -> Result<Storage, String> {
+) -> Result<Storage, OpenStorageError> {
     let snapshot_dir = data_dir.join("snapshots");
     let (snapshot_store, latest) = match open_snapshots(vfs, &snapshot_dir).await {
         Ok(opened) => opened,
@@ -828,15 +1075,18 @@ pub(crate) async fn open_storage(
                 "the latest snapshot is damaged: setting it and the log aside; \
                  this node repairs from the cluster before it takes part"
             );
-            open_snapshots(vfs, &snapshot_dir)
-                .await
-                .map_err(|e| format!("cannot open snapshots in {}: {e}", snapshot_dir.display()))?
+            open_snapshots(vfs, &snapshot_dir).await.map_err(|source| {
+                OpenStorageError::Snapshots {
+                    dir: snapshot_dir.clone(),
+                    source,
+                }
+            })?
         }
         Err(damage) => {
-            return Err(format!(
-                "cannot open snapshots in {}: {damage}",
-                snapshot_dir.display()
-            ));
+            return Err(OpenStorageError::Snapshots {
+                dir: snapshot_dir,
+                source: damage,
+            });
         }
     };
     let log = match log_config {
@@ -861,11 +1111,9 @@ async fn open_snapshots(
         SnapshotStore,
         Option<(ordo_net::SnapshotMeta, bytes::Bytes)>,
     ),
-    String,
+    LoadSnapshotError,
 > {
-    let store = SnapshotStore::open_on(vfs.clone(), dir)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = SnapshotStore::open_on(vfs.clone(), dir).await?;
     let latest = SnapshotIo::load_latest(&store).await?;
     match &latest {
         Some((meta, _)) => {
@@ -878,7 +1126,11 @@ async fn open_snapshots(
 
 /// Moves `data_dir/name` aside to `data_dir/name.damaged[.N]` (kept for
 /// inspection) durably; returns where. Nothing to move is fine.
-async fn set_aside(vfs: &Rc<dyn Vfs>, data_dir: &Path, name: &str) -> Result<PathBuf, String> {
+async fn set_aside(
+    vfs: &Rc<dyn Vfs>,
+    data_dir: &Path,
+    name: &str,
+) -> Result<PathBuf, OpenStorageError> {
     let from = data_dir.join(name);
     let aside = (0..)
         .map(|n| match n {
@@ -894,23 +1146,19 @@ async fn set_aside(vfs: &Rc<dyn Vfs>, data_dir: &Path, name: &str) -> Result<Pat
         Ok(()) => vfs.sync_dir(data_dir).await,
         Err(error) => Err(error),
     };
-    moved.map_err(|e| {
-        format!(
-            "cannot move the damaged {} aside to {}: {e}",
-            from.display(),
-            aside.display()
-        )
-    })?;
-    Ok(aside)
+    match moved {
+        Ok(()) => Ok(aside),
+        Err(source) => Err(OpenStorageError::SetAside {
+            from,
+            to: aside,
+            source,
+        }),
+    }
 }
 
 /// The durable log's knobs from the node's `[storage]` section.
-fn disk_log_config(config: &NodeConfig) -> Result<DiskLogConfig, String> {
-    let fsync_mode: FsyncMode = config
-        .storage
-        .fsync
-        .parse()
-        .map_err(|e| format!("invalid config field storage.fsync: {e}"))?;
+fn disk_log_config(config: &NodeConfig) -> Result<DiskLogConfig, StartError> {
+    let fsync_mode: FsyncMode = config.storage.fsync.parse().map_err(StartError::Fsync)?;
     Ok(DiskLogConfig {
         segment_bytes_max: config.storage.segment_bytes,
         fsync_mode,
@@ -926,15 +1174,17 @@ async fn open_disk_log(
     data_dir: &Path,
     log_config: DiskLogConfig,
     recorder: &dyn LossRecorder,
-) -> Result<DiskLog, String> {
+) -> Result<DiskLog, OpenStorageError> {
     let dir = data_dir.join("log");
     if !vfs.exists(&dir.join(ordo_storage::disk::HARD_STATE_FILE_NAME)) {
         recorder.creating_log()?;
     }
+    // The log's hook takes a `StorageError`; the record's own error
+    // reaches the log's error as text.
     let before_cut = |cut: &ordo_storage::LogCut| {
         recorder
             .cutting(cut)
-            .map_err(ordo_storage::StorageError::Closed)
+            .map_err(|error| ordo_storage::StorageError::Closed(error.to_string()))
     };
     match DiskLog::open_with(vfs.clone(), &dir, log_config.clone(), &before_cut).await {
         Ok(log) => return Ok(log),
@@ -957,10 +1207,11 @@ async fn open_disk_log(
                  this node repairs from the cluster before it takes part"
             );
         }
-        Err(error) => return Err(format!("cannot open the log in {}: {error}", dir.display())),
+        Err(source) => return Err(OpenStorageError::Log { dir, source }),
     }
     recorder.creating_log()?;
-    DiskLog::open_with(vfs.clone(), &dir, log_config, &before_cut)
-        .await
-        .map_err(|e| format!("cannot open the log in {}: {e}", dir.display()))
+    match DiskLog::open_with(vfs.clone(), &dir, log_config, &before_cut).await {
+        Ok(log) => Ok(log),
+        Err(source) => Err(OpenStorageError::Log { dir, source }),
+    }
 }

@@ -68,6 +68,97 @@ pub enum TokenError {
     Storage(#[from] ordo_storage::StorageError),
 }
 
+/// Why a node's certificates could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificatesError {
+    /// The node key or the cluster keys file does not load.
+    #[error(transparent)]
+    Key(#[from] crate::token::KeyError),
+    /// The data directory holds a node key but the config names no keys
+    /// file to check it against.
+    #[error(
+        "invalid config field keys_file: {} has a key, so keys_file is needed",
+        data_dir.display()
+    )]
+    NoKeysFile {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// The keys file lists another key for this node (or none, for a node
+    /// that is not joining).
+    #[error(
+        "invalid config field keys_file: {} does not list node {id}'s public key from {}",
+        keys_file.display(),
+        key_file.display()
+    )]
+    KeyNotListed {
+        /// The cluster keys file.
+        keys_file: PathBuf,
+        /// This node.
+        id: NodeId,
+        /// Its node key file.
+        key_file: PathBuf,
+    },
+    /// The thread that prepares signing nonces did not start.
+    #[error("cannot start the signing nonce thread: {0}")]
+    NonceThread(#[source] std::io::Error),
+    /// The certificates file does not open.
+    #[error(transparent)]
+    Statements(#[from] super::cert_store::CertStoreError),
+    /// The chain file does not open.
+    #[error(transparent)]
+    Chain(#[from] super::chain_store::ChainStoreError),
+}
+
+/// Why a configuration entry's link could not be formed (it is tried
+/// again later).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The entry's token cannot be cut.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The token cut does not decode.
+    #[error(transparent)]
+    Decode(#[from] crate::token::TokenDecodeError),
+    /// The statement does not fit the key schedule.
+    #[error("its statement does not fit the chain: {0}")]
+    Unfit(#[source] crate::token::VerifyError),
+    /// The log failed to read.
+    #[error(transparent)]
+    Storage(#[from] ordo_storage::StorageError),
+    /// The log has no configuration entry there.
+    #[error("no configuration entry at index {0}")]
+    NoEntry(Index),
+}
+
+/// Why committed entries could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignGapError {
+    /// This node has no node key.
+    #[error("no key to sign with")]
+    NoKey,
+    /// The log failed to read.
+    #[error(transparent)]
+    Storage(#[from] ordo_storage::StorageError),
+    /// The log no longer holds the entries.
+    #[error("entries from {0} are not in the log")]
+    NotInLog(Index),
+    /// The signer refused the entries.
+    #[error(transparent)]
+    Proof(#[from] crate::token::ProofError),
+    /// Some entries were committed under a configuration this node is no
+    /// voter of: one of its voters signs them.
+    #[error(
+        "entries {first}..={last} were committed under a configuration this node is no voter of"
+    )]
+    NotAVoter {
+        /// The first such entry.
+        first: Index,
+        /// The last.
+        last: Index,
+    },
+}
+
 /// A node's certificates. Lives on the group's shard.
 pub struct Certificates {
     id: NodeId,
@@ -137,17 +228,18 @@ impl Certificates {
     /// Loads the node's key and the cluster's keys named by `config`, and
     /// the statements stored in its data directory. A node without a key
     /// file signs nothing (its tokens come from other leaders).
-    pub fn open(config: &NodeConfig) -> Result<Self, String> {
+    pub fn open(config: &NodeConfig) -> Result<Self, CertificatesError> {
         let key_path = NodeKey::path_in(&config.data_dir);
         let signer = if key_path.exists() {
-            let key = NodeKey::load(&key_path).map_err(|e| e.to_string())?;
-            let keys_path = config.keys_file.clone().ok_or_else(|| {
-                format!(
-                    "invalid config field keys_file: {} has a key, so keys_file is needed",
-                    config.data_dir.display()
-                )
-            })?;
-            let keys = ClusterKeys::load(&keys_path).map_err(|e| e.to_string())?;
+            let key = NodeKey::load(&key_path)?;
+            let keys_path =
+                config
+                    .keys_file
+                    .clone()
+                    .ok_or_else(|| CertificatesError::NoKeysFile {
+                        data_dir: config.data_dir.clone(),
+                    })?;
+            let keys = ClusterKeys::load(&keys_path)?;
             match keys.get(config.id) {
                 Some(public) if *public == key.public_key() => {}
                 None if config.join => {
@@ -161,12 +253,11 @@ impl Certificates {
                     );
                 }
                 _ => {
-                    return Err(format!(
-                        "invalid config field keys_file: {} does not list node {}'s public key from {}",
-                        keys_path.display(),
-                        config.id,
-                        key_path.display()
-                    ));
+                    return Err(CertificatesError::KeyNotListed {
+                        keys_file: keys_path,
+                        id: config.id,
+                        key_file: key_path,
+                    });
                 }
             }
             let signer = Signer::new(keys.cluster_id(), config.id, key);
@@ -176,7 +267,7 @@ impl Certificates {
             Some((
                 signer
                     .with_nonce_pool(format!("ordo-{}-nonces", config.id))
-                    .map_err(|e| format!("cannot start the signing nonce thread: {e}"))?,
+                    .map_err(CertificatesError::NonceThread)?,
                 schedule,
             ))
         } else {
@@ -195,15 +286,14 @@ impl Certificates {
     /// The statements stored in the node's data directory, signed from now
     /// on with `signer` (`None`: the node stores and serves statements
     /// other voters sign).
-    fn open_with(config: &NodeConfig, signer: Option<Signer>) -> Result<Self, String> {
+    fn open_with(config: &NodeConfig, signer: Option<Signer>) -> Result<Self, CertificatesError> {
         let path: PathBuf = config.data_dir.join(CERTIFICATES_FILE);
         let (store, ranges) = CertStore::open(&path)?;
         // Tokens exist only where the cluster's keys do: a config naming a
         // keys file that is not there (a test cluster without keys) serves
         // empty tokens rather than waiting for statements no one signs.
         let enabled = config.keys_file.as_ref().is_some_and(|path| path.exists());
-        let chain =
-            ChainStore::open(&config.data_dir.join(CHAIN_FILE)).map_err(|e| e.to_string())?;
+        let chain = ChainStore::open(&config.data_dir.join(CHAIN_FILE))?;
         Ok(Self::assemble(
             config, signer, store, ranges, enabled, chain,
         ))
@@ -556,11 +646,11 @@ impl Certificates {
         &self,
         store: &S,
         index: Index,
-    ) -> Result<Option<ConfigLink>, String> {
+    ) -> Result<Option<ConfigLink>, LinkError> {
         let token = match self.token_at(store, index).await {
-            Ok(bytes) => Token::from_bytes(&bytes).map_err(|e| e.to_string())?,
+            Ok(bytes) => Token::from_bytes(&bytes)?,
             Err(TokenError::Missing { .. }) => return Ok(None),
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(error.into()),
         };
         let statement = token.signed.statement;
         if statement.last_index != index {
@@ -571,14 +661,14 @@ impl Certificates {
         if let Some(schedule) = &*self.schedule.borrow()
             && let Err(error) = schedule.signer_key(&statement)
         {
-            return Err(format!("its statement does not fit the chain: {error}"));
+            return Err(LinkError::Unfit(error));
         }
-        let batches = store.read(index, 1).await.map_err(|e| e.to_string())?;
+        let batches = store.read(index, 1).await?;
         let entry = batches
             .iter()
             .flat_map(|b| b.entries())
             .find(|e| e.index == index && e.kind == BatchKind::Config)
-            .ok_or_else(|| format!("no configuration entry at index {index}"))?;
+            .ok_or(LinkError::NoEntry(index))?;
         Ok(Some(ConfigLink {
             index,
             term: entry.term,
@@ -864,9 +954,9 @@ impl Certificates {
         to: Index,
         peers: &Peers,
         voters: &[NodeId],
-    ) -> Result<(), String> {
+    ) -> Result<(), SignGapError> {
         let Some(signer) = &self.signer else {
-            return Err("no key to sign with".into());
+            return Err(SignGapError::NoKey);
         };
         let cuts = match &*self.schedule.borrow() {
             Some(schedule) => schedule.cuts(from, to),
@@ -884,18 +974,16 @@ impl Certificates {
                     next = cut + 1;
                     break;
                 }
-                let batches = store.read(next, 4 << 20).await.map_err(|e| e.to_string())?;
+                let batches = store.read(next, 4 << 20).await?;
                 let entries: Vec<_> = batches
                     .iter()
                     .flat_map(|b| b.entries())
                     .filter(|e| e.index >= next && e.index <= last)
                     .collect();
                 let Some(end) = entries.last().map(|e| e.index) else {
-                    return Err(format!("entries from {next} are not in the log"));
+                    return Err(SignGapError::NotInLog(next));
                 };
-                let proof = signer
-                    .sign_entries(term, entries)
-                    .map_err(|e| e.to_string())?;
+                let proof = signer.sign_entries(term, entries)?;
                 let signed = *proof.signed();
                 tracing::debug!(
                     id = self.id,
@@ -919,9 +1007,7 @@ impl Certificates {
             }
         }
         match refused {
-            Some((first, last)) => Err(format!(
-                "entries {first}..={last} were committed under a configuration this node is no voter of"
-            )),
+            Some((first, last)) => Err(SignGapError::NotAVoter { first, last }),
             None => Ok(()),
         }
     }

@@ -24,8 +24,8 @@ use std::path::Path;
 use ordo_storage::NodeId;
 
 use super::keys::{
-    ClusterId, KeyError, PublicKey, io_error, no_other_fields, parse_toml, read_bounded,
-    sync_parent, take_string,
+    ClusterId, KeyError, MalformedKeyFile, PublicKey, io_error, no_other_fields, parse_toml,
+    read_bounded, sync_parent, take_string,
 };
 
 /// Conventional file name of the cluster keys file.
@@ -138,47 +138,52 @@ impl ClusterKeys {
         })
     }
 
-    fn parse_table(text: &str) -> Result<Self, String> {
-        let mut table = parse_toml(text)?;
-        let format = take_string(&mut table, "format")?;
-        if format != CLUSTER_KEYS_FORMAT {
-            return Err(format!(
-                "format: expected \"{CLUSTER_KEYS_FORMAT}\", found {format:?}"
-            ));
-        }
-        let cluster_id: ClusterId = take_string(&mut table, "cluster_id")?
-            .parse()
-            .map_err(|error| format!("{error}"))?;
+    fn parse_table(text: &str) -> Result<Self, MalformedKeyFile> {
+        let mut table = parse_toml(text, CLUSTER_KEYS_FORMAT)?;
+        let cluster_id: ClusterId = take_string(&mut table, "cluster_id")?.parse()?;
         let listed = match table.remove("keys") {
             Some(toml::Value::Table(listed)) => listed,
             Some(other) => {
-                return Err(format!(
-                    "keys: expected a table, found {}",
-                    other.type_str()
-                ));
+                return Err(MalformedKeyFile::WrongType {
+                    field: "keys".into(),
+                    expected: "a table",
+                    found: other.type_str(),
+                });
             }
-            None => return Err("keys: missing".to_string()),
+            None => {
+                return Err(MalformedKeyFile::Missing {
+                    field: "keys".into(),
+                });
+            }
         };
         no_other_fields(&table)?;
         let mut keys = Self::new(cluster_id);
         for (name, value) in listed {
-            let node_id: NodeId = name
-                .parse()
-                .map_err(|_| format!("keys.{name}: not a node id (a decimal number)"))?;
-            let toml::Value::String(text) = value else {
-                return Err(format!(
-                    "keys.{name}: expected a string, found {}",
-                    value.type_str()
-                ));
+            let field = format!("keys.{name}");
+            let Ok(node_id) = name.parse::<NodeId>() else {
+                return Err(MalformedKeyFile::NotANodeId { field });
             };
-            let key: PublicKey = text
-                .parse()
-                .map_err(|error| format!("keys.{name}: {error}"))?;
+            let toml::Value::String(text) = value else {
+                return Err(MalformedKeyFile::WrongType {
+                    field,
+                    expected: "a string",
+                    found: value.type_str(),
+                });
+            };
+            let key: PublicKey = match text.parse() {
+                Ok(key) => key,
+                Err(source) => {
+                    return Err(MalformedKeyFile::PublicKey {
+                        field: Some(field),
+                        source,
+                    });
+                }
+            };
             keys.insert(node_id, key)
-                .map_err(|error| format!("keys.{name}: {error}"))?;
+                .map_err(|source| MalformedKeyFile::Entry { field, source })?;
         }
         if keys.is_empty() {
-            return Err("keys: lists no voter".to_string());
+            return Err(MalformedKeyFile::NoVoter);
         }
         Ok(keys)
     }

@@ -8,25 +8,47 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
     ::hex::encode(bytes)
 }
 
-/// Decodes exactly `N` bytes of hex (either case); a reason on failure.
-pub(crate) fn decode<const N: usize>(text: &str) -> Result<[u8; N], String> {
+/// Why some text is not the hex of a key or a cluster id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    /// Not twice as many characters as the bytes wanted.
+    #[error("expected {digits} hex digits, found {found} characters")]
+    Length {
+        /// The digits wanted.
+        digits: usize,
+        /// The characters given.
+        found: usize,
+    },
+    /// A printable character that is not a hex digit.
+    #[error("'{0}' is not a hex digit")]
+    NotADigit(char),
+    /// A character that is not a hex digit and not worth printing (a
+    /// space, a control character).
+    #[error("found a character that is not a hex digit")]
+    Unprintable,
+}
+
+/// Decodes exactly `N` bytes of hex (either case).
+pub(crate) fn decode<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     if text.len() != 2 * N {
-        return Err(format!(
-            "expected {} hex digits, found {} characters",
-            2 * N,
-            text.chars().count()
-        ));
+        return Err(HexError::Length {
+            digits: 2 * N,
+            found: text.chars().count(),
+        });
     }
     let mut bytes = [0u8; N];
     ::hex::decode_to_slice(text, &mut bytes).map_err(|error| match error {
         ::hex::FromHexError::InvalidHexCharacter { c, .. } if c.is_ascii_graphic() => {
-            format!("'{c}' is not a hex digit")
+            HexError::NotADigit(c)
         }
-        ::hex::FromHexError::InvalidHexCharacter { .. } => {
-            "found a character that is not a hex digit".to_string()
-        }
+        ::hex::FromHexError::InvalidHexCharacter { .. } => HexError::Unprintable,
         // The length is checked above; kept worded in case.
-        other => other.to_string(),
+        ::hex::FromHexError::OddLength | ::hex::FromHexError::InvalidStringLength => {
+            HexError::Length {
+                digits: 2 * N,
+                found: text.chars().count(),
+            }
+        }
     })?;
     Ok(bytes)
 }
@@ -40,16 +62,23 @@ mod tests {
         assert_eq!(super::decode::<4>("007FABff"), Ok(bytes));
         assert_eq!(
             super::decode::<4>("007fab"),
-            Err("expected 8 hex digits, found 6 characters".to_string())
+            Err(super::HexError::Length {
+                digits: 8,
+                found: 6
+            })
         );
         assert_eq!(
             super::decode::<4>("007fabfg"),
-            Err("'g' is not a hex digit".to_string())
+            Err(super::HexError::NotADigit('g'))
         );
         assert!(super::decode::<2>("éé").is_err());
         assert_eq!(
+            super::decode::<4>("007fab").unwrap_err().to_string(),
+            "expected 8 hex digits, found 6 characters"
+        );
+        assert_eq!(
             super::decode::<2>("00 1"),
-            Err("found a character that is not a hex digit".to_string())
+            Err(super::HexError::Unprintable)
         );
     }
 }

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use super::hex;
+use super::hex::{self, HexError};
 
 /// File name of a voter's secret key in its data directory.
 pub const NODE_KEY_FILE: &str = "node.key";
@@ -54,7 +54,8 @@ pub enum KeyError {
         /// The file.
         path: PathBuf,
         /// What was wrong, naming the field.
-        reason: String,
+        #[source]
+        reason: MalformedKeyFile,
     },
     /// A secret key file that group or others may read.
     #[error(
@@ -77,12 +78,103 @@ pub enum KeyError {
     Random(getrandom::Error),
 }
 
+/// What is wrong with a key file's text (`node.key`, `cluster.keys`);
+/// every variant names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum MalformedKeyFile {
+    /// The bytes are not UTF-8.
+    #[error("not UTF-8 text (byte {valid_up_to})")]
+    NotUtf8 {
+        /// The length of the valid prefix.
+        valid_up_to: usize,
+    },
+    /// The text is not TOML; the parser's error names line and column
+    /// (boxed: it is large, and every key error carries this enum).
+    #[error("not valid TOML: {0}")]
+    Toml(#[source] Box<toml::de::Error>),
+    /// A required field is absent.
+    #[error("{field}: missing")]
+    Missing {
+        /// The field.
+        field: String,
+    },
+    /// A field of the wrong TOML type.
+    #[error("{field}: expected {expected}, found {found}")]
+    WrongType {
+        /// The field.
+        field: String,
+        /// The type it must have ("a string", "a table").
+        expected: &'static str,
+        /// The type it has.
+        found: &'static str,
+    },
+    /// A field nobody asked for (a typo would otherwise pass silently).
+    #[error("{field}: unknown field")]
+    Unknown {
+        /// The field.
+        field: String,
+    },
+    /// The `format` field names another kind of file or version.
+    #[error("format: expected \"{expected}\", found {found:?}")]
+    Format {
+        /// The format this file must have.
+        expected: &'static str,
+        /// The format it has.
+        found: String,
+    },
+    /// A field that is not the hex it must be.
+    #[error("{field}: {source}")]
+    Hex {
+        /// The field.
+        field: String,
+        /// What is wrong with the digits.
+        source: HexError,
+    },
+    /// A field that is not a usable public key (its own message names the
+    /// key).
+    #[error("{}{source}", field_prefix(field))]
+    PublicKey {
+        /// The field (`None`: `public_key`, which the message names).
+        field: Option<String>,
+        /// What is wrong with the key.
+        source: PublicKeyError,
+    },
+    /// `cluster_id` is not a cluster id.
+    #[error(transparent)]
+    ClusterId(#[from] ClusterIdError),
+    /// A node key whose public key is not its secret key's.
+    #[error("public_key does not belong to secret_key (mixed-up or edited file)")]
+    KeyMismatch,
+    /// A key listed under a name that is not a node id.
+    #[error("{field}: not a node id (a decimal number)")]
+    NotANodeId {
+        /// The field (`keys.<name>`).
+        field: String,
+    },
+    /// A listed key that cannot join the others.
+    #[error("{field}: {source}")]
+    Entry {
+        /// The field (`keys.<id>`).
+        field: String,
+        /// Why it cannot join.
+        source: super::ClusterKeysEntryError,
+    },
+    /// A cluster keys file that lists no key.
+    #[error("keys: lists no voter")]
+    NoVoter,
+}
+
+/// `"field: "`, or nothing.
+fn field_prefix(field: &Option<String>) -> String {
+    field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
+}
+
 /// Why some text or bytes are not a usable public key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PublicKeyError {
     /// Not 64 hex digits.
     #[error("public key: {0}")]
-    Hex(String),
+    Hex(#[source] HexError),
     /// Not the encoding of a curve point.
     #[error("public key: not a valid ed25519 point")]
     NotAPoint,
@@ -94,7 +186,7 @@ pub enum PublicKeyError {
 /// Why some text is not a cluster id.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("cluster id: {0}")]
-pub struct ClusterIdError(String);
+pub struct ClusterIdError(#[source] HexError);
 
 /// A cluster's identity: 16 random bytes chosen by `ordo init`, written as
 /// 32 hex digits. Every statement names it, so a token from one cluster
@@ -108,6 +200,14 @@ impl ClusterId {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes)?;
         Ok(Self(bytes))
+    }
+
+    /// The 64-bit id the transports' handshakes carry: the id's first 8
+    /// bytes, little-endian, never 0 (`ordo init` writes it into every
+    /// voter's config; a gossip node derives it from `cluster.keys`).
+    pub fn transport_id(&self) -> u64 {
+        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        u64::from_le_bytes([a, b, c, d, e, f, g, h]).max(1)
     }
 }
 
@@ -235,31 +335,32 @@ impl NodeKey {
         let file = File::open(path).map_err(|source| io_error(path, source))?;
         check_private(&file, path)?;
         let text = read_bounded(file, path, NODE_KEY_FILE_BYTES_MAX)?;
-        let malformed = |reason: String| KeyError::Malformed {
+        Self::parse_file(&text).map_err(|reason| KeyError::Malformed {
             path: path.to_path_buf(),
             reason,
-        };
-        let mut table = parse_toml(&text).map_err(&malformed)?;
-        let format = take_string(&mut table, "format").map_err(&malformed)?;
-        if format != NODE_KEY_FORMAT {
-            return Err(malformed(format!(
-                "format: expected \"{NODE_KEY_FORMAT}\", found {format:?}"
-            )));
-        }
-        let secret = take_string(&mut table, "secret_key").map_err(&malformed)?;
-        let public = take_string(&mut table, "public_key").map_err(&malformed)?;
-        no_other_fields(&table).map_err(&malformed)?;
-        let mut secret = hex::decode::<32>(&secret)
-            .map_err(|reason| malformed(format!("secret_key: {reason}")))?;
+        })
+    }
+
+    /// The key a node key file's text holds.
+    fn parse_file(text: &str) -> Result<Self, MalformedKeyFile> {
+        let mut table = parse_toml(text, NODE_KEY_FORMAT)?;
+        let secret = take_string(&mut table, "secret_key")?;
+        let public = take_string(&mut table, "public_key")?;
+        no_other_fields(&table)?;
+        let mut secret = hex::decode::<32>(&secret).map_err(|source| MalformedKeyFile::Hex {
+            field: "secret_key".into(),
+            source,
+        })?;
         let key = Self::from_secret_bytes(&secret);
         secret.fill(0);
         let public: PublicKey = public
             .parse()
-            .map_err(|error: PublicKeyError| malformed(error.to_string()))?;
+            .map_err(|source| MalformedKeyFile::PublicKey {
+                field: None,
+                source,
+            })?;
         if public != key.public_key() {
-            return Err(malformed(
-                "public_key does not belong to secret_key (mixed-up or edited file)".to_string(),
-            ));
+            return Err(MalformedKeyFile::KeyMismatch);
         }
         Ok(key)
     }
@@ -354,7 +455,9 @@ pub(crate) fn read_bounded(file: File, path: &Path, bytes_max: u64) -> Result<St
     }
     String::from_utf8(bytes).map_err(|error| KeyError::Malformed {
         path: path.to_path_buf(),
-        reason: format!("not UTF-8 text (byte {})", error.utf8_error().valid_up_to()),
+        reason: MalformedKeyFile::NotUtf8 {
+            valid_up_to: error.utf8_error().valid_up_to(),
+        },
     })
 }
 
@@ -369,27 +472,43 @@ pub(crate) fn sync_parent(path: &Path) -> Result<(), KeyError> {
         .map_err(|source| io_error(parent, source))
 }
 
-/// Parses TOML text into a table; the reason names line and column.
-pub(crate) fn parse_toml(text: &str) -> Result<toml::Table, String> {
-    toml::from_str::<toml::Table>(text).map_err(|error| format!("not valid TOML: {error}"))
+/// Parses a key file's TOML text into a table (the error names line and
+/// column), and takes its `format` field, which must be `format`.
+pub(crate) fn parse_toml(
+    text: &str,
+    format: &'static str,
+) -> Result<toml::Table, MalformedKeyFile> {
+    let mut table = toml::from_str::<toml::Table>(text)
+        .map_err(|error| MalformedKeyFile::Toml(Box::new(error)))?;
+    let found = take_string(&mut table, "format")?;
+    if found != format {
+        return Err(MalformedKeyFile::Format {
+            expected: format,
+            found,
+        });
+    }
+    Ok(table)
 }
 
 /// Removes and returns the string field `name`.
-pub(crate) fn take_string(table: &mut toml::Table, name: &str) -> Result<String, String> {
+pub(crate) fn take_string(table: &mut toml::Table, name: &str) -> Result<String, MalformedKeyFile> {
     match table.remove(name) {
         Some(toml::Value::String(text)) => Ok(text),
-        Some(other) => Err(format!(
-            "{name}: expected a string, found {}",
-            other.type_str()
-        )),
-        None => Err(format!("{name}: missing")),
+        Some(other) => Err(MalformedKeyFile::WrongType {
+            field: name.into(),
+            expected: "a string",
+            found: other.type_str(),
+        }),
+        None => Err(MalformedKeyFile::Missing { field: name.into() }),
     }
 }
 
 /// Rejects fields nobody asked for (typos would otherwise pass silently).
-pub(crate) fn no_other_fields(table: &toml::Table) -> Result<(), String> {
+pub(crate) fn no_other_fields(table: &toml::Table) -> Result<(), MalformedKeyFile> {
     match table.keys().next() {
-        Some(name) => Err(format!("{name}: unknown field")),
+        Some(name) => Err(MalformedKeyFile::Unknown {
+            field: name.clone(),
+        }),
         None => Ok(()),
     }
 }

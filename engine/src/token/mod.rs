@@ -79,9 +79,10 @@ pub use encoding::{
     Token, TokenDecodeError,
 };
 pub use hash::{Blake3Tree, Digest, LEAF_FIELDS_LEN, Sha256Tree, TokenHash, TreeHash};
+pub use hex::HexError;
 pub use keys::{
-    ClusterId, ClusterIdError, KeyError, NODE_KEY_FILE, NODE_KEY_FILE_BYTES_MAX, NodeKey,
-    PublicKey, PublicKeyError,
+    ClusterId, ClusterIdError, KeyError, MalformedKeyFile, NODE_KEY_FILE, NODE_KEY_FILE_BYTES_MAX,
+    NodeKey, PublicKey, PublicKeyError,
 };
 pub use merkle::{
     MerkleTree, entry_leaf, entry_leaves, leaf, leaf_fields, path_len, root_from_path,

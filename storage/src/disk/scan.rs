@@ -117,11 +117,11 @@ pub fn scan_segment(file: &[u8], header: &SegmentHeader, start: ScanStart) -> Se
                 prev_term = frame.term;
                 last_header = Some(frame);
             }
-            Err(reason) => {
+            Err(bad) => {
                 break classify_bad_bytes(
                     file,
                     offset,
-                    reason,
+                    bad,
                     header,
                     start.is_last,
                     expected_index,
@@ -139,38 +139,72 @@ pub fn scan_segment(file: &[u8], header: &SegmentHeader, start: ScanStart) -> Se
     }
 }
 
+/// Why the bytes at an offset are not a frame that continues the log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadFrame {
+    /// The frame header does not parse.
+    #[error(transparent)]
+    Header(#[from] crate::frame::FrameError),
+    /// The header's length runs past the end of the file.
+    #[error("batch frame of {len} bytes runs past the end of the file")]
+    PastEnd {
+        /// The frame length the header claims.
+        len: usize,
+    },
+    /// The frame's bytes do not match its CRC.
+    #[error("batch crc mismatch")]
+    Crc,
+    /// The frame would end past the largest segment offset.
+    #[error("batch frame beyond the segment size limit")]
+    BeyondSegmentLimit,
+    /// The frame does not start at the next index.
+    #[error("batch starts at index {first_index}, expected {expected_index}")]
+    WrongIndex {
+        /// Where the frame starts.
+        first_index: Index,
+        /// The index after the previous frame's last.
+        expected_index: Index,
+    },
+    /// The frame's term is below the previous frame's.
+    #[error("batch term {term} below previous term {prev_term}")]
+    TermBackwards {
+        /// The frame's term.
+        term: Term,
+        /// The previous frame's term.
+        prev_term: Term,
+    },
+}
+
 /// The frame at `offset` if it is intact and continues the log.
 fn check_frame(
     file: &[u8],
     offset: usize,
     expected_index: Index,
     prev_term: Term,
-) -> Result<BatchHeader, String> {
+) -> Result<BatchHeader, BadFrame> {
     let rest = &file[offset..];
-    let header = BatchHeader::parse(rest).map_err(|e| e.to_string())?;
+    let header = BatchHeader::parse(rest)?;
     let len = header.frame_len as usize;
     if len > rest.len() {
-        return Err(format!(
-            "batch frame of {len} bytes runs past the end of the file"
-        ));
+        return Err(BadFrame::PastEnd { len });
     }
     if frame_crc(&rest[..len]) != header.crc32 {
-        return Err("batch crc mismatch".to_string());
+        return Err(BadFrame::Crc);
     }
     if offset + len > u32::MAX as usize {
-        return Err("batch frame beyond the segment size limit".to_string());
+        return Err(BadFrame::BeyondSegmentLimit);
     }
     if header.first_index != expected_index {
-        return Err(format!(
-            "batch starts at index {}, expected {expected_index}",
-            header.first_index
-        ));
+        return Err(BadFrame::WrongIndex {
+            first_index: header.first_index,
+            expected_index,
+        });
     }
     if header.term < prev_term {
-        return Err(format!(
-            "batch term {} below previous term {prev_term}",
-            header.term
-        ));
+        return Err(BadFrame::TermBackwards {
+            term: header.term,
+            prev_term,
+        });
     }
     Ok(header)
 }
@@ -179,12 +213,13 @@ fn check_frame(
 fn classify_bad_bytes(
     file: &[u8],
     offset: usize,
-    reason: String,
+    bad: BadFrame,
     header: &SegmentHeader,
     is_last: bool,
     expected_index: Index,
     prev_term: Term,
 ) -> ScanEnd {
+    let reason = bad.to_string();
     if !is_last {
         return ScanEnd::Corrupt {
             offset: offset as u64,

@@ -654,7 +654,10 @@ impl Vfs for SimDisk {
         Ok(())
     }
 
-    fn read_dir(&self, dir: &Path) -> Result<Vec<std::result::Result<String, String>>> {
+    fn read_dir(
+        &self,
+        dir: &Path,
+    ) -> Result<Vec<std::result::Result<String, super::vfs::NotUtf8Name>>> {
         let state = self.state.borrow();
         if !state.dirs.contains(dir) {
             return Err(not_found("read directory", dir));
@@ -664,11 +667,7 @@ impl Vfs for SimDisk {
             .keys()
             .filter(|path| path.parent() == Some(dir))
             .filter_map(|path| path.file_name())
-            .map(|name| {
-                name.to_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| name.to_string_lossy().into_owned())
-            })
+            .map(|name| super::vfs::NotUtf8Name::check(name.to_os_string()))
             .collect())
     }
 

@@ -24,6 +24,20 @@ use super::io::{
     write_aligned,
 };
 
+/// A directory entry whose name is not UTF-8. The log and the snapshot
+/// store name every file they write in ASCII, so such a file is none of
+/// theirs: listings return it apart, for a warning. Displays lossily.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.to_string_lossy())]
+pub struct NotUtf8Name(pub std::ffi::OsString);
+
+impl NotUtf8Name {
+    /// `name` as a `String`, or as a `NotUtf8Name` if it is not UTF-8.
+    pub fn check(name: std::ffi::OsString) -> std::result::Result<String, NotUtf8Name> {
+        name.into_string().map_err(NotUtf8Name)
+    }
+}
+
 /// A boxed future of the shard that runs it (not `Send`).
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -83,8 +97,8 @@ pub trait Vfs {
     fn create_dir_all(&self, dir: &Path) -> Result<()>;
 
     /// The names of the entries of `dir`; a name that is not UTF-8 comes
-    /// back as `Err` with its lossy form, for a warning.
-    fn read_dir(&self, dir: &Path) -> Result<Vec<std::result::Result<String, String>>>;
+    /// back as `Err`, for a warning.
+    fn read_dir(&self, dir: &Path) -> Result<Vec<std::result::Result<String, NotUtf8Name>>>;
 
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> bool;
@@ -371,16 +385,11 @@ impl Vfs for GlommioVfs {
         std::fs::create_dir_all(dir).map_err(std_error("create directory", dir))
     }
 
-    fn read_dir(&self, dir: &Path) -> Result<Vec<std::result::Result<String, String>>> {
+    fn read_dir(&self, dir: &Path) -> Result<Vec<std::result::Result<String, NotUtf8Name>>> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(std_error("read directory", dir))? {
             let entry = entry.map_err(std_error("read directory", dir))?;
-            let name = entry.file_name();
-            names.push(
-                name.to_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| name.to_string_lossy().into_owned()),
-            );
+            names.push(NotUtf8Name::check(entry.file_name()));
         }
         Ok(names)
     }

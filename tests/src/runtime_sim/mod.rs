@@ -202,7 +202,7 @@ struct Subscription {
 }
 
 /// A start in progress: its result, once it finished.
-type Starting = Rc<RefCell<Option<Result<SimulatedNode, String>>>>;
+type Starting = Rc<RefCell<Option<Result<SimulatedNode, ordo_engine::node::StartError>>>>;
 
 /// A read's answer: the node, the highest index acknowledged before the
 /// read began, the result.

@@ -31,6 +31,53 @@ pub(super) enum AdminWaiter {
     Client { sink: AdminSink, request_id: u64 },
 }
 
+/// An administrative outcome from the core (a membership change's, a
+/// leadership transfer's): which waiter of the embedding API takes it,
+/// and what a client is told.
+pub(super) trait AdminOutcome: Sized {
+    /// `waiter`'s reply, if it waits for this kind of outcome.
+    fn reply(waiter: AdminWaiter) -> Option<Reply<Self>>;
+    /// A client's answer: the success, or the failure's message and
+    /// whether the client should retry it.
+    fn for_client(self) -> Result<AdminAnswer, (bool, String)>;
+}
+
+impl AdminOutcome for Result<Index, ChangeError> {
+    fn reply(waiter: AdminWaiter) -> Option<Reply<Self>> {
+        match waiter {
+            AdminWaiter::Membership(reply) => Some(reply),
+            _ => None,
+        }
+    }
+
+    fn for_client(self) -> Result<AdminAnswer, (bool, String)> {
+        // Retried: at the leader, or once the new leader committed its
+        // first entry.
+        self.map(|index| AdminAnswer::Changed { index })
+            .map_err(|e| {
+                let retry = matches!(
+                    e,
+                    ChangeError::NotLeader { .. } | ChangeError::LeaderNotReady { .. }
+                );
+                (retry, e.to_string())
+            })
+    }
+}
+
+impl AdminOutcome for Result<NodeId, TransferError> {
+    fn reply(waiter: AdminWaiter) -> Option<Reply<Self>> {
+        match waiter {
+            AdminWaiter::Transfer(reply) => Some(reply),
+            _ => None,
+        }
+    }
+
+    fn for_client(self) -> Result<AdminAnswer, (bool, String)> {
+        self.map(|leader| AdminAnswer::Transferred { leader })
+            .map_err(|e| (matches!(e, TransferError::NotLeader { .. }), e.to_string()))
+    }
+}
+
 /// Where the answer to a client's administrative request goes: its
 /// connection (shard 0), or the client shard that relayed it.
 pub(super) enum AdminSink {
@@ -212,66 +259,21 @@ impl<S: LogStore + 'static> Group<S> {
         sink.send(response);
     }
 
-    /// Answers whoever waits for membership change `request_id`.
-    pub(super) fn membership_result(
-        &mut self,
-        request_id: u64,
-        result: Result<Index, ChangeError>,
-    ) {
+    /// Answers whoever waits for administrative request `request_id`
+    /// with the core's outcome: the embedding API's caller, or a client.
+    pub(super) fn admin_result<R: AdminOutcome>(&mut self, request_id: u64, result: R) {
         match self.admin_waiters.remove(&request_id) {
+            Some(AdminWaiter::Client { sink, request_id }) => {
+                self.answer_admin(sink, request_id, result.for_client());
+            }
             // The asker may have gone away.
-            Some(AdminWaiter::Membership(reply)) => drop(reply.send(result)),
-            Some(AdminWaiter::Client { sink, request_id }) => self.answer_admin_outcome(
-                sink,
-                request_id,
-                result,
-                |index| AdminAnswer::Changed { index },
-                // Retried: at the leader, or once the new leader committed
-                // its first entry.
-                |e| {
-                    matches!(
-                        e,
-                        ChangeError::NotLeader { .. } | ChangeError::LeaderNotReady { .. }
-                    )
-                },
-            ),
-            _ => {}
+            Some(waiter) => {
+                if let Some(reply) = R::reply(waiter) {
+                    drop(reply.send(result));
+                }
+            }
+            None => {}
         }
-    }
-
-    /// Answers whoever waits for leadership transfer `request_id`.
-    pub(super) fn transfer_result(
-        &mut self,
-        request_id: u64,
-        result: Result<NodeId, TransferError>,
-    ) {
-        match self.admin_waiters.remove(&request_id) {
-            // The asker may have gone away.
-            Some(AdminWaiter::Transfer(reply)) => drop(reply.send(result)),
-            Some(AdminWaiter::Client { sink, request_id }) => self.answer_admin_outcome(
-                sink,
-                request_id,
-                result,
-                |leader| AdminAnswer::Transferred { leader },
-                |e| matches!(e, TransferError::NotLeader { .. }),
-            ),
-            _ => {}
-        }
-    }
-
-    /// Answers a client's administrative request with the core's outcome:
-    /// `answer` of a success; a failure's message, and whether the client
-    /// should retry it (`retry`).
-    fn answer_admin_outcome<T, E: std::fmt::Display>(
-        &self,
-        sink: AdminSink,
-        request_id: u64,
-        result: Result<T, E>,
-        answer: impl FnOnce(T) -> AdminAnswer,
-        retry: impl FnOnce(&E) -> bool,
-    ) {
-        let result = result.map(answer).map_err(|e| (retry(&e), e.to_string()));
-        self.answer_admin(sink, request_id, result);
     }
 
     /// The configuration in force, for `ordo member list`.

@@ -159,11 +159,9 @@ impl<S: LogStore + 'static> Group<S> {
                 self.membership_changed(index, &membership)
             }
             Command::MembershipResult { request_id, result } => {
-                self.membership_result(request_id, result)
+                self.admin_result(request_id, result)
             }
-            Command::TransferResult { request_id, result } => {
-                self.transfer_result(request_id, result)
-            }
+            Command::TransferResult { request_id, result } => self.admin_result(request_id, result),
             Command::RoleChanged { role, term, leader } => {
                 tracing::info!(
                     id = self.config.id,

@@ -12,10 +12,19 @@ use ordo_net::{ClientError, ClientResponse, ErrorResponse, LeaderHint, LogRespon
 use ordo_storage::{LogStore, MessageId};
 
 use super::Group;
-use crate::node::feed;
+use crate::node::feed::{self, LogSource};
 use crate::node::{CommittedMessage, FeedError};
 
 impl<S: LogStore + 'static> Group<S> {
+    /// What a stream started now reads.
+    fn log_source(&self) -> LogSource<S> {
+        LogSource {
+            store: self.log.store().clone(),
+            state: self.feed.clone(),
+            certificates: self.certificates.clone(),
+        }
+    }
+
     /// Streams committed messages to a client of this shard.
     pub(super) fn serve_log(&self, conn: ClientConn, request_id: u64, from_id: u64, follow: bool) {
         let (sink, responses) = async_channel::bounded::<ClientResponse>(4);
@@ -53,9 +62,7 @@ impl<S: LogStore + 'static> Group<S> {
         follow: bool,
         sink: async_channel::Sender<ClientResponse>,
     ) {
-        let store = self.log.store().clone();
-        let state = self.feed.clone();
-        let certificates = self.certificates.clone();
+        let source = self.log_source();
         let leader = self.leader_hint();
         crate::node::env::spawn(async move {
             let fail = |error: ClientError| {
@@ -72,20 +79,13 @@ impl<S: LogStore + 'static> Group<S> {
                         .await;
                 }
             };
-            let cursor = match feed::locate(&*store, &state, from_id).await {
+            let cursor = match source.locate(from_id).await {
                 Ok(cursor) => cursor,
                 Err(error) => return fail(feed::client_error(&error, from_id)).await,
             };
             let next_id = Rc::new(Cell::new(cursor.next_id));
-            let result = feed::follow(
-                store,
-                state,
-                certificates,
-                cursor,
-                follow,
-                feed::ChunkLimit::LOG_RESPONSE,
-                feed::TOKEN_WAIT_MAX,
-                |messages, done| {
+            let result = source
+                .follow(cursor, follow, |messages, done| {
                     let sink = sink.clone();
                     if let Some(last) = messages.last() {
                         next_id.set(last.id + 1);
@@ -98,9 +98,8 @@ impl<S: LogStore + 'static> Group<S> {
                         });
                         sink.send(response).await.is_ok()
                     }
-                },
-            )
-            .await;
+                })
+                .await;
             if let Err(error) = result {
                 tracing::warn!(%error, from_id, at = next_id.get(), "log stream failed");
                 fail(feed::client_error(&error, next_id.get())).await;
@@ -117,11 +116,9 @@ impl<S: LogStore + 'static> Group<S> {
         from_id: MessageId,
         sink: async_channel::Sender<Result<CommittedMessage, FeedError>>,
     ) {
-        let store = self.log.store().clone();
-        let state = self.feed.clone();
-        let certificates = self.certificates.clone();
+        let source = self.log_source();
         crate::node::env::spawn(async move {
-            let cursor = match feed::locate(&*store, &state, from_id).await {
+            let cursor = match source.locate(from_id).await {
                 Ok(cursor) => cursor,
                 Err(error) => {
                     tracing::warn!(%error, from_id, "subscription cannot start");
@@ -130,15 +127,8 @@ impl<S: LogStore + 'static> Group<S> {
                     return;
                 }
             };
-            let result = feed::follow(
-                store,
-                state,
-                certificates,
-                cursor,
-                true,
-                feed::ChunkLimit::LOG_RESPONSE,
-                feed::TOKEN_WAIT_MAX,
-                |messages, _| {
+            let result = source
+                .follow(cursor, true, |messages, _| {
                     let sink = sink.clone();
                     async move {
                         for message in messages {
@@ -148,9 +138,8 @@ impl<S: LogStore + 'static> Group<S> {
                         }
                         true
                     }
-                },
-            )
-            .await;
+                })
+                .await;
             if let Err(error) = result {
                 tracing::warn!(%error, from_id, "subscription failed");
                 // The subscriber may be gone; nothing more to tell.

@@ -23,7 +23,6 @@ use rustc_hash::FxHashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::future;
 use ordo_net::transport::{ClientCall, ClientInbox, PeerEvent};
 use ordo_net::{LeaderHint, ReadError};
 use ordo_storage::{Index, LogStore};
@@ -42,6 +41,7 @@ use super::shards::ShardReply;
 use super::snapshots::SnapshotIo;
 use super::ticker::Ticker;
 use super::tokens::Certificates;
+use super::wake::{self, Woken};
 use crate::core::{Command, Event, Raft, Role, Status};
 
 mod admin;
@@ -57,12 +57,23 @@ pub use answers::node_status;
 use answers::{ProposalWaiter, Responder, TokenFound};
 pub(super) use execute::snapshot_membership;
 
-/// What ended a wait.
-enum Woken {
-    Nothing,
+/// An input the group loop takes from one of its sources.
+enum Input {
     Peer(PeerEvent),
     Client(ClientCall),
     External(External),
+}
+
+/// Why the group loop stopped before a shutdown: its log failed (a write,
+/// an fsync or a read the store refused), and a node whose log failed
+/// takes no further part. The reason is the store's own
+/// ([`LogStore::failure`], which is a string: it is kept across the
+/// store's tasks after the error itself has gone to its caller).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct LogFailed {
+    /// What the store said.
+    pub reason: String,
 }
 
 /// Election timeouts a node waits, removed by a committed configuration,
@@ -232,7 +243,7 @@ impl<S: LogStore + 'static> Group<S> {
     }
 
     /// Runs until shutdown or a fatal storage failure.
-    pub async fn run(mut self) -> Result<(), String> {
+    pub async fn run(mut self) -> Result<(), LogFailed> {
         let turn_max = self.config.runtime.turn_events_max;
         let batch_delay = Duration::from_micros(self.config.runtime.batch_delay_us);
         self.ticker = Some(Ticker::start(self.local.clone(), self.clock));
@@ -256,7 +267,7 @@ impl<S: LogStore + 'static> Group<S> {
                     .failure()
                     .unwrap_or_else(|| "storage failure".into());
                 self.fail_everything();
-                return Err(reason);
+                return Err(LogFailed { reason });
             }
             self.raft.step(now, Event::Tick);
             self.retain(now);
@@ -287,12 +298,12 @@ impl<S: LogStore + 'static> Group<S> {
         }
     }
 
-    fn take(&mut self, now: crate::core::Now, woken: Woken) {
+    fn take(&mut self, now: crate::core::Now, woken: Woken<Input>) {
         match woken {
             Woken::Nothing => {}
-            Woken::Peer(event) => self.peer_event(now, event),
-            Woken::Client(call) => self.client_call(now, call),
-            Woken::External(request) => self.external_request(now, request),
+            Woken::Input(Input::Peer(event)) => self.peer_event(now, event),
+            Woken::Input(Input::Client(call)) => self.client_call(now, call),
+            Woken::Input(Input::External(request)) => self.external_request(now, request),
         }
     }
 
@@ -338,7 +349,7 @@ impl<S: LogStore + 'static> Group<S> {
     /// Waits for any input or the core's next deadline (or `cap`, if
     /// given); returns the input that woke it, if it took one (every
     /// source's `recv` is cancel-safe).
-    async fn wait(&self, cap: Option<Duration>) -> Woken {
+    async fn wait(&self, cap: Option<Duration>) -> Woken<Input> {
         let generation = self.local.0.notify.generation();
         if self.local.failed() || !self.external.is_empty() || !self.peers.is_empty() {
             return Woken::Nothing;
@@ -362,32 +373,20 @@ impl<S: LogStore + 'static> Group<S> {
         if let Some(ticker) = &self.ticker {
             ticker.wake_at(now + sleep.as_micros() as u64);
         }
-        let local = async {
-            self.local.0.notify.wait(generation).await;
-            Woken::Nothing
-        };
-        let peers = async {
-            match self.peers.recv().await {
-                Some(event) => Woken::Peer(event),
-                None => future::pending().await,
-            }
-        };
         let clients = async {
             match self.clients.as_ref() {
-                Some(inbox) => match inbox.recv().await {
-                    Some(call) => Woken::Client(call),
-                    None => future::pending().await,
-                },
-                None => future::pending().await,
+                Some(inbox) => inbox.recv().await,
+                // No client server: a source that never has input.
+                None => None,
             }
         };
-        let external = async {
-            match self.external.recv().await {
-                Some(request) => Woken::External(request),
-                None => future::pending().await,
-            }
-        };
-        future::or(future::or(local, peers), future::or(clients, external)).await
+        wake::first(
+            wake::nothing(self.local.0.notify.wait(generation)),
+            wake::input(self.peers.recv(), Input::Peer),
+            wake::input(clients, Input::Client),
+            wake::input(self.external.recv(), Input::External),
+        )
+        .await
     }
 
     /// Stops taking work; a leader hands leadership to the voter the core

@@ -3,10 +3,10 @@
 //! id, index, term and timestamp were committed by a leader whose key is in
 //! `cluster.keys`, or in a configuration the chain of links from it names.
 
-use crate::gossip::{GossipMessage, Verify};
 use bytes::Bytes;
 
-use crate::token::{ConfigLink, Token, Verifier};
+use super::{GossipMessage, Verify};
+use crate::token::{ChainError, ConfigLink, Token, TokenDecodeError, Verifier, VerifyError};
 
 /// [`Verify`] with a token [`Verifier`]: decodes the token (bounded,
 /// never panics on bytes) and verifies it; checked statements are cached,
@@ -35,24 +35,39 @@ impl std::fmt::Debug for TokenVerifier {
     }
 }
 
+/// Why a [`TokenVerifier`] refused a message or a link.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenCheckError {
+    /// The token does not decode.
+    #[error(transparent)]
+    Decode(#[from] TokenDecodeError),
+    /// The token does not prove the message.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The link does not decode, or does not extend the chain.
+    #[error(transparent)]
+    Link(#[from] ChainError),
+}
+
 impl Verify for TokenVerifier {
-    fn verify(&mut self, message: &GossipMessage) -> Result<(), String> {
-        let token = Token::from_bytes(&message.token).map_err(|e| e.to_string())?;
-        self.verifier
-            .verify(
-                &token,
-                &message.payload,
-                message.id,
-                message.index,
-                message.term,
-                message.ts,
-            )
-            .map_err(|e| e.to_string())
+    type Error = TokenCheckError;
+
+    fn verify(&mut self, message: &GossipMessage) -> Result<(), TokenCheckError> {
+        let token = Token::from_bytes(&message.token)?;
+        self.verifier.verify(
+            &token,
+            &message.payload,
+            message.id,
+            message.index,
+            message.term,
+            message.ts,
+        )?;
+        Ok(())
     }
 
-    fn learn(&mut self, link: &[u8]) -> Result<bool, String> {
-        let decoded = ConfigLink::from_bytes(link).map_err(|e| e.to_string())?;
-        let learned = self.verifier.learn(&decoded).map_err(|e| e.to_string())?;
+    fn learn(&mut self, link: &[u8]) -> Result<bool, TokenCheckError> {
+        let decoded = ConfigLink::from_bytes(link)?;
+        let learned = self.verifier.learn(&decoded)?;
         if learned {
             self.links.push(Bytes::copy_from_slice(link));
         }
