@@ -4,6 +4,16 @@
 //! old statement costs one chunk read. Records are fixed-size, so a chunk
 //! is one `pread`.
 //!
+//! The file is a record file of the storage crate
+//! ([`ordo_storage::records`]: one format, recovery rule, hole punching
+//! and their tests), one record per encoded statement. Its writes are
+//! buffered (`PENDING_BYTES_MAX`, `PENDING_AGE_MAX`) and never synced:
+//! a statement lost in a crash is one the leader signs again (the
+//! certificate repair), so the file is a cache of what the voters can
+//! rebuild, not a source of truth. A buffered write of up to 64 KiB into
+//! the page cache is the only blocking call it makes on the group's
+//! executor.
+//!
 //! Memory: `RECENT_MAX` statements (~13 MiB) plus 24 bytes per
 //! `CHUNK_RECORDS` statements ever stored (~0.7 MiB per hour at 2,000
 //! commit advances per second).
@@ -15,6 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ordo_storage::Index;
+use ordo_storage::records::{self, RecordFileError};
 
 use crate::token::{ClusterId, SignedStatement, Statement, Token};
 
@@ -42,23 +53,9 @@ pub fn decode_statement(bytes: &[u8]) -> Option<SignedStatement> {
     Token::from_bytes(bytes).ok().map(|token| token.signed)
 }
 
-/// Frees the bytes `[from, to)` of `file` (a hole; the size stays, so
-/// offsets after it stay valid).
-fn punch_hole(file: &File, from: u64, to: u64) -> nix::Result<()> {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
-        return Err(nix::errno::Errno::EFBIG);
-    };
-    nix::fcntl::fallocate(
-        file.as_raw_fd(),
-        nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
-            | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
-        offset,
-        len,
-    )
-}
-
-fn record_len() -> usize {
+/// Bytes of an encoded statement (every statement encodes to the same
+/// length).
+fn statement_len() -> usize {
     encode_statement(&SignedStatement {
         statement: Statement {
             cluster_id: ClusterId([0; 16]),
@@ -73,28 +70,9 @@ fn record_len() -> usize {
     .len()
 }
 
-/// Holes are punched in whole blocks of this many bytes.
-const PUNCH_ALIGN: u64 = 4096;
-
-/// The records of the file at `path` after its freed prefix (a hole left
-/// by [`CertStore::compact`]): how many records the hole held, and the
-/// bytes from the first whole record after it. `None` if there is no
-/// file.
-fn read_after_hole(path: &Path, record_len: usize) -> Option<(u64, Vec<u8>)> {
-    use std::io::{Read, Seek, SeekFrom};
-    use std::os::fd::AsRawFd;
-    let mut file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    // The first byte of data; ENXIO: none at all (the whole file is a
-    // hole, or empty). A filesystem without SEEK_DATA reports 0.
-    let data = nix::unistd::lseek(file.as_raw_fd(), 0, nix::unistd::Whence::SeekData)
-        .map_or(len, |offset| offset.max(0) as u64);
-    let record_len = record_len as u64;
-    let skipped = data.div_ceil(record_len).min(len / record_len);
-    file.seek(SeekFrom::Start(skipped * record_len)).ok()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
-    Some((skipped, bytes))
+/// Bytes of a statement's record in the file.
+fn record_len() -> usize {
+    records::record_bytes(statement_len())
 }
 
 /// Statements in memory a lookup looks through for one covering an index
@@ -114,16 +92,20 @@ struct ChunkSummary {
 /// Why the certificates file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CertStoreError {
-    /// Opening or truncating the file at start failed.
+    /// Opening the file at start failed.
     #[error("cannot {op} {}: {source}", path.display())]
     Io {
-        /// What was being done ("open", "truncate").
+        /// What was being done ("open").
         op: &'static str,
         /// The file.
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
     },
+    /// Recovering the file's records failed (reading, or truncating a
+    /// damaged tail).
+    #[error(transparent)]
+    Recover(RecordFileError),
     /// A write failed; the store keeps statements in memory only from now
     /// on (see `CertStore::flush`).
     #[error(
@@ -138,13 +120,8 @@ pub enum CertStoreError {
     },
     /// Freeing the compacted prefix (a punched hole) failed; the file
     /// keeps those bytes.
-    #[error("cannot free compacted statements in {}: {source}", path.display())]
-    Free {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: nix::errno::Errno,
-    },
+    #[error("cannot free compacted statements: {0}")]
+    Free(RecordFileError),
 }
 
 /// The statements of one voter. Lives on the group's shard.
@@ -216,38 +193,39 @@ impl CertStore {
         };
         let mut store = Self::in_memory();
         let mut ranges = Vec::new();
-        if let Some((skipped, bytes)) = read_after_hole(path, store.record_len) {
-            // Records in the freed prefix are counted, not read: offsets
-            // stay those of the whole file.
-            store.records = skipped;
-            store.chunks_dropped = skipped / CHUNK_RECORDS;
-            store.punched = skipped * store.record_len as u64;
-            let whole = bytes.len() / store.record_len * store.record_len;
-            for chunk in bytes[..whole].chunks_exact(store.record_len) {
-                let Some(signed) = decode_statement(chunk) else {
-                    break;
-                };
-                ranges.push((signed.statement.first_index, signed.statement.last_index));
-                store.note(&signed);
-            }
-            let read = (store.records - skipped) * store.record_len as u64;
-            if whole != bytes.len() || read != whole as u64 {
-                // A torn or damaged tail: drop it so appends stay aligned.
-                let keep = store.records * store.record_len as u64;
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(io("open"))?;
-                file.set_len(keep).map_err(io("truncate"))?;
-                tracing::warn!(path = %path.display(), kept = store.records, "dropped a damaged tail of the certificates file");
-            }
-        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
             .open(path)
             .map_err(io("open"))?;
+        let len = file.metadata().map_err(io("stat"))?.len();
+        // Records in a freed prefix (a hole left by `compact`) are counted,
+        // not read: offsets stay those of the whole file.
+        let data = records::first_data_offset(&file).map_err(io("seek in"))?;
+        let record_len = store.record_len as u64;
+        let skipped = data.div_ceil(record_len).min(len / record_len);
+        store.records = skipped;
+        store.chunks_dropped = skipped / CHUNK_RECORDS;
+        store.punched = data.min(skipped * record_len);
+        let body_len = statement_len();
+        let recovered = records::recover(&file, path, skipped * record_len, body_len, |_, body| {
+            if body.len() != body_len {
+                return Err(format!(
+                    "a record of {} bytes, not a statement's {body_len}",
+                    body.len()
+                ));
+            }
+            let signed = decode_statement(body)
+                .ok_or_else(|| "a record that is not a statement".to_string())?;
+            ranges.push((signed.statement.first_index, signed.statement.last_index));
+            store.note(&signed);
+            Ok(())
+        })
+        .map_err(CertStoreError::Recover)?;
+        if let Some((offset, damage)) = &recovered.truncated {
+            tracing::warn!(path = %path.display(), offset, %damage, kept = store.records, "dropped a damaged tail of the certificates file (the leader signs what it held again)");
+        }
         store.file = Some(file);
         store.path = path.to_path_buf();
         Ok((store, ranges))
@@ -301,7 +279,7 @@ impl CertStore {
         if self.pending.is_empty() {
             self.pending_since = Some(std::time::Instant::now());
         }
-        self.pending.extend_from_slice(&encode_statement(&signed));
+        records::encode_record(&mut self.pending, &[&encode_statement(&signed)]);
         if self.pending.len() >= PENDING_BYTES_MAX {
             self.flush()?;
         }
@@ -399,8 +377,8 @@ impl CertStore {
                 };
                 bytes[in_file..].copy_from_slice(buffered);
             }
-            let found = bytes
-                .chunks_exact(self.record_len)
+            let found = records::records(&bytes, statement_len())
+                .map_while(Result::ok)
                 .filter_map(decode_statement)
                 .find(|s| usable(s));
             if found.is_some() {
@@ -444,16 +422,15 @@ impl CertStore {
         };
         // Whole filesystem blocks only: the block that holds the first
         // live record keeps its bytes.
-        let end = self.chunks_dropped * chunk_bytes / PUNCH_ALIGN * PUNCH_ALIGN;
-        if end <= self.punched {
-            return Ok(0);
-        }
-        punch_hole(file, self.punched, end).map_err(|source| CertStoreError::Free {
-            path: self.path.clone(),
-            source,
-        })?;
-        let freed = end - self.punched;
-        self.punched = end;
+        let end = records::punch_prefix(
+            file,
+            &self.path,
+            self.punched,
+            self.chunks_dropped * chunk_bytes,
+        )
+        .map_err(CertStoreError::Free)?;
+        let freed = end.saturating_sub(self.punched);
+        self.punched = self.punched.max(end);
         Ok(freed)
     }
 
@@ -698,5 +675,46 @@ mod tests {
             std::fs::metadata(&path).unwrap().len() % record_len() as u64,
             0
         );
+    }
+
+    /// A flipped byte in the file (a failing disk) ends recovery at that
+    /// record: the statements before it come back, the rest is cut off for
+    /// the leader to sign again, and appends continue aligned. A file of
+    /// the format before records had a header reads as damage at once.
+    #[test]
+    fn a_corrupt_record_ends_recovery_there_and_appends_stay_aligned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certificates");
+        let (mut store, _) = CertStore::open(&path).unwrap();
+        for k in 0..10 {
+            store.insert(statement(2 * k + 1, 2 * k + 2)).unwrap();
+        }
+        drop(store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[6 * record_len() + 20] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut store, ranges) = CertStore::open(&path).unwrap();
+        assert_eq!(
+            ranges,
+            (0..6).map(|k| (2 * k + 1, 2 * k + 2)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            6 * record_len() as u64
+        );
+        store.insert(statement(13, 14)).unwrap();
+        drop(store);
+        let (_, ranges) = CertStore::open(&path).unwrap();
+        assert_eq!(ranges.last(), Some(&(13, 14)));
+        assert_eq!(ranges.len(), 7);
+        // Statements without record headers.
+        let old: Vec<u8> = (0..4)
+            .flat_map(|k| encode_statement(&statement(k + 1, k + 1)))
+            .collect();
+        std::fs::write(&path, &old).unwrap();
+        let (store, ranges) = CertStore::open(&path).unwrap();
+        assert!(ranges.is_empty());
+        assert!(store.lookup(1).is_none());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 }
