@@ -1,6 +1,7 @@
 //! Append-only files of checksummed records: the format the runtime's side
-//! files share (a voter's commit statements, a gossip node's delivered
-//! messages), with one recovery rule and one set of tests.
+//! files share (a voter's commit statements and its configuration chain, a
+//! gossip node's delivered messages), with one recovery rule and one set of
+//! tests.
 //!
 //! ```text
 //! record: len u32 LE (bytes of the body) | crc32 u32 LE (of the body) | body
