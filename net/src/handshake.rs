@@ -15,7 +15,7 @@ use ordo_storage::NodeId;
 
 /// The protocol version this build speaks. The acceptor refuses any other:
 /// adding a frame kind or changing a body bumps it.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// What the dialer is.
 #[derive(
