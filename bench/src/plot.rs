@@ -169,9 +169,17 @@ where
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
         chart
-            .draw_series(line.points.iter().map(|p| {
+            .draw_series(
+                line.points
+                    .iter()
+                    .map(|p| Circle::new((p.x, p.y), 4, color.filled())),
+            )
+            .map_err(|e| drawing_error(path, e))?;
+        // Labels only where there is one (a long run labels every tenth
+        // point, not thousands of empty texts).
+        chart
+            .draw_series(line.points.iter().filter(|p| !p.label.is_empty()).map(|p| {
                 EmptyElement::at((p.x, p.y))
-                    + Circle::new((0, 0), 4, color.filled())
                     + Text::new(p.label.clone(), (6, -16), ("sans-serif", 13).into_font())
             }))
             .map_err(|e| drawing_error(path, e))?;
