@@ -320,31 +320,16 @@ async fn drive_connection(
     let mut outstanding = proposers;
     let give_up = phases.end + DRAIN_WAIT;
     while outstanding > 0 {
-        let wait = give_up.saturating_duration_since(Instant::now());
-        let answer = future::or(async { Some(connection.recv().await) }, async {
-            glommio::timer::sleep(wait).await;
-            None
-        })
-        .await;
-        let response = match answer {
-            Some(Ok(response)) => response,
-            Some(Err(error)) => return Err(format!("the leader's connection failed: {error}")),
-            None => {
+        let (request_id, outcome) = match next_answer(&connection, give_up).await? {
+            Answer::Proposal(request_id, outcome) => (request_id, outcome),
+            Answer::Other => continue,
+            Answer::GaveUp => {
                 tally.errors += outstanding as u64;
                 tally
                     .first_error
                     .get_or_insert(format!("{outstanding} proposals unanswered at the end"));
                 break;
             }
-        };
-        let (request_id, outcome) = match response {
-            ClientResponse::Propose(response) => (
-                response.request_id,
-                response.result.map(|_| ()).map_err(|e| e.to_string()),
-            ),
-            // A request the node could not serve: a failed proposal.
-            ClientResponse::Error(error) => (error.request_id, Err(error.error.to_string())),
-            _ => continue,
         };
         let slot = (request_id & ((1 << SLOT_BITS) - 1)) as usize;
         let Some(start) = starts.get_mut(slot) else {
@@ -367,6 +352,40 @@ async fn drive_connection(
         return Err(error);
     }
     Ok(tally)
+}
+
+/// The next frame from the leader, as a proposer sees it.
+enum Answer {
+    /// The answer to a proposal: its request id and outcome (an error
+    /// response is a failed proposal: a request the node could not serve).
+    Proposal(u64, Result<(), String>),
+    /// Any other frame (skipped).
+    Other,
+    /// Nothing came before `give_up`.
+    GaveUp,
+}
+
+/// Reads the next frame, waiting at most until `give_up`; an error when
+/// the connection fails.
+async fn next_answer(connection: &ClientConnection, give_up: Instant) -> Result<Answer, String> {
+    let wait = give_up.saturating_duration_since(Instant::now());
+    let answer = future::or(async { Some(connection.recv().await) }, async {
+        glommio::timer::sleep(wait).await;
+        None
+    })
+    .await;
+    Ok(match answer {
+        Some(Ok(ClientResponse::Propose(response))) => Answer::Proposal(
+            response.request_id,
+            response.result.map(|_| ()).map_err(|e| e.to_string()),
+        ),
+        Some(Ok(ClientResponse::Error(error))) => {
+            Answer::Proposal(error.request_id, Err(error.error.to_string()))
+        }
+        Some(Ok(_)) => Answer::Other,
+        Some(Err(error)) => return Err(format!("the leader's connection failed: {error}")),
+        None => Answer::GaveUp,
+    })
 }
 
 /// Open loop over one connection: proposals due at `rate` per second from
@@ -437,16 +456,10 @@ async fn drive_open_loop(
     let mut answered = 0u64;
     let give_up = phases.end + DRAIN_WAIT;
     while answered < total {
-        let wait = give_up.saturating_duration_since(Instant::now());
-        let answer = future::or(async { Some(connection.recv().await) }, async {
-            glommio::timer::sleep(wait).await;
-            None
-        })
-        .await;
-        let response = match answer {
-            Some(Ok(response)) => response,
-            Some(Err(error)) => return Err(format!("the leader's connection failed: {error}")),
-            None => {
+        let (request_id, outcome) = match next_answer(&connection, give_up).await? {
+            Answer::Proposal(request_id, outcome) => (request_id, outcome),
+            Answer::Other => continue,
+            Answer::GaveUp => {
                 let unanswered = total - answered;
                 tally.errors += unanswered;
                 tally
@@ -454,14 +467,6 @@ async fn drive_open_loop(
                     .get_or_insert(format!("{unanswered} proposals unanswered at the end"));
                 break;
             }
-        };
-        let (request_id, outcome) = match response {
-            ClientResponse::Propose(response) => (
-                response.request_id,
-                response.result.map(|_| ()).map_err(|e| e.to_string()),
-            ),
-            ClientResponse::Error(error) => (error.request_id, Err(error.error.to_string())),
-            _ => continue,
         };
         let Some(start) = intended.borrow_mut().remove(&request_id) else {
             return Err(format!("an answer to unknown request {request_id}"));

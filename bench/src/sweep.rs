@@ -126,13 +126,7 @@ fn series_by(
             y: outcome.result.p99_us,
             label: point_label(spec, knob, swept),
         };
-        match series.iter_mut().find(|s| s.name == name) {
-            Some(line) => line.points.push(point),
-            None => series.push(plot::Series {
-                name,
-                points: vec![point],
-            }),
-        }
+        add_point(&mut series, name, point);
     }
     series
 }
@@ -210,6 +204,18 @@ pub fn over_time(dir: &Path, outcome: &RunOutcome) -> Result<(), String> {
     )
 }
 
+/// Adds `point` to the series called `name`, which it starts if there is
+/// none yet.
+fn add_point(series: &mut Vec<plot::Series>, name: String, point: plot::Point) {
+    match series.iter_mut().find(|s| s.name == name) {
+        Some(line) => line.points.push(point),
+        None => series.push(plot::Series {
+            name,
+            points: vec![point],
+        }),
+    }
+}
+
 /// Each swept knob, or one `None` (everything in one series) when none is.
 fn knobs_or_all(swept: &[&'static str]) -> Vec<Option<&'static str>> {
     if swept.is_empty() {
@@ -241,13 +247,7 @@ fn rate_series(runs: &[(RunSpec, RunOutcome)], knob: Option<&str>) -> Vec<plot::
                     String::new()
                 },
             };
-            match series.iter_mut().find(|s| s.name == name) {
-                Some(line) => line.points.push(point),
-                None => series.push(plot::Series {
-                    name,
-                    points: vec![point],
-                }),
-            }
+            add_point(&mut series, name, point);
         }
     }
     series
