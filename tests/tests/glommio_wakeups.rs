@@ -170,3 +170,57 @@ fn timers_fire_on_time_while_foreign_wakes_come_and_go() {
     assert!(woken > 0, "the foreign wake-ups reached the executor");
     executor.join().expect("the executor ends");
 }
+
+/// The kept preemption timer may fire after the executor took it as its
+/// wake-up and before it sleeps: its completion is then consumed on the
+/// way to sleep, and the executor must arm the user timer instead of
+/// sleeping with none (`ordo-bench --rate` hung that way, about one run in
+/// five). A 500 µs preemption period and loopback writes in flight make
+/// the race frequent: without the fix this fails within ~50,000 sleeps.
+#[test]
+fn a_preemption_timer_that_fires_on_the_way_to_sleep_leaves_the_user_timer_armed() {
+    let sleeps = rounds() * 5;
+    let (report, reports) = mpsc::channel::<u64>();
+    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name("wake-preempt")
+        .io_memory(256 << 10)
+        .preempt_timer(Duration::from_micros(500))
+        .spawn(move || async move {
+            // Loopback traffic on a second task keeps submissions in
+            // flight, which widens the window the timer must fire in.
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+            let addr = listener.local_addr().expect("its address");
+            let (client, server) = futures_lite::future::zip(
+                glommio::net::TcpStream::connect(addr),
+                listener.accept(),
+            )
+            .await;
+            let (mut client, mut server) = (client.expect("connects"), server.expect("accepts"));
+            let traffic = glommio::spawn_local(async move {
+                use futures_lite::AsyncReadExt;
+                let mut bytes = [0u8; 64];
+                while matches!(server.read(&mut bytes).await, Ok(n) if n > 0) {}
+            })
+            .detach();
+            for i in 0..sleeps {
+                use futures_lite::AsyncWriteExt;
+                client.write_all(&[1]).await.expect("loopback write");
+                glommio::timer::sleep(Duration::from_micros(i * 13 % 60)).await;
+                if i % 1_000 == 0 {
+                    let _ = report.send(i);
+                }
+            }
+            traffic.cancel();
+            let _ = report.send(u64::MAX);
+        })
+        .expect("executor starts");
+    let mut last = None;
+    loop {
+        match reports.recv_timeout(STUCK) {
+            Ok(u64::MAX) => break,
+            Ok(i) => last = Some(i),
+            Err(_) => panic!("after sleep {last:?}: the executor slept through its timer"),
+        }
+    }
+    executor.join().expect("the executor ends");
+}

@@ -1933,6 +1933,12 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
+            //
+            // ordo's patch: a kept timer may have fired since it was taken
+            // above, its completion consumed by `consume_rings!` without
+            // waking anyone (nothing waits on a preemption timer). It
+            // cannot wake this sleep then: arm the user timer instead.
+            armed_latency = armed_latency.filter(|(source, _)| source.is_in_flight());
             if armed_latency.is_none() {
                 if let Some(due) = user_timer {
                     let dur = due.saturating_duration_since(Instant::now());
