@@ -23,6 +23,11 @@ const PACED_SAMPLES: usize = 1_000;
 /// The gap before each paced write: about a C = 1 commit's period, so the
 /// write finds the CPUs idle as a follower's does at C = 1.
 const PACED_GAP: Duration = Duration::from_micros(200);
+/// Bytes per write of the write-rate floor: about a group-commit round of
+/// 64 B proposals at C = 256 (10–11 KiB), rounded up to whole pages.
+const RATE_WRITE_BYTES: usize = 16 << 10;
+/// How long the write-rate floor writes.
+const RATE_DURATION: Duration = Duration::from_millis(500);
 
 /// The floor figures, in microseconds (medians).
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,6 +54,12 @@ pub struct Floor {
     /// majority durable), p50 and p99. `None` if the files could not be
     /// written.
     pub quorum_write: Option<(f64, f64)>,
+    /// Three threads, one per voter, each write 16 KiB pages durably
+    /// (O_DIRECT | O_DSYNC) to their own file back to back for half a
+    /// second: the durable writes per second the device completes for three
+    /// logs that share it, all threads together. The ceiling of a
+    /// group-commit round rate; `None` if not measured.
+    pub durable_writes_per_s: Option<f64>,
 }
 
 impl Floor {
@@ -86,7 +97,77 @@ pub fn measure(dir: &Path) -> Result<Floor, String> {
         rtt_us: rtt.value_at_quantile(0.5) as f64 / 1_000.0,
         rtt_p99_us: rtt.value_at_quantile(0.99) as f64 / 1_000.0,
         quorum_write: quorum_write_us(dir, 3, PACED_SAMPLES).ok(),
+        durable_writes_per_s: durable_write_rate(dir, 3, RATE_DURATION).ok(),
     })
+}
+
+/// `writers` threads write [`RATE_WRITE_BYTES`] pages durably, back to
+/// back, each to its own preallocated file, for `duration`: completed
+/// writes per second, all threads together.
+fn durable_write_rate(dir: &Path, writers: usize, duration: Duration) -> Result<f64, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    /// Pages per file: the writes wrap around within it.
+    const PAGES: usize = 256;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(writers));
+    let threads: Vec<_> = (0..writers)
+        .map(|writer| {
+            let path = dir.join(format!("floor.rate.{writer}"));
+            let start = start.clone();
+            std::thread::spawn(move || -> Result<u64, String> {
+                let fail = |what: &str, e: std::io::Error| {
+                    format!("write-rate floor: {what} {}: {e}", path.display())
+                };
+                let prepared = (|| {
+                    let file =
+                        std::fs::File::create(&path).map_err(|e| fail("cannot create", e))?;
+                    file.write_all_at(&vec![0u8; PAGES * RATE_WRITE_BYTES], 0)
+                        .map_err(|e| fail("cannot write", e))?;
+                    file.sync_all().map_err(|e| fail("cannot sync", e))?;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+                        .open(&path)
+                        .map_err(|e| fail("cannot open with O_DIRECT|O_DSYNC", e))
+                })();
+                // Every thread reaches the barrier, even after a failure.
+                start.wait();
+                let file = prepared?;
+                let page = ordo_storage::AlignedBuf::filled(RATE_WRITE_BYTES, 0xA5);
+                let until = Instant::now() + duration;
+                let mut writes = 0u64;
+                while Instant::now() < until {
+                    let at = (writes as usize % PAGES) * RATE_WRITE_BYTES;
+                    file.write_all_at(page.as_slice(), at as u64)
+                        .map_err(|e| fail("cannot write", e))?;
+                    writes += 1;
+                }
+                drop(file);
+                // Best effort: the directory is the run's own temporary one.
+                let _ = std::fs::remove_file(&path);
+                Ok(writes)
+            })
+        })
+        .collect();
+    let mut writes = 0;
+    for thread in threads {
+        writes += thread
+            .join()
+            .map_err(|_| "write-rate floor: a writer thread panicked".to_string())??;
+    }
+    Ok(writes as f64 / duration.as_secs_f64())
+}
+
+/// Writes completed so far by the block device that holds `dir`
+/// (`/sys/dev/block/<major>:<minor>/stat`, the partition's own counter
+/// where `dir` is on a partition); `None` where the kernel does not say
+/// (a filesystem without a block device, such as tmpfs).
+pub fn device_writes(dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let stat = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat")).ok()?;
+    // Fields: reads, reads merged, sectors read, ms reading, writes, ...
+    stat.split_whitespace().nth(4)?.parse().ok()
 }
 
 /// `voters` threads each write a 4 KiB page durably to their own
@@ -315,5 +396,23 @@ mod tests {
         assert!(floor.quorum_us().unwrap() > p50 + floor.rtt_us, "{floor:?}");
         assert!(floor.rtt_p99_us >= floor.rtt_us, "{floor:?}");
         assert!(!dir.path().join("floor.quorum.0").exists());
+        // O_DIRECT is refused on tmpfs: then the rate is not measured.
+        if let Some(rate) = floor.durable_writes_per_s {
+            assert!(rate > 0.0, "{floor:?}");
+        }
+        assert!(!dir.path().join("floor.rate.0").exists());
+    }
+
+    #[test]
+    fn device_writes_count_the_writes_of_the_directorys_device() {
+        let dir = tempfile::tempdir().unwrap();
+        // tmpfs has no block device: nothing to count.
+        let Some(before) = device_writes(dir.path()) else {
+            return;
+        };
+        let file = std::fs::File::create(dir.path().join("w")).unwrap();
+        file.write_all_at(&[1u8; 4096], 0).unwrap();
+        file.sync_all().unwrap();
+        assert!(device_writes(dir.path()).unwrap() > before);
     }
 }

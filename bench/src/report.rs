@@ -77,6 +77,18 @@ pub struct RunResult {
     pub cpu_us_per_commit: Option<f64>,
     /// CPU cores busy on average over the measured window (same scope).
     pub cpu_cores_busy: Option<f64>,
+    /// The durable writes per second the data directory's device completes
+    /// for three logs that share it (the floor's three threads writing
+    /// 16 KiB pages back to back): the ceiling on group-commit rounds of
+    /// all nodes together when they share one disk.
+    pub floor_durable_writes_per_s: Option<f64>,
+    /// Writes per second the data directory's block device completed over
+    /// the measured window (every node's log rounds, and anything else on
+    /// that device); `None` where the kernel does not count them.
+    pub disk_writes_per_s: Option<f64>,
+    /// `disk_writes_per_s / floor_durable_writes_per_s`: near or above 1,
+    /// the run is bound by the device's durable write rate.
+    pub disk_writes_over_floor: Option<f64>,
     /// Proposals that failed in the measured window.
     pub errors: u64,
     /// The first failure, if any.
@@ -136,6 +148,9 @@ pub struct Memory {
     /// the window: user + system seconds of every process of the run (node
     /// processes with `--procs`, and the load) per second of wall time.
     pub cpu_cores: Option<f64>,
+    /// Writes per second completed by the data directory's block device
+    /// between the same samples.
+    pub disk_writes_per_s: Option<f64>,
     /// Every sample, in order.
     pub samples_mib: Vec<f64>,
     /// `(seconds into the window, answers so far, resident MiB)` at each
@@ -200,6 +215,13 @@ impl RunResult {
                 .filter(|_| tally.commits > 0)
                 .map(|cores| round1(cores * 1e6 * duration_s / tally.commits as f64)),
             cpu_cores_busy: memory.cpu_cores.map(|cores| ratio(cores, 1.0)),
+            floor_durable_writes_per_s: floor.durable_writes_per_s.map(f64::round),
+            disk_writes_per_s: memory.disk_writes_per_s.map(f64::round),
+            disk_writes_over_floor: memory
+                .disk_writes_per_s
+                .zip(floor.durable_writes_per_s)
+                .filter(|&(_, ceiling)| ceiling > 0.0)
+                .map(|(rate, ceiling)| ratio(rate, ceiling)),
             errors: tally.errors,
             first_error: tally.first_error.clone(),
             procs: spec.procs,
@@ -292,6 +314,14 @@ impl RunResult {
                 } else {
                     "this process: every node and the load"
                 },
+            );
+        }
+        if let (Some(rate), Some(ceiling)) =
+            (self.disk_writes_per_s, self.floor_durable_writes_per_s)
+        {
+            text += &format!(
+                "  disk         {rate:.0} writes/s, {:.2} × the device's durable write rate for three logs ({ceiling:.0}/s)\n",
+                self.disk_writes_over_floor.unwrap_or_default(),
             );
         }
         text += &format!(

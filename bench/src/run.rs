@@ -68,7 +68,14 @@ pub fn run_one(spec: &RunSpec, progress: bool) -> Result<RunOutcome, String> {
             window.clone(),
         )
     });
-    let monitor = Monitor::start(spec, pids, answered, window, progress);
+    let monitor = Monitor::start(
+        spec,
+        pids,
+        layout.dir.path().to_path_buf(),
+        answered,
+        window,
+        progress,
+    );
     let tally = match spec.transport {
         TransportKind::Inproc => load::inproc(layout.configs.clone(), load),
         TransportKind::Tcp => load::tcp(layout.client_addrs(), layout.cluster_id(), load),
@@ -283,6 +290,7 @@ impl Monitor {
     fn start(
         spec: &RunSpec,
         pids: Vec<u32>,
+        data_dir: std::path::PathBuf,
         answered: Arc<AtomicU64>,
         window: Arc<std::sync::OnceLock<Phases>>,
         progress: bool,
@@ -309,6 +317,8 @@ impl Monitor {
                 let mut memory: Option<Memory> = None;
                 let mut cpu_first: Option<(Instant, f64)> = None;
                 let mut cpu_last: Option<(Instant, f64)> = None;
+                let mut writes_first: Option<(Instant, u64)> = None;
+                let mut writes_last: Option<(Instant, u64)> = None;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(MONITOR_INTERVAL);
                     let elapsed = start.elapsed();
@@ -329,6 +339,7 @@ impl Monitor {
                         if let Some(mib) = sample {
                             let m = memory.get_or_insert(Memory {
                                 cpu_cores: None,
+                                disk_writes_per_s: None,
                                 timeline: Vec::new(),
                                 samples_mib: Vec::new(),
                                 start_mib: mib,
@@ -361,6 +372,11 @@ impl Monitor {
                             cpu_first.get_or_insert((now, cpu));
                             cpu_last = Some((now, cpu));
                         }
+                        if let Some(writes) = crate::floor::device_writes(&data_dir) {
+                            let now = Instant::now();
+                            writes_first.get_or_insert((now, writes));
+                            writes_last = Some((now, writes));
+                        }
                     }
                     let answers = answered.load(Ordering::Relaxed);
                     bar.set_position(elapsed.min(total).as_millis() as u64);
@@ -376,6 +392,12 @@ impl Monitor {
                     && t1 > t0
                 {
                     memory.cpu_cores = Some((cpu1 - cpu0) / (t1 - t0).as_secs_f64());
+                }
+                if let (Some((t0, w0)), Some((t1, w1))) = (writes_first, writes_last)
+                    && t1 > t0
+                {
+                    memory.disk_writes_per_s =
+                        Some(w1.saturating_sub(w0) as f64 / (t1 - t0).as_secs_f64());
                 }
                 memory
             }
