@@ -157,17 +157,25 @@ fn durable_write_rate(dir: &Path, writers: usize, duration: Duration) -> Result<
     Ok(writes as f64 / duration.as_secs_f64())
 }
 
-/// Writes completed so far by the block device that holds `dir`
+/// Data writes completed so far by the block device that holds `dir`
 /// (`/sys/dev/block/<major>:<minor>/stat`, the partition's own counter
-/// where `dir` is on a partition); `None` where the kernel does not say
-/// (a filesystem without a block device, such as tmpfs).
+/// where `dir` is on a partition), cache flushes not counted: the kernel
+/// counts a flush request as a write too, and a device without FUA gets
+/// one after every O_DSYNC write. `None` where the kernel does not say (a
+/// filesystem without a block device, such as tmpfs).
 pub fn device_writes(dir: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(dir).ok()?.dev();
     let (major, minor) = (libc::major(dev), libc::minor(dev));
     let stat = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat")).ok()?;
-    // Fields: reads, reads merged, sectors read, ms reading, writes, ...
-    stat.split_whitespace().nth(4)?.parse().ok()
+    // Fields: reads, reads merged, sectors read, ms reading, writes, ...;
+    // the 16th counts flushes (kernels before 5.5 do not have it).
+    let fields: Vec<u64> = stat
+        .split_whitespace()
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    let writes = *fields.get(4)?;
+    Some(writes.saturating_sub(fields.get(15).copied().unwrap_or(0)))
 }
 
 /// `voters` threads each write a 4 KiB page durably to their own

@@ -82,9 +82,10 @@ pub struct RunResult {
     /// 16 KiB pages back to back): the ceiling on group-commit rounds of
     /// all nodes together when they share one disk.
     pub floor_durable_writes_per_s: Option<f64>,
-    /// Writes per second the data directory's block device completed over
-    /// the measured window (every node's log rounds, and anything else on
-    /// that device); `None` where the kernel does not count them.
+    /// Data writes per second the data directory's block device completed
+    /// over the measured window, its cache flushes not counted (every
+    /// node's log rounds, and anything else on that device); `None` where
+    /// the kernel does not count them.
     pub disk_writes_per_s: Option<f64>,
     /// `disk_writes_per_s / floor_durable_writes_per_s`: near or above 1,
     /// the run is bound by the device's durable write rate.
