@@ -24,6 +24,14 @@ pub fn monotonic_ns() -> u64 {
     })
 }
 
+/// Whether hops are being recorded: call sites that compute a mark's
+/// fields (which hop a message is, the index it carries) check this first,
+/// so that nothing is computed when the target is off (one cached check).
+#[inline]
+pub fn enabled() -> bool {
+    tracing::enabled!(target: "ordo::timeline", tracing::Level::TRACE)
+}
+
 /// Records that `node` passed `hop` (about `peer`, 0 for none, carrying
 /// entries up to `index`, 0 for none) now.
 #[inline]

@@ -40,7 +40,9 @@ impl<S: LogStore + 'static> Group<S> {
     pub(super) fn execute(&mut self, command: Command) {
         match command {
             Command::Send { to, message } => {
-                if let Some(hop) = send_hop(&message) {
+                if timeline::enabled()
+                    && let Some(hop) = send_hop(&message)
+                {
                     timeline::mark(self.config.id, hop, to, message_index(&message));
                 }
                 self.send(to, message)

@@ -22,7 +22,9 @@ impl<S: LogStore + 'static> Group<S> {
         match event {
             PeerEvent::Message { from, message } => match message {
                 PeerMessage::Raft(message) => {
-                    if let Some(hop) = super::execute::send_hop(&message) {
+                    if crate::node::timeline::enabled()
+                        && let Some(hop) = super::execute::send_hop(&message)
+                    {
                         let index = super::execute::message_index(&message);
                         // "send.append" → "recv.append".
                         let hop = if hop == "send.append" {
