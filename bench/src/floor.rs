@@ -185,52 +185,94 @@ pub fn device_writes(dir: &Path) -> Option<u64> {
 /// earliest start to the completion of the majority's last write. Returns
 /// (p50, p99) in microseconds.
 fn quorum_write_us(dir: &Path, voters: usize, samples: usize) -> Result<(f64, f64), String> {
+    let rounds = quorum_rounds(dir, voters, Rounds::Count(samples))?;
+    let mut histogram = new_histogram();
+    for (_, took) in rounds {
+        record(&mut histogram, took);
+    }
+    let us = |q| histogram.value_at_quantile(q) as f64 / 1_000.0;
+    Ok((us(0.5), us(0.99)))
+}
+
+/// How many rounds [`quorum_rounds`] makes.
+#[derive(Clone, Copy, Debug)]
+pub enum Rounds {
+    /// This many.
+    Count(usize),
+    /// As many as fit in this long.
+    For(Duration),
+}
+
+/// The quorum write's rounds (see [`quorum_write_us`]): for each, when it
+/// started (from the first round's start) and how long the majority took.
+pub fn quorum_rounds(
+    dir: &Path,
+    voters: usize,
+    rounds: Rounds,
+) -> Result<Vec<(Duration, Duration)>, String> {
     use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Pages per file: the writes wrap around within it.
+    const PAGES: usize = 1_000;
     let majority = voters / 2 + 1;
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(voters));
+    // Set by voter 0 between two barriers, so every voter sees it at the
+    // same round and none waits at a barrier the others left.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let origin = Instant::now();
     let mut threads = Vec::new();
     for voter in 0..voters {
         let path = dir.join(format!("floor.quorum.{voter}"));
-        let barrier = barrier.clone();
+        let (barrier, stop) = (barrier.clone(), stop.clone());
         threads.push(std::thread::spawn(
             move || -> Result<Vec<(Instant, Instant)>, String> {
                 let fail = |what: &str, e: std::io::Error| {
                     format!("quorum floor: {what} {}: {e}", path.display())
                 };
-                let total = samples * FLOOR_WRITE_BYTES;
-                {
+                let prepared = (|| {
                     let file =
                         std::fs::File::create(&path).map_err(|e| fail("cannot create", e))?;
-                    file.write_all_at(&vec![0u8; total], 0)
+                    file.write_all_at(&vec![0u8; PAGES * FLOOR_WRITE_BYTES], 0)
                         .map_err(|e| fail("cannot write", e))?;
-                    file.sync_all().map_err(|e| fail("cannot sync", e))?;
-                }
+                    file.sync_all().map_err(|e| fail("cannot sync", e))
+                })();
                 let open = |flags| {
                     std::fs::OpenOptions::new()
                         .write(true)
                         .custom_flags(flags)
                         .open(&path)
                 };
-                let opened = open(libc::O_DIRECT | libc::O_DSYNC).or_else(|_| open(libc::O_DSYNC));
+                let opened = prepared.and_then(|()| {
+                    open(libc::O_DIRECT | libc::O_DSYNC)
+                        .or_else(|_| open(libc::O_DSYNC))
+                        .map_err(|e| fail("cannot open", e))
+                });
                 let page = ordo_storage::AlignedBuf::filled(FLOOR_WRITE_BYTES, 0xA5);
                 // Every thread reaches every barrier, even after a failure, so
                 // that none waits forever for the others.
-                let mut times = Vec::with_capacity(samples);
-                let mut failed = opened
-                    .as_ref()
-                    .err()
-                    .map(|e| format!("cannot open {}: {e}", path.display()));
-                for i in 0..samples {
+                let mut times = Vec::new();
+                let mut failed = opened.as_ref().err().cloned();
+                for i in 0.. {
                     barrier.wait();
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let start = Instant::now();
                     if let (Ok(file), None) = (&opened, &failed)
-                        && let Err(e) =
-                            file.write_all_at(page.as_slice(), (i * FLOOR_WRITE_BYTES) as u64)
+                        && let Err(e) = file
+                            .write_all_at(page.as_slice(), ((i % PAGES) * FLOOR_WRITE_BYTES) as u64)
                     {
                         failed = Some(fail("cannot write", e));
                     }
                     times.push((start, Instant::now()));
                     std::thread::sleep(PACED_GAP);
+                    if voter == 0 {
+                        let done = match rounds {
+                            Rounds::Count(count) => i + 1 >= count,
+                            Rounds::For(duration) => origin.elapsed() >= duration,
+                        };
+                        stop.store(done, Ordering::Relaxed);
+                    }
                 }
                 drop(opened);
                 // Best effort: the directory is the run's own temporary one.
@@ -250,19 +292,83 @@ fn quorum_write_us(dir: &Path, voters: usize, samples: usize) -> Result<(f64, f6
                 .map_err(|_| "quorum floor: a writer thread panicked".to_string())??,
         );
     }
+    let count = per_voter.iter().map(Vec::len).min().unwrap_or(0);
+    let first = per_voter
+        .iter()
+        .filter_map(|times| times.first().map(|t| t.0))
+        .min();
+    Ok((0..count)
+        .map(|round| {
+            let start = per_voter
+                .iter()
+                .map(|times| times[round].0)
+                .min()
+                .expect("voters");
+            let mut ends: Vec<Instant> = per_voter.iter().map(|times| times[round].1).collect();
+            ends.sort();
+            (
+                start.saturating_duration_since(first.unwrap_or(start)),
+                ends[majority - 1] - start,
+            )
+        })
+        .collect())
+}
+
+/// What `ordo-bench disk` prints: the quorum write's rounds by percentile,
+/// and every round that took at least `stall` (when it started, how long),
+/// the worst first, at most `shown`.
+pub fn render_rounds(rounds: &[(Duration, Duration)], stall: Duration, shown: usize) -> String {
     let mut histogram = new_histogram();
-    for round in 0..samples {
-        let start = per_voter
-            .iter()
-            .map(|times| times[round].0)
-            .min()
-            .expect("voters");
-        let mut ends: Vec<Instant> = per_voter.iter().map(|times| times[round].1).collect();
-        ends.sort();
-        record(&mut histogram, ends[majority - 1] - start);
+    for &(_, took) in rounds {
+        record(&mut histogram, took);
     }
     let us = |q| histogram.value_at_quantile(q) as f64 / 1_000.0;
-    Ok((us(0.5), us(0.99)))
+    let mut text = format!(
+        "quorum write ({} rounds: three paced 4 KiB O_DSYNC writes at once, until the second completes)\n  \
+         µs  p50 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}\n",
+        rounds.len(),
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        us(0.9999),
+        histogram.max() as f64 / 1_000.0,
+    );
+    let mut stalls: Vec<_> = rounds.iter().filter(|(_, took)| *took >= stall).collect();
+    stalls.sort_by_key(|&&(_, took)| std::cmp::Reverse(took));
+    text += &format!(
+        "  rounds of {} ms or more: {}{}\n",
+        stall.as_millis(),
+        stalls.len(),
+        if stalls.is_empty() {
+            ""
+        } else {
+            " (at s into the run: ms)"
+        }
+    );
+    for (at, took) in stalls.iter().take(shown) {
+        text += &format!(
+            "    {:8.3} s: {:.1} ms\n",
+            at.as_secs_f64(),
+            took.as_secs_f64() * 1e3
+        );
+    }
+    text
+}
+
+/// Measures the device the way `ordo-bench disk` reports it: the quorum
+/// write for `duration`, then the durable write rate for three logs.
+pub fn disk_report(dir: &Path, duration: Duration) -> Result<String, String> {
+    let rounds = quorum_rounds(dir, 3, Rounds::For(duration))?;
+    let mut text = render_rounds(&rounds, Duration::from_millis(20), 10);
+    match durable_write_rate(dir, 3, RATE_DURATION) {
+        Ok(rate) => {
+            text += &format!(
+                "durable write rate for three logs (16 KiB O_DIRECT|O_DSYNC writes back to back): {rate:.0}/s\n"
+            )
+        }
+        Err(error) => text += &format!("durable write rate: not measured ({error})\n"),
+    }
+    Ok(text)
 }
 
 /// Appends 4 KiB pages to a preallocated, synced file, each followed by an
@@ -409,6 +515,34 @@ mod tests {
             assert!(rate > 0.0, "{floor:?}");
         }
         assert!(!dir.path().join("floor.rate.0").exists());
+    }
+
+    #[test]
+    fn quorum_rounds_run_for_a_duration_and_stalls_are_listed_worst_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let rounds = quorum_rounds(dir.path(), 3, Rounds::For(Duration::from_millis(50))).unwrap();
+        assert!(!rounds.is_empty());
+        assert!(
+            rounds.windows(2).all(|w| w[0].0 <= w[1].0),
+            "in start order"
+        );
+        let ms = Duration::from_millis;
+        let text = render_rounds(
+            &[
+                (ms(0), ms(1)),
+                (ms(5), ms(30)),
+                (ms(9), ms(2)),
+                (ms(12), ms(80)),
+            ],
+            ms(20),
+            10,
+        );
+        assert!(text.contains("4 rounds"), "{text}");
+        assert!(text.contains("rounds of 20 ms or more: 2"), "{text}");
+        let worst = text.find("80.0 ms").expect("the worst stall");
+        let next = text.find("30.0 ms").expect("the other stall");
+        assert!(worst < next, "worst first: {text}");
+        assert!(!text.contains(" 2.0 ms"), "{text}");
     }
 
     #[test]

@@ -59,6 +59,24 @@ enum Command {
     /// apply, the answer), then each hop's median offset and gap, beside
     /// the run's floor. Takes the run's knobs (not --procs).
     Timeline(RunArgs),
+    /// This machine's disk as three voters sharing it see it, with no ordo
+    /// running: three threads make paced 4 KiB O_DSYNC writes at once (the
+    /// quorum floor's rounds) for --duration, then the time until the
+    /// second completes by percentile, every round of 20 ms or more (a
+    /// stall every commit on this disk would wait out), and the durable
+    /// write rate of three logs.
+    Disk(DiskArgs),
+}
+
+#[derive(Args, Debug)]
+struct DiskArgs {
+    /// How long the writes go on.
+    #[arg(long, default_value = "10s", value_parser = ordo_bench::spec::parse_duration)]
+    duration: std::time::Duration,
+    /// Where the files go (default: where a run's data would; tmpfs is
+    /// refused, it has no O_DIRECT).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +156,7 @@ fn main() -> ExitCode {
         Some(Command::Tune(args)) => tune(args),
         Some(Command::Tables(args)) => tables(args),
         Some(Command::Timeline(args)) => timeline(args, &recorder),
+        Some(Command::Disk(args)) => disk(args),
         None => run(cli.run, false),
     };
     match result {
@@ -315,6 +334,29 @@ fn tables(args: TablesArgs) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+fn disk(args: DiskArgs) -> Result<(), String> {
+    let candidates = ordo_bench::data_dir::default_candidates();
+    let chosen = ordo_bench::data_dir::choose(args.data_dir.as_deref(), false, &candidates)
+        .map_err(|e| e.to_string())?;
+    if let Some(warning) = chosen.warning {
+        eprintln!("ordo-bench: {warning}");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("ordo-bench-disk-")
+        .tempdir_in(&chosen.dir)
+        .map_err(|e| format!("cannot create a directory in {}: {e}", chosen.dir.display()))?;
+    eprintln!(
+        "ordo-bench disk: {} for {:?}",
+        chosen.dir.display(),
+        args.duration
+    );
+    print!(
+        "{}",
+        ordo_bench::floor::disk_report(dir.path(), args.duration)?
+    );
     Ok(())
 }
 
