@@ -101,6 +101,16 @@ pub fn measure(dir: &Path) -> Result<Floor, String> {
     })
 }
 
+/// Creates `path` as `len` bytes of real zeros and syncs it, as the log's
+/// segments are prepared, so that no durable write into it pays for
+/// growing the file or converting unwritten extents. `Err` names the step.
+fn zero_filled(path: &Path, len: usize) -> Result<(), (&'static str, std::io::Error)> {
+    let file = std::fs::File::create(path).map_err(|e| ("cannot create", e))?;
+    file.write_all_at(&vec![0u8; len], 0)
+        .map_err(|e| ("cannot write", e))?;
+    file.sync_all().map_err(|e| ("cannot sync", e))
+}
+
 /// `writers` threads write [`RATE_WRITE_BYTES`] pages durably, back to
 /// back, each to its own preallocated file, for `duration`: completed
 /// writes per second, all threads together.
@@ -118,11 +128,8 @@ fn durable_write_rate(dir: &Path, writers: usize, duration: Duration) -> Result<
                     format!("write-rate floor: {what} {}: {e}", path.display())
                 };
                 let prepared = (|| {
-                    let file =
-                        std::fs::File::create(&path).map_err(|e| fail("cannot create", e))?;
-                    file.write_all_at(&vec![0u8; PAGES * RATE_WRITE_BYTES], 0)
-                        .map_err(|e| fail("cannot write", e))?;
-                    file.sync_all().map_err(|e| fail("cannot sync", e))?;
+                    zero_filled(&path, PAGES * RATE_WRITE_BYTES)
+                        .map_err(|(what, e)| fail(what, e))?;
                     std::fs::OpenOptions::new()
                         .write(true)
                         .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
@@ -229,13 +236,8 @@ pub fn quorum_rounds(
                 let fail = |what: &str, e: std::io::Error| {
                     format!("quorum floor: {what} {}: {e}", path.display())
                 };
-                let prepared = (|| {
-                    let file =
-                        std::fs::File::create(&path).map_err(|e| fail("cannot create", e))?;
-                    file.write_all_at(&vec![0u8; PAGES * FLOOR_WRITE_BYTES], 0)
-                        .map_err(|e| fail("cannot write", e))?;
-                    file.sync_all().map_err(|e| fail("cannot sync", e))
-                })();
+                let prepared = zero_filled(&path, PAGES * FLOOR_WRITE_BYTES)
+                    .map_err(|(what, e)| fail(what, e));
                 let open = |flags| {
                     std::fs::OpenOptions::new()
                         .write(true)
@@ -412,13 +414,7 @@ fn dsync_p50_us(dir: &Path, samples: usize, gap: Option<Duration>) -> Result<f64
     let path = dir.join("floor.dsync");
     let fail =
         |what: &str, e: std::io::Error| format!("dsync floor: {what} {}: {e}", path.display());
-    let total = samples * FLOOR_WRITE_BYTES;
-    {
-        let file = std::fs::File::create(&path).map_err(|e| fail("cannot create", e))?;
-        file.write_all_at(&vec![0u8; total], 0)
-            .map_err(|e| fail("cannot write", e))?;
-        file.sync_all().map_err(|e| fail("cannot sync", e))?;
-    }
+    zero_filled(&path, samples * FLOOR_WRITE_BYTES).map_err(|(what, e)| fail(what, e))?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
