@@ -230,6 +230,10 @@ pub struct NodeMetrics {
     /// `ordo_appends_per_durable_write`: appends per group commit since
     /// start, times 1000 (a gauge of the ratio, in thousandths).
     pub appends_per_durable_write_milli: Level,
+    /// `ordo_data_dir_free_bytes`: bytes the node may still write on its
+    /// data directory's filesystem, sampled every second (a full disk stops
+    /// the node: its log can take no more writes).
+    pub data_dir_free_bytes: Level,
     /// `ordo_durable_write_latency_seconds`: each group commit's write and
     /// sync, as the log writer waited for it.
     pub durable_write_latency: Spread,
@@ -394,6 +398,7 @@ impl NodeMetrics {
             log_bytes_written: Total::default(),
             log_fdatasyncs: Total::default(),
             appends_per_durable_write_milli: Level::default(),
+            data_dir_free_bytes: Level::default(),
             durable_write_latency: Spread::latency(),
             follower_inflight_messages: Family::default(),
             follower_inflight_bytes: Family::default(),
@@ -480,6 +485,11 @@ impl NodeMetrics {
             "log_fdatasyncs",
             "fdatasync calls on log segments",
             m.log_fdatasyncs.clone(),
+        );
+        r.register(
+            "data_dir_free_bytes",
+            "Bytes the node may still write on its data directory's filesystem",
+            m.data_dir_free_bytes.clone(),
         );
         r.register(
             "appends_per_durable_write_milli",

@@ -459,6 +459,49 @@ pub fn log_usage(dir: &Path, after: Index) -> LogUsage {
     usage
 }
 
+/// Bytes an unprivileged writer may still write on the filesystem that
+/// holds `dir` (statvfs: available blocks × fragment size); blocking.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok((stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64))
+}
+
+/// Below this much free space on the data directory's filesystem the node
+/// warns: room for about four more segments, or 1 GiB if that is more. A
+/// full disk stops a node (its log refuses every later write), so the
+/// operator should hear of it while retention or more disk can still help.
+pub fn free_bytes_low(segment_bytes: u64) -> u64 {
+    segment_bytes.saturating_mul(4).max(1 << 30)
+}
+
+/// What to say about the data directory's free space, given the previous
+/// sample's verdict: warn when it falls below `low`, and say so again when
+/// it is back above (one line per crossing, not one per sample).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeSpace {
+    /// Enough room, and there was before.
+    Fine,
+    /// It just fell below the mark.
+    FellLow,
+    /// Still below the mark.
+    StillLow,
+    /// It just came back above the mark.
+    Recovered,
+}
+
+impl FreeSpace {
+    /// The verdict for `free` bytes against `low`, after `self`.
+    pub fn next(self, free: u64, low: u64) -> FreeSpace {
+        let was_low = matches!(self, FreeSpace::FellLow | FreeSpace::StillLow);
+        match (was_low, free < low) {
+            (false, false) => FreeSpace::Fine,
+            (false, true) => FreeSpace::FellLow,
+            (true, true) => FreeSpace::StillLow,
+            (true, false) => FreeSpace::Recovered,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -650,5 +693,30 @@ mod tests {
             reason: "a \"quoted\" reason".into(),
         };
         assert_eq!(decode_loss(&encode_loss(&loss)), Some(loss));
+    }
+
+    #[test]
+    fn free_space_warns_once_per_crossing() {
+        use super::FreeSpace::*;
+        let low = free_bytes_low(64 << 20);
+        assert_eq!(low, 1 << 30, "four 64 MiB segments are less than 1 GiB");
+        assert_eq!(free_bytes_low(1 << 30), 4 << 30);
+        let mut verdicts = Vec::new();
+        let mut state = Fine;
+        for free in [5 << 30, low - 1, low - 2, low, 5 << 30, 0] {
+            state = state.next(free, low);
+            verdicts.push(state);
+        }
+        assert_eq!(
+            verdicts,
+            [Fine, FellLow, StillLow, Recovered, Fine, FellLow]
+        );
+    }
+
+    #[test]
+    fn free_bytes_reads_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).unwrap() > 0);
+        assert!(free_bytes(&dir.path().join("missing")).is_err());
     }
 }

@@ -870,7 +870,18 @@ async fn drive<S: LogStore + 'static>(store: S, parts: Parts) -> Result<(), Ende
             feed_for_watermark.clone(),
         ))
     });
+    let free_space = durable_storage.then(|| {
+        glommio::spawn_local(watch_free_space(
+            config.data_dir.clone(),
+            super::durability::free_bytes_low(config.storage.segment_bytes),
+            options.metrics.clone(),
+            feed_for_watermark.clone(),
+        ))
+    });
     let result = group.run().await;
+    if let Some(task) = free_space {
+        task.await;
+    }
     if let Some(task) = watermark {
         // It saw the feed close; its last save covers the final durable
         // index.
@@ -967,6 +978,63 @@ async fn save_acked_watermark(
         }
         futures_lite::future::or(
             glommio::timer::sleep(super::durability::ACKED_SAVE_INTERVAL),
+            feed.closing.wait(feed.closing.generation()),
+        )
+        .await;
+    }
+}
+
+/// How often the data directory's free space is sampled.
+const FREE_SPACE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Samples the data directory's free space every [`FREE_SPACE_INTERVAL`]
+/// (statvfs, on the blocking pool) into `ordo_data_dir_free_bytes`, and
+/// warns once when it falls below `low` and once when it is back above:
+/// a full disk stops the node, so the operator hears of it first. Ends
+/// when the node's feed closes.
+async fn watch_free_space(
+    data_dir: PathBuf,
+    low: u64,
+    metrics: Option<crate::metrics::NodeMetrics>,
+    feed: Rc<FeedState>,
+) {
+    use super::durability::FreeSpace;
+    let mut state = FreeSpace::Fine;
+    while !feed.closed.get() {
+        let dir = data_dir.clone();
+        let free = glommio::executor()
+            .spawn_blocking(move || super::durability::free_bytes(&dir))
+            .await;
+        match free {
+            Ok(free) => {
+                if let Some(metrics) = &metrics {
+                    metrics
+                        .data_dir_free_bytes
+                        .set(i64::try_from(free).unwrap_or(i64::MAX));
+                }
+                state = state.next(free, low);
+                match state {
+                    FreeSpace::FellLow => tracing::warn!(
+                        dir = %data_dir.display(),
+                        free_bytes = free,
+                        low_bytes = low,
+                        "the data directory's filesystem is nearly full: the node stops when its log cannot write \
+                         (free space, or bound the log with storage.retain_bytes)"
+                    ),
+                    FreeSpace::Recovered => tracing::info!(
+                        dir = %data_dir.display(),
+                        free_bytes = free,
+                        "the data directory's filesystem has room again"
+                    ),
+                    FreeSpace::Fine | FreeSpace::StillLow => {}
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, dir = %data_dir.display(), "cannot read the data directory's free space")
+            }
+        }
+        futures_lite::future::or(
+            glommio::timer::sleep(FREE_SPACE_INTERVAL),
             feed.closing.wait(feed.closing.generation()),
         )
         .await;
