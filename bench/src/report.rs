@@ -149,8 +149,8 @@ pub struct Memory {
     /// the window: user + system seconds of every process of the run (node
     /// processes with `--procs`, and the load) per second of wall time.
     pub cpu_cores: Option<f64>,
-    /// Writes per second completed by the data directory's block device
-    /// between the same samples.
+    /// Data writes per second completed by the data directory's block
+    /// device between the same samples (cache flushes not counted).
     pub disk_writes_per_s: Option<f64>,
     /// Every sample, in order.
     pub samples_mib: Vec<f64>,

@@ -30,6 +30,18 @@ pub struct FeedState {
     pub closing: Notify,
 }
 
+impl FeedState {
+    /// Waits `interval`, or less if the node starts closing meanwhile: the
+    /// pause of a periodic task that must end with the node.
+    pub async fn pause_unless_closing(&self, interval: Duration) {
+        futures_lite::future::or(
+            super::env::sleep(interval),
+            self.closing.wait(self.closing.generation()),
+        )
+        .await;
+    }
+}
+
 /// Why a reader could not start or continue.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {

@@ -976,11 +976,8 @@ async fn save_acked_watermark(
         if closed {
             return;
         }
-        futures_lite::future::or(
-            glommio::timer::sleep(super::durability::ACKED_SAVE_INTERVAL),
-            feed.closing.wait(feed.closing.generation()),
-        )
-        .await;
+        feed.pause_unless_closing(super::durability::ACKED_SAVE_INTERVAL)
+            .await;
     }
 }
 
@@ -1033,11 +1030,7 @@ async fn watch_free_space(
                 tracing::debug!(%error, dir = %data_dir.display(), "cannot read the data directory's free space")
             }
         }
-        futures_lite::future::or(
-            glommio::timer::sleep(FREE_SPACE_INTERVAL),
-            feed.closing.wait(feed.closing.generation()),
-        )
-        .await;
+        feed.pause_unless_closing(FREE_SPACE_INTERVAL).await;
     }
 }
 

@@ -29,12 +29,12 @@ pub fn monotonic_ns() -> u64 {
 /// so that nothing is computed when the target is off (one cached check).
 #[inline]
 pub fn enabled() -> bool {
-    tracing::enabled!(target: "ordo::timeline", tracing::Level::TRACE)
+    tracing::enabled!(target: TARGET, tracing::Level::TRACE)
 }
 
 /// Records that `node` passed `hop` (about `peer`, 0 for none, carrying
 /// entries up to `index`, 0 for none) now.
 #[inline]
 pub fn mark(node: NodeId, hop: &'static str, peer: NodeId, index: Index) {
-    tracing::trace!(target: "ordo::timeline", node, hop, peer, index, t_ns = monotonic_ns());
+    tracing::trace!(target: TARGET, node, hop, peer, index, t_ns = monotonic_ns());
 }
